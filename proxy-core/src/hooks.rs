@@ -1,0 +1,148 @@
+//! The hook call sites' contract: how the flow lifecycle reaches scripts.
+//!
+//! proxy-core calls [`Hooks::call`] at each point of a flow's life where mitmproxy fires a hook,
+//! in mitmproxy's order (docs/hooks.md has the chart). It knows nothing of Python or gRPC: the
+//! production implementation is the script-host client in [`crate::scripts`]; with no scripts the
+//! proxy uses [`NoHooks`] and makes no call at all.
+//!
+//! The order for a plain HTTP request through the regular proxy:
+//!
+//! ```text
+//! client_connected, requestheaders, request, server_connect, server_connected,
+//! responseheaders, response, server_disconnected, client_disconnected
+//! ```
+
+use std::sync::Arc;
+
+use flowtap_proto::v1::Flow;
+pub use flowtap_proto::v1::Hook;
+use futures_util::future::BoxFuture;
+
+/// What a script wants from one hook.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookInterest {
+    /// Some script implements the hook.
+    pub wanted: bool,
+    /// The hook needs request/response bodies, so the core buffers and sends them.
+    pub needs_body: bool,
+    /// The core must wait for the hook's outcome before the flow goes on.
+    pub awaited: bool,
+}
+
+/// The hooks that the loaded scripts implement, decided once at start-up.
+#[derive(Clone, Debug, Default)]
+pub struct Interest {
+    by_hook: Vec<(Hook, HookInterest)>,
+}
+
+impl Interest {
+    /// Interest in nothing: no hook is ever called.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Records what the scripts want from `hook`, merging with what was recorded before (one
+    /// script needing bodies makes the hook need bodies).
+    pub fn add(&mut self, hook: Hook, interest: HookInterest) {
+        match self.by_hook.iter_mut().find(|(h, _)| *h == hook) {
+            Some((_, existing)) => {
+                existing.wanted |= interest.wanted;
+                existing.needs_body |= interest.needs_body;
+                existing.awaited |= interest.awaited;
+            }
+            None => self.by_hook.push((hook, interest)),
+        }
+    }
+
+    /// What the scripts want from `hook`; all false when no script implements it.
+    pub fn of(&self, hook: Hook) -> HookInterest {
+        self.by_hook
+            .iter()
+            .find(|(h, _)| *h == hook)
+            .map(|(_, i)| *i)
+            .unwrap_or_default()
+    }
+
+    /// True when some script implements `hook`.
+    pub fn wants(&self, hook: Hook) -> bool {
+        self.of(hook).wanted
+    }
+
+    /// True when no script implements any hook.
+    pub fn is_empty(&self) -> bool {
+        !self.by_hook.iter().any(|(_, i)| i.wanted)
+    }
+}
+
+/// What the core does with a flow after a hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on with the flow as changed.
+    Continue,
+    /// A script set `flow.response` (or a fail-closed policy made one): answer the client with
+    /// it and make no upstream request.
+    Respond,
+    /// A script killed the flow: the core sets the error "Connection killed.", fires `error`
+    /// (except after `response`) and resets the client connection or stream.
+    Kill,
+}
+
+/// The scripts, as the flow lifecycle sees them.
+///
+/// An implementation handles its own failures: on a timeout or a crashed worker it applies the
+/// script's policy (fail open: [`Verdict::Continue`] with the flow unchanged; fail closed: a 502
+/// or 504 response naming the cause, [`Verdict::Respond`]). Intercept is handled inside `call`:
+/// it returns only once the flow has been resumed or killed.
+pub trait Hooks: Send + Sync + 'static {
+    /// The hooks the scripts implement. The core never calls a hook whose interest is not
+    /// `wanted`, and sends bodies only where `needs_body`.
+    fn interest(&self) -> &Interest;
+
+    /// Runs `hook` for `flow` through every script, in load order. `flow` is changed in place
+    /// with the scripts' changes. For connection hooks the flow carries only `id` (the
+    /// connection id), `client_conn` and `server_conn`. For hooks whose interest is not
+    /// `awaited` the future may complete before the scripts ran; the per-flow order is kept
+    /// anyway.
+    fn call<'a>(&'a self, hook: Hook, flow: &'a mut Flow) -> BoxFuture<'a, Verdict>;
+
+    /// Gives the scripts a way to act on the proxy outside hooks (resume, kill, replay,
+    /// inject). Called once, before traffic.
+    fn attach(&self, _control: Arc<dyn CoreControl>) {}
+}
+
+/// What scripts may ask of the core outside a hook call.
+pub trait CoreControl: Send + Sync + 'static {
+    /// Kills a live flow; an unknown or finished flow gives an error text.
+    fn kill(&self, flow_id: &str) -> Result<(), String>;
+    /// Sends `flow`'s request again as a new flow marked `is_replay = "request"`.
+    fn replay_client(&self, flow: Flow) -> Result<(), String>;
+    /// Injects a WebSocket message into a live WebSocket flow.
+    fn inject_websocket(
+        &self,
+        flow_id: &str,
+        to_client: bool,
+        content: bytes::Bytes,
+        is_text: bool,
+    ) -> Result<(), String>;
+    /// Injects bytes into a live TCP flow.
+    fn inject_tcp(&self, flow_id: &str, to_client: bool, content: bytes::Bytes)
+    -> Result<(), String>;
+    /// Asks the proxy to shut down gracefully.
+    fn shutdown(&self);
+}
+
+/// No scripts: every hook is uninteresting and never called.
+#[derive(Debug, Default)]
+pub struct NoHooks {
+    interest: Interest,
+}
+
+impl Hooks for NoHooks {
+    fn interest(&self) -> &Interest {
+        &self.interest
+    }
+
+    fn call<'a>(&'a self, _hook: Hook, _flow: &'a mut Flow) -> BoxFuture<'a, Verdict> {
+        Box::pin(async { Verdict::Continue })
+    }
+}
