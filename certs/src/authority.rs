@@ -1,0 +1,201 @@
+//! The certificate authority that intercepted clients trust, and the leaf certificates and
+//! server configs it mints per host.
+//!
+//! The layout of the configuration directory follows mitmproxy (spec section 7.3) with the
+//! basename `flowtap`:
+//! - `flowtap-ca.pem`: private key and certificate, mode 0600. The file flowtap loads.
+//! - `flowtap-ca-cert.pem`: the certificate only. Distribute this one.
+//! - `flowtap-ca-cert.cer`: the same bytes, with the extension Android expects.
+//!
+//! Unlike mitmproxy, a CA created by flowtap uses an **ECDSA P-256** key, because rcgen's ring
+//! backend cannot generate RSA keys. An existing mitmproxy CA (RSA) can be used as is with
+//! [`CertificateAuthority::load_mitmproxy`].
+
+mod files;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{Issuer, KeyPair};
+use rustls::ServerConfig;
+use rustls_pki_types::CertificateDer;
+
+use crate::CaError;
+use crate::cache::BoundedCache;
+use crate::mint::{self, Host};
+
+/// File holding the CA private key and certificate, inside the configuration directory.
+pub const CA_FILE: &str = "flowtap-ca.pem";
+/// File holding the CA certificate only, to install in clients.
+pub const CERT_PEM_FILE: &str = "flowtap-ca-cert.pem";
+/// The same bytes as [`CERT_PEM_FILE`], with the `.cer` extension Android expects.
+pub const CERT_CER_FILE: &str = "flowtap-ca-cert.cer";
+/// mitmproxy's CA file name, looked for when [`CertificateAuthority::load_mitmproxy`] is
+/// given a directory.
+pub const MITMPROXY_CA_FILE: &str = "mitmproxy-ca.pem";
+/// How many hosts (and host + ALPN combinations) stay cached; the oldest is evicted first.
+pub const CACHE_CAPACITY: usize = 1000;
+
+/// A loaded CA, ready to mint leaves. Cheap to share behind an `Arc`; every method takes
+/// `&self` and is safe to call from many threads.
+pub struct CertificateAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    cert_der: CertificateDer<'static>,
+    cert_pem: String,
+    ca_path: PathBuf,
+    cert_pem_path: Option<PathBuf>,
+    cert_cer_path: Option<PathBuf>,
+    leaves: BoundedCache<String, CertificateDer<'static>>,
+    configs: BoundedCache<(String, Vec<Vec<u8>>), Arc<ServerConfig>>,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .field("ca_path", &self.ca_path)
+            .field("cached_leaves", &self.leaves.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertificateAuthority {
+    /// Loads the CA from `confdir/flowtap-ca.pem`, creating it on first start.
+    ///
+    /// On first start `confdir` is created with mode 0700 if missing, the key file is written
+    /// with mode 0600, and the certificate-only files are written next to it. Missing
+    /// certificate-only files are rewritten on later starts. Fails if the directory or the
+    /// files cannot be created, or if an existing CA file cannot be parsed; an unreadable CA
+    /// is never replaced silently.
+    pub fn load_or_create(confdir: &Path) -> Result<Self, CaError> {
+        files::ensure_private_dir(confdir)?;
+        let ca_path = confdir.join(CA_FILE);
+        if !ca_path.exists() {
+            let created = create_ca_file(&ca_path)?;
+            if created {
+                tracing::info!(path = %ca_path.display(), "created a new CA");
+            }
+        }
+        let ca = Self::from_file(&ca_path)?;
+        let cert_pem_path = confdir.join(CERT_PEM_FILE);
+        let cert_cer_path = confdir.join(CERT_CER_FILE);
+        files::write_public_if_missing(&cert_pem_path, ca.cert_pem.as_bytes())?;
+        files::write_public_if_missing(&cert_cer_path, ca.cert_pem.as_bytes())?;
+        Ok(Self {
+            cert_pem_path: Some(cert_pem_path),
+            cert_cer_path: Some(cert_cer_path),
+            ..ca
+        })
+    }
+
+    /// Uses an existing mitmproxy CA: `path` is `mitmproxy-ca.pem` (an RSA key as PKCS#1 or
+    /// PKCS#8, plus the certificate) or the directory holding it. Nothing is written.
+    ///
+    /// Clients that already trust mitmproxy's CA then trust flowtap's leaves, which are signed
+    /// with that RSA key (SHA-256). The certificate-only paths point at mitmproxy's
+    /// `mitmproxy-ca-cert.pem` / `.cer` when they exist beside it.
+    pub fn load_mitmproxy(path: &Path) -> Result<Self, CaError> {
+        let file = if path.is_dir() {
+            path.join(MITMPROXY_CA_FILE)
+        } else {
+            path.to_path_buf()
+        };
+        let ca = Self::from_file(&file)?;
+        let sibling = |name: &str| {
+            let candidate = file.with_file_name(name);
+            candidate.exists().then_some(candidate)
+        };
+        Ok(Self {
+            cert_pem_path: sibling("mitmproxy-ca-cert.pem"),
+            cert_cer_path: sibling("mitmproxy-ca-cert.cer"),
+            ..ca
+        })
+    }
+
+    /// Loads any PEM file holding a CA private key and its certificate.
+    fn from_file(path: &Path) -> Result<Self, CaError> {
+        let files::CaFile { key, cert } = files::read_ca_file(path)?;
+        let issuer = Issuer::from_ca_cert_der(&cert, key)?;
+        Ok(Self {
+            issuer,
+            cert_pem: mint::certificate_pem(&cert),
+            cert_der: cert,
+            ca_path: path.to_path_buf(),
+            cert_pem_path: None,
+            cert_cer_path: None,
+            leaves: BoundedCache::new(CACHE_CAPACITY),
+            configs: BoundedCache::new(CACHE_CAPACITY),
+        })
+    }
+
+    /// The rustls server config to present to a client that asked for `host` (its SNI, or the
+    /// target host without SNI), offering the `alpn` protocols in that order.
+    ///
+    /// The leaf (CN and SAN = host; an IP literal becomes an IP SAN) is signed on first use and
+    /// cached with the config: later calls for the same host and ALPN return the same `Arc`
+    /// without signing. Fails only for a host that cannot be put in a certificate.
+    pub fn server_config(
+        &self,
+        host: &str,
+        alpn: &[Vec<u8>],
+    ) -> Result<Arc<ServerConfig>, CaError> {
+        let host = Host::parse(host)?;
+        let key = (host.name.clone(), alpn.to_vec());
+        if let Some(config) = self.configs.get(&key) {
+            return Ok(config);
+        }
+        let leaf = self.leaf_for(&host)?;
+        let chain = vec![leaf, self.cert_der.clone()];
+        let config = mint::server_config(chain, mint::leaf_key()?.rustls.clone(), alpn)?;
+        Ok(self.configs.insert(key, config))
+    }
+
+    /// The leaf certificate presented for `host` (mitmproxy's `mitmcert`), minted and cached
+    /// as for [`server_config`](Self::server_config).
+    pub fn leaf_certificate(&self, host: &str) -> Result<CertificateDer<'static>, CaError> {
+        self.leaf_for(&Host::parse(host)?)
+    }
+
+    fn leaf_for(&self, host: &Host) -> Result<CertificateDer<'static>, CaError> {
+        if let Some(leaf) = self.leaves.get(&host.name) {
+            return Ok(leaf);
+        }
+        let params = mint::leaf_params(std::slice::from_ref(host))?;
+        let leaf = params.signed_by(&mint::leaf_key()?.rcgen, &self.issuer)?;
+        tracing::debug!(host = %host.name, "minted leaf certificate");
+        Ok(self.leaves.insert(host.name.clone(), leaf.der().clone()))
+    }
+
+    /// The CA certificate, PEM encoded (what users install in their trust store).
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA certificate, DER encoded.
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    /// The file the CA was loaded from (private key and certificate).
+    pub fn ca_path(&self) -> &Path {
+        &self.ca_path
+    }
+
+    /// The certificate-only PEM file to distribute, if there is one.
+    pub fn cert_pem_path(&self) -> Option<&Path> {
+        self.cert_pem_path.as_deref()
+    }
+
+    /// The certificate-only `.cer` file (same bytes as the PEM), if there is one.
+    pub fn cert_cer_path(&self) -> Option<&Path> {
+        self.cert_cer_path.as_deref()
+    }
+}
+
+/// Generates a CA and writes key + certificate to `path`. Returns false if a concurrent
+/// process created the file first.
+fn create_ca_file(path: &Path) -> Result<bool, CaError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let cert = mint::ca_params("flowtap")?.self_signed(&key)?;
+    let contents = format!("{}{}", key.serialize_pem(), cert.pem());
+    files::write_private_new(path, contents.as_bytes())
+}
