@@ -1,1 +1,180 @@
-fn main() {}
+//! `flowtap`: the intercepting proxy in one command, with mitmdump's flags.
+//!
+//! `flowtap [-p PORT] [-s script.py] [--set name=value] ...` starts the proxy on
+//! 127.0.0.1:8080, creates the CA in the confdir on first start (`~/.flowtap`), prints one line
+//! per flow and stops gracefully on SIGINT or SIGTERM.
+//!
+//! Modules: `options` (`--set` parsing), `dump` (the per-flow output).
+
+mod dump;
+mod options;
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use flowtap_certs::CertificateAuthority;
+use flowtap_proxy_core::{Config, FlowSink, NoHooks, Proxy, Sinks};
+
+use crate::options::{Options, expand_tilde};
+
+/// An intercepting HTTP/HTTPS proxy scripted with mitmproxy-compatible Python scripts.
+#[derive(Parser, Debug)]
+#[command(name = "flowtap", version, about)]
+struct Cli {
+    /// Proxy service port.
+    #[arg(short = 'p', long = "listen-port")]
+    listen_port: Option<u16>,
+    /// Address to bind the proxy to.
+    #[arg(long = "listen-host")]
+    listen_host: Option<String>,
+    /// Set an option: --set name=value (repeatable). Unknown names are offered to scripts.
+    #[arg(long = "set", value_name = "option[=value]")]
+    set: Vec<String>,
+    /// Quiet: only errors, no flow output.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Verbose: debug log and flow headers.
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// Flow output detail: 0 nothing, 1 one line, 2 headers, 3 bodies cut, 4 whole bodies.
+    #[arg(long = "flow-detail", value_parser = clap::value_parser!(u8).range(0..=4))]
+    flow_detail: Option<u8>,
+    /// Do not verify server certificates.
+    #[arg(short = 'k', long = "ssl-insecure")]
+    ssl_insecure: bool,
+    /// Do not intercept hosts matching this regex (host:port); relay them untouched.
+    #[arg(long = "ignore-hosts", value_name = "REGEX")]
+    ignore_hosts: Vec<String>,
+    /// Intercept only hosts matching this regex (host:port).
+    #[arg(long = "allow-hosts", value_name = "REGEX")]
+    allow_hosts: Vec<String>,
+    /// Use an existing mitmproxy CA instead of flowtap's (default ~/.mitmproxy/mitmproxy-ca.pem).
+    #[arg(long = "use-mitmproxy-ca", value_name = "PATH", num_args = 0..=1,
+          default_missing_value = "~/.mitmproxy/mitmproxy-ca.pem")]
+    use_mitmproxy_ca: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let options = match build_options(&cli) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("flowtap: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&options.termlog_verbosity);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("flowtap: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, options)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("flowtap: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build_options(cli: &Cli) -> anyhow::Result<Options> {
+    let mut o = Options::default();
+    for spec in &cli.set {
+        o.set(spec)?;
+    }
+    if let Some(port) = cli.listen_port {
+        o.listen_port = port;
+    }
+    if let Some(host) = &cli.listen_host {
+        o.listen_host = host.clone();
+    }
+    if cli.quiet {
+        o.termlog_verbosity = "error".into();
+        o.flow_detail = 0;
+    }
+    if cli.verbose {
+        o.termlog_verbosity = "debug".into();
+        o.flow_detail = 2;
+    }
+    if let Some(detail) = cli.flow_detail {
+        o.flow_detail = detail;
+    }
+    o.ssl_insecure |= cli.ssl_insecure;
+    o.ignore_hosts.extend(cli.ignore_hosts.iter().cloned());
+    o.allow_hosts.extend(cli.allow_hosts.iter().cloned());
+    Ok(o)
+}
+
+fn init_logging(verbosity: &str) {
+    let level = match verbosity {
+        "error" => "error",
+        "warn" => "warn",
+        "debug" => "debug",
+        _ => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWTAP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},h2=warn,hyper=warn,rustls=warn")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).with_target(false).init();
+}
+
+async fn run(cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
+    let ca = match &cli.use_mitmproxy_ca {
+        Some(path) => {
+            let path = expand_tilde(path);
+            CertificateAuthority::load_mitmproxy(&path)
+                .with_context(|| format!("loading the mitmproxy CA from {}", path.display()))?
+        }
+        None => CertificateAuthority::load_or_create(&options.confdir)
+            .with_context(|| format!("loading or creating the CA in {}", options.confdir.display()))?,
+    };
+    let listen_ip: IpAddr = if options.listen_host.is_empty() {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        options.listen_host.parse().with_context(|| format!("invalid --listen-host {:?}", options.listen_host))?
+    };
+    let config = Config {
+        listen: SocketAddr::new(listen_ip, options.listen_port),
+        ignore_hosts: options.ignore_hosts.clone(),
+        allow_hosts: options.allow_hosts.clone(),
+        ssl_insecure: options.ssl_insecure,
+        upstream_trusted_ca: options.ssl_verify_upstream_trusted_ca.clone(),
+        stream_large_bodies_bytes: options.stream_large_bodies,
+        http2: options.http2,
+        shutdown_grace: options.shutdown_grace,
+        ..Config::default()
+    };
+    for name in options.deferred.keys() {
+        tracing::warn!("unknown option {name:?}: no script registered it");
+    }
+    let sinks: Vec<Arc<dyn FlowSink>> = vec![Arc::new(dump::Dumper { detail: options.flow_detail })];
+    let proxy = Proxy::bind(config, Arc::new(ca), Arc::new(NoHooks::default()), Arc::new(Sinks(sinks))).await?;
+    tracing::info!("HTTP(S) proxy listening at {}", proxy.local_addr());
+    proxy.serve(shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or_default(),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+

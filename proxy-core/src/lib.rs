@@ -1,5 +1,35 @@
 //! proxy-core: the intercepting proxy.
 //!
-//! Work in progress; see [`hooks`] for the contract with scripts.
+//! An explicit forward proxy in mitmproxy's "regular" mode: absolute-form HTTP/1.1 requests and
+//! CONNECT tunnels, with TLS interception by a CA of our own (`flowtap-certs`), HTTP/2 where both
+//! sides speak it, and hooks at each step of a flow's life for the scripts.
+//!
+//! Where to start: [`Proxy`] (`bind`, then `serve` with a shutdown future). A connection's life
+//! is in `server` (accept, disconnect hooks), `http` (the HTTP/1 request lifecycle and its hook
+//! order), `tunnel` (CONNECT, TLS interception, ignored hosts) and `h2` (HTTP/2 streams).
+//!
+//! - [`hooks`]: the [`Hooks`] trait the scripts plug into; [`NoHooks`] when there are none.
+//! - [`sink`]: [`FlowSink`], where finished flows go (dump output, files, the store).
+//! - [`config`]: [`Config`], the proxy's settings.
+//! - `http1`: the HTTP/1 codec (heads kept exactly as received, chunked bodies, trailers).
+//! - `upstream`: server connections, TLS to servers, the idle pool.
+//! - `error`: errors and the one place that turns them into responses for clients.
 
+pub mod config;
+mod error;
+mod flow;
+mod h2;
 pub mod hooks;
+mod http;
+mod http1;
+mod server;
+pub mod sink;
+mod tunnel;
+mod upstream;
+
+pub use config::Config;
+pub use error::SetupError;
+pub use flow::{KILLED_MESSAGE, is_killed};
+pub use hooks::{CoreControl, HookInterest, Hooks, Interest, NoHooks, Verdict};
+pub use server::Proxy;
+pub use sink::{FlowSink, Sinks};

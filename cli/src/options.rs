@@ -1,0 +1,155 @@
+//! `--set name=value` options, typed as mitmproxy types them, split into the ones flowtap
+//! knows and the ones left for scripts to register (mitmproxy's deferred options).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// The options flowtap itself understands, with mitmproxy's names and defaults.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) confdir: PathBuf,
+    pub(crate) listen_host: String,
+    pub(crate) listen_port: u16,
+    pub(crate) flow_detail: u8,
+    pub(crate) termlog_verbosity: String,
+    pub(crate) ssl_insecure: bool,
+    pub(crate) ssl_verify_upstream_trusted_ca: Vec<PathBuf>,
+    pub(crate) stream_large_bodies: Option<u64>,
+    pub(crate) http2: bool,
+    pub(crate) ignore_hosts: Vec<String>,
+    pub(crate) allow_hosts: Vec<String>,
+    pub(crate) shutdown_grace: Duration,
+    /// Values for options no part of flowtap knows: offered to scripts.
+    pub(crate) deferred: BTreeMap<String, String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            confdir: home().join(".flowtap"),
+            listen_host: "127.0.0.1".into(),
+            listen_port: 8080,
+            flow_detail: 1,
+            termlog_verbosity: "info".into(),
+            ssl_insecure: false,
+            ssl_verify_upstream_trusted_ca: Vec::new(),
+            stream_large_bodies: None,
+            http2: true,
+            ignore_hosts: Vec::new(),
+            allow_hosts: Vec::new(),
+            shutdown_grace: Duration::from_secs(5),
+            deferred: BTreeMap::new(),
+        }
+    }
+}
+
+/// The user's home directory (for `~` and the default confdir).
+pub(crate) fn home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Expands a leading `~/`.
+pub(crate) fn expand_tilde(path: &str) -> PathBuf {
+    match path.strip_prefix("~/") {
+        Some(rest) => home().join(rest),
+        None if path == "~" => home(),
+        None => PathBuf::from(path),
+    }
+}
+
+impl Options {
+    /// Applies one `--set name[=value]`.
+    pub(crate) fn set(&mut self, spec: &str) -> anyhow::Result<()> {
+        let (name, value) = match spec.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v)),
+            None => (spec.trim(), None),
+        };
+        match name {
+            "confdir" => self.confdir = expand_tilde(required(name, value)?),
+            "listen_host" => self.listen_host = value.unwrap_or_default().to_string(),
+            "listen_port" => self.listen_port = parse_int(name, required(name, value)?)?,
+            "flow_detail" => self.flow_detail = parse_int(name, required(name, value)?)?,
+            "termlog_verbosity" => self.termlog_verbosity = required(name, value)?.to_string(),
+            "ssl_insecure" => self.ssl_insecure = parse_bool(name, value, self.ssl_insecure)?,
+            "http2" => self.http2 = parse_bool(name, value, self.http2)?,
+            "ssl_verify_upstream_trusted_ca" => {
+                self.ssl_verify_upstream_trusted_ca.push(expand_tilde(required(name, value)?))
+            }
+            "stream_large_bodies" => self.stream_large_bodies = value.map(parse_size).transpose()?,
+            "ignore_hosts" => self.ignore_hosts.push(required(name, value)?.to_string()),
+            "allow_hosts" => self.allow_hosts.push(required(name, value)?.to_string()),
+            "shutdown_grace" => {
+                self.shutdown_grace = Duration::from_secs_f64(parse_float(name, required(name, value)?)?)
+            }
+            _ => {
+                self.deferred.insert(name.to_string(), value.unwrap_or_default().to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn required<'a>(name: &str, value: Option<&'a str>) -> anyhow::Result<&'a str> {
+    value.with_context(|| format!("option {name} needs a value: --set {name}=VALUE"))
+}
+
+fn parse_int<T: std::str::FromStr>(name: &str, value: &str) -> anyhow::Result<T> {
+    value.trim().parse().ok().with_context(|| format!("option {name}: not an integer: {value:?}"))
+}
+
+fn parse_float(name: &str, value: &str) -> anyhow::Result<f64> {
+    value.trim().parse().ok().with_context(|| format!("option {name}: not a number: {value:?}"))
+}
+
+/// mitmproxy's bool syntax: no value or `true` is true, `false` is false, `toggle` flips.
+pub(crate) fn parse_bool(name: &str, value: Option<&str>, current: bool) -> anyhow::Result<bool> {
+    match value.map(str::trim) {
+        None | Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some("toggle") => Ok(!current),
+        Some(other) => bail!("option {name}: expected true, false or toggle, got {other:?}"),
+    }
+}
+
+/// A size with an optional k/m/g suffix (powers of 1024), as mitmproxy parses it.
+pub(crate) fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let (digits, unit) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('b') => (&t[..t.len() - 1], 1),
+        _ => (&t[..], 1),
+    };
+    let n: u64 = digits.trim().parse().ok().with_context(|| format!("invalid size {text:?}"))?;
+    Ok(n * unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_bools() {
+        assert_eq!(parse_size("1m").unwrap(), 1 << 20);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert_eq!(parse_size("2K").unwrap(), 2048);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_bool("x", None, false).unwrap());
+        assert!(!parse_bool("x", Some("toggle"), true).unwrap());
+        assert!(parse_bool("x", Some("maybe"), true).is_err());
+    }
+
+    #[test]
+    fn unknown_options_are_deferred_for_scripts() {
+        let mut o = Options::default();
+        o.set("flow_detail=3").unwrap();
+        o.set("my_script_option=42").unwrap();
+        assert_eq!(o.flow_detail, 3);
+        assert_eq!(o.deferred.get("my_script_option").map(String::as_str), Some("42"));
+        assert!(o.set("flow_detail=x").is_err());
+    }
+}

@@ -1,0 +1,44 @@
+//! The proxy's settings, built by the binaries from flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the proxy behaves. Field names follow mitmproxy's options.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to listen (`--listen-host`, `-p`).
+    pub listen: SocketAddr,
+    /// Hosts not to intercept: their CONNECT tunnels are relayed untouched (`--ignore-hosts`).
+    pub ignore_hosts: Vec<String>,
+    /// The inverse: only these hosts are intercepted (`--allow-hosts`).
+    pub allow_hosts: Vec<String>,
+    /// Do not verify server certificates (`-k`, `--ssl-insecure`).
+    pub ssl_insecure: bool,
+    /// More CA certificates (PEM files) to trust for servers (`ssl_verify_upstream_trusted_ca`).
+    pub upstream_trusted_ca: Vec<PathBuf>,
+    /// Bodies larger than this are streamed, never held whole (`stream_large_bodies`).
+    pub stream_large_bodies_bytes: Option<u64>,
+    /// Offer HTTP/2 to clients and servers (`--http2`, default on).
+    pub http2: bool,
+    /// How long a server connect may take.
+    pub connect_timeout: Duration,
+    /// How long in-flight flows may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ignore_hosts: Vec::new(),
+            allow_hosts: Vec::new(),
+            ssl_insecure: false,
+            upstream_trusted_ca: Vec::new(),
+            stream_large_bodies_bytes: None,
+            http2: true,
+            connect_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}

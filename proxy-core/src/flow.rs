@@ -1,0 +1,192 @@
+//! Building the flow model as traffic arrives: ids, timestamps, connections, requests.
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use flowtap_proto::v1::{Address, Connection, Error, Flow, Request, Response};
+
+use crate::http1::{RequestHead, ResponseHead};
+
+/// mitmproxy's `Error.KILLED_MESSAGE`.
+pub const KILLED_MESSAGE: &str = "Connection killed.";
+
+/// Seconds since the Unix epoch, as mitmproxy's timestamps.
+pub(crate) fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// A fresh uuid4 string.
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub(crate) fn address(addr: SocketAddr) -> Address {
+    Address { host: addr.ip().to_string(), port: u32::from(addr.port()) }
+}
+
+/// The client side of a new connection.
+pub(crate) fn client_connection(peer: SocketAddr, local: SocketAddr) -> Connection {
+    Connection {
+        id: new_id(),
+        peername: Some(address(peer)),
+        sockname: Some(address(local)),
+        transport_protocol: "tcp".into(),
+        timestamp_start: Some(now()),
+        proxy_mode: "regular".into(),
+        ..Default::default()
+    }
+}
+
+/// A server connection not yet made: only an id, as mitmproxy's `Server` before connecting.
+pub(crate) fn unconnected_server() -> Connection {
+    Connection { id: new_id(), transport_protocol: "tcp".into(), ..Default::default() }
+}
+
+/// A new HTTP flow for a request from `client`.
+pub(crate) fn new_http_flow(client: &Connection, request: Request) -> Flow {
+    Flow {
+        id: new_id(),
+        r#type: "http".into(),
+        client_conn: Some(client.clone()),
+        server_conn: Some(unconnected_server()),
+        timestamp_created: now(),
+        live: true,
+        request: Some(request),
+        ..Default::default()
+    }
+}
+
+/// A subject for connection hooks: the connection's id, the client and (optionally) the server.
+pub(crate) fn connection_subject(client: &Connection, server: Option<&Connection>) -> Flow {
+    Flow {
+        id: server.map(|s| s.id.clone()).unwrap_or_else(|| client.id.clone()),
+        client_conn: Some(client.clone()),
+        server_conn: server.cloned(),
+        ..Default::default()
+    }
+}
+
+/// Marks `flow` as failed with `msg`.
+pub(crate) fn set_error(flow: &mut Flow, msg: impl Into<String>) {
+    flow.error = Some(Error { msg: msg.into(), timestamp: now() });
+}
+
+/// True when a script killed the flow.
+pub fn is_killed(flow: &Flow) -> bool {
+    flow.error.as_ref().is_some_and(|e| e.msg == KILLED_MESSAGE)
+}
+
+/// Where a request goes, parsed from its target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) scheme: &'static str,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) path: Bytes,
+}
+
+/// Parses an absolute-form target (`http://host:port/path`).
+pub(crate) fn parse_absolute(target: &[u8]) -> Option<Target> {
+    let text = std::str::from_utf8(target).ok()?;
+    let (scheme, rest, default_port) = if let Some(r) = strip_prefix_ci(text, "http://") {
+        ("http", r, 80)
+    } else if let Some(r) = strip_prefix_ci(text, "https://") {
+        ("https", r, 443)
+    } else {
+        return None;
+    };
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    let (host, port) = parse_authority(authority, default_port)?;
+    let path = if path.is_empty() {
+        Bytes::from_static(b"/")
+    } else if path.starts_with('?') {
+        Bytes::from(format!("/{path}"))
+    } else {
+        Bytes::copy_from_slice(path.as_bytes())
+    };
+    Some(Target { scheme, host, port, path })
+}
+
+fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    (text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &text[prefix.len()..])
+}
+
+/// Parses `host[:port]` (IPv6 literals in brackets); userinfo is not allowed.
+pub(crate) fn parse_authority(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let host = &rest[..end];
+        let port = match &rest[end + 1..] {
+            "" => default_port,
+            p => p.strip_prefix(':')?.parse().ok()?,
+        };
+        return Some((host.to_string(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            Some((host.to_ascii_lowercase(), port.parse().ok()?))
+        }
+        Some(_) => None,
+        None => Some((authority.to_ascii_lowercase(), default_port)),
+    }
+}
+
+/// The request part of a flow, from a head read off the wire.
+pub(crate) fn request_from_head(head: RequestHead, target: &Target) -> Request {
+    Request {
+        http_version: head.version,
+        headers: head.headers,
+        content: None,
+        trailers: None,
+        timestamp_start: now(),
+        timestamp_end: None,
+        host: target.host.clone(),
+        port: u32::from(target.port),
+        method: head.method,
+        scheme: Bytes::from_static(target.scheme.as_bytes()),
+        // mitmproxy clears the authority of absolute-form HTTP/1 requests in regular mode.
+        authority: Bytes::new(),
+        path: target.path.clone(),
+    }
+}
+
+/// The response part of a flow, from a head read off the wire.
+pub(crate) fn response_from_head(head: ResponseHead) -> Response {
+    Response {
+        http_version: head.version,
+        headers: head.headers,
+        content: None,
+        trailers: None,
+        timestamp_start: now(),
+        timestamp_end: None,
+        status_code: u32::from(head.status),
+        reason: head.reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_targets() {
+        let t = parse_absolute(b"http://Example.com:8080/a?b=c").unwrap();
+        assert_eq!((t.scheme, t.host.as_str(), t.port, &t.path[..]), ("http", "example.com", 8080, &b"/a?b=c"[..]));
+        let t = parse_absolute(b"https://[::1]/").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 443));
+        let t = parse_absolute(b"http://h?q").unwrap();
+        assert_eq!(&t.path[..], b"/?q");
+        assert!(parse_absolute(b"/relative").is_none());
+        assert!(parse_absolute(b"http://user@h/").is_none());
+        assert!(parse_absolute(b"http://h:99999/").is_none());
+    }
+}

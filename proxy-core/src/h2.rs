@@ -1,0 +1,304 @@
+//! HTTP/2 inside an intercepted TLS tunnel, when both the client and the server chose `h2`.
+//!
+//! The client's streams are served with hyper and each becomes a flow with the same hooks as
+//! HTTP/1 (`requestheaders`, `request`, `responseheaders`, `response`, or `error`); requests are
+//! multiplexed onto one HTTP/2 connection to the server. A killed flow resets its stream.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flowtap_proto::v1::{Connection, Flow, Header, Headers, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::error::error_response;
+use crate::flow::{self, Target, is_killed, new_http_flow};
+use crate::hooks::{Hook, Verdict};
+use crate::http::ClientCtx;
+use crate::http1::Conn;
+use crate::server::Shared;
+use crate::upstream::Io;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = BoxBody<Bytes, BoxError>;
+
+/// Everything one request handler needs, cloned per stream.
+#[derive(Clone)]
+struct Stream {
+    shared: Arc<Shared>,
+    client: Connection,
+    server: Connection,
+    target: Target,
+    sender: hyper::client::conn::http2::SendRequest<Body>,
+}
+
+/// Serves the client's HTTP/2 connection until it closes.
+pub(crate) async fn serve(
+    shared: &Arc<Shared>,
+    conn: Conn<Io>,
+    ctx: &mut ClientCtx,
+    upstream: Io,
+    server: Connection,
+    target: Target,
+) {
+    let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake::<_, Body>(TokioIo::new(upstream))
+        .await;
+    let (sender, driver) = match handshake {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::warn!(host = %target.host, "HTTP/2 handshake with server failed: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = driver.await {
+            tracing::debug!("server HTTP/2 connection ended: {e}");
+        }
+    });
+    let stream = Stream { shared: shared.clone(), client: ctx.client.clone(), server, target, sender };
+    let service = hyper::service::service_fn(move |req| {
+        let stream = stream.clone();
+        async move { Ok::<_, std::convert::Infallible>(stream.handle(req).await) }
+    });
+    let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(conn.io), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!("client HTTP/2 connection ended: {e}");
+    }
+}
+
+impl Stream {
+    async fn handle(self, req: hyper::Request<Incoming>) -> hyper::Response<Body> {
+        let (parts, incoming) = req.into_parts();
+        let request = self.request_from_parts(&parts);
+        let mut flow = new_http_flow(&self.client, request);
+        flow.server_conn = Some(self.server.clone());
+        let shared = &self.shared;
+        if killed_by(shared.hook(Hook::Requestheaders, &mut flow).await, &flow) {
+            return self.killed(flow, true).await;
+        }
+        let mut body = Some(incoming);
+        if shared.buffer_request(&flow) {
+            let Some(incoming) = body.take() else { unreachable!("the body is taken once") };
+            match collect(incoming).await {
+                Ok((content, trailers)) => {
+                    let request = flow.request.as_mut().expect("an HTTP flow has a request");
+                    request.content = Some(content);
+                    request.trailers = trailers;
+                    request.timestamp_end = Some(flow::now());
+                }
+                Err(e) => return self.failed(flow, 400, &format!("reading the request body: {e}")).await,
+            }
+            let verdict = shared.hook(Hook::Request, &mut flow).await;
+            if killed_by(verdict.clone(), &flow) {
+                return self.killed(flow, true).await;
+            }
+            if verdict == Verdict::Respond || flow.response.is_some() {
+                return self.respond(flow).await;
+            }
+        }
+        self.forward(flow, body).await
+    }
+
+    fn request_from_parts(&self, parts: &http::request::Parts) -> Request {
+        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let authority = parts.uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        Request {
+            http_version: Bytes::from_static(b"HTTP/2.0"),
+            headers: headers_from_map(&parts.headers),
+            content: None,
+            trailers: None,
+            timestamp_start: flow::now(),
+            timestamp_end: None,
+            host: self.target.host.clone(),
+            port: u32::from(self.target.port),
+            method: Bytes::copy_from_slice(parts.method.as_str().as_bytes()),
+            scheme: Bytes::from_static(b"https"),
+            authority: Bytes::from(authority),
+            path: Bytes::copy_from_slice(path.as_bytes()),
+        }
+    }
+
+    async fn forward(self, mut flow: Flow, body: Option<Incoming>) -> hyper::Response<Body> {
+        let request = flow.request.as_ref().expect("an HTTP flow has a request");
+        if request.host != self.target.host || request.port != u32::from(self.target.port) {
+            let msg = "a script redirected an HTTP/2 request to another server; not supported yet";
+            return self.failed(flow, 502, msg).await;
+        }
+        let outgoing = match build_request(request, body) {
+            Ok(r) => r,
+            Err(e) => return self.failed(flow, 502, &e).await,
+        };
+        let mut sender = self.sender.clone();
+        let response = match sender.send_request(outgoing).await {
+            Ok(r) => r,
+            Err(e) => return self.failed(flow, 502, &format!("HTTP/2 request to server failed: {e}")).await,
+        };
+        if flow.request.as_ref().is_some_and(|r| r.timestamp_end.is_none()) {
+            flow.request.as_mut().expect("checked").timestamp_end = Some(flow::now());
+        }
+        let (parts, incoming) = response.into_parts();
+        flow.response = Some(Response {
+            http_version: Bytes::from_static(b"HTTP/2.0"),
+            headers: headers_from_map(&parts.headers),
+            content: None,
+            trailers: None,
+            timestamp_start: flow::now(),
+            timestamp_end: None,
+            status_code: u32::from(parts.status.as_u16()),
+            reason: Bytes::new(),
+        });
+        let shared = self.shared.clone();
+        if killed_by(shared.hook(Hook::Responseheaders, &mut flow).await, &flow) {
+            return self.killed(flow, true).await;
+        }
+        if !shared.buffer_response(&flow) {
+            flow.live = false;
+            shared.sink.flow_finished(&flow);
+            let response = flow.response.as_ref().expect("set above");
+            return to_hyper_response(response, incoming.map_err(BoxError::from).boxed());
+        }
+        match collect(incoming).await {
+            Ok((content, trailers)) => {
+                let response = flow.response.as_mut().expect("set above");
+                response.content = Some(content);
+                response.trailers = trailers;
+                response.timestamp_end = Some(flow::now());
+            }
+            Err(e) => return self.failed(flow, 502, &format!("reading the response body: {e}")).await,
+        }
+        if killed_by(shared.hook(Hook::Response, &mut flow).await, &flow) {
+            return self.killed(flow, false).await;
+        }
+        self.finish(flow)
+    }
+
+    async fn respond(self, mut flow: Flow) -> hyper::Response<Body> {
+        let shared = self.shared.clone();
+        if killed_by(shared.hook(Hook::Responseheaders, &mut flow).await, &flow) {
+            return self.killed(flow, true).await;
+        }
+        if killed_by(shared.hook(Hook::Response, &mut flow).await, &flow) {
+            return self.killed(flow, false).await;
+        }
+        self.finish(flow)
+    }
+
+    fn finish(self, mut flow: Flow) -> hyper::Response<Body> {
+        flow.live = false;
+        self.shared.sink.flow_finished(&flow);
+        let response = flow.response.as_ref().expect("a finished flow has a response");
+        to_hyper_response(response, buffered_body(response.content.clone(), response.trailers.as_ref()))
+    }
+
+    async fn failed(self, mut flow: Flow, status: u16, message: &str) -> hyper::Response<Body> {
+        tracing::info!(flow = %flow.id, "{message}");
+        flow::set_error(&mut flow, message);
+        flow.live = false;
+        self.shared.hook(Hook::Error, &mut flow).await;
+        self.shared.sink.flow_finished(&flow);
+        let response = error_response(status, message);
+        let headers: Vec<Header> =
+            response.headers.iter().filter(|h| !h.name.eq_ignore_ascii_case(b"connection")).cloned().collect();
+        let response = Response { headers, ..response };
+        to_hyper_response(&response, buffered_body(response.content.clone(), None))
+    }
+
+    /// A killed flow resets its stream: hyper does that when the body errors out.
+    async fn killed(self, mut flow: Flow, fire_error: bool) -> hyper::Response<Body> {
+        flow::set_error(&mut flow, flow::KILLED_MESSAGE);
+        flow.live = false;
+        if fire_error {
+            self.shared.hook(Hook::Error, &mut flow).await;
+        }
+        self.shared.sink.flow_finished(&flow);
+        let reset = futures_util::stream::iter([Err::<Frame<Bytes>, BoxError>(flow::KILLED_MESSAGE.into())]);
+        hyper::Response::new(BodyExt::boxed(StreamBody::new(reset)))
+    }
+}
+
+fn killed_by(verdict: Verdict, flow: &Flow) -> bool {
+    verdict == Verdict::Kill || is_killed(flow)
+}
+
+async fn collect(incoming: Incoming) -> Result<(Bytes, Option<Headers>), hyper::Error> {
+    let collected = incoming.collect().await?;
+    let trailers = collected.trailers().map(|t| Headers { fields: headers_from_map(t) });
+    Ok((collected.to_bytes(), trailers))
+}
+
+fn headers_from_map(map: &HeaderMap) -> Vec<Header> {
+    map.iter()
+        .map(|(name, value)| Header {
+            name: Bytes::copy_from_slice(name.as_str().as_bytes()),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        })
+        .collect()
+}
+
+/// Headers that HTTP/2 forbids (RFC 9113 8.2.2) or carries as pseudo-headers.
+fn h2_forbidden(name: &[u8]) -> bool {
+    const FORBIDDEN: [&[u8]; 7] =
+        [b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"host", b"te"];
+    FORBIDDEN.iter().any(|f| name.eq_ignore_ascii_case(f)) || name.starts_with(b":")
+}
+
+fn header_map(headers: &[Header]) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for h in headers.iter().filter(|h| !h2_forbidden(&h.name)) {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(&h.name), HeaderValue::from_bytes(&h.value)) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+fn buffered_body(content: Option<Bytes>, trailers: Option<&Headers>) -> Body {
+    let content = content.unwrap_or_default();
+    match trailers {
+        None => Full::new(content).map_err(|never| match never {}).boxed(),
+        Some(t) => {
+            let frames = [Ok(Frame::data(content)), Ok(Frame::trailers(header_map(&t.fields)))];
+            BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
+        }
+    }
+}
+
+fn build_request(request: &Request, body: Option<Incoming>) -> Result<hyper::Request<Body>, String> {
+    let authority = if request.authority.is_empty() {
+        let default = if request.port == 443 { String::new() } else { format!(":{}", request.port) };
+        format!("{}{default}", request.host)
+    } else {
+        String::from_utf8_lossy(&request.authority).into_owned()
+    };
+    let uri = format!("https://{authority}{}", String::from_utf8_lossy(&request.path));
+    let body = match body {
+        Some(incoming) => incoming.map_err(BoxError::from).boxed(),
+        None => buffered_body(request.content.clone(), request.trailers.as_ref()),
+    };
+    let mut out = hyper::Request::builder()
+        .method(http::Method::from_bytes(&request.method).map_err(|e| e.to_string())?)
+        .uri(uri)
+        .version(http::Version::HTTP_2)
+        .body(body)
+        .map_err(|e| e.to_string())?;
+    *out.headers_mut() = header_map(&request.headers);
+    Ok(out)
+}
+
+fn to_hyper_response(response: &Response, body: Body) -> hyper::Response<Body> {
+    let mut out = hyper::Response::new(body);
+    *out.status_mut() = http::StatusCode::from_u16(u16::try_from(response.status_code).unwrap_or(502))
+        .unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let mut headers = header_map(&response.headers);
+    if response.content.is_some() {
+        // The length is recomputed from the body hyper sends.
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
+    *out.headers_mut() = headers;
+    out
+}

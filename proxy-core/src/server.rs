@@ -1,0 +1,253 @@
+//! The listener: accepts client connections and runs each on its own task, with a graceful
+//! shutdown that lets in-flight flows finish within a bound.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use flowtap_certs::CertificateAuthority;
+use flowtap_proto::v1::{Connection, Flow};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::error::{SetupError, UpstreamError};
+use crate::flow::{self, connection_subject};
+use crate::hooks::{Hook, Hooks, Verdict};
+use crate::http::{self, ClientCtx, Next};
+use crate::http1::{Conn, Framing};
+use crate::sink::FlowSink;
+use crate::tunnel::{self, HostMatcher};
+use crate::upstream::{Connector, Io, Pool, PoolKey, Upstream};
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) hooks: Arc<dyn Hooks>,
+    pub(crate) sink: Arc<dyn FlowSink>,
+    pub(crate) ca: Arc<CertificateAuthority>,
+    pub(crate) connector: Connector,
+    pub(crate) pool: Pool,
+    pub(crate) hosts: HostMatcher,
+    sink_bodies: bool,
+}
+
+impl Shared {
+    /// Runs `hook` if a script implements it.
+    pub(crate) async fn hook(&self, hook: Hook, flow: &mut Flow) -> Verdict {
+        if !self.hooks.interest().wants(hook) {
+            return Verdict::Continue;
+        }
+        self.hooks.call(hook, flow).await
+    }
+
+    /// Runs a connection hook with a subject made from the connections, if a script wants it.
+    pub(crate) async fn connection_hook(
+        &self,
+        hook: Hook,
+        client: &Connection,
+        server: Option<&mut Connection>,
+    ) -> Verdict {
+        if !self.hooks.interest().wants(hook) {
+            return Verdict::Continue;
+        }
+        let mut subject = connection_subject(client, server.as_deref());
+        let verdict = self.hooks.call(hook, &mut subject).await;
+        if let (Some(server), Some(changed)) = (server, subject.server_conn) {
+            *server = changed;
+        }
+        verdict
+    }
+
+    /// The request body must be held in memory: a script or a sink reads it.
+    pub(crate) fn buffer_request(&self, _flow: &Flow) -> bool {
+        self.sink_bodies || self.hooks.interest().wants(Hook::Request)
+    }
+
+    /// The response body must be held in memory: a script or a sink reads it.
+    pub(crate) fn buffer_response(&self, _flow: &Flow) -> bool {
+        self.sink_bodies || self.hooks.interest().wants(Hook::Response)
+    }
+
+    /// The body is announced larger than `stream_large_bodies`, so it is streamed.
+    pub(crate) fn too_large(&self, framing: Framing) -> bool {
+        match (self.config.stream_large_bodies_bytes, framing) {
+            (Some(limit), Framing::Length(n)) => n > limit,
+            _ => false,
+        }
+    }
+
+    /// Opens a new server connection for `flow`, with the `server_connect` and
+    /// `server_connected` (or `server_connect_error`) hooks around it.
+    pub(crate) async fn connect_server(
+        &self,
+        client: &Connection,
+        flow: &mut Flow,
+        key: &PoolKey,
+        sni: &str,
+    ) -> Result<Upstream, UpstreamError> {
+        let mut info = flow::unconnected_server();
+        info.address = Some(flowtap_proto::v1::Address { host: key.host.clone(), port: u32::from(key.port) });
+        self.connection_hook(Hook::ServerConnect, client, Some(&mut info)).await;
+        if let Some(error) = info.error.clone() {
+            let host = key.host.clone();
+            flow.server_conn = Some(info);
+            return Err(UpstreamError::ConnectFailed { host, port: u32::from(key.port), reason: error });
+        }
+        let key = match &info.address {
+            Some(a) => PoolKey { tls: key.tls, host: a.host.clone(), port: u16::try_from(a.port).unwrap_or(key.port) },
+            None => key.clone(),
+        };
+        match self.connector.connect(&key, sni, false, info).await {
+            Ok(mut up) => {
+                self.connection_hook(Hook::ServerConnected, client, Some(&mut up.info)).await;
+                Ok(up)
+            }
+            Err((e, mut info)) => {
+                info.error = Some(e.to_string());
+                self.connection_hook(Hook::ServerConnectError, client, Some(&mut info)).await;
+                // mitmproxy records no address for a server it never reached.
+                info.address = None;
+                info.timestamp_start = None;
+                flow.server_conn = Some(info);
+                Err(e)
+            }
+        }
+    }
+
+    /// A server connection is done with: closed (with `server_disconnected`) when a script
+    /// watches disconnects, else kept in the shared pool.
+    pub(crate) async fn server_closed(&self, client: &Connection, mut up: Upstream) {
+        if self.hooks.interest().wants(Hook::ServerDisconnected) {
+            up.info.timestamp_end = Some(flow::now());
+            self.connection_hook(Hook::ServerDisconnected, client, Some(&mut up.info)).await;
+        }
+    }
+
+    /// Returns a still-usable server connection to the shared pool, unless a script watches
+    /// server disconnects (then it is closed, as mitmproxy closes it with the client).
+    pub(crate) async fn release_owned(&self, client: &Connection, owned: Vec<Upstream>) {
+        for up in owned {
+            if self.hooks.interest().wants(Hook::ServerDisconnected) || up.h2 {
+                self.server_closed(client, up).await;
+            } else {
+                self.pool.put(up);
+            }
+        }
+    }
+}
+
+/// A bound proxy, ready to serve.
+pub struct Proxy {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Proxy {
+    /// Binds the listener and prepares upstream TLS. Nothing is served until [`Proxy::serve`].
+    pub async fn bind(
+        config: Config,
+        ca: Arc<CertificateAuthority>,
+        hooks: Arc<dyn Hooks>,
+        sink: Arc<dyn FlowSink>,
+    ) -> Result<Self, SetupError> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| SetupError::Bind { addr: config.listen.to_string(), source })?;
+        let hosts = HostMatcher::new(&config.ignore_hosts, &config.allow_hosts)?;
+        let tls = |alpn: Vec<Vec<u8>>| {
+            flowtap_certs::client_config(&flowtap_certs::UpstreamTls {
+                insecure: config.ssl_insecure,
+                extra_roots: config.upstream_trusted_ca.clone(),
+                alpn,
+            })
+            .map_err(|e| SetupError::UpstreamTls(e.to_string()))
+        };
+        let connector = Connector {
+            tls_h1: tls(vec![b"http/1.1".to_vec()])?,
+            tls_h2: tls(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
+            connect_timeout: config.connect_timeout,
+        };
+        let sink_bodies = sink.needs_bodies();
+        let shared = Shared { config, hooks, sink, ca, connector, pool: Pool::default(), hosts, sink_bodies };
+        Ok(Self { listener, shared: Arc::new(shared) })
+    }
+
+    /// The address the proxy listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves clients until `shutdown` completes; then stops accepting, lets each connection
+    /// finish the flow it is in (within `shutdown_grace`) and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let shared = self.shared.clone();
+                        let stop = stop_rx.clone();
+                        tasks.spawn(async move { serve_client(shared, stream, peer, stop).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = &mut shutdown => break,
+            }
+        }
+        drop(self.listener);
+        let _ = stop_tx.send(true);
+        let grace = self.shared.config.shutdown_grace;
+        let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("{} connections still open after {grace:?}; closing them", tasks.len());
+            tasks.shutdown().await;
+        }
+        self.shared.sink.close();
+    }
+}
+
+/// One client connection, from accept to close.
+async fn serve_client(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    let mut ctx = ClientCtx { client: flow::client_connection(peer, local), owned: Vec::new(), tunnel: None };
+    if shared.hooks.interest().wants(Hook::ClientConnected) {
+        let mut subject = connection_subject(&ctx.client, None);
+        shared.hooks.call(Hook::ClientConnected, &mut subject).await;
+        if let Some(client) = subject.client_conn {
+            ctx.client = client;
+        }
+        if ctx.client.error.is_some() {
+            return disconnected(&shared, &mut ctx, false).await;
+        }
+    }
+    let io: Io = Box::new(stream);
+    let mut conn = Conn::new(io);
+    let mut tls_tunnel = false;
+    if let Next::Connect(head) = http::serve(&shared, &mut conn, &mut ctx, &mut stop).await {
+        tls_tunnel = tunnel::connect(&shared, conn, &mut ctx, head, &mut stop).await;
+    }
+    disconnected(&shared, &mut ctx, tls_tunnel).await;
+}
+
+/// The client connection closed: release its server connections and fire the disconnect
+/// hooks (for TLS tunnels mitmproxy reports the client first).
+async fn disconnected(shared: &Shared, ctx: &mut ClientCtx, client_first: bool) {
+    let owned = std::mem::take(&mut ctx.owned);
+    ctx.client.timestamp_end = Some(flow::now());
+    if client_first {
+        shared.connection_hook(Hook::ClientDisconnected, &ctx.client, None).await;
+        shared.release_owned(&ctx.client, owned).await;
+    } else {
+        shared.release_owned(&ctx.client, owned).await;
+        shared.connection_hook(Hook::ClientDisconnected, &ctx.client, None).await;
+    }
+}

@@ -1,0 +1,323 @@
+//! CONNECT: open the tunnel, then look at the client's first bytes. A TLS ClientHello is
+//! intercepted (a leaf certificate minted for the host, the server contacted with the same SNI
+//! and ALPN), plain HTTP is served as HTTP, anything else and ignored hosts are relayed as bytes.
+//!
+//! Hook order (spec 1.9): `http_connect`, `server_connect`, `server_connected`, `http_connected`,
+//! then the HTTP hooks of the requests inside the tunnel.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use flowtap_proto::v1::{Connection, Request};
+use regex::{Regex, RegexBuilder};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::error::{SetupError, UpstreamError};
+use crate::flow::{self, Target, is_killed, new_http_flow};
+use crate::hooks::{Hook, Verdict};
+use crate::http::{self, ClientCtx, Next, write_error};
+use crate::http1::{Conn, RequestHead};
+use crate::server::Shared;
+use crate::upstream::{Io, PoolKey, Upstream, record_tls};
+
+/// Decides which hosts are intercepted (`--ignore-hosts`, `--allow-hosts`): patterns are
+/// searched case-insensitively in `host:port`.
+pub(crate) struct HostMatcher {
+    ignore: Vec<Regex>,
+    allow: Vec<Regex>,
+}
+
+impl HostMatcher {
+    pub(crate) fn new(ignore: &[String], allow: &[String]) -> Result<Self, SetupError> {
+        let compile = |patterns: &[String]| {
+            patterns
+                .iter()
+                .map(|p| {
+                    RegexBuilder::new(p)
+                        .case_insensitive(true)
+                        .build()
+                        .map_err(|source| SetupError::HostPattern { pattern: p.clone(), source })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Self { ignore: compile(ignore)?, allow: compile(allow)? })
+    }
+
+    /// True when traffic to `host:port` is intercepted rather than relayed untouched.
+    pub(crate) fn intercept(&self, host: &str, port: u16) -> bool {
+        let target = format!("{host}:{port}");
+        if !self.allow.is_empty() {
+            return self.allow.iter().any(|r| r.is_match(&target));
+        }
+        !self.ignore.iter().any(|r| r.is_match(&target))
+    }
+}
+
+/// Handles a CONNECT request. Returns true when the tunnel carried intercepted TLS.
+pub(crate) async fn connect(
+    shared: &std::sync::Arc<Shared>,
+    mut conn: Conn<Io>,
+    ctx: &mut ClientCtx,
+    head: RequestHead,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let authority = String::from_utf8_lossy(&head.target).into_owned();
+    let Some((host, port)) = flow::parse_authority(&authority, 443) else {
+        let _ = write_error(&mut conn, 400, &format!("invalid CONNECT target {authority:?}")).await;
+        return false;
+    };
+    let mut flow = new_http_flow(&ctx.client, connect_request(head, &host, port));
+    if shared.hook(Hook::HttpConnect, &mut flow).await == Verdict::Kill || is_killed(&flow) {
+        return false;
+    }
+    if let Some(response) = flow.response.clone() {
+        // A script answered the CONNECT; a non-2xx answer refuses the tunnel.
+        let refused = !(200..300).contains(&response.status_code);
+        let _ = write_response(&mut conn, &response).await;
+        if refused {
+            return false;
+        }
+    }
+    let request = flow.request.as_ref().expect("a CONNECT flow has a request");
+    let (host, port) = (request.host.clone(), u16::try_from(request.port).unwrap_or(port));
+    let mut server = flow::unconnected_server();
+    let tcp = match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            flow::set_error(&mut flow, e.to_string());
+            shared.hook(Hook::HttpConnectError, &mut flow).await;
+            let _ = write_error(&mut conn, 502, &e.to_string()).await;
+            return false;
+        }
+    };
+    if flow.response.is_none() {
+        if conn.io.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.is_err() {
+            return false;
+        }
+        flow.response = Some(established());
+    }
+    flow.server_conn = Some(server.clone());
+    shared.hook(Hook::HttpConnected, &mut flow).await;
+
+    if !shared.hosts.intercept(&host, port) {
+        relay(conn, tcp).await;
+        return false;
+    }
+    // Peek: what does the client speak inside the tunnel?
+    while conn.buf.is_empty() {
+        match conn.fill().await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
+        }
+    }
+    let target = Target { scheme: "http", host: host.clone(), port, path: Bytes::from_static(b"/") };
+    if conn.buf[0] == 0x16 {
+        intercept_tls(shared, conn, ctx, tcp, server, target, stop).await;
+        true
+    } else if looks_like_http(&conn.buf) {
+        let key = PoolKey { tls: false, host, port };
+        ctx.owned.push(Upstream { conn: Conn::new(Box::new(tcp)), info: server, key, h2: false });
+        ctx.tunnel = Some(target);
+        let _ = http::serve(shared, &mut conn, ctx, stop).await;
+        false
+    } else {
+        relay(conn, tcp).await;
+        false
+    }
+}
+
+fn connect_request(head: RequestHead, host: &str, port: u16) -> Request {
+    Request {
+        http_version: head.version,
+        headers: head.headers,
+        timestamp_start: flow::now(),
+        host: host.to_string(),
+        port: u32::from(port),
+        method: head.method,
+        authority: head.target,
+        ..Default::default()
+    }
+}
+
+fn established() -> flowtap_proto::v1::Response {
+    flowtap_proto::v1::Response {
+        http_version: Bytes::from_static(b"HTTP/1.1"),
+        status_code: 200,
+        reason: Bytes::from_static(b"Connection established"),
+        content: Some(Bytes::new()),
+        timestamp_start: flow::now(),
+        timestamp_end: Some(flow::now()),
+        ..Default::default()
+    }
+}
+
+async fn write_response(conn: &mut Conn<Io>, response: &flowtap_proto::v1::Response) -> std::io::Result<()> {
+    let mut out = format!("HTTP/1.1 {} ", response.status_code).into_bytes();
+    out.extend_from_slice(&response.reason);
+    out.extend_from_slice(b"\r\n");
+    for h in &response.headers {
+        crate::http1::push_header(&mut out, &h.name, &h.value);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(response.content.as_deref().unwrap_or_default());
+    conn.io.write_all(&out).await?;
+    conn.io.flush().await
+}
+
+/// The eager server connect of a tunnel, with its hooks.
+async fn connect_tcp(
+    shared: &Shared,
+    client: &Connection,
+    host: &str,
+    port: u16,
+    server: &mut Connection,
+) -> Result<TcpStream, UpstreamError> {
+    server.address = Some(flowtap_proto::v1::Address { host: host.to_string(), port: u32::from(port) });
+    shared.connection_hook(Hook::ServerConnect, client, Some(server)).await;
+    if let Some(reason) = server.error.clone() {
+        return Err(UpstreamError::ConnectFailed { host: host.to_string(), port: u32::from(port), reason });
+    }
+    match shared.connector.tcp(host, port, server).await {
+        Ok(tcp) => {
+            shared.connection_hook(Hook::ServerConnected, client, Some(server)).await;
+            Ok(tcp)
+        }
+        Err(e) => {
+            server.error = Some(e.to_string());
+            shared.connection_hook(Hook::ServerConnectError, client, Some(server)).await;
+            Err(e)
+        }
+    }
+}
+
+/// Relays bytes both ways until either side closes.
+async fn relay(mut conn: Conn<Io>, mut server: TcpStream) {
+    if !conn.buf.is_empty() && server.write_all(&conn.buf.split()).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut conn.io, &mut server).await;
+}
+
+/// A request line starts with an upper-case token and a space.
+fn looks_like_http(buf: &[u8]) -> bool {
+    let token = buf.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    token > 0 && (token == buf.len() || buf[token] == b' ')
+}
+
+/// TLS interception: read the ClientHello, handshake with the server using the client's SNI
+/// and ALPN offers, then finish the client handshake with a minted certificate and the
+/// protocol the server chose, so both sides speak the same HTTP version.
+async fn intercept_tls(
+    shared: &std::sync::Arc<Shared>,
+    mut conn: Conn<Io>,
+    ctx: &mut ClientCtx,
+    tcp: TcpStream,
+    mut server: Connection,
+    target: Target,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    let prefix = conn.buf.split().freeze();
+    let rewind = Rewind { prefix, inner: conn.io };
+    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), rewind);
+    let start = match acceptor.await {
+        Ok(start) => start,
+        Err(e) => {
+            tracing::warn!(host = %target.host, "client TLS handshake failed: {e}");
+            return;
+        }
+    };
+    let hello = start.client_hello();
+    let sni = hello.server_name().map(str::to_string);
+    let offers: Vec<Vec<u8>> = hello.alpn().map(|i| i.map(<[u8]>::to_vec).collect()).unwrap_or_default();
+    let server_name = sni.clone().unwrap_or_else(|| target.host.clone());
+    let offer_h2 = shared.config.http2 && offers.iter().any(|p| p == b"h2");
+    let upstream = shared.connector.tls(tcp, &server_name, offer_h2, &mut server).await;
+    let server_alpn = match &upstream {
+        Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
+        Err(e) => {
+            tracing::warn!(host = %target.host, "{e}");
+            None
+        }
+    };
+    let alpn = match &server_alpn {
+        Some(p) if offers.contains(p) => vec![p.clone()],
+        _ if offers.iter().any(|p| p == b"http/1.1") => vec![b"http/1.1".to_vec()],
+        _ => Vec::new(),
+    };
+    let config = match shared.ca.server_config(&server_name, &alpn) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::warn!(host = %server_name, "cannot mint a certificate: {e}");
+            return;
+        }
+    };
+    let client_tls = match start.into_stream(config).await {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::warn!(host = %server_name, "client TLS handshake failed: {e}");
+            return;
+        }
+    };
+    ctx.client.tls = true;
+    ctx.client.sni = sni;
+    ctx.client.alpn_offers = offers.into_iter().map(Bytes::from).collect();
+    record_tls(&mut ctx.client, client_tls.get_ref().1);
+    ctx.client.certificate_list.clear();
+    let h2 = client_tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let mut conn: Conn<Io> = Conn::new(Box::new(client_tls));
+    let upstream = match upstream {
+        Ok(tls) => tls,
+        Err(e) => {
+            // The client is told why, over the TLS connection it just established.
+            if !h2 && conn.read_request_head().await.is_ok() {
+                let _ = write_error(&mut conn, 502, &e.to_string()).await;
+            }
+            return;
+        }
+    };
+    let target = Target { scheme: "https", ..target };
+    let key = PoolKey { tls: true, host: target.host.clone(), port: target.port };
+    if h2 {
+        crate::h2::serve(shared, conn, ctx, Box::new(upstream), server, target).await;
+        return;
+    }
+    ctx.owned.push(Upstream { conn: Conn::new(Box::new(upstream)), info: server, key, h2: false });
+    ctx.tunnel = Some(target);
+    if let Next::Connect(_) = http::serve(shared, &mut conn, ctx, stop).await {
+        tracing::debug!("nested CONNECT refused");
+    }
+}
+
+/// A stream that first yields bytes already read from it.
+struct Rewind {
+    prefix: Bytes,
+    inner: Io,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.prefix.has_remaining() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,200 @@
+//! Connections to servers: TCP and TLS connects, and a pool of idle HTTP/1 connections.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use flowtap_proto::v1::{Address, Connection};
+use futures_util::FutureExt;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::error::UpstreamError;
+use crate::flow::{address, now};
+use crate::http1::Conn;
+
+/// A byte stream of either kind: plain TCP or TLS over TCP.
+pub(crate) trait IoStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> IoStream for T {}
+
+/// A boxed byte stream; the one type connections are handled as.
+pub(crate) type Io = Box<dyn IoStream>;
+
+/// What identifies interchangeable server connections.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+/// An open connection to a server.
+pub(crate) struct Upstream {
+    pub(crate) conn: Conn<Io>,
+    pub(crate) info: Connection,
+    pub(crate) key: PoolKey,
+    /// ALPN agreed HTTP/2.
+    pub(crate) h2: bool,
+}
+
+/// Makes server connections.
+pub(crate) struct Connector {
+    pub(crate) tls_h1: Arc<ClientConfig>,
+    pub(crate) tls_h2: Arc<ClientConfig>,
+    pub(crate) connect_timeout: Duration,
+}
+
+impl Connector {
+    /// Opens a TCP connection to `host:port`, filling in `info`'s address fields.
+    pub(crate) async fn tcp(
+        &self,
+        host: &str,
+        port: u16,
+        info: &mut Connection,
+    ) -> Result<TcpStream, UpstreamError> {
+        info.address = Some(Address { host: host.to_string(), port: u32::from(port) });
+        info.timestamp_start = Some(now());
+        let failed = |reason: String| UpstreamError::ConnectFailed {
+            host: host.to_string(),
+            port: u32::from(port),
+            reason,
+        };
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| failed("connect timed out".into()))?
+            .map_err(|e| failed(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        info.timestamp_tcp_setup = Some(now());
+        info.peername = stream.peer_addr().ok().map(address);
+        info.sockname = stream.local_addr().ok().map(address);
+        Ok(stream)
+    }
+
+    /// Runs a TLS handshake over `stream` with SNI `sni`, offering HTTP/2 when `offer_h2`.
+    /// Records the TLS details in `info`.
+    pub(crate) async fn tls(
+        &self,
+        stream: TcpStream,
+        sni: &str,
+        offer_h2: bool,
+        info: &mut Connection,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
+        let config = if offer_h2 { &self.tls_h2 } else { &self.tls_h1 };
+        let failed = |reason: String| UpstreamError::Tls { host: sni.to_string(), reason };
+        let name = ServerName::try_from(sni.to_string()).map_err(|e| failed(e.to_string()))?;
+        info.tls = true;
+        info.alpn_offers = config.alpn_protocols.iter().map(|p| Bytes::from(p.clone())).collect();
+        // Like curl, send no SNI for an IP literal; rustls does that by itself.
+        if !matches!(name, ServerName::IpAddress(_)) {
+            info.sni = Some(sni.to_string());
+        }
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        let tls = connector.connect(name, stream).await.map_err(|e| failed(e.to_string()))?;
+        record_tls(info, tls.get_ref().1);
+        Ok(tls)
+    }
+
+    /// A new connection for `key`: TCP, then TLS when the key says so.
+    pub(crate) async fn connect(
+        &self,
+        key: &PoolKey,
+        sni: &str,
+        offer_h2: bool,
+        mut info: Connection,
+    ) -> Result<Upstream, (UpstreamError, Connection)> {
+        let tcp = match self.tcp(&key.host, key.port, &mut info).await {
+            Ok(tcp) => tcp,
+            Err(e) => return Err((e, info)),
+        };
+        let (io, h2): (Io, bool) = if key.tls {
+            match self.tls(tcp, sni, offer_h2, &mut info).await {
+                Ok(tls) => {
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    (Box::new(tls), h2)
+                }
+                Err(e) => return Err((e, info)),
+            }
+        } else {
+            (Box::new(tcp), false)
+        };
+        Ok(Upstream { conn: Conn::new(io), info, key: key.clone(), h2 })
+    }
+}
+
+/// Copies what a finished TLS handshake agreed into a connection record.
+pub(crate) fn record_tls<D>(info: &mut Connection, session: &rustls::ConnectionCommon<D>) {
+    info.timestamp_tls_setup = Some(now());
+    info.alpn = Some(session.alpn_protocol().map(Bytes::copy_from_slice).unwrap_or_default());
+    info.tls_version = session.protocol_version().map(tls_version_name);
+    info.cipher = session.negotiated_cipher_suite().map(|s| cipher_name(s.suite()));
+    if let Some(certs) = session.peer_certificates() {
+        info.certificate_list = certs
+            .iter()
+            .map(|c| Bytes::from(flowtap_certs::inspect::certificate_pem(c.as_ref())))
+            .collect();
+    }
+}
+
+fn tls_version_name(v: rustls::ProtocolVersion) -> String {
+    match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".into(),
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// OpenSSL's names for the TLS 1.3 suites (what mitmproxy records), rustls' otherwise.
+fn cipher_name(suite: rustls::CipherSuite) -> String {
+    let name = format!("{suite:?}");
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
+    }
+}
+
+/// Idle HTTP/1 server connections, shared by all client connections.
+#[derive(Default)]
+pub(crate) struct Pool {
+    idle: Mutex<HashMap<PoolKey, Vec<Upstream>>>,
+}
+
+/// Most idle connections kept per server.
+const MAX_IDLE_PER_KEY: usize = 64;
+
+impl Pool {
+    /// An idle connection for `key` that is still open, if any.
+    pub(crate) fn take(&self, key: &PoolKey) -> Option<Upstream> {
+        loop {
+            let candidate = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                idle.get_mut(key)?.pop()?
+            };
+            if let Some(up) = still_open(candidate) {
+                return Some(up);
+            }
+        }
+    }
+
+    /// Keeps `up` for reuse (dropped when the pool for its server is full).
+    pub(crate) fn put(&self, up: Upstream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(up.key.clone()).or_default();
+        if list.len() < MAX_IDLE_PER_KEY {
+            list.push(up);
+        }
+    }
+}
+
+/// An idle connection is usable when reading from it would block: no EOF, no stray bytes.
+fn still_open(mut up: Upstream) -> Option<Upstream> {
+    if !up.conn.buf.is_empty() {
+        return None;
+    }
+    match up.conn.fill().now_or_never() {
+        None => Some(up),
+        Some(_) => None,
+    }
+}
