@@ -39,7 +39,8 @@ impl std::fmt::Debug for OriginCert {
 }
 
 impl OriginCert {
-    /// A new CA (`CN=flowtap test origin CA`) and a leaf whose SANs are `hosts` (DNS names or
+    /// A new CA (`CN=flowtap test origin CA <unique id>`, so distinct instances never look
+    /// like the same issuer) and a leaf whose SANs are `hosts` (DNS names or
     /// IP literals); the first host is also the CN.
     ///
     /// # Panics
@@ -53,7 +54,13 @@ impl OriginCert {
             .collect();
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .expect("ring generates P-256 keys");
-        let ca_params = mint::ca_params("flowtap test origin CA").expect("random serial");
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        );
+        let ca_params =
+            mint::ca_params(&format!("flowtap test origin CA {id}")).expect("random serial");
         let ca_cert = ca_params.self_signed(&ca_key).expect("self-signing a CA");
         let issuer = Issuer::new(ca_params, ca_key);
         let leaf_key = DualKey::generate().expect("ring generates P-256 keys");
@@ -63,7 +70,7 @@ impl OriginCert {
             .expect("signing a leaf");
         let ca_pem = ca_cert.pem();
         OriginCert {
-            ca_path: write_temp_ca(&ca_pem),
+            ca_path: write_temp_ca(&id, &ca_pem),
             ca_der: ca_cert.der().clone(),
             ca_pem,
             leaf_der: leaf.der().clone(),
@@ -119,11 +126,11 @@ impl Drop for OriginCert {
     }
 }
 
-fn write_temp_ca(pem: &str) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let path =
-        std::env::temp_dir().join(format!("flowtap-origin-ca-{}-{n}.pem", std::process::id()));
+/// Numbers the instances of this process, for unique CA names and temp file names.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn write_temp_ca(id: &str, pem: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("flowtap-origin-ca-{id}.pem"));
     let mut file = std::fs::File::create(&path).expect("writing the test CA to the temp dir");
     file.write_all(pem.as_bytes())
         .expect("writing the test CA to the temp dir");
