@@ -1,0 +1,13 @@
+"""flowtap's script host runtime: loads `-s` scripts and runs their hooks for the Rust worker.
+
+The Rust binary (`script-host`) owns the gRPC session and hands events to `Host` through a
+*bridge* object; `Host` answers through the same bridge. Modules:
+
+- `scripts`: loading a script file, its addon chain, and the old-API adaptations.
+- `legacy`: the objects 0.x-era hooks receive (`ScriptContext`, root layer, TCP message).
+- `runtime`: `Host`, the event loop, per-flow ordering, the thread pool, deadlines, verdicts.
+- `master`: `ctx.master` (commands, addons, shutdown).
+- `logs`: routing `logging` and `ctx.log` into the proxy's log.
+"""
+
+from .runtime import Host, main  # noqa: F401

@@ -1,0 +1,620 @@
+"""`Host`: runs the scripts' hooks for the proxy, concurrently across flows, in order per flow.
+
+Threads and the loop:
+
+- One asyncio loop on the thread that called `Host.run()` (the Rust worker's Python thread).
+  The bridge wakes it through a file descriptor; `bridge.take()` hands over the pending events.
+- Sync hooks run on a bounded `ThreadPoolExecutor` (`script_workers` threads), so a sleeping
+  hook pauses only its own flow. With `script_serial=true` one sync hook runs at a time, as in
+  mitmproxy. `async def` hooks run on the loop.
+- Calls for one flow (or connection) form a queue: the next starts when the previous finished.
+- A call past its deadline is answered `timed_out`; its late changes are dropped.
+
+Replies go back through `bridge.hook_reply(...)` from whichever thread finished the chain.
+"""
+
+import asyncio
+import collections
+import concurrent.futures
+import contextvars
+import itertools
+import logging
+import os
+import threading
+import time
+
+from mitmproxy import ctx, exceptions, hooks
+from mitmproxy.connection import Client, Server
+from mitmproxy.flow import Error, Flow
+from mitmproxy.optmanager import Options
+from mitmproxy.log import LogEntry
+
+from . import logs, master, scripts
+
+log = logging.getLogger("flowtap.host")
+
+CONTINUE, RESPOND, KILL, INTERCEPT = 1, 2, 3, 4
+
+CONNECTION_HOOKS = frozenset(hooks.CONNECTION)
+FLOW_HOOKS = frozenset(hooks.HTTP + hooks.WEBSOCKET + hooks.TCP + hooks.UDP + hooks.DNS)
+# Hooks after which the proxy is done with the flow (unless a script intercepted it).
+FINAL_HOOKS = frozenset({"error", "websocket_end", "tcp_end", "tcp_error", "udp_end", "udp_error",
+                         "dns_response", "dns_error", "http_connect_error"})
+NEEDS_BODY = frozenset({"request", "response", "websocket_message", "tcp_message", "udp_message"})
+OBSERVE_ONLY = frozenset({"client_disconnected", "server_connected", "server_disconnected",
+                          "server_connect_error", "http_connected", "http_connect_error",
+                          "websocket_start", "websocket_end", "tcp_start", "tcp_end", "tcp_error",
+                          "udp_start", "udp_end", "udp_error", "dns_error"})
+RESPOND_HOOKS = frozenset({"requestheaders", "request", "http_connect", "dns_request"})
+NOT_SENT = frozenset({"configure", "running", "done", "update", "add_log", "tick", "load"})
+
+
+class Call:
+    """One hook call from the proxy, from arrival to reply."""
+
+    __slots__ = ("session", "call_id", "hook", "state", "deadline", "observe_only", "key",
+                 "replied", "subject", "before", "flow")
+
+    def __init__(self, session, call_id, hook, state, deadline_ms, observe_only):
+        self.session, self.call_id, self.hook, self.state = session, call_id, hook, state
+        self.deadline = time.monotonic() + deadline_ms / 1000 if deadline_ms else None
+        self.observe_only = observe_only
+        self.key = state.get("id", "")
+        self.replied = False
+        self.subject = self.before = self.flow = None
+
+
+def _infer_typespec(value):
+    if isinstance(value, bool):
+        return bool
+    if isinstance(value, int):
+        return int
+    if isinstance(value, float):
+        return float
+    if isinstance(value, str):
+        return str
+    if isinstance(value, (list, tuple)):
+        return "sequence of str"
+    return "optional str"
+
+
+class Host:
+    """The scripts of one worker process and everything that runs their hooks."""
+
+    def __init__(self, bridge, specs):
+        self.bridge = bridge
+        self.options = Options()
+        self.master = master.Master(self)
+        ctx.options = self.options
+        ctx.master = self.master
+        self.scripts = [scripts.Script(self, spec) for spec in specs]
+        self.loop = None
+        self.executor = None
+        self.flows = {}
+        self.conns = {}
+        self.started = False
+        self.is_running = False
+        self.startup_error = ""
+        self._table = {}
+        self._async_hooks = set()
+        self._queues = {}
+        self._qlock = threading.Lock()
+        self._lock = threading.Lock()
+        self._in_hook = set()
+        self._active = {}
+        self._serial = threading.Lock()
+        self._control_ids = itertools.count(1)
+        self._quiet_core = False
+        self._done = False
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self):
+        """Runs the event loop until the proxy says Done."""
+        logs.install(self)
+        self._loop_thread_obj = threading.current_thread()
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self._wake_fd = self.bridge.wake_fd()
+        self.loop.add_reader(self._wake_fd, self._on_wake)
+        self.loop.call_soon(self._on_wake)
+        try:
+            self.loop.run_forever()
+        finally:
+            if self.executor:
+                self.executor.shutdown(wait=False, cancel_futures=True)
+            self.loop.close()
+
+    def _on_wake(self):
+        try:
+            os.read(self._wake_fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            pass
+        for item in self.bridge.take():
+            try:
+                self._dispatch(item)
+            except Exception:
+                log.exception("script host: failed to handle %s", item[0])
+
+    def _dispatch(self, item):
+        kind = item[0]
+        if kind == "hook":
+            self._enqueue(Call(*item[1:]))
+        elif kind == "hello":
+            self._hello(*item[1:])
+        elif kind == "running":
+            self.loop.create_task(self._running())
+        elif kind == "configure":
+            self._configure_from_core(*item[1:])
+        elif kind == "control_result":
+            _, _, control_id, error = item
+            if error:
+                log.warning("the proxy refused control %s: %s", control_id, error)
+        elif kind == "done":
+            self.loop.create_task(self._shutdown())
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    def _hello(self, session, core_options, deferred):
+        if not self.started:
+            self.started = True
+            try:
+                self._start(core_options, deferred)
+            except Exception as e:
+                self.startup_error = f"script host failed to start:\n{scripts.format_traceback(e)}"
+        self.bridge.ready(session, self._script_infos(), self.startup_error)
+
+    def _start(self, core_options, deferred):
+        for name, value in core_options.items():
+            self.options.add_option(name, _infer_typespec(value), value, "proxy option", core=True)
+        self.options.deferred.update(deferred)
+        self.options.add_option("script_serial", bool, False,
+                                "Run one sync hook at a time, as mitmproxy does.")
+        self.options.add_option("script_workers", int, 32,
+                                "Threads that run sync hooks of different flows concurrently.")
+        errors = []
+        for script in self.scripts:
+            before = self.options.keys()
+            try:
+                script.load(self.options)
+            except Exception as e:
+                errors.append(f"error in script {script.path}:\n{scripts.format_traceback(e)}")
+            script.option_names = sorted(self.options.keys() - before)
+        self._rebuild_table()
+        if not errors:
+            for script in self.scripts:
+                error = self._configure_script(script, self.options.keys(), startup=True)
+                if error:
+                    errors.append(error)
+        self.startup_error = "\n".join(errors)
+        self.options.on_change = self._on_options_changed
+        self.options.on_core_change = self._on_core_options_changed
+        if self.options.deferred:
+            log.warning("Unknown options: %s", ", ".join(sorted(self.options.deferred)))
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max(1, self.options.script_workers), thread_name_prefix="script-hook"
+        )
+        self.loop.create_task(self._watchdog())
+        self.loop.create_task(self._watch_files())
+        if "tick" in self._table:
+            self.loop.create_task(self._tick())
+
+    def _configure_script(self, script, updated, startup=False):
+        for handler in script.handlers.get("configure", []):
+            token = logs.current_script.set(script.name)
+            try:
+                handler.fn(set(updated))
+            except Exception as e:
+                text = f"error in script {script.path}:\n{scripts.format_traceback(e)}"
+                if not startup:
+                    log.error(text)
+                return text
+            finally:
+                logs.current_script.reset(token)
+        return None
+
+    def _script_infos(self):
+        infos = []
+        for script in self.scripts:
+            names = script.hook_names() - NOT_SENT
+            if "update" in script.handlers:
+                names |= FLOW_HOOKS
+            hook_specs = []
+            for name in sorted(names):
+                implemented = name in script.handlers
+                hook_specs.append((name, implemented and name in NEEDS_BODY,
+                                   implemented and name not in OBSERVE_ONLY))
+            opts = []
+            for name in getattr(script, "option_names", []):
+                spec = self.options.spec(name)
+                opts.append((name, spec.typespec, spec.default, spec.help, spec.choices or []))
+            infos.append((script.path, hook_specs, opts))
+        return infos
+
+    def _rebuild_table(self):
+        table = {}
+        for script in self.scripts:
+            for hook, handlers in script.handlers.items():
+                table.setdefault(hook, []).extend(handlers)
+        self._table = table
+        self._async_hooks = {h for h, hs in table.items() if any(x.is_async for x in hs)}
+
+    # -- options -------------------------------------------------------------------------------
+
+    def _on_options_changed(self, changed):
+        for script in self.scripts:
+            for handler in script.handlers.get("configure", []):
+                token = logs.current_script.set(script.name)
+                try:
+                    handler.fn(set(changed))
+                except exceptions.OptionsError:
+                    raise
+                except Exception as e:
+                    log.error("error in script %s:\n%s", script.path, scripts.format_traceback(e))
+                finally:
+                    logs.current_script.reset(token)
+
+    def _on_core_options_changed(self, values):
+        if not self._quiet_core:
+            self.send_control(None, "set_options", values)
+
+    def _configure_from_core(self, session, values):
+        error = ""
+        self._quiet_core = True
+        try:
+            for name, value in values.items():
+                if name not in self.options:
+                    self.options.add_option(name, _infer_typespec(value), value, "proxy option",
+                                            core=True)
+            self.options.update(**values)
+        except (exceptions.OptionsError, KeyError) as e:
+            error = str(e)
+        finally:
+            self._quiet_core = False
+        self.bridge.configure_result(session, error)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def _run_lifecycle(self, hook, scripts_=None, *args):
+        for script in scripts_ or self.scripts:
+            for handler in script.handlers.get(hook, []):
+                token = logs.current_script.set(script.name)
+                try:
+                    result = handler.fn(*args)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception as e:
+                    log.error("Addon error: %s\n%s", e, scripts.format_traceback(e))
+                finally:
+                    logs.current_script.reset(token)
+
+    async def _running(self):
+        if not self.is_running:
+            self.is_running = True
+            await self._run_lifecycle("running")
+
+    async def _shutdown(self):
+        if self._done:
+            return
+        self._done = True
+        await self._run_lifecycle("done")
+        self.bridge.finished()
+        self.loop.stop()
+
+    async def _tick(self):
+        while not self._done:
+            await asyncio.sleep(0.1)
+            for handler in self._table.get("tick", []):
+                try:
+                    await self.loop.run_in_executor(self.executor, handler.fn)
+                except Exception as e:
+                    log.error("Addon error: %s\n%s", e, scripts.format_traceback(e))
+
+    async def _watch_files(self):
+        """Reloads a script whose file changed (mtime polled once a second)."""
+        while not self._done:
+            await asyncio.sleep(1)
+            for script in self.scripts:
+                if script.changed_on_disk():
+                    await self._reload(script)
+
+    async def _reload(self, script):
+        log.info("Loading script %s", script.path)
+        if script.loaded:
+            await self._run_lifecycle("done", [script])
+        before = self.options.keys()
+        try:
+            script.load(self.options)
+        except Exception as e:
+            script.module = None
+            script.handlers = {}
+            log.error("error in script %s:\n%s", script.path, scripts.format_traceback(e))
+        else:
+            script.option_names = sorted(set(getattr(script, "option_names", []))
+                                         | (self.options.keys() - before))
+            if self._configure_script(script, self.options.keys()) is not None:
+                script.module = None
+                script.handlers = {}
+            elif self.is_running:
+                await self._run_lifecycle("running", [script])
+        self._rebuild_table()
+
+    def on_log(self, message, level):
+        """Feeds `add_log` / old `log(entry)` hooks, outside the caller's thread."""
+        handlers = self._table.get("add_log")
+        if handlers and self.loop is not None:
+            entry = LogEntry(message, level)
+            self.loop.call_soon_threadsafe(self._feed_log, handlers, entry)
+
+    def _feed_log(self, handlers, entry):
+        for handler in handlers:
+            try:
+                handler.fn(entry)
+            except Exception:
+                pass
+
+    # -- hook calls ----------------------------------------------------------------------------
+
+    def _enqueue(self, call):
+        with self._qlock:
+            queue = self._queues.get(call.key)
+            if queue is not None:
+                queue.append(call)
+                return
+            self._queues[call.key] = collections.deque()
+        self._begin(call)
+
+    def _begin(self, call):
+        if call.deadline is not None:
+            self._active[call.call_id] = call
+        handlers = self._table.get(call.hook, [])
+        if call.hook in self._async_hooks:
+            if threading.current_thread() is self._loop_thread():
+                self.loop.create_task(self._run_async(call, handlers))
+            else:
+                asyncio.run_coroutine_threadsafe(self._run_async(call, handlers), self.loop)
+        else:
+            self.executor.submit(contextvars.copy_context().run, self._run_sync, call, handlers)
+
+    def _loop_thread(self):
+        return self._loop_thread_obj
+
+    def _next(self, call):
+        self._active.pop(call.call_id, None)
+        with self._qlock:
+            queue = self._queues.get(call.key)
+            nxt = queue.popleft() if queue else None
+            if nxt is None:
+                self._queues.pop(call.key, None)
+        if nxt is not None:
+            self._begin(nxt)
+
+    def _run_sync(self, call, handlers):
+        errors = []
+        try:
+            args = self._prepare(call)
+            serial = self.options.script_serial
+            skip = None
+            for handler in handlers:
+                if handler.script is skip or not handler.script.loaded:
+                    continue
+                if call.replied:
+                    break  # timed out: stop changing a flow the proxy has moved on with
+                outcome = self._call_sync(call, handler, args, errors, serial)
+                if outcome == "halt":
+                    break
+                if outcome == "error":
+                    skip = handler.script
+            self._after_chain(call, errors)
+        except Exception:
+            log.exception("script host: hook %s failed", call.hook)
+            self._reply(call, CONTINUE, None, errors)
+        finally:
+            self._next(call)
+
+    def _call_sync(self, call, handler, args, errors, serial):
+        """Runs one handler: "ok", "error" (the rest of its script is skipped) or "halt"."""
+        token = logs.current_script.set(handler.script.name)
+        try:
+            if serial:
+                with self._serial:
+                    handler.fn(*args)
+            else:
+                handler.fn(*args)
+            return "ok"
+        except exceptions.AddonHalt:
+            return "halt"
+        except Exception as e:
+            self._record_error(call, handler, e, errors)
+            return "error"
+        finally:
+            logs.current_script.reset(token)
+
+    async def _run_async(self, call, handlers):
+        errors = []
+        try:
+            args = self._prepare(call)
+            chain = self._chain_async(call, handlers, args, errors)
+            if call.deadline is not None:
+                try:
+                    await asyncio.wait_for(chain, max(0.0, call.deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                await chain
+            self._after_chain(call, errors)
+        except Exception:
+            log.exception("script host: hook %s failed", call.hook)
+            self._reply(call, CONTINUE, None, errors)
+        finally:
+            self._next(call)
+
+    async def _chain_async(self, call, handlers, args, errors):
+        serial = self.options.script_serial
+        skip = None
+        for handler in handlers:
+            if handler.script is skip or not handler.script.loaded:
+                continue
+            if handler.is_async:
+                token = logs.current_script.set(handler.script.name)
+                try:
+                    await handler.fn(*args)
+                except exceptions.AddonHalt:
+                    return
+                except Exception as e:
+                    self._record_error(call, handler, e, errors)
+                    skip = handler.script
+                finally:
+                    logs.current_script.reset(token)
+            else:
+                outcome = await self.loop.run_in_executor(
+                    self.executor, contextvars.copy_context().run, self._call_sync, call, handler,
+                    args, errors, serial,
+                )
+                if outcome == "halt":
+                    return
+                if outcome == "error":
+                    skip = handler.script
+
+    def _record_error(self, call, handler, exc, errors):
+        tb = scripts.format_traceback(exc)
+        errors.append((handler.script.path, call.hook, tb))
+        log.error("Addon error: %s\n%s", exc, tb)
+
+    # -- flows in and out ----------------------------------------------------------------------
+
+    def _prepare(self, call):
+        """Updates (or creates) the Python objects for the call; returns the hook's arguments."""
+        state = call.state
+        if call.hook in CONNECTION_HOOKS:
+            client = self._conn(Client, state.get("client_conn"))
+            server = self._conn(Server, state.get("server_conn"))
+            call.flow = (client, server)
+            call.before = (client.get_state() if client else None,
+                           server.get_state() if server else None)
+            if call.hook.startswith("client"):
+                return (client,)
+            return (scripts.server_hook_data(client, server),)
+        live = state.pop("live", True)
+        flow = self.flows.get(call.key)
+        if flow is None:
+            flow = Flow.from_state(state)
+            self.flows[call.key] = flow
+        else:
+            flow.set_state(state)
+        flow.live = live
+        flow._flowtap_control = self
+        flow._flowtap_session = call.session
+        call.flow = flow
+        call.before = flow.get_state()
+        with self._lock:
+            self._in_hook.add(call.key)
+        return (flow,)
+
+    def _conn(self, cls, state):
+        if state is None:
+            return None
+        conn = self.conns.get(state["id"])
+        if conn is None or not isinstance(conn, cls):
+            conn = cls.from_state(state)
+            self.conns[state["id"]] = conn
+        else:
+            conn.set_state(state)
+        return conn
+
+    def _after_chain(self, call, errors):
+        if call.hook in FLOW_HOOKS:
+            for handler in self._table.get("update", []):
+                if handler.script.loaded:
+                    self._call_sync(call, handler, ([call.flow],), errors, False)
+        if call.hook in CONNECTION_HOOKS:
+            verdict, state = self._connection_outcome(call)
+        else:
+            verdict, state = self._flow_outcome(call)
+        self._reply(call, verdict, state, errors)
+
+    def _connection_outcome(self, call):
+        client, server = call.flow
+        after = (client.get_state() if client else None, server.get_state() if server else None)
+        if call.hook in ("client_disconnected", "server_disconnected", "server_connect_error"):
+            for conn in call.flow:
+                if conn is not None and (conn is client) == (call.hook == "client_disconnected"):
+                    self.conns.pop(conn.id, None)
+        if after == call.before:
+            return CONTINUE, None
+        return CONTINUE, {"id": call.key, "client_conn": after[0], "server_conn": after[1]}
+
+    def _flow_outcome(self, call):
+        flow, before = call.flow, call.before
+        after = flow.get_state()
+        was_killed = bool(before["error"]) and before["error"]["msg"] == Error.KILLED_MESSAGE
+        if flow.error is not None and flow.error.msg == Error.KILLED_MESSAGE and not was_killed:
+            verdict = KILL
+        elif flow.intercepted:
+            verdict = INTERCEPT
+        elif (call.hook in RESPOND_HOOKS and before.get("response") is None
+              and getattr(flow, "response", None) is not None):
+            verdict = RESPOND
+        else:
+            verdict = CONTINUE
+        finished = call.hook in FINAL_HOOKS or (
+            call.hook == "response" and getattr(flow, "websocket", None) is None
+        ) or verdict == KILL
+        if finished and not flow.intercepted:
+            self.flows.pop(call.key, None)
+        return verdict, (after if after != before else None)
+
+    def _reply(self, call, verdict, state, errors):
+        with self._lock:
+            if call.replied:
+                return
+            call.replied = True
+            self._in_hook.discard(call.key)
+            if not call.observe_only:
+                self.bridge.hook_reply(call.session, call.call_id, verdict, state, errors, False)
+
+    async def _watchdog(self):
+        """Answers calls whose deadline passed; their flows go on unchanged."""
+        while not self._done:
+            await asyncio.sleep(0.02)
+            if not self._active:
+                continue
+            now = time.monotonic()
+            for call in list(self._active.values()):
+                if call.deadline is None or now < call.deadline:
+                    continue
+                with self._lock:
+                    if call.replied:
+                        continue
+                    call.replied = True
+                    self._in_hook.discard(call.key)
+                    if not call.observe_only:
+                        self.bridge.hook_reply(call.session, call.call_id, CONTINUE, None, [], True)
+                log.warning("hook %s for %s timed out", call.hook, call.key)
+
+    # -- control -------------------------------------------------------------------------------
+
+    def send_control(self, flow, kind, *payload):
+        """Sends a control message to the proxy that owns `flow` (all proxies if None)."""
+        session = getattr(flow, "_flowtap_session", None) if flow is not None else None
+        control_id = next(self._control_ids)
+        self.bridge.control(session, control_id, kind, *payload)
+
+    def resume(self, flow):
+        """Called by `Flow.resume()`; inside the flow's own hook the reply carries it instead."""
+        with self._lock:
+            if flow.id in self._in_hook:
+                return
+        self.send_control(flow, "resume", flow.id)
+
+    def kill(self, flow):
+        """Called by `Flow.kill()`; inside the flow's own hook the reply carries it instead."""
+        with self._lock:
+            if flow.id in self._in_hook:
+                return
+        self.send_control(flow, "kill", flow.id)
+
+
+def main(bridge, specs):
+    """Entry point used by the Rust worker: runs until the proxy says Done."""
+    Host(bridge, list(specs)).run()

@@ -1,0 +1,158 @@
+"""`mitmproxy.connection`: the client and server sides of a flow."""
+
+import enum
+import time
+import uuid
+
+
+class ConnectionState(enum.Flag):
+    CLOSED = 0
+    CAN_READ = 1
+    CAN_WRITE = 2
+    OPEN = CAN_READ | CAN_WRITE
+
+
+def _addr(value):
+    return tuple(value) if value is not None else None
+
+
+_COMMON = (
+    "peername", "sockname", "id", "transport_protocol", "error", "tls", "certificate_list",
+    "alpn", "alpn_offers", "cipher", "cipher_list", "tls_version", "sni", "timestamp_start",
+    "timestamp_end", "timestamp_tls_setup",
+)
+_ADDRESS_FIELDS = ("peername", "sockname", "address")
+
+
+class Connection:
+    """Fields shared by `Client` and `Server`, serialized in mitmproxy's dataclass order."""
+
+    _fields = _COMMON
+
+    def __init__(self, **kwargs):
+        self.peername = None
+        self.sockname = None
+        self.id = str(uuid.uuid4())
+        self.transport_protocol = "tcp"
+        self.error = None
+        self.tls = False
+        self.certificate_list = []
+        self.alpn = None
+        self.alpn_offers = []
+        self.cipher = None
+        self.cipher_list = []
+        self.tls_version = None
+        self.sni = None
+        self.timestamp_start = None
+        self.timestamp_end = None
+        self.timestamp_tls_setup = None
+        self.state = ConnectionState.CLOSED
+        for k, v in kwargs.items():
+            setattr(self, k, _addr(v) if k in _ADDRESS_FIELDS else v)
+
+    @property
+    def connected(self):
+        return self.state is ConnectionState.OPEN
+
+    @property
+    def tls_established(self):
+        return self.timestamp_tls_setup is not None
+
+    def get_state(self):
+        state = {}
+        for name in self._fields:
+            value = getattr(self, name)
+            if name in _ADDRESS_FIELDS and value is not None:
+                value = tuple(value)
+            elif isinstance(value, list):
+                value = list(value)
+            state[name] = value
+        return state
+
+    def set_state(self, state):
+        for name in self._fields:
+            value = state[name]
+            if name in _ADDRESS_FIELDS or name == "via":
+                value = _via(value) if name == "via" else _addr(value)
+            elif isinstance(value, (list, tuple)):
+                value = list(value)
+            setattr(self, name, value)
+
+    @classmethod
+    def from_state(cls, state):
+        conn = cls()
+        conn.set_state(state)
+        return conn
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_state() == other.get_state()
+
+    def __hash__(self):
+        return hash(self.id)
+
+    # Deprecated aliases kept for old scripts.
+    @property
+    def ip_address(self):
+        return self.peername
+
+    @property
+    def cipher_name(self):
+        return self.cipher
+
+    @property
+    def alpn_proto_negotiated(self):
+        return self.alpn
+
+
+def _via(value):
+    if value is None:
+        return None
+    scheme, address = value
+    return (scheme, tuple(address))
+
+
+class Client(Connection):
+    """The client side: `peername` is the client's address, `sockname` the listen address."""
+
+    _fields = _COMMON + ("mitmcert", "proxy_mode")
+
+    def __init__(self, **kwargs):
+        self.mitmcert = None
+        self.proxy_mode = "regular"
+        super().__init__(**kwargs)
+        if self.timestamp_start is None and "timestamp_start" not in kwargs:
+            self.timestamp_start = time.time()
+
+    @property
+    def address(self):
+        return self.peername
+
+    @property
+    def clientcert(self):
+        return self.certificate_list[0] if self.certificate_list else None
+
+    def __repr__(self):
+        return f"Client({self.peername}, state={self.state.name.lower() if self.state.name else 'closed'})"
+
+
+class Server(Connection):
+    """The server side: `address` as requested, `peername` as resolved, `via` an upstream proxy."""
+
+    _fields = _COMMON + ("address", "timestamp_tcp_setup", "via")
+
+    def __init__(self, **kwargs):
+        self.address = None
+        self.timestamp_tcp_setup = None
+        self.via = None
+        super().__init__(**kwargs)
+
+    @property
+    def cert(self):
+        return self.certificate_list[0] if self.certificate_list else None
+
+    @property
+    def source_address(self):
+        return self.sockname
+
+    def __repr__(self):
+        return f"Server({self.address})"

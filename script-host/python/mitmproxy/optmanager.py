@@ -1,0 +1,195 @@
+"""`ctx.options`: typed options, deferred `--set` values, and change notification.
+
+Typespecs: bool, str, int, float, Optional[str], Optional[int], Sequence[str]. The script host
+installs `on_change(names)` (runs `configure`, may raise OptionsError to roll back) and
+`on_core_change(values)` (forwards changes of the proxy's own options to the core).
+"""
+
+import typing
+
+from . import exceptions
+
+_TYPESPECS = {
+    bool: "bool", str: "str", int: "int", float: "float",
+    typing.Optional[str]: "optional str", typing.Optional[int]: "optional int",
+    typing.Sequence[str]: "sequence of str",
+}
+
+
+def typespec_name(typespec):
+    """The protocol's name of a typespec ("optional str", ...); TypeError for others."""
+    if isinstance(typespec, str) and typespec in _TYPESPECS.values():
+        return typespec
+    for spec, name in _TYPESPECS.items():
+        if typespec == spec:
+            return name
+    origin = typing.get_origin(typespec)
+    if origin is not None and typing.get_args(typespec) == (str,) and "Sequence" in str(origin):
+        return "sequence of str"
+    raise exceptions.OptionsError(f"Unsupported option type: {typespec!r}")
+
+
+def check(name, kind, value):
+    ok = {
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "optional str": lambda v: v is None or isinstance(v, str),
+        "optional int": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+        "sequence of str": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
+    }[kind](value)
+    if not ok:
+        raise exceptions.OptionsError(f"Expected {kind} for {name}, but got {value!r}.")
+    return list(value) if kind == "sequence of str" else value
+
+
+def parse(name, kind, text, current=None):
+    """Parses a `--set name=text` value for an option of type `kind`."""
+    try:
+        if kind == "bool":
+            low = (text or "true").lower()
+            if low == "toggle":
+                return not current
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind in ("str",):
+            return text
+        if kind == "optional str":
+            return text if text else None
+        if kind == "int":
+            return int(text)
+        if kind == "optional int":
+            return int(text) if text else None
+        if kind == "float":
+            return float(text)
+        if kind == "sequence of str":
+            # Repeated `--set name=a --set name=b` arrive joined by newlines.
+            return [x for x in text.split("\n")] if text else []
+    except ValueError:
+        pass
+    raise exceptions.OptionsError(f"Invalid value for {name} ({kind}): {text!r}")
+
+
+class _Option:
+    __slots__ = ("name", "typespec", "default", "help", "choices", "value", "core")
+
+    def __init__(self, name, typespec, default, help, choices, core=False):
+        self.name, self.typespec, self.default = name, typespec, default
+        self.help, self.choices, self.value, self.core = help, choices, default, core
+
+
+class Options:
+    """Attribute access to option values; `update(**kw)` changes them and fires `configure`."""
+
+    def __init__(self):
+        object.__setattr__(self, "_options", {})
+        object.__setattr__(self, "deferred", {})
+        object.__setattr__(self, "on_change", None)
+        object.__setattr__(self, "on_core_change", None)
+
+    def add_option(self, name, typespec, default, help, choices=None, core=False):
+        kind = typespec_name(typespec)
+        default = check(name, kind, default)
+        existing = self._options.get(name)
+        if existing and (existing.typespec, existing.default) == (kind, default):
+            return
+        opt = _Option(name, kind, default, help, list(choices) if choices else None, core)
+        self._options[name] = opt
+        if name in self.deferred:
+            text = self.deferred.pop(name)
+            opt.value = self._validated(opt, parse(name, kind, text, opt.value))
+
+    def _validated(self, opt, value):
+        value = check(opt.name, opt.typespec, value)
+        if opt.choices and value is not None and value not in opt.choices:
+            raise exceptions.OptionsError(
+                f"Invalid choice for {opt.name}: {value!r} (choices: {', '.join(opt.choices)})"
+            )
+        return value
+
+    def __getattr__(self, name):
+        opts = object.__getattribute__(self, "_options")
+        if name in opts:
+            return opts[name].value
+        raise AttributeError(f"No such option: {name}")
+
+    def __setattr__(self, name, value):
+        if name in ("on_change", "on_core_change", "deferred") or name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            self.update(**{name: value})
+
+    def __contains__(self, name):
+        return name in self._options
+
+    def keys(self):
+        return set(self._options)
+
+    def items(self):
+        return [(k, o.value) for k, o in self._options.items()]
+
+    def spec(self, name):
+        return self._options[name]
+
+    def update(self, **kwargs):
+        """Sets options; `configure` hooks see the changed names; OptionsError rolls back."""
+        self._apply({k: v for k, v in kwargs.items()}, notify=True)
+
+    def update_defer(self, **kwargs):
+        for name, value in kwargs.items():
+            if name in self._options:
+                self.update(**{name: value})
+            else:
+                self.deferred[name] = value
+
+    def set(self, *specs, defer=False):
+        """Applies `name=value` strings as `--set` does."""
+        values = {}
+        for spec in specs:
+            name, _, text = spec.partition("=")
+            if name not in self._options:
+                if defer:
+                    self.deferred[name] = text
+                    continue
+                raise exceptions.OptionsError(f"Unknown option: {name}")
+            opt = self._options[name]
+            values[name] = parse(name, opt.typespec, text, opt.value)
+        if values:
+            self.update(**values)
+
+    def _apply(self, values, notify):
+        unknown = [k for k in values if k not in self._options]
+        if unknown:
+            raise KeyError(f"No such option: {', '.join(unknown)}")
+        old = {k: self._options[k].value for k in values}
+        changed = set()
+        for name, value in values.items():
+            opt = self._options[name]
+            value = self._validated(opt, value)
+            if value != opt.value:
+                opt.value = value
+                changed.add(name)
+        if not changed or not notify:
+            return changed
+        try:
+            if self.on_change is not None:
+                self.on_change(changed)
+        except Exception:
+            for name, value in old.items():
+                self._options[name].value = value
+            raise
+        core = {k: self._options[k].value for k in changed if self._options[k].core}
+        if core and self.on_core_change is not None:
+            self.on_core_change(core)
+        return changed
+
+    def set_quietly(self, values):
+        """Sets values without firing `configure` (used by the host for core-side changes)."""
+        return self._apply(values, notify=False)
+
+    def __repr__(self):
+        return f"Options({', '.join(f'{k}={o.value!r}' for k, o in self._options.items())})"

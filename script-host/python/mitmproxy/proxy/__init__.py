@@ -1,0 +1,1 @@
+"""`mitmproxy.proxy`: only the hook data types scripts meet."""

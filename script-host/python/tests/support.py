@@ -1,0 +1,130 @@
+"""Test helpers: a bridge that plays the Rust worker's part, and flow states to feed the host."""
+
+import os
+import queue
+import socket
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from flowtap_host.runtime import Host  # noqa: E402
+from mitmproxy import connection, http  # noqa: E402
+
+
+def listify(value):
+    """What the Rust side hands over: tuples arrive as lists."""
+    if isinstance(value, dict):
+        return {k: listify(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [listify(v) for v in value]
+    return value
+
+
+def http_state(path="/", method="GET", host="example.com", response=None, **flow_attrs):
+    client = connection.Client(peername=("127.0.0.1", 50000), sockname=("127.0.0.1", 8080))
+    flow = http.HTTPFlow(client, connection.Server(address=(host, 80)), live=True)
+    flow.request = http.Request(host, 80, method.encode(), b"http", b"", path.encode(),
+                                b"HTTP/1.1", http.Headers([(b"Host", host.encode())]), b"",
+                                None, time.time(), time.time())
+    flow.response = response
+    for k, v in flow_attrs.items():
+        setattr(flow, k, v)
+    state = listify(flow.get_state())
+    state["live"] = True
+    return state
+
+
+class FakeBridge:
+    """Implements the bridge interface the Rust worker gives `Host`, over a real socketpair."""
+
+    def __init__(self):
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._items = []
+        self._lock = threading.Lock()
+        self.replies = queue.Queue()
+        self.readies = queue.Queue()
+        self.controls = queue.Queue()
+        self.configure_results = queue.Queue()
+        self.logs = []
+        self.finished_event = threading.Event()
+
+    # Called by the host.
+    def wake_fd(self):
+        return self._r.fileno()
+
+    def take(self):
+        with self._lock:
+            items, self._items = self._items, []
+        return items
+
+    def hook_reply(self, session, call_id, verdict, state, errors, timed_out):
+        self.replies.put((call_id, verdict, state, list(errors), timed_out))
+
+    def ready(self, session, infos, startup_error):
+        self.readies.put((infos, startup_error))
+
+    def control(self, session, control_id, kind, *payload):
+        self.controls.put((kind,) + payload)
+
+    def configure_result(self, session, error):
+        self.configure_results.put(error)
+
+    def log(self, level, message, script):
+        self.logs.append((level, message, script))
+
+    def finished(self):
+        self.finished_event.set()
+
+    # Called by tests.
+    def send(self, *item):
+        with self._lock:
+            self._items.append(item)
+        self._w.send(b"x")
+
+
+class Harness:
+    """A `Host` running real script files on its own thread."""
+
+    def __init__(self, *sources_or_specs, specs=None, deferred=None, core_options=None):
+        self.dir = tempfile.TemporaryDirectory()
+        self.paths = []
+        for i, src in enumerate(sources_or_specs):
+            path = os.path.join(self.dir.name, f"script{i}.py")
+            with open(path, "w") as f:
+                f.write(textwrap.dedent(src))
+            self.paths.append(path)
+        self.bridge = FakeBridge()
+        self.host = Host(self.bridge, specs or self.paths)
+        self.thread = threading.Thread(target=self.host.run, daemon=True)
+        self.thread.start()
+        self.bridge.send("hello", 1, core_options or {}, deferred or {})
+        self.infos, self.startup_error = self.bridge.readies.get(timeout=10)
+        self._ids = iter(range(1, 1_000_000))
+
+    def call(self, hook, state, deadline_ms=0, observe_only=False):
+        call_id = next(self._ids)
+        self.bridge.send("hook", 1, call_id, hook, state, deadline_ms, observe_only)
+        return call_id
+
+    def reply(self, timeout=10):
+        return self.bridge.replies.get(timeout=timeout)
+
+    def roundtrip(self, hook, state, **kw):
+        call_id = self.call(hook, state, **kw)
+        reply = self.reply()
+        assert reply[0] == call_id, (reply, call_id)
+        return reply
+
+    def close(self):
+        self.bridge.send("done", 1)
+        self.bridge.finished_event.wait(10)
+        self.thread.join(10)
+        self.dir.cleanup()
+
+    def log_text(self):
+        return "\n".join(m for _, m, _ in self.bridge.logs)

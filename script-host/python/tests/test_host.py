@@ -1,0 +1,359 @@
+"""The runtime end to end in Python: real script files, the real Host, a bridge fake."""
+
+import os
+import time
+import unittest
+
+from tests.support import Harness, http_state
+from mitmproxy import http
+
+CONTINUE, RESPOND, KILL, INTERCEPT = 1, 2, 3, 4
+
+
+def headers_of(state, part="request"):
+    return {bytes(k).decode().lower(): bytes(v).decode() for k, v in state[part]["headers"]}
+
+
+class ChainTest(unittest.TestCase):
+    def test_chain_in_load_order_with_sub_addons(self):
+        h = Harness(
+            """
+            class Sub:
+                def request(self, flow):
+                    flow.request.headers["x-order"] += ",sub"
+            def request(flow):
+                flow.request.headers["x-order"] = "a"
+            addons = [Sub()]
+            """,
+            """
+            def request(flow):
+                flow.request.headers["x-order"] += ",b"
+            """,
+        )
+        try:
+            self.assertEqual(h.startup_error, "")
+            _, verdict, state, errors, timed_out = h.roundtrip("request", http_state())
+            self.assertEqual((verdict, errors, timed_out), (CONTINUE, [], False))
+            self.assertEqual(headers_of(state)["x-order"], "a,sub,b")
+        finally:
+            h.close()
+
+    def test_unchanged_flow_sends_no_state_and_hooks_are_declared(self):
+        h = Harness("def request(flow): pass\ndef client_disconnected(c): pass\n")
+        try:
+            _, verdict, state, _, _ = h.roundtrip("request", http_state())
+            self.assertEqual((verdict, state), (CONTINUE, None))
+            path, hooks, _ = h.infos[0]
+            self.assertEqual(sorted(hooks), [("client_disconnected", False, False),
+                                             ("request", True, True)])
+        finally:
+            h.close()
+
+    def test_respond_kill_intercept_verdicts(self):
+        h = Harness(
+            """
+            from mitmproxy import http
+            def request(flow):
+                if flow.request.path == "/reply":
+                    flow.response = http.Response.make(418, b"teapot", {"Content-Type": "text/plain"})
+                if flow.request.path == "/kill":
+                    flow.kill()
+                if flow.request.path == "/hold":
+                    flow.intercept()
+            """
+        )
+        try:
+            _, verdict, state, _, _ = h.roundtrip("request", http_state("/reply"))
+            self.assertEqual(verdict, RESPOND)
+            self.assertEqual(state["response"]["status_code"], 418)
+            self.assertEqual(state["response"]["content"], b"teapot")
+            _, verdict, state, _, _ = h.roundtrip("request", http_state("/kill"))
+            self.assertEqual(verdict, KILL)
+            self.assertEqual(state["error"]["msg"], "Connection killed.")
+            _, verdict, state, _, _ = h.roundtrip("request", http_state("/hold"))
+            self.assertEqual(verdict, INTERCEPT)
+        finally:
+            h.close()
+
+    def test_exception_gives_traceback_and_unmodified_flow(self):
+        h = Harness(
+            """
+            def request(flow):
+                flow.request.headers["x-partial"] = "1"
+                raise ValueError("boom in script")
+            """,
+            """
+            def request(flow):
+                flow.request.headers["x-second"] = "ran"
+            """,
+        )
+        try:
+            _, verdict, state, errors, _ = h.roundtrip("request", http_state())
+            self.assertEqual(verdict, CONTINUE)
+            self.assertEqual(len(errors), 1)
+            script, hook, tb = errors[0]
+            self.assertEqual((script, hook), (h.paths[0], "request"))
+            self.assertIn("ValueError: boom in script", tb)
+            self.assertIn("script0.py", tb)
+            # Our documented choice: a later script still runs.
+            self.assertEqual(headers_of(state)["x-second"], "ran")
+            self.assertIn("boom in script", h.log_text())
+        finally:
+            h.close()
+
+    def test_syntax_error_is_a_startup_error(self):
+        h = Harness("def request(flow)\n    pass\n")
+        try:
+            self.assertIn("SyntaxError", h.startup_error)
+            self.assertIn("script0.py", h.startup_error)
+        finally:
+            h.close()
+
+
+class LaterActionTest(unittest.TestCase):
+    def test_intercept_then_resume_from_a_later_task(self):
+        h = Harness(
+            """
+            import threading
+            def request(flow):
+                flow.intercept()
+                threading.Timer(0.2, flow.resume).start()
+            """
+        )
+        try:
+            state = http_state()
+            _, verdict, _, _, _ = h.roundtrip("request", state)
+            self.assertEqual(verdict, INTERCEPT)
+            self.assertEqual(h.bridge.controls.get(timeout=5), ("resume", state["id"]))
+        finally:
+            h.close()
+
+    def test_commands_become_controls(self):
+        h = Harness(
+            """
+            from mitmproxy import ctx
+            def response(flow):
+                ctx.master.commands.call("replay.client", [flow.copy()])
+                ctx.master.commands.call("inject.websocket", flow, True, b"hi", False)
+                ctx.master.shutdown()
+            """
+        )
+        try:
+            state = http_state(response=http.Response.make(200, b"ok"))
+            h.roundtrip("response", state)
+            kind, replayed = h.bridge.controls.get(timeout=5)
+            self.assertEqual(kind, "replay")
+            self.assertNotEqual(replayed["id"], state["id"])
+            self.assertEqual(h.bridge.controls.get(timeout=5), ("inject_websocket", state["id"], True, b"hi", False))
+            self.assertEqual(h.bridge.controls.get(timeout=5), ("shutdown",))
+        finally:
+            h.close()
+
+
+class ConcurrencyTest(unittest.TestCase):
+    SLEEPY = "import time\ndef request(flow):\n    time.sleep(0.5)\n    flow.request.headers['x-slept'] = '1'\n"
+
+    def _run(self, n, **kw):
+        h = Harness(self.SLEEPY, **kw)
+        try:
+            start = time.monotonic()
+            ids = {h.call("request", http_state(f"/{i}")) for i in range(n)}
+            got = set()
+            for _ in range(n):
+                call_id, verdict, state, _, _ = h.reply(timeout=30)
+                self.assertEqual(headers_of(state)["x-slept"], "1")
+                got.add(call_id)
+            self.assertEqual(got, ids)
+            return time.monotonic() - start
+        finally:
+            h.close()
+
+    def test_sync_hooks_of_different_flows_run_concurrently(self):
+        self.assertLess(self._run(20), 5.0)
+
+    def test_script_serial_runs_one_hook_at_a_time(self):
+        self.assertGreaterEqual(self._run(6, deferred={"script_serial": "true"}), 3.0)
+
+    def test_per_flow_order_is_kept(self):
+        h = Harness(
+            """
+            import time
+            seen = []
+            def requestheaders(flow):
+                time.sleep(0.3)
+                seen.append("requestheaders")
+            def request(flow):
+                seen.append("request")
+                flow.request.headers["x-seen"] = ",".join(seen)
+            """
+        )
+        try:
+            state = http_state()
+            h.call("requestheaders", dict(state), observe_only=True)
+            _, _, out, _, _ = h.roundtrip("request", dict(state))
+            self.assertEqual(headers_of(out)["x-seen"], "requestheaders,request")
+        finally:
+            h.close()
+
+    def test_async_hooks_run_on_the_loop_concurrently(self):
+        h = Harness(
+            """
+            import asyncio
+            async def request(flow):
+                await asyncio.sleep(0.5)
+                flow.request.headers["x-async"] = "1"
+            """
+        )
+        try:
+            start = time.monotonic()
+            for i in range(10):
+                h.call("request", http_state(f"/{i}"))
+            for _ in range(10):
+                _, _, state, _, _ = h.reply()
+                self.assertEqual(headers_of(state)["x-async"], "1")
+            self.assertLess(time.monotonic() - start, 3.0)
+        finally:
+            h.close()
+
+    def test_deadline_gives_timed_out_reply(self):
+        h = Harness("import time\ndef request(flow):\n    time.sleep(1)\n")
+        try:
+            _, verdict, state, _, timed_out = h.roundtrip("request", http_state(), deadline_ms=100)
+            self.assertTrue(timed_out)
+            self.assertIsNone(state)
+        finally:
+            h.close()
+
+
+class OptionsTest(unittest.TestCase):
+    SCRIPT = """
+        from typing import Optional, Sequence
+        from mitmproxy import ctx, exceptions
+        def load(loader):
+            loader.add_option("greeting", str, "hello", "The greeting.")
+            loader.add_option("limit", Optional[int], None, "A limit.")
+            loader.add_option("names", Sequence[str], [], "Names.")
+        def configure(updated):
+            if "limit" in updated and ctx.options.limit is not None and ctx.options.limit < 0:
+                raise exceptions.OptionsError("limit must be >= 0")
+        def request(flow):
+            flow.request.headers["x-greeting"] = ctx.options.greeting
+            flow.request.headers["x-names"] = "|".join(ctx.options.names)
+        """
+
+    def test_deferred_set_and_configure_validation(self):
+        h = Harness(self.SCRIPT, deferred={"greeting": "hi there", "names": "a\nb"})
+        try:
+            self.assertEqual(h.startup_error, "")
+            _, _, state, _, _ = h.roundtrip("request", http_state())
+            self.assertEqual(headers_of(state)["x-greeting"], "hi there")
+            self.assertEqual(headers_of(state)["x-names"], "a|b")
+            options = {o[0]: o for o in h.infos[0][2]}
+            self.assertEqual(options["limit"][1], "optional int")
+            h.bridge.send("configure", 1, {"limit": -1})
+            self.assertIn("limit must be >= 0", h.bridge.configure_results.get(timeout=5))
+            h.bridge.send("configure", 1, {"limit": 5})
+            self.assertEqual(h.bridge.configure_results.get(timeout=5), "")
+        finally:
+            h.close()
+
+    def test_invalid_option_at_startup_is_fatal(self):
+        h = Harness(self.SCRIPT, deferred={"limit": "-3"})
+        try:
+            self.assertIn("limit must be >= 0", h.startup_error)
+        finally:
+            h.close()
+
+
+class OldApiTest(unittest.TestCase):
+    def test_start_context_argv_and_response_context_flow(self):
+        import tempfile, textwrap
+        d = tempfile.mkdtemp()
+        path = os.path.join(d, "old.py")
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(
+                """
+                def start(context, argv):
+                    if len(argv) != 3:
+                        raise ValueError('Usage: -s "old.py old new"')
+                    context.old, context.new = argv[1], argv[2]
+                def response(context, flow):
+                    flow.response.content = flow.response.content.replace(context.old.encode(), context.new.encode())
+                    flow.response.headers["newheader"] = ["foo"]
+                def clientconnect(context, root_layer):
+                    context.log("client from %s" % (root_layer.client_conn.address,))
+                """
+            ))
+        h = Harness(specs=[f"{path} bananas apples"])
+        try:
+            self.assertEqual(h.startup_error, "")
+            state = http_state(response=http.Response.make(200, b"I like bananas"))
+            _, _, out, _, _ = h.roundtrip("response", state)
+            self.assertEqual(out["response"]["content"], b"I like apples")
+            self.assertEqual(headers_of(out, "response")["newheader"], "foo")
+            hooks = [x[0] for x in h.infos[0][1]]
+            self.assertIn("client_connected", hooks)
+            conn = {"id": "c1", "client_conn": state["client_conn"], "server_conn": None}
+            h.roundtrip("client_connected", conn)
+            self.assertIn("client from ('127.0.0.1', 50000)", h.log_text())
+        finally:
+            h.close()
+
+    def test_one_x_era_start_returns_addon_and_configure_two_args(self):
+        h = Harness(
+            """
+            class Addon:
+                def configure(self, options, updated):
+                    self.configured = "script_serial" in updated
+                def request(self, flow):
+                    flow.request.headers["x-configured"] = str(self.configured)
+            def start():
+                return Addon()
+            """
+        )
+        try:
+            _, _, out, _, _ = h.roundtrip("request", http_state())
+            self.assertEqual(headers_of(out)["x-configured"], "True")
+        finally:
+            h.close()
+
+    def test_old_tcp_message_with_context(self):
+        h = Harness(
+            """
+            def tcp_message(context, tcp_msg):
+                tcp_msg.message = tcp_msg.message.replace(b"foo", b"bar")
+            """
+        )
+        try:
+            from mitmproxy import connection, tcp
+            from tests.support import listify
+            f = tcp.TCPFlow(connection.Client(), connection.Server(), live=True)
+            f.messages.append(tcp.TCPMessage(True, b"foo!"))
+            _, _, out, _, _ = h.roundtrip("tcp_message", listify(f.get_state()))
+            self.assertEqual(out["messages"][0][1], b"bar!")
+        finally:
+            h.close()
+
+
+class ReloadTest(unittest.TestCase):
+    def test_edited_script_is_reloaded(self):
+        h = Harness("def request(flow):\n    flow.request.headers['x-v'] = '1'\n")
+        try:
+            _, _, out, _, _ = h.roundtrip("request", http_state())
+            self.assertEqual(headers_of(out)["x-v"], "1")
+            with open(h.paths[0], "w") as f:
+                f.write("def request(flow):\n    flow.request.headers['x-v'] = '2'\n")
+            os.utime(h.paths[0], (time.time() + 5, time.time() + 5))
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                _, _, out, _, _ = h.roundtrip("request", http_state())
+                if headers_of(out)["x-v"] == "2":
+                    break
+                time.sleep(0.2)
+            self.assertEqual(headers_of(out)["x-v"], "2")
+        finally:
+            h.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
