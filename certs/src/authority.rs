@@ -62,8 +62,8 @@ impl CertificateAuthority {
     /// Loads the CA from `confdir/flowtap-ca.pem`, creating it on first start.
     ///
     /// On first start `confdir` is created with mode 0700 if missing, the key file is written
-    /// with mode 0600, and the certificate-only files are written next to it. Missing
-    /// certificate-only files are rewritten on later starts. Fails if the directory or the
+    /// with mode 0600, and the certificate-only files are written next to it. Later
+    /// starts rewrite the certificate-only files if they are missing or out of date. Fails if the directory or the
     /// files cannot be created, or if an existing CA file cannot be parsed; an unreadable CA
     /// is never replaced silently.
     pub fn load_or_create(confdir: &Path) -> Result<Self, CaError> {
@@ -78,8 +78,8 @@ impl CertificateAuthority {
         let ca = Self::from_file(&ca_path)?;
         let cert_pem_path = confdir.join(CERT_PEM_FILE);
         let cert_cer_path = confdir.join(CERT_CER_FILE);
-        files::write_public_if_missing(&cert_pem_path, ca.cert_pem.as_bytes())?;
-        files::write_public_if_missing(&cert_cer_path, ca.cert_pem.as_bytes())?;
+        files::sync_public_file(&cert_pem_path, ca.cert_pem.as_bytes())?;
+        files::sync_public_file(&cert_cer_path, ca.cert_pem.as_bytes())?;
         Ok(Self {
             cert_pem_path: Some(cert_pem_path),
             cert_cer_path: Some(cert_cer_path),

@@ -88,6 +88,25 @@ fn created_ca_has_mitmproxy_shape() {
 }
 
 #[test]
+fn stale_or_missing_certificate_files_are_rewritten() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = CertificateAuthority::load_or_create(tmp.path()).expect("create CA");
+    let pem_path = tmp.path().join(CERT_PEM_FILE);
+    let cer_path = tmp.path().join(CERT_CER_FILE);
+    std::fs::write(&pem_path, "an old CA\n").expect("write stale");
+    std::fs::remove_file(&cer_path).expect("remove cer");
+    CertificateAuthority::load_or_create(tmp.path()).expect("load CA");
+    assert_eq!(
+        std::fs::read_to_string(&pem_path).expect("pem"),
+        ca.cert_pem()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cer_path).expect("cer"),
+        ca.cert_pem()
+    );
+}
+
+#[test]
 fn an_existing_directory_keeps_its_mode() {
     let tmp = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o750)).expect("chmod");

@@ -65,9 +65,10 @@ fn write_then_link(tmp: &Path, path: &Path, contents: &[u8]) -> Result<bool, CaE
     }
 }
 
-/// Writes a public file (a certificate to distribute) if it is missing.
-pub(crate) fn write_public_if_missing(path: &Path, contents: &[u8]) -> Result<(), CaError> {
-    if path.exists() {
+/// Makes a public file (a certificate to distribute) hold `contents`: written when missing,
+/// rewritten when it holds something else (say, the certificate of a CA since deleted).
+pub(crate) fn sync_public_file(path: &Path, contents: &[u8]) -> Result<(), CaError> {
+    if fs::read(path).is_ok_and(|existing| existing == contents) {
         return Ok(());
     }
     fs::write(path, contents).map_err(io_error("writing CA certificate", path))
