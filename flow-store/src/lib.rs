@@ -1,1 +1,36 @@
-//! placeholder
+//! flow-store: the archive of finished flows, behind the `FlowStore` gRPC service.
+//!
+//! proxy-core hands every finished flow to a [`StoreSink`], which batches flows into the
+//! service's Append stream and spools them to local disk while the service is unreachable. The
+//! service ([`server`]) keeps them in SQLite (the embedded default) or PostgreSQL (the scaled
+//! deployment) and answers queries written in mitmproxy's filter language. The `flowtap flows`
+//! command reads the same archive, in process or over gRPC ([`client`]).
+//!
+//! A reader new to the crate starts at [`Store`] (what the archive promises) and then
+//! [`backend`] (how rows and body chunks are kept).
+//!
+//! - [`store`]: [`Store`], the behaviour: append assembly, queries, delete, watch.
+//! - [`backend`]: the [`Backend`](backend::Backend) trait, with `sqlite` and `postgres`.
+//! - [`filter`]: mitmproxy filter expressions as queries (SQL pre-filter + exact match).
+//! - [`files`]: import and export of mitmproxy flow files and HAR.
+//! - [`server`]: the tonic service and [`server::serve`]; [`status`] maps errors to statuses.
+//! - [`sink`]: [`StoreSink`], the proxy's way in, with its [`spool`].
+//! - [`client`]: a plain gRPC client for the cli.
+
+pub mod backend;
+pub mod client;
+mod error;
+pub mod files;
+pub mod filter;
+mod row;
+pub mod server;
+pub mod sink;
+pub mod spool;
+pub mod status;
+pub mod store;
+
+pub use error::StoreError;
+pub use filter::FlowFilter;
+pub use row::summary;
+pub use sink::{SinkConfig, StoreSink};
+pub use store::{Config, Store, StoreLocation, flow_parts};

@@ -1,0 +1,161 @@
+//! The storage backends behind one trait, [`Backend`], with one behaviour.
+//!
+//! A backend stores rows and chunks; it knows nothing about filters or the append protocol. The
+//! rules every caller relies on (idempotent append, pages in sequence order, bodies in chunks)
+//! live in [`crate::Store`], so SQLite and PostgreSQL cannot drift apart.
+//!
+//! Tables, in both backends:
+//! - `flows`: one row per flow id; `seq` grows with every append (the query order and cursor),
+//!   the summary columns of [`FlowRow`], and `head`, the protobuf-encoded flow with bodies cleared.
+//! - `bodies`: `(flow_id, kind, part) -> data`, the request (kind 1) and response (kind 2) bodies
+//!   in chunks of at most [`CHUNK_BYTES`].
+
+pub mod postgres;
+pub mod sqlite;
+
+use bytes::Bytes;
+use flowtap_proto::v1::{BodyKind, Flow};
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+
+use crate::StoreError;
+pub use crate::row::FlowRow;
+
+/// The largest body chunk stored in one row.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// One step of a write batch. A batch runs in one transaction, in order.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// A flow is about to be (re)written: drop its row and its body chunks.
+    Begin {
+        /// The flow id.
+        id: String,
+    },
+    /// A body chunk of a flow being written. `part` numbers the chunks of one body from 0.
+    Chunk {
+        /// The flow id.
+        id: String,
+        /// Request or response body.
+        kind: BodyKind,
+        /// Position of the chunk in its body.
+        part: u32,
+        /// At most [`CHUNK_BYTES`].
+        data: Bytes,
+    },
+    /// The flow is complete: insert its row with the next sequence number.
+    Finish(Box<FlowRow>),
+}
+
+/// A necessary condition on the summary columns: rows failing it cannot match the filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// `status_code` equals the value.
+    StatusCode(u32),
+    /// `type` equals the value.
+    FlowType(String),
+    /// The column contains the ASCII text, ignoring ASCII case.
+    Contains(Column, String),
+}
+
+/// The text columns a [`Condition::Contains`] can test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    /// The request method.
+    Method,
+    /// Request host, authority and Host header.
+    Host,
+    /// The URL.
+    Url,
+    /// The Content-Type values.
+    ContentType,
+}
+
+impl Column {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Column::Method => "method",
+            Column::Host => "host",
+            Column::Url => "url",
+            Column::ContentType => "content_type",
+        }
+    }
+}
+
+/// One batch of a scan over the flows table, in sequence order.
+#[derive(Debug, Clone, Default)]
+pub struct ScanSpec {
+    /// Only rows with a sequence number above this.
+    pub after_seq: i64,
+    /// At most this many rows.
+    pub limit: usize,
+    /// All of these must hold.
+    pub conditions: Vec<Condition>,
+    /// Load the bodies into `request.content` / `response.content`.
+    pub with_bodies: bool,
+}
+
+/// A flow as read back: its sequence number, its head (bodies present only when asked for), and
+/// the body sizes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFlow {
+    /// The position of the flow in append order.
+    pub seq: i64,
+    /// The flow.
+    pub flow: Flow,
+    /// Request body size in bytes.
+    pub request_size: u64,
+    /// Response body size in bytes.
+    pub response_size: u64,
+}
+
+/// A storage backend: SQLite ([`sqlite::SqliteBackend`]) or PostgreSQL
+/// ([`postgres::PostgresBackend`]).
+pub trait Backend: Send + Sync + 'static {
+    /// Runs the batch in one transaction. On error nothing of the batch is kept.
+    fn write(&self, batch: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// One batch of flows, oldest first.
+    fn scan(&self, spec: ScanSpec) -> BoxFuture<'_, Result<Vec<StoredFlow>, StoreError>>;
+    /// One flow by id, without bodies.
+    fn flow(&self, id: String) -> BoxFuture<'_, Result<Option<StoredFlow>, StoreError>>;
+    /// The chunks of one body, in order, read lazily.
+    fn body(&self, id: String, kind: BodyKind) -> BoxStream<'static, Result<Bytes, StoreError>>;
+    /// Deletes flows and their bodies; returns how many flows existed.
+    fn delete(&self, ids: Vec<String>) -> BoxFuture<'_, Result<u64, StoreError>>;
+}
+
+/// Decodes a stored head.
+pub(crate) fn decode_head(id: &str, head: &[u8]) -> Result<Flow, StoreError> {
+    prost::Message::decode(head).map_err(|source| StoreError::Corrupt {
+        id: id.to_owned(),
+        source,
+    })
+}
+
+/// Puts loaded bodies into a head: the body of each present-but-empty `content`.
+pub(crate) fn fill_bodies(flow: &mut Flow, request: Option<Vec<u8>>, response: Option<Vec<u8>>) {
+    if let (Some(r), Some(body)) = (flow.request.as_mut(), request) {
+        if r.content.is_some() {
+            r.content = Some(body.into());
+        }
+    }
+    if let (Some(r), Some(body)) = (flow.response.as_mut(), response) {
+        if r.content.is_some() {
+            r.content = Some(body.into());
+        }
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`, and wraps it in `%`.
+pub(crate) fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}

@@ -1,0 +1,404 @@
+//! The scaled backend: PostgreSQL through a deadpool connection pool.
+//!
+//! Each write batch is one transaction of a few set-based statements (`= ANY($1)` deletes and
+//! `UNNEST` inserts), so a batch of a thousand flows costs a handful of round trips. Bodies are
+//! read back through a portal a few chunks at a time, so a large body never sits whole in the
+//! client's buffers.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use flowtap_proto::v1::BodyKind;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{Backend, Condition, FlowRow, ScanSpec, StoredFlow, WriteOp, decode_head, fill_bodies};
+use crate::StoreError;
+
+const SCHEMA: &str = "
+SELECT pg_advisory_xact_lock(7402117);
+CREATE TABLE IF NOT EXISTS flows (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    timestamp_created DOUBLE PRECISION NOT NULL,
+    method TEXT NOT NULL,
+    host TEXT NOT NULL,
+    url TEXT NOT NULL,
+    status_code INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    request_size BIGINT NOT NULL,
+    response_size BIGINT NOT NULL,
+    error TEXT NOT NULL,
+    client TEXT NOT NULL,
+    head BYTEA NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flows_status_code ON flows (status_code);
+CREATE INDEX IF NOT EXISTS flows_timestamp_created ON flows (timestamp_created);
+CREATE TABLE IF NOT EXISTS bodies (
+    flow_id TEXT NOT NULL,
+    kind SMALLINT NOT NULL,
+    part INTEGER NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (flow_id, kind, part)
+);
+";
+
+const INSERT_FLOWS: &str = "
+INSERT INTO flows (id, type, timestamp_created, method, host, url, status_code, content_type,
+                   request_size, response_size, error, client, head)
+SELECT * FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::text[],
+                     $7::int4[], $8::text[], $9::int8[], $10::int8[], $11::text[], $12::text[],
+                     $13::bytea[])
+ON CONFLICT (id) DO UPDATE SET
+    seq = nextval(pg_get_serial_sequence('flows', 'seq')), type = EXCLUDED.type,
+    timestamp_created = EXCLUDED.timestamp_created, method = EXCLUDED.method,
+    host = EXCLUDED.host, url = EXCLUDED.url, status_code = EXCLUDED.status_code,
+    content_type = EXCLUDED.content_type, request_size = EXCLUDED.request_size,
+    response_size = EXCLUDED.response_size, error = EXCLUDED.error, client = EXCLUDED.client,
+    head = EXCLUDED.head";
+
+const INSERT_CHUNKS: &str = "
+INSERT INTO bodies (flow_id, kind, part, data)
+SELECT * FROM UNNEST($1::text[], $2::int2[], $3::int4[], $4::bytea[])
+ON CONFLICT (flow_id, kind, part) DO UPDATE SET data = EXCLUDED.data";
+
+/// Chunks fetched per round trip when a body is read.
+const BODY_CHUNKS_PER_FETCH: i32 = 4;
+
+/// Flows in a PostgreSQL database.
+#[derive(Clone)]
+pub struct PostgresBackend {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend").finish_non_exhaustive()
+    }
+}
+
+impl PostgresBackend {
+    /// Connects to `url` (`postgres://user@host:port/db`), creating the schema if needed.
+    pub async fn connect(url: &str) -> Result<PostgresBackend, StoreError> {
+        let open_error = |message: String| StoreError::Open {
+            location: redact(url),
+            message,
+        };
+        let config: tokio_postgres::Config = url.parse().map_err(|e| open_error(format!("{e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(8)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| open_error(e.to_string()))?;
+        let mut client = pool.get().await.map_err(|e| open_error(e.to_string()))?;
+        let transaction = client.transaction().await?;
+        transaction
+            .batch_execute(SCHEMA)
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
+        transaction.commit().await?;
+        Ok(PostgresBackend { pool })
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Splits a batch where an id is begun again after an earlier op on it, so that inside each
+/// part the ops can run grouped by kind (all deletes, then all chunks, then all rows).
+fn split_batch(batch: Vec<WriteOp>) -> Vec<Vec<WriteOp>> {
+    let mut parts = vec![Vec::new()];
+    let mut seen = HashSet::new();
+    for op in batch {
+        let id = match &op {
+            WriteOp::Begin { id } | WriteOp::Chunk { id, .. } => id.clone(),
+            WriteOp::Finish(row) => row.id.clone(),
+        };
+        if matches!(op, WriteOp::Begin { .. }) && seen.contains(&id) {
+            parts.push(Vec::new());
+            seen.clear();
+        }
+        seen.insert(id);
+        parts.last_mut().expect("parts starts non-empty").push(op);
+    }
+    parts
+}
+
+async fn write_part(
+    transaction: &tokio_postgres::Transaction<'_>,
+    part: Vec<WriteOp>,
+) -> Result<(), StoreError> {
+    let mut begun = Vec::new();
+    let (mut chunk_ids, mut kinds, mut parts, mut data) = (vec![], vec![], vec![], vec![]);
+    let mut rows: Vec<FlowRow> = Vec::new();
+    for op in part {
+        match op {
+            WriteOp::Begin { id } => begun.push(id),
+            WriteOp::Chunk {
+                id,
+                kind,
+                part,
+                data: chunk,
+            } => {
+                chunk_ids.push(id);
+                kinds.push(kind as i16);
+                parts.push(part as i32);
+                data.push(chunk);
+            }
+            WriteOp::Finish(row) => rows.push(*row),
+        }
+    }
+    if !begun.is_empty() {
+        transaction
+            .execute("DELETE FROM flows WHERE id = ANY($1)", &[&begun])
+            .await?;
+        transaction
+            .execute("DELETE FROM bodies WHERE flow_id = ANY($1)", &[&begun])
+            .await?;
+    }
+    if !chunk_ids.is_empty() {
+        let data: Vec<&[u8]> = data.iter().map(|d| &d[..]).collect();
+        transaction
+            .execute(INSERT_CHUNKS, &[&chunk_ids, &kinds, &parts, &data])
+            .await?;
+    }
+    if !rows.is_empty() {
+        insert_rows(transaction, &rows).await?;
+    }
+    Ok(())
+}
+
+async fn insert_rows(
+    transaction: &tokio_postgres::Transaction<'_>,
+    rows: &[FlowRow],
+) -> Result<(), StoreError> {
+    fn column<'a, T>(rows: &'a [FlowRow], f: impl Fn(&'a FlowRow) -> T) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
+    let ids = column(rows, |r| r.id.as_str());
+    let types = column(rows, |r| r.flow_type.as_str());
+    let created = column(rows, |r| r.timestamp_created);
+    let methods = column(rows, |r| r.method.as_str());
+    let hosts = column(rows, |r| r.host.as_str());
+    let urls = column(rows, |r| r.url.as_str());
+    let codes = column(rows, |r| r.status_code as i32);
+    let content_types = column(rows, |r| r.content_type.as_str());
+    let request_sizes = column(rows, |r| r.request_size as i64);
+    let response_sizes = column(rows, |r| r.response_size as i64);
+    let errors = column(rows, |r| r.error.as_str());
+    let clients = column(rows, |r| r.client.as_str());
+    let heads = column(rows, |r| r.head.as_slice());
+    let params: [&(dyn ToSql + Sync); 13] = [
+        &ids,
+        &types,
+        &created,
+        &methods,
+        &hosts,
+        &urls,
+        &codes,
+        &content_types,
+        &request_sizes,
+        &response_sizes,
+        &errors,
+        &clients,
+        &heads,
+    ];
+    transaction.execute(INSERT_FLOWS, &params).await?;
+    Ok(())
+}
+
+impl PostgresBackend {
+    async fn scan(&self, spec: ScanSpec) -> Result<Vec<StoredFlow>, StoreError> {
+        let mut sql = String::from(
+            "SELECT seq, id, head, request_size, response_size FROM flows WHERE seq > $1",
+        );
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(spec.after_seq)];
+        for condition in &spec.conditions {
+            let n = params.len() + 1;
+            match condition {
+                Condition::StatusCode(code) => {
+                    sql.push_str(&format!(" AND status_code = ${n}"));
+                    params.push(Box::new(*code as i32));
+                }
+                Condition::FlowType(flow_type) => {
+                    sql.push_str(&format!(" AND type = ${n}"));
+                    params.push(Box::new(flow_type.clone()));
+                }
+                Condition::Contains(column, text) => {
+                    sql.push_str(&format!(" AND {} ILIKE ${n} ESCAPE '\\'", column.name()));
+                    params.push(Box::new(super::like_pattern(text)));
+                }
+            }
+        }
+        sql.push_str(&format!(" ORDER BY seq LIMIT {}", spec.limit));
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(&sql).await?;
+        let params: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = client.query(&statement, &params).await?;
+        let mut flows = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: &str = row.try_get(1)?;
+            let mut flow = decode_head(id, row.try_get(2)?)?;
+            if spec.with_bodies {
+                let (request, response) = load_bodies(&client, id).await?;
+                fill_bodies(&mut flow, request, response);
+            }
+            flows.push(StoredFlow {
+                seq: row.try_get(0)?,
+                flow,
+                request_size: row.try_get::<_, i64>(3)? as u64,
+                response_size: row.try_get::<_, i64>(4)? as u64,
+            });
+        }
+        Ok(flows)
+    }
+}
+
+type Bodies = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+async fn load_bodies(client: &tokio_postgres::Client, id: &str) -> Result<Bodies, StoreError> {
+    let rows = client
+        .query(
+            "SELECT kind, data FROM bodies WHERE flow_id = $1 ORDER BY kind, part",
+            &[&id],
+        )
+        .await?;
+    let (mut request, mut response) = (None::<Vec<u8>>, None::<Vec<u8>>);
+    for row in rows {
+        let target = if row.try_get::<_, i16>(0)? == BodyKind::Request as i16 {
+            &mut request
+        } else {
+            &mut response
+        };
+        target
+            .get_or_insert_with(Vec::new)
+            .extend_from_slice(row.try_get(1)?);
+    }
+    Ok((request, response))
+}
+
+async fn send_body(
+    pool: Pool,
+    id: String,
+    kind: BodyKind,
+    sender: &mpsc::Sender<Result<Bytes, StoreError>>,
+) -> Result<(), StoreError> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let portal = transaction
+        .bind(
+            "SELECT data FROM bodies WHERE flow_id = $1 AND kind = $2 ORDER BY part",
+            &[&id, &(kind as i16)],
+        )
+        .await?;
+    loop {
+        let rows = transaction
+            .query_portal(&portal, BODY_CHUNKS_PER_FETCH)
+            .await?;
+        for row in &rows {
+            let chunk: &[u8] = row.try_get(0)?;
+            if sender
+                .send(Ok(Bytes::copy_from_slice(chunk)))
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        if rows.len() < BODY_CHUNKS_PER_FETCH as usize {
+            return Ok(());
+        }
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn write(&self, batch: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            let mut client = self.pool.get().await?;
+            let transaction = client.transaction().await?;
+            for part in split_batch(batch) {
+                write_part(&transaction, part).await?;
+            }
+            transaction.commit().await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn scan(&self, spec: ScanSpec) -> BoxFuture<'_, Result<Vec<StoredFlow>, StoreError>> {
+        PostgresBackend::scan(self, spec).boxed()
+    }
+
+    fn flow(&self, id: String) -> BoxFuture<'_, Result<Option<StoredFlow>, StoreError>> {
+        async move {
+            let client = self.pool.get().await?;
+            let row = client
+                .query_opt(
+                    "SELECT seq, head, request_size, response_size FROM flows WHERE id = $1",
+                    &[&id],
+                )
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            Ok(Some(StoredFlow {
+                seq: row.try_get(0)?,
+                flow: decode_head(&id, row.try_get(1)?)?,
+                request_size: row.try_get::<_, i64>(2)? as u64,
+                response_size: row.try_get::<_, i64>(3)? as u64,
+            }))
+        }
+        .boxed()
+    }
+
+    fn body(&self, id: String, kind: BodyKind) -> BoxStream<'static, Result<Bytes, StoreError>> {
+        let (sender, receiver) = mpsc::channel(2);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            if let Err(error) = send_body(pool, id, kind, &sender).await {
+                let _ = sender.send(Err(error)).await;
+            }
+        });
+        ReceiverStream::new(receiver).boxed()
+    }
+
+    fn delete(&self, ids: Vec<String>) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            let mut client = self.pool.get().await?;
+            let transaction = client.transaction().await?;
+            let deleted = transaction
+                .execute("DELETE FROM flows WHERE id = ANY($1)", &[&ids])
+                .await?;
+            transaction
+                .execute("DELETE FROM bodies WHERE flow_id = ANY($1)", &[&ids])
+                .await?;
+            transaction.commit().await?;
+            Ok(deleted)
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,383 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! All writes go through one dedicated thread that owns the write connection. It takes every
+//! batch that is waiting and commits them in one transaction (group commit), so many small
+//! Append streams cost one fsync between them. Reads run on the blocking pool with their own
+//! connections, which WAL lets proceed while the writer commits.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use flowtap_proto::v1::BodyKind;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt};
+use rusqlite::{Connection, OpenFlags, params, params_from_iter};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{Backend, Condition, FlowRow, ScanSpec, StoredFlow, WriteOp, decode_head, fill_bodies};
+use crate::StoreError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS flows (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    timestamp_created REAL NOT NULL,
+    method TEXT NOT NULL,
+    host TEXT NOT NULL,
+    url TEXT NOT NULL,
+    status_code INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    request_size INTEGER NOT NULL,
+    response_size INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    client TEXT NOT NULL,
+    head BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flows_status_code ON flows (status_code);
+CREATE INDEX IF NOT EXISTS flows_timestamp_created ON flows (timestamp_created);
+CREATE TABLE IF NOT EXISTS bodies (
+    flow_id TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (flow_id, kind, part)
+);
+";
+
+/// Batches waiting for the writer thread are committed together, up to this many.
+const GROUP_COMMIT_BATCHES: usize = 64;
+
+type WriteRequest = (Vec<WriteOp>, oneshot::Sender<Result<(), StoreError>>);
+
+/// Flows in one SQLite file. Cheap to share: clones use the same writer thread.
+#[derive(Debug, Clone)]
+pub struct SqliteBackend {
+    path: PathBuf,
+    writer: mpsc::Sender<WriteRequest>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database file and its schema, and starts the writer
+    /// thread. The parent directory is created too.
+    pub fn open(path: &Path) -> Result<SqliteBackend, StoreError> {
+        let open_error = |message: String| StoreError::Open {
+            location: path.display().to_string(),
+            message,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| open_error(e.to_string()))?;
+        }
+        let connection = connect(path).map_err(|e| open_error(e.to_string()))?;
+        connection
+            .execute_batch(SCHEMA)
+            .map_err(|e| open_error(e.to_string()))?;
+        let (writer, requests) = mpsc::channel(1024);
+        std::thread::Builder::new()
+            .name("flow-store-sqlite-writer".into())
+            .spawn(move || write_loop(connection, requests))
+            .map_err(|e| open_error(format!("starting writer thread: {e}")))?;
+        Ok(SqliteBackend {
+            path: path.to_owned(),
+            writer,
+            readers: Arc::default(),
+        })
+    }
+
+    /// Runs `read` with a reader connection on the blocking pool.
+    async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = this.take_reader()?;
+            let result = read(&connection);
+            this.readers
+                .lock()
+                .expect("reader pool lock is never held across a panic")
+                .push(connection);
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    fn take_reader(&self) -> Result<Connection, StoreError> {
+        let pooled = self
+            .readers
+            .lock()
+            .expect("reader pool lock is never held across a panic")
+            .pop();
+        match pooled {
+            Some(connection) => Ok(connection),
+            None => Ok(connect(&self.path)?),
+        }
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags)?;
+    // WAL: readers never wait for the writer. synchronous=NORMAL: a power cut may lose the last
+    // transactions but never corrupts the file, which is SQLite's advice for WAL.
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(connection)
+}
+
+fn write_loop(mut connection: Connection, mut requests: mpsc::Receiver<WriteRequest>) {
+    while let Some(first) = requests.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_COMMIT_BATCHES {
+            match requests.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        if group.len() > 1 && write_batches(&mut connection, group.iter().map(|(b, _)| b)).is_ok() {
+            for (_, reply) in group {
+                let _ = reply.send(Ok(()));
+            }
+            continue;
+        }
+        // Alone, or the group failed: one transaction each, so one bad batch fails alone.
+        for (batch, reply) in group {
+            let _ = reply.send(write_batches(&mut connection, [&batch]));
+        }
+    }
+}
+
+fn write_batches<'a>(
+    connection: &mut Connection,
+    batches: impl IntoIterator<Item = &'a Vec<WriteOp>>,
+) -> Result<(), StoreError> {
+    let transaction = connection.transaction()?;
+    for batch in batches {
+        for op in batch {
+            apply(&transaction, op)?;
+        }
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+fn apply(connection: &Connection, op: &WriteOp) -> Result<(), StoreError> {
+    match op {
+        WriteOp::Begin { id } => {
+            connection
+                .prepare_cached("DELETE FROM flows WHERE id = ?1")?
+                .execute([id])?;
+            connection
+                .prepare_cached("DELETE FROM bodies WHERE flow_id = ?1")?
+                .execute([id])?;
+        }
+        WriteOp::Chunk {
+            id,
+            kind,
+            part,
+            data,
+        } => {
+            connection
+                .prepare_cached("INSERT OR REPLACE INTO bodies (flow_id, kind, part, data) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![id, *kind as i32, part, &data[..]])?;
+        }
+        WriteOp::Finish(row) => insert_row(connection, row)?,
+    }
+    Ok(())
+}
+
+fn insert_row(connection: &Connection, row: &FlowRow) -> Result<(), StoreError> {
+    // REPLACE deletes a row with the same id and inserts a new one with the next seq.
+    connection
+        .prepare_cached(
+            "INSERT OR REPLACE INTO flows (id, type, timestamp_created, method, host, url, \
+             status_code, content_type, request_size, response_size, error, client, head) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?
+        .execute(params![
+            row.id,
+            row.flow_type,
+            row.timestamp_created,
+            row.method,
+            row.host,
+            row.url,
+            row.status_code,
+            row.content_type,
+            row.request_size as i64,
+            row.response_size as i64,
+            row.error,
+            row.client,
+            row.head,
+        ])?;
+    Ok(())
+}
+
+fn scan(connection: &Connection, spec: &ScanSpec) -> Result<Vec<StoredFlow>, StoreError> {
+    let mut sql =
+        String::from("SELECT seq, id, head, request_size, response_size FROM flows WHERE seq > ?");
+    let mut values: Vec<rusqlite::types::Value> = vec![spec.after_seq.into()];
+    for condition in &spec.conditions {
+        match condition {
+            Condition::StatusCode(code) => {
+                sql.push_str(" AND status_code = ?");
+                values.push(i64::from(*code).into());
+            }
+            Condition::FlowType(flow_type) => {
+                sql.push_str(" AND type = ?");
+                values.push(flow_type.clone().into());
+            }
+            Condition::Contains(column, text) => {
+                // LIKE ignores ASCII case in SQLite, as the filter does.
+                sql.push_str(&format!(" AND {} LIKE ? ESCAPE '\\'", column.name()));
+                values.push(super::like_pattern(text).into());
+            }
+        }
+    }
+    sql.push_str(" ORDER BY seq LIMIT ?");
+    values.push((spec.limit as i64).into());
+    let mut statement = connection.prepare_cached(&sql)?;
+    let mut rows = statement.query(params_from_iter(values))?;
+    let mut flows = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(1)?;
+        let mut flow = decode_head(&id, row.get_ref(2)?.as_blob()?)?;
+        if spec.with_bodies {
+            let (request, response) = load_bodies(connection, &id)?;
+            fill_bodies(&mut flow, request, response);
+        }
+        flows.push(StoredFlow {
+            seq: row.get(0)?,
+            flow,
+            request_size: row.get::<_, i64>(3)? as u64,
+            response_size: row.get::<_, i64>(4)? as u64,
+        });
+    }
+    Ok(flows)
+}
+
+type Bodies = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn load_bodies(connection: &Connection, id: &str) -> Result<Bodies, StoreError> {
+    let mut statement = connection
+        .prepare_cached("SELECT kind, data FROM bodies WHERE flow_id = ?1 ORDER BY kind, part")?;
+    let mut rows = statement.query([id])?;
+    let (mut request, mut response) = (None::<Vec<u8>>, None::<Vec<u8>>);
+    while let Some(row) = rows.next()? {
+        let target = if row.get::<_, i32>(0)? == BodyKind::Request as i32 {
+            &mut request
+        } else {
+            &mut response
+        };
+        target
+            .get_or_insert_with(Vec::new)
+            .extend_from_slice(row.get_ref(1)?.as_blob()?);
+    }
+    Ok((request, response))
+}
+
+impl Backend for SqliteBackend {
+    fn write(&self, batch: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            let (reply, result) = oneshot::channel();
+            self.writer
+                .send((batch, reply))
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            result.await.map_err(|_| StoreError::Closed)?
+        }
+        .boxed()
+    }
+
+    fn scan(&self, spec: ScanSpec) -> BoxFuture<'_, Result<Vec<StoredFlow>, StoreError>> {
+        self.read(move |connection| scan(connection, &spec)).boxed()
+    }
+
+    fn flow(&self, id: String) -> BoxFuture<'_, Result<Option<StoredFlow>, StoreError>> {
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT seq, head, request_size, response_size FROM flows WHERE id = ?1",
+            )?;
+            let mut rows = statement.query([&id])?;
+            let Some(row) = rows.next()? else {
+                return Ok(None);
+            };
+            Ok(Some(StoredFlow {
+                seq: row.get(0)?,
+                flow: decode_head(&id, row.get_ref(1)?.as_blob()?)?,
+                request_size: row.get::<_, i64>(2)? as u64,
+                response_size: row.get::<_, i64>(3)? as u64,
+            }))
+        })
+        .boxed()
+    }
+
+    fn body(&self, id: String, kind: BodyKind) -> BoxStream<'static, Result<Bytes, StoreError>> {
+        // A small channel: the reader thread stays at most a few chunks ahead of the consumer.
+        let (sender, receiver) = mpsc::channel(2);
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = this.take_reader().and_then(|connection| {
+                let sent = send_body(&connection, &id, kind, &sender);
+                this.readers
+                    .lock()
+                    .expect("reader pool lock is never held across a panic")
+                    .push(connection);
+                sent
+            });
+            if let Err(error) = result {
+                let _ = sender.blocking_send(Err(error));
+            }
+        });
+        ReceiverStream::new(receiver).boxed()
+    }
+
+    fn delete(&self, ids: Vec<String>) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            let existing = self
+                .read({
+                    let ids = ids.clone();
+                    move |connection| {
+                        let mut statement =
+                            connection.prepare_cached("SELECT 1 FROM flows WHERE id = ?1")?;
+                        let mut count = 0;
+                        for id in &ids {
+                            count += u64::from(statement.exists([id])?);
+                        }
+                        Ok(count)
+                    }
+                })
+                .await?;
+            let batch = ids.into_iter().map(|id| WriteOp::Begin { id }).collect();
+            self.write(batch).await?;
+            Ok(existing)
+        }
+        .boxed()
+    }
+}
+
+fn send_body(
+    connection: &Connection,
+    id: &str,
+    kind: BodyKind,
+    sender: &mpsc::Sender<Result<Bytes, StoreError>>,
+) -> Result<(), StoreError> {
+    let mut statement = connection
+        .prepare_cached("SELECT data FROM bodies WHERE flow_id = ?1 AND kind = ?2 ORDER BY part")?;
+    let mut rows = statement.query(params![id, kind as i32])?;
+    while let Some(row) = rows.next()? {
+        let chunk = Bytes::copy_from_slice(row.get_ref(0)?.as_blob()?);
+        if sender.blocking_send(Ok(chunk)).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! [`StoreSink`]: how finished flows travel from the proxy to the flow-store service.
+//!
+//! [`StoreSink::push`] never waits: the flow goes into a bounded queue, or straight to the
+//! [`Spool`] on local disk when the queue is full. A worker task takes flows from the queue in
+//! batches and sends each batch as one Append stream. When the store cannot be reached the
+//! batch, and every flow after it, goes to the spool; the worker tries again every
+//! [`SinkConfig::retry_interval`] and delivers the spool, oldest first, before new flows. A
+//! spooled flow may be sent twice (the store's answer was lost); the store keeps it once, as
+//! Append is idempotent by flow id.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowtap_proto::v1::Flow;
+use flowtap_proto::v1::flow_store_client::FlowStoreClient;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::spool::{SegmentReader, Spool, remove_segment};
+use crate::{StoreError, flow_parts};
+
+/// Settings of a [`StoreSink`].
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// The flow-store address, e.g. `http://127.0.0.1:7070`.
+    pub endpoint: String,
+    /// Where flows wait while the store is unreachable (e.g. `confdir/spool`).
+    pub spool_dir: PathBuf,
+    /// Flows the in-memory queue holds before [`StoreSink::push`] spools instead.
+    pub queue_capacity: usize,
+    /// The most flows sent in one Append stream.
+    pub batch_max_flows: usize,
+    /// The most body bytes sent in one Append stream (a single larger flow is sent alone).
+    pub batch_max_bytes: usize,
+    /// How long to wait before trying an unreachable store again.
+    pub retry_interval: Duration,
+    /// How long one Append call may take before it counts as failed.
+    pub request_timeout: Duration,
+}
+
+impl SinkConfig {
+    /// The defaults for a store at `endpoint`, spooling to `spool_dir`.
+    pub fn new(endpoint: impl Into<String>, spool_dir: impl Into<PathBuf>) -> SinkConfig {
+        SinkConfig {
+            endpoint: endpoint.into(),
+            spool_dir: spool_dir.into(),
+            queue_capacity: 4096,
+            batch_max_flows: 512,
+            batch_max_bytes: 4 * 1024 * 1024,
+            retry_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Shared {
+    spool: Spool,
+    /// Flows pushed by this sink and not yet confirmed stored.
+    pending: watch::Sender<u64>,
+    /// Signalled when `push` spools a flow.
+    spooled: Notify,
+}
+
+/// The proxy's way into the flow archive. Create it inside a tokio runtime.
+pub struct StoreSink {
+    queue: mpsc::Sender<Flow>,
+    shared: Arc<Shared>,
+    worker: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for StoreSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSink").finish_non_exhaustive()
+    }
+}
+
+impl StoreSink {
+    /// Opens the spool (delivering flows an earlier process left in it) and starts the worker.
+    /// Fails only if the endpoint is malformed or the spool directory cannot be used; an
+    /// unreachable store is not an error.
+    pub fn start(config: SinkConfig) -> Result<StoreSink, StoreError> {
+        let endpoint = Endpoint::from_shared(config.endpoint.clone())
+            .map_err(|e| StoreError::Open {
+                location: config.endpoint.clone(),
+                message: e.to_string(),
+            })?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(config.request_timeout);
+        let client = FlowStoreClient::new(endpoint.connect_lazy())
+            .max_encoding_message_size(crate::server::MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(crate::server::MAX_MESSAGE_BYTES);
+        let shared = Arc::new(Shared {
+            spool: Spool::open(&config.spool_dir)?,
+            pending: watch::Sender::new(0),
+            spooled: Notify::new(),
+        });
+        let (queue, flows) = mpsc::channel(config.queue_capacity.max(1));
+        let worker = Worker {
+            flows,
+            delivered: HashMap::new(),
+            shared: shared.clone(),
+            client,
+            config,
+        };
+        Ok(StoreSink {
+            queue,
+            shared,
+            worker: tokio::spawn(worker.run()),
+        })
+    }
+
+    /// Hands a finished flow (with its bodies) to the archive. Never waits for the store or the
+    /// network: when the queue is full the flow is written to the spool file instead. Fails only
+    /// if even the spool cannot be written (then the flow is lost, and the error says why).
+    pub fn push(&self, flow: Flow) -> Result<(), StoreError> {
+        self.shared.pending.send_modify(|n| *n += 1);
+        let flow = match self.queue.try_send(flow) {
+            Ok(()) => return Ok(()),
+            Err(
+                mpsc::error::TrySendError::Full(flow) | mpsc::error::TrySendError::Closed(flow),
+            ) => flow,
+        };
+        match self.shared.spool.write(&flow) {
+            Ok(()) => {
+                self.shared.spooled.notify_one();
+                Ok(())
+            }
+            Err(error) => {
+                self.shared.pending.send_modify(|n| *n -= 1);
+                Err(error)
+            }
+        }
+    }
+
+    /// Flows pushed and not yet confirmed stored (queued, in flight or spooled).
+    pub fn pending(&self) -> u64 {
+        *self.shared.pending.borrow()
+    }
+
+    /// Waits until every flow pushed so far is stored. Waits as long as the store is down.
+    pub async fn flush(&self) {
+        let mut pending = self.shared.pending.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = pending.wait_for(|n| *n == 0).await;
+    }
+
+    /// Stops taking flows, tries once more to deliver what is queued and spooled, and leaves
+    /// anything undelivered in the spool for the next start.
+    pub async fn close(self) {
+        drop(self.queue);
+        let _ = self.worker.await;
+    }
+}
+
+struct Worker {
+    flows: mpsc::Receiver<Flow>,
+    /// Records at the start of a segment already stored, if an earlier delivery broke off.
+    delivered: HashMap<PathBuf, usize>,
+    shared: Arc<Shared>,
+    client: FlowStoreClient<Channel>,
+    config: SinkConfig,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let mut reachable = true;
+        loop {
+            if !reachable {
+                if !self.spool_until_retry().await {
+                    let _ = self.deliver_spool().await;
+                    return;
+                }
+                reachable = true;
+            }
+            if let Err(error) = self.deliver_spool().await {
+                tracing::warn!(%error, "flow store unreachable; spooling flows");
+                reachable = false;
+                continue;
+            }
+            let first = tokio::select! {
+                flow = self.flows.recv() => flow,
+                () = self.shared.spooled.notified() => continue,
+            };
+            let Some(first) = first else {
+                return;
+            };
+            let batch = self.take_batch(first);
+            let count = batch.len() as u64;
+            match self.send(batch.clone()).await {
+                Ok(()) => self.shared.pending.send_modify(|n| *n -= count),
+                Err(error) => {
+                    tracing::warn!(%error, "flow store unreachable; spooling flows");
+                    for flow in &batch {
+                        self.spool(flow);
+                    }
+                    reachable = false;
+                }
+            }
+        }
+    }
+
+    /// While the store is down: queued flows go to the spool until it is time to retry.
+    /// Returns false when the sink was closed.
+    async fn spool_until_retry(&mut self) -> bool {
+        let retry = tokio::time::sleep(self.config.retry_interval);
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                () = &mut retry => return true,
+                flow = self.flows.recv() => match flow {
+                    Some(flow) => self.spool(&flow),
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    fn spool(&self, flow: &Flow) {
+        if let Err(error) = self.shared.spool.write(flow) {
+            // Nowhere left to keep it: count it as done so flush() does not wait forever.
+            tracing::error!(%error, id = %flow.id, "a flow was lost: the spool cannot be written");
+            self.shared.pending.send_modify(|n| *n -= 1);
+        }
+    }
+
+    fn take_batch(&mut self, first: Flow) -> Vec<Flow> {
+        let mut bytes = body_bytes(&first);
+        let mut batch = vec![first];
+        while batch.len() < self.config.batch_max_flows && bytes < self.config.batch_max_bytes {
+            match self.flows.try_recv() {
+                Ok(flow) => {
+                    bytes += body_bytes(&flow);
+                    batch.push(flow);
+                }
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    /// Delivers every spooled flow, oldest first, deleting each segment once it is stored.
+    async fn deliver_spool(&mut self) -> Result<(), StoreError> {
+        self.shared.spool.seal()?;
+        for segment in self.shared.spool.segments()? {
+            let mut reader = SegmentReader::open(&segment.path)?;
+            let skip = self.delivered.get(&segment.path).copied().unwrap_or(0);
+            for _ in 0..skip {
+                reader.next_flow();
+            }
+            loop {
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                while batch.len() < self.config.batch_max_flows
+                    && bytes < self.config.batch_max_bytes
+                {
+                    let Some(flow) = reader.next_flow() else {
+                        break;
+                    };
+                    bytes += body_bytes(&flow);
+                    batch.push(flow);
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                let count = batch.len() as u64;
+                self.send(batch).await?;
+                *self.delivered.entry(segment.path.clone()).or_default() += count as usize;
+                if segment.ours {
+                    self.shared.pending.send_modify(|n| *n -= count);
+                }
+            }
+            remove_segment(&segment)?;
+            self.delivered.remove(&segment.path);
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, flows: Vec<Flow>) -> Result<(), StoreError> {
+        let parts = flows.into_iter().flat_map(flow_parts);
+        self.client
+            .append(tokio_stream::iter(parts))
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+}
+
+fn body_bytes(flow: &Flow) -> usize {
+    let request = flow.request.as_ref().and_then(|r| r.content.as_ref());
+    let response = flow.response.as_ref().and_then(|r| r.content.as_ref());
+    request.map_or(0, |c| c.len()) + response.map_or(0, |c| c.len()) + 512
+}

@@ -1,0 +1,196 @@
+//! The sink's spool: flows that could not reach the store yet, on local disk.
+//!
+//! A spool is a directory of segment files. Each segment is a sequence of records, each a
+//! little-endian `u32` length followed by a protobuf-encoded [`Flow`] (bodies included). Flows
+//! are appended to the one *open* segment (`<run>-<n>.open`); [`Spool::seal`] closes it
+//! (`.spool`), and sealed segments are read back and deleted once delivered. Segments left by
+//! an earlier process, open or sealed, are sealed on [`Spool::open`] and delivered like ours. A
+//! record cut short by a crash ends its segment; the records before it are kept.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use flowtap_proto::v1::Flow;
+use prost::Message;
+
+use crate::StoreError;
+
+/// A spool directory, owned by one process at a time.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    run: String,
+    open: Mutex<OpenSegment>,
+}
+
+#[derive(Debug, Default)]
+struct OpenSegment {
+    file: Option<File>,
+    index: u64,
+    records: u64,
+}
+
+/// A sealed segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Whether this process wrote it (else an earlier one did).
+    pub ours: bool,
+}
+
+impl Spool {
+    /// Opens (creating) the spool directory and seals segments an earlier process left open.
+    pub fn open(dir: &Path) -> Result<Spool, StoreError> {
+        let action = || format!("opening spool directory {}", dir.display());
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(action(), e))?;
+        for entry in std::fs::read_dir(dir).map_err(|e| StoreError::io(action(), e))? {
+            let path = entry.map_err(|e| StoreError::io(action(), e))?.path();
+            if path.extension().is_some_and(|e| e == "open") {
+                std::fs::rename(&path, path.with_extension("spool"))
+                    .map_err(|e| StoreError::io(action(), e))?;
+            }
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        Ok(Spool {
+            dir: dir.to_owned(),
+            // Fixed width, so segment names sort by age.
+            run: format!("{nanos:024x}-{:08x}", std::process::id()),
+            open: Mutex::new(OpenSegment::default()),
+        })
+    }
+
+    /// Appends a flow to the open segment. The record is handed to the OS before this returns.
+    pub fn write(&self, flow: &Flow) -> Result<(), StoreError> {
+        let mut record = Vec::with_capacity(4 + flow.encoded_len());
+        record.extend_from_slice(&(flow.encoded_len() as u32).to_le_bytes());
+        flow.encode(&mut record)
+            .expect("a Vec grows to hold any message");
+        let mut open = self
+            .open
+            .lock()
+            .expect("spool lock is never held across a panic");
+        let path = self.segment_path(open.index, "open");
+        let action = || format!("writing spool file {}", path.display());
+        if open.file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| StoreError::io(action(), e))?;
+            open.file = Some(file);
+        }
+        let file = open.file.as_mut().expect("opened above");
+        file.write_all(&record)
+            .map_err(|e| StoreError::io(action(), e))?;
+        open.records += 1;
+        Ok(())
+    }
+
+    /// Whether the open segment holds records.
+    pub fn has_open_records(&self) -> bool {
+        self.open
+            .lock()
+            .expect("spool lock is never held across a panic")
+            .records
+            > 0
+    }
+
+    /// Closes the open segment, if it holds records, so it can be delivered.
+    pub fn seal(&self) -> Result<(), StoreError> {
+        let mut open = self
+            .open
+            .lock()
+            .expect("spool lock is never held across a panic");
+        if open.records == 0 {
+            return Ok(());
+        }
+        let path = self.segment_path(open.index, "open");
+        if let Some(file) = open.file.take() {
+            file.sync_data()
+                .map_err(|e| StoreError::io(format!("syncing {}", path.display()), e))?;
+        }
+        std::fs::rename(&path, path.with_extension("spool"))
+            .map_err(|e| StoreError::io(format!("sealing {}", path.display()), e))?;
+        open.index += 1;
+        open.records = 0;
+        Ok(())
+    }
+
+    /// The sealed segments, oldest first.
+    pub fn segments(&self) -> Result<Vec<Segment>, StoreError> {
+        let action = || format!("listing spool directory {}", self.dir.display());
+        let mut segments = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| StoreError::io(action(), e))? {
+            let path = entry.map_err(|e| StoreError::io(action(), e))?.path();
+            if path.extension().is_some_and(|e| e == "spool") {
+                let ours = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&self.run));
+                segments.push(Segment { path, ours });
+            }
+        }
+        segments.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(segments)
+    }
+
+    fn segment_path(&self, index: u64, extension: &str) -> PathBuf {
+        self.dir
+            .join(format!("{}-{index:08}.{extension}", self.run))
+    }
+}
+
+/// Reads the flows of a sealed segment, in order.
+#[derive(Debug)]
+pub struct SegmentReader {
+    path: PathBuf,
+    reader: BufReader<File>,
+}
+
+impl SegmentReader {
+    /// Opens a segment.
+    pub fn open(path: &Path) -> Result<SegmentReader, StoreError> {
+        let file = File::open(path)
+            .map_err(|e| StoreError::io(format!("opening spool file {}", path.display()), e))?;
+        Ok(SegmentReader {
+            path: path.to_owned(),
+            reader: BufReader::new(file),
+        })
+    }
+
+    /// The next flow, or None at the end. A record cut short or undecodable ends the segment
+    /// (logged): it can only be the last one, written when a process died.
+    pub fn next_flow(&mut self) -> Option<Flow> {
+        let mut length = [0; 4];
+        match self.reader.read_exact(&mut length) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(error) => return self.damaged(&error),
+        }
+        let mut record = vec![0; u32::from_le_bytes(length) as usize];
+        if let Err(error) = self.reader.read_exact(&mut record) {
+            return self.damaged(&error);
+        }
+        match Flow::decode(&record[..]) {
+            Ok(flow) => Some(flow),
+            Err(error) => self.damaged(&error),
+        }
+    }
+
+    fn damaged(&self, error: &dyn std::fmt::Display) -> Option<Flow> {
+        tracing::warn!(path = %self.path.display(), %error, "spool file ends in a damaged record");
+        None
+    }
+}
+
+/// Deletes a delivered segment.
+pub fn remove_segment(segment: &Segment) -> Result<(), StoreError> {
+    std::fs::remove_file(&segment.path)
+        .map_err(|e| StoreError::io(format!("removing spool file {}", segment.path.display()), e))
+}

@@ -1,0 +1,645 @@
+//! [`Store`]: the archive's behaviour over any [`Backend`].
+//!
+//! Everything a caller can observe is decided here, once for both backends: how an Append
+//! stream becomes write batches, that a flow appears only once complete, query order and
+//! cursors, filter evaluation, and the broadcast that feeds Watch.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flowtap_proto::v1::{BodyChunk, BodyKind, Flow, FlowPart, FlowSummary, QueryItem, flow_part};
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, Stream, StreamExt, TryStreamExt};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::backend::postgres::PostgresBackend;
+use crate::backend::sqlite::SqliteBackend;
+use crate::backend::{Backend, CHUNK_BYTES, FlowRow, ScanSpec, StoredFlow, WriteOp};
+use crate::row::summary;
+use crate::{FlowFilter, StoreError};
+
+/// Where the flows live, as given on a command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file (`sqlite:PATH` or a plain path).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://...` or `postgresql://...`).
+    Postgres(String),
+}
+
+impl std::str::FromStr for StoreLocation {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(
+            if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+                StoreLocation::Postgres(text.to_owned())
+            } else {
+                StoreLocation::Sqlite(text.strip_prefix("sqlite:").unwrap_or(text).into())
+            },
+        )
+    }
+}
+
+/// Tuning of a [`Store`]. The defaults suit both backends.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A write batch is committed once it holds this many complete flows...
+    pub batch_max_flows: usize,
+    /// ... or this many body bytes, or when the Append stream has nothing more ready.
+    pub batch_max_bytes: usize,
+    /// Rows read per scan while filtering heads.
+    pub scan_batch: usize,
+    /// Rows read per scan when the filter needs bodies (each row carries its bodies).
+    pub scan_batch_with_bodies: usize,
+    /// The page size of a query that asks for none.
+    pub default_page: usize,
+    /// Appended flows a slow watcher may fall behind by before it misses some.
+    pub watch_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            batch_max_flows: 1024,
+            batch_max_bytes: 4 * 1024 * 1024,
+            scan_batch: 2000,
+            scan_batch_with_bodies: 16,
+            default_page: 1000,
+            watch_capacity: 4096,
+        }
+    }
+}
+
+/// A newly stored flow, as broadcast to watchers: the head and body sizes.
+#[derive(Debug)]
+struct Appended {
+    head: Flow,
+    request_size: u64,
+    response_size: u64,
+}
+
+/// The flow archive. Cheap to clone; clones share the backend and the watchers.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    config: Config,
+    appended: broadcast::Sender<Arc<Appended>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// A store over the given backend.
+    pub fn new(backend: impl Backend, config: Config) -> Store {
+        let (appended, _) = broadcast::channel(config.watch_capacity.max(1));
+        Store {
+            backend: Arc::new(backend),
+            config,
+            appended,
+        }
+    }
+
+    /// Opens the SQLite file or connects to PostgreSQL, creating the schema if needed.
+    pub async fn open(location: &StoreLocation, config: Config) -> Result<Store, StoreError> {
+        Ok(match location {
+            StoreLocation::Sqlite(path) => {
+                let path = path.clone();
+                let backend = tokio::task::spawn_blocking(move || SqliteBackend::open(&path))
+                    .await
+                    .map_err(|_| StoreError::Closed)??;
+                Store::new(backend, config)
+            }
+            StoreLocation::Postgres(url) => {
+                Store::new(PostgresBackend::connect(url).await?, config)
+            }
+        })
+    }
+
+    /// Stores the flows of an Append stream (head, body chunks, end for each flow) and returns
+    /// how many were stored. Each flow becomes visible once its end is committed; a flow
+    /// appended again replaces the stored one. Complete flows before a malformed part are kept.
+    pub async fn append_parts<S>(&self, parts: S) -> Result<u64, StoreError>
+    where
+        S: Stream<Item = Result<FlowPart, StoreError>> + Unpin,
+    {
+        let mut parts = parts;
+        let mut assembler = Assembler::default();
+        loop {
+            // Commit whenever the stream has nothing ready, so one flow at a time still gets
+            // through promptly, and a burst is committed in large batches.
+            let part = match parts.next().now_or_never() {
+                Some(part) => part,
+                None => {
+                    self.flush(&mut assembler).await?;
+                    parts.next().await
+                }
+            };
+            let Some(part) = part else { break };
+            let step = part.and_then(|part| assembler.push(part));
+            if let Err(error) = step {
+                self.flush(&mut assembler).await?;
+                return Err(error);
+            }
+            if assembler.batch_flows >= self.config.batch_max_flows
+                || assembler.batch_bytes >= self.config.batch_max_bytes
+            {
+                self.flush(&mut assembler).await?;
+            }
+        }
+        self.flush(&mut assembler).await?;
+        if let Some(pending) = assembler.pending {
+            return Err(StoreError::Protocol(format!(
+                "the stream ended inside flow {}",
+                pending.head.id
+            )));
+        }
+        Ok(assembler.stored)
+    }
+
+    /// Stores whole flows (bodies inline), as [`Store::append_parts`] does.
+    pub async fn append(&self, flows: Vec<Flow>) -> Result<u64, StoreError> {
+        let parts = flows.into_iter().flat_map(flow_parts).map(Ok);
+        self.append_parts(futures_util::stream::iter(parts)).await
+    }
+
+    async fn flush(&self, assembler: &mut Assembler) -> Result<(), StoreError> {
+        if assembler.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut assembler.batch);
+        self.backend.write(batch).await?;
+        assembler.stored += assembler.batch_flows as u64;
+        assembler.batch_flows = 0;
+        assembler.batch_bytes = 0;
+        for appended in assembler.finished.drain(..) {
+            // No watcher is not an error.
+            let _ = self.appended.send(Arc::new(appended));
+        }
+        Ok(())
+    }
+
+    /// One flow with its bodies, held in memory. For large bodies prefer [`Store::flow_parts`].
+    pub async fn flow(&self, id: &str) -> Result<Flow, StoreError> {
+        let stored = self
+            .backend
+            .flow(id.to_owned())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        self.with_bodies(stored.flow).await
+    }
+
+    async fn with_bodies(&self, mut flow: Flow) -> Result<Flow, StoreError> {
+        let id = flow.id.clone();
+        if let Some(request) = flow.request.as_mut().filter(|r| r.content.is_some()) {
+            request.content = Some(self.read_body(&id, BodyKind::Request).await?);
+        }
+        if let Some(response) = flow.response.as_mut().filter(|r| r.content.is_some()) {
+            response.content = Some(self.read_body(&id, BodyKind::Response).await?);
+        }
+        Ok(flow)
+    }
+
+    async fn read_body(&self, id: &str, kind: BodyKind) -> Result<Bytes, StoreError> {
+        let mut chunks = self.backend.body(id.to_owned(), kind);
+        let mut body = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            body.extend_from_slice(&chunk?);
+        }
+        Ok(body.into())
+    }
+
+    /// One flow as an Append-style stream: its head, body chunks (each body cut after
+    /// `body_limit_bytes` unless that is 0), then the end. Bodies are read lazily.
+    pub async fn flow_parts(
+        &self,
+        id: &str,
+        body_limit_bytes: u64,
+    ) -> Result<BoxStream<'static, Result<FlowPart, StoreError>>, StoreError> {
+        let stored = self
+            .backend
+            .flow(id.to_owned())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        let head = stored.flow;
+        let head_part = futures_util::stream::iter([Ok(part(flow_part::Kind::Head(head.clone())))]);
+        let mut bodies = Vec::new();
+        if head.request.as_ref().is_some_and(|r| r.content.is_some()) {
+            bodies.push(body_parts(
+                &*self.backend,
+                id,
+                BodyKind::Request,
+                body_limit_bytes,
+            ));
+        }
+        if head.response.as_ref().is_some_and(|r| r.content.is_some()) {
+            bodies.push(body_parts(
+                &*self.backend,
+                id,
+                BodyKind::Response,
+                body_limit_bytes,
+            ));
+        }
+        let end = futures_util::stream::iter([Ok(part(flow_part::Kind::End(true)))]);
+        Ok(head_part
+            .chain(futures_util::stream::iter(bodies).flatten())
+            .chain(end)
+            .boxed())
+    }
+
+    /// The stored flows matching `filter`, oldest first, after the cursor `after` (empty for
+    /// the start), at most `limit` (0: the configured default page). Items arrive as found.
+    pub fn query(
+        &self,
+        filter: &str,
+        limit: usize,
+        after: &str,
+    ) -> Result<ReceiverStream<Result<QueryItem, StoreError>>, StoreError> {
+        let filter = FlowFilter::parse(filter)?;
+        let after_seq = parse_cursor(after)?;
+        let limit = if limit == 0 {
+            self.config.default_page
+        } else {
+            limit
+        };
+        let (sender, receiver) = mpsc::channel(64);
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut matching = store.matching(filter, after_seq);
+            let mut sent = 0;
+            while sent < limit {
+                let Some(next) = matching.next().await else {
+                    break;
+                };
+                let item = next.map(|stored| QueryItem {
+                    summary: Some(summary(
+                        &stored.flow,
+                        stored.request_size,
+                        stored.response_size,
+                    )),
+                    cursor: stored.seq.to_string(),
+                });
+                let failed = item.is_err();
+                if sender.send(item).await.is_err() || failed {
+                    break;
+                }
+                sent += 1;
+            }
+        });
+        Ok(ReceiverStream::new(receiver))
+    }
+
+    /// Calls `each` with the summary of every flow matching `filter`, oldest first; returns how
+    /// many there were.
+    pub async fn list(
+        &self,
+        filter: &str,
+        mut each: impl FnMut(FlowSummary),
+    ) -> Result<u64, StoreError> {
+        let mut matching = self.matching(FlowFilter::parse(filter)?, 0);
+        let mut count = 0;
+        while let Some(stored) = matching.next().await {
+            let stored = stored?;
+            each(summary(
+                &stored.flow,
+                stored.request_size,
+                stored.response_size,
+            ));
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Every stored flow matching `filter`, oldest first, with bodies when `with_bodies` (one
+    /// flow's bodies in memory at a time).
+    pub fn flows(
+        &self,
+        filter: &str,
+        with_bodies: bool,
+    ) -> Result<BoxStream<'static, Result<Flow, StoreError>>, StoreError> {
+        let filter = FlowFilter::parse(filter)?;
+        let loads_bodies = filter.needs_bodies();
+        let store = self.clone();
+        Ok(self
+            .matching(filter, 0)
+            .then(move |stored| {
+                let store = store.clone();
+                async move {
+                    let stored = stored?;
+                    if with_bodies && !loads_bodies {
+                        store.with_bodies(stored.flow).await
+                    } else {
+                        Ok(stored.flow)
+                    }
+                }
+            })
+            .boxed())
+    }
+
+    /// The stored flows matching the filter, scanning the table in batches. Bodies are present
+    /// when the filter needs them (then the scan batches are small).
+    fn matching(
+        &self,
+        filter: FlowFilter,
+        after_seq: i64,
+    ) -> BoxStream<'static, Result<StoredFlow, StoreError>> {
+        let with_bodies = filter.needs_bodies();
+        let batch = if with_bodies {
+            self.config.scan_batch_with_bodies
+        } else {
+            self.config.scan_batch
+        };
+        let spec = ScanSpec {
+            after_seq,
+            limit: batch,
+            conditions: filter.conditions().to_vec(),
+            with_bodies,
+        };
+        let backend = self.backend.clone();
+        futures_util::stream::try_unfold(Some(spec), move |spec| {
+            let backend = backend.clone();
+            let filter = filter.clone();
+            async move {
+                let Some(mut spec) = spec else {
+                    return Ok::<_, StoreError>(None);
+                };
+                loop {
+                    let rows = backend.scan(spec.clone()).await?;
+                    let done = rows.len() < spec.limit;
+                    if let Some(last) = rows.last() {
+                        spec.after_seq = last.seq;
+                    }
+                    let matched: Vec<_> = rows
+                        .into_iter()
+                        .filter(|r| filter.matches(&r.flow))
+                        .collect();
+                    if !matched.is_empty() || done {
+                        let next = (!done).then_some(spec);
+                        return Ok(Some((
+                            futures_util::stream::iter(matched.into_iter().map(Ok)),
+                            next,
+                        )));
+                    }
+                }
+            }
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    /// Deletes the flows matching `filter`; returns how many.
+    pub async fn delete(&self, filter: &str) -> Result<u64, StoreError> {
+        let mut ids = Vec::new();
+        let mut matching = self.matching(FlowFilter::parse(filter)?, 0);
+        while let Some(stored) = matching.next().await {
+            ids.push(stored?.flow.id);
+        }
+        let mut deleted = 0;
+        for chunk in ids.chunks(1000) {
+            deleted += self.backend.delete(chunk.to_vec()).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Summaries of the flows appended from now on that match `filter`. A watcher that falls
+    /// more than [`Config::watch_capacity`] flows behind skips the ones it missed.
+    pub fn watch(&self, filter: &str) -> Result<ReceiverStream<FlowSummary>, StoreError> {
+        let filter = FlowFilter::parse(filter)?;
+        let mut appended = self.appended.subscribe();
+        let (sender, receiver) = mpsc::channel(64);
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let flow = match appended.recv().await {
+                    Ok(flow) => flow,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "a watcher fell behind and missed flows");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                if !store.watch_matches(&filter, &flow).await {
+                    continue;
+                }
+                let item = summary(&flow.head, flow.request_size, flow.response_size);
+                if sender.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(receiver.into())
+    }
+
+    async fn watch_matches(&self, filter: &FlowFilter, flow: &Appended) -> bool {
+        if !filter.needs_bodies() {
+            return filter.matches(&flow.head);
+        }
+        match self.with_bodies(flow.head.clone()).await {
+            Ok(full) => filter.matches(&full),
+            // Deleted or replaced since: it is no longer the flow that was appended.
+            Err(_) => false,
+        }
+    }
+}
+
+fn parse_cursor(after: &str) -> Result<i64, StoreError> {
+    if after.is_empty() {
+        return Ok(0);
+    }
+    after
+        .parse()
+        .map_err(|_| StoreError::Protocol(format!("invalid cursor {after:?}")))
+}
+
+fn part(kind: flow_part::Kind) -> FlowPart {
+    FlowPart { kind: Some(kind) }
+}
+
+fn body_parts(
+    backend: &dyn Backend,
+    id: &str,
+    kind: BodyKind,
+    limit: u64,
+) -> BoxStream<'static, Result<FlowPart, StoreError>> {
+    let limit = if limit == 0 { u64::MAX } else { limit };
+    backend
+        .body(id.to_owned(), kind)
+        .scan(0u64, move |sent, chunk| {
+            let remaining = limit - *sent;
+            let item = chunk.map(|mut data| {
+                if data.len() as u64 > remaining {
+                    data.truncate(remaining as usize);
+                }
+                *sent += data.len() as u64;
+                data
+            });
+            futures_util::future::ready((remaining > 0).then_some(item))
+        })
+        .filter(|item| futures_util::future::ready(!matches!(item, Ok(data) if data.is_empty())))
+        .map(move |item| {
+            item.map(|data| {
+                part(flow_part::Kind::Body(BodyChunk {
+                    kind: kind as i32,
+                    data,
+                }))
+            })
+        })
+        .boxed()
+}
+
+/// A whole flow as Append parts: the head (contents cleared, presence kept), the body chunks
+/// of at most [`CHUNK_BYTES`], and the end.
+pub fn flow_parts(mut flow: Flow) -> Vec<FlowPart> {
+    let request = flow
+        .request
+        .as_mut()
+        .and_then(|r| r.content.as_mut().map(std::mem::take));
+    let response = flow
+        .response
+        .as_mut()
+        .and_then(|r| r.content.as_mut().map(std::mem::take));
+    let mut parts = vec![part(flow_part::Kind::Head(flow))];
+    for (kind, body) in [(BodyKind::Request, request), (BodyKind::Response, response)] {
+        let Some(body) = body else { continue };
+        let mut offset = 0;
+        while offset < body.len() {
+            let end = (offset + CHUNK_BYTES).min(body.len());
+            parts.push(part(flow_part::Kind::Body(BodyChunk {
+                kind: kind as i32,
+                data: body.slice(offset..end),
+            })));
+            offset = end;
+        }
+    }
+    parts.push(part(flow_part::Kind::End(true)));
+    parts
+}
+
+/// The flow being received and the write batch being built.
+#[derive(Default)]
+struct Assembler {
+    pending: Option<Pending>,
+    batch: Vec<WriteOp>,
+    batch_flows: usize,
+    batch_bytes: usize,
+    finished: Vec<Appended>,
+    stored: u64,
+}
+
+struct Pending {
+    head: Flow,
+    parts: [u32; 2],
+    sizes: [u64; 2],
+}
+
+impl Assembler {
+    fn push(&mut self, part: FlowPart) -> Result<(), StoreError> {
+        match part.kind {
+            Some(flow_part::Kind::Head(head)) => self.head(head),
+            Some(flow_part::Kind::Body(chunk)) => self.body(chunk),
+            Some(flow_part::Kind::End(_)) => self.end(),
+            None => Err(StoreError::Protocol("a part with no kind".into())),
+        }
+    }
+
+    fn head(&mut self, mut head: Flow) -> Result<(), StoreError> {
+        if let Some(pending) = &self.pending {
+            return Err(StoreError::Protocol(format!(
+                "a head arrived before the end of flow {}",
+                pending.head.id
+            )));
+        }
+        if head.id.is_empty() {
+            return Err(StoreError::Protocol("a flow head without an id".into()));
+        }
+        // Bodies never travel in the head; content left in it is cleared, its presence kept.
+        for content in [
+            head.request.as_mut().map(|r| &mut r.content),
+            head.response.as_mut().map(|r| &mut r.content),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(content) = content.as_mut() {
+                *content = Bytes::new();
+            }
+        }
+        self.batch.push(WriteOp::Begin {
+            id: head.id.clone(),
+        });
+        self.pending = Some(Pending {
+            head,
+            parts: [0; 2],
+            sizes: [0; 2],
+        });
+        Ok(())
+    }
+
+    fn body(&mut self, chunk: BodyChunk) -> Result<(), StoreError> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Err(StoreError::Protocol("a body chunk outside a flow".into()));
+        };
+        let (kind, index) = match BodyKind::try_from(chunk.kind) {
+            Ok(BodyKind::Request) => (BodyKind::Request, 0),
+            Ok(BodyKind::Response) => (BodyKind::Response, 1),
+            _ => {
+                return Err(StoreError::Protocol(format!(
+                    "flow {}: a body chunk of unknown kind {}",
+                    pending.head.id, chunk.kind
+                )));
+            }
+        };
+        let content = match kind {
+            BodyKind::Request => pending.head.request.as_mut().map(|r| &mut r.content),
+            _ => pending.head.response.as_mut().map(|r| &mut r.content),
+        };
+        let Some(content) = content else {
+            return Err(StoreError::Protocol(format!(
+                "flow {}: a {} body chunk for a flow without one",
+                pending.head.id,
+                kind.as_str_name()
+            )));
+        };
+        content.get_or_insert_with(Bytes::new);
+        let mut offset = 0;
+        while offset < chunk.data.len() {
+            let end = (offset + CHUNK_BYTES).min(chunk.data.len());
+            self.batch.push(WriteOp::Chunk {
+                id: pending.head.id.clone(),
+                kind,
+                part: pending.parts[index],
+                data: chunk.data.slice(offset..end),
+            });
+            pending.parts[index] += 1;
+            offset = end;
+        }
+        pending.sizes[index] += chunk.data.len() as u64;
+        self.batch_bytes += chunk.data.len();
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<(), StoreError> {
+        let Some(pending) = self.pending.take() else {
+            return Err(StoreError::Protocol("an end outside a flow".into()));
+        };
+        let [request_size, response_size] = pending.sizes;
+        let row = FlowRow::new(&pending.head, request_size, response_size);
+        self.batch_bytes += row.head.len();
+        self.batch.push(WriteOp::Finish(Box::new(row)));
+        self.batch_flows += 1;
+        self.finished.push(Appended {
+            head: pending.head,
+            request_size,
+            response_size,
+        });
+        Ok(())
+    }
+}

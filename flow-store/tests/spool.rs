@@ -1,0 +1,85 @@
+//! The proxy-to-store path: a StoreSink pushing flows to a real flow-store process that is
+//! killed with SIGKILL mid-way and restarted on the same address and store.
+
+mod support;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use flowtap_flow_store::client::RemoteStore;
+use flowtap_flow_store::{SinkConfig, StoreSink};
+use support::http_flow;
+
+/// Starts the flow-store binary and returns it with the address it listens on.
+fn start_store(listen: &str, db: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flow-store"))
+        .args(["--listen", listen, "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting flow-store");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("reading the listen line");
+    let address = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, address)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_killed_mid_push_loses_no_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("flows.db");
+    let (mut store, address) = start_store("127.0.0.1:0", &db);
+    let mut config = SinkConfig::new(format!("http://{address}"), dir.path().join("spool"));
+    config.queue_capacity = 64;
+    config.batch_max_flows = 50;
+    config.retry_interval = Duration::from_millis(50);
+    config.request_timeout = Duration::from_secs(5);
+    let sink = StoreSink::start(config).unwrap();
+
+    let ids: Vec<String> = (0..1000).map(|i| format!("spooled-{i:04}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        if i == 300 {
+            store.kill().expect("SIGKILL flow-store");
+            store.wait().unwrap();
+        }
+        let mut flow = http_flow(id, "example.com", &format!("/{i}"), 200);
+        flow.response.as_mut().unwrap().content = Some(vec![b'x'; 1024].into());
+        sink.push(flow)
+            .expect("push never fails while the disk works");
+    }
+    // Nothing pushed after the kill can have been stored yet.
+    assert!(sink.pending() >= 700, "pending {}", sink.pending());
+
+    let (mut restarted, same) = start_store(&address, &db);
+    assert_eq!(same, address);
+    tokio::time::timeout(Duration::from_secs(120), sink.flush())
+        .await
+        .expect("every flow delivered after the restart");
+
+    let remote = RemoteStore::connect(&format!("http://{address}"))
+        .await
+        .unwrap();
+    let mut stored = Vec::new();
+    remote.list("", |s| stored.push(s.id)).await.unwrap();
+    let unique: HashSet<_> = stored.iter().cloned().collect();
+    assert_eq!(stored.len(), 1000, "each flow stored once");
+    assert_eq!(unique, ids.iter().cloned().collect::<HashSet<_>>());
+    let flow = remote.flow("spooled-0999", 0).await.unwrap();
+    assert_eq!(flow.response.unwrap().content.unwrap().len(), 1024);
+
+    sink.close().await;
+    let leftovers = std::fs::read_dir(dir.path().join("spool")).unwrap().count();
+    assert_eq!(leftovers, 0, "delivered spool files are removed");
+    restarted.kill().unwrap();
+    restarted.wait().unwrap();
+}
