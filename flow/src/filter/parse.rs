@@ -1,8 +1,9 @@
 //! A hand-written parser that accepts exactly what mitmproxy's pyparsing grammar accepts.
 //!
-//! pyparsing backtracks: `~q &` is `~q` and-ed with the bare regex `&`, because the `&`
-//! alternative fails and the top level then reads `&` as a regex. Each alternative here
-//! restores the position on failure in the same way, and the error reported is the one that
+//! Where pyparsing backtracks, this does too: a top-level atom that fails ends the implicit
+//! "and" list (and leaves text that is then reported), while an operator (`!`, `&`, `|`) must
+//! be followed by an operand. A bare `&` or `|` where an atom is expected is a regex, as in
+//! mitmproxy (`a & & b` is `a & ~u "&"` and-ed with `b`). The error reported is the one that
 //! got furthest into the input.
 
 use super::{Compiled, Expr, FilterError, FilterOptions, Flag, Pattern, RegexOp};
@@ -187,13 +188,8 @@ impl Parser {
                 break;
             }
             self.pos += 1;
-            match operand(self) {
-                Ok(item) => items.push(item),
-                Err(()) => {
-                    self.pos = before;
-                    break;
-                }
-            }
+            // An operator must be followed by an operand: pyparsing does not backtrack here.
+            items.push(operand(self)?);
         }
         Ok(if items.len() == 1 {
             items.remove(0)
@@ -207,11 +203,9 @@ impl Parser {
         self.skip_space();
         if self.peek() == Some(&'!') {
             self.pos += 1;
-            if let Ok(inner) = self.not() {
-                return Ok(Expr::Not(Box::new(inner)));
-            }
-            self.pos = start;
+            return Ok(Expr::Not(Box::new(self.not()?)));
         }
+        self.pos = start;
         self.primary()
     }
 

@@ -4,7 +4,7 @@ use std::io::Read;
 
 use bytes::Bytes;
 
-use super::{Dict, MAX_LENGTH_DIGITS, TnetstringError, Value, read_exact_at};
+use super::{MAX_LENGTH_DIGITS, TnetstringError, Value, read_exact_at};
 
 /// Reads one value from `reader`, which is positioned at stream offset `offset` (used only in
 /// error messages).
@@ -145,12 +145,13 @@ fn parse_payload(payload: Bytes, tag: u8, offset: u64) -> Result<Value, Tnetstri
             if items.len() % 2 != 0 {
                 return Err(invalid(offset, "a dict has a key without a value"));
             }
-            let mut dict = Dict::new();
+            // Items are on disk in reverse insertion order (see `encode`); restore the order.
+            let mut pairs = Vec::with_capacity(items.len() / 2);
             let mut iter = items.into_iter();
             while let (Some(k), Some(v)) = (iter.next(), iter.next()) {
-                dict.insert(k, v);
+                pairs.push((k, v));
             }
-            Value::Dict(dict)
+            Value::Dict(pairs.into_iter().rev().collect())
         }
         other => {
             return Err(invalid(
@@ -188,7 +189,7 @@ fn invalid(offset: u64, message: impl Into<String>) -> TnetstringError {
 
 #[cfg(test)]
 mod tests {
-    use super::super::encode;
+    use super::super::{Dict, encode};
     use super::*;
 
     #[test]
