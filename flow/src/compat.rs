@@ -69,10 +69,16 @@ impl Migrator {
     }
 
     /// Converts `state` step by step to format version 21. A version-21 dict is returned as is.
-    pub fn migrate(&mut self, mut state: Value) -> Result<Value, CompatError> {
+    pub fn migrate(&mut self, state: Value) -> Result<Value, CompatError> {
+        self.migrate_to(state, FLOW_FORMAT_VERSION)
+    }
+
+    /// Converts `state` up to the integer version `target` (at most 21); for tests and tools
+    /// that need an intermediate version.
+    pub fn migrate_to(&mut self, mut state: Value, target: i64) -> Result<Value, CompatError> {
         loop {
             let version = version_of(&state)?;
-            if version == Version::Int(FLOW_FORMAT_VERSION) {
+            if version == Version::Int(target.min(FLOW_FORMAT_VERSION)) {
                 return Ok(state);
             }
             let Value::Dict(dict) = state else {
@@ -97,6 +103,11 @@ impl Migrator {
 /// Migrates one flow dict with a fresh [`Migrator`].
 pub fn migrate(state: Value) -> Result<Value, CompatError> {
     Migrator::new().migrate(state)
+}
+
+/// Migrates one flow dict to the integer version `target` with a fresh [`Migrator`].
+pub fn migrate_to(state: Value, target: i64) -> Result<Value, CompatError> {
+    Migrator::new().migrate_to(state, target)
 }
 
 /// Why one converter step failed.

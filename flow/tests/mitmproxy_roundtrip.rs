@@ -266,6 +266,17 @@ fn assert_bytes_equal(ours: &[u8], theirs: &[u8]) {
     }
 }
 
+#[test]
+fn old_versions_migrate_as_mitmproxy_migrates_them() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v7.mitm");
+    let old = support::old_flows::v7_flow();
+    std::fs::write(&path, flowtap_flow::tnetstring::encode(&old)).unwrap();
+    let ours = flowtap_flow::flowfile::read_flows(&std::fs::read(&path).unwrap()).unwrap();
+    assert_same(&path, &ours, python);
+}
+
 const EXPRESSIONS: &[&str] = &[
     "~all",
     "~a",

@@ -152,11 +152,7 @@ impl Parser {
 
     /// Records a failure; the one furthest into the input is reported.
     fn fail<T>(&mut self, position: usize, message: impl Into<String>) -> Parsed<T> {
-        if self
-            .furthest
-            .as_ref()
-            .is_none_or(|f| position >= f.position)
-        {
+        if self.furthest.as_ref().is_none_or(|f| position > f.position) {
             self.furthest = Some(FilterError {
                 position,
                 message: message.into(),

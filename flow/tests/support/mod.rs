@@ -1,6 +1,8 @@
 //! Shared helpers for flowtap-flow's behaviour tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod old_flows;
+
 use std::path::PathBuf;
 
 use flowtap_flow::FlowReader;
