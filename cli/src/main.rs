@@ -4,19 +4,24 @@
 //! 127.0.0.1:8080, creates the CA in the confdir on first start (`~/.flowtap`), prints one line
 //! per flow and stops gracefully on SIGINT or SIGTERM.
 //!
-//! Modules: `options` (`--set` parsing), `dump` (the per-flow output).
+//! Modules: `options` (`--set` parsing), `dump` (the per-flow output), `save` (`-w`,
+//! `hardump`), `readfile` (`-r`: saved flows through the scripts).
 
 mod dump;
 mod options;
+mod readfile;
+mod save;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use flowtap_certs::CertificateAuthority;
-use flowtap_proxy_core::{Config, FlowSink, NoHooks, Proxy, Sinks};
+use flowtap_flow::Filter;
+use flowtap_proxy_core::{Config, FlowSink, Hooks, NoHooks, Proxy, Sinks};
 
 use crate::options::{Options, expand_tilde};
 
@@ -55,6 +60,18 @@ struct Cli {
     #[arg(long = "use-mitmproxy-ca", value_name = "PATH", num_args = 0..=1,
           default_missing_value = "~/.mitmproxy/mitmproxy-ca.pem")]
     use_mitmproxy_ca: Option<String>,
+    /// Stream flows to this file as they finish (`+PATH` appends).
+    #[arg(short = 'w', long = "save-stream-file", value_name = "PATH")]
+    save_stream_file: Option<String>,
+    /// Read flows from this file (`-` for stdin) and run them through the scripts.
+    #[arg(short = 'r', long = "rfile", value_name = "PATH")]
+    rfile: Option<PathBuf>,
+    /// Do not start the proxy server (with `-r`: process the file and exit).
+    #[arg(short = 'n', long = "no-server")]
+    no_server: bool,
+    /// A filter expression: limits the flows shown, saved (`-w`) and read (`-r`).
+    #[arg(value_name = "FILTER")]
+    filter: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -124,7 +141,80 @@ fn init_logging(verbosity: &str) {
 }
 
 async fn run(cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
-    let ca = match &cli.use_mitmproxy_ca {
+    let filter = match parse_filter(&cli.filter.join(" "))? {
+        Ok(filter) => filter,
+        Err(code) => return Ok(code),
+    };
+    let save_filter = match options.deferred.get("save_stream_filter").map(|f| parse_filter(f)).transpose()? {
+        Some(Err(code)) => return Ok(code),
+        Some(Ok(f)) => f,
+        None => filter.clone(),
+    };
+    let hooks: Arc<dyn Hooks> = Arc::new(NoHooks::default());
+    let sink = Arc::new(Sinks(build_sinks(&cli, &options, filter.clone(), save_filter)?));
+    if let Some(path) = &cli.rfile {
+        let summary = readfile::read_file(path, filter.as_ref(), hooks.as_ref(), sink.as_ref()).await?;
+        if let Some(error) = &summary.error {
+            tracing::error!("Flow file corrupted - loaded {} flows: {error}", summary.loaded);
+        }
+        if cli.no_server || !options.keepserving {
+            sink.close();
+            return Ok(if summary.error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+        }
+    }
+    if cli.no_server {
+        sink.close();
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ca = load_ca(&cli, &options)?;
+    let proxy = Proxy::bind(proxy_config(&options)?, Arc::new(ca), hooks, sink).await?;
+    tracing::info!("HTTP(S) proxy listening at {}", proxy.local_addr());
+    proxy.serve(shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses a filter expression; an empty one is no filter. A malformed one is reported with
+/// its position and gives exit status 2.
+fn parse_filter(text: &str) -> anyhow::Result<Result<Option<Filter>, ExitCode>> {
+    if text.trim().is_empty() {
+        return Ok(Ok(None));
+    }
+    match Filter::parse(text) {
+        Ok(f) => Ok(Ok(Some(f))),
+        Err(e) => {
+            eprintln!("flowtap: invalid filter expression {text:?}: {e}");
+            Ok(Err(ExitCode::from(2)))
+        }
+    }
+}
+
+fn build_sinks(
+    cli: &Cli,
+    options: &Options,
+    filter: Option<Filter>,
+    save_filter: Option<Filter>,
+) -> anyhow::Result<Vec<Arc<dyn FlowSink>>> {
+    let mut sinks: Vec<Arc<dyn FlowSink>> = Vec::new();
+    let dumper = dump::Dumper { detail: options.flow_detail };
+    match filter {
+        Some(filter) => sinks.push(Arc::new(save::Filtered { filter, inner: dumper })),
+        None => sinks.push(Arc::new(dumper)),
+    }
+    if let Some(spec) = &cli.save_stream_file {
+        let saver = save::FileSaver::open(spec)?;
+        match save_filter {
+            Some(filter) => sinks.push(Arc::new(save::Filtered { filter, inner: saver })),
+            None => sinks.push(Arc::new(saver)),
+        }
+    }
+    if let Some(path) = options.deferred.get("hardump").filter(|p| !p.is_empty()) {
+        sinks.push(Arc::new(save::HarDump::new(expand_tilde(path))));
+    }
+    Ok(sinks)
+}
+
+fn load_ca(cli: &Cli, options: &Options) -> anyhow::Result<CertificateAuthority> {
+    Ok(match &cli.use_mitmproxy_ca {
         Some(path) => {
             let path = expand_tilde(path);
             CertificateAuthority::load_mitmproxy(&path)
@@ -132,13 +222,19 @@ async fn run(cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
         }
         None => CertificateAuthority::load_or_create(&options.confdir)
             .with_context(|| format!("loading or creating the CA in {}", options.confdir.display()))?,
-    };
+    })
+}
+
+fn proxy_config(options: &Options) -> anyhow::Result<Config> {
     let listen_ip: IpAddr = if options.listen_host.is_empty() {
         IpAddr::from([0, 0, 0, 0])
     } else {
         options.listen_host.parse().with_context(|| format!("invalid --listen-host {:?}", options.listen_host))?
     };
-    let config = Config {
+    for name in options.deferred.keys().filter(|n| !options::CLI_OPTIONS.contains(&n.as_str())) {
+        tracing::warn!("unknown option {name:?}: no script registered it");
+    }
+    Ok(Config {
         listen: SocketAddr::new(listen_ip, options.listen_port),
         ignore_hosts: options.ignore_hosts.clone(),
         allow_hosts: options.allow_hosts.clone(),
@@ -148,15 +244,7 @@ async fn run(cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
         http2: options.http2,
         shutdown_grace: options.shutdown_grace,
         ..Config::default()
-    };
-    for name in options.deferred.keys() {
-        tracing::warn!("unknown option {name:?}: no script registered it");
-    }
-    let sinks: Vec<Arc<dyn FlowSink>> = vec![Arc::new(dump::Dumper { detail: options.flow_detail })];
-    let proxy = Proxy::bind(config, Arc::new(ca), Arc::new(NoHooks::default()), Arc::new(Sinks(sinks))).await?;
-    tracing::info!("HTTP(S) proxy listening at {}", proxy.local_addr());
-    proxy.serve(shutdown_signal()).await;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -22,6 +22,8 @@ pub(crate) struct Options {
     pub(crate) ignore_hosts: Vec<String>,
     pub(crate) allow_hosts: Vec<String>,
     pub(crate) shutdown_grace: Duration,
+    /// With `-r`, keep serving after the file was read.
+    pub(crate) keepserving: bool,
     /// Values for options no part of flowtap knows: offered to scripts.
     pub(crate) deferred: BTreeMap<String, String>,
 }
@@ -41,10 +43,14 @@ impl Default for Options {
             ignore_hosts: Vec::new(),
             allow_hosts: Vec::new(),
             shutdown_grace: Duration::from_secs(5),
+            keepserving: false,
             deferred: BTreeMap::new(),
         }
     }
 }
+
+/// Options the command reads from the deferred set itself (the rest is for scripts).
+pub(crate) const CLI_OPTIONS: [&str; 2] = ["save_stream_filter", "hardump"];
 
 /// The user's home directory (for `~` and the default confdir).
 pub(crate) fn home() -> PathBuf {
@@ -84,6 +90,7 @@ impl Options {
             "shutdown_grace" => {
                 self.shutdown_grace = Duration::from_secs_f64(parse_float(name, required(name, value)?)?)
             }
+            "keepserving" => self.keepserving = parse_bool(name, value, self.keepserving)?,
             _ => {
                 self.deferred.insert(name.to_string(), value.unwrap_or_default().to_string());
             }
