@@ -3,6 +3,7 @@
     python mitmproxy_helper.py canon FILE          -> JSON list, one canonical dict per flow
     python mitmproxy_helper.py rewrite IN OUT      -> mitmproxy reads IN and writes OUT
     python mitmproxy_helper.py filter FILE < exprs -> JSON {expr: [bool per flow] or "error"}
+    python mitmproxy_helper.py har FILE            -> the HAR mitmproxy's savehar makes of FILE
 
 Canonical form: bytes -> "b:<hex>", str -> "s:<text>", float -> "f:<repr>", dict keys stay
 plain strings. It is the flow's get_state() plus a few derived properties.
@@ -67,6 +68,10 @@ def main():
                 continue
             result[expr] = [bool(flt(f)) for f in flows]
         print(json.dumps(result))
+    elif cmd == "har":
+        from mitmproxy.addons.savehar import SaveHar
+
+        print(json.dumps(SaveHar().make_har(read(sys.argv[2])), indent=4))
     else:
         raise SystemExit(f"unknown command {cmd}")
 

@@ -277,6 +277,73 @@ fn old_versions_migrate_as_mitmproxy_migrates_them() {
     assert_same(&path, &ours, python);
 }
 
+#[test]
+fn har_export_matches_mitmproxys_savehar_and_imports_back() {
+    let Some(python) = python() else { return };
+    for name in [
+        "all-mixed.mitm",
+        "http-post-body.mitm",
+        "http-get-404.mitm",
+        "script-modified.mitm",
+    ] {
+        let path = fixtures_dir().join(name);
+        let flows = load(name);
+        let ours: Json = serde_json::from_str(&flowtap_flow::har::export_json(&flows)).unwrap();
+        let mut theirs: Json =
+            serde_json::from_str(&helper(python, &["har", path.to_str().unwrap()], "")).unwrap();
+        theirs["log"]["creator"] = ours["log"]["creator"].clone();
+        assert_eq!(ours, theirs, "{name}");
+    }
+    // mitmproxy reads our HAR (the reader switches to HAR on a leading `{`).
+    let dir = tempfile::tempdir().unwrap();
+    let har = dir.path().join("flows.har");
+    let flows = load("all-mixed.mitm");
+    std::fs::write(&har, flowtap_flow::har::export_json(&flows)).unwrap();
+    let theirs: Json =
+        serde_json::from_str(&helper(python, &["canon", har.to_str().unwrap()], "")).unwrap();
+    let ours = flowtap_flow::flowfile::read_flows(&std::fs::read(&har).unwrap()).unwrap();
+    assert_eq!(theirs.as_array().unwrap().len(), ours.len());
+    for (our, their) in ours.iter().zip(theirs.as_array().unwrap()) {
+        let ours = describe(our);
+        for key in ["url", "pretty_url", "pretty_host"] {
+            assert_eq!(ours[key], their[key]);
+        }
+        for field in [
+            "method",
+            "scheme",
+            "host",
+            "port",
+            "path",
+            "headers",
+            "content",
+            "http_version",
+        ] {
+            assert_eq!(
+                ours["state"]["request"][field], their["state"]["request"][field],
+                "request.{field}"
+            );
+        }
+        for field in [
+            "status_code",
+            "reason",
+            "headers",
+            "content",
+            "http_version",
+            "timestamp_start",
+            "timestamp_end",
+        ] {
+            assert_eq!(
+                ours["state"]["response"][field], their["state"]["response"][field],
+                "response.{field}"
+            );
+        }
+        assert_eq!(
+            ours["state"]["server_conn"]["address"],
+            their["state"]["server_conn"]["address"]
+        );
+    }
+}
+
 const EXPRESSIONS: &[&str] = &[
     "~all",
     "~a",

@@ -106,6 +106,7 @@ fn entry_to_flow(entry: &JsonValue) -> Result<Flow, String> {
     request
         .headers
         .retain(|h| !h.name.eq_ignore_ascii_case(b"content-encoding"));
+    set_content_length(&mut request.headers, post_text.len());
     let status = field(entry, "/response/status")?
         .as_u64()
         .ok_or("response.status is not an integer")?;
@@ -125,7 +126,11 @@ fn entry_to_flow(entry: &JsonValue) -> Result<Flow, String> {
         body.as_bytes().to_vec()
     };
     let mut response_headers = headers(entry, "/response/headers")?;
-    response_headers.retain(|h| !h.name.eq_ignore_ascii_case(b"content-encoding"));
+    // `response.decode()` leaves an empty body's headers alone.
+    if !content.is_empty() {
+        response_headers.retain(|h| !h.name.eq_ignore_ascii_case(b"content-encoding"));
+        set_content_length(&mut response_headers, content.len());
+    }
     let response = Response {
         http_version: http_version(text(entry, "/response/httpVersion")?),
         headers: response_headers,
@@ -170,6 +175,34 @@ fn entry_to_flow(entry: &JsonValue) -> Result<Flow, String> {
         response: Some(response),
         ..Flow::default()
     })
+}
+
+/// What mitmproxy's `Message.content` setter does to the headers: unless there is a
+/// Transfer-Encoding, `content-length` is set (first field replaced, others removed, or
+/// appended in lower case).
+fn set_content_length(headers: &mut Vec<Header>, len: usize) {
+    if headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case(b"transfer-encoding"))
+    {
+        return;
+    }
+    let value = Bytes::from(len.to_string());
+    let is_cl = |h: &Header| h.name.eq_ignore_ascii_case(b"content-length");
+    match headers.iter().position(is_cl) {
+        Some(first) => {
+            headers[first].value = value;
+            let mut index = 0;
+            headers.retain(|h| {
+                index += 1;
+                index - 1 == first || !is_cl(h)
+            });
+        }
+        None => headers.push(Header {
+            name: Bytes::from_static(b"content-length"),
+            value,
+        }),
+    }
 }
 
 /// `scheme://host[:port]/path` → (scheme, host, port, path); the port defaults per scheme.
