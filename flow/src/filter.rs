@@ -30,18 +30,10 @@ pub struct FilterError {
 }
 
 /// How regexes in a filter are compiled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FilterOptions {
     /// Case-sensitive matching (mitmproxy's `MITMPROXY_CASE_SENSITIVE_FILTERS=1`).
     pub case_sensitive: bool,
-}
-
-impl Default for FilterOptions {
-    fn default() -> Self {
-        Self {
-            case_sensitive: false,
-        }
-    }
 }
 
 /// A parsed filter: the expression tree plus the text it came from.

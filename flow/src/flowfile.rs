@@ -185,11 +185,11 @@ impl<R: Read> Iterator for FlowReader<R> {
     type Item = Result<Flow, FlowReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Mode::Start = self.mode {
-            if let Err(e) = self.start() {
-                self.mode = Mode::Done;
-                return Some(Err(e));
-            }
+        if let Mode::Start = self.mode
+            && let Err(e) = self.start()
+        {
+            self.mode = Mode::Done;
+            return Some(Err(e));
         }
         let item = match &mut self.mode {
             Mode::Start | Mode::Done => None,

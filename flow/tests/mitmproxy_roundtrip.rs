@@ -169,7 +169,7 @@ fn modified_flows() -> Vec<Flow> {
     http.marked = ":default:".to_owned();
     http.comment = "a comment\nwith two lines".to_owned();
     http.is_replay = Some("request".to_owned());
-    http.backup = Some(Box::new(original.clone()));
+    http.backup = Some(Box::new(original));
     http.server_conn.as_mut().unwrap().via = Some(ServerSpec {
         scheme: "http".to_owned(),
         address: Some(v1::Address {

@@ -148,10 +148,10 @@ fn to_text(d: &mut Dict, key: &str) {
 fn v013_014(d: &mut Dict) -> Result<(), Step> {
     let request = sub(d, "request")?;
     rename(request, "form_in", "first_line_format");
-    let version = http_version(request.remove("httpversion"));
+    let version = http_version(request.remove("httpversion").as_ref());
     request.set("http_version", version);
     if let Some(response) = sub_opt(d, "response") {
-        let version = http_version(response.remove("httpversion"));
+        let version = http_version(response.remove("httpversion").as_ref());
         response.set("http_version", version);
         rename(response, "code", "status_code");
         rename(response, "content", "body");
@@ -163,9 +163,8 @@ fn v013_014(d: &mut Dict) -> Result<(), Step> {
 }
 
 /// `(1, 1)` → `b"HTTP/1.1"`.
-fn http_version(tuple: Option<Value>) -> Value {
+fn http_version(tuple: Option<&Value>) -> Value {
     let parts: Vec<String> = tuple
-        .as_ref()
         .and_then(Value::as_list)
         .unwrap_or_default()
         .iter()
@@ -179,16 +178,16 @@ fn http_version(tuple: Option<Value>) -> Value {
 
 fn v015_016(d: &mut Dict) {
     for key in ["request", "response"] {
-        if let Some(message) = sub_opt(d, key) {
-            if message.contains_key("body") {
-                rename(message, "body", "content");
-            }
+        if let Some(message) = sub_opt(d, key)
+            && message.contains_key("body")
+        {
+            rename(message, "body", "content");
         }
     }
-    if let Some(response) = sub_opt(d, "response") {
-        if response.contains_key("msg") {
-            rename(response, "msg", "reason");
-        }
+    if let Some(response) = sub_opt(d, "response")
+        && response.contains_key("msg")
+    {
+        rename(response, "msg", "reason");
     }
     if let Some(request) = sub_opt(d, "request") {
         request.remove("form_out");

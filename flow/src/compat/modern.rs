@@ -19,12 +19,12 @@ pub(super) fn convert(m: &mut Migrator, version: Version, mut d: Dict) -> Result
         }
         13 => v13_14(&mut d),
         14 => {
-            if let Some(ws) = sub_opt(&mut d, "websocket") {
-                if let Some(Value::List(messages)) = ws.get_mut("messages") {
-                    for message in messages {
-                        if let Value::List(fields) = message {
-                            fields.push(Value::Bool(false));
-                        }
+            if let Some(ws) = sub_opt(&mut d, "websocket")
+                && let Some(Value::List(messages)) = ws.get_mut("messages")
+            {
+                for message in messages {
+                    if let Value::List(fields) = message {
+                        fields.push(Value::Bool(false));
                     }
                 }
             }
@@ -140,16 +140,16 @@ fn v13_14(d: &mut Dict) {
     let request_end = sub_opt(d, "request")
         .and_then(|r| r.get("timestamp_end").cloned())
         .unwrap_or(Value::Null);
-    if let Some(response) = sub_opt(d, "response") {
-        if response.get("timestamp_start").is_none_or(Value::is_null) {
-            let end = match &request_end {
-                Value::Float(f) => Value::Float(f + 1.0),
-                Value::Int(i) => Value::Int(i + 1),
-                _ => Value::Null,
-            };
-            response.set("timestamp_start", request_end);
-            response.set("timestamp_end", end);
-        }
+    if let Some(response) = sub_opt(d, "response")
+        && response.get("timestamp_start").is_none_or(Value::is_null)
+    {
+        let end = match &request_end {
+            Value::Float(f) => Value::Float(f + 1.0),
+            Value::Int(i) => Value::Int(i + 1),
+            _ => Value::Null,
+        };
+        response.set("timestamp_start", request_end);
+        response.set("timestamp_end", end);
     }
 }
 
@@ -172,10 +172,10 @@ fn v18_19(d: &mut Dict) -> Result<(), Step> {
             conn.set("transport_protocol", "tcp");
         }
         for name in ["peername", "sockname", "address"] {
-            if let Some(Value::List(items)) = conn.get_mut(name) {
-                if let Some(Value::Bytes(host)) = items.first() {
-                    items[0] = Value::Text(String::from_utf8_lossy(host).into_owned());
-                }
+            if let Some(Value::List(items)) = conn.get_mut(name)
+                && let Some(Value::Bytes(host)) = items.first()
+            {
+                items[0] = Value::Text(String::from_utf8_lossy(host).into_owned());
             }
         }
     }

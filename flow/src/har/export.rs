@@ -195,19 +195,18 @@ fn timings(
     servers_seen: &mut HashSet<String>,
 ) -> Vec<(&'static str, Json)> {
     let (mut connect, mut ssl) = (Json::Float(-1.0), Json::Float(-1.0));
-    if let Some(server) = &flow.server_conn {
-        if !servers_seen.contains(&server.id) {
-            if let (Some(tcp), start) = (
-                server.timestamp_tcp_setup.filter(|t| *t != 0.0),
-                server.timestamp_start,
-            ) {
-                connect = ms(tcp - start.unwrap_or(tcp));
-                if let Some(tls) = server.timestamp_tls_setup.filter(|t| *t != 0.0) {
-                    ssl = ms(tls - tcp);
-                }
-                servers_seen.insert(server.id.clone());
-            }
+    if let Some(server) = &flow.server_conn
+        && !servers_seen.contains(&server.id)
+        && let (Some(tcp), start) = (
+            server.timestamp_tcp_setup.filter(|t| *t != 0.0),
+            server.timestamp_start,
+        )
+    {
+        connect = ms(tcp - start.unwrap_or(tcp));
+        if let Some(tls) = server.timestamp_tls_setup.filter(|t| *t != 0.0) {
+            ssl = ms(tls - tcp);
         }
+        servers_seen.insert(server.id.clone());
     }
     let request_end = request.timestamp_end.filter(|t| *t != 0.0);
     let send = request_end.map_or(Json::Int(0), |end| ms(end - request.timestamp_start));

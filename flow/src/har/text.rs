@@ -2,8 +2,6 @@
 
 use flowtap_proto::v1::Header;
 
-use crate::model::header_value;
-
 /// mitmproxy's `strutils.is_mostly_bin` heuristic on the first ~100 bytes.
 pub(super) fn is_mostly_binary(data: &[u8]) -> bool {
     if data.is_empty() {
@@ -130,8 +128,8 @@ pub(super) fn response_cookies(headers: &[Header]) -> Vec<SetCookie> {
         .collect()
 }
 
-/// `get_text(strict=False)` for a body that is already content-decoded: UTF-8 (lossy).
-pub(super) fn body_text(content: &[u8], headers: &[Header]) -> String {
-    let _charset = header_value(headers, "content-type");
+/// `get_text(strict=False)` for a body that is already content-decoded. mitmproxy honours the
+/// Content-Type charset; this decodes UTF-8 (lossily) whatever the charset says.
+pub(super) fn body_text(content: &[u8], _headers: &[Header]) -> String {
     String::from_utf8_lossy(content).into_owned()
 }

@@ -46,7 +46,7 @@ pub fn read_value<R: Read>(reader: &mut R, offset: u64) -> Result<Option<Value>,
     let payload_offset = pos + 1;
     let mut data = read_exact_at(reader, length + 1, payload_offset)?;
     let tag = data.pop().unwrap_or(b'\0');
-    parse_payload(Bytes::from(data), tag, payload_offset).map(Some)
+    parse_payload(&Bytes::from(data), tag, payload_offset).map(Some)
 }
 
 fn read_byte<R: Read>(
@@ -104,13 +104,13 @@ fn decode_at(data: &Bytes, base: u64) -> Result<(Value, usize), TnetstringError>
             message: format!("a value of {length} bytes does not fit in its container"),
         });
     }
-    let value = parse_payload(data.slice(start..end), data[end], base + start as u64)?;
+    let value = parse_payload(&data.slice(start..end), data[end], base + start as u64)?;
     Ok((value, end + 1))
 }
 
-fn parse_payload(payload: Bytes, tag: u8, offset: u64) -> Result<Value, TnetstringError> {
+fn parse_payload(payload: &Bytes, tag: u8, offset: u64) -> Result<Value, TnetstringError> {
     let text = || {
-        std::str::from_utf8(&payload).map_err(|e| {
+        std::str::from_utf8(payload).map_err(|e| {
             invalid(
                 offset + e.valid_up_to() as u64,
                 "payload is not valid UTF-8",
@@ -139,9 +139,9 @@ fn parse_payload(payload: Bytes, tag: u8, offset: u64) -> Result<Value, Tnetstri
         },
         b'~' if payload.is_empty() => Value::Null,
         b'~' => return Err(invalid(offset, "a null must have an empty payload")),
-        b']' => Value::List(parse_items(&payload, offset)?),
+        b']' => Value::List(parse_items(payload, offset)?),
         b'}' => {
-            let items = parse_items(&payload, offset)?;
+            let items = parse_items(payload, offset)?;
             if items.len() % 2 != 0 {
                 return Err(invalid(offset, "a dict has a key without a value"));
             }
