@@ -6,7 +6,8 @@
 
 use std::io::Write;
 
-use flowtap_proto::v1::{Flow, Header};
+use flowtap_flow::model::{FlowExt, ResponseExt, pretty_size};
+use flowtap_proto::v1::{Flow, Header, Response};
 use flowtap_proxy_core::FlowSink;
 
 /// Prints flows to stdout.
@@ -34,16 +35,10 @@ impl FlowSink for Dumper {
 /// The text printed for one flow.
 pub(crate) fn render(flow: &Flow, detail: u8) -> String {
     let Some(request) = &flow.request else { return String::new() };
-    let client = flow
-        .client_conn
-        .as_ref()
-        .and_then(|c| c.peername.as_ref())
-        .map(|a| format!("{}:{}", a.host, a.port))
-        .unwrap_or_default();
+    let Some(request_line) = flow.request_line() else { return String::new() };
     let mut line = format!(
-        "{client}: {} {} {}",
-        String::from_utf8_lossy(&request.method),
-        url(request),
+        "{}: {request_line} {}",
+        flow.client_label(),
         String::from_utf8_lossy(&request.http_version)
     );
     if detail >= 2 {
@@ -53,13 +48,12 @@ pub(crate) fn render(flow: &Flow, detail: u8) -> String {
     }
     match (&flow.response, &flow.error) {
         (Some(response), _) => {
-            let size = response.content.as_ref().map(|c| c.len()).unwrap_or(0);
             let sep = if detail >= 2 { "\n    " } else { " " };
             line.push_str(&format!(
                 "{sep}<< {} {} {}",
                 response.status_code,
                 String::from_utf8_lossy(&response.reason),
-                pretty_size(size as u64)
+                body_size(response)
             ));
             if detail >= 2 {
                 line.push('\n');
@@ -74,13 +68,13 @@ pub(crate) fn render(flow: &Flow, detail: u8) -> String {
     line
 }
 
-/// The request URL as mitmproxy prints it: the port only when not the scheme's default.
-fn url(request: &flowtap_proto::v1::Request) -> String {
-    let scheme = String::from_utf8_lossy(&request.scheme);
-    let default = if scheme == "https" { 443 } else { 80 };
-    let host = if request.host.contains(':') { format!("[{}]", request.host) } else { request.host.clone() };
-    let port = if request.port == default { String::new() } else { format!(":{}", request.port) };
-    format!("{scheme}://{host}{port}{}", String::from_utf8_lossy(&request.path))
+/// The body size: of the stored body, or as announced when the body was streamed.
+fn body_size(response: &Response) -> String {
+    let size = match &response.content {
+        Some(content) => Some(content.len() as u64),
+        None => response.header("content-length").and_then(|l| l.trim().parse().ok()),
+    };
+    size.map(pretty_size).unwrap_or_else(|| "(content missing)".into())
 }
 
 fn push_headers(out: &mut String, headers: &[Header]) {
@@ -102,33 +96,41 @@ fn push_body(out: &mut String, content: Option<&[u8]>, detail: u8) {
     }
 }
 
-/// mitmproxy's `human.pretty_size`: 24b, 1.21k, 3m.
-pub(crate) fn pretty_size(size: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [("b", 1 << 10), ("k", 1 << 20), ("m", 1 << 30), ("g", 1 << 40)];
-    for (suffix, limit) in UNITS {
-        if size >= limit {
-            continue;
-        }
-        let value = size as f64 / (limit / 1024) as f64;
-        let rounded = (value * 100.0).round() / 100.0;
-        return if rounded.fract() == 0.0 {
-            format!("{}{suffix}", rounded as u64)
-        } else {
-            format!("{rounded}{suffix}")
-        };
-    }
-    format!("{size}b")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flowtap_flow::FlowReader;
+
+    fn fixture(name: &str) -> Vec<Flow> {
+        let path = format!("{}/../fixtures/mitmproxy-12/{name}", env!("CARGO_MANIFEST_DIR"));
+        let (flows, error) = FlowReader::new(std::fs::File::open(path).expect("fixture")).read_all();
+        assert!(error.is_none());
+        flows
+    }
 
     #[test]
-    fn sizes_like_mitmproxy() {
-        assert_eq!(pretty_size(24), "24b");
-        assert_eq!(pretty_size(1234), "1.21k");
-        assert_eq!(pretty_size(2048), "2k");
-        assert_eq!(pretty_size(3 << 20), "3m");
+    fn one_line_like_mitmdump() {
+        let flows = fixture("http-get-200.mitm");
+        assert_eq!(
+            render(&flows[0], 1),
+            "127.0.0.1:59220: GET http://127.0.0.1:18081/hello.txt HTTP/1.1 << 200 OK 24b\n"
+        );
+        let refused = fixture("http-conn-refused.mitm");
+        assert!(render(&refused[0], 1).contains(" << [Errno 111] Connect call failed"));
+    }
+
+    #[test]
+    fn streamed_body_size_comes_from_content_length() {
+        let mut flow = fixture("http-get-200.mitm").remove(0);
+        flow.response.as_mut().expect("a response").content = None;
+        assert!(render(&flow, 1).ends_with("<< 200 OK 24b\n"));
+    }
+
+    #[test]
+    fn detail_two_shows_headers() {
+        let flows = fixture("http-get-200.mitm");
+        let text = render(&flows[0], 2);
+        assert!(text.contains("    User-Agent: curl/7.88.1\n"));
+        assert!(text.contains("    Content-Length: 24\n"));
     }
 }

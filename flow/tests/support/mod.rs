@@ -8,15 +8,15 @@ use std::path::PathBuf;
 use flowtap_flow::FlowReader;
 use flowtap_proto::v1::Flow;
 
-/// `shared/fixtures/mitmproxy-12`, beside the repository checkout.
+/// `fixtures/mitmproxy-12` in the repository.
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/mitmproxy-12")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/mitmproxy-12")
 }
 
 /// Every `*.mitm` fixture, sorted by name.
 pub fn fixture_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
-        .expect("the mitmproxy-12 fixtures are beside the checkout")
+        .expect("the mitmproxy-12 fixtures are in the repository")
         .map(|e| e.expect("readable fixtures dir").path())
         .filter(|p| p.extension().is_some_and(|e| e == "mitm"))
         .collect();
