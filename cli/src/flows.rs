@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use flowtap_flow::model::pretty_size;
 use flowtap_flow_store::client::StoreClient;
 use flowtap_flow_store::{FlowFilter, StoreLocation};
 use flowtap_proto::v1::{Flow, FlowSummary, Header};
@@ -148,26 +149,6 @@ fn list_line(flow: &FlowSummary) -> String {
     line
 }
 
-/// mitmproxy's `human.pretty_size`: "12b", "1.2k", "3.4m".
-fn pretty_size(size: u64) -> String {
-    const UNITS: [(&str, u64); 3] = [("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30)];
-    if size < 1024 {
-        return format!("{size}b");
-    }
-    let (suffix, unit) = UNITS
-        .iter()
-        .rev()
-        .find(|(_, unit)| size >= *unit)
-        .copied()
-        .unwrap_or(UNITS[0]);
-    let value = size as f64 / unit as f64;
-    if value < 10.0 {
-        format!("{value:.1}{suffix}")
-    } else {
-        format!("{}{suffix}", value.round())
-    }
-}
-
 fn show(flow: &Flow) -> String {
     let mut out = format!("flow {} ({})\n", flow.id, flow.r#type);
     if let Some(request) = &flow.request {
@@ -240,7 +221,5 @@ mod tests {
             list_line(&summary),
             "127.0.0.1:5000: GET https://example.com/ HTTP/1.1 << 200 OK 1.2k"
         );
-        assert_eq!(pretty_size(12), "12b");
-        assert_eq!(pretty_size(5 * 1024 * 1024), "5.0m");
     }
 }

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use bytes::Bytes;
+use flowtap_flow::{FlowReader, FlowWriter, har};
 use flowtap_proto::v1::Flow;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
@@ -156,11 +157,7 @@ pub fn export(
             buffer: Vec::with_capacity(EXPORT_CHUNK_BYTES),
         };
         let flows = std::iter::from_fn(|| flow_receiver.blocking_recv());
-        let result = write_flows(format, &mut writer, flows).and_then(|()| {
-            writer
-                .flush()
-                .map_err(|e| StoreError::Export(e.to_string()))
-        });
+        let result = write_flows(format, &mut writer, flows);
         if let Err(error) = result {
             let _ = out.blocking_send(Err(error));
         }
@@ -193,20 +190,53 @@ pub async fn export_file(store: &Store, filter: &str, path: &Path) -> Result<u64
 /// Reads flows from a flow file or HAR, calling `each` for every flow until it returns false.
 /// On a bad record: its byte offset and what is wrong.
 fn read_flows(reader: impl Read, each: &mut dyn FnMut(Flow) -> bool) -> Result<(), (u64, String)> {
-    let _ = (reader, each);
-    Err((0, "flow files are not available yet".into()))
+    for flow in FlowReader::new(reader) {
+        match flow {
+            Ok(flow) => {
+                if !each(flow) {
+                    return Ok(());
+                }
+            }
+            Err(error) => return Err((error.offset(), error.to_string())),
+        }
+    }
+    Ok(())
 }
 
-/// Writes flows in the given format.
+/// Writes flows in the given format. A HAR document is written entry by entry, so no more than
+/// one flow is in memory; it lacks only mitmproxy's "connect time once per server" detail.
 fn write_flows(
     format: FileFormat,
-    writer: &mut dyn Write,
+    writer: &mut ChannelWriter,
     flows: impl Iterator<Item = Flow>,
 ) -> Result<(), StoreError> {
-    let _ = (format, writer, flows.count());
-    Err(StoreError::Export(
-        "flow files are not available yet".into(),
-    ))
+    let failed = |e: std::io::Error| StoreError::Export(e.to_string());
+    match format {
+        FileFormat::Mitm => {
+            let mut file = FlowWriter::new(&mut *writer);
+            for flow in flows {
+                file.add(&flow).map_err(failed)?;
+            }
+        }
+        FileFormat::Har => {
+            let head = format!(
+                "{{\n    \"log\": {{\n        \"version\": \"1.2\",\n        \"creator\": {{\"name\": \"flowtap\", \"version\": \"{}\", \"comment\": \"\"}},\n        \"pages\": [],\n        \"entries\": [",
+                env!("CARGO_PKG_VERSION")
+            );
+            writer.write_all(head.as_bytes()).map_err(failed)?;
+            let mut first = true;
+            for entry in flows.filter_map(|flow| har::entry(&flow)) {
+                let separator = if first { "\n" } else { ",\n" };
+                first = false;
+                writer.write_all(separator.as_bytes()).map_err(failed)?;
+                writer.write_all(entry.as_bytes()).map_err(failed)?;
+            }
+            writer
+                .write_all(b"\n        ]\n    }\n}\n")
+                .map_err(failed)?;
+        }
+    }
+    writer.finish().map_err(failed)
 }
 
 /// A [`Read`] over chunks arriving on a channel (used on a blocking thread).
@@ -240,12 +270,21 @@ impl Write for ChannelWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buffer.extend_from_slice(data);
         if self.buffer.len() >= EXPORT_CHUNK_BYTES {
-            self.flush()?;
+            self.finish()?;
         }
         Ok(data.len())
     }
 
+    /// Chunks are sent when full or at [`ChannelWriter::finish`]: the flow writer flushes after
+    /// every flow, which would make one small chunk per flow.
     fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ChannelWriter {
+    /// Sends what is buffered.
+    fn finish(&mut self) -> std::io::Result<()> {
         if self.buffer.is_empty() {
             return Ok(());
         }

@@ -4,7 +4,8 @@
 //! queries. A pre-filter only needs a column that *contains* what the filter operator looks at,
 //! which is why `host` holds every host name the `~d` operator may match against.
 
-use flowtap_proto::v1::{Flow, FlowSummary, Header};
+use flowtap_flow::RequestExt;
+use flowtap_proto::v1::{Flow, FlowSummary};
 use prost::Message;
 
 /// One row of the `flows` table, ready to insert.
@@ -18,13 +19,13 @@ pub struct FlowRow {
     pub timestamp_created: f64,
     /// The request method ("" when there is no request).
     pub method: String,
-    /// `request.host`, the authority and the Host header, separated by newlines.
+    /// `request.host` and `request.pretty_host`, separated by a newline.
     pub host: String,
     /// The request URL as mitmproxy prints it.
     pub url: String,
     /// The response status code, 0 when there is no response.
     pub status_code: u32,
-    /// The request and response Content-Type values, separated by newlines.
+    /// Every request and response Content-Type value, each followed by a newline.
     pub content_type: String,
     /// Request body size in bytes.
     pub request_size: u64,
@@ -43,10 +44,12 @@ impl FlowRow {
     pub fn new(head: &Flow, request_size: u64, response_size: u64) -> FlowRow {
         let request = head.request.as_ref();
         let response = head.response.as_ref();
+        // Every Content-Type field: `~t` tests each on its own.
         let mut content_type = String::new();
-        for headers in [request.map(|r| &r.headers), response.map(|r| &r.headers)] {
-            if let Some(value) = headers.and_then(|h| header(h, "content-type")) {
-                content_type.push_str(&value);
+        let headers = request.map(|r| &r.headers[..]).into_iter();
+        for field in headers.chain(response.map(|r| &r.headers[..])).flatten() {
+            if field.name.eq_ignore_ascii_case(b"content-type") {
+                content_type.push_str(&String::from_utf8_lossy(&field.value));
                 content_type.push('\n');
             }
         }
@@ -116,46 +119,16 @@ fn client(flow: &Flow) -> String {
         .unwrap_or_default()
 }
 
-/// The first value of a header, by case-insensitive name.
-pub(crate) fn header(headers: &[Header], name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name.as_bytes()))
-        .map(|h| String::from_utf8_lossy(&h.value).into_owned())
-}
-
 fn hosts(request: &flowtap_proto::v1::Request) -> String {
-    let mut hosts = request.host.clone();
-    hosts.push('\n');
-    hosts.push_str(&String::from_utf8_lossy(&request.authority));
-    if let Some(host) = header(&request.headers, "host") {
-        hosts.push('\n');
-        hosts.push_str(&host);
-    }
-    hosts
+    // `~d` matches `request.host` or `request.pretty_host`; keep both.
+    format!("{}\n{}", request.host, request.pretty_host())
 }
 
-/// The URL as mitmproxy's `pretty_url` prints it for HTTP flows; for DNS the first question.
+/// The URL as mitmproxy's `pretty_url` prints it for HTTP flows (what `~u` matches), the first
+/// question for DNS flows (likewise), else the server address.
 pub(crate) fn url(flow: &Flow) -> String {
     if let Some(request) = &flow.request {
-        let scheme = String::from_utf8_lossy(&request.scheme);
-        let path = String::from_utf8_lossy(&request.path);
-        if request.method.eq_ignore_ascii_case(b"CONNECT") {
-            return format!("{}:{}", request.host, request.port);
-        }
-        let host = header(&request.headers, "host")
-            .or_else(|| {
-                (!request.authority.is_empty())
-                    .then(|| String::from_utf8_lossy(&request.authority).into_owned())
-            })
-            .unwrap_or_else(|| request.host.clone());
-        let default_port = matches!((&*scheme, request.port), ("http", 80) | ("https", 443));
-        let authority = if host.contains(':') || default_port {
-            host
-        } else {
-            format!("{host}:{}", request.port)
-        };
-        return format!("{scheme}://{authority}{path}");
+        return request.pretty_url();
     }
     if let Some(question) = flow.dns_request.as_ref().and_then(|d| d.questions.first()) {
         return question.name.clone();

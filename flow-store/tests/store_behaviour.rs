@@ -4,11 +4,13 @@
 mod support;
 
 use bytes::Bytes;
+use flowtap_flow::Filter;
 use flowtap_flow_store::backend::CHUNK_BYTES;
+use flowtap_flow_store::files::{self, FileFormat};
 use flowtap_flow_store::{Store, StoreError, flow_parts};
 use flowtap_proto::v1::{BodyChunk, BodyKind, FlowPart, flow_part};
 use futures_util::StreamExt;
-use support::{failed_flow, http_flow};
+use support::{failed_flow, header, http_flow};
 
 macro_rules! store_suite {
     ($backend:ident, $open:expr, [$($test:ident),* $(,)?]) => {
@@ -38,6 +40,15 @@ macro_rules! all_behaviours {
                 watch_sees_new_flows,
                 malformed_append_keeps_complete_flows,
                 unknown_id_is_not_found,
+                filters_select_what_mitmproxy_would,
+                filtered_queries_page,
+                body_filters_read_stored_bodies,
+                delete_by_filter,
+                watch_filters_per_watcher,
+                fixtures_import_and_export_unchanged,
+                har_export_loads_back,
+                corrupt_import_keeps_flows_before_the_damage,
+                domain_and_code_over_100k_flows_under_a_second,
             ]
         );
     };
@@ -272,4 +283,298 @@ async fn unknown_id_is_not_found(store: &Store) {
         store.flow_parts("nope", 0).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// A mixed archive: HTTP flows over several hosts and codes, and every fixture.
+async fn mixed_archive(store: &Store) -> Vec<flowtap_proto::v1::Flow> {
+    let mut flows = Vec::new();
+    for i in 0..30u32 {
+        let host = ["api.example.com", "cdn.example.org", "Host.TEST"][i as usize % 3];
+        let status = [200, 404, 500, 301][i as usize % 4];
+        let mut flow = http_flow(
+            &format!("mixed-{i:02}"),
+            host,
+            &format!("/item/{i}?q=x"),
+            status,
+        );
+        if i % 5 == 0 {
+            flow.request.as_mut().unwrap().method = Bytes::from_static(b"POST");
+        }
+        if i % 7 == 0 {
+            flow.response
+                .as_mut()
+                .unwrap()
+                .headers
+                .push(header("content-type", "application/json"));
+        }
+        flows.push(flow);
+    }
+    flows.push(failed_flow("mixed-failed", "api.example.com"));
+    store.append(flows).await.unwrap();
+    for fixture in support::mitm_fixtures() {
+        files::import_file(store, &fixture).await.unwrap();
+    }
+    let mut all = Vec::new();
+    let mut stream = store.flows("", true).unwrap();
+    while let Some(flow) = stream.next().await {
+        all.push(flow.unwrap());
+    }
+    all
+}
+
+async fn filters_select_what_mitmproxy_would(store: &Store) {
+    let all = mixed_archive(store).await;
+    assert!(all.len() > 40, "{} flows", all.len());
+    let expressions = [
+        "~d example.com & ~c 404",
+        "~d host.test",
+        "~d 127.0.0.1",
+        "~c 404",
+        "~m POST",
+        "~m post ~d cdn",
+        "~u /item/1",
+        "~u item/\\d",
+        "/item/2 & ~c 200",
+        "~t json",
+        "~ts application/json & ~c 500",
+        "~tcp",
+        "~dns",
+        "~websocket",
+        "~http & !~c 200",
+        "~e",
+        "~q",
+        "~c 200 | ~c 301",
+        "~h x-dup",
+        "~b ECHO",
+        "~bs hello",
+        "~src 10.0.0.7 & ~d API",
+        "~u localhost",
+    ];
+    for expression in expressions {
+        let filter = Filter::parse(expression).unwrap();
+        let expected: Vec<_> = all
+            .iter()
+            .filter(|f| filter.matches(f))
+            .map(|f| f.id.clone())
+            .collect();
+        assert_eq!(
+            ids(store, expression).await,
+            expected,
+            "filter {expression:?}"
+        );
+    }
+    // A few with known answers, so the comparison above is not vacuous.
+    assert_eq!(
+        ids(store, "~d example.com & ~c 404").await,
+        ["mixed-09", "mixed-21"]
+    );
+    assert!(!ids(store, "~tcp").await.is_empty());
+    assert!(!ids(store, "~b ECHO").await.is_empty());
+    assert!(matches!(
+        store.query("~c", 10, ""),
+        Err(StoreError::Filter(_))
+    ));
+}
+
+async fn filtered_queries_page(store: &Store) {
+    let flows: Vec<_> = (0..40)
+        .map(|i| {
+            http_flow(
+                &format!("p-{i:02}"),
+                "example.com",
+                "/",
+                if i % 4 == 0 { 404 } else { 200 },
+            )
+        })
+        .collect();
+    store.append(flows).await.unwrap();
+    let (mut after, mut seen) = (String::new(), Vec::new());
+    loop {
+        let mut items = store.query("~c 404", 3, &after).unwrap();
+        let mut page = 0;
+        while let Some(item) = items.next().await {
+            let item = item.unwrap();
+            after = item.cursor;
+            seen.push(item.summary.unwrap().id);
+            page += 1;
+        }
+        if page < 3 {
+            break;
+        }
+    }
+    let expected: Vec<_> = (0..40).step_by(4).map(|i| format!("p-{i:02}")).collect();
+    assert_eq!(seen, expected);
+}
+
+async fn body_filters_read_stored_bodies(store: &Store) {
+    let mut secret = http_flow("secret", "example.com", "/", 200);
+    let mut body = large_body(CHUNK_BYTES * 2).to_vec();
+    body.extend_from_slice(b"the SECRET word");
+    secret.response.as_mut().unwrap().content = Some(body.into());
+    store
+        .append(vec![secret, http_flow("plain", "example.com", "/", 200)])
+        .await
+        .unwrap();
+    assert_eq!(ids(store, "~bs secret").await, ["secret"]);
+    assert_eq!(ids(store, "~bq secret").await, Vec::<String>::new());
+    assert_eq!(ids(store, "!~b secret").await, ["plain"]);
+}
+
+async fn delete_by_filter(store: &Store) {
+    let flows: Vec<_> = (0..10)
+        .map(|i| {
+            http_flow(
+                &format!("d-{i}"),
+                "example.com",
+                "/",
+                if i < 3 { 404 } else { 200 },
+            )
+        })
+        .collect();
+    store.append(flows).await.unwrap();
+    assert_eq!(store.delete("~c 404").await.unwrap(), 3);
+    assert_eq!(ids(store, "~c 404").await.len(), 0);
+    assert_eq!(ids(store, "").await.len(), 7);
+    assert!(matches!(
+        store.delete("~c 404 &").await,
+        Err(StoreError::Filter(_))
+    ));
+    assert_eq!(ids(store, "").await.len(), 7);
+}
+
+async fn watch_filters_per_watcher(store: &Store) {
+    let mut not_found = store.watch("~c 404").unwrap();
+    let mut everything = store.watch("").unwrap();
+    let mut bodies = store.watch("~bs needle").unwrap();
+    let mut with_needle = http_flow("w-needle", "example.com", "/", 200);
+    with_needle.response.as_mut().unwrap().content = Some(Bytes::from_static(b"hay needle hay"));
+    store
+        .append(vec![http_flow("w-200", "example.com", "/", 200)])
+        .await
+        .unwrap();
+    store
+        .append(vec![
+            http_flow("w-404", "example.com", "/", 404),
+            with_needle,
+        ])
+        .await
+        .unwrap();
+    assert_eq!(not_found.next().await.unwrap().id, "w-404");
+    assert_eq!(bodies.next().await.unwrap().id, "w-needle");
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(everything.next().await.unwrap().id);
+    }
+    assert_eq!(seen, ["w-200", "w-404", "w-needle"]);
+}
+
+async fn fixtures_import_and_export_unchanged(store: &Store) {
+    for fixture in support::mitm_fixtures() {
+        let original = std::fs::read(&fixture).unwrap();
+        let expected = support::read_unique(&original);
+        store.delete("").await.unwrap();
+        let imported = files::import_file(store, &fixture).await.unwrap();
+        assert_eq!(
+            imported as usize,
+            flowtap_flow::flowfile::read_flows(&original).unwrap().len()
+        );
+
+        let mut exported = Vec::new();
+        let mut chunks = files::export(store, "", FileFormat::Mitm).unwrap();
+        while let Some(chunk) = chunks.next().await {
+            exported.extend_from_slice(&chunk.unwrap());
+        }
+        let reread = flowtap_flow::flowfile::read_flows(&exported).unwrap();
+        assert_eq!(reread, expected, "{}", fixture.display());
+    }
+}
+
+async fn har_export_loads_back(store: &Store) {
+    let fixture = support::fixtures_dir().join("all-mixed.mitm");
+    files::import_file(store, &fixture).await.unwrap();
+    let http = ids(store, "~http").await.len();
+    let dir = tempfile::tempdir().unwrap();
+    let har = dir.path().join("out.har");
+    files::export_file(store, "", &har).await.unwrap();
+    let text = std::fs::read_to_string(&har).unwrap();
+    let document: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(document["log"]["entries"].as_array().unwrap().len(), http);
+
+    store.delete("").await.unwrap();
+    assert_eq!(
+        files::import_file(store, &har).await.unwrap() as usize,
+        http
+    );
+    assert_eq!(ids(store, "~http").await.len(), http);
+}
+
+async fn corrupt_import_keeps_flows_before_the_damage(store: &Store) {
+    let original = std::fs::read(support::fixtures_dir().join("all-mixed.mitm")).unwrap();
+    // Where the third flow starts.
+    let mut reader = flowtap_flow::FlowReader::new(&original[..]);
+    reader.next().unwrap().unwrap();
+    reader.next().unwrap().unwrap();
+    let third = reader.offset() as usize;
+    let mut damaged = original[..third].to_vec();
+    damaged.extend_from_slice(b"99999:not a tnetstring");
+    let chunks = futures_util::stream::iter(
+        damaged
+            .chunks(100)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
+    let error = files::import(store, chunks).await.unwrap_err();
+    match &error {
+        StoreError::Import {
+            offset, imported, ..
+        } => {
+            assert_eq!(*imported, 2);
+            assert!(
+                *offset >= third as u64,
+                "offset {offset}, third flow at {third}"
+            );
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    assert!(error.to_string().contains("at byte"), "{error}");
+    assert_eq!(ids(store, "").await.len(), 2);
+}
+
+async fn domain_and_code_over_100k_flows_under_a_second(store: &Store) {
+    let template = http_flow("template", "example.com", "/", 200);
+    let hosts = [
+        "api.example.com",
+        "cdn.example.org",
+        "www.other.net",
+        "static.host.io",
+    ];
+    for batch in 0..20 {
+        let flows: Vec<_> = (0..5000)
+            .map(|i| {
+                let n = batch * 5000 + i;
+                let mut flow = template.clone();
+                flow.id = format!("bulk-{n:06}");
+                let request = flow.request.as_mut().unwrap();
+                request.host = hosts[n % 4].into();
+                request.headers[0] = header("Host", hosts[n % 4]);
+                request.path = format!("/p/{n}").into();
+                flow.response.as_mut().unwrap().status_code = if n % 100 < 4 { 404 } else { 200 };
+                flow
+            })
+            .collect();
+        store.append(flows).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    let found = ids(store, "~d host & ~c 404").await;
+    let elapsed = started.elapsed();
+    assert_eq!(found.len(), 1000);
+    assert!(
+        found
+            .iter()
+            .all(|id| id[5..].parse::<usize>().unwrap() % 4 == 3)
+    );
+    assert!(
+        elapsed < std::time::Duration::from_secs(1),
+        "took {elapsed:?}"
+    );
 }

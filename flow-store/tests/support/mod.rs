@@ -207,7 +207,29 @@ pub async fn postgres_store() -> Store {
     Store::new(backend, Config::default())
 }
 
-/// The fixtures recorded from mitmdump 12.
-pub fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new("/work/shared/fixtures/mitmproxy-12").join(name)
+/// The fixtures recorded from mitmdump 12 (`shared/fixtures/mitmproxy-12`, beside the checkout).
+pub fn fixtures_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/mitmproxy-12")
+}
+
+/// Every `*.mitm` fixture, sorted.
+pub fn mitm_fixtures() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(fixtures_dir())
+        .expect("the mitmproxy-12 fixtures are beside the checkout")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mitm"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The flows of a flow file, each id once (the last wins), in order of last appearance.
+pub fn read_unique(data: &[u8]) -> Vec<Flow> {
+    let flows = flowtap_flow::flowfile::read_flows(data).expect("a valid flow file");
+    let mut unique: Vec<Flow> = Vec::new();
+    for flow in flows {
+        unique.retain(|f| f.id != flow.id);
+        unique.push(flow);
+    }
+    unique
 }
