@@ -1,1 +1,91 @@
-//! placeholder
+//! The script host: a gRPC server that runs mitmproxy-style Python scripts for proxy-core.
+//!
+//! A `script-host` process embeds CPython (PyO3) and loads the `-s` scripts into it. proxy-core
+//! connects and opens one `ScriptHost.Session` stream (see `proto/flowtap/v1/script.proto`):
+//! Hello → Ready, Running, then hook calls answered by hook replies, with control and log
+//! messages from the scripts at any time, until Done.
+//!
+//! Where things happen:
+//!
+//! - [`server`]: the tonic service; turns the session stream into [`worker`] events and back.
+//! - [`worker`]: the state shared between tokio and Python: the event inbox, the wake-up socket,
+//!   the open sessions.
+//! - `python` (private): the interpreter (start-up, venv detection, the embedded package) and
+//!   the bridge object through which the Python runtime takes events and sends replies. All PyO3
+//!   code lives there; `PyErr` never leaves it.
+//!
+//! The Python side (`python/flowtap_host`, `python/mitmproxy`) does the rest: the addon chain,
+//! per-flow ordering, the thread pool for sync hooks and the asyncio loop for async ones.
+//!
+//! A reader new to the crate starts at [`ScriptHost::start`] and [`server::ScriptHostService`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub mod server;
+pub mod worker;
+
+mod python;
+
+pub use server::ScriptHostService;
+pub use worker::Worker;
+
+/// How to start the script host.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// The `-s` values in load order: a path, optionally followed by arguments for scripts of
+    /// the 0.x era (`"script.py arg1 arg2"`).
+    pub scripts: Vec<String>,
+    /// A virtualenv to run as (its packages importable), usually `$VIRTUAL_ENV`.
+    pub venv: Option<PathBuf>,
+    /// Where to extract the embedded Python package; a private directory under the system
+    /// temporary directory when absent.
+    pub package_dir: Option<PathBuf>,
+}
+
+/// Errors that stop the script host from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptHostError {
+    /// The embedded Python package could not be written to disk.
+    #[error("writing the embedded Python package to {path}: {source}")]
+    Package {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The interpreter could not be started or the runtime not imported.
+    #[error("starting Python: {0}")]
+    Python(String),
+    /// The wake-up socket between tokio and Python could not be made.
+    #[error("creating the wake-up socket: {0}")]
+    Wake(std::io::Error),
+}
+
+/// A running interpreter with the scripts' runtime, ready to serve sessions.
+#[derive(Clone, Debug)]
+pub struct ScriptHost {
+    worker: Arc<Worker>,
+}
+
+impl ScriptHost {
+    /// Starts CPython on its own thread and the script runtime in it. Scripts are loaded when
+    /// the first session says Hello (so that its `--set` values apply).
+    pub fn start(config: Config) -> Result<Self, ScriptHostError> {
+        let (worker, wake_reader) = Worker::new().map_err(ScriptHostError::Wake)?;
+        let worker = Arc::new(worker);
+        python::start(&config, Arc::clone(&worker), wake_reader)?;
+        Ok(Self { worker })
+    }
+
+    /// The gRPC service for this host, to add to a tonic server.
+    pub fn service(&self) -> ScriptHostService {
+        ScriptHostService::new(Arc::clone(&self.worker))
+    }
+
+    /// Completes when the scripts' `done` hooks ran (a core sent Done) or Python failed; the
+    /// error text of a failure.
+    pub async fn finished(&self) -> Result<(), String> {
+        self.worker.finished().await
+    }
+}

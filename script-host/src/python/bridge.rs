@@ -1,0 +1,322 @@
+//! The object the Python runtime talks to (`flowtap_host.runtime.Host.bridge`): it takes the
+//! worker's events and turns the runtime's replies, controls and logs into protocol messages.
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+use flowtap_proto::v1::{self, Hook, worker_message::Kind};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use super::convert;
+use crate::worker::{Event, PendingCall, Worker};
+
+/// The bridge between the Python runtime and the worker (see `tests/support.py` for the same
+/// interface played by a fake).
+#[pyclass(module = "flowtap_host", frozen)]
+pub(super) struct Bridge {
+    worker: Arc<Worker>,
+    wake_reader: UnixStream,
+}
+
+impl Bridge {
+    pub(super) fn new(worker: Arc<Worker>, wake_reader: UnixStream) -> Self {
+        Self {
+            worker,
+            wake_reader,
+        }
+    }
+}
+
+/// mitmproxy's name of a hook: `HOOK_REQUEST` -> `request`.
+pub(super) fn hook_name(hook: Hook) -> String {
+    hook.as_str_name()
+        .trim_start_matches("HOOK_")
+        .to_ascii_lowercase()
+}
+
+fn hook_from_name(name: &str) -> Option<Hook> {
+    Hook::from_str_name(&format!("HOOK_{}", name.to_ascii_uppercase()))
+}
+
+fn is_connection_hook(hook: Hook) -> bool {
+    matches!(
+        hook,
+        Hook::ClientConnected
+            | Hook::ClientDisconnected
+            | Hook::ServerConnect
+            | Hook::ServerConnected
+            | Hook::ServerDisconnected
+            | Hook::ServerConnectError
+    )
+}
+
+fn options_to_py<'py>(py: Python<'py>, options: &[v1::Option]) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    for option in options {
+        out.set_item(&option.name, convert::option_to_py(py, option.value.as_ref())?)?;
+    }
+    Ok(out)
+}
+
+impl Bridge {
+    fn event_to_py<'py>(&self, py: Python<'py>, event: Event) -> PyResult<Bound<'py, PyTuple>> {
+        match event {
+            Event::Hello {
+                session,
+                core_options,
+                deferred,
+            } => {
+                let deferred: HashMap<String, String> = deferred;
+                ("hello", session, options_to_py(py, &core_options)?, deferred).into_pyobject(py)
+            }
+            Event::Running { session } => ("running", session).into_pyobject(py),
+            Event::Done { session } => ("done", session).into_pyobject(py),
+            Event::Configure { session, options } => {
+                ("configure", session, options_to_py(py, &options)?).into_pyobject(py)
+            }
+            Event::ControlResult { session, result } => {
+                ("control_result", session, result.control_id, result.error).into_pyobject(py)
+            }
+            Event::Hook { session, call } => self.hook_to_py(py, session, call),
+        }
+    }
+
+    fn hook_to_py<'py>(
+        &self,
+        py: Python<'py>,
+        session: u64,
+        call: v1::HookCall,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let hook = call.hook();
+        let flow = call.flow.unwrap_or_default();
+        let connection = is_connection_hook(hook);
+        let state = if connection {
+            convert::connection_subject_to_py(py, &flow)?
+        } else {
+            convert::flow_to_py(py, &flow)?
+        };
+        if !call.observe_only {
+            self.worker.lock_pending().insert(
+                (session, call.call_id),
+                PendingCall {
+                    live: flow.live,
+                    connection_subject: connection.then_some(flow),
+                },
+            );
+        }
+        (
+            "hook",
+            session,
+            call.call_id,
+            hook_name(hook),
+            state,
+            call.deadline_ms,
+            call.observe_only,
+        )
+            .into_pyobject(py)
+    }
+}
+
+#[pymethods]
+impl Bridge {
+    /// The file descriptor the asyncio loop watches for new events.
+    fn wake_fd(&self) -> i32 {
+        self.wake_reader.as_raw_fd()
+    }
+
+    /// The events that arrived since the last call.
+    fn take<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        self.worker
+            .take()
+            .into_iter()
+            .map(|event| self.event_to_py(py, event))
+            .collect()
+    }
+
+    /// The outcome of one hook call (`state` is None when nothing changed).
+    #[pyo3(signature = (session, call_id, verdict, state, errors, timed_out))]
+    fn hook_reply(
+        &self,
+        session: u64,
+        call_id: u64,
+        verdict: i32,
+        state: Option<Bound<'_, PyAny>>,
+        errors: Vec<(String, String, String)>,
+        timed_out: bool,
+    ) {
+        let Some(pending) = self.worker.lock_pending().remove(&(session, call_id)) else {
+            return; // the session ended meanwhile
+        };
+        let mut errors: Vec<v1::ScriptError> = errors
+            .into_iter()
+            .map(|(script, hook, traceback)| v1::ScriptError {
+                script,
+                hook,
+                traceback,
+            })
+            .collect();
+        let flow = state.and_then(|state| {
+            let converted = match &pending.connection_subject {
+                Some(sent) => convert::connection_subject_from_py(&state, sent),
+                None => convert::flow_from_py(&state, pending.live),
+            };
+            converted
+                .map_err(|e| {
+                    errors.push(v1::ScriptError {
+                        script: String::new(),
+                        hook: String::new(),
+                        traceback: format!("the scripts' changes were dropped: {e}"),
+                    })
+                })
+                .ok()
+        });
+        let reply = v1::HookReply {
+            call_id,
+            verdict,
+            flow,
+            errors,
+            timed_out,
+        };
+        self.worker.send(Some(session), Kind::HookReply(reply));
+    }
+
+    /// The answer to Hello: the scripts, their hooks and options, or a start-up error.
+    #[allow(clippy::type_complexity)]
+    fn ready(
+        &self,
+        session: u64,
+        infos: Vec<(
+            String,
+            Vec<(String, bool, bool)>,
+            Vec<(String, String, Bound<'_, PyAny>, String, Vec<String>)>,
+        )>,
+        startup_error: String,
+    ) {
+        let scripts = infos
+            .into_iter()
+            .map(|(path, hooks, options)| v1::ScriptInfo {
+                path,
+                hooks: hooks
+                    .into_iter()
+                    .filter_map(|(name, needs_body, awaited)| {
+                        Some(v1::HookSpec {
+                            hook: hook_from_name(&name)? as i32,
+                            needs_body,
+                            awaited,
+                        })
+                    })
+                    .collect(),
+                options: options
+                    .into_iter()
+                    .map(|(name, typespec, default, help, choices)| v1::OptionSpec {
+                        name,
+                        typespec,
+                        default: Some(convert::option_from_py(&default)),
+                        help,
+                        choices,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let ready = v1::Ready {
+            protocol_version: v1::ProtocolVersion::ProtocolVersion1 as i32,
+            scripts,
+            startup_error,
+            pid: std::process::id(),
+        };
+        self.worker.send(Some(session), Kind::Ready(ready));
+    }
+
+    /// A control message from a script. `session` None: the oldest session, or all of them
+    /// for `shutdown` and `set_options`.
+    #[pyo3(signature = (session, control_id, kind, *payload))]
+    fn control(
+        &self,
+        session: Option<u64>,
+        control_id: u64,
+        kind: &str,
+        payload: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        use v1::control::Kind as C;
+        let item = |i: usize| payload.get_item(i);
+        let control_kind = match kind {
+            "resume" => C::Resume(item(0)?.extract()?),
+            "kill" => C::Kill(item(0)?.extract()?),
+            "replay" => {
+                let flow = convert::flow_from_py(&item(0)?, false)
+                    .map_err(pyo3::exceptions::PyValueError::new_err)?;
+                C::ReplayClient(flow)
+            }
+            "inject_websocket" => C::InjectWebsocket(v1::InjectWebSocket {
+                flow_id: item(0)?.extract()?,
+                to_client: item(1)?.extract()?,
+                content: item(2)?.extract::<Vec<u8>>()?.into(),
+                is_text: item(3)?.extract()?,
+            }),
+            "inject_tcp" => C::InjectTcp(v1::InjectTcp {
+                flow_id: item(0)?.extract()?,
+                to_client: item(1)?.extract()?,
+                content: item(2)?.extract::<Vec<u8>>()?.into(),
+            }),
+            "shutdown" => C::Shutdown(true),
+            "set_options" => {
+                let values = item(0)?;
+                let values = values.cast::<PyDict>()?;
+                let options = values
+                    .iter()
+                    .map(|(k, v)| {
+                        Ok(v1::Option {
+                            name: k.extract()?,
+                            value: Some(convert::option_from_py(&v)),
+                        })
+                    })
+                    .collect::<PyResult<Vec<_>>>()?;
+                C::SetOptions(v1::Configure { options })
+            }
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "unknown control {other}"
+                )));
+            }
+        };
+        let message = Kind::Control(v1::Control {
+            control_id,
+            kind: Some(control_kind),
+        });
+        match (session, kind) {
+            (None, "shutdown" | "set_options") => self.worker.broadcast(&message),
+            _ => self.worker.send(session, message),
+        }
+        Ok(())
+    }
+
+    /// The outcome of a Configure.
+    fn configure_result(&self, session: u64, error: String) {
+        self.worker.send(
+            Some(session),
+            Kind::ConfigureResult(v1::ConfigureResult { error }),
+        );
+    }
+
+    /// A log record from a script (or the runtime): to every session, and to this process's
+    /// log when no session is open.
+    fn log(&self, level: String, message: String, script: String) {
+        if self.worker.has_sessions() {
+            self.worker.broadcast(&Kind::Log(v1::LogRecord {
+                level,
+                message,
+                script,
+            }));
+        } else {
+            tracing::info!(target: "script", %level, %script, "{message}");
+        }
+    }
+
+    /// The scripts' `done` hooks ran: the host stops.
+    fn finished(&self) {
+        self.worker.finish(Ok(()));
+    }
+}

@@ -1,0 +1,197 @@
+//! Values between Rust and Python: flow state dicts (through `flowtap_flow::state`) and option
+//! values.
+
+use bytes::Bytes;
+use flowtap_flow::state;
+use flowtap_flow::tnetstring::{Dict, Value};
+use flowtap_proto::v1::{self, Flow, option_value::Kind};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// A tnetstring value as the Python object `tnetstring.load` would give.
+pub(super) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Int(i) => i.into_pyobject(py)?.into_any(),
+        Value::Float(f) => PyFloat::new(py, *f).into_any(),
+        Value::Bytes(b) => PyBytes::new(py, b).into_any(),
+        Value::Text(s) => PyString::new(py, s).into_any(),
+        Value::List(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(value_to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Dict(dict) => {
+            let out = PyDict::new(py);
+            for (k, v) in dict.iter() {
+                let key = value_to_py(py, k)?;
+                // A list cannot be a dict key in Python; mitmproxy's keys were tuples then.
+                let key = match key.cast::<PyList>() {
+                    Ok(list) => PyTuple::new(py, list.iter())?.into_any(),
+                    Err(_) => key,
+                };
+                out.set_item(key, value_to_py(py, v)?)?;
+            }
+            out.into_any()
+        }
+    })
+}
+
+/// A Python object as a tnetstring value; an error names what cannot be serialized.
+pub(super) fn py_to_value(obj: &Bound<'_, PyAny>) -> Result<Value, String> {
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if obj.cast::<PyInt>().is_ok() {
+        return obj
+            .extract::<i64>()
+            .map(Value::Int)
+            .map_err(|_| "an integer does not fit in 64 bits".to_string());
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        return Ok(Value::Float(f.value()));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Value::Bytes(Bytes::copy_from_slice(b.as_bytes())));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return s
+            .to_str()
+            .map(|s| Value::Text(s.to_owned()))
+            .map_err(|e| e.to_string());
+    }
+    if let Ok(list) = obj.cast::<PyList>() {
+        return list.iter().map(|x| py_to_value(&x)).collect::<Result<Vec<_>, _>>().map(Value::List);
+    }
+    if let Ok(tuple) = obj.cast::<PyTuple>() {
+        return tuple.iter().map(|x| py_to_value(&x)).collect::<Result<Vec<_>, _>>().map(Value::List);
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        let mut out = Dict::new();
+        for (k, v) in dict.iter() {
+            out.insert(py_to_value(&k)?, py_to_value(&v)?);
+        }
+        return Ok(Value::Dict(out));
+    }
+    let type_name = obj
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    Err(format!("a {type_name} cannot be serialized into flow state"))
+}
+
+/// The state dict of a flow for a flow hook, with `live` added (mitmproxy's state lacks it).
+pub(super) fn flow_to_py<'py>(py: Python<'py>, flow: &Flow) -> PyResult<Bound<'py, PyAny>> {
+    let mut value = state::to_state(flow);
+    if let Value::Dict(dict) = &mut value {
+        dict.set("live", flow.live);
+    }
+    value_to_py(py, &value)
+}
+
+/// The subject of a connection hook: `{"id", "client_conn", "server_conn"}`, each connection
+/// in its state shape or None.
+pub(super) fn connection_subject_to_py<'py>(
+    py: Python<'py>,
+    flow: &Flow,
+) -> PyResult<Bound<'py, PyAny>> {
+    let full = state::to_state(&as_http(flow));
+    let out = PyDict::new(py);
+    out.set_item("id", &flow.id)?;
+    for (name, present) in [
+        ("client_conn", flow.client_conn.is_some()),
+        ("server_conn", flow.server_conn.is_some()),
+    ] {
+        match (present, dict_get(&full, name)) {
+            (true, Some(conn)) => out.set_item(name, value_to_py(py, conn)?)?,
+            _ => out.set_item(name, py.None())?,
+        }
+    }
+    Ok(out.into_any())
+}
+
+/// The flow of a reply to a flow hook.
+pub(super) fn flow_from_py(obj: &Bound<'_, PyAny>, live: bool) -> Result<Flow, String> {
+    let value = py_to_value(obj)?;
+    let mut flow = state::from_state(&value).map_err(|e| e.to_string())?;
+    flow.live = live;
+    Ok(flow)
+}
+
+/// The subject of a connection hook after the scripts: `sent` with the connections replaced.
+pub(super) fn connection_subject_from_py(obj: &Bound<'_, PyAny>, sent: &Flow) -> Result<Flow, String> {
+    let returned = py_to_value(obj)?;
+    let Value::Dict(mut full) = state::to_state(&as_http(sent)) else {
+        return Err("flow state is not a dict".into());
+    };
+    for name in ["client_conn", "server_conn"] {
+        if let Some(conn) = dict_get(&returned, name).filter(|c| !c.is_null()) {
+            full.set(name, conn.clone());
+        }
+    }
+    let parsed = state::from_state(&Value::Dict(full)).map_err(|e| e.to_string())?;
+    let mut flow = sent.clone();
+    if flow.client_conn.is_some() {
+        flow.client_conn = parsed.client_conn;
+    }
+    if flow.server_conn.is_some() {
+        flow.server_conn = parsed.server_conn;
+    }
+    Ok(flow)
+}
+
+fn as_http(flow: &Flow) -> Flow {
+    Flow {
+        id: flow.id.clone(),
+        r#type: "http".into(),
+        client_conn: flow.client_conn.clone(),
+        server_conn: flow.server_conn.clone(),
+        ..Flow::default()
+    }
+}
+
+fn dict_get<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    value.as_dict().and_then(|d| d.get(key))
+}
+
+/// An option value as the Python value of its type.
+pub(super) fn option_to_py<'py>(
+    py: Python<'py>,
+    value: Option<&v1::OptionValue>,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value.and_then(|v| v.kind.as_ref()) {
+        None | Some(Kind::Null(_)) => py.None().into_bound(py),
+        Some(Kind::Bool(b)) => PyBool::new(py, *b).to_owned().into_any(),
+        Some(Kind::Int(i)) => i.into_pyobject(py)?.into_any(),
+        Some(Kind::Float(f)) => PyFloat::new(py, *f).into_any(),
+        Some(Kind::Text(s)) => PyString::new(py, s).into_any(),
+        Some(Kind::List(list)) => PyList::new(py, &list.items)?.into_any(),
+    })
+}
+
+/// A Python option value (None, bool, int, float, str, list of str) as an `OptionValue`.
+pub(super) fn option_from_py(obj: &Bound<'_, PyAny>) -> v1::OptionValue {
+    let kind = if obj.is_none() {
+        Kind::Null(true)
+    } else if let Ok(b) = obj.cast::<PyBool>() {
+        Kind::Bool(b.is_true())
+    } else if let Ok(i) = obj.extract::<i64>() {
+        Kind::Int(i)
+    } else if let Ok(f) = obj.extract::<f64>() {
+        Kind::Float(f)
+    } else if let Ok(s) = obj.extract::<String>() {
+        Kind::Text(s)
+    } else if let Ok(items) = obj.extract::<Vec<String>>() {
+        Kind::List(v1::StringList { items })
+    } else {
+        Kind::Text(obj.str().map(|s| s.to_string()).unwrap_or_default())
+    };
+    v1::OptionValue { kind: Some(kind) }
+}
