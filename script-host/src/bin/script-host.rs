@@ -8,6 +8,7 @@
 //! sessions, and exits when a core sends Done.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -58,23 +59,34 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
-    if let Some(path) = args.listen.strip_prefix("unix:") {
-        let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path).with_context(|| format!("binding {path}"))?;
-        announce(&args.listen);
-        router
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), finished)
-            .await
-            .context("serving on the unix socket")?;
-    } else {
-        let listener = TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("binding {}", args.listen))?;
-        announce(&listener.local_addr().context("reading the bound address")?.to_string());
-        router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), finished)
-            .await
-            .context("serving on TCP")?;
+    let serve = async {
+        if let Some(path) = args.listen.strip_prefix("unix:") {
+            let _ = std::fs::remove_file(path);
+            let listener = UnixListener::bind(path).with_context(|| format!("binding {path}"))?;
+            announce(&args.listen);
+            router
+                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), finished)
+                .await
+                .context("serving on the unix socket")
+        } else {
+            let listener = TcpListener::bind(&args.listen)
+                .await
+                .with_context(|| format!("binding {}", args.listen))?;
+            announce(&listener.local_addr().context("reading the bound address")?.to_string());
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), finished)
+                .await
+                .context("serving on TCP")
+        }
+    };
+    tokio::pin!(serve);
+    tokio::select! {
+        served = &mut serve => served?,
+        _ = host.finished() => {
+            // Graceful shutdown waits for the cores to close their streams; give the last
+            // messages a moment to flush, then stop regardless.
+            let _ = tokio::time::timeout(Duration::from_millis(500), serve).await;
+        }
     }
     // Python's worker threads are not joined: the process ends here.
     std::process::exit(0)

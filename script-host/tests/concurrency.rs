@@ -1,0 +1,89 @@
+//! Concurrency promises: a slow sync hook pauses only its own flow; `script_serial=true` gives
+//! mitmproxy's one-at-a-time execution; async hooks run concurrently on the loop; a call past
+//! its deadline is answered `timed_out`. Also measures the hook round trip.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use flowtap_proto::v1::Hook;
+use support::{Host, header_value, http_flow};
+
+const SLEEPY: &str = "import time\ndef request(flow):\n    time.sleep(0.5)\n    flow.request.headers['x-slept'] = 'yes'\n";
+
+async fn run_flows(host: &Host, deferred: &[(&str, &str)], n: usize) -> Duration {
+    let mut session = host.session().await;
+    assert_eq!(session.hello(deferred).await.startup_error, "");
+    let start = Instant::now();
+    for i in 0..n {
+        session.send_call(Hook::Request, http_flow(&format!("/{i}")), 0).await;
+    }
+    for _ in 0..n {
+        let reply = session.reply().await;
+        let request = reply.flow.expect("flow").request.expect("request");
+        assert_eq!(header_value(&request.headers, "x-slept").as_deref(), Some("yes"));
+    }
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn sleeping_sync_hooks_of_20_flows_run_concurrently() {
+    let host = Host::start(&[("sleepy.py", SLEEPY)]).await;
+    let elapsed = run_flows(&host, &[], 20).await;
+    // Serially this takes 10 s.
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+#[tokio::test]
+async fn script_serial_runs_one_hook_at_a_time() {
+    let host = Host::start(&[("sleepy.py", SLEEPY)]).await;
+    let elapsed = run_flows(&host, &[("script_serial", "true")], 8).await;
+    assert!(elapsed >= Duration::from_secs(4), "took {elapsed:?}");
+}
+
+#[tokio::test]
+async fn async_hooks_run_concurrently_on_the_loop() {
+    let host = Host::start(&[(
+        "async.py",
+        "import asyncio\nasync def request(flow):\n    await asyncio.sleep(0.5)\n    flow.request.headers['x-slept'] = 'yes'\n",
+    )])
+    .await;
+    let elapsed = run_flows(&host, &[], 20).await;
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+}
+
+#[tokio::test]
+async fn call_past_its_deadline_is_answered_timed_out() {
+    let host = Host::start(&[("slow.py", "import time\ndef request(flow):\n    time.sleep(2)\n")]).await;
+    let mut session = host.session().await;
+    session.hello(&[]).await;
+    let start = Instant::now();
+    session.send_call(Hook::Request, http_flow("/"), 200).await;
+    let reply = session.reply().await;
+    assert!(reply.timed_out);
+    assert!(reply.flow.is_none());
+    assert!(start.elapsed() < Duration::from_millis(1500), "{:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn noop_hook_round_trip() {
+    let host = Host::start(&[("noop.py", "def request(flow):\n    pass\n")]).await;
+    let mut session = host.session().await;
+    session.hello(&[]).await;
+    let flow = http_flow("/");
+    for _ in 0..200 {
+        session.call(Hook::Request, flow.clone()).await;
+    }
+    let mut samples = Vec::new();
+    for _ in 0..1000 {
+        let start = Instant::now();
+        session.call(Hook::Request, flow.clone()).await;
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    let p50 = samples[samples.len() / 2];
+    let p99 = samples[samples.len() * 99 / 100];
+    println!("no-op request hook round trip: p50 {p50:?}, p99 {p99:?}");
+    // A behaviour bound (no per-call interpreter start or process hop), not a benchmark.
+    assert!(p50 < Duration::from_millis(20), "p50 {p50:?}");
+}
