@@ -1,0 +1,5 @@
+"""Benchmark script: a response hook that does nothing (measures the hook round trip)."""
+
+
+def response(flow):
+    pass
