@@ -14,7 +14,7 @@ use crate::error::{Http1Error, UpstreamError, error_response};
 use crate::flow::{self, Target, is_killed, new_http_flow, request_from_head, response_from_head};
 use crate::hooks::{Hook, Verdict};
 use crate::http1::{
-    self, BodyReader, Conn, Framing, RequestHead, header, header_has_token, push_framing,
+    self, BodyReader, Conn, Framing, RequestHead, header, header_has_token,
     push_header, write_body_end, write_body_piece, write_end_to_end,
 };
 use crate::server::Shared;
@@ -301,8 +301,7 @@ async fn send_request(
         push_header(&mut head, b"Host", host_header(request).as_bytes());
     }
     let upgrade = header(&request.headers, "upgrade").is_some();
-    write_end_to_end(&mut head, &request.headers, upgrade);
-    push_framing(&mut head, framing);
+    write_end_to_end(&mut head, &request.headers, upgrade, framing);
     head.extend_from_slice(b"\r\n");
     let io = &mut up.conn.io;
     match body {
@@ -477,15 +476,8 @@ fn response_head_bytes(response: &Response, framing: Framing, close: bool) -> Ve
     out.extend_from_slice(format!("HTTP/1.1 {status} ").as_bytes());
     out.extend_from_slice(&response.reason);
     out.extend_from_slice(b"\r\n");
-    write_end_to_end(&mut out, &response.headers, status == 101);
-    if framing == Framing::Empty {
-        // HEAD, 204 and 304 keep the length the server announced.
-        if let Some(length) = header(&response.headers, "content-length") {
-            push_header(&mut out, b"content-length", length);
-        }
-    } else {
-        push_framing(&mut out, framing);
-    }
+    // HEAD, 204 and 304 keep the length the server announced.
+    write_end_to_end(&mut out, &response.headers, status == 101, framing);
     if close {
         push_header(&mut out, b"connection", b"close");
     }

@@ -282,16 +282,43 @@ pub(crate) fn connection_tokens(headers: &[Header]) -> Vec<Bytes> {
         .collect()
 }
 
-/// Appends the end-to-end headers of `headers` to `out` as `Name: value\r\n` lines.
-pub(crate) fn write_end_to_end(out: &mut Vec<u8>, headers: &[Header], keep_upgrade: bool) {
+/// Appends the end-to-end headers of `headers` to `out` as `Name: value\r\n` lines, then the
+/// framing header for the outgoing `framing`. A framing header the message already carries with
+/// the same meaning stays where it was, spelled as received (header case and order are
+/// preserved); one that no longer fits is dropped and the right one appended.
+pub(crate) fn write_end_to_end(out: &mut Vec<u8>, headers: &[Header], keep_upgrade: bool, framing: Framing) {
     let tokens = connection_tokens(headers);
+    let mut framed = false;
     for h in headers {
         let upgrade = keep_upgrade
             && (h.name.eq_ignore_ascii_case(b"upgrade") || h.name.eq_ignore_ascii_case(b"connection"));
+        if !framed && keeps_framing(h, framing) {
+            framed = true;
+            push_header(out, &h.name, &h.value);
+            continue;
+        }
         if !upgrade && is_hop_by_hop(&h.name, &tokens) {
             continue;
         }
         push_header(out, &h.name, &h.value);
+    }
+    if !framed {
+        push_framing(out, framing);
+    }
+}
+
+/// True when header `h` already says what `framing` needs said. For a message without a body
+/// (HEAD, 204, 304) the announced length is kept as is.
+fn keeps_framing(h: &Header, framing: Framing) -> bool {
+    match framing {
+        Framing::Length(n) => {
+            h.name.eq_ignore_ascii_case(b"content-length") && h.value.trim_ascii() == n.to_string().as_bytes()
+        }
+        Framing::Chunked => {
+            h.name.eq_ignore_ascii_case(b"transfer-encoding") && h.value.trim_ascii().eq_ignore_ascii_case(b"chunked")
+        }
+        Framing::Empty => h.name.eq_ignore_ascii_case(b"content-length"),
+        Framing::Close => false,
     }
 }
 
@@ -303,7 +330,7 @@ pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// Appends the framing header for `framing` (nothing for Empty or Close).
-pub(crate) fn push_framing(out: &mut Vec<u8>, framing: Framing) {
+fn push_framing(out: &mut Vec<u8>, framing: Framing) {
     match framing {
         Framing::Length(n) => push_header(out, b"content-length", n.to_string().as_bytes()),
         Framing::Chunked => push_header(out, b"transfer-encoding", b"chunked"),
@@ -316,6 +343,8 @@ pub(crate) struct BodyReader {
     framing: Framing,
     /// Bytes left in the current chunk (or in a Length body).
     remaining: u64,
+    /// The CRLF that ends a chunk's data has not been read yet.
+    crlf_due: bool,
     done: bool,
     trailers: Option<Vec<Header>>,
 }
@@ -327,7 +356,7 @@ impl BodyReader {
             Framing::Length(n) => (n, n == 0),
             Framing::Chunked | Framing::Close => (0, false),
         };
-        Self { framing, remaining, done, trailers: None }
+        Self { framing, remaining, crlf_due: false, done, trailers: None }
     }
 
     /// How the body is delimited.
@@ -393,7 +422,21 @@ impl BodyReader {
                 self.remaining -= piece.len() as u64;
                 return Ok(Some(piece));
             }
-            // Between chunks: the CRLF ending the previous chunk (if any) and the next size line.
+            // Between chunks: the CRLF ending the previous chunk's data, then the next size
+            // line. The CRLF must be consumed first: httparse reads a bare CRLF as an empty
+            // size line of size 0, which would end the body early.
+            if self.crlf_due {
+                while conn.buf.len() < 2 {
+                    if conn.fill().await? == 0 {
+                        return Err(Http1Error::Truncated);
+                    }
+                }
+                if &conn.buf[..2] != b"\r\n" {
+                    return Err(Http1Error::Malformed("chunk data not followed by CRLF".into()));
+                }
+                let _ = conn.buf.split_to(2);
+                self.crlf_due = false;
+            }
             match httparse::parse_chunk_size(&conn.buf) {
                 Ok(httparse::Status::Complete((len, size))) => {
                     let _ = conn.buf.split_to(len);
@@ -402,21 +445,14 @@ impl BodyReader {
                         self.done = true;
                         return Ok(None);
                     }
-                    // The chunk data is followed by CRLF, consumed as part of the next size line.
+                    // The chunk data is followed by CRLF, consumed before the next size line.
                     self.remaining = size;
+                    self.crlf_due = true;
                     let piece = self.take_up_to(conn, size).await?;
                     self.remaining -= piece.len() as u64;
                     return Ok(Some(piece));
                 }
                 Ok(httparse::Status::Partial) => {
-                    if conn.fill().await? == 0 {
-                        return Err(Http1Error::Truncated);
-                    }
-                }
-                Err(_) if conn.buf.starts_with(b"\r\n") => {
-                    let _ = conn.buf.split_to(2);
-                }
-                Err(_) if conn.buf.len() == 1 && conn.buf[0] == b'\r' => {
                     if conn.fill().await? == 0 {
                         return Err(Http1Error::Truncated);
                     }
