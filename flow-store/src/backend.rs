@@ -134,15 +134,15 @@ pub(crate) fn decode_head(id: &str, head: &[u8]) -> Result<Flow, StoreError> {
 
 /// Puts loaded bodies into a head: the body of each present-but-empty `content`.
 pub(crate) fn fill_bodies(flow: &mut Flow, request: Option<Vec<u8>>, response: Option<Vec<u8>>) {
-    if let (Some(r), Some(body)) = (flow.request.as_mut(), request) {
-        if r.content.is_some() {
-            r.content = Some(body.into());
-        }
+    if let (Some(r), Some(body)) = (flow.request.as_mut(), request)
+        && r.content.is_some()
+    {
+        r.content = Some(body.into());
     }
-    if let (Some(r), Some(body)) = (flow.response.as_mut(), response) {
-        if r.content.is_some() {
-            r.content = Some(body.into());
-        }
+    if let (Some(r), Some(body)) = (flow.response.as_mut(), response)
+        && r.content.is_some()
+    {
+        r.content = Some(body.into());
     }
 }
 

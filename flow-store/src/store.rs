@@ -544,7 +544,7 @@ impl Assembler {
     fn push(&mut self, part: FlowPart) -> Result<(), StoreError> {
         match part.kind {
             Some(flow_part::Kind::Head(head)) => self.head(head),
-            Some(flow_part::Kind::Body(chunk)) => self.body(chunk),
+            Some(flow_part::Kind::Body(chunk)) => self.body(&chunk),
             Some(flow_part::Kind::End(_)) => self.end(),
             None => Err(StoreError::Protocol("a part with no kind".into())),
         }
@@ -583,7 +583,7 @@ impl Assembler {
         Ok(())
     }
 
-    fn body(&mut self, chunk: BodyChunk) -> Result<(), StoreError> {
+    fn body(&mut self, chunk: &BodyChunk) -> Result<(), StoreError> {
         let Some(pending) = self.pending.as_mut() else {
             return Err(StoreError::Protocol("a body chunk outside a flow".into()));
         };

@@ -157,3 +157,63 @@ async fn watch_streams_new_flows() {
     let summary = watch.next().await.unwrap().unwrap();
     assert_eq!((summary.id.as_str(), summary.status_code), ("watched", 201));
 }
+
+#[tokio::test]
+async fn import_and_export_files_over_grpc() {
+    let running = start().await;
+    let fixture = support::fixtures_dir().join("all-mixed.mitm");
+    let original = std::fs::read(&fixture).unwrap();
+    let imported = running.remote.import_file(&fixture).await.unwrap();
+    assert_eq!(
+        imported as usize,
+        flowtap_flow::flowfile::read_flows(&original).unwrap().len()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mitm");
+    running.remote.export_file("", &out).await.unwrap();
+    let exported = std::fs::read(&out).unwrap();
+    assert_eq!(
+        support::read_unique(&exported),
+        support::read_unique(&original)
+    );
+
+    let har = dir.path().join("out.har");
+    running.remote.export_file("~http", &har).await.unwrap();
+    let document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+    let http = running.store.list("~http", |_| ()).await.unwrap();
+    assert_eq!(
+        document["log"]["entries"].as_array().unwrap().len() as u64,
+        http
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_upload_names_the_offset_and_keeps_earlier_flows() {
+    let running = start().await;
+    let original = std::fs::read(support::fixtures_dir().join("all-mixed.mitm")).unwrap();
+    let mut reader = flowtap_flow::FlowReader::new(&original[..]);
+    reader.next().unwrap().unwrap();
+    let second = reader.offset() as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let damaged = dir.path().join("damaged.mitm");
+    let mut bytes = original[..second].to_vec();
+    bytes.extend_from_slice(b"12:#not-a-number");
+    std::fs::write(&damaged, bytes).unwrap();
+
+    let error = running.remote.import_file(&damaged).await.unwrap_err();
+    let flowtap_flow_store::StoreError::Remote(status) = error else {
+        panic!("expected a status, got {error}");
+    };
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    // The damaged record starts at `second`; its type tag sits 15 bytes in.
+    let offset: usize = status
+        .message()
+        .strip_prefix("reading flow file at byte ")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no offset in {:?}", status.message()));
+    assert_eq!(offset, second + 15, "{}", status.message());
+    assert_eq!(running.store.list("", |_| ()).await.unwrap(), 1);
+}

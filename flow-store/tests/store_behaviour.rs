@@ -129,10 +129,10 @@ async fn body_limit_cuts_streamed_bodies(store: &Store) {
     let mut parts = store.flow_parts("flow-cut", 1000).await.unwrap();
     let mut response = 0;
     while let Some(part) = parts.next().await {
-        if let Some(flow_part::Kind::Body(chunk)) = part.unwrap().kind {
-            if chunk.kind == BodyKind::Response as i32 {
-                response += chunk.data.len();
-            }
+        if let Some(flow_part::Kind::Body(chunk)) = part.unwrap().kind
+            && chunk.kind == BodyKind::Response as i32
+        {
+            response += chunk.data.len();
         }
     }
     assert_eq!(response, 1000);
