@@ -91,8 +91,9 @@ pub struct ScanSpec {
     pub limit: usize,
     /// All of these must hold.
     pub conditions: Vec<Condition>,
-    /// Load the bodies into `request.content` / `response.content`.
-    pub with_bodies: bool,
+    /// Load the bodies into `request.content` / `response.content` of the flows whose bodies
+    /// together are at most this many bytes (larger ones are left for the caller to stream).
+    pub bodies_up_to_bytes: Option<u64>,
 }
 
 /// A flow as read back: its sequence number, its head (bodies present only when asked for), and
@@ -107,13 +108,24 @@ pub struct StoredFlow {
     pub request_size: u64,
     /// Response body size in bytes.
     pub response_size: u64,
+    /// Whether `flow` holds its bodies.
+    pub bodies_loaded: bool,
+}
+
+impl StoredFlow {
+    /// Whether a scan with `spec` loads this flow's bodies.
+    pub(crate) fn wants_bodies(spec: &ScanSpec, request_size: u64, response_size: u64) -> bool {
+        spec.bodies_up_to_bytes
+            .is_some_and(|limit| request_size.saturating_add(response_size) <= limit)
+    }
 }
 
 /// A storage backend: SQLite ([`sqlite::SqliteBackend`]) or PostgreSQL
 /// ([`postgres::PostgresBackend`]).
 pub trait Backend: Send + Sync + 'static {
-    /// Runs the batch in one transaction. On error nothing of the batch is kept.
-    fn write(&self, batch: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Runs the batch in one transaction; returns how many stored flows its
+    /// [`WriteOp::Begin`]s removed. On error nothing of the batch is kept.
+    fn write(&self, batch: Vec<WriteOp>) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// One batch of flows, oldest first.
     fn scan(&self, spec: ScanSpec) -> BoxFuture<'_, Result<Vec<StoredFlow>, StoreError>>;
     /// One flow by id, without bodies.
@@ -121,7 +133,9 @@ pub trait Backend: Send + Sync + 'static {
     /// The chunks of one body, in order, read lazily.
     fn body(&self, id: String, kind: BodyKind) -> BoxStream<'static, Result<Bytes, StoreError>>;
     /// Deletes flows and their bodies; returns how many flows existed.
-    fn delete(&self, ids: Vec<String>) -> BoxFuture<'_, Result<u64, StoreError>>;
+    fn delete(&self, ids: Vec<String>) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.write(ids.into_iter().map(|id| WriteOp::Begin { id }).collect())
+    }
 }
 
 /// Decodes a stored head.

@@ -54,6 +54,9 @@ pub struct Config {
     pub scan_batch: usize,
     /// Rows read per scan when the filter needs bodies (each row carries its bodies).
     pub scan_batch_with_bodies: usize,
+    /// Bodies read along with a scan when together at most this large; larger ones are read
+    /// for one flow at a time.
+    pub inline_body_bytes: u64,
     /// The page size of a query that asks for none.
     pub default_page: usize,
     /// Appended flows a slow watcher may fall behind by before it misses some.
@@ -67,6 +70,7 @@ impl Default for Config {
             batch_max_bytes: 4 * 1024 * 1024,
             scan_batch: 2000,
             scan_batch_with_bodies: 16,
+            inline_body_bytes: 256 * 1024,
             default_page: 1000,
             watch_capacity: 4096,
         }
@@ -197,24 +201,8 @@ impl Store {
         self.with_bodies(stored.flow).await
     }
 
-    async fn with_bodies(&self, mut flow: Flow) -> Result<Flow, StoreError> {
-        let id = flow.id.clone();
-        if let Some(request) = flow.request.as_mut().filter(|r| r.content.is_some()) {
-            request.content = Some(self.read_body(&id, BodyKind::Request).await?);
-        }
-        if let Some(response) = flow.response.as_mut().filter(|r| r.content.is_some()) {
-            response.content = Some(self.read_body(&id, BodyKind::Response).await?);
-        }
-        Ok(flow)
-    }
-
-    async fn read_body(&self, id: &str, kind: BodyKind) -> Result<Bytes, StoreError> {
-        let mut chunks = self.backend.body(id.to_owned(), kind);
-        let mut body = Vec::new();
-        while let Some(chunk) = chunks.next().await {
-            body.extend_from_slice(&chunk?);
-        }
-        Ok(body.into())
+    async fn with_bodies(&self, flow: Flow) -> Result<Flow, StoreError> {
+        load_bodies(&*self.backend, flow).await
     }
 
     /// One flow as an Append-style stream: its head, body chunks (each body cut after
@@ -326,16 +314,14 @@ impl Store {
         with_bodies: bool,
     ) -> Result<BoxStream<'static, Result<Flow, StoreError>>, StoreError> {
         let filter = FlowFilter::parse(filter)?;
-        let loads_bodies = filter.needs_bodies();
-        let store = self.clone();
+        let backend = self.backend.clone();
         Ok(self
             .matching(filter, 0)
-            .then(move |stored| {
-                let store = store.clone();
+            .and_then(move |stored| {
+                let backend = backend.clone();
                 async move {
-                    let stored = stored?;
-                    if with_bodies && !loads_bodies {
-                        store.with_bodies(stored.flow).await
+                    if with_bodies && !stored.bodies_loaded {
+                        load_bodies(&*backend, stored.flow).await
                     } else {
                         Ok(stored.flow)
                     }
@@ -344,24 +330,24 @@ impl Store {
             .boxed())
     }
 
-    /// The stored flows matching the filter, scanning the table in batches. Bodies are present
-    /// when the filter needs them (then the scan batches are small).
+    /// The stored flows matching the filter, scanning the table in batches. When the filter
+    /// reads bodies, small ones come with the scan (in small batches) and large ones are loaded
+    /// one flow at a time and dropped again after matching.
     fn matching(
         &self,
         filter: FlowFilter,
         after_seq: i64,
     ) -> BoxStream<'static, Result<StoredFlow, StoreError>> {
-        let with_bodies = filter.needs_bodies();
-        let batch = if with_bodies {
-            self.config.scan_batch_with_bodies
-        } else {
-            self.config.scan_batch
-        };
+        let needs_bodies = filter.needs_bodies();
         let spec = ScanSpec {
             after_seq,
-            limit: batch,
+            limit: if needs_bodies {
+                self.config.scan_batch_with_bodies
+            } else {
+                self.config.scan_batch
+            },
             conditions: filter.conditions().to_vec(),
-            with_bodies,
+            bodies_up_to_bytes: needs_bodies.then_some(self.config.inline_body_bytes),
         };
         let backend = self.backend.clone();
         futures_util::stream::try_unfold(Some(spec), move |spec| {
@@ -377,16 +363,15 @@ impl Store {
                     if let Some(last) = rows.last() {
                         spec.after_seq = last.seq;
                     }
-                    let matched: Vec<_> = rows
-                        .into_iter()
-                        .filter(|r| filter.matches(&r.flow))
-                        .collect();
+                    let mut matched = Vec::new();
+                    for row in rows {
+                        if row_matches(&*backend, &filter, &row).await? {
+                            matched.push(Ok(row));
+                        }
+                    }
                     if !matched.is_empty() || done {
                         let next = (!done).then_some(spec);
-                        return Ok(Some((
-                            futures_util::stream::iter(matched.into_iter().map(Ok)),
-                            next,
-                        )));
+                        return Ok(Some((futures_util::stream::iter(matched), next)));
                     }
                 }
             }
@@ -448,6 +433,41 @@ impl Store {
             Err(_) => false,
         }
     }
+}
+
+/// Whether a scanned flow matches, loading its bodies first if the filter needs them and the
+/// scan left them out.
+async fn row_matches(
+    backend: &dyn Backend,
+    filter: &FlowFilter,
+    row: &StoredFlow,
+) -> Result<bool, StoreError> {
+    if !filter.needs_bodies() || row.bodies_loaded {
+        return Ok(filter.matches(&row.flow));
+    }
+    let full = load_bodies(backend, row.flow.clone()).await?;
+    Ok(filter.matches(&full))
+}
+
+/// The flow with its bodies read into `content`.
+async fn load_bodies(backend: &dyn Backend, mut flow: Flow) -> Result<Flow, StoreError> {
+    let id = flow.id.clone();
+    if let Some(request) = flow.request.as_mut().filter(|r| r.content.is_some()) {
+        request.content = Some(read_body(backend, &id, BodyKind::Request).await?);
+    }
+    if let Some(response) = flow.response.as_mut().filter(|r| r.content.is_some()) {
+        response.content = Some(read_body(backend, &id, BodyKind::Response).await?);
+    }
+    Ok(flow)
+}
+
+async fn read_body(backend: &dyn Backend, id: &str, kind: BodyKind) -> Result<Bytes, StoreError> {
+    let mut chunks = backend.body(id.to_owned(), kind);
+    let mut body = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        body.extend_from_slice(&chunk?);
+    }
+    Ok(body.into())
 }
 
 fn parse_cursor(after: &str) -> Result<i64, StoreError> {

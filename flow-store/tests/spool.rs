@@ -47,18 +47,30 @@ async fn a_store_killed_mid_push_loses_no_flow() {
     let sink = StoreSink::start(config).unwrap();
 
     let ids: Vec<String> = (0..1000).map(|i| format!("spooled-{i:04}")).collect();
-    for (i, id) in ids.iter().enumerate() {
-        if i == 300 {
+    let flow = |i: usize| {
+        let mut flow = http_flow(&ids[i], "example.com", &format!("/{i}"), 200);
+        flow.response.as_mut().unwrap().content = Some(vec![b'x'; 1024].into());
+        flow
+    };
+    // The store is up: the first 300 are delivered.
+    for i in 0..300 {
+        sink.push(flow(i))
+            .expect("push never fails while the disk works");
+    }
+    tokio::time::timeout(Duration::from_secs(60), sink.flush())
+        .await
+        .expect("the first flows delivered while the store is up");
+    // Killed in the middle of the next burst, while the sink is sending batches.
+    for i in 300..1000 {
+        if i == 450 {
             store.kill().expect("SIGKILL flow-store");
             store.wait().unwrap();
         }
-        let mut flow = http_flow(id, "example.com", &format!("/{i}"), 200);
-        flow.response.as_mut().unwrap().content = Some(vec![b'x'; 1024].into());
-        sink.push(flow)
+        sink.push(flow(i))
             .expect("push never fails while the disk works");
     }
     // Nothing pushed after the kill can have been stored yet.
-    assert!(sink.pending() >= 700, "pending {}", sink.pending());
+    assert!(sink.pending() >= 550, "pending {}", sink.pending());
 
     let (mut restarted, same) = start_store(&address, &db);
     assert_eq!(same, address);

@@ -147,10 +147,11 @@ fn split_batch(batch: Vec<WriteOp>) -> Vec<Vec<WriteOp>> {
     parts
 }
 
+/// Runs one part of a batch; returns how many flows its Begins removed.
 async fn write_part(
     transaction: &tokio_postgres::Transaction<'_>,
     part: Vec<WriteOp>,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let mut begun = Vec::new();
     let (mut chunk_ids, mut kinds, mut parts, mut data) = (vec![], vec![], vec![], vec![]);
     let mut rows: Vec<FlowRow> = Vec::new();
@@ -171,8 +172,9 @@ async fn write_part(
             WriteOp::Finish(row) => rows.push(*row),
         }
     }
+    let mut removed = 0;
     if !begun.is_empty() {
-        transaction
+        removed = transaction
             .execute("DELETE FROM flows WHERE id = ANY($1)", &[&begun])
             .await?;
         transaction
@@ -188,7 +190,7 @@ async fn write_part(
     if !rows.is_empty() {
         insert_rows(transaction, &rows).await?;
     }
-    Ok(())
+    Ok(removed)
 }
 
 async fn insert_rows(
@@ -265,15 +267,19 @@ impl PostgresBackend {
         for row in rows {
             let id: &str = row.try_get(1)?;
             let mut flow = decode_head(id, row.try_get(2)?)?;
-            if spec.with_bodies {
+            let request_size = row.try_get::<_, i64>(3)? as u64;
+            let response_size = row.try_get::<_, i64>(4)? as u64;
+            let bodies_loaded = StoredFlow::wants_bodies(&spec, request_size, response_size);
+            if bodies_loaded {
                 let (request, response) = load_bodies(&client, id).await?;
                 fill_bodies(&mut flow, request, response);
             }
             flows.push(StoredFlow {
                 seq: row.try_get(0)?,
                 flow,
-                request_size: row.try_get::<_, i64>(3)? as u64,
-                response_size: row.try_get::<_, i64>(4)? as u64,
+                request_size,
+                response_size,
+                bodies_loaded,
             });
         }
         Ok(flows)
@@ -338,15 +344,16 @@ async fn send_body(
 }
 
 impl Backend for PostgresBackend {
-    fn write(&self, batch: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn write(&self, batch: Vec<WriteOp>) -> BoxFuture<'_, Result<u64, StoreError>> {
         async move {
             let mut client = self.pool.get().await?;
             let transaction = client.transaction().await?;
+            let mut removed = 0;
             for part in split_batch(batch) {
-                write_part(&transaction, part).await?;
+                removed += write_part(&transaction, part).await?;
             }
             transaction.commit().await?;
-            Ok(())
+            Ok(removed)
         }
         .boxed()
     }
@@ -370,6 +377,7 @@ impl Backend for PostgresBackend {
                 flow: decode_head(&id, row.try_get(1)?)?,
                 request_size: row.try_get::<_, i64>(2)? as u64,
                 response_size: row.try_get::<_, i64>(3)? as u64,
+                bodies_loaded: false,
             }))
         }
         .boxed()
@@ -384,21 +392,5 @@ impl Backend for PostgresBackend {
             }
         });
         ReceiverStream::new(receiver).boxed()
-    }
-
-    fn delete(&self, ids: Vec<String>) -> BoxFuture<'_, Result<u64, StoreError>> {
-        async move {
-            let mut client = self.pool.get().await?;
-            let transaction = client.transaction().await?;
-            let deleted = transaction
-                .execute("DELETE FROM flows WHERE id = ANY($1)", &[&ids])
-                .await?;
-            transaction
-                .execute("DELETE FROM bodies WHERE flow_id = ANY($1)", &[&ids])
-                .await?;
-            transaction.commit().await?;
-            Ok(deleted)
-        }
-        .boxed()
     }
 }

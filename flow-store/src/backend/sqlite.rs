@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS bodies (
 /// Batches waiting for the writer thread are committed together, up to this many.
 const GROUP_COMMIT_BATCHES: usize = 64;
 
-type WriteRequest = (Vec<WriteOp>, oneshot::Sender<Result<(), StoreError>>);
+type WriteRequest = (Vec<WriteOp>, oneshot::Sender<Result<u64, StoreError>>);
 
 /// Flows in one SQLite file. Cheap to share: clones use the same writer thread.
 #[derive(Debug, Clone)]
@@ -143,39 +143,47 @@ fn write_loop(mut connection: Connection, mut requests: mpsc::Receiver<WriteRequ
                 Err(_) => break,
             }
         }
-        if group.len() > 1 && write_batches(&mut connection, group.iter().map(|(b, _)| b)).is_ok() {
-            for (_, reply) in group {
-                let _ = reply.send(Ok(()));
+        if group.len() > 1
+            && let Ok(removed) = write_batches(&mut connection, group.iter().map(|(b, _)| b))
+        {
+            for ((_, reply), removed) in group.into_iter().zip(removed) {
+                let _ = reply.send(Ok(removed));
             }
             continue;
         }
         // Alone, or the group failed: one transaction each, so one bad batch fails alone.
         for (batch, reply) in group {
-            let _ = reply.send(write_batches(&mut connection, [&batch]));
+            let result = write_batches(&mut connection, [&batch]);
+            let _ = reply.send(result.map(|removed| removed[0]));
         }
     }
 }
 
+/// Runs batches in one transaction; returns, per batch, how many flows its Begins removed.
 fn write_batches<'a>(
     connection: &mut Connection,
     batches: impl IntoIterator<Item = &'a Vec<WriteOp>>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<u64>, StoreError> {
     let transaction = connection.transaction()?;
+    let mut removed = Vec::new();
     for batch in batches {
+        let mut count = 0;
         for op in batch {
-            apply(&transaction, op)?;
+            count += apply(&transaction, op)?;
         }
+        removed.push(count);
     }
     transaction.commit()?;
-    Ok(())
+    Ok(removed)
 }
 
-fn apply(connection: &Connection, op: &WriteOp) -> Result<(), StoreError> {
+fn apply(connection: &Connection, op: &WriteOp) -> Result<u64, StoreError> {
+    let mut removed = 0;
     match op {
         WriteOp::Begin { id } => {
-            connection
+            removed = connection
                 .prepare_cached("DELETE FROM flows WHERE id = ?1")?
-                .execute([id])?;
+                .execute([id])? as u64;
             connection
                 .prepare_cached("DELETE FROM bodies WHERE flow_id = ?1")?
                 .execute([id])?;
@@ -192,7 +200,7 @@ fn apply(connection: &Connection, op: &WriteOp) -> Result<(), StoreError> {
         }
         WriteOp::Finish(row) => insert_row(connection, row)?,
     }
-    Ok(())
+    Ok(removed)
 }
 
 fn insert_row(connection: &Connection, row: &FlowRow) -> Result<(), StoreError> {
@@ -250,15 +258,19 @@ fn scan(connection: &Connection, spec: &ScanSpec) -> Result<Vec<StoredFlow>, Sto
     while let Some(row) = rows.next()? {
         let id: String = row.get(1)?;
         let mut flow = decode_head(&id, row.get_ref(2)?.as_blob()?)?;
-        if spec.with_bodies {
+        let request_size = row.get::<_, i64>(3)? as u64;
+        let response_size = row.get::<_, i64>(4)? as u64;
+        let bodies_loaded = StoredFlow::wants_bodies(spec, request_size, response_size);
+        if bodies_loaded {
             let (request, response) = load_bodies(connection, &id)?;
             fill_bodies(&mut flow, request, response);
         }
         flows.push(StoredFlow {
             seq: row.get(0)?,
             flow,
-            request_size: row.get::<_, i64>(3)? as u64,
-            response_size: row.get::<_, i64>(4)? as u64,
+            request_size,
+            response_size,
+            bodies_loaded,
         });
     }
     Ok(flows)
@@ -285,7 +297,7 @@ fn load_bodies(connection: &Connection, id: &str) -> Result<Bodies, StoreError> 
 }
 
 impl Backend for SqliteBackend {
-    fn write(&self, batch: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn write(&self, batch: Vec<WriteOp>) -> BoxFuture<'_, Result<u64, StoreError>> {
         async move {
             let (reply, result) = oneshot::channel();
             self.writer
@@ -315,6 +327,7 @@ impl Backend for SqliteBackend {
                 flow: decode_head(&id, row.get_ref(1)?.as_blob()?)?,
                 request_size: row.get::<_, i64>(2)? as u64,
                 response_size: row.get::<_, i64>(3)? as u64,
+                bodies_loaded: false,
             }))
         })
         .boxed()
@@ -338,29 +351,6 @@ impl Backend for SqliteBackend {
             }
         });
         ReceiverStream::new(receiver).boxed()
-    }
-
-    fn delete(&self, ids: Vec<String>) -> BoxFuture<'_, Result<u64, StoreError>> {
-        async move {
-            let existing = self
-                .read({
-                    let ids = ids.clone();
-                    move |connection| {
-                        let mut statement =
-                            connection.prepare_cached("SELECT 1 FROM flows WHERE id = ?1")?;
-                        let mut count = 0;
-                        for id in &ids {
-                            count += u64::from(statement.exists([id])?);
-                        }
-                        Ok(count)
-                    }
-                })
-                .await?;
-            let batch = ids.into_iter().map(|id| WriteOp::Begin { id }).collect();
-            self.write(batch).await?;
-            Ok(existing)
-        }
-        .boxed()
     }
 }
 
