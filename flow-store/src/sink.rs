@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use flowtap_proto::v1::Flow;
@@ -62,6 +63,16 @@ struct Shared {
     pending: watch::Sender<u64>,
     /// Signalled when `push` spools a flow.
     spooled: Notify,
+    /// Set when the spool may hold flows, so the worker looks at the disk only then.
+    spool_dirty: AtomicBool,
+}
+
+impl Shared {
+    fn spool(&self, flow: &Flow) -> Result<(), StoreError> {
+        self.spool.write(flow)?;
+        self.spool_dirty.store(true, Ordering::Release);
+        Ok(())
+    }
 }
 
 /// The proxy's way into the flow archive. Create it inside a tokio runtime.
@@ -96,6 +107,8 @@ impl StoreSink {
             spool: Spool::open(&config.spool_dir)?,
             pending: watch::Sender::new(0),
             spooled: Notify::new(),
+            // An earlier process may have left flows there.
+            spool_dirty: AtomicBool::new(true),
         });
         let (queue, flows) = mpsc::channel(config.queue_capacity.max(1));
         let worker = Worker {
@@ -123,7 +136,7 @@ impl StoreSink {
                 mpsc::error::TrySendError::Full(flow) | mpsc::error::TrySendError::Closed(flow),
             ) => flow,
         };
-        match self.shared.spool.write(&flow) {
+        match self.shared.spool(&flow) {
             Ok(()) => {
                 self.shared.spooled.notify_one();
                 Ok(())
@@ -185,6 +198,8 @@ impl Worker {
                 () = self.shared.spooled.notified() => continue,
             };
             let Some(first) = first else {
+                // Closed and drained: one last attempt for anything spooled meanwhile.
+                let _ = self.deliver_spool().await;
                 return;
             };
             let batch = self.take_batch(first);
@@ -219,7 +234,7 @@ impl Worker {
     }
 
     fn spool(&self, flow: &Flow) {
-        if let Err(error) = self.shared.spool.write(flow) {
+        if let Err(error) = self.shared.spool(flow) {
             // Nowhere left to keep it: count it as done so flush() does not wait forever.
             tracing::error!(%error, id = %flow.id, "a flow was lost: the spool cannot be written");
             self.shared.pending.send_modify(|n| *n -= 1);
@@ -243,6 +258,17 @@ impl Worker {
 
     /// Delivers every spooled flow, oldest first, deleting each segment once it is stored.
     async fn deliver_spool(&mut self) -> Result<(), StoreError> {
+        if !self.shared.spool_dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let result = self.deliver_segments().await;
+        if result.is_err() {
+            self.shared.spool_dirty.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    async fn deliver_segments(&mut self) -> Result<(), StoreError> {
         self.shared.spool.seal()?;
         for segment in self.shared.spool.segments()? {
             let mut reader = SegmentReader::open(&segment.path)?;

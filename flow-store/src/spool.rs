@@ -194,3 +194,69 @@ pub fn remove_segment(segment: &Segment) -> Result<(), StoreError> {
     std::fs::remove_file(&segment.path)
         .map_err(|e| StoreError::io(format!("removing spool file {}", segment.path.display()), e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(id: &str) -> Flow {
+        Flow {
+            id: id.into(),
+            r#type: "http".into(),
+            ..Flow::default()
+        }
+    }
+
+    fn read(segment: &Segment) -> Vec<String> {
+        let mut reader = SegmentReader::open(&segment.path).unwrap();
+        std::iter::from_fn(|| reader.next_flow())
+            .map(|f| f.id)
+            .collect()
+    }
+
+    #[test]
+    fn sealed_segments_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        spool.write(&flow("a")).unwrap();
+        spool.write(&flow("b")).unwrap();
+        assert!(
+            spool.segments().unwrap().is_empty(),
+            "the open segment is not offered"
+        );
+        spool.seal().unwrap();
+        spool.write(&flow("c")).unwrap();
+        spool.seal().unwrap();
+        let segments = spool.segments().unwrap();
+        assert_eq!(segments.len(), 2);
+        assert!(segments.iter().all(|s| s.ours));
+        assert_eq!(read(&segments[0]), ["a", "b"]);
+        assert_eq!(read(&segments[1]), ["c"]);
+        remove_segment(&segments[0]).unwrap();
+        assert_eq!(spool.segments().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_crashed_process_leaves_flows_for_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier = Spool::open(dir.path()).unwrap();
+        earlier.write(&flow("kept-1")).unwrap();
+        earlier.write(&flow("kept-2")).unwrap();
+        // The process died while writing a third record.
+        let open = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut file = OpenOptions::new().append(true).open(&open).unwrap();
+        file.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
+        drop(earlier);
+
+        let later = Spool::open(dir.path()).unwrap();
+        let segments = later.segments().unwrap();
+        assert_eq!(segments.len(), 1);
+        assert!(!segments[0].ours);
+        assert_eq!(read(&segments[0]), ["kept-1", "kept-2"]);
+    }
+}
