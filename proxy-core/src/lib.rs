@@ -23,6 +23,7 @@ pub mod hooks;
 mod http;
 mod http1;
 mod server;
+pub mod scripts;
 pub mod sink;
 mod tunnel;
 mod upstream;

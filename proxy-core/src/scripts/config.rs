@@ -1,0 +1,95 @@
+//! The script client's settings.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flowtap_proto::v1;
+
+/// What a hook call that failed (timeout, crashed or unreachable worker) does to its flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// The flow goes on unmodified; the failure is logged (mitmproxy's behaviour for errors).
+    #[default]
+    Open,
+    /// The client gets a 504 (timeout) or 502 (crashed, unreachable) naming the cause.
+    Closed,
+}
+
+impl std::str::FromStr for FailurePolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "open" => Ok(Self::Open),
+            "closed" => Ok(Self::Closed),
+            other => Err(format!("script_failure must be open or closed, not {other:?}")),
+        }
+    }
+}
+
+/// How to run the scripts.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The `-s` values in load order (`"x.py"` or `"x.py arg1 arg2"` for old-API scripts).
+    pub scripts: Vec<String>,
+    /// Worker processes to spawn (each has its own interpreter and GIL); ignored when
+    /// `addresses` is not empty.
+    pub workers: usize,
+    /// Running workers to connect to instead of spawning (`--script-host ADDR`, repeatable):
+    /// `HOST:PORT`. They are not restarted by this client.
+    pub addresses: Vec<String>,
+    /// The `script-host` binary; by default the one next to the current executable (or one
+    /// directory up, for test binaries in `target/*/deps`).
+    pub binary: Option<PathBuf>,
+    /// The deadline of one hook call.
+    pub hook_timeout: Duration,
+    /// What a failed call does to its flow.
+    pub failure: FailurePolicy,
+    /// `--set name=value` pairs for options the proxy does not know (scripts may register
+    /// them). Repeated values of a sequence option are joined with newlines.
+    pub deferred: HashMap<String, String>,
+    /// The proxy's own options, shown to scripts as `ctx.options`.
+    pub core_options: Vec<v1::Option>,
+    /// How long a worker may take to start and load its scripts.
+    pub startup_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            scripts: Vec::new(),
+            workers: 1,
+            addresses: Vec::new(),
+            binary: None,
+            hook_timeout: Duration::from_secs(5),
+            failure: FailurePolicy::Open,
+            deferred: HashMap::new(),
+            core_options: Vec::new(),
+            startup_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Config {
+    /// The binary to spawn.
+    pub(super) fn binary_path(&self) -> Result<PathBuf, String> {
+        if let Some(binary) = &self.binary {
+            return Ok(binary.clone());
+        }
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut dir = exe.parent();
+        for _ in 0..2 {
+            let Some(d) = dir else { break };
+            let candidate = d.join("script-host");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+            dir = d.parent();
+        }
+        Err(format!(
+            "no script-host binary next to {} (build it with `cargo build -p flowtap-script-host`)",
+            exe.display()
+        ))
+    }
+}

@@ -1,0 +1,353 @@
+//! One script-host worker: its process (when this client spawned it), its session stream, the
+//! calls waiting for replies, and the intercepted flows waiting for a resume or kill.
+
+use std::collections::{HashMap, VecDeque};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use flowtap_proto::v1::{
+    self, CoreMessage, HookCall, ProtocolVersion, Ready, WorkerMessage, control, core_message,
+    script_host_client::ScriptHostClient, worker_message,
+};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot, watch};
+use tonic::Streaming;
+
+use super::{Config, ScriptsError};
+use crate::hooks::CoreControl;
+
+/// How an intercepted flow was released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Release {
+    /// A script called `flow.resume()`.
+    Resume,
+    /// A script called `flow.kill()`.
+    Kill,
+}
+
+/// A hook reply, and for an intercepted flow the wait for its release.
+pub(super) struct Reply {
+    pub(super) reply: v1::HookReply,
+    pub(super) release: Option<oneshot::Receiver<Release>>,
+}
+
+type Control = Arc<OnceLock<Arc<dyn CoreControl>>>;
+const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The session with one worker.
+pub(super) struct Link {
+    index: usize,
+    tx: mpsc::UnboundedSender<CoreMessage>,
+    pending: Mutex<HashMap<u64, (String, oneshot::Sender<Reply>)>>,
+    intercepts: Mutex<HashMap<String, oneshot::Sender<Release>>>,
+    configures: Mutex<VecDeque<oneshot::Sender<String>>>,
+    next_id: AtomicU64,
+    child: Mutex<Option<Child>>,
+    closed: watch::Sender<bool>,
+    shutting_down: AtomicBool,
+    control: Control,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .expect("link locks are never poisoned: no code panics while holding them")
+}
+
+impl Link {
+    /// Starts or reaches worker `index`, opens its session and completes Hello → Ready.
+    pub(super) async fn open(
+        config: &Config,
+        index: usize,
+        control: Control,
+    ) -> Result<(Arc<Self>, Ready), ScriptsError> {
+        let (address, child) = match config.addresses.get(index) {
+            Some(address) => (address.clone(), None),
+            None => {
+                let (address, child) = spawn(config).await?;
+                (address, Some(child))
+            }
+        };
+        let worker_error = |reason: String| ScriptsError::Worker {
+            address: address.clone(),
+            reason,
+        };
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| worker_error(e.to_string()))?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| worker_error(format!("connecting: {e}")))?;
+        let mut client = ScriptHostClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let (tx, rx) = mpsc::unbounded_channel::<CoreMessage>();
+        let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|message| (message, rx))
+        });
+        let mut inbound = client
+            .session(outbound)
+            .await
+            .map_err(|e| worker_error(format!("opening the session: {e}")))?
+            .into_inner();
+        let _ = tx.send(CoreMessage {
+            kind: Some(core_message::Kind::Hello(v1::Hello {
+                protocol_version: ProtocolVersion::ProtocolVersion1 as i32,
+                core_options: config.core_options.clone(),
+                deferred: config.deferred.clone(),
+            })),
+        });
+        let ready = tokio::time::timeout(config.startup_timeout, wait_ready(&mut inbound))
+            .await
+            .map_err(|_| worker_error("no Ready in time".into()))?
+            .map_err(worker_error)?;
+        let link = Arc::new(Self {
+            index,
+            tx,
+            pending: Mutex::new(HashMap::new()),
+            intercepts: Mutex::new(HashMap::new()),
+            configures: Mutex::new(VecDeque::new()),
+            next_id: AtomicU64::new(1),
+            child: Mutex::new(child),
+            closed: watch::channel(false).0,
+            shutting_down: AtomicBool::new(false),
+            control,
+        });
+        tokio::spawn(Arc::clone(&link).read(inbound));
+        Ok((link, ready))
+    }
+
+    /// Sends a message on the session (dropped if the session ended).
+    pub(super) fn send(&self, kind: core_message::Kind) {
+        let _ = self.tx.send(CoreMessage { kind: Some(kind) });
+    }
+
+    /// Sends an awaited call; None if the worker's session ended first.
+    pub(super) async fn call(&self, mut call: HookCall) -> Option<Reply> {
+        call.call_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let flow_id = call.flow.as_ref().map(|f| f.id.clone()).unwrap_or_default();
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(call.call_id, (flow_id, tx));
+        if *self.closed.borrow() {
+            lock(&self.pending).remove(&call.call_id);
+            return None;
+        }
+        self.send(core_message::Kind::HookCall(call));
+        rx.await.ok()
+    }
+
+    /// Sends a call the worker does not answer.
+    pub(super) fn observe(&self, mut call: HookCall) {
+        call.call_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.send(core_message::Kind::HookCall(call));
+    }
+
+    /// Sends Configure and waits for the scripts' verdict.
+    pub(super) async fn configure(
+        &self,
+        options: Vec<v1::Option>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.configures).push_back(tx);
+        self.send(core_message::Kind::Configure(v1::Configure { options }));
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(error)) if error.is_empty() => Ok(()),
+            Ok(Ok(error)) => Err(error),
+            Ok(Err(_)) => Err("the script host ended".into()),
+            Err(_) => Err("the script host did not answer in time".into()),
+        }
+    }
+
+    /// Completes when the session ended.
+    pub(super) async fn closed(&self) {
+        let mut rx = self.closed.subscribe();
+        let _ = rx.wait_for(|closed| *closed).await;
+    }
+
+    /// True once [`Link::shutdown`] started (an end of the session is then expected).
+    pub(super) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Sends Done (the scripts' `done` hooks run) and waits for the worker to end.
+    pub(super) async fn shutdown(&self, timeout: Duration) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.send(core_message::Kind::Done(v1::Done {}));
+        let _ = tokio::time::timeout(timeout, self.closed()).await;
+        let child = lock(&self.child).take();
+        if let Some(mut child) = child {
+            if tokio::time::timeout(timeout, child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+    }
+
+    async fn read(self: Arc<Self>, mut inbound: Streaming<WorkerMessage>) {
+        loop {
+            match inbound.message().await {
+                Ok(Some(message)) => {
+                    if let Some(kind) = message.kind {
+                        self.handle(kind);
+                    }
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    if !self.is_shutting_down() {
+                        tracing::warn!(worker = self.index, %status, "script-host session failed");
+                    }
+                    break;
+                }
+            }
+        }
+        // Waiting calls see None (their policy applies); intercepted flows are released as
+        // killed, since no script can resume them any more.
+        lock(&self.pending).clear();
+        lock(&self.intercepts).clear();
+        lock(&self.configures).clear();
+        self.closed.send_replace(true);
+    }
+
+    fn handle(&self, kind: worker_message::Kind) {
+        match kind {
+            worker_message::Kind::HookReply(reply) => self.on_reply(reply),
+            worker_message::Kind::Control(control) => {
+                let id = control.control_id;
+                if let Err(error) = self.on_control(control) {
+                    self.send(core_message::Kind::ControlResult(v1::ControlResult {
+                        control_id: id,
+                        error,
+                    }));
+                }
+            }
+            worker_message::Kind::Log(record) => log(&record),
+            worker_message::Kind::ConfigureResult(result) => {
+                if let Some(tx) = lock(&self.configures).pop_front() {
+                    let _ = tx.send(result.error);
+                }
+            }
+            worker_message::Kind::Ready(_) => {}
+        }
+    }
+
+    fn on_reply(&self, reply: v1::HookReply) {
+        let Some((flow_id, tx)) = lock(&self.pending).remove(&reply.call_id) else {
+            return; // the caller gave up (deadline)
+        };
+        // Register the intercept before handing the reply over, so that a resume sent right
+        // after the reply finds it.
+        let release = (reply.verdict() == v1::Verdict::Intercept).then(|| {
+            let (release_tx, release_rx) = oneshot::channel();
+            lock(&self.intercepts).insert(flow_id, release_tx);
+            release_rx
+        });
+        let _ = tx.send(Reply { reply, release });
+    }
+
+    fn on_control(&self, control: v1::Control) -> Result<(), String> {
+        let kind = control.kind.ok_or("empty control message")?;
+        let release = |flow_id: &str, how: Release| {
+            lock(&self.intercepts)
+                .remove(flow_id)
+                .map(|tx| tx.send(how).is_ok())
+        };
+        let core = || {
+            self.control
+                .get()
+                .cloned()
+                .ok_or_else(|| "the proxy has not attached control yet".to_string())
+        };
+        match kind {
+            control::Kind::Resume(flow_id) => match release(&flow_id, Release::Resume) {
+                Some(_) => Ok(()),
+                None => Err(format!("flow {flow_id} is not intercepted")),
+            },
+            control::Kind::Kill(flow_id) => match release(&flow_id, Release::Kill) {
+                Some(_) => Ok(()),
+                None => core()?.kill(&flow_id),
+            },
+            control::Kind::ReplayClient(flow) => core()?.replay_client(flow),
+            control::Kind::InjectWebsocket(inject) => core()?.inject_websocket(
+                &inject.flow_id,
+                inject.to_client,
+                inject.content,
+                inject.is_text,
+            ),
+            control::Kind::InjectTcp(inject) => {
+                core()?.inject_tcp(&inject.flow_id, inject.to_client, inject.content)
+            }
+            control::Kind::Shutdown(_) => {
+                core()?.shutdown();
+                Ok(())
+            }
+            control::Kind::SetOptions(_) => {
+                Err("changing proxy options from scripts is not supported yet".into())
+            }
+        }
+    }
+}
+
+async fn wait_ready(inbound: &mut Streaming<WorkerMessage>) -> Result<Ready, String> {
+    loop {
+        let message = inbound
+            .message()
+            .await
+            .map_err(|e| format!("session failed before Ready: {e}"))?
+            .ok_or("session ended before Ready")?;
+        match message.kind {
+            Some(worker_message::Kind::Ready(ready)) => return Ok(ready),
+            Some(worker_message::Kind::Log(record)) => log(&record),
+            _ => {}
+        }
+    }
+}
+
+fn log(record: &v1::LogRecord) {
+    let (script, message) = (&record.script, &record.message);
+    match record.level.as_str() {
+        "error" => tracing::error!(target: "script", %script, "{message}"),
+        "warn" => tracing::warn!(target: "script", %script, "{message}"),
+        "debug" => tracing::debug!(target: "script", %script, "{message}"),
+        _ => tracing::info!(target: "script", %script, "{message}"),
+    }
+}
+
+/// Spawns `script-host` on a loopback port and reads the port it announces.
+async fn spawn(config: &Config) -> Result<(String, Child), ScriptsError> {
+    let binary = config.binary_path().map_err(|reason| ScriptsError::Spawn {
+        binary: "script-host".into(),
+        reason,
+    })?;
+    let spawn_error = |reason: String| ScriptsError::Spawn {
+        binary: binary.display().to_string(),
+        reason,
+    };
+    let mut command = Command::new(&binary);
+    for spec in &config.scripts {
+        command.arg("-s").arg(spec);
+    }
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|e| spawn_error(e.to_string()))?;
+    let stdout = child.stdout.take().ok_or_else(|| spawn_error("no stdout".into()))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(config.startup_timeout, lines.next_line())
+        .await
+        .map_err(|_| spawn_error("it did not announce its address in time".into()))?
+        .map_err(|e| spawn_error(e.to_string()))?
+        .ok_or_else(|| spawn_error("it exited before announcing its address".into()))?;
+    let address = line
+        .strip_prefix("script-host listening on ")
+        .ok_or_else(|| spawn_error(format!("unexpected output: {line}")))?
+        .to_string();
+    // Keep reading so the worker never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((address, child))
+}
