@@ -34,8 +34,12 @@ impl FlowSink for Dumper {
 
 /// The text printed for one flow.
 pub(crate) fn render(flow: &Flow, detail: u8) -> String {
-    let Some(request) = &flow.request else { return String::new() };
-    let Some(request_line) = flow.request_line() else { return String::new() };
+    let Some(request) = &flow.request else {
+        return String::new();
+    };
+    let Some(request_line) = flow.request_line() else {
+        return String::new();
+    };
     let mut line = format!(
         "{}: {request_line} {}",
         flow.client_label(),
@@ -72,9 +76,12 @@ pub(crate) fn render(flow: &Flow, detail: u8) -> String {
 fn body_size(response: &Response) -> String {
     let size = match &response.content {
         Some(content) => Some(content.len() as u64),
-        None => response.header("content-length").and_then(|l| l.trim().parse().ok()),
+        None => response
+            .header("content-length")
+            .and_then(|l| l.trim().parse().ok()),
     };
-    size.map(pretty_size).unwrap_or_else(|| "(content missing)".into())
+    size.map(pretty_size)
+        .unwrap_or_else(|| "(content missing)".into())
 }
 
 fn push_headers(out: &mut String, headers: &[Header]) {
@@ -88,7 +95,9 @@ fn push_headers(out: &mut String, headers: &[Header]) {
 }
 
 fn push_body(out: &mut String, content: Option<&[u8]>, detail: u8) {
-    let Some(content) = content.filter(|c| !c.is_empty() && detail >= 3) else { return };
+    let Some(content) = content.filter(|c| !c.is_empty() && detail >= 3) else {
+        return;
+    };
     let text = String::from_utf8_lossy(content);
     let limit = if detail >= 4 { usize::MAX } else { 512 };
     for line in text.lines().take(limit) {
@@ -102,8 +111,12 @@ mod tests {
     use flowtap_flow::FlowReader;
 
     fn fixture(name: &str) -> Vec<Flow> {
-        let path = format!("{}/../fixtures/mitmproxy-12/{name}", env!("CARGO_MANIFEST_DIR"));
-        let (flows, error) = FlowReader::new(std::fs::File::open(path).expect("fixture")).read_all();
+        let path = format!(
+            "{}/../fixtures/mitmproxy-12/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let (flows, error) =
+            FlowReader::new(std::fs::File::open(path).expect("fixture")).read_all();
         assert!(error.is_none());
         flows
     }

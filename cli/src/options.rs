@@ -54,7 +54,9 @@ pub(crate) const CLI_OPTIONS: [&str; 2] = ["save_stream_filter", "hardump"];
 
 /// The user's home directory (for `~` and the default confdir).
 pub(crate) fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Expands a leading `~/`.
@@ -81,18 +83,22 @@ impl Options {
             "termlog_verbosity" => self.termlog_verbosity = required(name, value)?.to_string(),
             "ssl_insecure" => self.ssl_insecure = parse_bool(name, value, self.ssl_insecure)?,
             "http2" => self.http2 = parse_bool(name, value, self.http2)?,
-            "ssl_verify_upstream_trusted_ca" => {
-                self.ssl_verify_upstream_trusted_ca.push(expand_tilde(required(name, value)?))
+            "ssl_verify_upstream_trusted_ca" => self
+                .ssl_verify_upstream_trusted_ca
+                .push(expand_tilde(required(name, value)?)),
+            "stream_large_bodies" => {
+                self.stream_large_bodies = value.map(parse_size).transpose()?
             }
-            "stream_large_bodies" => self.stream_large_bodies = value.map(parse_size).transpose()?,
             "ignore_hosts" => self.ignore_hosts.push(required(name, value)?.to_string()),
             "allow_hosts" => self.allow_hosts.push(required(name, value)?.to_string()),
             "shutdown_grace" => {
-                self.shutdown_grace = Duration::from_secs_f64(parse_float(name, required(name, value)?)?)
+                self.shutdown_grace =
+                    Duration::from_secs_f64(parse_float(name, required(name, value)?)?)
             }
             "keepserving" => self.keepserving = parse_bool(name, value, self.keepserving)?,
             _ => {
-                self.deferred.insert(name.to_string(), value.unwrap_or_default().to_string());
+                self.deferred
+                    .insert(name.to_string(), value.unwrap_or_default().to_string());
             }
         }
         Ok(())
@@ -104,11 +110,19 @@ fn required<'a>(name: &str, value: Option<&'a str>) -> anyhow::Result<&'a str> {
 }
 
 fn parse_int<T: std::str::FromStr>(name: &str, value: &str) -> anyhow::Result<T> {
-    value.trim().parse().ok().with_context(|| format!("option {name}: not an integer: {value:?}"))
+    value
+        .trim()
+        .parse()
+        .ok()
+        .with_context(|| format!("option {name}: not an integer: {value:?}"))
 }
 
 fn parse_float(name: &str, value: &str) -> anyhow::Result<f64> {
-    value.trim().parse().ok().with_context(|| format!("option {name}: not a number: {value:?}"))
+    value
+        .trim()
+        .parse()
+        .ok()
+        .with_context(|| format!("option {name}: not a number: {value:?}"))
 }
 
 /// mitmproxy's bool syntax: no value or `true` is true, `false` is false, `toggle` flips.
@@ -131,7 +145,11 @@ pub(crate) fn parse_size(text: &str) -> anyhow::Result<u64> {
         Some('b') => (&t[..t.len() - 1], 1),
         _ => (&t[..], 1),
     };
-    let n: u64 = digits.trim().parse().ok().with_context(|| format!("invalid size {text:?}"))?;
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .ok()
+        .with_context(|| format!("invalid size {text:?}"))?;
     Ok(n * unit)
 }
 
@@ -156,7 +174,10 @@ mod tests {
         o.set("flow_detail=3").unwrap();
         o.set("my_script_option=42").unwrap();
         assert_eq!(o.flow_detail, 3);
-        assert_eq!(o.deferred.get("my_script_option").map(String::as_str), Some("42"));
+        assert_eq!(
+            o.deferred.get("my_script_option").map(String::as_str),
+            Some("42")
+        );
         assert!(o.set("flow_detail=x").is_err());
     }
 }

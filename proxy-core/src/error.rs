@@ -46,7 +46,11 @@ pub(crate) enum Http1Error {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UpstreamError {
     #[error("cannot connect to {host}:{port}: {reason}")]
-    ConnectFailed { host: String, port: u32, reason: String },
+    ConnectFailed {
+        host: String,
+        port: u32,
+        reason: String,
+    },
     #[error("TLS handshake with {host} failed: {reason}")]
     Tls { host: String, reason: String },
     #[error("{0}")]
@@ -74,7 +78,10 @@ pub(crate) fn error_response(status: u16, message: &str) -> Response {
 }
 
 fn header(name: &str, value: &str) -> Header {
-    Header { name: Bytes::copy_from_slice(name.as_bytes()), value: Bytes::copy_from_slice(value.as_bytes()) }
+    Header {
+        name: Bytes::copy_from_slice(name.as_bytes()),
+        value: Bytes::copy_from_slice(value.as_bytes()),
+    }
 }
 
 /// The standard reason phrase of a status code, or "" when unknown.

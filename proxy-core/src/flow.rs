@@ -25,7 +25,10 @@ pub(crate) fn new_id() -> String {
 }
 
 pub(crate) fn address(addr: SocketAddr) -> Address {
-    Address { host: addr.ip().to_string(), port: u32::from(addr.port()) }
+    Address {
+        host: addr.ip().to_string(),
+        port: u32::from(addr.port()),
+    }
 }
 
 /// The client side of a new connection.
@@ -43,7 +46,11 @@ pub(crate) fn client_connection(peer: SocketAddr, local: SocketAddr) -> Connecti
 
 /// A server connection not yet made: only an id, as mitmproxy's `Server` before connecting.
 pub(crate) fn unconnected_server() -> Connection {
-    Connection { id: new_id(), transport_protocol: "tcp".into(), ..Default::default() }
+    Connection {
+        id: new_id(),
+        transport_protocol: "tcp".into(),
+        ..Default::default()
+    }
 }
 
 /// A new HTTP flow for a request from `client`.
@@ -63,7 +70,9 @@ pub(crate) fn new_http_flow(client: &Connection, request: Request) -> Flow {
 /// A subject for connection hooks: the connection's id, the client and (optionally) the server.
 pub(crate) fn connection_subject(client: &Connection, server: Option<&Connection>) -> Flow {
     Flow {
-        id: server.map(|s| s.id.clone()).unwrap_or_else(|| client.id.clone()),
+        id: server
+            .map(|s| s.id.clone())
+            .unwrap_or_else(|| client.id.clone()),
         client_conn: Some(client.clone()),
         server_conn: server.cloned(),
         ..Default::default()
@@ -72,7 +81,10 @@ pub(crate) fn connection_subject(client: &Connection, server: Option<&Connection
 
 /// Marks `flow` as failed with `msg`.
 pub(crate) fn set_error(flow: &mut Flow, msg: impl Into<String>) {
-    flow.error = Some(Error { msg: msg.into(), timestamp: now() });
+    flow.error = Some(Error {
+        msg: msg.into(),
+        timestamp: now(),
+    });
 }
 
 /// True when a script killed the flow.
@@ -109,7 +121,12 @@ pub(crate) fn parse_absolute(target: &[u8]) -> Option<Target> {
     } else {
         Bytes::copy_from_slice(path.as_bytes())
     };
-    Some(Target { scheme, host, port, path })
+    Some(Target {
+        scheme,
+        host,
+        port,
+        path,
+    })
 }
 
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
@@ -180,7 +197,10 @@ mod tests {
     #[test]
     fn absolute_targets() {
         let t = parse_absolute(b"http://Example.com:8080/a?b=c").unwrap();
-        assert_eq!((t.scheme, t.host.as_str(), t.port, &t.path[..]), ("http", "example.com", 8080, &b"/a?b=c"[..]));
+        assert_eq!(
+            (t.scheme, t.host.as_str(), t.port, &t.path[..]),
+            ("http", "example.com", 8080, &b"/a?b=c"[..])
+        );
         let t = parse_absolute(b"https://[::1]/").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 443));
         let t = parse_absolute(b"http://h?q").unwrap();

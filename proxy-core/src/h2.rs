@@ -58,7 +58,13 @@ pub(crate) async fn serve(
             tracing::debug!("server HTTP/2 connection ended: {e}");
         }
     });
-    let stream = Stream { shared: shared.clone(), client: ctx.client.clone(), server, target, sender };
+    let stream = Stream {
+        shared: shared.clone(),
+        client: ctx.client.clone(),
+        server,
+        target,
+        sender,
+    };
     let service = hyper::service::service_fn(move |req| {
         let stream = stream.clone();
         async move { Ok::<_, std::convert::Infallible>(stream.handle(req).await) }
@@ -78,12 +84,14 @@ impl Stream {
         let mut flow = new_http_flow(&self.client, request);
         flow.server_conn = Some(self.server.clone());
         let shared = &self.shared;
-        if killed_by(shared.hook(Hook::Requestheaders, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Requestheaders, &mut flow).await, &flow) {
             return self.killed(flow, true).await;
         }
         let mut body = Some(incoming);
         if shared.buffer_request(&flow) {
-            let Some(incoming) = body.take() else { unreachable!("the body is taken once") };
+            let Some(incoming) = body.take() else {
+                unreachable!("the body is taken once")
+            };
             match collect(incoming).await {
                 Ok((content, trailers)) => {
                     let request = flow.request.as_mut().expect("an HTTP flow has a request");
@@ -91,10 +99,14 @@ impl Stream {
                     request.trailers = trailers;
                     request.timestamp_end = Some(flow::now());
                 }
-                Err(e) => return self.failed(flow, 400, &format!("reading the request body: {e}")).await,
+                Err(e) => {
+                    return self
+                        .failed(flow, 400, &format!("reading the request body: {e}"))
+                        .await;
+                }
             }
             let verdict = shared.hook(Hook::Request, &mut flow).await;
-            if killed_by(verdict.clone(), &flow) {
+            if killed_by(&verdict, &flow) {
                 return self.killed(flow, true).await;
             }
             if verdict == Verdict::Respond || flow.response.is_some() {
@@ -105,8 +117,16 @@ impl Stream {
     }
 
     fn request_from_parts(&self, parts: &http::request::Parts) -> Request {
-        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let authority = parts.uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
         Request {
             http_version: Bytes::from_static(b"HTTP/2.0"),
             headers: headers_from_map(&parts.headers),
@@ -136,9 +156,17 @@ impl Stream {
         let mut sender = self.sender.clone();
         let response = match sender.send_request(outgoing).await {
             Ok(r) => r,
-            Err(e) => return self.failed(flow, 502, &format!("HTTP/2 request to server failed: {e}")).await,
+            Err(e) => {
+                return self
+                    .failed(flow, 502, &format!("HTTP/2 request to server failed: {e}"))
+                    .await;
+            }
         };
-        if flow.request.as_ref().is_some_and(|r| r.timestamp_end.is_none()) {
+        if flow
+            .request
+            .as_ref()
+            .is_some_and(|r| r.timestamp_end.is_none())
+        {
             flow.request.as_mut().expect("checked").timestamp_end = Some(flow::now());
         }
         let (parts, incoming) = response.into_parts();
@@ -153,7 +181,7 @@ impl Stream {
             reason: Bytes::new(),
         });
         let shared = self.shared.clone();
-        if killed_by(shared.hook(Hook::Responseheaders, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Responseheaders, &mut flow).await, &flow) {
             return self.killed(flow, true).await;
         }
         if !shared.buffer_response(&flow) {
@@ -169,9 +197,13 @@ impl Stream {
                 response.trailers = trailers;
                 response.timestamp_end = Some(flow::now());
             }
-            Err(e) => return self.failed(flow, 502, &format!("reading the response body: {e}")).await,
+            Err(e) => {
+                return self
+                    .failed(flow, 502, &format!("reading the response body: {e}"))
+                    .await;
+            }
         }
-        if killed_by(shared.hook(Hook::Response, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Response, &mut flow).await, &flow) {
             return self.killed(flow, false).await;
         }
         self.finish(flow)
@@ -179,10 +211,10 @@ impl Stream {
 
     async fn respond(self, mut flow: Flow) -> hyper::Response<Body> {
         let shared = self.shared.clone();
-        if killed_by(shared.hook(Hook::Responseheaders, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Responseheaders, &mut flow).await, &flow) {
             return self.killed(flow, true).await;
         }
-        if killed_by(shared.hook(Hook::Response, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Response, &mut flow).await, &flow) {
             return self.killed(flow, false).await;
         }
         self.finish(flow)
@@ -191,8 +223,14 @@ impl Stream {
     fn finish(self, mut flow: Flow) -> hyper::Response<Body> {
         flow.live = false;
         self.shared.sink.flow_finished(&flow);
-        let response = flow.response.as_ref().expect("a finished flow has a response");
-        to_hyper_response(response, buffered_body(response.content.clone(), response.trailers.as_ref()))
+        let response = flow
+            .response
+            .as_ref()
+            .expect("a finished flow has a response");
+        to_hyper_response(
+            response,
+            buffered_body(response.content.clone(), response.trailers.as_ref()),
+        )
     }
 
     async fn failed(self, mut flow: Flow, status: u16, message: &str) -> hyper::Response<Body> {
@@ -202,9 +240,16 @@ impl Stream {
         self.shared.hook(Hook::Error, &mut flow).await;
         self.shared.sink.flow_finished(&flow);
         let response = error_response(status, message);
-        let headers: Vec<Header> =
-            response.headers.iter().filter(|h| !h.name.eq_ignore_ascii_case(b"connection")).cloned().collect();
-        let response = Response { headers, ..response };
+        let headers: Vec<Header> = response
+            .headers
+            .iter()
+            .filter(|h| !h.name.eq_ignore_ascii_case(b"connection"))
+            .cloned()
+            .collect();
+        let response = Response {
+            headers,
+            ..response
+        };
         to_hyper_response(&response, buffered_body(response.content.clone(), None))
     }
 
@@ -216,18 +261,22 @@ impl Stream {
             self.shared.hook(Hook::Error, &mut flow).await;
         }
         self.shared.sink.flow_finished(&flow);
-        let reset = futures_util::stream::iter([Err::<Frame<Bytes>, BoxError>(flow::KILLED_MESSAGE.into())]);
+        let reset = futures_util::stream::iter([Err::<Frame<Bytes>, BoxError>(
+            flow::KILLED_MESSAGE.into(),
+        )]);
         hyper::Response::new(BodyExt::boxed(StreamBody::new(reset)))
     }
 }
 
-fn killed_by(verdict: Verdict, flow: &Flow) -> bool {
-    verdict == Verdict::Kill || is_killed(flow)
+fn killed_by(verdict: &Verdict, flow: &Flow) -> bool {
+    *verdict == Verdict::Kill || is_killed(flow)
 }
 
 async fn collect(incoming: Incoming) -> Result<(Bytes, Option<Headers>), hyper::Error> {
     let collected = incoming.collect().await?;
-    let trailers = collected.trailers().map(|t| Headers { fields: headers_from_map(t) });
+    let trailers = collected.trailers().map(|t| Headers {
+        fields: headers_from_map(t),
+    });
     Ok((collected.to_bytes(), trailers))
 }
 
@@ -242,15 +291,25 @@ fn headers_from_map(map: &HeaderMap) -> Vec<Header> {
 
 /// Headers that HTTP/2 forbids (RFC 9113 8.2.2) or carries as pseudo-headers.
 fn h2_forbidden(name: &[u8]) -> bool {
-    const FORBIDDEN: [&[u8]; 7] =
-        [b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"host", b"te"];
+    const FORBIDDEN: [&[u8]; 7] = [
+        b"connection",
+        b"proxy-connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"te",
+    ];
     FORBIDDEN.iter().any(|f| name.eq_ignore_ascii_case(f)) || name.starts_with(b":")
 }
 
 fn header_map(headers: &[Header]) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(headers.len());
     for h in headers.iter().filter(|h| !h2_forbidden(&h.name)) {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(&h.name), HeaderValue::from_bytes(&h.value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&h.name),
+            HeaderValue::from_bytes(&h.value),
+        ) {
             map.append(name, value);
         }
     }
@@ -262,20 +321,33 @@ fn buffered_body(content: Option<Bytes>, trailers: Option<&Headers>) -> Body {
     match trailers {
         None => Full::new(content).map_err(|never| match never {}).boxed(),
         Some(t) => {
-            let frames = [Ok(Frame::data(content)), Ok(Frame::trailers(header_map(&t.fields)))];
+            let frames = [
+                Ok(Frame::data(content)),
+                Ok(Frame::trailers(header_map(&t.fields))),
+            ];
             BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
         }
     }
 }
 
-fn build_request(request: &Request, body: Option<Incoming>) -> Result<hyper::Request<Body>, String> {
+fn build_request(
+    request: &Request,
+    body: Option<Incoming>,
+) -> Result<hyper::Request<Body>, String> {
     let authority = if request.authority.is_empty() {
-        let default = if request.port == 443 { String::new() } else { format!(":{}", request.port) };
+        let default = if request.port == 443 {
+            String::new()
+        } else {
+            format!(":{}", request.port)
+        };
         format!("{}{default}", request.host)
     } else {
         String::from_utf8_lossy(&request.authority).into_owned()
     };
-    let uri = format!("https://{authority}{}", String::from_utf8_lossy(&request.path));
+    let uri = format!(
+        "https://{authority}{}",
+        String::from_utf8_lossy(&request.path)
+    );
     let body = match body {
         Some(incoming) => incoming.map_err(BoxError::from).boxed(),
         None => buffered_body(request.content.clone(), request.trailers.as_ref()),
@@ -292,8 +364,9 @@ fn build_request(request: &Request, body: Option<Incoming>) -> Result<hyper::Req
 
 fn to_hyper_response(response: &Response, body: Body) -> hyper::Response<Body> {
     let mut out = hyper::Response::new(body);
-    *out.status_mut() = http::StatusCode::from_u16(u16::try_from(response.status_code).unwrap_or(502))
-        .unwrap_or(http::StatusCode::BAD_GATEWAY);
+    *out.status_mut() =
+        http::StatusCode::from_u16(u16::try_from(response.status_code).unwrap_or(502))
+            .unwrap_or(http::StatusCode::BAD_GATEWAY);
     let mut headers = header_map(&response.headers);
     if response.content.is_some() {
         // The length is recomputed from the body hyper sends.

@@ -14,8 +14,8 @@ use crate::error::{Http1Error, UpstreamError, error_response};
 use crate::flow::{self, Target, is_killed, new_http_flow, request_from_head, response_from_head};
 use crate::hooks::{Hook, Verdict};
 use crate::http1::{
-    self, BodyReader, Conn, Framing, RequestHead, header, header_has_token,
-    push_header, write_body_end, write_body_piece, write_end_to_end,
+    self, BodyReader, Conn, Framing, RequestHead, header, header_has_token, push_header,
+    write_body_end, write_body_piece, write_end_to_end,
 };
 use crate::server::Shared;
 use crate::upstream::{Io, PoolKey, Upstream};
@@ -77,7 +77,11 @@ pub(crate) async fn serve(
 }
 
 /// Writes a proxy-made error page and flushes it.
-pub(crate) async fn write_error(conn: &mut Conn<Io>, status: u16, msg: &str) -> std::io::Result<()> {
+pub(crate) async fn write_error(
+    conn: &mut Conn<Io>,
+    status: u16,
+    msg: &str,
+) -> std::io::Result<()> {
     let response = error_response(status, msg);
     write_full_response(conn, &response, b"GET", true).await
 }
@@ -89,10 +93,20 @@ enum Body {
 }
 
 /// One request/response exchange.
-async fn exchange(shared: &Shared, conn: &mut Conn<Io>, ctx: &mut ClientCtx, head: RequestHead) -> Next {
+async fn exchange(
+    shared: &Shared,
+    conn: &mut Conn<Io>,
+    ctx: &mut ClientCtx,
+    head: RequestHead,
+) -> Next {
     let Some(target) = request_target(&head, ctx.tunnel.as_ref()) else {
         let form = String::from_utf8_lossy(&head.target).into_owned();
-        let _ = write_error(conn, 400, &format!("invalid request target {form:?} (expected absolute form)")).await;
+        let _ = write_error(
+            conn,
+            400,
+            &format!("invalid request target {form:?} (expected absolute form)"),
+        )
+        .await;
         return Next::Close;
     };
     let framing = match http1::request_framing(&head.headers) {
@@ -110,8 +124,15 @@ async fn exchange(shared: &Shared, conn: &mut Conn<Io>, ctx: &mut ClientCtx, hea
         return killed(shared, &mut flow, true).await;
     }
     if expect_continue {
-        request_mut(&mut flow).headers.retain(|h| !h.name.eq_ignore_ascii_case(b"expect"));
-        if conn.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+        request_mut(&mut flow)
+            .headers
+            .retain(|h| !h.name.eq_ignore_ascii_case(b"expect"));
+        if conn
+            .io
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+        {
             return Next::Close;
         }
     }
@@ -150,9 +171,10 @@ async fn exchange(shared: &Shared, conn: &mut Conn<Io>, ctx: &mut ClientCtx, hea
 fn request_target(head: &RequestHead, tunnel: Option<&Target>) -> Option<Target> {
     match tunnel {
         None => flow::parse_absolute(&head.target),
-        Some(t) if head.target.starts_with(b"/") || &head.target[..] == b"*" => {
-            Some(Target { path: head.target.clone(), ..t.clone() })
-        }
+        Some(t) if head.target.starts_with(b"/") || &head.target[..] == b"*" => Some(Target {
+            path: head.target.clone(),
+            ..t.clone()
+        }),
         Some(_) => flow::parse_absolute(&head.target),
     }
 }
@@ -197,7 +219,12 @@ async fn killed(shared: &Shared, flow: &mut Flow, fire_error: bool) -> Next {
 }
 
 /// A script answered the request: the response hooks still run, no server is contacted.
-async fn respond_from_script(shared: &Shared, conn: &mut Conn<Io>, flow: &mut Flow, keep_alive: bool) -> Next {
+async fn respond_from_script(
+    shared: &Shared,
+    conn: &mut Conn<Io>,
+    flow: &mut Flow,
+    keep_alive: bool,
+) -> Next {
     if shared.hook(Hook::Responseheaders, flow).await == Verdict::Kill || is_killed(flow) {
         return killed(shared, flow, true).await;
     }
@@ -208,13 +235,26 @@ async fn respond_from_script(shared: &Shared, conn: &mut Conn<Io>, flow: &mut Fl
 }
 
 /// Writes the flow's (buffered) response to the client and completes the flow.
-async fn finish_to_client(shared: &Shared, conn: &mut Conn<Io>, flow: &mut Flow, keep_alive: bool) -> Next {
-    let method = flow.request.as_ref().map(|r| r.method.clone()).unwrap_or_default();
+async fn finish_to_client(
+    shared: &Shared,
+    conn: &mut Conn<Io>,
+    flow: &mut Flow,
+    keep_alive: bool,
+) -> Next {
+    let method = flow
+        .request
+        .as_ref()
+        .map(|r| r.method.clone())
+        .unwrap_or_default();
     let response = flow.response.clone().unwrap_or_default();
     let result = write_full_response(conn, &response, &method, !keep_alive).await;
     flow.live = false;
     shared.sink.flow_finished(flow);
-    if result.is_ok() && keep_alive { Next::KeepAlive } else { Next::Close }
+    if result.is_ok() && keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
 }
 
 /// Sends the request to its server and the server's response back to the client.
@@ -243,7 +283,10 @@ async fn forward(
             Some(up) => up,
             None => {
                 reused = false;
-                match shared.connect_server(&ctx.client, &mut flow, &key, &sni).await {
+                match shared
+                    .connect_server(&ctx.client, &mut flow, &key, &sni)
+                    .await
+                {
                     Ok(up) => up,
                     Err(e) => return upstream_failed(shared, conn, &mut flow, &e, 502).await,
                 }
@@ -309,21 +352,29 @@ async fn send_request(
             let content = request.content.as_deref().unwrap_or_default();
             if framing == Framing::Chunked || content.len() > 16 * 1024 {
                 io.write_all(&head).await.map_err(Http1Error::Io)?;
-                write_body_piece(io, framing, content).await.map_err(Http1Error::Io)?;
+                write_body_piece(io, framing, content)
+                    .await
+                    .map_err(Http1Error::Io)?;
             } else {
                 head.extend_from_slice(content);
                 io.write_all(&head).await.map_err(Http1Error::Io)?;
             }
             let trailers = request.trailers.as_ref().map(|t| t.fields.as_slice());
-            write_body_end(io, framing, trailers).await.map_err(Http1Error::Io)?;
+            write_body_end(io, framing, trailers)
+                .await
+                .map_err(Http1Error::Io)?;
         }
         Body::Streaming(reader) => {
             io.write_all(&head).await.map_err(Http1Error::Io)?;
             while let Some(piece) = reader.next(client).await? {
-                write_body_piece(io, framing, &piece).await.map_err(Http1Error::Io)?;
+                write_body_piece(io, framing, &piece)
+                    .await
+                    .map_err(Http1Error::Io)?;
             }
             let trailers = reader.take_trailers();
-            write_body_end(io, framing, trailers.as_deref()).await.map_err(Http1Error::Io)?;
+            write_body_end(io, framing, trailers.as_deref())
+                .await
+                .map_err(Http1Error::Io)?;
         }
     }
     io.flush().await.map_err(Http1Error::Io)?;
@@ -337,9 +388,21 @@ async fn send_request(
 }
 
 fn host_header(request: &flowtap_proto::v1::Request) -> String {
-    let default = if &request.scheme[..] == b"https" { 443 } else { 80 };
-    let host = if request.host.contains(':') { format!("[{}]", request.host) } else { request.host.clone() };
-    if request.port == default { host } else { format!("{host}:{}", request.port) }
+    let default = if &request.scheme[..] == b"https" {
+        443
+    } else {
+        80
+    };
+    let host = if request.host.contains(':') {
+        format!("[{}]", request.host)
+    } else {
+        request.host.clone()
+    };
+    if request.port == default {
+        host
+    } else {
+        format!("{host}:{}", request.port)
+    }
 }
 
 /// The framing for a body held in memory: chunked if the message says so, else a length.
@@ -390,12 +453,18 @@ async fn receive_response(
     head: http1::ResponseHead,
     keep_alive: bool,
 ) -> Next {
-    let method = flow.request.as_ref().map(|r| r.method.clone()).unwrap_or_default();
-    let server_keep_alive = !header_has_token(&head.headers, "connection", "close")
-        && &head.version[..] == b"HTTP/1.1";
+    let method = flow
+        .request
+        .as_ref()
+        .map(|r| r.method.clone())
+        .unwrap_or_default();
+    let server_keep_alive =
+        !header_has_token(&head.headers, "connection", "close") && &head.version[..] == b"HTTP/1.1";
     let framing = match http1::response_framing(&method, head.status, &head.headers) {
         Ok(f) => f,
-        Err(e) => return upstream_failed(shared, conn, &mut flow, &UpstreamError::Http(e), 502).await,
+        Err(e) => {
+            return upstream_failed(shared, conn, &mut flow, &UpstreamError::Http(e), 502).await;
+        }
     };
     flow.response = Some(response_from_head(head));
     if shared.hook(Hook::Responseheaders, &mut flow).await == Verdict::Kill || is_killed(&flow) {
@@ -411,17 +480,29 @@ async fn receive_response(
                 response.trailers = trailers.map(|fields| Headers { fields });
                 response.timestamp_end = Some(flow::now());
             }
-            Err(e) => return upstream_failed(shared, conn, &mut flow, &UpstreamError::Http(e), 502).await,
+            Err(e) => {
+                return upstream_failed(shared, conn, &mut flow, &UpstreamError::Http(e), 502).await;
+            }
         }
         if shared.hook(Hook::Response, &mut flow).await == Verdict::Kill || is_killed(&flow) {
             return killed(shared, &mut flow, false).await;
         }
-        release_server(shared, ctx, up, server_keep_alive && framing != Framing::Close).await;
+        release_server(
+            shared,
+            ctx,
+            up,
+            server_keep_alive && framing != Framing::Close,
+        )
+        .await;
         return finish_to_client(shared, conn, &mut flow, keep_alive).await;
     }
     // Streamed: the head goes out now, the body piece by piece, `response` fires at the end.
     let response = flow.response.as_ref().expect("set above");
-    let out = if keep_alive { streaming_framing(&body) } else { framing };
+    let out = if keep_alive {
+        streaming_framing(&body)
+    } else {
+        framing
+    };
     let close = !keep_alive || out == Framing::Close;
     let mut head_bytes = response_head_bytes(response, out, close);
     if let Err(e) = conn.io.write_all(&head_bytes).await {
@@ -439,7 +520,13 @@ async fn receive_response(
     if shared.hook(Hook::Response, &mut flow).await == Verdict::Kill || is_killed(&flow) {
         return killed(shared, &mut flow, false).await;
     }
-    release_server(shared, ctx, up, server_keep_alive && framing != Framing::Close).await;
+    release_server(
+        shared,
+        ctx,
+        up,
+        server_keep_alive && framing != Framing::Close,
+    )
+    .await;
     flow.live = false;
     shared.sink.flow_finished(&flow);
     if close { Next::Close } else { Next::KeepAlive }
@@ -493,7 +580,9 @@ async fn write_full_response(
     close: bool,
 ) -> std::io::Result<()> {
     let status = u16::try_from(response.status_code).unwrap_or(500);
-    let no_body = method.eq_ignore_ascii_case(b"HEAD") || (100..200).contains(&status) || matches!(status, 204 | 304);
+    let no_body = method.eq_ignore_ascii_case(b"HEAD")
+        || (100..200).contains(&status)
+        || matches!(status, 204 | 304);
     let framing = if no_body {
         Framing::Empty
     } else {

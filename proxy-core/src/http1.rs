@@ -160,10 +160,7 @@ fn header_offsets(buf: &[u8], headers: &[httparse::Header<'_>]) -> Vec<[(usize, 
         .map(|h| {
             let name = h.name.as_ptr() as usize - base;
             let value = h.value.as_ptr() as usize - base;
-            [
-                (name, name + h.name.len()),
-                (value, value + h.value.len()),
-            ]
+            [(name, name + h.name.len()), (value, value + h.value.len())]
         })
         .collect()
 }
@@ -218,7 +215,9 @@ pub(crate) fn response_framing(
     status: u16,
     headers: &[Header],
 ) -> Result<Framing, Http1Error> {
-    if method.eq_ignore_ascii_case(b"HEAD") || (100..200).contains(&status) || matches!(status, 204 | 304)
+    if method.eq_ignore_ascii_case(b"HEAD")
+        || (100..200).contains(&status)
+        || matches!(status, 204 | 304)
     {
         return Ok(Framing::Empty);
     }
@@ -237,7 +236,10 @@ pub(crate) fn response_framing(
 
 fn content_length(headers: &[Header]) -> Result<Option<u64>, Http1Error> {
     let mut found: Option<u64> = None;
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case(b"content-length")) {
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(b"content-length"))
+    {
         let n = std::str::from_utf8(&h.value)
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
@@ -264,7 +266,9 @@ pub(crate) fn is_hop_by_hop(name: &[u8], connection_tokens: &[Bytes]) -> bool {
         b"content-length",
     ];
     HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || connection_tokens.iter().any(|t| name.eq_ignore_ascii_case(t))
+        || connection_tokens
+            .iter()
+            .any(|t| name.eq_ignore_ascii_case(t))
 }
 
 /// The header names listed in `Connection`.
@@ -286,12 +290,18 @@ pub(crate) fn connection_tokens(headers: &[Header]) -> Vec<Bytes> {
 /// framing header for the outgoing `framing`. A framing header the message already carries with
 /// the same meaning stays where it was, spelled as received (header case and order are
 /// preserved); one that no longer fits is dropped and the right one appended.
-pub(crate) fn write_end_to_end(out: &mut Vec<u8>, headers: &[Header], keep_upgrade: bool, framing: Framing) {
+pub(crate) fn write_end_to_end(
+    out: &mut Vec<u8>,
+    headers: &[Header],
+    keep_upgrade: bool,
+    framing: Framing,
+) {
     let tokens = connection_tokens(headers);
     let mut framed = false;
     for h in headers {
         let upgrade = keep_upgrade
-            && (h.name.eq_ignore_ascii_case(b"upgrade") || h.name.eq_ignore_ascii_case(b"connection"));
+            && (h.name.eq_ignore_ascii_case(b"upgrade")
+                || h.name.eq_ignore_ascii_case(b"connection"));
         if !framed && keeps_framing(h, framing) {
             framed = true;
             push_header(out, &h.name, &h.value);
@@ -312,10 +322,12 @@ pub(crate) fn write_end_to_end(out: &mut Vec<u8>, headers: &[Header], keep_upgra
 fn keeps_framing(h: &Header, framing: Framing) -> bool {
     match framing {
         Framing::Length(n) => {
-            h.name.eq_ignore_ascii_case(b"content-length") && h.value.trim_ascii() == n.to_string().as_bytes()
+            h.name.eq_ignore_ascii_case(b"content-length")
+                && h.value.trim_ascii() == n.to_string().as_bytes()
         }
         Framing::Chunked => {
-            h.name.eq_ignore_ascii_case(b"transfer-encoding") && h.value.trim_ascii().eq_ignore_ascii_case(b"chunked")
+            h.name.eq_ignore_ascii_case(b"transfer-encoding")
+                && h.value.trim_ascii().eq_ignore_ascii_case(b"chunked")
         }
         Framing::Empty => h.name.eq_ignore_ascii_case(b"content-length"),
         Framing::Close => false,
@@ -356,7 +368,13 @@ impl BodyReader {
             Framing::Length(n) => (n, n == 0),
             Framing::Chunked | Framing::Close => (0, false),
         };
-        Self { framing, remaining, crlf_due: false, done, trailers: None }
+        Self {
+            framing,
+            remaining,
+            crlf_due: false,
+            done,
+            trailers: None,
+        }
     }
 
     /// How the body is delimited.
@@ -432,7 +450,9 @@ impl BodyReader {
                     }
                 }
                 if &conn.buf[..2] != b"\r\n" {
-                    return Err(Http1Error::Malformed("chunk data not followed by CRLF".into()));
+                    return Err(Http1Error::Malformed(
+                        "chunk data not followed by CRLF".into(),
+                    ));
                 }
                 let _ = conn.buf.split_to(2);
                 self.crlf_due = false;
@@ -490,7 +510,11 @@ where
 }
 
 /// Writes one piece of a body with the given outgoing framing.
-pub(crate) async fn write_body_piece<W>(out: &mut W, framing: Framing, piece: &[u8]) -> std::io::Result<()>
+pub(crate) async fn write_body_piece<W>(
+    out: &mut W,
+    framing: Framing,
+    piece: &[u8],
+) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
@@ -579,7 +603,9 @@ mod tests {
     #[tokio::test]
     async fn request_head_keeps_case_order_and_duplicates() {
         let (mut a, b) = tokio::io::duplex(1024);
-        a.write_all(b"GET http://x/ HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\n\r\n").await.unwrap();
+        a.write_all(b"GET http://x/ HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\n\r\n")
+            .await
+            .unwrap();
         let mut conn = Conn::new(b);
         let head = conn.read_request_head().await.unwrap().unwrap();
         assert_eq!(&head.target[..], b"http://x/");
@@ -592,19 +618,32 @@ mod tests {
         let (mut a, b) = tokio::io::duplex(1024);
         a.write_all(b"GET /\x01 HTTP/1.1\r\n\r\n").await.unwrap();
         let mut conn = Conn::new(b);
-        assert!(matches!(conn.read_request_head().await, Err(Http1Error::Malformed(_))));
+        assert!(matches!(
+            conn.read_request_head().await,
+            Err(Http1Error::Malformed(_))
+        ));
     }
 
     #[test]
     fn framing_rules() {
-        let h = |n: &'static str, v: &'static str| Header { name: n.into(), value: v.into() };
-        assert_eq!(request_framing(&[h("Content-Length", "5")]).unwrap(), Framing::Length(5));
+        let h = |n: &'static str, v: &'static str| Header {
+            name: n.into(),
+            value: v.into(),
+        };
         assert_eq!(
-            request_framing(&[h("Content-Length", "5"), h("Transfer-Encoding", "chunked")]).unwrap(),
+            request_framing(&[h("Content-Length", "5")]).unwrap(),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            request_framing(&[h("Content-Length", "5"), h("Transfer-Encoding", "chunked")])
+                .unwrap(),
             Framing::Chunked
         );
         assert!(request_framing(&[h("Content-Length", "5"), h("content-length", "6")]).is_err());
-        assert_eq!(response_framing(b"HEAD", 200, &[h("Content-Length", "5")]).unwrap(), Framing::Empty);
+        assert_eq!(
+            response_framing(b"HEAD", 200, &[h("Content-Length", "5")]).unwrap(),
+            Framing::Empty
+        );
         assert_eq!(response_framing(b"GET", 200, &[]).unwrap(), Framing::Close);
         assert_eq!(response_framing(b"GET", 304, &[]).unwrap(), Framing::Empty);
     }

@@ -88,25 +88,39 @@ impl Shared {
         sni: &str,
     ) -> Result<Upstream, UpstreamError> {
         let mut info = flow::unconnected_server();
-        info.address = Some(flowtap_proto::v1::Address { host: key.host.clone(), port: u32::from(key.port) });
-        self.connection_hook(Hook::ServerConnect, client, Some(&mut info)).await;
+        info.address = Some(flowtap_proto::v1::Address {
+            host: key.host.clone(),
+            port: u32::from(key.port),
+        });
+        self.connection_hook(Hook::ServerConnect, client, Some(&mut info))
+            .await;
         if let Some(error) = info.error.clone() {
             let host = key.host.clone();
             flow.server_conn = Some(info);
-            return Err(UpstreamError::ConnectFailed { host, port: u32::from(key.port), reason: error });
+            return Err(UpstreamError::ConnectFailed {
+                host,
+                port: u32::from(key.port),
+                reason: error,
+            });
         }
         let key = match &info.address {
-            Some(a) => PoolKey { tls: key.tls, host: a.host.clone(), port: u16::try_from(a.port).unwrap_or(key.port) },
+            Some(a) => PoolKey {
+                tls: key.tls,
+                host: a.host.clone(),
+                port: u16::try_from(a.port).unwrap_or(key.port),
+            },
             None => key.clone(),
         };
         match self.connector.connect(&key, sni, false, info).await {
             Ok(mut up) => {
-                self.connection_hook(Hook::ServerConnected, client, Some(&mut up.info)).await;
+                self.connection_hook(Hook::ServerConnected, client, Some(&mut up.info))
+                    .await;
                 Ok(up)
             }
             Err((e, mut info)) => {
                 info.error = Some(e.to_string());
-                self.connection_hook(Hook::ServerConnectError, client, Some(&mut info)).await;
+                self.connection_hook(Hook::ServerConnectError, client, Some(&mut info))
+                    .await;
                 // mitmproxy records no address for a server it never reached.
                 info.address = None;
                 info.timestamp_start = None;
@@ -121,7 +135,8 @@ impl Shared {
     pub(crate) async fn server_closed(&self, client: &Connection, mut up: Upstream) {
         if self.hooks.interest().wants(Hook::ServerDisconnected) {
             up.info.timestamp_end = Some(flow::now());
-            self.connection_hook(Hook::ServerDisconnected, client, Some(&mut up.info)).await;
+            self.connection_hook(Hook::ServerDisconnected, client, Some(&mut up.info))
+                .await;
         }
     }
 
@@ -152,9 +167,13 @@ impl Proxy {
         hooks: Arc<dyn Hooks>,
         sink: Arc<dyn FlowSink>,
     ) -> Result<Self, SetupError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| SetupError::Bind { addr: config.listen.to_string(), source })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| SetupError::Bind {
+                    addr: config.listen.to_string(),
+                    source,
+                })?;
         let hosts = HostMatcher::new(&config.ignore_hosts, &config.allow_hosts)?;
         let tls = |alpn: Vec<Vec<u8>>| {
             flowtap_certs::client_config(&flowtap_certs::UpstreamTls {
@@ -170,13 +189,27 @@ impl Proxy {
             connect_timeout: config.connect_timeout,
         };
         let sink_bodies = sink.needs_bodies();
-        let shared = Shared { config, hooks, sink, ca, connector, pool: Pool::default(), hosts, sink_bodies };
-        Ok(Self { listener, shared: Arc::new(shared) })
+        let shared = Shared {
+            config,
+            hooks,
+            sink,
+            ca,
+            connector,
+            pool: Pool::default(),
+            hosts,
+            sink_bodies,
+        };
+        Ok(Self {
+            listener,
+            shared: Arc::new(shared),
+        })
     }
 
     /// The address the proxy listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves clients until `shutdown` completes; then stops accepting, lets each connection
@@ -205,9 +238,13 @@ impl Proxy {
         drop(self.listener);
         let _ = stop_tx.send(true);
         let grace = self.shared.config.shutdown_grace;
-        let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            tracing::warn!("{} connections still open after {grace:?}; closing them", tasks.len());
+            tracing::warn!(
+                "{} connections still open after {grace:?}; closing them",
+                tasks.len()
+            );
             tasks.shutdown().await;
         }
         self.shared.sink.close();
@@ -215,10 +252,19 @@ impl Proxy {
 }
 
 /// One client connection, from accept to close.
-async fn serve_client(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
+async fn serve_client(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
-    let mut ctx = ClientCtx { client: flow::client_connection(peer, local), owned: Vec::new(), tunnel: None };
+    let mut ctx = ClientCtx {
+        client: flow::client_connection(peer, local),
+        owned: Vec::new(),
+        tunnel: None,
+    };
     if shared.hooks.interest().wants(Hook::ClientConnected) {
         let mut subject = connection_subject(&ctx.client, None);
         shared.hooks.call(Hook::ClientConnected, &mut subject).await;
@@ -244,10 +290,14 @@ async fn disconnected(shared: &Shared, ctx: &mut ClientCtx, client_first: bool) 
     let owned = std::mem::take(&mut ctx.owned);
     ctx.client.timestamp_end = Some(flow::now());
     if client_first {
-        shared.connection_hook(Hook::ClientDisconnected, &ctx.client, None).await;
+        shared
+            .connection_hook(Hook::ClientDisconnected, &ctx.client, None)
+            .await;
         shared.release_owned(&ctx.client, owned).await;
     } else {
         shared.release_owned(&ctx.client, owned).await;
-        shared.connection_hook(Hook::ClientDisconnected, &ctx.client, None).await;
+        shared
+            .connection_hook(Hook::ClientDisconnected, &ctx.client, None)
+            .await;
     }
 }

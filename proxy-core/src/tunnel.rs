@@ -38,11 +38,17 @@ impl HostMatcher {
                     RegexBuilder::new(p)
                         .case_insensitive(true)
                         .build()
-                        .map_err(|source| SetupError::HostPattern { pattern: p.clone(), source })
+                        .map_err(|source| SetupError::HostPattern {
+                            pattern: p.clone(),
+                            source,
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
-        Ok(Self { ignore: compile(ignore)?, allow: compile(allow)? })
+        Ok(Self {
+            ignore: compile(ignore)?,
+            allow: compile(allow)?,
+        })
     }
 
     /// True when traffic to `host:port` is intercepted rather than relayed untouched.
@@ -65,7 +71,12 @@ pub(crate) async fn connect(
 ) -> bool {
     let authority = String::from_utf8_lossy(&head.target).into_owned();
     let Some((host, port)) = flow::parse_authority(&authority, 443) else {
-        let _ = write_error(&mut conn, 400, &format!("invalid CONNECT target {authority:?}")).await;
+        let _ = write_error(
+            &mut conn,
+            400,
+            &format!("invalid CONNECT target {authority:?}"),
+        )
+        .await;
         return false;
     };
     let mut flow = new_http_flow(&ctx.client, connect_request(head, &host, port));
@@ -81,7 +92,10 @@ pub(crate) async fn connect(
         }
     }
     let request = flow.request.as_ref().expect("a CONNECT flow has a request");
-    let (host, port) = (request.host.clone(), u16::try_from(request.port).unwrap_or(port));
+    let (host, port) = (
+        request.host.clone(),
+        u16::try_from(request.port).unwrap_or(port),
+    );
     let mut server = flow::unconnected_server();
     let tcp = match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
         Ok(tcp) => tcp,
@@ -93,7 +107,12 @@ pub(crate) async fn connect(
         }
     };
     if flow.response.is_none() {
-        if conn.io.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.is_err() {
+        if conn
+            .io
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await
+            .is_err()
+        {
             return false;
         }
         flow.response = Some(established());
@@ -112,13 +131,27 @@ pub(crate) async fn connect(
             Ok(_) => {}
         }
     }
-    let target = Target { scheme: "http", host: host.clone(), port, path: Bytes::from_static(b"/") };
+    let target = Target {
+        scheme: "http",
+        host: host.clone(),
+        port,
+        path: Bytes::from_static(b"/"),
+    };
     if conn.buf[0] == 0x16 {
         intercept_tls(shared, conn, ctx, tcp, server, target, stop).await;
         true
     } else if looks_like_http(&conn.buf) {
-        let key = PoolKey { tls: false, host, port };
-        ctx.owned.push(Upstream { conn: Conn::new(Box::new(tcp)), info: server, key, h2: false });
+        let key = PoolKey {
+            tls: false,
+            host,
+            port,
+        };
+        ctx.owned.push(Upstream {
+            conn: Conn::new(Box::new(tcp)),
+            info: server,
+            key,
+            h2: false,
+        });
         ctx.tunnel = Some(target);
         let _ = http::serve(shared, &mut conn, ctx, stop).await;
         false
@@ -153,7 +186,10 @@ fn established() -> flowtap_proto::v1::Response {
     }
 }
 
-async fn write_response(conn: &mut Conn<Io>, response: &flowtap_proto::v1::Response) -> std::io::Result<()> {
+async fn write_response(
+    conn: &mut Conn<Io>,
+    response: &flowtap_proto::v1::Response,
+) -> std::io::Result<()> {
     let mut out = format!("HTTP/1.1 {} ", response.status_code).into_bytes();
     out.extend_from_slice(&response.reason);
     out.extend_from_slice(b"\r\n");
@@ -174,19 +210,32 @@ async fn connect_tcp(
     port: u16,
     server: &mut Connection,
 ) -> Result<TcpStream, UpstreamError> {
-    server.address = Some(flowtap_proto::v1::Address { host: host.to_string(), port: u32::from(port) });
-    shared.connection_hook(Hook::ServerConnect, client, Some(server)).await;
+    server.address = Some(flowtap_proto::v1::Address {
+        host: host.to_string(),
+        port: u32::from(port),
+    });
+    shared
+        .connection_hook(Hook::ServerConnect, client, Some(server))
+        .await;
     if let Some(reason) = server.error.clone() {
-        return Err(UpstreamError::ConnectFailed { host: host.to_string(), port: u32::from(port), reason });
+        return Err(UpstreamError::ConnectFailed {
+            host: host.to_string(),
+            port: u32::from(port),
+            reason,
+        });
     }
     match shared.connector.tcp(host, port, server).await {
         Ok(tcp) => {
-            shared.connection_hook(Hook::ServerConnected, client, Some(server)).await;
+            shared
+                .connection_hook(Hook::ServerConnected, client, Some(server))
+                .await;
             Ok(tcp)
         }
         Err(e) => {
             server.error = Some(e.to_string());
-            shared.connection_hook(Hook::ServerConnectError, client, Some(server)).await;
+            shared
+                .connection_hook(Hook::ServerConnectError, client, Some(server))
+                .await;
             Err(e)
         }
     }
@@ -219,8 +268,12 @@ async fn intercept_tls(
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) {
     let prefix = conn.buf.split().freeze();
-    let rewind = Rewind { prefix, inner: conn.io };
-    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), rewind);
+    let rewind = Rewind {
+        prefix,
+        inner: conn.io,
+    };
+    let acceptor =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), rewind);
     let start = match acceptor.await {
         Ok(start) => start,
         Err(e) => {
@@ -230,10 +283,16 @@ async fn intercept_tls(
     };
     let hello = start.client_hello();
     let sni = hello.server_name().map(str::to_string);
-    let offers: Vec<Vec<u8>> = hello.alpn().map(|i| i.map(<[u8]>::to_vec).collect()).unwrap_or_default();
+    let offers: Vec<Vec<u8>> = hello
+        .alpn()
+        .map(|i| i.map(<[u8]>::to_vec).collect())
+        .unwrap_or_default();
     let server_name = sni.clone().unwrap_or_else(|| target.host.clone());
     let offer_h2 = shared.config.http2 && offers.iter().any(|p| p == b"h2");
-    let upstream = shared.connector.tls(tcp, &server_name, offer_h2, &mut server).await;
+    let upstream = shared
+        .connector
+        .tls(tcp, &server_name, offer_h2, &mut server)
+        .await;
     let server_alpn = match &upstream {
         Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
         Err(e) => {
@@ -277,13 +336,25 @@ async fn intercept_tls(
             return;
         }
     };
-    let target = Target { scheme: "https", ..target };
-    let key = PoolKey { tls: true, host: target.host.clone(), port: target.port };
+    let target = Target {
+        scheme: "https",
+        ..target
+    };
+    let key = PoolKey {
+        tls: true,
+        host: target.host.clone(),
+        port: target.port,
+    };
     if h2 {
         crate::h2::serve(shared, conn, ctx, Box::new(upstream), server, target).await;
         return;
     }
-    ctx.owned.push(Upstream { conn: Conn::new(Box::new(upstream)), info: server, key, h2: false });
+    ctx.owned.push(Upstream {
+        conn: Conn::new(Box::new(upstream)),
+        info: server,
+        key,
+        h2: false,
+    });
     ctx.tunnel = Some(target);
     if let Next::Connect(_) = http::serve(shared, &mut conn, ctx, stop).await {
         tracing::debug!("nested CONNECT refused");
@@ -297,7 +368,11 @@ struct Rewind {
 }
 
 impl AsyncRead for Rewind {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         if self.prefix.has_remaining() {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
@@ -309,7 +384,11 @@ impl AsyncRead for Rewind {
 }
 
 impl AsyncWrite for Rewind {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 

@@ -55,7 +55,10 @@ impl Connector {
         port: u16,
         info: &mut Connection,
     ) -> Result<TcpStream, UpstreamError> {
-        info.address = Some(Address { host: host.to_string(), port: u32::from(port) });
+        info.address = Some(Address {
+            host: host.to_string(),
+            port: u32::from(port),
+        });
         info.timestamp_start = Some(now());
         let failed = |reason: String| UpstreamError::ConnectFailed {
             host: host.to_string(),
@@ -83,16 +86,26 @@ impl Connector {
         info: &mut Connection,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
         let config = if offer_h2 { &self.tls_h2 } else { &self.tls_h1 };
-        let failed = |reason: String| UpstreamError::Tls { host: sni.to_string(), reason };
+        let failed = |reason: String| UpstreamError::Tls {
+            host: sni.to_string(),
+            reason,
+        };
         let name = ServerName::try_from(sni.to_string()).map_err(|e| failed(e.to_string()))?;
         info.tls = true;
-        info.alpn_offers = config.alpn_protocols.iter().map(|p| Bytes::from(p.clone())).collect();
+        info.alpn_offers = config
+            .alpn_protocols
+            .iter()
+            .map(|p| Bytes::from(p.clone()))
+            .collect();
         // Like curl, send no SNI for an IP literal; rustls does that by itself.
         if !matches!(name, ServerName::IpAddress(_)) {
             info.sni = Some(sni.to_string());
         }
         let connector = tokio_rustls::TlsConnector::from(config.clone());
-        let tls = connector.connect(name, stream).await.map_err(|e| failed(e.to_string()))?;
+        let tls = connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         record_tls(info, tls.get_ref().1);
         Ok(tls)
     }
@@ -120,16 +133,28 @@ impl Connector {
         } else {
             (Box::new(tcp), false)
         };
-        Ok(Upstream { conn: Conn::new(io), info, key: key.clone(), h2 })
+        Ok(Upstream {
+            conn: Conn::new(io),
+            info,
+            key: key.clone(),
+            h2,
+        })
     }
 }
 
 /// Copies what a finished TLS handshake agreed into a connection record.
 pub(crate) fn record_tls<D>(info: &mut Connection, session: &rustls::ConnectionCommon<D>) {
     info.timestamp_tls_setup = Some(now());
-    info.alpn = Some(session.alpn_protocol().map(Bytes::copy_from_slice).unwrap_or_default());
+    info.alpn = Some(
+        session
+            .alpn_protocol()
+            .map(Bytes::copy_from_slice)
+            .unwrap_or_default(),
+    );
     info.tls_version = session.protocol_version().map(tls_version_name);
-    info.cipher = session.negotiated_cipher_suite().map(|s| cipher_name(s.suite()));
+    info.cipher = session
+        .negotiated_cipher_suite()
+        .map(|s| cipher_name(s.suite()));
     if let Some(certs) = session.peer_certificates() {
         info.certificate_list = certs
             .iter()

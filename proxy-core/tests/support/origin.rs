@@ -155,7 +155,7 @@ async fn answer(
     let seen = Seen {
         version: version.into(),
         method: parts.method.to_string(),
-        path_and_query: path_and_query.clone(),
+        path_and_query,
         headers: parts
             .headers
             .iter()
