@@ -32,7 +32,8 @@ fn main() {
     }
     // FNV-1a over names and contents: the directory name the package is extracted to.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut code = String::from("/// The embedded Python files: (path under the package root, source).\n");
+    let mut code =
+        String::from("/// The embedded Python files: (path under the package root, source).\n");
     code.push_str("pub(crate) static FILES: &[(&str, &str)] = &[\n");
     for (rel, path) in &files {
         println!("cargo:rerun-if-changed={}", path.display());
@@ -41,12 +42,19 @@ fn main() {
             hash ^= u64::from(b);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
-        writeln!(code, "    ({rel:?}, include_str!({:?})),", path.display().to_string())
-            .expect("write to string");
+        writeln!(
+            code,
+            "    ({rel:?}, include_str!({:?})),",
+            path.display().to_string()
+        )
+        .expect("write to string");
     }
     code.push_str("];\n");
-    writeln!(code, "/// A hash of the embedded files.\npub(crate) const HASH: &str = \"{hash:016x}\";")
-        .expect("write to string");
+    writeln!(
+        code,
+        "/// A hash of the embedded files.\npub(crate) const HASH: &str = \"{hash:016x}\";"
+    )
+    .expect("write to string");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
     std::fs::write(out.join("embedded_python.rs"), code).expect("OUT_DIR is writable");
 }

@@ -166,7 +166,11 @@ impl ScriptClient {
                         return;
                     }
                     Ok((_, ready)) => {
-                        tracing::error!(worker = index, "restarted worker failed to load scripts:\n{}", ready.startup_error);
+                        tracing::error!(
+                            worker = index,
+                            "restarted worker failed to load scripts:\n{}",
+                            ready.startup_error
+                        );
                     }
                     Err(e) => tracing::error!(worker = index, "restarting worker: {e}"),
                 }
@@ -190,7 +194,8 @@ impl ScriptClient {
     pub async fn configure(&self, options: Vec<v1::Option>) -> Result<(), String> {
         for slot in &self.slots {
             if let Some(link) = slot.current() {
-                link.configure(options.clone(), self.config.hook_timeout).await?;
+                link.configure(options.clone(), self.config.hook_timeout)
+                    .await?;
             }
         }
         Ok(())
@@ -222,7 +227,9 @@ impl ScriptClient {
             return Verdict::Continue;
         }
         let grace = Duration::from_millis(200);
-        let reply = match tokio::time::timeout(self.config.hook_timeout + grace, link.call(call)).await {
+        let reply = match tokio::time::timeout(self.config.hook_timeout + grace, link.call(call))
+            .await
+        {
             Ok(Some(reply)) => reply,
             Ok(None) => return policy::apply(self.config.failure, Failure::Crashed, hook, flow),
             Err(_) => return policy::apply(self.config.failure, Failure::Timeout, hook, flow),
@@ -266,15 +273,15 @@ impl ScriptClient {
 /// Takes the scripts' version of the flow, keeping the core's bodies where the reply has none
 /// (bodies travel back only when a script set them).
 fn apply_changes(flow: &mut Flow, mut changed: Flow) {
-    if let (Some(new), Some(old)) = (changed.request.as_mut(), flow.request.as_ref()) {
-        if new.content.is_none() {
-            new.content = old.content.clone();
-        }
+    if let (Some(new), Some(old)) = (changed.request.as_mut(), flow.request.as_ref())
+        && new.content.is_none()
+    {
+        new.content = old.content.clone();
     }
-    if let (Some(new), Some(old)) = (changed.response.as_mut(), flow.response.as_ref()) {
-        if new.content.is_none() {
-            new.content = old.content.clone();
-        }
+    if let (Some(new), Some(old)) = (changed.response.as_mut(), flow.response.as_ref())
+        && new.content.is_none()
+    {
+        new.content = old.content.clone();
     }
     changed.live = flow.live;
     *flow = changed;

@@ -71,10 +71,10 @@ pub struct ScriptHost {
 impl ScriptHost {
     /// Starts CPython on its own thread and the script runtime in it. Scripts are loaded when
     /// the first session says Hello (so that its `--set` values apply).
-    pub fn start(config: Config) -> Result<Self, ScriptHostError> {
+    pub fn start(config: &Config) -> Result<Self, ScriptHostError> {
         let (worker, wake_reader) = Worker::new().map_err(ScriptHostError::Wake)?;
         let worker = Arc::new(worker);
-        python::start(&config, Arc::clone(&worker), wake_reader)?;
+        python::start(config, &worker, wake_reader)?;
         Ok(Self { worker })
     }
 

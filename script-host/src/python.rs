@@ -20,19 +20,25 @@ use crate::{Config, ScriptHostError};
 /// Starts the interpreter (once per process) and the runtime on a dedicated thread.
 pub(crate) fn start(
     config: &Config,
-    worker: Arc<Worker>,
+    worker: &Arc<Worker>,
     wake_reader: UnixStream,
 ) -> Result<(), ScriptHostError> {
     let package_dir = embed::extract(config.package_dir.as_deref())?;
     initialize(config.venv.as_deref())?;
     let scripts = config.scripts.clone();
-    let thread_worker = Arc::clone(&worker);
+    let thread_worker = Arc::clone(worker);
     std::thread::Builder::new()
         .name("python".into())
         .spawn(move || {
             let outcome = Python::attach(|py| {
-                run(py, &package_dir, scripts, Arc::clone(&thread_worker), wake_reader)
-                    .map_err(|e| describe(py, &e))
+                run(
+                    py,
+                    &package_dir,
+                    scripts,
+                    Arc::clone(&thread_worker),
+                    wake_reader,
+                )
+                .map_err(|e| describe(py, &e))
             });
             thread_worker.finish(outcome);
         })
@@ -102,7 +108,9 @@ fn initialize_as(executable: &Path) -> Result<(), ScriptHostError> {
             pyo3::ffi::PyConfig_SetBytesString(&mut cfg, &mut cfg.executable, exe.as_ptr());
         if pyo3::ffi::PyStatus_Exception(status) != 0 {
             pyo3::ffi::PyConfig_Clear(&mut cfg);
-            return Err(ScriptHostError::Python("setting the venv executable".into()));
+            return Err(ScriptHostError::Python(
+                "setting the venv executable".into(),
+            ));
         }
         let status = pyo3::ffi::Py_InitializeFromConfig(&cfg);
         pyo3::ffi::PyConfig_Clear(&mut cfg);

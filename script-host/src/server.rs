@@ -91,7 +91,10 @@ fn dispatch(worker: &Worker, session: u64, message: CoreMessage) -> Result<(), S
             }
         }
         Kind::Running(_) => Event::Running { session },
-        Kind::HookCall(call) => Event::Hook { session, call },
+        Kind::HookCall(call) => Event::Hook {
+            session,
+            call: Box::new(call),
+        },
         Kind::Configure(configure) => Event::Configure {
             session,
             options: configure.options,

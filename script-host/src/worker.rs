@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use flowtap_proto::v1::{self, WorkerMessage, worker_message};
 use tokio::sync::{mpsc, watch};
@@ -35,7 +35,7 @@ pub enum Event {
         /// The session.
         session: u64,
         /// The call.
-        call: v1::HookCall,
+        call: Box<v1::HookCall>,
     },
     /// Options changed.
     Configure {

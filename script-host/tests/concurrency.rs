@@ -16,12 +16,17 @@ async fn run_flows(host: &Host, deferred: &[(&str, &str)], n: usize) -> Duration
     assert_eq!(session.hello(deferred).await.startup_error, "");
     let start = Instant::now();
     for i in 0..n {
-        session.send_call(Hook::Request, http_flow(&format!("/{i}")), 0).await;
+        session
+            .send_call(Hook::Request, http_flow(&format!("/{i}")), 0)
+            .await;
     }
     for _ in 0..n {
         let reply = session.reply().await;
         let request = reply.flow.expect("flow").request.expect("request");
-        assert_eq!(header_value(&request.headers, "x-slept").as_deref(), Some("yes"));
+        assert_eq!(
+            header_value(&request.headers, "x-slept").as_deref(),
+            Some("yes")
+        );
     }
     start.elapsed()
 }
@@ -54,7 +59,11 @@ async fn async_hooks_run_concurrently_on_the_loop() {
 
 #[tokio::test]
 async fn call_past_its_deadline_is_answered_timed_out() {
-    let host = Host::start(&[("slow.py", "import time\ndef request(flow):\n    time.sleep(2)\n")]).await;
+    let host = Host::start(&[(
+        "slow.py",
+        "import time\ndef request(flow):\n    time.sleep(2)\n",
+    )])
+    .await;
     let mut session = host.session().await;
     session.hello(&[]).await;
     let start = Instant::now();
@@ -62,7 +71,11 @@ async fn call_past_its_deadline_is_answered_timed_out() {
     let reply = session.reply().await;
     assert!(reply.timed_out);
     assert!(reply.flow.is_none());
-    assert!(start.elapsed() < Duration::from_millis(1500), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test]

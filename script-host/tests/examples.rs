@@ -18,9 +18,14 @@ async fn add_header() {
     let host = host_for("add_header.py").await;
     let mut session = host.session().await;
     assert_eq!(session.hello(&[]).await.startup_error, "");
-    let reply = session.call(Hook::Response, with_response(http_flow("/"), "x")).await;
+    let reply = session
+        .call(Hook::Response, with_response(http_flow("/"), "x"))
+        .await;
     let response = reply.flow.expect("flow").response.expect("response");
-    assert_eq!(header_value(&response.headers, "x-flowtap").as_deref(), Some("added"));
+    assert_eq!(
+        header_value(&response.headers, "x-flowtap").as_deref(),
+        Some("added")
+    );
 }
 
 #[tokio::test]
@@ -31,7 +36,10 @@ async fn reply_from_proxy() {
     let reply = session.call(Hook::Request, http_flow("/hello")).await;
     assert_eq!(reply.verdict(), Verdict::Respond);
     let response = reply.flow.expect("flow").response.expect("response");
-    assert_eq!(response.content.as_deref(), Some(&b"Hello from the proxy\n"[..]));
+    assert_eq!(
+        response.content.as_deref(),
+        Some(&b"Hello from the proxy\n"[..])
+    );
     let reply = session.call(Hook::Request, http_flow("/other")).await;
     assert_eq!(reply.verdict(), Verdict::Continue);
 }
@@ -43,7 +51,15 @@ async fn block_host() {
     session.hello(&[("blocked_hosts", "example.com")]).await;
     let reply = session.call(Hook::Request, http_flow("/")).await;
     assert_eq!(reply.verdict(), Verdict::Respond);
-    assert_eq!(reply.flow.expect("flow").response.expect("response").status_code, 403);
+    assert_eq!(
+        reply
+            .flow
+            .expect("flow")
+            .response
+            .expect("response")
+            .status_code,
+        403
+    );
 }
 
 #[tokio::test]
@@ -51,7 +67,9 @@ async fn query_param() {
     let host = host_for("query_param.py").await;
     let mut session = host.session().await;
     session.hello(&[]).await;
-    let reply = session.call(Hook::Request, http_flow("/search?q=x&lang=de")).await;
+    let reply = session
+        .call(Hook::Request, http_flow("/search?q=x&lang=de"))
+        .await;
     let request = reply.flow.expect("flow").request.expect("request");
     assert_eq!(&request.path[..], b"/search?q=x&lang=en");
 }
@@ -62,7 +80,10 @@ async fn rewrite_body() {
     let mut session = host.session().await;
     session.hello(&[]).await;
     let reply = session
-        .call(Hook::Response, with_response(http_flow("/"), "bananas are great"))
+        .call(
+            Hook::Response,
+            with_response(http_flow("/"), "bananas are great"),
+        )
         .await;
     let response = reply.flow.expect("flow").response.expect("response");
     assert_eq!(response.content.as_deref(), Some(&b"apples are great"[..]));
@@ -76,9 +97,16 @@ async fn count_requests() {
     for expected in ["1", "2", "3"] {
         let reply = session.call(Hook::Request, http_flow("/")).await;
         let request = reply.flow.expect("flow").request.expect("request");
-        assert_eq!(header_value(&request.headers, "x-request-count").as_deref(), Some(expected));
+        assert_eq!(
+            header_value(&request.headers, "x-request-count").as_deref(),
+            Some(expected)
+        );
     }
-    assert!(session.log_text().contains("We've seen 2 flows"), "{}", session.log_text());
+    assert!(
+        session.log_text().contains("We've seen 2 flows"),
+        "{}",
+        session.log_text()
+    );
 }
 
 #[tokio::test]
@@ -86,13 +114,24 @@ async fn option_configure() {
     let host = host_for("option_configure.py").await;
     let mut session = host.session().await;
     let ready = session.hello(&[("max_body_kb", "0")]).await;
-    assert!(ready.startup_error.contains("max_body_kb must be at least 1"), "{}", ready.startup_error);
+    assert!(
+        ready
+            .startup_error
+            .contains("max_body_kb must be at least 1"),
+        "{}",
+        ready.startup_error
+    );
 
     let host = host_for("option_configure.py").await;
     let mut session = host.session().await;
-    assert_eq!(session.hello(&[("max_body_kb", "1")]).await.startup_error, "");
+    assert_eq!(
+        session.hello(&[("max_body_kb", "1")]).await.startup_error,
+        ""
+    );
     let big = "a".repeat(3000);
-    let reply = session.call(Hook::Response, with_response(http_flow("/"), &big)).await;
+    let reply = session
+        .call(Hook::Response, with_response(http_flow("/"), &big))
+        .await;
     let response = reply.flow.expect("flow").response.expect("response");
     assert_eq!(response.content.expect("content").len(), 1024);
 }
@@ -103,10 +142,18 @@ async fn twenty_in_parallel(script: &str, header: &str) -> Duration {
     session.hello(&[]).await;
     let start = Instant::now();
     for i in 0..20 {
-        session.send_call(Hook::Request, http_flow(&format!("/{i}")), 0).await;
+        session
+            .send_call(Hook::Request, http_flow(&format!("/{i}")), 0)
+            .await;
     }
     for _ in 0..20 {
-        let request = session.reply().await.flow.expect("flow").request.expect("request");
+        let request = session
+            .reply()
+            .await
+            .flow
+            .expect("flow")
+            .request
+            .expect("request");
         assert!(header_value(&request.headers, header).is_some());
     }
     start.elapsed()
@@ -128,7 +175,10 @@ async fn concurrent_hook() {
 #[tokio::test]
 async fn old_api() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let spec = format!("{} bananas apples", examples_dir().join("old_api.py").display());
+    let spec = format!(
+        "{} bananas apples",
+        examples_dir().join("old_api.py").display()
+    );
     let host = Host::start_with(dir, &[spec], "127.0.0.1:0").await;
     let mut session = host.session().await;
     assert_eq!(session.hello(&[]).await.startup_error, "");
@@ -137,5 +187,8 @@ async fn old_api() {
         .await;
     let response = reply.flow.expect("flow").response.expect("response");
     assert_eq!(response.content.as_deref(), Some(&b"apples!"[..]));
-    assert_eq!(header_value(&response.headers, "newheader").as_deref(), Some("foo"));
+    assert_eq!(
+        header_value(&response.headers, "newheader").as_deref(),
+        Some("foo")
+    );
 }

@@ -33,7 +33,12 @@ impl CoreControl for RecordingCore {
         Ok(())
     }
     fn replay_client(&self, flow: Flow) -> Result<(), String> {
-        self.calls.lock().unwrap().push(format!("replay {}", flow.request.map(|r| String::from_utf8_lossy(&r.path).into_owned()).unwrap_or_default()));
+        self.calls.lock().unwrap().push(format!(
+            "replay {}",
+            flow.request
+                .map(|r| String::from_utf8_lossy(&r.path).into_owned())
+                .unwrap_or_default()
+        ));
         Ok(())
     }
     fn inject_websocket(&self, _: &str, _: bool, _: bytes::Bytes, _: bool) -> Result<(), String> {
@@ -50,8 +55,14 @@ impl CoreControl for RecordingCore {
 #[tokio::test]
 async fn changes_from_two_workers_and_merged_interest() {
     let (_dir, mut config) = config(&[
-        ("a.py", "def request(flow):\n    flow.request.headers['x-a'] = '1'\n"),
-        ("b.py", "def response(flow):\n    pass\ndef client_disconnected(c):\n    pass\n"),
+        (
+            "a.py",
+            "def request(flow):\n    flow.request.headers['x-a'] = '1'\n",
+        ),
+        (
+            "b.py",
+            "def response(flow):\n    pass\ndef client_disconnected(c):\n    pass\n",
+        ),
     ]);
     config.workers = 2;
     let (client, scripts) = ScriptClient::start(config).await.expect("start");
@@ -64,7 +75,10 @@ async fn changes_from_two_workers_and_merged_interest() {
     for i in 0..6 {
         let mut flow = http_flow(&format!("/{i}"));
         flow.request.as_mut().unwrap().content = Some(bytes::Bytes::from_static(b"keep me"));
-        assert_eq!(client.call(Hook::Request, &mut flow).await, Verdict::Continue);
+        assert_eq!(
+            client.call(Hook::Request, &mut flow).await,
+            Verdict::Continue
+        );
         let request = flow.request.expect("request");
         assert_eq!(header_value(&request.headers, "x-a").as_deref(), Some("1"));
         assert_eq!(request.content.as_deref(), Some(&b"keep me"[..]));
@@ -97,8 +111,15 @@ async fn intercept_waits_for_resume_and_kill_releases() {
     client.attach(Arc::new(RecordingCore::default()));
     let start = Instant::now();
     let mut flow = http_flow("/resume");
-    assert_eq!(client.call(Hook::Request, &mut flow).await, Verdict::Continue);
-    assert!(start.elapsed() >= Duration::from_millis(250), "{:?}", start.elapsed());
+    assert_eq!(
+        client.call(Hook::Request, &mut flow).await,
+        Verdict::Continue
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(!flow.intercepted);
     let mut flow = http_flow("/kill");
     assert_eq!(client.call(Hook::Request, &mut flow).await, Verdict::Kill);
@@ -120,18 +141,27 @@ async fn controls_reach_the_core() {
     while core.calls.lock().unwrap().len() < 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(*core.calls.lock().unwrap(), vec!["replay /again".to_string(), "shutdown".into()]);
+    assert_eq!(
+        *core.calls.lock().unwrap(),
+        vec!["replay /again".to_string(), "shutdown".into()]
+    );
 }
 
 #[tokio::test]
 async fn timeout_fails_open_or_closed_by_policy() {
-    let slow = [("slow.py", "import time\ndef request(flow):\n    time.sleep(3)\n    flow.request.headers['x-late'] = '1'\n")];
+    let slow = [(
+        "slow.py",
+        "import time\ndef request(flow):\n    time.sleep(3)\n    flow.request.headers['x-late'] = '1'\n",
+    )];
     let (_dir, mut config) = config(&slow);
     config.hook_timeout = Duration::from_millis(300);
     config.failure = FailurePolicy::Closed;
     let (client, _) = ScriptClient::start(config.clone()).await.expect("start");
     let mut flow = http_flow("/");
-    assert_eq!(client.call(Hook::Request, &mut flow).await, Verdict::Respond);
+    assert_eq!(
+        client.call(Hook::Request, &mut flow).await,
+        Verdict::Respond
+    );
     let response = flow.response.expect("504");
     assert_eq!(response.status_code, 504);
     assert!(String::from_utf8_lossy(&response.content.unwrap()).contains("did not answer in time"));
@@ -139,7 +169,10 @@ async fn timeout_fails_open_or_closed_by_policy() {
     config.failure = FailurePolicy::Open;
     let (client, _) = ScriptClient::start(config).await.expect("start");
     let mut flow = http_flow("/");
-    assert_eq!(client.call(Hook::Request, &mut flow).await, Verdict::Continue);
+    assert_eq!(
+        client.call(Hook::Request, &mut flow).await,
+        Verdict::Continue
+    );
     assert!(flow.response.is_none());
     assert!(header_value(&flow.request.expect("request").headers, "x-late").is_none());
 }
@@ -153,7 +186,10 @@ async fn crashed_worker_fails_closed_and_is_restarted() {
     config.failure = FailurePolicy::Closed;
     let (client, _) = ScriptClient::start(config).await.expect("start");
     let mut flow = http_flow("/crash");
-    assert_eq!(client.call(Hook::Request, &mut flow).await, Verdict::Respond);
+    assert_eq!(
+        client.call(Hook::Request, &mut flow).await,
+        Verdict::Respond
+    );
     assert_eq!(flow.response.expect("502").status_code, 502);
     // The worker comes back; later flows are served again.
     let deadline = Instant::now() + Duration::from_secs(30);

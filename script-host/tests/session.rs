@@ -38,7 +38,10 @@ async fn chain_runs_in_load_order_and_changes_come_back() {
         Some("first,sub,second")
     );
     // Fields the script did not touch come back as they were sent.
-    assert_eq!(header_value(&request.headers, "accept").as_deref(), Some("*/*"));
+    assert_eq!(
+        header_value(&request.headers, "accept").as_deref(),
+        Some("*/*")
+    );
     assert_eq!(&request.path[..], b"/");
 }
 
@@ -115,11 +118,23 @@ async fn exception_gives_traceback_and_leaves_flow_unmodified_by_that_script() {
     let error = &reply.errors[0];
     assert!(error.script.ends_with("broken.py"), "{error:?}");
     assert_eq!(error.hook, "response");
-    assert!(error.traceback.contains("RuntimeError: boom from script"), "{}", error.traceback);
-    assert!(error.traceback.contains("broken.py\", line 3"), "{}", error.traceback);
+    assert!(
+        error.traceback.contains("RuntimeError: boom from script"),
+        "{}",
+        error.traceback
+    );
+    assert!(
+        error.traceback.contains("broken.py\", line 3"),
+        "{}",
+        error.traceback
+    );
     // The log got it too, with the traceback.
     session.hello(&[]).await; // a round trip that flushes the log records before it
-    assert!(session.log_text().contains("boom from script"), "{}", session.log_text());
+    assert!(
+        session.log_text().contains("boom from script"),
+        "{}",
+        session.log_text()
+    );
 }
 
 #[tokio::test]
@@ -127,8 +142,16 @@ async fn syntax_error_is_a_startup_error() {
     let host = Host::start(&[("bad.py", "def request(flow)\n    pass\n")]).await;
     let mut session = host.session().await;
     let ready = session.hello(&[]).await;
-    assert!(ready.startup_error.contains("SyntaxError"), "{}", ready.startup_error);
-    assert!(ready.startup_error.contains("bad.py"), "{}", ready.startup_error);
+    assert!(
+        ready.startup_error.contains("SyntaxError"),
+        "{}",
+        ready.startup_error
+    );
+    assert!(
+        ready.startup_error.contains("bad.py"),
+        "{}",
+        ready.startup_error
+    );
 }
 
 #[tokio::test]
@@ -146,7 +169,11 @@ def request(flow):
     let host = Host::start(&[("opt.py", source)]).await;
     let mut session = host.session().await;
     let ready = session.hello(&[("limit", "-5")]).await;
-    assert!(ready.startup_error.contains("limit must not be negative"), "{}", ready.startup_error);
+    assert!(
+        ready.startup_error.contains("limit must not be negative"),
+        "{}",
+        ready.startup_error
+    );
 
     let host = Host::start(&[("opt.py", source)]).await;
     let mut session = host.session().await;
@@ -155,7 +182,10 @@ def request(flow):
     assert_eq!(ready.scripts[0].options[0].name, "limit");
     let reply = session.call(Hook::Request, http_flow("/")).await;
     let request = reply.flow.expect("flow").request.expect("request");
-    assert_eq!(header_value(&request.headers, "x-limit").as_deref(), Some("7"));
+    assert_eq!(
+        header_value(&request.headers, "x-limit").as_deref(),
+        Some("7")
+    );
 }
 
 #[tokio::test]
@@ -176,11 +206,17 @@ def response(context, flow):
     let ready = session.hello(&[]).await;
     assert_eq!(ready.startup_error, "");
     let reply = session
-        .call(Hook::Response, with_response(http_flow("/"), "I like bananas"))
+        .call(
+            Hook::Response,
+            with_response(http_flow("/"), "I like bananas"),
+        )
         .await;
     let response = reply.flow.expect("flow").response.expect("response");
     assert_eq!(response.content.as_deref(), Some(&b"I like apples"[..]));
-    assert_eq!(header_value(&response.headers, "newheader").as_deref(), Some("foo"));
+    assert_eq!(
+        header_value(&response.headers, "newheader").as_deref(),
+        Some("foo")
+    );
 }
 
 #[tokio::test]
@@ -192,7 +228,12 @@ async fn connection_hook_changes_come_back() {
     .await;
     let mut session = host.session().await;
     let ready = session.hello(&[]).await;
-    assert!(ready.scripts[0].hooks.iter().any(|h| h.hook() == Hook::ClientConnected && h.awaited));
+    assert!(
+        ready.scripts[0]
+            .hooks
+            .iter()
+            .any(|h| h.hook() == Hook::ClientConnected && h.awaited)
+    );
     let subject = flowtap_proto::v1::Flow {
         id: support::new_id(),
         client_conn: Some(support::connection(Some(("10.0.0.1", 666)))),
@@ -213,20 +254,29 @@ async fn done_runs_done_hooks_and_the_process_exits() {
     .await;
     let mut session = host.session().await;
     session.hello(&[]).await;
-    session.send(core_message::Kind::Done(Default::default())).await;
+    session
+        .send(core_message::Kind::Done(Default::default()))
+        .await;
     // The stream ends after the done hook's log record.
     while let Ok(Some(message)) = session.inbound.message().await {
         if let Some(flowtap_proto::v1::worker_message::Kind::Log(log)) = message.kind {
             session.logs.push(log);
         }
     }
-    assert!(session.log_text().contains("goodbye from done"), "{}", session.log_text());
+    assert!(
+        session.log_text().contains("goodbye from done"),
+        "{}",
+        session.log_text()
+    );
     assert!(host.wait_exit().await.success());
 }
 
 #[tokio::test]
 async fn unix_socket_listener_serves_sessions() {
-    let (dir, paths) = support::write_scripts(&[("u.py", "def request(flow):\n    flow.comment = 'via unix'\n")]);
+    let (dir, paths) = support::write_scripts(&[(
+        "u.py",
+        "def request(flow):\n    flow.comment = 'via unix'\n",
+    )]);
     let socket = dir.path().join("host.sock");
     let listen = format!("unix:{}", socket.display());
     let host = Host::start_with(dir, &[paths[0].display().to_string()], &listen).await;

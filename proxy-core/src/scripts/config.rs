@@ -23,7 +23,9 @@ impl std::str::FromStr for FailurePolicy {
         match s {
             "open" => Ok(Self::Open),
             "closed" => Ok(Self::Closed),
-            other => Err(format!("script_failure must be open or closed, not {other:?}")),
+            other => Err(format!(
+                "script_failure must be open or closed, not {other:?}"
+            )),
         }
     }
 }

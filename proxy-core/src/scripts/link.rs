@@ -179,10 +179,10 @@ impl Link {
         self.send(core_message::Kind::Done(v1::Done {}));
         let _ = tokio::time::timeout(timeout, self.closed()).await;
         let child = lock(&self.child).take();
-        if let Some(mut child) = child {
-            if tokio::time::timeout(timeout, child.wait()).await.is_err() {
-                let _ = child.kill().await;
-            }
+        if let Some(mut child) = child
+            && tokio::time::timeout(timeout, child.wait()).await.is_err()
+        {
+            let _ = child.kill().await;
         }
     }
 
@@ -336,7 +336,10 @@ async fn spawn(config: &Config) -> Result<(String, Child), ScriptsError> {
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
     let mut child = command.spawn().map_err(|e| spawn_error(e.to_string()))?;
-    let stdout = child.stdout.take().ok_or_else(|| spawn_error("no stdout".into()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| spawn_error("no stdout".into()))?;
     let mut lines = BufReader::new(stdout).lines();
     let line = tokio::time::timeout(config.startup_timeout, lines.next_line())
         .await

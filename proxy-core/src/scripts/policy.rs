@@ -48,8 +48,16 @@ fn is_http_flow_hook(hook: Hook) -> bool {
 /// Applies `policy` to a call of `hook` that failed with `failure`. Open: the flow goes on
 /// unchanged. Closed: HTTP flows get a 502/504 response naming the cause (verdict Respond);
 /// other subjects are killed.
-pub(super) fn apply(policy: FailurePolicy, failure: Failure, hook: Hook, flow: &mut Flow) -> Verdict {
-    let hook_name = hook.as_str_name().trim_start_matches("HOOK_").to_ascii_lowercase();
+pub(super) fn apply(
+    policy: FailurePolicy,
+    failure: Failure,
+    hook: Hook,
+    flow: &mut Flow,
+) -> Verdict {
+    let hook_name = hook
+        .as_str_name()
+        .trim_start_matches("HOOK_")
+        .to_ascii_lowercase();
     tracing::warn!(target: "script", flow = %flow.id, hook = %hook_name, ?policy, "{}", failure.describe());
     match policy {
         FailurePolicy::Open => Verdict::Continue,
@@ -94,23 +102,56 @@ mod tests {
     #[test]
     fn closed_policy_answers_http_hooks_with_a_named_cause() {
         let mut flow = Flow::default();
-        let verdict = apply(FailurePolicy::Closed, Failure::Timeout, Hook::Request, &mut flow);
+        let verdict = apply(
+            FailurePolicy::Closed,
+            Failure::Timeout,
+            Hook::Request,
+            &mut flow,
+        );
         assert_eq!(verdict, Verdict::Respond);
         let response = flow.response.expect("response");
         assert_eq!(response.status_code, 504);
-        let body = String::from_utf8_lossy(response.content.as_deref().unwrap_or_default()).into_owned();
-        assert!(body.contains("did not answer in time") && body.contains("request hook"), "{body}");
+        let body =
+            String::from_utf8_lossy(response.content.as_deref().unwrap_or_default()).into_owned();
+        assert!(
+            body.contains("did not answer in time") && body.contains("request hook"),
+            "{body}"
+        );
 
         let mut flow = Flow::default();
-        assert_eq!(apply(FailurePolicy::Closed, Failure::Crashed, Hook::Response, &mut flow), Verdict::Respond);
+        assert_eq!(
+            apply(
+                FailurePolicy::Closed,
+                Failure::Crashed,
+                Hook::Response,
+                &mut flow
+            ),
+            Verdict::Respond
+        );
         assert_eq!(flow.response.expect("response").status_code, 502);
     }
 
     #[test]
     fn open_policy_leaves_the_flow_alone_and_closed_kills_other_subjects() {
         let mut flow = Flow::default();
-        assert_eq!(apply(FailurePolicy::Open, Failure::Crashed, Hook::Request, &mut flow), Verdict::Continue);
+        assert_eq!(
+            apply(
+                FailurePolicy::Open,
+                Failure::Crashed,
+                Hook::Request,
+                &mut flow
+            ),
+            Verdict::Continue
+        );
         assert!(flow.response.is_none());
-        assert_eq!(apply(FailurePolicy::Closed, Failure::Timeout, Hook::ClientConnected, &mut flow), Verdict::Kill);
+        assert_eq!(
+            apply(
+                FailurePolicy::Closed,
+                Failure::Timeout,
+                Hook::ClientConnected,
+                &mut flow
+            ),
+            Verdict::Kill
+        );
     }
 }

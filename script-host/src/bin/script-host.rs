@@ -36,8 +36,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -47,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
         venv: std::env::var_os("VIRTUAL_ENV").map(PathBuf::from),
         package_dir: args.python_package_dir,
     };
-    let host = ScriptHost::start(config).context("starting the script host")?;
+    let host = ScriptHost::start(&config).context("starting the script host")?;
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(host.service().into_server());
@@ -72,7 +71,12 @@ async fn main() -> anyhow::Result<()> {
             let listener = TcpListener::bind(&args.listen)
                 .await
                 .with_context(|| format!("binding {}", args.listen))?;
-            announce(&listener.local_addr().context("reading the bound address")?.to_string());
+            announce(
+                &listener
+                    .local_addr()
+                    .context("reading the bound address")?
+                    .to_string(),
+            );
             router
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), finished)
                 .await

@@ -56,7 +56,10 @@ fn is_connection_hook(hook: Hook) -> bool {
 fn options_to_py<'py>(py: Python<'py>, options: &[v1::Option]) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
     for option in options {
-        out.set_item(&option.name, convert::option_to_py(py, option.value.as_ref())?)?;
+        out.set_item(
+            &option.name,
+            convert::option_to_py(py, option.value.as_ref())?,
+        )?;
     }
     Ok(out)
 }
@@ -70,7 +73,13 @@ impl Bridge {
                 deferred,
             } => {
                 let deferred: HashMap<String, String> = deferred;
-                ("hello", session, options_to_py(py, &core_options)?, deferred).into_pyobject(py)
+                (
+                    "hello",
+                    session,
+                    options_to_py(py, &core_options)?,
+                    deferred,
+                )
+                    .into_pyobject(py)
             }
             Event::Running { session } => ("running", session).into_pyobject(py),
             Event::Done { session } => ("done", session).into_pyobject(py),
@@ -88,8 +97,9 @@ impl Bridge {
         &self,
         py: Python<'py>,
         session: u64,
-        call: v1::HookCall,
+        call: Box<v1::HookCall>,
     ) -> PyResult<Bound<'py, PyTuple>> {
+        let call = *call;
         let hook = call.hook();
         let flow = call.flow.unwrap_or_default();
         let connection = is_connection_hook(hook);

@@ -67,10 +67,18 @@ pub(super) fn py_to_value(obj: &Bound<'_, PyAny>) -> Result<Value, String> {
             .map_err(|e| e.to_string());
     }
     if let Ok(list) = obj.cast::<PyList>() {
-        return list.iter().map(|x| py_to_value(&x)).collect::<Result<Vec<_>, _>>().map(Value::List);
+        return list
+            .iter()
+            .map(|x| py_to_value(&x))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::List);
     }
     if let Ok(tuple) = obj.cast::<PyTuple>() {
-        return tuple.iter().map(|x| py_to_value(&x)).collect::<Result<Vec<_>, _>>().map(Value::List);
+        return tuple
+            .iter()
+            .map(|x| py_to_value(&x))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::List);
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
         let mut out = Dict::new();
@@ -84,7 +92,9 @@ pub(super) fn py_to_value(obj: &Bound<'_, PyAny>) -> Result<Value, String> {
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "?".into());
-    Err(format!("a {type_name} cannot be serialized into flow state"))
+    Err(format!(
+        "a {type_name} cannot be serialized into flow state"
+    ))
 }
 
 /// The state dict of a flow for a flow hook, with `live` added (mitmproxy's state lacks it).
@@ -126,7 +136,10 @@ pub(super) fn flow_from_py(obj: &Bound<'_, PyAny>, live: bool) -> Result<Flow, S
 }
 
 /// The subject of a connection hook after the scripts: `sent` with the connections replaced.
-pub(super) fn connection_subject_from_py(obj: &Bound<'_, PyAny>, sent: &Flow) -> Result<Flow, String> {
+pub(super) fn connection_subject_from_py(
+    obj: &Bound<'_, PyAny>,
+    sent: &Flow,
+) -> Result<Flow, String> {
     let returned = py_to_value(obj)?;
     let Value::Dict(mut full) = state::to_state(&as_http(sent)) else {
         return Err("flow state is not a dict".into());

@@ -19,10 +19,8 @@ pub(super) fn extract(dir: Option<&Path>) -> Result<PathBuf, ScriptHostError> {
         Ok(()) => Ok(dir),
         Err(_) if !matches_embedded(&dir) => {
             // Someone else's directory (another user, or tampered with): use a private one.
-            let private = std::env::temp_dir().join(format!(
-                "flowtap-script-host-{HASH}-{}",
-                std::process::id()
-            ));
+            let private = std::env::temp_dir()
+                .join(format!("flowtap-script-host-{HASH}-{}", std::process::id()));
             write_all(&private).map_err(|source| ScriptHostError::Package {
                 path: private.clone(),
                 source,

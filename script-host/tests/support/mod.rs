@@ -127,7 +127,11 @@ impl Host {
 pub struct UnixConnector(pub String);
 
 type UnixFuture = std::pin::Pin<
-    Box<dyn std::future::Future<Output = std::io::Result<hyper_util::rt::TokioIo<tokio::net::UnixStream>>> + Send>,
+    Box<
+        dyn std::future::Future<
+                Output = std::io::Result<hyper_util::rt::TokioIo<tokio::net::UnixStream>>,
+            > + Send,
+    >,
 >;
 
 impl tower::Service<http::Uri> for UnixConnector {
@@ -257,7 +261,10 @@ static IDS: AtomicU64 = AtomicU64::new(1);
 
 pub fn new_id() -> String {
     let n = IDS.fetch_add(1, Ordering::Relaxed);
-    format!("00000000-0000-4000-8000-{:012x}", n + u64::from(std::process::id()) * 1_000_000)
+    format!(
+        "00000000-0000-4000-8000-{:012x}",
+        n + u64::from(std::process::id()) * 1_000_000
+    )
 }
 
 pub fn header(name: &str, value: &str) -> Header {
