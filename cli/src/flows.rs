@@ -122,7 +122,7 @@ async fn open(args: &FlowsArgs, confdir: &Path) -> anyhow::Result<StoreClient> {
         .unwrap_or_else(|| StoreLocation::Sqlite(confdir.join("flows.db")));
     StoreClient::open(&location)
         .await
-        .with_context(|| format!("opening flow store {location:?}"))
+        .with_context(|| format!("opening flow store {location}"))
 }
 
 /// `10.0.0.7:51234: GET https://example.com/ HTTP/1.1 << 200 OK 1.2k`

@@ -15,7 +15,7 @@ pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL reported an error.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No PostgreSQL connection could be taken from the pool.
     #[error("postgres pool: {0}")]
@@ -85,6 +85,28 @@ impl From<rusqlite::types::FromSqlError> for StoreError {
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        StoreError::Pool(error.to_string())
+        StoreError::Pool(pool_message(&error))
+    }
+}
+
+/// The server's own message when there is one: tokio-postgres displays only "db error".
+pub(crate) fn postgres_message(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
+/// A pool error, with the PostgreSQL message inside it.
+pub(crate) fn pool_message(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => postgres_message(error),
+        other => other.to_string(),
     }
 }

@@ -43,6 +43,16 @@ impl std::str::FromStr for StoreLocation {
     }
 }
 
+impl std::fmt::Display for StoreLocation {
+    /// The path, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            StoreLocation::Postgres(url) => f.write_str(&crate::backend::postgres::redact(url)),
+        }
+    }
+}
+
 /// Tuning of a [`Store`]. The defaults suit both backends.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -104,19 +104,22 @@ impl PostgresBackend {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| open_error(e.to_string()))?;
-        let mut client = pool.get().await.map_err(|e| open_error(e.to_string()))?;
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| open_error(crate::error::pool_message(&e)))?;
         let transaction = client.transaction().await?;
         transaction
             .batch_execute(SCHEMA)
             .await
-            .map_err(|e| open_error(e.to_string()))?;
+            .map_err(|e| open_error(crate::error::postgres_message(&e)))?;
         transaction.commit().await?;
         Ok(PostgresBackend { pool })
     }
 }
 
 /// The URL without its password, for messages.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
@@ -392,5 +395,27 @@ impl Backend for PostgresBackend {
             }
         });
         ReceiverStream::new(receiver).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("postgres://flowtap:s3cret@db:5432/flows"),
+            "postgres://flowtap@db:5432/flows"
+        );
+        assert_eq!(redact("postgres://db/flows"), "postgres://db/flows");
+    }
+
+    #[test]
+    fn a_batch_splits_where_an_id_begins_again() {
+        let begin = |id: &str| WriteOp::Begin { id: id.into() };
+        let parts = split_batch(vec![begin("a"), begin("b"), begin("a"), begin("c")]);
+        let lengths: Vec<_> = parts.iter().map(Vec::len).collect();
+        assert_eq!(lengths, [2, 2]);
     }
 }

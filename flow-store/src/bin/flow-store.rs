@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let location = args.store.unwrap_or_else(default_store);
     let store = Store::open(&location, Config::default())
         .await
-        .with_context(|| format!("opening flow store {location:?}"))?;
+        .context("starting flow-store")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding flow-store listener on {}", args.listen))?;
