@@ -8,14 +8,16 @@
 //! bench-load -c 8 -d 5 --new-conn -x 127.0.0.1:8080 --cacert ca.pem https://127.0.0.1:8443/
 //! ```
 //!
-//! Each connection runs one request at a time (no pipelining). Requests that finish during
-//! the warm-up are not measured; a failed request is counted as an error and its connection
+//! Each connection runs one request at a time (no pipelining). Measuring starts after the
+//! warm-up, once every connection has completed a request (waiting at most 30 s more), so
+//! connection set-up is not part of a keep-alive measurement. Requests outside the window
+//! are not measured; a failed request is counted as an error and its connection
 //! replaced. Latency is measured per request from before the write (before the connect with
 //! `--new-conn`) to the last body byte.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -26,6 +28,8 @@ use tokio::sync::watch;
 
 /// Longest measured run; the harness never needs more.
 const MAX_DURATION_SECS: f64 = 300.0;
+/// Longest wait after the warm-up for every connection to complete a request.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A request that takes longer than this is counted as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -44,7 +48,8 @@ struct Args {
     /// Stop after this many measured requests (or at the end of the duration).
     #[arg(short = 'n', long)]
     requests: Option<u64>,
-    /// Seconds of unmeasured load before measuring.
+    /// Seconds of unmeasured load before measuring (longer if a connection has not yet
+    /// completed a request).
     #[arg(short = 'w', long, default_value_t = 1.0)]
     warmup: f64,
     /// HTTP proxy (HOST:PORT on loopback): absolute-form for http://, CONNECT for https://.
@@ -70,12 +75,22 @@ enum Format {
     Kv,
 }
 
-/// What all workers share: when measuring starts and ends, and the request budget.
+/// What all workers share: the measurement window (set once the warm-up is over), the
+/// request budget, and how many connections have completed a request.
 struct Plan {
-    measure_from: Instant,
-    measure_until: Instant,
+    window: OnceLock<(Instant, Instant)>,
     budget: Option<u64>,
     issued: AtomicU64,
+    ready: AtomicU64,
+}
+
+impl Plan {
+    /// Whether a request that ran from `begin` to `end` falls inside the window.
+    fn measures(&self, begin: Instant, end: Instant) -> bool {
+        self.window
+            .get()
+            .is_some_and(|(from, until)| begin >= *from && end <= *until)
+    }
 }
 
 /// One worker's results.
@@ -116,18 +131,32 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args, target: Arc<Target>) -> anyhow::Result<(Tally, Duration)> {
-    let start = Instant::now();
     let plan = Arc::new(Plan {
-        measure_from: start + Duration::from_secs_f64(args.warmup),
-        measure_until: start + Duration::from_secs_f64(args.warmup + args.duration),
+        window: OnceLock::new(),
         budget: args.requests,
         issued: AtomicU64::new(0),
+        ready: AtomicU64::new(0),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers: Vec<_> = (0..args.connections)
         .map(|_| tokio::spawn(worker(target.clone(), plan.clone(), stop_rx.clone())))
         .collect();
-    tokio::time::sleep_until(plan.measure_until.into()).await;
+    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    // A keep-alive benchmark measures requests on open connections: wait (boundedly) until
+    // every connection has completed a request, so that a slow proxy's handshakes fall in
+    // the warm-up rather than in the measurement.
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while plan.ready.load(Ordering::Relaxed) < u64::from(args.connections)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let from = Instant::now();
+    let until = from + Duration::from_secs_f64(args.duration);
+    plan.window
+        .set((from, until))
+        .expect("only this function sets the window");
+    tokio::time::sleep_until(until.into()).await;
     let _ = stop_tx.send(true);
     let mut total = Tally::default();
     for w in workers {
@@ -142,19 +171,19 @@ async fn run(args: &Args, target: Arc<Target>) -> anyhow::Result<(Tally, Duratio
     }
     // With a request budget that ran out early, the run ended at the last response.
     let end = match (args.requests, total.last_end) {
-        (Some(_), Some(last)) if last < plan.measure_until => last,
-        _ => plan.measure_until,
+        (Some(_), Some(last)) if last < until => last,
+        _ => until,
     };
-    let elapsed = end.saturating_duration_since(plan.measure_from);
-    Ok((total, elapsed))
+    Ok((total, end.saturating_duration_since(from)))
 }
 
 async fn worker(target: Arc<Target>, plan: Arc<Plan>, mut stop: watch::Receiver<bool>) -> Tally {
     let mut tally = Tally::default();
     let mut conn: Option<Connection> = None;
+    let mut ready = false;
     loop {
         if let Some(budget) = plan.budget
-            && Instant::now() >= plan.measure_from
+            && plan.window.get().is_some()
             && plan.issued.fetch_add(1, Ordering::Relaxed) >= budget
         {
             break;
@@ -165,7 +194,10 @@ async fn worker(target: Arc<Target>, plan: Arc<Plan>, mut stop: watch::Receiver<
             _ = stop.wait_for(|s| *s) => break,
         };
         let end = Instant::now();
-        let measured = begin >= plan.measure_from && end <= plan.measure_until;
+        let measured = plan.measures(begin, end);
+        if matches!(result, Ok(Ok(_))) && !std::mem::replace(&mut ready, true) {
+            plan.ready.fetch_add(1, Ordering::Relaxed);
+        }
         match result {
             Ok(Ok(bytes)) if measured => {
                 tally.latency.record(end - begin);
@@ -204,6 +236,20 @@ async fn failed(tally: &mut Tally, conn: &mut Option<Connection>, error: String,
     tokio::time::sleep(Duration::from_millis(20)).await;
 }
 
+/// User + system CPU time of this process so far, in clock ticks (fields 14 and 15 of
+/// `/proc/self/stat`), for the harness's CPU-per-request figures. `None` off Linux.
+fn process_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is parenthesised and may hold spaces.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 2..)?
+        .split_whitespace()
+        .collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
 fn report(args: &Args, (tally, elapsed): &(Tally, Duration)) {
     let secs = elapsed.as_secs_f64().max(1e-9);
     let rps = tally.ok as f64 / secs;
@@ -220,6 +266,9 @@ fn report(args: &Args, (tally, elapsed): &(Tally, Duration)) {
             println!("p99_us={:.1}", us(0.99));
             println!("max_us={:.1}", tally.latency.max().as_secs_f64() * 1e6);
             println!("body_bytes={}", tally.body_bytes);
+            if let Some(ticks) = process_cpu_ticks() {
+                println!("cpu_ticks={ticks}");
+            }
             println!(
                 "first_error={}",
                 tally
