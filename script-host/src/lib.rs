@@ -8,8 +8,8 @@
 //! Where things happen:
 //!
 //! - [`server`]: the tonic service; turns the session stream into [`worker`] events and back.
-//! - [`worker`]: the state shared between tokio and Python: the event inbox, the wake-up socket,
-//!   the open sessions.
+//! - [`worker`]: the state shared between tokio and Python: the event inbox and the open
+//!   sessions.
 //! - `python` (private): the interpreter (start-up, venv detection, the embedded package) and
 //!   the bridge object through which the Python runtime takes events and sends replies. All PyO3
 //!   code lives there; `PyErr` never leaves it.
@@ -57,9 +57,6 @@ pub enum ScriptHostError {
     /// The interpreter could not be started or the runtime not imported.
     #[error("starting Python: {0}")]
     Python(String),
-    /// The wake-up socket between tokio and Python could not be made.
-    #[error("creating the wake-up socket: {0}")]
-    Wake(std::io::Error),
 }
 
 /// A running interpreter with the scripts' runtime, ready to serve sessions.
@@ -72,9 +69,8 @@ impl ScriptHost {
     /// Starts CPython on its own thread and the script runtime in it. Scripts are loaded when
     /// the first session says Hello (so that its `--set` values apply).
     pub fn start(config: &Config) -> Result<Self, ScriptHostError> {
-        let (worker, wake_reader) = Worker::new().map_err(ScriptHostError::Wake)?;
-        let worker = Arc::new(worker);
-        python::start(config, &worker, wake_reader)?;
+        let worker = Arc::new(Worker::new());
+        python::start(config, &worker)?;
         Ok(Self { worker })
     }
 

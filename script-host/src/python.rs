@@ -7,7 +7,6 @@ mod embed;
 
 use std::ffi::CString;
 use std::mem::MaybeUninit;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::{Arc, Once};
 
@@ -18,11 +17,7 @@ use crate::worker::Worker;
 use crate::{Config, ScriptHostError};
 
 /// Starts the interpreter (once per process) and the runtime on a dedicated thread.
-pub(crate) fn start(
-    config: &Config,
-    worker: &Arc<Worker>,
-    wake_reader: UnixStream,
-) -> Result<(), ScriptHostError> {
+pub(crate) fn start(config: &Config, worker: &Arc<Worker>) -> Result<(), ScriptHostError> {
     let package_dir = embed::extract(config.package_dir.as_deref())?;
     initialize(config.venv.as_deref())?;
     let scripts = config.scripts.clone();
@@ -31,14 +26,8 @@ pub(crate) fn start(
         .name("python".into())
         .spawn(move || {
             let outcome = Python::attach(|py| {
-                run(
-                    py,
-                    &package_dir,
-                    scripts,
-                    Arc::clone(&thread_worker),
-                    wake_reader,
-                )
-                .map_err(|e| describe(py, &e))
+                run(py, &package_dir, scripts, Arc::clone(&thread_worker))
+                    .map_err(|e| describe(py, &e))
             });
             thread_worker.finish(outcome);
         })
@@ -51,13 +40,12 @@ fn run(
     package_dir: &Path,
     scripts: Vec<String>,
     worker: Arc<Worker>,
-    wake_reader: UnixStream,
 ) -> PyResult<()> {
     let sys_path = py.import("sys")?.getattr("path")?;
     let sys_path = sys_path.cast::<PyList>()?;
     sys_path.insert(0, package_dir.to_string_lossy().as_ref())?;
     let host = py.import("flowtap_host")?;
-    let bridge = Py::new(py, bridge::Bridge::new(worker, wake_reader))?;
+    let bridge = Py::new(py, bridge::Bridge::new(worker))?;
     host.getattr("main")?.call1((bridge, scripts))?;
     Ok(())
 }

@@ -1,14 +1,12 @@
 //! The state shared by the gRPC sessions (tokio) and the Python runtime (its own threads).
 //!
-//! Events go to Python through an inbox plus one byte on a socket pair that the asyncio loop
-//! watches; a flag keeps at most one wake-up byte in flight. Messages come back from Python
-//! threads into per-session unbounded channels, so no Python thread ever waits on tokio.
+//! Events go to Python through an inbox that the runtime's dispatcher threads wait on (with the
+//! GIL released): one event wakes one thread. Messages come back from Python threads into
+//! per-session unbounded channels, so no Python thread ever waits on tokio.
 
-use std::collections::HashMap;
-use std::io::Write as _;
-use std::os::unix::net::UnixStream;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use flowtap_proto::v1::{self, WorkerMessage, worker_message};
 use tokio::sync::{mpsc, watch};
@@ -72,9 +70,9 @@ type Outbox = mpsc::UnboundedSender<Result<WorkerMessage, tonic::Status>>;
 /// The shared state of one script-host process.
 #[derive(Debug)]
 pub struct Worker {
-    inbox: Mutex<Vec<Event>>,
-    wake_pending: AtomicBool,
-    wake: UnixStream,
+    inbox: Mutex<VecDeque<Event>>,
+    arrived: Condvar,
+    stopped: AtomicBool,
     sessions: Mutex<HashMap<u64, Outbox>>,
     pending: Mutex<HashMap<(u64, u64), PendingCall>>,
     next_session: AtomicU64,
@@ -82,44 +80,47 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker and the reading end of its wake-up socket (for the Python loop).
-    pub(crate) fn new() -> std::io::Result<(Self, UnixStream)> {
-        let (reader, writer) = UnixStream::pair()?;
-        reader.set_nonblocking(true)?;
-        writer.set_nonblocking(true)?;
-        let worker = Self {
-            inbox: Mutex::new(Vec::new()),
-            wake_pending: AtomicBool::new(false),
-            wake: writer,
+    /// A worker with no session yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            inbox: Mutex::new(VecDeque::new()),
+            arrived: Condvar::new(),
+            stopped: AtomicBool::new(false),
             sessions: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             finished: watch::channel(None).0,
-        };
-        Ok((worker, reader))
+        }
+    }
+
+    fn lock_inbox(&self) -> std::sync::MutexGuard<'_, VecDeque<Event>> {
+        self.inbox
+            .lock()
+            .expect("inbox lock is never poisoned: no code panics while holding it")
     }
 
     /// Hands an event to Python.
     pub fn submit(&self, event: Event) {
-        self.inbox
-            .lock()
-            .expect("inbox lock is never poisoned: no code panics while holding it")
-            .push(event);
-        if !self.wake_pending.swap(true, Ordering::AcqRel) {
-            // WouldBlock means bytes are already waiting: the loop will wake anyway.
-            let _ = (&self.wake).write(b"w");
-        }
+        self.lock_inbox().push_back(event);
+        self.arrived.notify_one();
     }
 
-    /// Takes the pending events (called by the Python loop after a wake-up).
-    pub(crate) fn take(&self) -> Vec<Event> {
-        self.wake_pending.store(false, Ordering::Release);
-        std::mem::take(
-            &mut *self
-                .inbox
-                .lock()
-                .expect("inbox lock is never poisoned: no code panics while holding it"),
-        )
+    /// The next event, waiting for one; None once the host finished. Called by the runtime's
+    /// dispatcher threads with the GIL released.
+    pub(crate) fn wait_one(&self) -> Option<Event> {
+        let mut inbox = self.lock_inbox();
+        loop {
+            if self.stopped.load(Ordering::Acquire) {
+                return None;
+            }
+            if let Some(event) = inbox.pop_front() {
+                return Some(event);
+            }
+            inbox = self
+                .arrived
+                .wait(inbox)
+                .expect("inbox lock is never poisoned: no code panics while holding it");
+        }
     }
 
     /// Opens a session; its messages arrive on the returned receiver.
@@ -191,6 +192,11 @@ impl Worker {
     /// Marks the host finished; every session stream ends.
     pub(crate) fn finish(&self, outcome: Result<(), String>) {
         self.lock_sessions().clear();
+        {
+            let _inbox = self.lock_inbox();
+            self.stopped.store(true, Ordering::Release);
+        }
+        self.arrived.notify_all();
         self.finished.send_replace(Some(outcome));
     }
 

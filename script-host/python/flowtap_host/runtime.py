@@ -2,11 +2,13 @@
 
 Threads and the loop:
 
-- One asyncio loop on the thread that called `Host.run()` (the Rust worker's Python thread).
-  The bridge wakes it through a file descriptor; `bridge.take()` hands over the pending events.
-- Sync hooks run on a bounded `ThreadPoolExecutor` (`script_workers` threads), so a sleeping
-  hook pauses only its own flow. With `script_serial=true` one sync hook runs at a time, as in
-  mitmproxy. `async def` hooks run on the loop.
+- `script_workers` dispatcher threads wait in `bridge.wait_one()` (without the GIL) for the
+  proxy's events. A dispatcher runs a hook call whose handlers are all sync right away, in its
+  own thread, so a sleeping hook pauses only its own flow and a call costs one thread wake-up.
+  With `script_serial=true` one sync hook runs at a time, as in mitmproxy.
+- One asyncio loop on the thread that called `Host.run()` (the Rust worker's Python thread) runs
+  `async def` hooks and everything else (Hello, Running, Configure, Done, reloads, ticks).
+  Sync handlers inside an async chain go to a `ThreadPoolExecutor`.
 - Calls for one flow (or connection) form a queue: the next starts when the previous finished.
 - A call past its deadline is answered `timed_out`; its late changes are dropped.
 
@@ -19,7 +21,6 @@ import concurrent.futures
 import contextvars
 import itertools
 import logging
-import os
 import threading
 import time
 
@@ -115,9 +116,7 @@ class Host:
         self._loop_thread_obj = threading.current_thread()
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self._wake_fd = self.bridge.wake_fd()
-        self.loop.add_reader(self._wake_fd, self._on_wake)
-        self.loop.call_soon(self._on_wake)
+        self._start_dispatchers(1)
         try:
             self.loop.run_forever()
         finally:
@@ -125,22 +124,37 @@ class Host:
                 self.executor.shutdown(wait=False, cancel_futures=True)
             self.loop.close()
 
-    def _on_wake(self):
-        try:
-            os.read(self._wake_fd, 65536)
-        except (BlockingIOError, InterruptedError):
-            pass
-        for item in self.bridge.take():
-            try:
-                self._dispatch(item)
-            except Exception:
-                log.exception("script host: failed to handle %s", item[0])
+    def _start_dispatchers(self, count):
+        for _ in range(count):
+            threading.Thread(target=self._dispatcher, name="script-dispatch", daemon=True).start()
+
+    def _dispatcher(self):
+        """Takes the proxy's events: runs sync hook calls here, hands the rest to the loop."""
+        while True:
+            item = self.bridge.wait_one()
+            if item is None:
+                return
+            if item[0] != "hook":
+                self.loop.call_soon_threadsafe(self._dispatch, item)
+                continue
+            call = Call(*item[1:])
+            with self._qlock:
+                queue = self._queues.get(call.key)
+                if queue is not None:
+                    queue.append(call)
+                    continue
+                self._queues[call.key] = collections.deque()
+            self._drive(call)
 
     def _dispatch(self, item):
+        try:
+            self._handle(item)
+        except Exception:
+            log.exception("script host: failed to handle %s", item[0])
+
+    def _handle(self, item):
         kind = item[0]
-        if kind == "hook":
-            self._enqueue(Call(*item[1:]))
-        elif kind == "hello":
+        if kind == "hello":
             self._hello(*item[1:])
         elif kind == "running":
             self.loop.create_task(self._running())
@@ -191,9 +205,11 @@ class Host:
         self.options.on_core_change = self._on_core_options_changed
         if self.options.deferred:
             log.warning("Unknown options: %s", ", ".join(sorted(self.options.deferred)))
+        workers = max(1, self.options.script_workers)
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            max(1, self.options.script_workers), thread_name_prefix="script-hook"
+            workers, thread_name_prefix="script-hook"
         )
+        self._start_dispatchers(workers - 1)
         self.loop.create_task(self._watchdog())
         self.loop.create_task(self._watch_files())
         if "tick" in self._table:
@@ -355,39 +371,27 @@ class Host:
 
     # -- hook calls ----------------------------------------------------------------------------
 
-    def _enqueue(self, call):
-        with self._qlock:
-            queue = self._queues.get(call.key)
-            if queue is not None:
-                queue.append(call)
-                return
-            self._queues[call.key] = collections.deque()
-        self._begin(call)
-
-    def _begin(self, call):
-        if call.deadline is not None:
-            self._active[call.call_id] = call
-        handlers = self._table.get(call.hook, [])
-        if call.hook in self._async_hooks:
-            if threading.current_thread() is self._loop_thread():
-                self.loop.create_task(self._run_async(call, handlers))
-            else:
+    def _drive(self, call):
+        """Runs `call`, then the calls queued behind it for the same subject, in this thread;
+        a call with async handlers goes to the loop, which carries on from there."""
+        while call is not None:
+            if call.deadline is not None:
+                self._active[call.call_id] = call
+            handlers = self._table.get(call.hook, [])
+            if call.hook in self._async_hooks:
                 asyncio.run_coroutine_threadsafe(self._run_async(call, handlers), self.loop)
-        else:
-            self.executor.submit(contextvars.copy_context().run, self._run_sync, call, handlers)
+                return
+            self._run_sync(call, handlers)
+            call = self._pop_next(call)
 
-    def _loop_thread(self):
-        return self._loop_thread_obj
-
-    def _next(self, call):
+    def _pop_next(self, call):
         self._active.pop(call.call_id, None)
         with self._qlock:
             queue = self._queues.get(call.key)
             nxt = queue.popleft() if queue else None
             if nxt is None:
                 self._queues.pop(call.key, None)
-        if nxt is not None:
-            self._begin(nxt)
+        return nxt
 
     def _run_sync(self, call, handlers):
         errors = []
@@ -409,8 +413,6 @@ class Host:
         except Exception:
             log.exception("script host: hook %s failed", call.hook)
             self._reply(call, CONTINUE, None, errors)
-        finally:
-            self._next(call)
 
     def _call_sync(self, call, handler, args, errors, serial):
         """Runs one handler: "ok", "error" (the rest of its script is skipped) or "halt"."""
@@ -447,7 +449,9 @@ class Host:
             log.exception("script host: hook %s failed", call.hook)
             self._reply(call, CONTINUE, None, errors)
         finally:
-            self._next(call)
+            nxt = self._pop_next(call)
+            if nxt is not None:
+                self.executor.submit(self._drive, nxt)
 
     async def _chain_async(self, call, handlers, args, errors):
         serial = self.options.script_serial

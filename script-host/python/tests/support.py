@@ -2,7 +2,6 @@
 
 import os
 import queue
-import socket
 import sys
 import tempfile
 import textwrap
@@ -39,13 +38,10 @@ def http_state(path="/", method="GET", host="example.com", response=None, **flow
 
 
 class FakeBridge:
-    """Implements the bridge interface the Rust worker gives `Host`, over a real socketpair."""
+    """Implements the bridge interface the Rust worker gives `Host`."""
 
     def __init__(self):
-        self._r, self._w = socket.socketpair()
-        self._r.setblocking(False)
-        self._items = []
-        self._lock = threading.Lock()
+        self._events = queue.Queue()
         self.replies = queue.Queue()
         self.readies = queue.Queue()
         self.controls = queue.Queue()
@@ -54,13 +50,8 @@ class FakeBridge:
         self.finished_event = threading.Event()
 
     # Called by the host.
-    def wake_fd(self):
-        return self._r.fileno()
-
-    def take(self):
-        with self._lock:
-            items, self._items = self._items, []
-        return items
+    def wait_one(self):
+        return self._events.get()
 
     def hook_reply(self, session, call_id, verdict, state, errors, timed_out):
         self.replies.put((call_id, verdict, state, list(errors), timed_out))
@@ -82,9 +73,7 @@ class FakeBridge:
 
     # Called by tests.
     def send(self, *item):
-        with self._lock:
-            self._items.append(item)
-        self._w.send(b"x")
+        self._events.put(item)
 
 
 class Harness:

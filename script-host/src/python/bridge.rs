@@ -2,8 +2,6 @@
 //! worker's events and turns the runtime's replies, controls and logs into protocol messages.
 
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
 use flowtap_proto::v1::{self, Hook, worker_message::Kind};
@@ -18,15 +16,11 @@ use crate::worker::{Event, PendingCall, Worker};
 #[pyclass(module = "flowtap_host", frozen)]
 pub(super) struct Bridge {
     worker: Arc<Worker>,
-    wake_reader: UnixStream,
 }
 
 impl Bridge {
-    pub(super) fn new(worker: Arc<Worker>, wake_reader: UnixStream) -> Self {
-        Self {
-            worker,
-            wake_reader,
-        }
+    pub(super) fn new(worker: Arc<Worker>) -> Self {
+        Self { worker }
     }
 }
 
@@ -132,18 +126,13 @@ impl Bridge {
 
 #[pymethods]
 impl Bridge {
-    /// The file descriptor the asyncio loop watches for new events.
-    fn wake_fd(&self) -> i32 {
-        self.wake_reader.as_raw_fd()
-    }
-
-    /// The events that arrived since the last call.
-    fn take<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
-        self.worker
-            .take()
-            .into_iter()
+    /// The next event from the proxy, waiting for it without holding the GIL; None once the
+    /// host finished.
+    fn wait_one<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let worker = &self.worker;
+        py.detach(|| worker.wait_one())
             .map(|event| self.event_to_py(py, event))
-            .collect()
+            .transpose()
     }
 
     /// The outcome of one hook call (`state` is None when nothing changed).
