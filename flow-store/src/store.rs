@@ -16,9 +16,14 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::backend::postgres::PostgresBackend;
 use crate::backend::sqlite::SqliteBackend;
-use crate::backend::{Backend, CHUNK_BYTES, FlowRow, ScanSpec, StoredFlow, WriteOp};
+use crate::backend::{Backend, ScanSpec, StoredFlow};
 use crate::row::summary;
+
+mod append;
+
 use crate::{FlowFilter, StoreError};
+pub use append::flow_parts;
+use append::{Appended, Assembler, part};
 
 /// Where the flows live, as given on a command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,14 +90,6 @@ impl Default for Config {
             watch_capacity: 4096,
         }
     }
-}
-
-/// A newly stored flow, as broadcast to watchers: the head and body sizes.
-#[derive(Debug)]
-struct Appended {
-    head: Flow,
-    request_size: u64,
-    response_size: u64,
 }
 
 /// The flow archive. Cheap to clone; clones share the backend and the watchers.
@@ -489,10 +486,6 @@ fn parse_cursor(after: &str) -> Result<i64, StoreError> {
         .map_err(|_| StoreError::Protocol(format!("invalid cursor {after:?}")))
 }
 
-fn part(kind: flow_part::Kind) -> FlowPart {
-    FlowPart { kind: Some(kind) }
-}
-
 fn body_parts(
     backend: &dyn Backend,
     id: &str,
@@ -523,153 +516,4 @@ fn body_parts(
             })
         })
         .boxed()
-}
-
-/// A whole flow as Append parts: the head (contents cleared, presence kept), the body chunks
-/// of at most [`CHUNK_BYTES`], and the end.
-pub fn flow_parts(mut flow: Flow) -> Vec<FlowPart> {
-    let request = flow
-        .request
-        .as_mut()
-        .and_then(|r| r.content.as_mut().map(std::mem::take));
-    let response = flow
-        .response
-        .as_mut()
-        .and_then(|r| r.content.as_mut().map(std::mem::take));
-    let mut parts = vec![part(flow_part::Kind::Head(flow))];
-    for (kind, body) in [(BodyKind::Request, request), (BodyKind::Response, response)] {
-        let Some(body) = body else { continue };
-        let mut offset = 0;
-        while offset < body.len() {
-            let end = (offset + CHUNK_BYTES).min(body.len());
-            parts.push(part(flow_part::Kind::Body(BodyChunk {
-                kind: kind as i32,
-                data: body.slice(offset..end),
-            })));
-            offset = end;
-        }
-    }
-    parts.push(part(flow_part::Kind::End(true)));
-    parts
-}
-
-/// The flow being received and the write batch being built.
-#[derive(Default)]
-struct Assembler {
-    pending: Option<Pending>,
-    batch: Vec<WriteOp>,
-    batch_flows: usize,
-    batch_bytes: usize,
-    finished: Vec<Appended>,
-    stored: u64,
-}
-
-struct Pending {
-    head: Flow,
-    parts: [u32; 2],
-    sizes: [u64; 2],
-}
-
-impl Assembler {
-    fn push(&mut self, part: FlowPart) -> Result<(), StoreError> {
-        match part.kind {
-            Some(flow_part::Kind::Head(head)) => self.head(head),
-            Some(flow_part::Kind::Body(chunk)) => self.body(&chunk),
-            Some(flow_part::Kind::End(_)) => self.end(),
-            None => Err(StoreError::Protocol("a part with no kind".into())),
-        }
-    }
-
-    fn head(&mut self, mut head: Flow) -> Result<(), StoreError> {
-        if let Some(pending) = &self.pending {
-            return Err(StoreError::Protocol(format!(
-                "a head arrived before the end of flow {}",
-                pending.head.id
-            )));
-        }
-        if head.id.is_empty() {
-            return Err(StoreError::Protocol("a flow head without an id".into()));
-        }
-        // Bodies never travel in the head; content left in it is cleared, its presence kept.
-        for content in [
-            head.request.as_mut().map(|r| &mut r.content),
-            head.response.as_mut().map(|r| &mut r.content),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if let Some(content) = content.as_mut() {
-                *content = Bytes::new();
-            }
-        }
-        self.batch.push(WriteOp::Begin {
-            id: head.id.clone(),
-        });
-        self.pending = Some(Pending {
-            head,
-            parts: [0; 2],
-            sizes: [0; 2],
-        });
-        Ok(())
-    }
-
-    fn body(&mut self, chunk: &BodyChunk) -> Result<(), StoreError> {
-        let Some(pending) = self.pending.as_mut() else {
-            return Err(StoreError::Protocol("a body chunk outside a flow".into()));
-        };
-        let (kind, index) = match BodyKind::try_from(chunk.kind) {
-            Ok(BodyKind::Request) => (BodyKind::Request, 0),
-            Ok(BodyKind::Response) => (BodyKind::Response, 1),
-            _ => {
-                return Err(StoreError::Protocol(format!(
-                    "flow {}: a body chunk of unknown kind {}",
-                    pending.head.id, chunk.kind
-                )));
-            }
-        };
-        let content = match kind {
-            BodyKind::Request => pending.head.request.as_mut().map(|r| &mut r.content),
-            _ => pending.head.response.as_mut().map(|r| &mut r.content),
-        };
-        let Some(content) = content else {
-            return Err(StoreError::Protocol(format!(
-                "flow {}: a {} body chunk for a flow without one",
-                pending.head.id,
-                kind.as_str_name()
-            )));
-        };
-        content.get_or_insert_with(Bytes::new);
-        let mut offset = 0;
-        while offset < chunk.data.len() {
-            let end = (offset + CHUNK_BYTES).min(chunk.data.len());
-            self.batch.push(WriteOp::Chunk {
-                id: pending.head.id.clone(),
-                kind,
-                part: pending.parts[index],
-                data: chunk.data.slice(offset..end),
-            });
-            pending.parts[index] += 1;
-            offset = end;
-        }
-        pending.sizes[index] += chunk.data.len() as u64;
-        self.batch_bytes += chunk.data.len();
-        Ok(())
-    }
-
-    fn end(&mut self) -> Result<(), StoreError> {
-        let Some(pending) = self.pending.take() else {
-            return Err(StoreError::Protocol("an end outside a flow".into()));
-        };
-        let [request_size, response_size] = pending.sizes;
-        let row = FlowRow::new(&pending.head, request_size, response_size);
-        self.batch_bytes += row.head.len();
-        self.batch.push(WriteOp::Finish(Box::new(row)));
-        self.batch_flows += 1;
-        self.finished.push(Appended {
-            head: pending.head,
-            request_size,
-            response_size,
-        });
-        Ok(())
-    }
 }

@@ -1,0 +1,170 @@
+//! How an Append stream becomes write batches: [`Assembler`] checks the head / body / end
+//! order of each flow and turns it into [`WriteOp`]s, and [`flow_parts`] is the reverse, a
+//! whole flow as the parts of that stream.
+
+use bytes::Bytes;
+use flowtap_proto::v1::{BodyChunk, BodyKind, Flow, FlowPart, flow_part};
+
+use crate::StoreError;
+use crate::backend::{CHUNK_BYTES, FlowRow, WriteOp};
+
+/// A newly stored flow, as broadcast to watchers: the head and body sizes.
+#[derive(Debug)]
+pub(super) struct Appended {
+    pub(super) head: Flow,
+    pub(super) request_size: u64,
+    pub(super) response_size: u64,
+}
+
+pub(super) fn part(kind: flow_part::Kind) -> FlowPart {
+    FlowPart { kind: Some(kind) }
+}
+
+/// A whole flow as Append parts: the head (contents cleared, presence kept), the body chunks
+/// of at most [`CHUNK_BYTES`], and the end.
+pub fn flow_parts(mut flow: Flow) -> Vec<FlowPart> {
+    let request = flow
+        .request
+        .as_mut()
+        .and_then(|r| r.content.as_mut().map(std::mem::take));
+    let response = flow
+        .response
+        .as_mut()
+        .and_then(|r| r.content.as_mut().map(std::mem::take));
+    let mut parts = vec![part(flow_part::Kind::Head(flow))];
+    for (kind, body) in [(BodyKind::Request, request), (BodyKind::Response, response)] {
+        let Some(body) = body else { continue };
+        let mut offset = 0;
+        while offset < body.len() {
+            let end = (offset + CHUNK_BYTES).min(body.len());
+            parts.push(part(flow_part::Kind::Body(BodyChunk {
+                kind: kind as i32,
+                data: body.slice(offset..end),
+            })));
+            offset = end;
+        }
+    }
+    parts.push(part(flow_part::Kind::End(true)));
+    parts
+}
+
+/// The flow being received and the write batch being built.
+#[derive(Default)]
+pub(super) struct Assembler {
+    pub(super) pending: Option<Pending>,
+    pub(super) batch: Vec<WriteOp>,
+    pub(super) batch_flows: usize,
+    pub(super) batch_bytes: usize,
+    pub(super) finished: Vec<Appended>,
+    pub(super) stored: u64,
+}
+
+pub(super) struct Pending {
+    pub(super) head: Flow,
+    parts: [u32; 2],
+    sizes: [u64; 2],
+}
+
+impl Assembler {
+    pub(super) fn push(&mut self, part: FlowPart) -> Result<(), StoreError> {
+        match part.kind {
+            Some(flow_part::Kind::Head(head)) => self.head(head),
+            Some(flow_part::Kind::Body(chunk)) => self.body(&chunk),
+            Some(flow_part::Kind::End(_)) => self.end(),
+            None => Err(StoreError::Protocol("a part with no kind".into())),
+        }
+    }
+
+    fn head(&mut self, mut head: Flow) -> Result<(), StoreError> {
+        if let Some(pending) = &self.pending {
+            return Err(StoreError::Protocol(format!(
+                "a head arrived before the end of flow {}",
+                pending.head.id
+            )));
+        }
+        if head.id.is_empty() {
+            return Err(StoreError::Protocol("a flow head without an id".into()));
+        }
+        // Bodies never travel in the head; content left in it is cleared, its presence kept.
+        for content in [
+            head.request.as_mut().map(|r| &mut r.content),
+            head.response.as_mut().map(|r| &mut r.content),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(content) = content.as_mut() {
+                *content = Bytes::new();
+            }
+        }
+        self.batch.push(WriteOp::Begin {
+            id: head.id.clone(),
+        });
+        self.pending = Some(Pending {
+            head,
+            parts: [0; 2],
+            sizes: [0; 2],
+        });
+        Ok(())
+    }
+
+    fn body(&mut self, chunk: &BodyChunk) -> Result<(), StoreError> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Err(StoreError::Protocol("a body chunk outside a flow".into()));
+        };
+        let (kind, index) = match BodyKind::try_from(chunk.kind) {
+            Ok(BodyKind::Request) => (BodyKind::Request, 0),
+            Ok(BodyKind::Response) => (BodyKind::Response, 1),
+            _ => {
+                return Err(StoreError::Protocol(format!(
+                    "flow {}: a body chunk of unknown kind {}",
+                    pending.head.id, chunk.kind
+                )));
+            }
+        };
+        let content = match kind {
+            BodyKind::Request => pending.head.request.as_mut().map(|r| &mut r.content),
+            _ => pending.head.response.as_mut().map(|r| &mut r.content),
+        };
+        let Some(content) = content else {
+            return Err(StoreError::Protocol(format!(
+                "flow {}: a {} body chunk for a flow without one",
+                pending.head.id,
+                kind.as_str_name()
+            )));
+        };
+        content.get_or_insert_with(Bytes::new);
+        let mut offset = 0;
+        while offset < chunk.data.len() {
+            let end = (offset + CHUNK_BYTES).min(chunk.data.len());
+            self.batch.push(WriteOp::Chunk {
+                id: pending.head.id.clone(),
+                kind,
+                part: pending.parts[index],
+                data: chunk.data.slice(offset..end),
+            });
+            pending.parts[index] += 1;
+            offset = end;
+        }
+        pending.sizes[index] += chunk.data.len() as u64;
+        self.batch_bytes += chunk.data.len();
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<(), StoreError> {
+        let Some(pending) = self.pending.take() else {
+            return Err(StoreError::Protocol("an end outside a flow".into()));
+        };
+        let [request_size, response_size] = pending.sizes;
+        let row = FlowRow::new(&pending.head, request_size, response_size);
+        self.batch_bytes += row.head.len();
+        self.batch.push(WriteOp::Finish(Box::new(row)));
+        self.batch_flows += 1;
+        self.finished.push(Appended {
+            head: pending.head,
+            request_size,
+            response_size,
+        });
+        Ok(())
+    }
+}
