@@ -68,6 +68,8 @@ pub enum ScriptsError {
 pub struct ScriptClient {
     config: Config,
     interest: Interest,
+    /// The failure policy of each hook (closed if any script implementing it is closed).
+    policies: Vec<(Hook, FailurePolicy)>,
     slots: Vec<Slot>,
     control: Arc<OnceLock<Arc<dyn CoreControl>>>,
 }
@@ -129,9 +131,11 @@ impl ScriptClient {
             });
         }
         let interest = interest_of(&scripts);
+        let policies = policies_of(&config, &scripts);
         let client = Arc::new(Self {
             config,
             interest,
+            policies,
             slots,
             control,
         });
@@ -207,13 +211,21 @@ impl ScriptClient {
         &self.slots[(hasher.finish() % self.slots.len() as u64) as usize]
     }
 
+    /// The failure policy for calls of `hook`.
+    fn policy(&self, hook: Hook) -> FailurePolicy {
+        self.policies
+            .iter()
+            .find(|(h, _)| *h == hook)
+            .map_or(self.config.failure, |(_, p)| *p)
+    }
+
     async fn call_inner(&self, hook: Hook, flow: &mut Flow) -> Verdict {
         let interest = self.interest.of(hook);
         if !interest.wanted {
             return Verdict::Continue;
         }
         let Some(link) = self.route(&flow.id).current() else {
-            return policy::apply(self.config.failure, Failure::Unreachable, hook, flow);
+            return policy::apply(self.policy(hook), Failure::Unreachable, hook, flow);
         };
         let call = HookCall {
             call_id: 0,
@@ -227,13 +239,12 @@ impl ScriptClient {
             return Verdict::Continue;
         }
         let grace = Duration::from_millis(200);
-        let reply = match tokio::time::timeout(self.config.hook_timeout + grace, link.call(call))
-            .await
-        {
-            Ok(Some(reply)) => reply,
-            Ok(None) => return policy::apply(self.config.failure, Failure::Crashed, hook, flow),
-            Err(_) => return policy::apply(self.config.failure, Failure::Timeout, hook, flow),
-        };
+        let reply =
+            match tokio::time::timeout(self.config.hook_timeout + grace, link.call(call)).await {
+                Ok(Some(reply)) => reply,
+                Ok(None) => return policy::apply(self.policy(hook), Failure::Crashed, hook, flow),
+                Err(_) => return policy::apply(self.policy(hook), Failure::Timeout, hook, flow),
+            };
         self.finish(hook, flow, reply).await
     }
 
@@ -243,7 +254,7 @@ impl ScriptClient {
             tracing::error!(target: "script", script = %error.script, hook = %error.hook, "Addon error:\n{}", error.traceback);
         }
         if reply.timed_out {
-            return policy::apply(self.config.failure, Failure::Timeout, hook, flow);
+            return policy::apply(self.policy(hook), Failure::Timeout, hook, flow);
         }
         let verdict = reply.verdict();
         if let Some(changed) = reply.flow {
@@ -285,6 +296,26 @@ fn apply_changes(flow: &mut Flow, mut changed: Flow) {
     }
     changed.live = flow.live;
     *flow = changed;
+}
+
+/// Each declared hook's policy: closed if any script implementing it is closed.
+fn policies_of(config: &Config, scripts: &[ScriptInfo]) -> Vec<(Hook, FailurePolicy)> {
+    let mut policies: Vec<(Hook, FailurePolicy)> = Vec::new();
+    for script in scripts {
+        let policy = config
+            .failure_by_script
+            .get(&script.path)
+            .copied()
+            .unwrap_or(config.failure);
+        for spec in &script.hooks {
+            match policies.iter_mut().find(|(h, _)| *h == spec.hook()) {
+                Some((_, existing)) if policy == FailurePolicy::Closed => *existing = policy,
+                Some(_) => {}
+                None => policies.push((spec.hook(), policy)),
+            }
+        }
+    }
+    policies
 }
 
 /// The hooks the scripts declared, merged.

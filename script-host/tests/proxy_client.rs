@@ -155,8 +155,12 @@ async fn timeout_fails_open_or_closed_by_policy() {
     )];
     let (_dir, mut config) = config(&slow);
     config.hook_timeout = Duration::from_millis(300);
-    config.failure = FailurePolicy::Closed;
-    let (client, _) = ScriptClient::start(config.clone()).await.expect("start");
+    // The default stays open; this script's own policy is closed.
+    let mut closed = config.clone();
+    closed
+        .failure_by_script
+        .insert(config.scripts[0].clone(), FailurePolicy::Closed);
+    let (client, _) = ScriptClient::start(closed).await.expect("start");
     let mut flow = http_flow("/");
     assert_eq!(
         client.call(Hook::Request, &mut flow).await,
@@ -166,7 +170,6 @@ async fn timeout_fails_open_or_closed_by_policy() {
     assert_eq!(response.status_code, 504);
     assert!(String::from_utf8_lossy(&response.content.unwrap()).contains("did not answer in time"));
 
-    config.failure = FailurePolicy::Open;
     let (client, _) = ScriptClient::start(config).await.expect("start");
     let mut flow = http_flow("/");
     assert_eq!(

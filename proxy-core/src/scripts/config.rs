@@ -46,8 +46,11 @@ pub struct Config {
     pub binary: Option<PathBuf>,
     /// The deadline of one hook call.
     pub hook_timeout: Duration,
-    /// What a failed call does to its flow.
+    /// What a failed call does to its flow, for scripts without an entry in `failure_by_script`.
     pub failure: FailurePolicy,
+    /// Per-script policies, keyed by the script's path as given in `scripts` (without
+    /// arguments). A hook call fails closed if any script implementing that hook is closed.
+    pub failure_by_script: HashMap<String, FailurePolicy>,
     /// `--set name=value` pairs for options the proxy does not know (scripts may register
     /// them). Repeated values of a sequence option are joined with newlines.
     pub deferred: HashMap<String, String>,
@@ -66,6 +69,7 @@ impl Default for Config {
             binary: None,
             hook_timeout: Duration::from_secs(5),
             failure: FailurePolicy::Open,
+            failure_by_script: HashMap::new(),
             deferred: HashMap::new(),
             core_options: Vec::new(),
             startup_timeout: Duration::from_secs(60),

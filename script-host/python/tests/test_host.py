@@ -357,3 +357,38 @@ class ReloadTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class OldHooksTest(unittest.TestCase):
+    def test_tick_log_and_websocket_handshake(self):
+        h = Harness(
+            """
+            import logging
+            ticks = []
+            entries = []
+            def tick():
+                ticks.append(1)
+            def log(entry):
+                entries.append((entry.level, entry.msg))
+            def websocket_handshake(flow):
+                flow.request.headers["x-ws"] = "handshake"
+            def request(flow):
+                logging.warning("seen %s", flow.request.path)
+                flow.request.headers["x-ticks"] = str(len(ticks))
+                flow.request.headers["x-logs"] = repr(entries[-1:])
+            """
+        )
+        try:
+            time.sleep(0.5)
+            state = http_state("/first")
+            _, _, out, _, _ = h.roundtrip("request", state)
+            self.assertGreater(int(headers_of(out)["x-ticks"]), 0)
+            self.assertNotIn("x-ws", headers_of(out))
+            time.sleep(0.2)
+            ws = http_state("/ws")
+            ws["request"]["headers"].append([b"Upgrade", b"websocket"])
+            _, _, out, _, _ = h.roundtrip("request", ws)
+            self.assertEqual(headers_of(out)["x-ws"], "handshake")
+            self.assertIn("seen /first", headers_of(out)["x-logs"])
+        finally:
+            h.close()
