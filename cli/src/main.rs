@@ -7,7 +7,9 @@
 //! Modules: `options` (`--set` parsing), `dump` (the per-flow output), `save` (`-w`,
 //! `hardump`), `readfile` (`-r`: saved flows through the scripts).
 
+mod archive;
 mod dump;
+mod flows;
 mod options;
 mod readfile;
 mod save;
@@ -27,8 +29,10 @@ use crate::options::{Options, expand_tilde};
 
 /// An intercepting HTTP/HTTPS proxy scripted with mitmproxy-compatible Python scripts.
 #[derive(Parser, Debug)]
-#[command(name = "flowtap", version, about)]
+#[command(name = "flowtap", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Proxy service port.
     #[arg(short = 'p', long = "listen-port")]
     listen_port: Option<u16>,
@@ -69,9 +73,19 @@ struct Cli {
     /// Do not start the proxy server (with `-r`: process the file and exit).
     #[arg(short = 'n', long = "no-server")]
     no_server: bool,
+    /// Send finished flows to this flow-store (e.g. http://127.0.0.1:7070).
+    #[arg(long = "store-addr", value_name = "URL")]
+    store_addr: Option<String>,
     /// A filter expression: limits the flows shown, saved (`-w`) and read (`-r`).
     #[arg(value_name = "FILTER")]
     filter: Vec<String>,
+}
+
+/// Subcommands over the flow archive.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Stored flows: list, show, export, import, delete.
+    Flows(flows::FlowsArgs),
 }
 
 fn main() -> ExitCode {
@@ -140,7 +154,10 @@ fn init_logging(verbosity: &str) {
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).with_target(false).init();
 }
 
-async fn run(cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
+async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Flows(args)) = cli.command.take() {
+        return flows::run(args, &options.confdir).await;
+    }
     let filter = match parse_filter(&cli.filter.join(" "))? {
         Ok(filter) => filter,
         Err(code) => return Ok(code),
@@ -206,6 +223,9 @@ fn build_sinks(
             Some(filter) => sinks.push(Arc::new(save::Filtered { filter, inner: saver })),
             None => sinks.push(Arc::new(saver)),
         }
+    }
+    if let Some(endpoint) = &cli.store_addr {
+        sinks.push(Arc::new(archive::Archive::start(endpoint, &options.confdir)?));
     }
     if let Some(path) = options.deferred.get("hardump").filter(|p| !p.is_empty()) {
         sinks.push(Arc::new(save::HarDump::new(expand_tilde(path))));
