@@ -65,6 +65,8 @@ struct Shared {
     spooled: Notify,
     /// Set when the spool may hold flows, so the worker looks at the disk only then.
     spool_dirty: AtomicBool,
+    /// Set by [`StoreSink::close`].
+    closing: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -103,17 +105,22 @@ impl StoreSink {
         let client = FlowStoreClient::new(endpoint.connect_lazy())
             .max_encoding_message_size(crate::server::MAX_MESSAGE_BYTES)
             .max_decoding_message_size(crate::server::MAX_MESSAGE_BYTES);
+        let spool = Spool::open(&config.spool_dir)?;
+        // Flows an earlier process left count as pending, so flush() waits for them too.
+        let left_over = spool.left_over_records()?;
         let shared = Arc::new(Shared {
-            spool: Spool::open(&config.spool_dir)?,
-            pending: watch::Sender::new(0),
+            spool,
+            pending: watch::Sender::new(left_over),
             spooled: Notify::new(),
             // An earlier process may have left flows there.
             spool_dirty: AtomicBool::new(true),
+            closing: watch::Sender::new(false),
         });
         let (queue, flows) = mpsc::channel(config.queue_capacity.max(1));
         let worker = Worker {
             flows,
             delivered: HashMap::new(),
+            closing: shared.closing.subscribe(),
             shared: shared.clone(),
             client,
             config,
@@ -148,21 +155,25 @@ impl StoreSink {
         }
     }
 
-    /// Flows pushed and not yet confirmed stored (queued, in flight or spooled).
+    /// Flows pushed (or left in the spool by an earlier process) and not yet confirmed stored.
     pub fn pending(&self) -> u64 {
         *self.shared.pending.borrow()
     }
 
-    /// Waits until every flow pushed so far is stored. Waits as long as the store is down.
+    /// Waits until every flow pushed so far, and every flow an earlier process left in the
+    /// spool, is stored. Waits as long as the store is down.
     pub async fn flush(&self) {
         let mut pending = self.shared.pending.subscribe();
         // The sender lives in `self`, so the channel cannot close while we wait.
         let _ = pending.wait_for(|n| *n == 0).await;
     }
 
-    /// Stops taking flows, tries once more to deliver what is queued and spooled, and leaves
-    /// anything undelivered in the spool for the next start.
+    /// Stops taking flows. Whatever is queued or in flight is written to the spool first (an
+    /// Append cut short may have been stored; sending it again later is harmless), then one
+    /// attempt is made to deliver the spool. Dropping this future early, for example on a
+    /// shutdown deadline, loses nothing: undelivered flows stay in the spool for the next start.
     pub async fn close(self) {
+        self.shared.closing.send_replace(true);
         drop(self.queue);
         let _ = self.worker.await;
     }
@@ -175,6 +186,7 @@ struct Worker {
     shared: Arc<Shared>,
     client: FlowStoreClient<Channel>,
     config: SinkConfig,
+    closing: watch::Receiver<bool>,
 }
 
 impl Worker {
@@ -183,8 +195,7 @@ impl Worker {
         loop {
             if !reachable {
                 if !self.spool_until_retry().await {
-                    let _ = self.deliver_spool().await;
-                    return;
+                    return self.shut_down().await;
                 }
                 reachable = true;
             }
@@ -193,21 +204,25 @@ impl Worker {
                 reachable = false;
                 continue;
             }
+            let mut closing = self.closing.clone();
             let first = tokio::select! {
                 flow = self.flows.recv() => flow,
                 () = self.shared.spooled.notified() => continue,
+                _ = closing.wait_for(|c| *c) => None,
             };
             let Some(first) = first else {
-                // Closed and drained: one last attempt for anything spooled meanwhile.
-                let _ = self.deliver_spool().await;
-                return;
+                return self.shut_down().await;
             };
             let batch = self.take_batch(first);
             let count = batch.len() as u64;
-            match self.send(batch.clone()).await {
+            let sent = tokio::select! {
+                sent = self.send(batch.clone()) => sent,
+                _ = closing.wait_for(|c| *c) => Err(StoreError::Closed),
+            };
+            match sent {
                 Ok(()) => self.shared.pending.send_modify(|n| *n -= count),
                 Err(error) => {
-                    tracing::warn!(%error, "flow store unreachable; spooling flows");
+                    tracing::warn!(%error, "flows not delivered; spooling them");
                     for flow in &batch {
                         self.spool(flow);
                     }
@@ -217,14 +232,27 @@ impl Worker {
         }
     }
 
+    /// Spools everything still queued, then tries once to deliver the spool.
+    async fn shut_down(mut self) {
+        while let Ok(flow) = self.flows.try_recv() {
+            self.spool(&flow);
+        }
+        if let Err(error) = self.shared.spool.seal() {
+            tracing::error!(%error, "sealing the spool");
+        }
+        let _ = self.deliver_spool().await;
+    }
+
     /// While the store is down: queued flows go to the spool until it is time to retry.
-    /// Returns false when the sink was closed.
+    /// Returns false when the sink is closing.
     async fn spool_until_retry(&mut self) -> bool {
         let retry = tokio::time::sleep(self.config.retry_interval);
         tokio::pin!(retry);
+        let mut closing = self.closing.clone();
         loop {
             tokio::select! {
                 () = &mut retry => return true,
+                _ = closing.wait_for(|c| *c) => return false,
                 flow = self.flows.recv() => match flow {
                     Some(flow) => self.spool(&flow),
                     None => return false,
@@ -294,9 +322,7 @@ impl Worker {
                 let count = batch.len() as u64;
                 self.send(batch).await?;
                 *self.delivered.entry(segment.path.clone()).or_default() += count as usize;
-                if segment.ours {
-                    self.shared.pending.send_modify(|n| *n -= count);
-                }
+                self.shared.pending.send_modify(|n| *n -= count);
             }
             remove_segment(&segment)?;
             self.delivered.remove(&segment.path);

@@ -140,6 +140,16 @@ impl Spool {
         Ok(segments)
     }
 
+    /// How many whole records the sealed segments hold (at start: what an earlier process
+    /// left). Reads only the length prefixes.
+    pub fn left_over_records(&self) -> Result<u64, StoreError> {
+        let mut count = 0;
+        for segment in self.segments()? {
+            count += SegmentReader::open(&segment.path)?.count_records()?;
+        }
+        Ok(count)
+    }
+
     fn segment_path(&self, index: u64, extension: &str) -> PathBuf {
         self.dir
             .join(format!("{}-{index:08}.{extension}", self.run))
@@ -181,6 +191,34 @@ impl SegmentReader {
             Ok(flow) => Some(flow),
             Err(error) => self.damaged(&error),
         }
+    }
+
+    /// Counts the whole records from here to the end, skipping their contents.
+    pub fn count_records(mut self) -> Result<u64, StoreError> {
+        let action = || format!("reading spool file {}", self.path.display());
+        let total = self
+            .reader
+            .get_ref()
+            .metadata()
+            .map_err(|e| StoreError::io(action(), e))?
+            .len();
+        let (mut position, mut count) = (0u64, 0);
+        let mut length = [0; 4];
+        while position + 4 <= total {
+            self.reader
+                .read_exact(&mut length)
+                .map_err(|e| StoreError::io(action(), e))?;
+            let end = position + 4 + u64::from(u32::from_le_bytes(length));
+            if end > total {
+                break;
+            }
+            self.reader
+                .seek_relative(i64::from(u32::from_le_bytes(length)))
+                .map_err(|e| StoreError::io(action(), e))?;
+            position = end;
+            count += 1;
+        }
+        Ok(count)
     }
 
     fn damaged(&self, error: &dyn std::fmt::Display) -> Option<Flow> {
@@ -254,6 +292,7 @@ mod tests {
         drop(earlier);
 
         let later = Spool::open(dir.path()).unwrap();
+        assert_eq!(later.left_over_records().unwrap(), 2);
         let segments = later.segments().unwrap();
         assert_eq!(segments.len(), 1);
         assert!(!segments[0].ours);

@@ -95,3 +95,43 @@ async fn a_store_killed_mid_push_loses_no_flow() {
     restarted.kill().unwrap();
     restarted.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_spooled_by_a_closed_sink_reach_the_store_from_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    // An address nothing listens on any more.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = SinkConfig::new(format!("http://{gone}"), &spool_dir);
+    config.retry_interval = Duration::from_millis(20);
+    let sink = StoreSink::start(config).unwrap();
+    for i in 0..100 {
+        sink.push(http_flow(&format!("later-{i:03}"), "example.com", "/", 200))
+            .unwrap();
+    }
+    sink.close().await;
+    let spool = flowtap_flow_store::spool::Spool::open(&spool_dir).unwrap();
+    assert_eq!(spool.left_over_records().unwrap(), 100);
+    drop(spool);
+
+    // The next start, with the store up: the left-over flows are delivered and flush waits.
+    let (_db_dir, store) = support::sqlite_store();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(flowtap_flow_store::server::serve(
+        listener,
+        store.clone(),
+        std::future::pending(),
+    ));
+    let sink = StoreSink::start(SinkConfig::new(format!("http://{address}"), &spool_dir)).unwrap();
+    assert_eq!(sink.pending(), 100);
+    tokio::time::timeout(Duration::from_secs(60), sink.flush())
+        .await
+        .expect("the spool delivered");
+    assert_eq!(store.list("", |_| ()).await.unwrap(), 100);
+    sink.close().await;
+    assert_eq!(std::fs::read_dir(&spool_dir).unwrap().count(), 0);
+}
