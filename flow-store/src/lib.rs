@@ -9,6 +9,18 @@
 //! A reader new to the crate starts at [`Store`] (what the archive promises) and then
 //! [`backend`] (how rows and body chunks are kept).
 //!
+//! To drive ingest directly (benchmarks), open a store and append whole flows; batching and
+//! transactions are the same as behind the gRPC service:
+//!
+//! ```no_run
+//! # async fn ingest(flows: Vec<flowtap_proto::v1::Flow>) -> Result<(), flowtap_flow_store::StoreError> {
+//! use flowtap_flow_store::{Config, Store, StoreLocation};
+//! let location: StoreLocation = "sqlite:/tmp/flows.db".parse().expect("infallible");
+//! let store = Store::open(&location, Config::default()).await?;
+//! store.append(flows).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! - [`store`]: [`Store`], the behaviour: append assembly, queries, delete, watch.
 //! - [`backend`]: the [`Backend`](backend::Backend) trait, with `sqlite` and `postgres`.
 //! - [`filter`]: mitmproxy filter expressions as queries (SQL pre-filter + exact match).
