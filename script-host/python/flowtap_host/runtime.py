@@ -510,7 +510,9 @@ class Host:
         flow._flowtap_control = self
         flow._flowtap_session = call.session
         call.flow = flow
-        call.before = flow.get_state()
+        # The bridge gives the state in get_state()'s own shape (tuples where it has tuples), so
+        # the state as received is the "before" of the change test.
+        call.before = state
         with self._lock:
             self._in_hook.add(call.key)
         return (flow,)

@@ -14,11 +14,22 @@ from flowtap_host.runtime import Host  # noqa: E402
 from mitmproxy import connection, http  # noqa: E402
 
 
-def listify(value):
-    """What the Rust side hands over: tuples arrive as lists."""
+_TUPLE_ROWS = {"messages"}
+_FIELDS = {"headers", "trailers"}
+_TUPLES = {"peername", "sockname", "address", "via"}
+
+
+def listify(value, key=None):
+    """What the Rust side hands over: lists, except where get_state() has tuples."""
     if isinstance(value, dict):
-        return {k: listify(v) for k, v in value.items()}
+        return {k: listify(v, k) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
+        if key in _TUPLES:
+            return tuple(listify(v, "address" if key == "via" else None) for v in value)
+        if key in _FIELDS:
+            return tuple(tuple(v) for v in value)
+        if key in _TUPLE_ROWS:
+            return [tuple(listify(x) for x in v) if isinstance(v, (list, tuple)) else v for v in value]
         return [listify(v) for v in value]
     return value
 

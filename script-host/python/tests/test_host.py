@@ -386,7 +386,7 @@ class OldHooksTest(unittest.TestCase):
             self.assertNotIn("x-ws", headers_of(out))
             time.sleep(0.2)
             ws = http_state("/ws")
-            ws["request"]["headers"].append([b"Upgrade", b"websocket"])
+            ws["request"]["headers"] += ((b"Upgrade", b"websocket"),)
             _, _, out, _, _ = h.roundtrip("request", ws)
             self.assertEqual(headers_of(out)["x-ws"], "handshake")
             self.assertIn("seen /first", headers_of(out)["x-logs"])

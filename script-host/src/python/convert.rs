@@ -10,6 +10,55 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 
 /// A tnetstring value as the Python object `tnetstring.load` would give.
 pub(super) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    value_to_py_in(py, None, value)
+}
+
+/// Where `get_state()` gives tuples, so that a state made here compares equal to the state the
+/// Python objects give back when nothing changed (the runtime's change test).
+#[derive(Clone, Copy)]
+enum Shape {
+    /// A tuple of tuples: headers, trailers.
+    Fields,
+    /// A list of rows that are tuples: TCP and WebSocket messages.
+    TupleRows,
+    /// A tuple: an address.
+    Tuple,
+    /// `via`: `(scheme, (host, port))`.
+    Via,
+}
+
+fn shape_of(key: &Value) -> Option<Shape> {
+    match key.as_str()? {
+        "headers" | "trailers" => Some(Shape::Fields),
+        "messages" => Some(Shape::TupleRows),
+        "peername" | "sockname" | "address" => Some(Shape::Tuple),
+        "via" => Some(Shape::Via),
+        _ => None,
+    }
+}
+
+fn value_to_py_in<'py>(
+    py: Python<'py>,
+    shape: Option<Shape>,
+    value: &Value,
+) -> PyResult<Bound<'py, PyAny>> {
+    if let (Some(shape), Value::List(items)) = (shape, value) {
+        return match shape {
+            Shape::Tuple => tuple_of(py, items, None),
+            Shape::Via => tuple_of(py, items, Some(Shape::Tuple)),
+            Shape::Fields => tuple_of(py, items, Some(Shape::Tuple)),
+            Shape::TupleRows => {
+                let list = PyList::empty(py);
+                for item in items {
+                    match item {
+                        Value::List(row) => list.append(tuple_of(py, row, None)?)?,
+                        other => list.append(value_to_py(py, other)?)?,
+                    }
+                }
+                Ok(list.into_any())
+            }
+        };
+    }
     Ok(match value {
         Value::Null => py.None().into_bound(py),
         Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
@@ -27,17 +76,31 @@ pub(super) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound
         Value::Dict(dict) => {
             let out = PyDict::new(py);
             for (k, v) in dict.iter() {
+                let value = value_to_py_in(py, shape_of(k), v)?;
                 let key = value_to_py(py, k)?;
                 // A list cannot be a dict key in Python; mitmproxy's keys were tuples then.
                 let key = match key.cast::<PyList>() {
                     Ok(list) => PyTuple::new(py, list.iter())?.into_any(),
                     Err(_) => key,
                 };
-                out.set_item(key, value_to_py(py, v)?)?;
+                out.set_item(key, value)?;
             }
             out.into_any()
         }
     })
+}
+
+/// A list as a tuple; `inner` shapes its elements (for `via`).
+fn tuple_of<'py>(
+    py: Python<'py>,
+    items: &[Value],
+    inner: Option<Shape>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let elements = items
+        .iter()
+        .map(|item| value_to_py_in(py, inner, item))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(PyTuple::new(py, elements)?.into_any())
 }
 
 /// A Python object as a tnetstring value; an error names what cannot be serialized.
