@@ -359,6 +359,24 @@ if __name__ == "__main__":
     unittest.main()
 
 
+class ReloadFailureTest(unittest.TestCase):
+    def test_broken_edit_unloads_the_script_and_logs_the_error(self):
+        h = Harness("def request(flow):\n    flow.request.headers['x-v'] = '1'\n")
+        try:
+            with open(h.paths[0], "w") as f:
+                f.write("def request(flow)\n    pass\n")
+            os.utime(h.paths[0], (time.time() + 5, time.time() + 5))
+            deadline = time.monotonic() + 10
+            while "SyntaxError" not in h.log_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertIn("SyntaxError", h.log_text())
+            _, _, out, errors, _ = h.roundtrip("request", http_state())
+            self.assertIsNone(out)  # the script stays unloaded: the flow goes on untouched
+            self.assertEqual(errors, [])
+        finally:
+            h.close()
+
+
 class OldHooksTest(unittest.TestCase):
     def test_tick_log_and_websocket_handshake(self):
         h = Harness(
