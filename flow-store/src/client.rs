@@ -35,6 +35,8 @@ impl RemoteStore {
         };
         let channel = Endpoint::from_shared(endpoint.to_owned())
             .map_err(|e| open_error(e.to_string()))?
+            .initial_stream_window_size(crate::server::WINDOW_BYTES)
+            .initial_connection_window_size(2 * crate::server::WINDOW_BYTES)
             .connect()
             .await
             .map_err(|e| open_error(e.to_string()))?;

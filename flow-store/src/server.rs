@@ -22,6 +22,9 @@ use crate::{Store, StoreError};
 /// The largest message accepted or sent: heads with many WebSocket or TCP messages are large.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// The HTTP/2 flow-control window of a stream, both ways.
+pub const WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// The gRPC service.
@@ -52,6 +55,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
+        // Append streams are bulk uploads: HTTP/2's default 64 KiB window would stall each
+        // stream every few dozen flows.
+        .initial_stream_window_size(Some(WINDOW_BYTES))
+        .initial_connection_window_size(Some(2 * WINDOW_BYTES))
         .add_service(FlowStoreService::new(store).into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await

@@ -101,6 +101,8 @@ impl StoreSink {
                 message: e.to_string(),
             })?
             .connect_timeout(Duration::from_secs(5))
+            .initial_stream_window_size(crate::server::WINDOW_BYTES)
+            .initial_connection_window_size(2 * crate::server::WINDOW_BYTES)
             .timeout(config.request_timeout);
         let client = FlowStoreClient::new(endpoint.connect_lazy())
             .max_encoding_message_size(crate::server::MAX_MESSAGE_BYTES)

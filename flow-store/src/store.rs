@@ -92,6 +92,13 @@ impl Default for Config {
     }
 }
 
+/// A write batch on its way to the backend.
+struct Writing {
+    write: tokio::task::JoinHandle<Result<u64, StoreError>>,
+    flows: u64,
+    finished: Vec<Appended>,
+}
+
 /// The flow archive. Cheap to clone; clones share the backend and the watchers.
 #[derive(Clone)]
 pub struct Store {
@@ -144,29 +151,37 @@ impl Store {
     {
         let mut parts = parts;
         let mut assembler = Assembler::default();
-        loop {
+        // One batch may be written while the next is assembled; batches of one stream are
+        // written in order, as a flow's chunks may span them.
+        let mut writing = None;
+        let input_error = loop {
             // Commit whenever the stream has nothing ready, so one flow at a time still gets
             // through promptly, and a burst is committed in large batches.
             let part = match parts.next().now_or_never() {
                 Some(part) => part,
                 None => {
-                    self.flush(&mut assembler).await?;
+                    // A failed write ends the call at once: later batches may continue its
+                    // flows, and must not be written without it.
+                    self.start_write(&mut assembler, &mut writing).await?;
                     parts.next().await
                 }
             };
-            let Some(part) = part else { break };
-            let step = part.and_then(|part| assembler.push(part));
-            if let Err(error) = step {
-                self.flush(&mut assembler).await?;
-                return Err(error);
+            let Some(part) = part else { break None };
+            if let Err(error) = part.and_then(|part| assembler.push(part)) {
+                break Some(error);
             }
             if assembler.batch_flows >= self.config.batch_max_flows
                 || assembler.batch_bytes >= self.config.batch_max_bytes
             {
-                self.flush(&mut assembler).await?;
+                self.start_write(&mut assembler, &mut writing).await?;
             }
+        };
+        // Complete flows before a malformed part are kept.
+        self.start_write(&mut assembler, &mut writing).await?;
+        self.finish_write(&mut assembler, &mut writing).await?;
+        if let Some(error) = input_error {
+            return Err(error);
         }
-        self.flush(&mut assembler).await?;
         if let Some(pending) = assembler.pending {
             return Err(StoreError::Protocol(format!(
                 "the stream ended inside flow {}",
@@ -182,16 +197,40 @@ impl Store {
         self.append_parts(futures_util::stream::iter(parts)).await
     }
 
-    async fn flush(&self, assembler: &mut Assembler) -> Result<(), StoreError> {
+    /// Starts writing the assembled batch, after the one being written is done.
+    async fn start_write(
+        &self,
+        assembler: &mut Assembler,
+        writing: &mut Option<Writing>,
+    ) -> Result<(), StoreError> {
         if assembler.batch.is_empty() {
             return Ok(());
         }
+        self.finish_write(assembler, writing).await?;
         let batch = std::mem::take(&mut assembler.batch);
-        self.backend.write(batch).await?;
-        assembler.stored += assembler.batch_flows as u64;
-        assembler.batch_flows = 0;
+        let backend = self.backend.clone();
+        *writing = Some(Writing {
+            // Spawned, so the write progresses while the stream is read.
+            write: tokio::spawn(async move { backend.write(batch).await }),
+            flows: std::mem::take(&mut assembler.batch_flows) as u64,
+            finished: std::mem::take(&mut assembler.finished),
+        });
         assembler.batch_bytes = 0;
-        for appended in assembler.finished.drain(..) {
+        Ok(())
+    }
+
+    /// Waits for the batch being written, then counts and announces its flows.
+    async fn finish_write(
+        &self,
+        assembler: &mut Assembler,
+        writing: &mut Option<Writing>,
+    ) -> Result<(), StoreError> {
+        let Some(done) = writing.take() else {
+            return Ok(());
+        };
+        done.write.await.map_err(|_| StoreError::Closed)??;
+        assembler.stored += done.flows;
+        for appended in done.finished {
             // No watcher is not an error.
             let _ = self.appended.send(Arc::new(appended));
         }
