@@ -19,7 +19,9 @@ impl Archive {
     pub(crate) fn start(endpoint: &str, confdir: &Path) -> anyhow::Result<Self> {
         let config = SinkConfig::new(endpoint, confdir.join("spool"));
         let sink = StoreSink::start(config)?;
-        Ok(Self { sink: Mutex::new(Some(sink)) })
+        Ok(Self {
+            sink: Mutex::new(Some(sink)),
+        })
     }
 }
 
@@ -37,7 +39,9 @@ impl FlowSink for Archive {
     }
 
     fn close(&self) {
-        let Some(sink) = self.sink.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        let Some(sink) = self.sink.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
         // Delivers what is queued (the rest stays spooled for the next start).
         let closing = async move {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), sink.close()).await;

@@ -23,13 +23,20 @@ use anyhow::Context;
 use clap::Parser;
 use flowtap_certs::CertificateAuthority;
 use flowtap_flow::Filter;
-use flowtap_proxy_core::{Config, FlowSink, Hooks, NoHooks, Proxy, Sinks};
+use flowtap_proto::v1::Flow;
+use flowtap_proxy_core::scripts::{self, FailurePolicy, ScriptClient, ScriptsError};
+use flowtap_proxy_core::{Config, CoreControl, FlowSink, Hooks, NoHooks, Proxy, Sinks};
 
 use crate::options::{Options, expand_tilde};
 
 /// An intercepting HTTP/HTTPS proxy scripted with mitmproxy-compatible Python scripts.
 #[derive(Parser, Debug)]
-#[command(name = "flowtap", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "flowtap",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -73,6 +80,13 @@ struct Cli {
     /// Do not start the proxy server (with `-r`: process the file and exit).
     #[arg(short = 'n', long = "no-server")]
     no_server: bool,
+    /// Load a script (repeatable; a chain in load order). `"x.py arg1"` passes arguments to
+    /// old-API scripts.
+    #[arg(short = 's', long = "scripts", value_name = "PATH")]
+    scripts: Vec<String>,
+    /// Use script workers started elsewhere (`script-host --listen ADDR`); repeatable.
+    #[arg(long = "script-host", value_name = "ADDR")]
+    script_host: Vec<String>,
     /// Send finished flows to this flow-store (e.g. http://127.0.0.1:7070).
     #[arg(long = "store-addr", value_name = "URL")]
     store_addr: Option<String>,
@@ -86,6 +100,9 @@ struct Cli {
 enum Command {
     /// Stored flows: list, show, export, import, delete.
     Flows(flows::FlowsArgs),
+    /// Runs a script worker (what `flowtap -s` starts for itself).
+    #[command(name = "script-host", hide = true)]
+    ScriptHost(flowtap_script_host::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -149,42 +166,131 @@ fn init_logging(verbosity: &str) {
         "debug" => "debug",
         _ => "info",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWTAP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},h2=warn,hyper=warn,rustls=warn")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWTAP_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},h2=warn,hyper=warn,rustls=warn"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
-    if let Some(Command::Flows(args)) = cli.command.take() {
-        return flows::run(args, &options.confdir).await;
+    match cli.command.take() {
+        Some(Command::Flows(args)) => return flows::run(args, &options.confdir).await,
+        Some(Command::ScriptHost(args)) => {
+            flowtap_script_host::cli::run(args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
     }
     let filter = match parse_filter(&cli.filter.join(" "))? {
         Ok(filter) => filter,
         Err(code) => return Ok(code),
     };
-    let save_filter = match options.deferred.get("save_stream_filter").map(|f| parse_filter(f)).transpose()? {
+    let save_filter = match options
+        .deferred
+        .get("save_stream_filter")
+        .map(|f| parse_filter(f))
+        .transpose()?
+    {
         Some(Err(code)) => return Ok(code),
         Some(Ok(f)) => f,
         None => filter.clone(),
     };
-    let hooks: Arc<dyn Hooks> = Arc::new(NoHooks::default());
-    let sink = Arc::new(Sinks(build_sinks(&cli, &options, filter.clone(), save_filter)?));
+    let scripts = match start_scripts(&cli, &options).await {
+        Ok(scripts) => scripts,
+        Err(ScriptsError::Startup { traceback }) => {
+            eprintln!("flowtap: error in script:\n{traceback}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let hooks: Arc<dyn Hooks> = match &scripts {
+        Some(client) => client.clone(),
+        None => Arc::new(NoHooks::default()),
+    };
+    let code = serve_or_read(&cli, &options, filter, save_filter, hooks).await;
+    if let Some(client) = scripts {
+        client.shutdown().await;
+    }
+    code
+}
+
+/// Starts the script workers for `-s` (or connects to `--script-host` workers).
+async fn start_scripts(
+    cli: &Cli,
+    options: &Options,
+) -> Result<Option<Arc<ScriptClient>>, ScriptsError> {
+    if cli.scripts.is_empty() && cli.script_host.is_empty() {
+        return Ok(None);
+    }
+    let config = scripts::Config {
+        scripts: cli.scripts.clone(),
+        workers: options.script_workers,
+        addresses: cli.script_host.clone(),
+        binary: std::env::current_exe().ok(),
+        binary_args: vec!["script-host".into()],
+        hook_timeout: options.hook_timeout,
+        failure: options
+            .script_failure
+            .parse()
+            .unwrap_or(FailurePolicy::Open),
+        deferred: options
+            .deferred
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        ..scripts::Config::default()
+    };
+    let (client, loaded) = ScriptClient::start(config).await?;
+    for script in &loaded {
+        tracing::info!("Loading script {}", script.path);
+    }
+    Ok(Some(client))
+}
+
+/// Reads `-r` flows through the hooks, then (unless `-n`) serves the proxy.
+async fn serve_or_read(
+    cli: &Cli,
+    options: &Options,
+    filter: Option<Filter>,
+    save_filter: Option<Filter>,
+    hooks: Arc<dyn Hooks>,
+) -> anyhow::Result<ExitCode> {
+    let sink = Arc::new(Sinks(build_sinks(
+        cli,
+        options,
+        filter.clone(),
+        save_filter,
+    )?));
     if let Some(path) = &cli.rfile {
-        let summary = readfile::read_file(path, filter.as_ref(), hooks.as_ref(), sink.as_ref()).await?;
+        hooks.attach(Arc::new(ReadOnlyControl));
+        let summary =
+            readfile::read_file(path, filter.as_ref(), hooks.as_ref(), sink.as_ref()).await?;
         if let Some(error) = &summary.error {
-            tracing::error!("Flow file corrupted - loaded {} flows: {error}", summary.loaded);
+            tracing::error!(
+                "Flow file corrupted - loaded {} flows: {error}",
+                summary.loaded
+            );
         }
         if cli.no_server || !options.keepserving {
             sink.close();
-            return Ok(if summary.error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+            return Ok(if summary.error.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
         }
     }
     if cli.no_server {
         sink.close();
         return Ok(ExitCode::SUCCESS);
     }
-    let ca = load_ca(&cli, &options)?;
-    let proxy = Proxy::bind(proxy_config(&options)?, Arc::new(ca), hooks, sink).await?;
+    let ca = load_ca(cli, options)?;
+    let proxy = Proxy::bind(proxy_config(options)?, Arc::new(ca), hooks, sink).await?;
     tracing::info!("HTTP(S) proxy listening at {}", proxy.local_addr());
     proxy.serve(shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
@@ -212,20 +318,31 @@ fn build_sinks(
     save_filter: Option<Filter>,
 ) -> anyhow::Result<Vec<Arc<dyn FlowSink>>> {
     let mut sinks: Vec<Arc<dyn FlowSink>> = Vec::new();
-    let dumper = dump::Dumper { detail: options.flow_detail };
+    let dumper = dump::Dumper {
+        detail: options.flow_detail,
+    };
     match filter {
-        Some(filter) => sinks.push(Arc::new(save::Filtered { filter, inner: dumper })),
+        Some(filter) => sinks.push(Arc::new(save::Filtered {
+            filter,
+            inner: dumper,
+        })),
         None => sinks.push(Arc::new(dumper)),
     }
     if let Some(spec) = &cli.save_stream_file {
         let saver = save::FileSaver::open(spec)?;
         match save_filter {
-            Some(filter) => sinks.push(Arc::new(save::Filtered { filter, inner: saver })),
+            Some(filter) => sinks.push(Arc::new(save::Filtered {
+                filter,
+                inner: saver,
+            })),
             None => sinks.push(Arc::new(saver)),
         }
     }
     if let Some(endpoint) = &cli.store_addr {
-        sinks.push(Arc::new(archive::Archive::start(endpoint, &options.confdir)?));
+        sinks.push(Arc::new(archive::Archive::start(
+            endpoint,
+            &options.confdir,
+        )?));
     }
     if let Some(path) = options.deferred.get("hardump").filter(|p| !p.is_empty()) {
         sinks.push(Arc::new(save::HarDump::new(expand_tilde(path))));
@@ -240,8 +357,12 @@ fn load_ca(cli: &Cli, options: &Options) -> anyhow::Result<CertificateAuthority>
             CertificateAuthority::load_mitmproxy(&path)
                 .with_context(|| format!("loading the mitmproxy CA from {}", path.display()))?
         }
-        None => CertificateAuthority::load_or_create(&options.confdir)
-            .with_context(|| format!("loading or creating the CA in {}", options.confdir.display()))?,
+        None => CertificateAuthority::load_or_create(&options.confdir).with_context(|| {
+            format!(
+                "loading or creating the CA in {}",
+                options.confdir.display()
+            )
+        })?,
     })
 }
 
@@ -249,9 +370,16 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
     let listen_ip: IpAddr = if options.listen_host.is_empty() {
         IpAddr::from([0, 0, 0, 0])
     } else {
-        options.listen_host.parse().with_context(|| format!("invalid --listen-host {:?}", options.listen_host))?
+        options
+            .listen_host
+            .parse()
+            .with_context(|| format!("invalid --listen-host {:?}", options.listen_host))?
     };
-    for name in options.deferred.keys().filter(|n| !options::CLI_OPTIONS.contains(&n.as_str())) {
+    for name in options
+        .deferred
+        .keys()
+        .filter(|n| !options::CLI_OPTIONS.contains(&n.as_str()))
+    {
         tracing::warn!("unknown option {name:?}: no script registered it");
     }
     Ok(Config {
@@ -267,15 +395,44 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
     })
 }
 
+/// Flows read from a file are not live: scripts cannot act on them outside their hooks.
+struct ReadOnlyControl;
+
+impl CoreControl for ReadOnlyControl {
+    fn kill(&self, flow_id: &str) -> Result<(), String> {
+        Err(format!("flow {flow_id} is not live (read from a file)"))
+    }
+    fn replay_client(&self, flow: Flow) -> Result<(), String> {
+        Err(format!(
+            "replaying flow {} needs the proxy; run without -n",
+            flow.id
+        ))
+    }
+    fn inject_websocket(
+        &self,
+        flow_id: &str,
+        _: bool,
+        _: bytes::Bytes,
+        _: bool,
+    ) -> Result<(), String> {
+        Err(format!("flow {flow_id} is not live (read from a file)"))
+    }
+    fn inject_tcp(&self, flow_id: &str, _: bool, _: bytes::Bytes) -> Result<(), String> {
+        Err(format!("flow {flow_id} is not live (read from a file)"))
+    }
+    fn shutdown(&self) {}
+}
+
 /// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or_default(),
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or_default(),
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -285,4 +442,3 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
     tracing::info!("shutting down");
 }
-

@@ -22,6 +22,12 @@ pub(crate) struct Options {
     pub(crate) ignore_hosts: Vec<String>,
     pub(crate) allow_hosts: Vec<String>,
     pub(crate) shutdown_grace: Duration,
+    /// The deadline of one hook call (`hook_timeout`, seconds).
+    pub(crate) hook_timeout: Duration,
+    /// What a failed hook call does to its flow (`script_failure=open|closed`).
+    pub(crate) script_failure: String,
+    /// Worker processes to run the scripts in (`script_workers`).
+    pub(crate) script_workers: usize,
     /// With `-r`, keep serving after the file was read.
     pub(crate) keepserving: bool,
     /// Values for options no part of flowtap knows: offered to scripts.
@@ -44,6 +50,9 @@ impl Default for Options {
             allow_hosts: Vec::new(),
             shutdown_grace: Duration::from_secs(5),
             keepserving: false,
+            hook_timeout: Duration::from_secs(5),
+            script_failure: "open".into(),
+            script_workers: 1,
             deferred: BTreeMap::new(),
         }
     }
@@ -94,6 +103,17 @@ impl Options {
             "shutdown_grace" => {
                 self.shutdown_grace =
                     Duration::from_secs_f64(parse_float(name, required(name, value)?)?)
+            }
+            "hook_timeout" => {
+                self.hook_timeout =
+                    Duration::from_secs_f64(parse_float(name, required(name, value)?)?)
+            }
+            "script_failure" => match required(name, value)? {
+                policy @ ("open" | "closed") => self.script_failure = policy.to_string(),
+                other => bail!("option script_failure: expected open or closed, got {other:?}"),
+            },
+            "script_workers" => {
+                self.script_workers = parse_int::<usize>(name, required(name, value)?)?.max(1)
             }
             "keepserving" => self.keepserving = parse_bool(name, value, self.keepserving)?,
             _ => {

@@ -101,7 +101,11 @@ pub(crate) async fn replay_events(hooks: &dyn Hooks, flow: &mut Flow) {
                 flow.messages.push(message);
                 call(Hook::TcpMessage, flow).await;
             }
-            let last = if flow.error.is_some() { Hook::TcpError } else { Hook::TcpEnd };
+            let last = if flow.error.is_some() {
+                Hook::TcpError
+            } else {
+                Hook::TcpEnd
+            };
             call(last, flow).await;
         }
         "dns" => {

@@ -66,7 +66,10 @@ impl FileSaver {
                 }
             })
             .context("starting the flow writer thread")?;
-        Ok(Self { sender: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)) })
+        Ok(Self {
+            sender: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+        })
     }
 }
 
@@ -89,7 +92,12 @@ impl FlowSink for FileSaver {
     }
 
     fn flow_finished(&self, flow: &Flow) {
-        if let Some(sender) = self.sender.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(sender) = self
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             let _ = sender.send(flow.clone());
         }
     }
@@ -111,7 +119,10 @@ pub(crate) struct HarDump {
 
 impl HarDump {
     pub(crate) fn new(path: PathBuf) -> Self {
-        Self { path, flows: Mutex::new(Vec::new()) }
+        Self {
+            path,
+            flows: Mutex::new(Vec::new()),
+        }
     }
 }
 
@@ -122,7 +133,10 @@ impl FlowSink for HarDump {
 
     fn flow_finished(&self, flow: &Flow) {
         if flow.r#type == "http" {
-            self.flows.lock().unwrap_or_else(|p| p.into_inner()).push(flow.clone());
+            self.flows
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(flow.clone());
         }
     }
 
@@ -130,7 +144,11 @@ impl FlowSink for HarDump {
         let flows = std::mem::take(&mut *self.flows.lock().unwrap_or_else(|p| p.into_inner()));
         let json = flowtap_flow::har::export_json(&flows);
         match std::fs::write(&self.path, json) {
-            Ok(()) => tracing::info!("HAR file saved ({} flows) to {}", flows.len(), self.path.display()),
+            Ok(()) => tracing::info!(
+                "HAR file saved ({} flows) to {}",
+                flows.len(),
+                self.path.display()
+            ),
             Err(e) => tracing::error!("writing HAR to {}: {e}", self.path.display()),
         }
     }

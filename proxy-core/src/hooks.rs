@@ -125,8 +125,12 @@ pub trait CoreControl: Send + Sync + 'static {
         is_text: bool,
     ) -> Result<(), String>;
     /// Injects bytes into a live TCP flow.
-    fn inject_tcp(&self, flow_id: &str, to_client: bool, content: bytes::Bytes)
-    -> Result<(), String>;
+    fn inject_tcp(
+        &self,
+        flow_id: &str,
+        to_client: bool,
+        content: bytes::Bytes,
+    ) -> Result<(), String>;
     /// Asks the proxy to shut down gracefully.
     fn shutdown(&self);
 }

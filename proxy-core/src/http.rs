@@ -481,7 +481,8 @@ async fn receive_response(
                 response.timestamp_end = Some(flow::now());
             }
             Err(e) => {
-                return upstream_failed(shared, conn, &mut flow, &UpstreamError::Http(e), 502).await;
+                return upstream_failed(shared, conn, &mut flow, &UpstreamError::Http(e), 502)
+                    .await;
             }
         }
         if shared.hook(Hook::Response, &mut flow).await == Verdict::Kill || is_killed(&flow) {

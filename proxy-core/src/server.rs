@@ -212,11 +212,20 @@ impl Proxy {
             .expect("a bound listener has an address")
     }
 
-    /// Serves clients until `shutdown` completes; then stops accepting, lets each connection
-    /// finish the flow it is in (within `shutdown_grace`) and returns.
+    /// Serves clients until `shutdown` completes (or a script asks for shutdown); then stops
+    /// accepting, lets each connection finish the flow it is in (within `shutdown_grace`) and
+    /// returns. The scripts are attached (their `running` hooks fire) before the first accept.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let control = Arc::new(ProxyControl::default());
+        self.shared.hooks.attach(control.clone());
+        let shutdown = async {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = control.shutdown.notified() => tracing::info!("a script asked for shutdown"),
+            }
+        };
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -248,6 +257,47 @@ impl Proxy {
             tasks.shutdown().await;
         }
         self.shared.sink.close();
+    }
+}
+
+/// What scripts may ask of the proxy outside hooks. Shutdown is supported; acting on other
+/// flows from outside their hooks is not yet, and says so.
+#[derive(Default)]
+struct ProxyControl {
+    shutdown: tokio::sync::Notify,
+}
+
+const NOT_YET: &str = "not supported by this flowtap version";
+
+impl crate::hooks::CoreControl for ProxyControl {
+    fn kill(&self, flow_id: &str) -> Result<(), String> {
+        Err(format!(
+            "killing flow {flow_id} outside its hooks is {NOT_YET}"
+        ))
+    }
+
+    fn replay_client(&self, flow: Flow) -> Result<(), String> {
+        Err(format!("replaying flow {} is {NOT_YET}", flow.id))
+    }
+
+    fn inject_websocket(
+        &self,
+        flow_id: &str,
+        _: bool,
+        _: bytes::Bytes,
+        _: bool,
+    ) -> Result<(), String> {
+        Err(format!(
+            "injecting into WebSocket flow {flow_id} is {NOT_YET}"
+        ))
+    }
+
+    fn inject_tcp(&self, flow_id: &str, _: bool, _: bytes::Bytes) -> Result<(), String> {
+        Err(format!("injecting into TCP flow {flow_id} is {NOT_YET}"))
+    }
+
+    fn shutdown(&self) {
+        self.shutdown.notify_one();
     }
 }
 

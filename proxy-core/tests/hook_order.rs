@@ -30,9 +30,19 @@ impl Recorder {
     fn new() -> Arc<Self> {
         let mut interest = Interest::none();
         for hook in ALL_HOOKS {
-            interest.add(hook, HookInterest { wanted: true, needs_body: true, awaited: true });
+            interest.add(
+                hook,
+                HookInterest {
+                    wanted: true,
+                    needs_body: true,
+                    awaited: true,
+                },
+            );
         }
-        Arc::new(Self { interest, seen: Mutex::new(Vec::new()) })
+        Arc::new(Self {
+            interest,
+            seen: Mutex::new(Vec::new()),
+        })
     }
 
     fn seen(&self) -> Vec<&'static str> {
@@ -91,7 +101,11 @@ impl Hooks for Recorder {
 
     fn call<'a>(&'a self, hook: Hook, flow: &'a mut Flow) -> BoxFuture<'a, Verdict> {
         self.seen.lock().expect("recorder lock").push(name(hook));
-        let path = flow.request.as_ref().map(|r| r.path.clone()).unwrap_or_default();
+        let path = flow
+            .request
+            .as_ref()
+            .map(|r| r.path.clone())
+            .unwrap_or_default();
         Box::pin(async move {
             if hook != Hook::Request {
                 return Verdict::Continue;
@@ -116,7 +130,10 @@ impl Hooks for Recorder {
 
 /// The hooks of a fixture's event log that are flowtap call sites, in order.
 fn recorded(fixture: &str) -> Vec<String> {
-    let path = format!("{}/../fixtures/mitmproxy-12/{fixture}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../fixtures/mitmproxy-12/{fixture}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(path).expect("the fixture exists");
     let known: Vec<&str> = ALL_HOOKS.iter().map(|h| name(*h)).collect();
     text.lines()
@@ -126,7 +143,10 @@ fn recorded(fixture: &str) -> Vec<String> {
         .collect()
 }
 
-async fn start_proxy(hooks: Arc<Recorder>, trusted: Option<&std::path::Path>) -> (SocketAddr, tempfile::TempDir) {
+async fn start_proxy(
+    hooks: Arc<Recorder>,
+    trusted: Option<&std::path::Path>,
+) -> (SocketAddr, tempfile::TempDir) {
     let confdir = tempfile::tempdir().expect("confdir");
     let ca = Arc::new(CertificateAuthority::load_or_create(confdir.path()).expect("create the CA"));
     let config = Config {
@@ -144,12 +164,21 @@ async fn start_proxy(hooks: Arc<Recorder>, trusted: Option<&std::path::Path>) ->
 /// Waits (bounded) until the recorder has seen `count` client disconnects.
 async fn until_disconnected(recorder: &Recorder, count: usize) {
     for _ in 0..200 {
-        if recorder.seen().iter().filter(|h| **h == "client_disconnected").count() >= count {
+        if recorder
+            .seen()
+            .iter()
+            .filter(|h| **h == "client_disconnected")
+            .count()
+            >= count
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("client_disconnected not seen; hooks so far: {:?}", recorder.seen());
+    panic!(
+        "client_disconnected not seen; hooks so far: {:?}",
+        recorder.seen()
+    );
 }
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
@@ -159,9 +188,13 @@ async fn plain_get_fires_hooks_in_mitmdump_order() {
     let origin = RawOrigin::start(OK).await;
     let recorder = Recorder::new();
     let (proxy, _conf) = start_proxy(recorder.clone(), None).await;
-    curl(&["-x", &format!("http://{proxy}"), &format!("http://127.0.0.1:{}/hello.txt", origin.port())])
-        .await
-        .ok();
+    curl(&[
+        "-x",
+        &format!("http://{proxy}"),
+        &format!("http://127.0.0.1:{}/hello.txt", origin.port()),
+    ])
+    .await
+    .ok();
     until_disconnected(&recorder, 1).await;
     assert_eq!(recorder.seen(), recorded("http-get-200.events.txt"));
 }
@@ -170,8 +203,17 @@ async fn plain_get_fires_hooks_in_mitmdump_order() {
 async fn refused_connection_fires_connect_error_then_error() {
     let recorder = Recorder::new();
     let (proxy, _conf) = start_proxy(recorder.clone(), None).await;
-    let out = curl(&["-x", &format!("http://{proxy}"), &format!("http://127.0.0.1:{}/nothing-here", closed_port())]).await;
-    assert!(out.text().contains("flowtap: cannot connect"), "the client is told why: {}", out.text());
+    let out = curl(&[
+        "-x",
+        &format!("http://{proxy}"),
+        &format!("http://127.0.0.1:{}/nothing-here", closed_port()),
+    ])
+    .await;
+    assert!(
+        out.text().contains("flowtap: cannot connect"),
+        "the client is told why: {}",
+        out.text()
+    );
     until_disconnected(&recorder, 1).await;
     assert_eq!(recorder.seen(), recorded("http-conn-refused.events.txt"));
 }
@@ -182,12 +224,17 @@ async fn script_reply_and_kill_fire_hooks_in_mitmdump_order() {
     let recorder = Recorder::new();
     let (proxy, _conf) = start_proxy(recorder.clone(), None).await;
     let base = format!("http://127.0.0.1:{}", origin.port());
-    curl(&["-x", &format!("http://{proxy}"), &format!("{base}/reply")]).await.ok();
+    curl(&["-x", &format!("http://{proxy}"), &format!("{base}/reply")])
+        .await
+        .ok();
     until_disconnected(&recorder, 1).await;
     curl(&["-x", &format!("http://{proxy}"), &format!("{base}/kill")]).await;
     until_disconnected(&recorder, 2).await;
     assert_eq!(recorder.seen(), recorded("reply-and-kill.events.txt"));
-    assert!(origin.requests().is_empty(), "neither request may reach the server");
+    assert!(
+        origin.requests().is_empty(),
+        "neither request may reach the server"
+    );
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod cli;
 pub mod server;
 pub mod worker;
 

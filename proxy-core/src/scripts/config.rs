@@ -44,6 +44,9 @@ pub struct Config {
     /// The `script-host` binary; by default the one next to the current executable (or one
     /// directory up, for test binaries in `target/*/deps`).
     pub binary: Option<PathBuf>,
+    /// Arguments put before the worker's own, e.g. `["script-host"]` when `binary` is a
+    /// program that runs the worker as a subcommand.
+    pub binary_args: Vec<String>,
     /// The deadline of one hook call.
     pub hook_timeout: Duration,
     /// What a failed call does to its flow, for scripts without an entry in `failure_by_script`.
@@ -67,6 +70,7 @@ impl Default for Config {
             workers: 1,
             addresses: Vec::new(),
             binary: None,
+            binary_args: Vec::new(),
             hook_timeout: Duration::from_secs(5),
             failure: FailurePolicy::Open,
             failure_by_script: HashMap::new(),

@@ -326,6 +326,7 @@ async fn spawn(config: &Config) -> Result<(String, Child), ScriptsError> {
         reason,
     };
     let mut command = Command::new(&binary);
+    command.args(&config.binary_args);
     for spec in &config.scripts {
         command.arg("-s").arg(spec);
     }
