@@ -506,12 +506,22 @@ async fn receive_response(
     };
     let close = !keep_alive || out == Framing::Close;
     let mut head_bytes = response_head_bytes(response, out, close);
+    // A small body already read with the head leaves in the same write: one segment, and
+    // one wake-up for the client instead of two.
+    let whole_body_buffered =
+        matches!(out, Framing::Length(n) if out == framing && up.conn.buf.len() as u64 >= n);
+    if let (true, Framing::Length(n)) = (whole_body_buffered, out) {
+        head_bytes.extend_from_slice(&up.conn.buf.split_to(n as usize));
+    }
     if let Err(e) = conn.io.write_all(&head_bytes).await {
         tracing::debug!("client went away: {e}");
         return Next::Close;
     }
-    head_bytes.clear();
-    let result = relay_body(&mut up.conn, &mut body, conn, out).await;
+    let result = if whole_body_buffered {
+        Ok(())
+    } else {
+        relay_body(&mut up.conn, &mut body, conn, out).await
+    };
     let response = flow.response.as_mut().expect("set above");
     response.timestamp_end = Some(flow::now());
     response.trailers = body.take_trailers().map(|fields| Headers { fields });
