@@ -25,7 +25,9 @@ use flowtap_certs::CertificateAuthority;
 use flowtap_flow::Filter;
 use flowtap_proto::v1::Flow;
 use flowtap_proxy_core::scripts::{self, FailurePolicy, ScriptClient, ScriptsError};
-use flowtap_proxy_core::{Config, CoreControl, FlowSink, Hooks, NoHooks, Proxy, Sinks};
+use flowtap_proxy_core::{
+    ClientReplay, Config, CoreControl, FlowSink, Hooks, NoHooks, Proxy, Sinks,
+};
 
 use crate::options::{Options, expand_tilde};
 
@@ -77,6 +79,9 @@ struct Cli {
     /// Read flows from this file (`-` for stdin) and run them through the scripts.
     #[arg(short = 'r', long = "rfile", value_name = "PATH")]
     rfile: Option<PathBuf>,
+    /// Replay the client requests from a saved file (`is_replay = "request"`), then exit.
+    #[arg(short = 'C', long = "client-replay", value_name = "PATH")]
+    client_replay: Vec<PathBuf>,
     /// Do not start the proxy server (with `-r`: process the file and exit).
     #[arg(short = 'n', long = "no-server")]
     no_server: bool,
@@ -266,8 +271,11 @@ async fn serve_or_read(
         filter.clone(),
         save_filter,
     )?));
-    if let Some(path) = &cli.rfile {
+    if cli.rfile.is_some() || !cli.client_replay.is_empty() {
+        // Without a proxy server the scripts' `running` fires here.
         hooks.attach(Arc::new(ReadOnlyControl));
+    }
+    if let Some(path) = &cli.rfile {
         let summary =
             readfile::read_file(path, filter.as_ref(), hooks.as_ref(), sink.as_ref()).await?;
         if let Some(error) = &summary.error {
@@ -285,12 +293,39 @@ async fn serve_or_read(
             });
         }
     }
+    let ca = Arc::new(load_ca(cli, options)?);
+    if !cli.client_replay.is_empty() {
+        let replay = ClientReplay::new(
+            proxy_config(options)?,
+            ca.clone(),
+            hooks.clone(),
+            sink.clone(),
+        )?;
+        for path in &cli.client_replay {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let (flows, error) =
+                flowtap_flow::FlowReader::new(std::io::BufReader::new(file)).read_all();
+            if let Some(e) = error {
+                tracing::error!("{}: {e}", path.display());
+            }
+            for flow in flows
+                .into_iter()
+                .filter(|f| f.r#type == "http" && f.request.is_some())
+            {
+                replay.replay(flow).await;
+            }
+        }
+        if cli.no_server || !options.keepserving {
+            sink.close();
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     if cli.no_server {
         sink.close();
         return Ok(ExitCode::SUCCESS);
     }
-    let ca = load_ca(cli, options)?;
-    let proxy = Proxy::bind(proxy_config(options)?, Arc::new(ca), hooks, sink).await?;
+    let proxy = Proxy::bind(proxy_config(options)?, ca, hooks, sink).await?;
     tracing::info!("HTTP(S) proxy listening at {}", proxy.local_addr());
     proxy.serve(shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)

@@ -30,7 +30,7 @@ pub(crate) fn new_id() -> String {
     }
     // SplitMix64: fast, and each 64-bit output is a bijection of the state, so ids from one
     // thread never repeat within 2^64 draws; seeds differ per thread.
-    let mut next = || {
+    let next = || {
         STATE.with(|state| {
             let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
             state.set(s);

@@ -76,6 +76,51 @@ pub(crate) async fn serve(
     }
 }
 
+/// Client replay: sends a stored flow's request again as a new exchange of the same flow.
+pub(crate) async fn replay(shared: &Shared, mut flow: Flow) {
+    let mut backup = flow.clone();
+    backup.backup = None;
+    flow.backup = Some(Box::new(backup));
+    flow.is_replay = Some("request".into());
+    flow.response = None;
+    flow.error = None;
+    flow.live = true;
+    let request = request_mut(&mut flow);
+    request.timestamp_start = flow::now();
+    request.content.get_or_insert_with(Bytes::new);
+    // The replay has no client: responses go to a pipe that is drained and dropped.
+    let (near, mut far) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        let mut scratch = vec![0u8; 16 * 1024];
+        while matches!(tokio::io::AsyncReadExt::read(&mut far, &mut scratch).await, Ok(n) if n > 0)
+        {
+        }
+    });
+    let mut conn: Conn<Io> = Conn::new(Box::new(near));
+    let client = flow.client_conn.clone().unwrap_or_default();
+    let mut ctx = ClientCtx {
+        client,
+        owned: Vec::new(),
+        tunnel: None,
+    };
+    if shared.hook(Hook::Requestheaders, &mut flow).await == Verdict::Kill || is_killed(&flow) {
+        killed(shared, &mut flow, true).await;
+        return;
+    }
+    let verdict = shared.hook(Hook::Request, &mut flow).await;
+    if verdict == Verdict::Kill || is_killed(&flow) {
+        killed(shared, &mut flow, true).await;
+    } else if verdict == Verdict::Respond || flow.response.is_some() {
+        respond_from_script(shared, &mut conn, &mut flow, false).await;
+    } else {
+        forward(shared, &mut conn, &mut ctx, flow, Body::Buffered, false).await;
+    }
+    let owned = std::mem::take(&mut ctx.owned);
+    for up in owned {
+        shared.server_closed(&ctx.client, up).await;
+    }
+}
+
 /// Writes a proxy-made error page and flushes it.
 pub(crate) async fn write_error(
     conn: &mut Conn<Io>,

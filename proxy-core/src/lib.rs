@@ -32,5 +32,5 @@ pub use config::Config;
 pub use error::SetupError;
 pub use flow::{KILLED_MESSAGE, is_killed};
 pub use hooks::{CoreControl, HookInterest, Hooks, Interest, NoHooks, Verdict};
-pub use server::Proxy;
+pub use server::{ClientReplay, Proxy};
 pub use sink::{FlowSink, Sinks};

@@ -34,6 +34,40 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Prepares upstream TLS and the host patterns.
+    fn new(
+        config: Config,
+        ca: Arc<CertificateAuthority>,
+        hooks: Arc<dyn Hooks>,
+        sink: Arc<dyn FlowSink>,
+    ) -> Result<Self, SetupError> {
+        let hosts = HostMatcher::new(&config.ignore_hosts, &config.allow_hosts)?;
+        let tls = |alpn: Vec<Vec<u8>>| {
+            flowtap_certs::client_config(&flowtap_certs::UpstreamTls {
+                insecure: config.ssl_insecure,
+                extra_roots: config.upstream_trusted_ca.clone(),
+                alpn,
+            })
+            .map_err(|e| SetupError::UpstreamTls(e.to_string()))
+        };
+        let connector = Connector {
+            tls_h1: tls(vec![b"http/1.1".to_vec()])?,
+            tls_h2: tls(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
+            connect_timeout: config.connect_timeout,
+        };
+        let sink_bodies = sink.needs_bodies();
+        Ok(Shared {
+            config,
+            hooks,
+            sink,
+            ca,
+            connector,
+            pool: Pool::default(),
+            hosts,
+            sink_bodies,
+        })
+    }
+
     /// Runs `hook` if a script implements it.
     pub(crate) async fn hook(&self, hook: Hook, flow: &mut Flow) -> Verdict {
         if !self.hooks.interest().wants(hook) {
@@ -174,31 +208,7 @@ impl Proxy {
                     addr: config.listen.to_string(),
                     source,
                 })?;
-        let hosts = HostMatcher::new(&config.ignore_hosts, &config.allow_hosts)?;
-        let tls = |alpn: Vec<Vec<u8>>| {
-            flowtap_certs::client_config(&flowtap_certs::UpstreamTls {
-                insecure: config.ssl_insecure,
-                extra_roots: config.upstream_trusted_ca.clone(),
-                alpn,
-            })
-            .map_err(|e| SetupError::UpstreamTls(e.to_string()))
-        };
-        let connector = Connector {
-            tls_h1: tls(vec![b"http/1.1".to_vec()])?,
-            tls_h2: tls(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
-            connect_timeout: config.connect_timeout,
-        };
-        let sink_bodies = sink.needs_bodies();
-        let shared = Shared {
-            config,
-            hooks,
-            sink,
-            ca,
-            connector,
-            pool: Pool::default(),
-            hosts,
-            sink_bodies,
-        };
+        let shared = Shared::new(config, ca, hooks, sink)?;
         Ok(Self {
             listener,
             shared: Arc::new(shared),
@@ -218,7 +228,10 @@ impl Proxy {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let control = Arc::new(ProxyControl::default());
+        let control = Arc::new(ProxyControl {
+            shutdown: Default::default(),
+            shared: self.shared.clone(),
+        });
         self.shared.hooks.attach(control.clone());
         let shutdown = async {
             tokio::select! {
@@ -260,11 +273,38 @@ impl Proxy {
     }
 }
 
-/// What scripts may ask of the proxy outside hooks. Shutdown is supported; acting on other
-/// flows from outside their hooks is not yet, and says so.
-#[derive(Default)]
+/// Sends stored requests again (mitmproxy's client replay, `-C`): each flow gets
+/// `is_replay = "request"`, a backup of its earlier state, and the hooks `requestheaders`,
+/// `request`, `server_connect`, `server_connected`, `responseheaders`, `response`,
+/// `server_disconnected` (no client events), then goes to the sinks.
+pub struct ClientReplay {
+    shared: Arc<Shared>,
+}
+
+impl ClientReplay {
+    /// Prepares replays with the proxy's settings; nothing listens.
+    pub fn new(
+        config: Config,
+        ca: Arc<CertificateAuthority>,
+        hooks: Arc<dyn Hooks>,
+        sink: Arc<dyn FlowSink>,
+    ) -> Result<Self, SetupError> {
+        Ok(Self {
+            shared: Arc::new(Shared::new(config, ca, hooks, sink)?),
+        })
+    }
+
+    /// Replays one HTTP flow and waits for its response (or error).
+    pub async fn replay(&self, flow: Flow) {
+        http::replay(&self.shared, flow).await;
+    }
+}
+
+/// What scripts may ask of the proxy outside hooks: shutdown and client replay. Acting on
+/// other live flows from outside their hooks is not supported yet, and says so.
 struct ProxyControl {
     shutdown: tokio::sync::Notify,
+    shared: Arc<Shared>,
 }
 
 const NOT_YET: &str = "not supported by this flowtap version";
@@ -277,7 +317,12 @@ impl crate::hooks::CoreControl for ProxyControl {
     }
 
     fn replay_client(&self, flow: Flow) -> Result<(), String> {
-        Err(format!("replaying flow {} is {NOT_YET}", flow.id))
+        if flow.r#type != "http" || flow.request.is_none() {
+            return Err(format!("flow {} has no HTTP request to replay", flow.id));
+        }
+        let shared = self.shared.clone();
+        tokio::spawn(async move { http::replay(&shared, flow).await });
+        Ok(())
     }
 
     fn inject_websocket(
