@@ -13,6 +13,7 @@ mod flows;
 mod options;
 mod readfile;
 mod save;
+mod serverplayback;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ struct Cli {
     /// Replay the client requests from a saved file (`is_replay = "request"`), then exit.
     #[arg(short = 'C', long = "client-replay", value_name = "PATH")]
     client_replay: Vec<PathBuf>,
+    /// Answer matching requests with the responses recorded in this file.
+    #[arg(short = 'S', long = "server-replay", value_name = "PATH")]
+    server_replay: Vec<PathBuf>,
     /// Do not start the proxy server (with `-r`: process the file and exit).
     #[arg(short = 'n', long = "no-server")]
     no_server: bool,
@@ -213,10 +217,26 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let hooks: Arc<dyn Hooks> = match &scripts {
+    let mut hooks: Arc<dyn Hooks> = match &scripts {
         Some(client) => client.clone(),
         None => Arc::new(NoHooks::default()),
     };
+    if !cli.server_replay.is_empty() {
+        let mut flows = Vec::new();
+        for path in &cli.server_replay {
+            flows.extend(read_flow_file(path)?);
+        }
+        let options = serverplayback::PlaybackOptions::from_options(&options)?;
+        hooks = Arc::new(serverplayback::ServerPlayback::new(hooks, flows, options));
+    }
+    if scripts.is_none() {
+        let known = |name: &str| {
+            options::CLI_OPTIONS.contains(&name) || serverplayback::OPTION_NAMES.contains(&name)
+        };
+        for name in options.deferred.keys().filter(|n| !known(n)) {
+            tracing::warn!("unknown option {name:?}: no script registered it");
+        }
+    }
     let code = serve_or_read(&cli, &options, filter, save_filter, hooks).await;
     if let Some(client) = scripts {
         client.shutdown().await;
@@ -302,14 +322,7 @@ async fn serve_or_read(
             sink.clone(),
         )?;
         for path in &cli.client_replay {
-            let file =
-                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            let (flows, error) =
-                flowtap_flow::FlowReader::new(std::io::BufReader::new(file)).read_all();
-            if let Some(e) = error {
-                tracing::error!("{}: {e}", path.display());
-            }
-            for flow in flows
+            for flow in read_flow_file(path)?
                 .into_iter()
                 .filter(|f| f.r#type == "http" && f.request.is_some())
             {
@@ -329,6 +342,16 @@ async fn serve_or_read(
     tracing::info!("HTTP(S) proxy listening at {}", proxy.local_addr());
     proxy.serve(shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// All flows of a flow file (or HAR); a corrupt tail is logged and the flows before it kept.
+fn read_flow_file(path: &std::path::Path) -> anyhow::Result<Vec<Flow>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let (flows, error) = flowtap_flow::FlowReader::new(std::io::BufReader::new(file)).read_all();
+    if let Some(e) = error {
+        tracing::error!("{}: {e}", path.display());
+    }
+    Ok(flows)
 }
 
 /// Parses a filter expression; an empty one is no filter. A malformed one is reported with
@@ -410,13 +433,6 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
             .parse()
             .with_context(|| format!("invalid --listen-host {:?}", options.listen_host))?
     };
-    for name in options
-        .deferred
-        .keys()
-        .filter(|n| !options::CLI_OPTIONS.contains(&n.as_str()))
-    {
-        tracing::warn!("unknown option {name:?}: no script registered it");
-    }
     Ok(Config {
         listen: SocketAddr::new(listen_ip, options.listen_port),
         ignore_hosts: options.ignore_hosts.clone(),

@@ -117,8 +117,15 @@ impl Options {
             }
             "keepserving" => self.keepserving = parse_bool(name, value, self.keepserving)?,
             _ => {
+                // Repeating `--set name=value` builds a sequence: values joined with newlines.
+                let value = value.unwrap_or_default();
                 self.deferred
-                    .insert(name.to_string(), value.unwrap_or_default().to_string());
+                    .entry(name.to_string())
+                    .and_modify(|v| {
+                        v.push('\n');
+                        v.push_str(value);
+                    })
+                    .or_insert_with(|| value.to_string());
             }
         }
         Ok(())

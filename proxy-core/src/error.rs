@@ -7,7 +7,7 @@ use flowtap_proto::v1::{Header, Response};
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// The listen address could not be bound.
-    #[error("binding proxy listener on {addr}: {source}")]
+    #[error("binding proxy listener on {addr}")]
     Bind {
         /// The address asked for.
         addr: String,
@@ -15,7 +15,7 @@ pub enum SetupError {
         source: std::io::Error,
     },
     /// An `--ignore-hosts` / `--allow-hosts` pattern is not a valid regex.
-    #[error("invalid host pattern {pattern:?}: {source}")]
+    #[error("invalid host pattern {pattern:?}")]
     HostPattern {
         /// The pattern given.
         pattern: String,
