@@ -38,7 +38,7 @@ use crate::options::{Options, expand_tilde};
     name = "flowtap",
     version,
     about,
-    args_conflicts_with_subcommands = true
+    subcommand_precedence_over_arg = true
 )]
 struct Cli {
     #[command(subcommand)]
