@@ -207,9 +207,9 @@ pub async fn postgres_store() -> Store {
     Store::new(backend, Config::default())
 }
 
-/// The fixtures recorded from mitmdump 12 (`shared/fixtures/mitmproxy-12`, beside the checkout).
+/// The fixtures recorded from mitmdump 12 (`fixtures/mitmproxy-12` in the repository).
 pub fn fixtures_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/mitmproxy-12")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/mitmproxy-12")
 }
 
 /// Every `*.mitm` fixture, sorted.
