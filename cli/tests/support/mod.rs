@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod origin;
+pub mod scripts;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
@@ -78,12 +79,17 @@ pub fn binary() -> &'static str {
 impl Flowtap {
     /// Starts `flowtap ARGS --set confdir=<temp dir>` without waiting for it.
     pub fn spawn(args: &[&str]) -> Flowtap {
+        Flowtap::spawn_inner(args, &[])
+    }
+
+    fn spawn_inner(args: &[&str], env: &[(&str, &str)]) -> Flowtap {
         let confdir = tempfile::tempdir().expect("confdir");
         let confdir_arg = format!("confdir={}", confdir.path().display());
         let mut child = Command::new(binary())
             .args(args)
             .args(["--set", &confdir_arg])
             .env_remove("FLOWTAP_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
