@@ -418,7 +418,7 @@ class Host:
         """Runs one handler: "ok", "error" (the rest of its script is skipped) or "halt"."""
         token = logs.current_script.set(handler.script.name)
         try:
-            if serial:
+            if serial and not handler.concurrent:
                 with self._serial:
                     handler.fn(*args)
             else:

@@ -36,12 +36,14 @@ _ONE_ARG = set(hooks.all_hooks) - {"load", "configure", "running", "done"}
 
 
 class Handler:
-    """A hook implementation taking the modern argument(s); `is_async` if it returns a coroutine."""
+    """A hook implementation taking the modern argument(s); `is_async` if it returns a coroutine;
+    `concurrent` if marked `@concurrent` (it runs outside `script_serial`, as in mitmproxy)."""
 
-    __slots__ = ("fn", "is_async", "script", "label")
+    __slots__ = ("fn", "is_async", "script", "label", "concurrent")
 
-    def __init__(self, fn, is_async, script, label):
+    def __init__(self, fn, is_async, script, label, concurrent=False):
         self.fn, self.is_async, self.script, self.label = fn, is_async, script, label
+        self.concurrent = concurrent
 
 
 def split_spec(spec):
@@ -224,7 +226,8 @@ class Script:
                 hook, handler = self._adapt(name, fn)
                 if handler is not None:
                     table.setdefault(hook, []).append(
-                        Handler(handler, _is_async(fn), self, f"{label}.{name}")
+                        Handler(handler, _is_async(fn), self, f"{label}.{name}",
+                                getattr(fn, "__flowtap_concurrent__", False))
                     )
         return table
 

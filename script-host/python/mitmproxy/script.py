@@ -1,7 +1,9 @@
 """`mitmproxy.script`: the `@concurrent` decorator.
 
 flowtap already runs sync hooks of different flows concurrently on a thread pool, so
-`@concurrent` changes nothing; it is accepted, and checked as mitmproxy checks it.
+`@concurrent` changes nothing by default; it is accepted, and checked as mitmproxy checks it.
+Under `--set script_serial=true` a `@concurrent` hook still runs outside the one-at-a-time
+lock, as it runs outside mitmproxy's event loop.
 """
 
 from .hooks import all_hooks
