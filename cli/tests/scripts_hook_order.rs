@@ -1,0 +1,190 @@
+//! Hook order: `fixtures/mitmproxy-12/eventlog.py` loaded with `flowtap -s` logs one line per
+//! hook; each scenario must give the lines mitmdump 12.3.1 recorded for it
+//! (`fixtures/mitmproxy-12/*.events.txt`), except the hooks flowtap does not fire (`next_layer`,
+//! `tls_*`). The argument descriptions are compared too (method, URL, status, error, `live`),
+//! with ports and the option count normalized.
+
+#![allow(missing_docs)]
+
+mod support;
+
+use flowtap_certs::testing::OriginCert;
+use support::origin::Origin;
+use support::scripts::{
+    EventLog, fixed_response, fixture, http10_origin, normalize_events, recorded_events,
+};
+use support::{Flowtap, curl, free_port};
+
+/// Starts flowtap with eventlog.py (and `more` scripts), runs `scenario` with the proxy
+/// address, stops flowtap and returns the normalized event lines.
+fn record(
+    extra_args: &[&str],
+    replace: &[(&str, &str)],
+    scenario: impl FnOnce(std::net::SocketAddr, &Flowtap, &EventLog),
+) -> Vec<String> {
+    let log = EventLog::new();
+    let (name, value) = log.env();
+    let eventlog = fixture("eventlog.py");
+    let (flowtap, proxy) = Flowtap::start_with_env(
+        &[&["-s", eventlog.as_str()], extra_args].concat(),
+        &[(name, &value)],
+    );
+    scenario(proxy, &flowtap, &log);
+    let (status, _) = flowtap.stop();
+    assert!(status.success(), "{status}");
+    normalize_events(&log.lines(), replace)
+}
+
+fn expected(name: &str, replace: &[(&str, &str)]) -> Vec<String> {
+    normalize_events(&recorded_events(name), replace)
+}
+
+fn assert_same(got: &[String], want: &[String]) {
+    assert_eq!(
+        got,
+        want,
+        "\ngot:\n{}\n\nwant:\n{}\n",
+        got.join("\n"),
+        want.join("\n")
+    );
+}
+
+#[test]
+fn http_get_200() {
+    // Like the recording's origin (python -m http.server): HTTP/1.0, closes after the reply.
+    let origin = http10_origin("hello from mitm fixture\n");
+    let port = origin.port().to_string();
+    let replace = [("18081", port.as_str())];
+    let got = record(&[], &replace, |proxy, _, log| {
+        let url = format!("http://127.0.0.1:{port}/hello.txt");
+        let out = curl(&["-x", &format!("http://{proxy}"), &url]).ok();
+        assert_eq!(out.stdout, "hello from mitm fixture\n");
+        log.wait_for("client_disconnected");
+    });
+    assert_same(&got, &expected("http-get-200.events.txt", &replace));
+}
+
+#[test]
+fn https_get() {
+    let cert = OriginCert::new(&["127.0.0.1"]);
+    let origin = Origin::tls(&cert, fixed_response("application/json", "{}"));
+    let port = origin.port().to_string();
+    let replace = [("18443", port.as_str())];
+    let trust = format!(
+        "ssl_verify_upstream_trusted_ca={}",
+        cert.ca_path().display()
+    );
+    let got = record(&["--set", &trust], &replace, |proxy, flowtap, log| {
+        let cacert = flowtap.confdir().join("flowtap-ca-cert.pem");
+        let url = format!("https://127.0.0.1:{port}/secure/path?q=abc");
+        let out = curl(&[
+            "-x",
+            &format!("http://{proxy}"),
+            "--cacert",
+            cacert.to_str().expect("path"),
+            &url,
+        ])
+        .ok();
+        assert_eq!(out.stdout, "{}");
+        log.wait_for("server_disconnected");
+    });
+    assert_same(&got, &expected("https-get.events.txt", &replace));
+}
+
+/// The refused-connection scenario: events as logged, and as recorded, with the error text
+/// (Python's `[Errno 111] Connect call failed (...)` there, the OS error here) made equal.
+fn conn_refused_events() -> (Vec<String>, Vec<String>) {
+    let port = free_port().to_string();
+    let replace = [("18099", port.as_str())];
+    let got = record(&[], &replace, |proxy, _, log| {
+        let url = format!("http://127.0.0.1:{port}/nothing-here");
+        let proxy = format!("http://{proxy}");
+        let out = curl(&["-x", &proxy, "-o", "/dev/null", "-w", "%{http_code}", &url]).ok();
+        assert_eq!(out.stdout, "502");
+        log.wait_for("client_disconnected");
+    });
+    let refused = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .map(|l| connect_error_as_refused(&l))
+            .collect()
+    };
+    (
+        refused(got),
+        refused(expected("http-conn-refused.events.txt", &replace)),
+    )
+}
+
+/// `err=<anything mentioning a refused connect>` becomes `err=REFUSED`.
+fn connect_error_as_refused(line: &str) -> String {
+    let Some(start) = line.find("err=") else {
+        return line.to_string();
+    };
+    let rest = &line[start + 4..];
+    let end = rest.find(" live=").unwrap_or(rest.len());
+    let error = &rest[..end];
+    if error.contains("Connect call failed") || error.contains("Connection refused") {
+        format!("{}err=REFUSED{}", &line[..start], &rest[end..])
+    } else {
+        line.to_string()
+    }
+}
+
+#[test]
+fn http_conn_refused_hook_order() {
+    let (got, want) = conn_refused_events();
+    let hooks = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| l.split(':').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_same(&hooks(&got), &hooks(&want));
+    // The error reached the scripts in both the connection and the flow hook.
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("server_connect_error:") && l.ends_with("err=REFUSED"))
+    );
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("error:") && l.contains("err=REFUSED"))
+    );
+}
+
+#[test]
+#[ignore = "product bug in proxy-core/src/http.rs upstream_failed: flow.live is set false \
+            before the error hook fires, so scripts see live=False (mitmproxy: live=True)"]
+fn http_conn_refused() {
+    let (got, want) = conn_refused_events();
+    assert_same(&got, &want);
+}
+
+#[test]
+fn reply_and_kill() {
+    // Neither request reaches a server: the script answers one and kills the other.
+    let port = free_port().to_string();
+    let replace = [("18081", port.as_str())];
+    let reply = fixture("reply.py");
+    let got = record(&["-s", &reply], &replace, |proxy, _, log| {
+        let proxy = format!("http://{proxy}");
+        let out = curl(&["-x", &proxy, &format!("http://127.0.0.1:{port}/reply")]).ok();
+        assert_eq!(out.stdout, "teapot");
+        log.wait_for("client_disconnected");
+        let out = curl(&["-x", &proxy, &format!("http://127.0.0.1:{port}/kill")]);
+        assert_eq!(out.code, 52, "curl gets an empty reply: {out:?}");
+        poll_lines(log, 2);
+    });
+    assert_same(&got, &expected("reply-and-kill.events.txt", &replace));
+}
+
+/// Waits until `n` client_disconnected lines were logged.
+fn poll_lines(log: &EventLog, n: usize) {
+    support::scripts::poll("client_disconnected lines", || {
+        (log.lines()
+            .iter()
+            .filter(|l| l.starts_with("client_disconnected"))
+            .count()
+            >= n)
+            .then_some(())
+    });
+}
