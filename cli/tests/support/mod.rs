@@ -25,7 +25,7 @@ pub struct Lines {
 }
 
 impl Lines {
-    fn collect(pipe: impl std::io::Read + Send + 'static) -> Lines {
+    pub fn collect(pipe: impl std::io::Read + Send + 'static) -> Lines {
         let all = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = channel();
         let kept = all.clone();
