@@ -393,7 +393,7 @@ class OldHooksTest(unittest.TestCase):
             def request(flow):
                 logging.warning("seen %s", flow.request.path)
                 flow.request.headers["x-ticks"] = str(len(ticks))
-                flow.request.headers["x-logs"] = repr(entries[-1:])
+                flow.request.headers["x-logs"] = repr(entries)
             """
         )
         try:
