@@ -96,6 +96,10 @@ struct Cli {
     /// Use script workers started elsewhere (`script-host --listen ADDR`); repeatable.
     #[arg(long = "script-host", value_name = "ADDR")]
     script_host: Vec<String>,
+    /// Archive finished flows in this store, opened in process: a SQLite file or
+    /// postgres://... (default CONFDIR/flows.db, which `flowtap flows` reads).
+    #[arg(long = "store", value_name = "STORE", num_args = 0..=1, default_missing_value = "")]
+    store: Option<String>,
     /// Send finished flows to this flow-store (e.g. http://127.0.0.1:7070).
     #[arg(long = "store-addr", value_name = "URL")]
     store_addr: Option<String>,
@@ -285,12 +289,9 @@ async fn serve_or_read(
     save_filter: Option<Filter>,
     hooks: Arc<dyn Hooks>,
 ) -> anyhow::Result<ExitCode> {
-    let sink = Arc::new(Sinks(build_sinks(
-        cli,
-        options,
-        filter.clone(),
-        save_filter,
-    )?));
+    let sink = Arc::new(Sinks(
+        build_sinks(cli, options, filter.clone(), save_filter).await?,
+    ));
     if cli.rfile.is_some() || !cli.client_replay.is_empty() {
         // Without a proxy server the scripts' `running` fires here.
         hooks.attach(Arc::new(ReadOnlyControl));
@@ -369,7 +370,7 @@ fn parse_filter(text: &str) -> anyhow::Result<Result<Option<Filter>, ExitCode>> 
     }
 }
 
-fn build_sinks(
+async fn build_sinks(
     cli: &Cli,
     options: &Options,
     filter: Option<Filter>,
@@ -401,6 +402,14 @@ fn build_sinks(
             endpoint,
             &options.confdir,
         )?));
+    }
+    if let Some(store) = &cli.store {
+        let location: flowtap_flow_store::StoreLocation = if store.is_empty() {
+            flowtap_flow_store::StoreLocation::Sqlite(options.confdir.join("flows.db"))
+        } else {
+            store.parse().unwrap_or_else(|never| match never {})
+        };
+        sinks.push(Arc::new(archive::LocalArchive::open(&location).await?));
     }
     if let Some(path) = options.deferred.get("hardump").filter(|p| !p.is_empty()) {
         sinks.push(Arc::new(save::HarDump::new(expand_tilde(path))));
