@@ -22,7 +22,9 @@ pub fn fixture(name: &str) -> String {
 }
 
 fn repo_path(relative: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative);
     assert!(path.exists(), "{} is missing", path.display());
     path.to_str().expect("utf-8 path").to_string()
 }
@@ -115,8 +117,7 @@ pub fn curl_via(proxy: SocketAddr, url: &str, extra: &[&str]) -> Curl {
 pub fn status_of(out: &Curl) -> u16 {
     out.stdout
         .lines()
-        .filter(|l| l.starts_with("HTTP/"))
-        .last()
+        .rfind(|l| l.starts_with("HTTP/"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {out:?}"))
@@ -126,9 +127,8 @@ pub fn status_of(out: &Curl) -> u16 {
 /// (case-insensitive name).
 pub fn has_header(text: &str, name: &str, value: &str) -> bool {
     text.lines().any(|l| {
-        l.split_once(':').is_some_and(|(n, v)| {
-            n.trim().eq_ignore_ascii_case(name) && v.trim() == value.trim()
-        })
+        l.split_once(':')
+            .is_some_and(|(n, v)| n.trim().eq_ignore_ascii_case(name) && v.trim() == value.trim())
     })
 }
 
@@ -197,7 +197,10 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         let Ok(text) = std::fs::read_to_string(task.path().join("children")) else {
             continue;
         };
-        children.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        children.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
     }
     children.sort_unstable();
     children.dedup();
@@ -309,7 +312,10 @@ impl EventLog {
     /// Waits until a line starting with `prefix` was written.
     pub fn wait_for(&self, prefix: &str) {
         poll(&format!("an event log line {prefix:?}"), || {
-            self.lines().iter().any(|l| l.starts_with(prefix)).then_some(())
+            self.lines()
+                .iter()
+                .any(|l| l.starts_with(prefix))
+                .then_some(())
         });
     }
 }
@@ -357,11 +363,7 @@ pub fn normalize_events(lines: &[String], replace: &[(&str, &str)]) -> Vec<Strin
             if let Some(start) = line.find("peer=('127.0.0.1', ") {
                 let rest = &line[start + "peer=('127.0.0.1', ".len()..];
                 if let Some(end) = rest.find(')') {
-                    line = format!(
-                        "{}peer=('127.0.0.1', PORT{}",
-                        &line[..start],
-                        &rest[end..]
-                    );
+                    line = format!("{}peer=('127.0.0.1', PORT{}", &line[..start], &rest[end..]);
                 }
             }
             line
