@@ -12,6 +12,7 @@ mod dump;
 mod flows;
 mod options;
 mod readfile;
+mod replay;
 mod save;
 mod serverplayback;
 
@@ -113,6 +114,8 @@ struct Cli {
 enum Command {
     /// Stored flows: list, show, export, import, delete.
     Flows(flows::FlowsArgs),
+    /// Replay stored flows: `--client FILTER` re-sends their requests.
+    Replay(replay::ReplayArgs),
     /// Runs a script worker (what `flowtap -s` starts for itself).
     #[command(name = "script-host", hide = true)]
     ScriptHost(flowtap_script_host::cli::Args),
@@ -193,6 +196,7 @@ fn init_logging(verbosity: &str) {
 async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
     match cli.command.take() {
         Some(Command::Flows(args)) => return flows::run(args, &options.confdir).await,
+        Some(Command::Replay(args)) => return replay::run(args, &options).await,
         Some(Command::ScriptHost(args)) => {
             flowtap_script_host::cli::run(args).await?;
             return Ok(ExitCode::SUCCESS);
