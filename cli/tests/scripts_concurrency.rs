@@ -53,12 +53,8 @@ fn sync_hooks_of_different_flows_overlap() {
 fn script_serial_runs_one_hook_at_a_time() {
     // Waiting for the serial turn counts against the hook's deadline (default 5 s), so the
     // last flows in line would pass unmodified without a longer one.
-    let elapsed = twenty_sleepy_requests(&[
-        "--set",
-        "script_serial=true",
-        "--set",
-        "hook_timeout=60",
-    ]);
+    let elapsed =
+        twenty_sleepy_requests(&["--set", "script_serial=true", "--set", "hook_timeout=60"]);
     assert!(
         elapsed >= Duration::from_secs(9),
         "with script_serial=true 20 flows with a 0.5 s hook took only {elapsed:?}"

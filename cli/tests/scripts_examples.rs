@@ -29,12 +29,22 @@ fn reply_from_proxy_answers_without_a_server() {
     let origin = echo_origin();
     let (flowtap, proxy) = Flowtap::start(&["-s", &example("reply_from_proxy.py")]);
     // Nothing listens on this port: only the proxy can answer.
-    let out = curl_via(proxy, &format!("http://127.0.0.1:{}/hello", free_port()), &[]).ok();
+    let out = curl_via(
+        proxy,
+        &format!("http://127.0.0.1:{}/hello", free_port()),
+        &[],
+    )
+    .ok();
     assert_eq!(status_of(&out), 200, "{out:?}");
     assert!(out.stdout.ends_with("Hello from the proxy\n"), "{out:?}");
     assert!(has_header(&out.stdout, "content-type", "text/plain"));
     // Other paths reach the origin.
-    let out = curl_via(proxy, &format!("http://127.0.0.1:{}/other", origin.port()), &[]).ok();
+    let out = curl_via(
+        proxy,
+        &format!("http://127.0.0.1:{}/other", origin.port()),
+        &[],
+    )
+    .ok();
     assert!(out.stdout.contains("GET /other HTTP/1.1"), "{out:?}");
     flowtap.stop();
 }
@@ -46,7 +56,10 @@ fn block_host_refuses_listed_hosts() {
     // The default list: blocked.example (never resolved: the script answers first).
     let out = curl_via(proxy, "http://blocked.example/page", &[]).ok();
     assert_eq!(status_of(&out), 403, "{out:?}");
-    assert!(out.stdout.ends_with("blocked.example is blocked\n"), "{out:?}");
+    assert!(
+        out.stdout.ends_with("blocked.example is blocked\n"),
+        "{out:?}"
+    );
     let url = format!("http://127.0.0.1:{}/free", origin.port());
     let out = curl_via(proxy, &url, &[]).ok();
     assert_eq!(status_of(&out), 200, "{out:?}");
@@ -156,13 +169,19 @@ fn option_configure_rejects_a_bad_value_and_applies_a_good_one() {
     ]);
     let out = curl_via(proxy, &url, &[]).ok();
     assert!(has_header(&out.stdout, "x-truncated", "1"), "{out:?}");
-    assert!(out.stdout.ends_with(&format!("\r\n\r\n{}", "x".repeat(1024))));
+    assert!(
+        out.stdout
+            .ends_with(&format!("\r\n\r\n{}", "x".repeat(1024)))
+    );
     flowtap.stop();
 
     // Without the option nothing is cut.
     let (flowtap, proxy) = Flowtap::start(&["-s", &example("option_configure.py")]);
     let out = curl_via(proxy, &url, &[]).ok();
-    assert!(header_value(&out.stdout, "x-truncated").is_none(), "{out:?}");
+    assert!(
+        header_value(&out.stdout, "x-truncated").is_none(),
+        "{out:?}"
+    );
     assert!(out.stdout.ends_with(&format!("\r\n\r\n{body}")));
     flowtap.stop();
 }
