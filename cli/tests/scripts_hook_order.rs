@@ -152,8 +152,6 @@ fn http_conn_refused_hook_order() {
 }
 
 #[test]
-#[ignore = "product bug in proxy-core/src/http.rs upstream_failed: flow.live is set false \
-            before the error hook fires, so scripts see live=False (mitmproxy: live=True)"]
 fn http_conn_refused() {
     let (got, want) = conn_refused_events();
     assert_same(&got, &want);

@@ -236,8 +236,8 @@ impl Stream {
     async fn failed(self, mut flow: Flow, status: u16, message: &str) -> hyper::Response<Body> {
         tracing::info!(flow = %flow.id, "{message}");
         flow::set_error(&mut flow, message);
-        flow.live = false;
         self.shared.hook(Hook::Error, &mut flow).await;
+        flow.live = false;
         self.shared.sink.flow_finished(&flow);
         let response = error_response(status, message);
         let headers: Vec<Header> = response

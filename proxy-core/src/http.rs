@@ -481,8 +481,9 @@ async fn upstream_failed(
     let message = error.to_string();
     tracing::info!(flow = %flow.id, "{message}");
     flow::set_error(flow, message.clone());
-    flow.live = false;
+    // mitmproxy's `error` hook still sees a live flow here (only a kill ends it before).
     shared.hook(Hook::Error, flow).await;
+    flow.live = false;
     shared.sink.flow_finished(flow);
     let _ = write_error(conn, status, &message).await;
     Next::Close
