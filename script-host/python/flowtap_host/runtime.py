@@ -2,7 +2,7 @@
 
 Threads and the loop:
 
-- `script_workers` dispatcher threads wait in `bridge.wait_one()` (without the GIL) for the
+- `script_threads` dispatcher threads wait in `bridge.wait_one()` (without the GIL) for the
   proxy's events. A dispatcher runs a hook call whose handlers are all sync right away, in its
   own thread, so a sleeping hook pauses only its own flow and a call costs one thread wake-up.
   With `script_serial=true` one sync hook runs at a time, as in mitmproxy.
@@ -184,7 +184,7 @@ class Host:
         self.options.deferred.update(deferred)
         self.options.add_option("script_serial", bool, False,
                                 "Run one sync hook at a time, as mitmproxy does.")
-        self.options.add_option("script_workers", int, 32,
+        self.options.add_option("script_threads", int, 32,
                                 "Threads that run sync hooks of different flows concurrently.")
         errors = []
         for script in self.scripts:
@@ -205,7 +205,7 @@ class Host:
         self.options.on_core_change = self._on_core_options_changed
         if self.options.deferred:
             log.warning("Unknown options: %s", ", ".join(sorted(self.options.deferred)))
-        workers = max(1, self.options.script_workers)
+        workers = max(1, self.options.script_threads)
         self.executor = concurrent.futures.ThreadPoolExecutor(
             workers, thread_name_prefix="script-hook"
         )
