@@ -87,6 +87,10 @@ struct Cli {
     /// Answer matching requests with the responses recorded in this file.
     #[arg(short = 'S', long = "server-replay", value_name = "PATH")]
     server_replay: Vec<PathBuf>,
+    /// Answer matching requests with the responses of the stored flows matching this filter
+    /// (from the local store, or `--store-addr`).
+    #[arg(long = "server-replay-store", value_name = "FILTER")]
+    server_replay_store: Option<String>,
     /// Do not start the proxy server (with `-r`: process the file and exit).
     #[arg(short = 'n', long = "no-server")]
     no_server: bool,
@@ -99,7 +103,7 @@ struct Cli {
     script_host: Vec<String>,
     /// Archive finished flows in this store, opened in process: a SQLite file or
     /// postgres://... (default CONFDIR/flows.db, which `flowtap flows` reads).
-    #[arg(long = "store", value_name = "STORE", num_args = 0..=1, default_missing_value = "")]
+    #[arg(long = "store", id = "archive_store", value_name = "STORE", num_args = 0..=1, default_missing_value = "")]
     store: Option<String>,
     /// Send finished flows to this flow-store (e.g. http://127.0.0.1:7070).
     #[arg(long = "store-addr", value_name = "URL")]
@@ -229,10 +233,16 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
         Some(client) => client.clone(),
         None => Arc::new(NoHooks::default()),
     };
-    if !cli.server_replay.is_empty() {
+    if !cli.server_replay.is_empty() || cli.server_replay_store.is_some() {
         let mut flows = Vec::new();
         for path in &cli.server_replay {
             flows.extend(read_flow_file(path)?);
+        }
+        if let Some(filter) = &cli.server_replay_store {
+            if let Err(code) = parse_filter(filter)? {
+                return Ok(code);
+            }
+            flows.extend(stored_flows(&cli, &options, filter).await?);
         }
         let options = serverplayback::PlaybackOptions::from_options(&options)?;
         hooks = Arc::new(serverplayback::ServerPlayback::new(hooks, flows, options));
@@ -349,6 +359,30 @@ async fn serve_or_read(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The store `--store` names, or `confdir/flows.db`.
+fn local_store(cli: &Cli, options: &Options) -> flowtap_flow_store::StoreLocation {
+    match cli.store.as_deref().filter(|s| !s.is_empty()) {
+        Some(store) => store.parse().unwrap_or_else(|never| match never {}),
+        None => flowtap_flow_store::StoreLocation::Sqlite(options.confdir.join("flows.db")),
+    }
+}
+
+/// The stored flows matching `filter`, from `--store-addr` or the local store, with bodies.
+async fn stored_flows(cli: &Cli, options: &Options, filter: &str) -> anyhow::Result<Vec<Flow>> {
+    use flowtap_flow_store::client::StoreClient;
+    let client = match &cli.store_addr {
+        Some(endpoint) => StoreClient::connect(endpoint).await?,
+        None => StoreClient::open(&local_store(cli, options)).await?,
+    };
+    let mut ids = Vec::new();
+    client.list(filter, |summary| ids.push(summary.id)).await?;
+    let mut flows = Vec::with_capacity(ids.len());
+    for id in &ids {
+        flows.push(client.flow(id, 0).await?);
+    }
+    Ok(flows)
+}
+
 /// All flows of a flow file (or HAR); a corrupt tail is logged and the flows before it kept.
 fn read_flow_file(path: &std::path::Path) -> anyhow::Result<Vec<Flow>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -407,13 +441,10 @@ async fn build_sinks(
             &options.confdir,
         )?));
     }
-    if let Some(store) = &cli.store {
-        let location: flowtap_flow_store::StoreLocation = if store.is_empty() {
-            flowtap_flow_store::StoreLocation::Sqlite(options.confdir.join("flows.db"))
-        } else {
-            store.parse().unwrap_or_else(|never| match never {})
-        };
-        sinks.push(Arc::new(archive::LocalArchive::open(&location).await?));
+    if cli.store.is_some() {
+        sinks.push(Arc::new(
+            archive::LocalArchive::open(&local_store(cli, options)).await?,
+        ));
     }
     if let Some(path) = options.deferred.get("hardump").filter(|p| !p.is_empty()) {
         sinks.push(Arc::new(save::HarDump::new(expand_tilde(path))));
@@ -505,4 +536,72 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Arguments of the same name on several levels must not collide (clap panics at parse time
+    /// when one id has two types).
+    #[test]
+    fn command_lines_parse() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        for line in [
+            &["flowtap", "--store", "-w", "out.mitm", "~c 200"][..],
+            &[
+                "flowtap",
+                "--store",
+                "x.db",
+                "--store-addr",
+                "http://127.0.0.1:1",
+            ],
+            &[
+                "flowtap",
+                "--set",
+                "confdir=/tmp/x",
+                "flows",
+                "--store",
+                "x.db",
+                "list",
+                "~q",
+            ],
+            &[
+                "flowtap",
+                "flows",
+                "--store-addr",
+                "http://127.0.0.1:1",
+                "export",
+                "~s",
+                "-o",
+                "f.har",
+            ],
+            &["flowtap", "replay", "--client", "~u /b", "--store", "x.db"],
+            &[
+                "flowtap",
+                "script-host",
+                "-s",
+                "a.py",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            &[
+                "flowtap",
+                "-n",
+                "-r",
+                "in.mitm",
+                "-s",
+                "a.py",
+                "-S",
+                "rec.mitm",
+                "--server-replay-store",
+                "~d x",
+            ],
+        ] {
+            if let Err(e) = Cli::try_parse_from(line) {
+                panic!("{line:?}: {e}");
+            }
+        }
+    }
 }
