@@ -21,6 +21,9 @@
 //!    travel through the queue and not through the spool (the sink spools when its queue is
 //!    full: that path would measure the spool, not the store).
 //!
+//! CPU time per flow (`*_cpu_us`) is this process's user + system time over the step divided by
+//! the flows: with PostgreSQL the server's own CPU is not in it.
+//!
 //! Output: `key=value` lines on stdout (the harness reads them), progress on stderr. Every
 //! count must match (stored flows, query matches) or the run fails. The whole run is bounded by
 //! `--max-seconds`; everything listens on and connects to loopback only. The PostgreSQL server
@@ -164,12 +167,14 @@ where
         "{name}: appending {} flows in batches of {}",
         args.flows, args.batch
     ));
+    let cpu0 = cpu_seconds();
     let started = Instant::now();
     let mut stored = 0;
     for batch in batches {
         stored += store.append(batch).await?;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
     ensure!(
         stored == args.flows,
         "{name}: {stored} of {} flows stored",
@@ -185,6 +190,10 @@ where
     kv(
         &format!("{name}_append_fps"),
         format!("{:.0}", args.flows as f64 / elapsed),
+    );
+    kv(
+        &format!("{name}_append_cpu_us"),
+        format!("{:.1}", cpu * 1e6 / args.flows as f64),
     );
     progress(format_args!(
         "{name}: {:.0} flows/s by Store::append",
@@ -252,6 +261,7 @@ where
         "{name}: sending {} flows through StoreSink and gRPC",
         args.grpc_flows
     ));
+    let cpu0 = cpu_seconds();
     let started = Instant::now();
     let mut paused = 0u64;
     for flow in flows {
@@ -263,6 +273,7 @@ where
     }
     sink.flush().await;
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
     sink.close().await;
     let total = count_all(&store).await?;
     let _ = stop.send(());
@@ -277,6 +288,10 @@ where
         &format!("{name}_grpc_fps"),
         format!("{:.0}", args.grpc_flows as f64 / elapsed),
     );
+    kv(
+        &format!("{name}_grpc_cpu_us"),
+        format!("{:.1}", cpu * 1e6 / args.grpc_flows as f64),
+    );
     kv(&format!("{name}_grpc_pauses"), paused);
     progress(format_args!(
         "{name}: {:.0} flows/s through StoreSink and gRPC",
@@ -288,6 +303,24 @@ where
 /// Every stored flow, counted through the query path (not timed).
 async fn count_all(store: &Store) -> anyhow::Result<u64> {
     Ok(store.list("", |_| {}).await?)
+}
+
+/// User + system CPU time of this process so far (all threads), from /proc/self/stat; 0 where
+/// that cannot be read. Assumes the usual 100 clock ticks per second.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn chunks(flows: Vec<Flow>, size: usize) -> Vec<Vec<Flow>> {
