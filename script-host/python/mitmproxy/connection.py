@@ -70,17 +70,25 @@ class Connection:
         return state
 
     def set_state(self, state):
+        # Fields are plain attributes (no properties among them): write the instance dict.
+        attrs = self.__dict__
         for name in self._fields:
             value = state[name]
-            if name in _ADDRESS_FIELDS or name == "via":
-                value = _via(value) if name == "via" else _addr(value)
-            elif isinstance(value, (list, tuple)):
+            if value is None:
+                pass
+            elif name in _ADDRESS_FIELDS:
+                value = tuple(value)
+            elif name == "via":
+                value = _via(value)
+            elif type(value) is list or type(value) is tuple:
                 value = list(value)
-            setattr(self, name, value)
+            attrs[name] = value
 
     @classmethod
     def from_state(cls, state):
-        conn = cls()
+        # Not cls(): set_state sets every field, and __init__'s uuid4 costs a getrandom call.
+        conn = cls.__new__(cls)
+        conn.state = ConnectionState.CLOSED
         conn.set_state(state)
         return conn
 

@@ -135,6 +135,23 @@ class Flow:
         flow.set_state(state)
         return flow
 
+    def _init_blank(self):
+        """The attributes of `__init__` without its uuid and clock calls, for `from_state`
+        (which sets every one of them)."""
+        self.id = ""
+        self.client_conn = None
+        self.server_conn = None
+        self.live = False
+        self.error = None
+        self.intercepted = False
+        self.marked = ""
+        self.is_replay = None
+        self.metadata = {}
+        self.comment = ""
+        self.timestamp_created = 0.0
+        self._backup = None
+        self._flowtap_control = None
+
     def _init_empty(self):
         from . import connection
 

@@ -115,7 +115,9 @@ class Headers(_MultiDictBase):
 
     @classmethod
     def from_state(cls, state):
-        return cls(state)
+        headers = cls.__new__(cls)
+        headers._fields = tuple(tuple(f) for f in state)
+        return headers
 
     def __repr__(self):
         return f"Headers[{', '.join(repr(f) for f in self._fields)}]"
@@ -774,7 +776,10 @@ class HTTPFlow(_flow.Flow):
         self.websocket = None
 
     def _init_empty(self):
-        HTTPFlow.__init__(self, Client(), Server())
+        self._init_blank()
+        self.request = None
+        self.response = None
+        self.websocket = None
 
     def get_state(self):
         state = self._common_state()

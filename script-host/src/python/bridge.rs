@@ -126,10 +126,14 @@ impl Bridge {
 
 #[pymethods]
 impl Bridge {
-    /// The next event from the proxy, waiting for it without holding the GIL; None once the
-    /// host finished.
+    /// The next event from the proxy: one already waiting is taken with the GIL held (a busy
+    /// worker goes from call to call without a thread switch); else waits for one without
+    /// holding the GIL. None once the host finished.
     fn wait_one<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let worker = &self.worker;
+        if let Some(event) = worker.try_next() {
+            return self.event_to_py(py, event).map(Some);
+        }
         py.detach(|| worker.wait_one())
             .map(|event| self.event_to_py(py, event))
             .transpose()
