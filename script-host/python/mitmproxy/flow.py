@@ -5,6 +5,7 @@ import copy as _copy
 import time
 import uuid
 
+from . import connection as _connection_module
 from . import exceptions
 from .version import FLOW_FORMAT_VERSION
 
@@ -82,7 +83,7 @@ class Flow:
             "intercepted": self.intercepted,
             "is_replay": self.is_replay,
             "marked": self.marked,
-            "metadata": _copy.deepcopy(self.metadata),
+            "metadata": _copy.deepcopy(self.metadata) if self.metadata else {},
             "comment": self.comment,
             "timestamp_created": self.timestamp_created,
             "backup": self._backup,
@@ -92,8 +93,7 @@ class Flow:
         return self._common_state()
 
     def set_state(self, state):
-        from . import connection
-
+        connection = _connection_module
         state = dict(state)
         version = state.pop("version", FLOW_FORMAT_VERSION)
         if version != FLOW_FORMAT_VERSION:
@@ -110,7 +110,8 @@ class Flow:
         self.marked = state.pop("marked")
         if isinstance(self.marked, bool):
             self.marked = ":default:" if self.marked else ""
-        self.metadata = _copy.deepcopy(state.pop("metadata"))
+        metadata = state.pop("metadata")
+        self.metadata = _copy.deepcopy(metadata) if metadata else {}
         self.comment = state.pop("comment")
         self.timestamp_created = state.pop("timestamp_created")
         self._backup = state.pop("backup", None)
@@ -233,7 +234,15 @@ def _set_or_make(current, cls, state):
     return cls.from_state(state)
 
 
-def _flow_types():
-    from . import dns, http, tcp, udp
+_FLOW_TYPES = None
 
-    return {"http": http.HTTPFlow, "tcp": tcp.TCPFlow, "udp": udp.UDPFlow, "dns": dns.DNSFlow}
+
+def _flow_types():
+    global _FLOW_TYPES
+    if _FLOW_TYPES is None:
+        from . import dns, http, tcp, udp
+
+        _FLOW_TYPES = {"http": http.HTTPFlow, "tcp": tcp.TCPFlow, "udp": udp.UDPFlow,
+                       "dns": dns.DNSFlow}
+    return _FLOW_TYPES
+

@@ -108,15 +108,15 @@ class Headers(_MultiDictBase):
         return Headers(self._fields)
 
     def get_state(self):
-        return tuple(tuple(f) for f in self._fields)
+        return tuple(map(tuple, self._fields))
 
     def set_state(self, state):
-        self._fields = tuple(tuple(f) for f in state)
+        self._fields = tuple(map(tuple, state))
 
     @classmethod
     def from_state(cls, state):
         headers = cls.__new__(cls)
-        headers._fields = tuple(tuple(f) for f in state)
+        headers._fields = tuple(map(tuple, state))
         return headers
 
     def __repr__(self):
