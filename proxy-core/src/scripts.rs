@@ -282,8 +282,18 @@ impl ScriptClient {
 }
 
 /// Takes the scripts' version of the flow, keeping the core's bodies where the reply has none
-/// (bodies travel back only when a script set them).
+/// (bodies travel back only when a script set them), and the core's connections and request
+/// where the reply has none (the worker leaves them out when the scripts did not change them).
 fn apply_changes(flow: &mut Flow, mut changed: Flow) {
+    if changed.client_conn.is_none() {
+        changed.client_conn = flow.client_conn.take();
+    }
+    if changed.server_conn.is_none() {
+        changed.server_conn = flow.server_conn.take();
+    }
+    if changed.request.is_none() {
+        changed.request = flow.request.take();
+    }
     if let (Some(new), Some(old)) = (changed.request.as_mut(), flow.request.as_ref())
         && new.content.is_none()
     {

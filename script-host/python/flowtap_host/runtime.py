@@ -568,7 +568,9 @@ class Host:
         ) or verdict == KILL
         if finished and not flow.intercepted:
             self.flows.pop(call.key, None)
-        return verdict, (after if after != before else None)
+        if after == before:
+            return verdict, None
+        return verdict, _slim(after, before)
 
     def _reply(self, call, verdict, state, errors):
         with self._lock:
@@ -619,6 +621,32 @@ class Host:
             if flow.id in self._in_hook:
                 return
         self.send_control(flow, "kill", flow.id)
+
+
+# Parts of a changed flow that a reply leaves out when they are as sent: the proxy keeps its own.
+_KEPT_WHOLE = ("client_conn", "server_conn", "request")
+
+
+def _slim(after, before):
+    """The reply state of a changed flow without what the scripts left as it was sent: those
+    of `_KEPT_WHOLE` are None and named in `unchanged`; an unchanged body is None (the proxy
+    keeps its own body then, as it always did)."""
+    unchanged = []
+    for name in _KEPT_WHOLE:
+        if name == "request" and after.get("type") != "http":
+            continue  # a DNS flow's "request" is its DNS request, kept whole
+        value = after.get(name)
+        if value is not None and value == before.get(name):
+            after[name] = None
+            unchanged.append(name)
+    if unchanged:
+        after["unchanged"] = unchanged
+    for name in ("request", "response"):
+        message, sent = after.get(name), before.get(name)
+        if message is not None and sent is not None and message["content"] is not None \
+                and message["content"] == sent.get("content"):
+            message["content"] = None
+    return after
 
 
 def main(bridge, specs):

@@ -190,12 +190,51 @@ pub(super) fn connection_subject_to_py<'py>(
     Ok(out.into_any())
 }
 
-/// The flow of a reply to a flow hook.
+/// The flow of a reply to a flow hook. The runtime leaves out what the scripts did not change
+/// (`unchanged` names the parts, see `flowtap_host.runtime._slim`): those come back as None,
+/// which the proxy reads as "keep yours".
 pub(super) fn flow_from_py(obj: &Bound<'_, PyAny>, live: bool) -> Result<Flow, String> {
-    let value = py_to_value(obj)?;
+    let mut value = py_to_value(obj)?;
+    let mut unchanged = Vec::new();
+    if let Value::Dict(dict) = &mut value
+        && let Some(Value::List(names)) = dict.remove("unchanged")
+    {
+        for name in names {
+            let Some(name) = name.as_str().map(str::to_owned) else {
+                continue;
+            };
+            // The state parser wants these parts: a placeholder, dropped below.
+            if matches!(name.as_str(), "client_conn" | "server_conn" | "request")
+                && let Some(placeholder) = dict_get(placeholder_state(), &name)
+            {
+                dict.set(&name, placeholder.clone());
+            }
+            unchanged.push(name);
+        }
+    }
     let mut flow = state::from_state(&value).map_err(|e| e.to_string())?;
+    for name in &unchanged {
+        match name.as_str() {
+            "client_conn" => flow.client_conn = None,
+            "server_conn" => flow.server_conn = None,
+            "request" => flow.request = None,
+            _ => {}
+        }
+    }
     flow.live = live;
     Ok(flow)
+}
+
+/// The state of an empty HTTP flow (its connections and request stand in for left-out ones).
+fn placeholder_state() -> &'static Value {
+    static STATE: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    STATE.get_or_init(|| {
+        state::to_state(&Flow {
+            r#type: "http".into(),
+            request: Some(v1::Request::default()),
+            ..Flow::default()
+        })
+    })
 }
 
 /// The subject of a connection hook after the scripts: `sent` with the connections replaced.
