@@ -26,6 +26,7 @@ pub mod cli;
 pub mod server;
 pub mod worker;
 
+mod codecs;
 mod python;
 
 pub use server::ScriptHostService;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Once};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
+use crate::codecs::python_module;
 use crate::worker::Worker;
 use crate::{Config, ScriptHostError};
 
@@ -70,6 +71,7 @@ static INIT: Once = Once::new();
 fn initialize(venv: Option<&Path>) -> Result<(), ScriptHostError> {
     let mut result = Ok(());
     INIT.call_once(|| {
+        pyo3::append_to_inittab!(python_module);
         result = match venv {
             Some(venv) => initialize_as(&venv.join("bin").join("python")),
             None => {
