@@ -3,7 +3,8 @@
 //! All writes go through one dedicated thread that owns the write connection. It takes every
 //! batch that is waiting and commits them in one transaction (group commit), so many small
 //! Append streams cost one fsync between them. Reads run on the blocking pool with their own
-//! connections, which WAL lets proceed while the writer commits.
+//! connections, which WAL lets proceed while the writer commits. A third thread copies the
+//! write-ahead log back into the database file (module `checkpoint`), so the writer only appends.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Backend, Condition, FlowRow, ScanSpec, StoredFlow, WriteOp, decode_head, fill_bodies};
 use crate::StoreError;
+
+mod checkpoint;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS flows (
@@ -48,6 +51,9 @@ CREATE TABLE IF NOT EXISTS bodies (
 );
 ";
 
+/// The page size of new database files.
+const PAGE_BYTES: i64 = 16 * 1024;
+
 /// Batches waiting for the writer thread are committed together, up to this many.
 const GROUP_COMMIT_BATCHES: usize = 64;
 
@@ -72,10 +78,11 @@ impl SqliteBackend {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| open_error(e.to_string()))?;
         }
-        let connection = connect(path).map_err(|e| open_error(e.to_string()))?;
+        let mut connection = connect(path).map_err(|e| open_error(e.to_string()))?;
         connection
             .execute_batch(SCHEMA)
             .map_err(|e| open_error(e.to_string()))?;
+        checkpoint::start(path, &mut connection).map_err(open_error)?;
         let (writer, requests) = mpsc::channel(1024);
         std::thread::Builder::new()
             .name("flow-store-sqlite-writer".into())
@@ -126,6 +133,10 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags)?;
+    // Only a new, empty file takes it (it must come before WAL mode writes the header). A flow
+    // is about 3.5 KiB of rows, bodies and index entries: with 16 KiB pages the writer appends
+    // and checkpoints a quarter of the pages (and system calls) it would with 4 KiB ones.
+    connection.pragma_update(None, "page_size", PAGE_BYTES)?;
     // WAL: readers never wait for the writer. synchronous=NORMAL: a power cut may lose the last
     // transactions but never corrupts the file, which is SQLite's advice for WAL.
     connection.pragma_update(None, "journal_mode", "WAL")?;
