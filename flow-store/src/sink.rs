@@ -2,26 +2,35 @@
 //!
 //! [`StoreSink::push`] never waits: the flow goes into a bounded queue, or straight to the
 //! [`Spool`] on local disk when the queue is full. A worker task takes flows from the queue in
-//! batches and sends each batch as one Append stream. When the store cannot be reached the
-//! batch, and every flow after it, goes to the spool; the worker tries again every
+//! batches and sends each batch as one Append stream, keeping up to
+//! [`SinkConfig::calls_in_flight`] streams going at once so that the store commits one batch
+//! while the next ones travel. A batch leaves the sink's hands (and [`StoreSink::pending`])
+//! only when the store confirms it; a flow whose id is still in flight waits for that call, so
+//! two versions of a flow are stored in the order pushed. When the store cannot be reached the
+//! failed batches, and every flow after them, go to the spool; the worker tries again every
 //! [`SinkConfig::retry_interval`] and delivers the spool, oldest first, before new flows. A
 //! spooled flow may be sent twice (the store's answer was lost); the store keeps it once, as
 //! Append is idempotent by flow id.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use flowtap_proto::v1::Flow;
-use flowtap_proto::v1::flow_store_client::FlowStoreClient;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::StoreError;
 use crate::spool::{SegmentReader, Spool, remove_segment};
-use crate::{StoreError, flow_parts};
+
+mod append;
 
 /// Settings of a [`StoreSink`].
 #[derive(Debug, Clone)]
@@ -36,6 +45,9 @@ pub struct SinkConfig {
     pub batch_max_flows: usize,
     /// The most body bytes sent in one Append stream (a single larger flow is sent alone).
     pub batch_max_bytes: usize,
+    /// Append streams sent before the first of them is confirmed: the next batches travel
+    /// and are decoded while the store commits the earlier ones.
+    pub calls_in_flight: usize,
     /// How long to wait before trying an unreachable store again.
     pub retry_interval: Duration,
     /// How long one Append call may take before it counts as failed.
@@ -51,6 +63,7 @@ impl SinkConfig {
             queue_capacity: 4096,
             batch_max_flows: 512,
             batch_max_bytes: 4 * 1024 * 1024,
+            calls_in_flight: 4,
             retry_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
         }
@@ -104,9 +117,7 @@ impl StoreSink {
             .initial_stream_window_size(crate::server::WINDOW_BYTES)
             .initial_connection_window_size(2 * crate::server::WINDOW_BYTES)
             .timeout(config.request_timeout);
-        let client = FlowStoreClient::new(endpoint.connect_lazy())
-            .max_encoding_message_size(crate::server::MAX_MESSAGE_BYTES)
-            .max_decoding_message_size(crate::server::MAX_MESSAGE_BYTES);
+        let channel = endpoint.connect_lazy();
         let spool = Spool::open(&config.spool_dir)?;
         // Flows an earlier process left count as pending, so flush() waits for them too.
         let left_over = spool.left_over_records()?;
@@ -124,8 +135,13 @@ impl StoreSink {
             delivered: HashMap::new(),
             closing: shared.closing.subscribe(),
             shared: shared.clone(),
-            client,
+            channel,
             config,
+            in_flight: FuturesUnordered::new(),
+            sending: HashMap::new(),
+            next_call: 0,
+            in_flight_ids: HashMap::new(),
+            hasher: RandomState::new(),
         };
         Ok(StoreSink {
             queue,
@@ -181,14 +197,37 @@ impl StoreSink {
     }
 }
 
+/// An Append call in flight: its flows, kept for the spool until the store confirms them.
+struct Sending {
+    flows: Vec<Flow>,
+    /// Hashes of the flow ids (see [`Worker::in_flight_ids`]).
+    ids: Vec<u64>,
+}
+
 struct Worker {
     flows: mpsc::Receiver<Flow>,
     /// Records at the start of a segment already stored, if an earlier delivery broke off.
     delivered: HashMap<PathBuf, usize>,
     shared: Arc<Shared>,
-    client: FlowStoreClient<Channel>,
+    channel: Channel,
     config: SinkConfig,
     closing: watch::Receiver<bool>,
+    /// The Append calls in flight, each resolving to its number in `sending` and its outcome.
+    in_flight: FuturesUnordered<BoxFuture<'static, (u64, Result<u64, StoreError>)>>,
+    sending: HashMap<u64, Sending>,
+    next_call: u64,
+    /// How many flows in flight have an id of each hash. A flow whose id is in flight waits
+    /// until that call is over, so two versions of one flow are stored in the order pushed.
+    in_flight_ids: HashMap<u64, u32>,
+    hasher: RandomState,
+}
+
+/// What the worker's main loop waits for.
+enum Event {
+    Sent(u64, Result<u64, StoreError>),
+    /// The first flow of the next batch (boxed: a flow is large and the other events small).
+    Flow(Option<Box<Flow>>),
+    Closing,
 }
 
 impl Worker {
@@ -201,34 +240,131 @@ impl Worker {
                 }
                 reachable = true;
             }
+            // Spooled flows are newer than those in flight: they are sent after them.
+            if self.shared.spool_dirty.load(Ordering::Acquire) && !self.settle_all().await {
+                reachable = false;
+                continue;
+            }
             if let Err(error) = self.deliver_spool().await {
                 tracing::warn!(%error, "flow store unreachable; spooling flows");
                 reachable = false;
                 continue;
             }
             let mut closing = self.closing.clone();
-            let first = tokio::select! {
-                flow = self.flows.recv() => flow,
+            let room = self.in_flight.len() < self.config.calls_in_flight.max(1);
+            let event = tokio::select! {
+                Some((call, result)) = self.in_flight.next() => Event::Sent(call, result),
+                flow = self.flows.recv(), if room => Event::Flow(flow.map(Box::new)),
                 () = self.shared.spooled.notified() => continue,
-                _ = closing.wait_for(|c| *c) => None,
+                _ = closing.wait_for(|c| *c) => Event::Closing,
             };
-            let Some(first) = first else {
-                return self.shut_down().await;
-            };
-            let batch = self.take_batch(first);
-            let count = batch.len() as u64;
-            let sent = tokio::select! {
-                sent = self.send(batch.clone()) => sent,
-                _ = closing.wait_for(|c| *c) => Err(StoreError::Closed),
-            };
-            match sent {
-                Ok(()) => self.shared.pending.send_modify(|n| *n -= count),
-                Err(error) => {
-                    tracing::warn!(%error, "flows not delivered; spooling them");
-                    for flow in &batch {
-                        self.spool(flow);
+            match event {
+                Event::Sent(call, result) => {
+                    if !self.settle(call, result) {
+                        self.settle_all().await;
+                        reachable = false;
                     }
-                    reachable = false;
+                }
+                Event::Flow(Some(first)) => {
+                    let batch = self.take_batch(*first);
+                    if !self.start_call(batch).await {
+                        reachable = false;
+                    }
+                }
+                Event::Flow(None) | Event::Closing => {
+                    self.abandon_all();
+                    return self.shut_down().await;
+                }
+            }
+        }
+    }
+
+    /// Starts an Append call for the batch, once no flow of it is in flight. Returns false if
+    /// an earlier call failed meanwhile (the batch is then spooled as well).
+    async fn start_call(&mut self, mut flows: Vec<Flow>) -> bool {
+        let ids: Vec<u64> = flows
+            .iter()
+            .map(|flow| self.hasher.hash_one(&flow.id))
+            .collect();
+        if ids.iter().any(|id| self.in_flight_ids.contains_key(id)) && !self.settle_all().await {
+            for flow in &flows {
+                self.spool(flow);
+            }
+            return false;
+        }
+        let parts = append::encode(&mut flows);
+        for id in &ids {
+            *self.in_flight_ids.entry(*id).or_default() += 1;
+        }
+        let call = self.next_call;
+        self.next_call += 1;
+        self.sending.insert(call, Sending { flows, ids });
+        let sent = append::append(self.channel.clone(), parts);
+        self.in_flight
+            .push(Box::pin(async move { (call, sent.await) }));
+        true
+    }
+
+    /// Counts a finished call's flows as stored, or spools them. Returns whether it succeeded.
+    fn settle(&mut self, call: u64, result: Result<u64, StoreError>) -> bool {
+        let sending = self
+            .sending
+            .remove(&call)
+            .expect("every call in flight has its flows in `sending`");
+        self.forget_ids(&sending.ids);
+        match result {
+            Ok(_) => {
+                let count = sending.flows.len() as u64;
+                self.shared.pending.send_modify(|n| *n -= count);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "flows not delivered; spooling them");
+                for flow in &sending.flows {
+                    self.spool(flow);
+                }
+                false
+            }
+        }
+    }
+
+    /// Waits for every call in flight to finish. Returns false if one failed, or if the sink
+    /// began closing meanwhile (the calls still in flight are then abandoned to the spool).
+    async fn settle_all(&mut self) -> bool {
+        let mut all_stored = true;
+        let mut closing = self.closing.clone();
+        while !self.in_flight.is_empty() {
+            tokio::select! {
+                Some((call, result)) = self.in_flight.next() => {
+                    all_stored &= self.settle(call, result);
+                }
+                _ = closing.wait_for(|c| *c) => {
+                    self.abandon_all();
+                    return false;
+                }
+            }
+        }
+        all_stored
+    }
+
+    /// Cancels the calls in flight and spools their flows (a call cut short may have been
+    /// stored: sending it again later is harmless).
+    fn abandon_all(&mut self) {
+        self.in_flight.clear();
+        self.in_flight_ids.clear();
+        for (_, sending) in std::mem::take(&mut self.sending) {
+            for flow in &sending.flows {
+                self.spool(flow);
+            }
+        }
+    }
+
+    fn forget_ids(&mut self, ids: &[u64]) {
+        for id in ids {
+            if let Some(count) = self.in_flight_ids.get_mut(id) {
+                *count -= 1;
+                if *count == 0 {
+                    self.in_flight_ids.remove(id);
                 }
             }
         }
@@ -322,22 +458,13 @@ impl Worker {
                     break;
                 }
                 let count = batch.len() as u64;
-                self.send(batch).await?;
+                append::append(self.channel.clone(), append::encode(&mut batch)).await?;
                 *self.delivered.entry(segment.path.clone()).or_default() += count as usize;
                 self.shared.pending.send_modify(|n| *n -= count);
             }
             remove_segment(&segment)?;
             self.delivered.remove(&segment.path);
         }
-        Ok(())
-    }
-
-    async fn send(&mut self, flows: Vec<Flow>) -> Result<(), StoreError> {
-        let parts = flows.into_iter().flat_map(flow_parts);
-        self.client
-            .append(tokio_stream::iter(parts))
-            .await
-            .map_err(StoreError::from)?;
         Ok(())
     }
 }
