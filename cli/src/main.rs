@@ -126,7 +126,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     let options = match build_options(&cli) {
         Ok(o) => o,
         Err(e) => {
@@ -135,6 +135,17 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&options.termlog_verbosity);
+    if matches!(cli.command, Some(Command::ScriptHost(_)))
+        && let Some(Command::ScriptHost(args)) = cli.command.take()
+    {
+        return match flowtap_script_host::cli::main(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("flowtap script-host: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -201,9 +212,8 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
     match cli.command.take() {
         Some(Command::Flows(args)) => return flows::run(args, &options.confdir).await,
         Some(Command::Replay(args)) => return replay::run(args, &options).await,
-        Some(Command::ScriptHost(args)) => {
-            flowtap_script_host::cli::run(args).await?;
-            return Ok(ExitCode::SUCCESS);
+        Some(Command::ScriptHost(_)) => {
+            anyhow::bail!("the script-host subcommand runs before the runtime starts")
         }
         None => {}
     }

@@ -33,7 +33,7 @@ pub use config::{Config, FailurePolicy};
 pub use flowtap_proto::v1::ScriptInfo;
 
 use crate::hooks::{CoreControl, HookInterest, Hooks, Interest, Verdict};
-use link::{Link, Release, Reply};
+use link::{IoThread, Link, Release, Reply};
 use policy::Failure;
 
 /// Why the scripts could not be started.
@@ -72,6 +72,7 @@ pub struct ScriptClient {
     policies: Vec<(Hook, FailurePolicy)>,
     slots: Vec<Slot>,
     control: Arc<OnceLock<Arc<dyn CoreControl>>>,
+    io: IoThread,
 }
 
 impl std::fmt::Debug for ScriptClient {
@@ -114,10 +115,11 @@ impl ScriptClient {
             config.addresses.len()
         };
         let control = Arc::new(OnceLock::new());
+        let io = IoThread::start()?;
         let mut slots = Vec::with_capacity(count);
         let mut scripts = Vec::new();
         for index in 0..count {
-            let (link, ready) = Link::open(&config, index, Arc::clone(&control)).await?;
+            let (link, ready) = Link::open(&io, &config, index, Arc::clone(&control)).await?;
             if !ready.startup_error.is_empty() {
                 return Err(ScriptsError::Startup {
                     traceback: ready.startup_error,
@@ -138,6 +140,7 @@ impl ScriptClient {
             policies,
             slots,
             control,
+            io,
         });
         for (index, slot) in client.slots.iter().enumerate() {
             if let Some(link) = slot.current() {
@@ -160,7 +163,14 @@ impl ScriptClient {
             client.slots[index].replace(None);
             let mut delay = Duration::from_millis(200);
             loop {
-                match Link::open(&client.config, index, Arc::clone(&client.control)).await {
+                match Link::open(
+                    &client.io,
+                    &client.config,
+                    index,
+                    Arc::clone(&client.control),
+                )
+                .await
+                {
                     Ok((new, ready)) if ready.startup_error.is_empty() => {
                         if client.control.get().is_some() {
                             new.send(core_message::Kind::Running(v1::Running {}));

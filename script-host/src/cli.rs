@@ -32,6 +32,17 @@ pub struct Args {
     pub python_package_dir: Option<PathBuf>,
 }
 
+/// Runs the worker on its own runtime: one thread serves every session (a hook call crosses
+/// from that thread to a Python thread and back, and no other thread takes part), then ends the
+/// process. Call it from a thread that is not inside a tokio runtime.
+pub fn main(args: Args) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(run(args))
+}
+
 /// Serves the script protocol until a core sends Done; then ends the process (Python's worker
 /// threads are not joined).
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -85,6 +96,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             // messages a moment to flush, then stop regardless.
             let _ = tokio::time::timeout(Duration::from_millis(500), serve).await;
         }
+    }
+    if let Some(path) = args.listen.strip_prefix("unix:") {
+        let _ = std::fs::remove_file(path);
     }
     // Python's worker threads are not joined: the process ends here.
     std::process::exit(0)

@@ -2,15 +2,18 @@
 //! calls waiting for replies, and the intercepted flows waiting for a resume or kill.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use flowtap_proto::v1::{
     self, CoreMessage, HookCall, ProtocolVersion, Ready, WorkerMessage, control, core_message,
     script_host_client::ScriptHostClient, worker_message,
 };
+use futures_util::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -49,6 +52,17 @@ pub(super) struct Link {
     closed: watch::Sender<bool>,
     shutting_down: AtomicBool,
     control: Control,
+    _socket: Option<SocketFile>,
+}
+
+/// The unix socket of a worker this client spawned, removed when the link goes (a worker
+/// removes it itself when it ends normally, not when it is killed).
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -57,9 +71,79 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .expect("link locks are never poisoned: no code panics while holding them")
 }
 
+/// The thread that runs the I/O of every worker session (tonic's connection and stream tasks,
+/// the reader of replies, the spawned worker processes) on one current-thread runtime. A hook
+/// call then wakes this one thread to send and, with the reply, the caller's task: no other
+/// thread of the proxy's runtime takes part in a call.
+pub(super) struct IoThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for IoThread {
+    /// Stops the thread and waits for its runtime to drop its tasks: the links go, and with
+    /// them the worker processes this client spawned (killed on drop), before the caller goes
+    /// on (a `flowtap` that exits right after must not leave a worker behind).
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl IoThread {
+    /// Starts the thread.
+    pub(super) fn start() -> Result<Self, ScriptsError> {
+        let io_error = |e: std::io::Error| ScriptsError::Spawn {
+            binary: "script-host".into(),
+            reason: format!("starting the script I/O thread: {e}"),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io_error)?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("script-io".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })
+            .map_err(io_error)?;
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
 impl Link {
-    /// Starts or reaches worker `index`, opens its session and completes Hello → Ready.
+    /// Starts or reaches worker `index`, opens its session on the I/O thread and completes
+    /// Hello → Ready.
     pub(super) async fn open(
+        io: &IoThread,
+        config: &Config,
+        index: usize,
+        control: Control,
+    ) -> Result<(Arc<Self>, Ready), ScriptsError> {
+        let config = config.clone();
+        io.handle
+            .spawn(async move { Self::open_here(&config, index, control).await })
+            .await
+            .map_err(|e| ScriptsError::Worker {
+                address: format!("worker {index}"),
+                reason: format!("the script I/O thread failed: {e}"),
+            })?
+    }
+
+    async fn open_here(
         config: &Config,
         index: usize,
         control: Control,
@@ -71,14 +155,15 @@ impl Link {
                 (address, Some(child))
             }
         };
+        let socket = child
+            .as_ref()
+            .and(address.strip_prefix("unix:"))
+            .map(|path| SocketFile(PathBuf::from(path)));
         let worker_error = |reason: String| ScriptsError::Worker {
             address: address.clone(),
             reason,
         };
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| worker_error(e.to_string()))?
-            .tcp_nodelay(true)
-            .connect()
+        let channel = connect(&address)
             .await
             .map_err(|e| worker_error(format!("connecting: {e}")))?;
         let mut client = ScriptHostClient::new(channel)
@@ -115,6 +200,7 @@ impl Link {
             closed: watch::channel(false).0,
             shutting_down: AtomicBool::new(false),
             control,
+            _socket: socket,
         });
         tokio::spawn(Arc::clone(&link).read(inbound));
         Ok((link, ready))
@@ -315,7 +401,55 @@ fn log(record: &v1::LogRecord) {
     }
 }
 
-/// Spawns `script-host` on a loopback port and reads the port it announces.
+/// A channel to a worker at `HOST:PORT` or `unix:PATH`.
+async fn connect(address: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    match address.strip_prefix("unix:") {
+        Some(path) => {
+            tonic::transport::Endpoint::from_static("http://script-host")
+                .connect_with_connector(UnixConnector(PathBuf::from(path)))
+                .await
+        }
+        None => {
+            tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+                .tcp_nodelay(true)
+                .connect()
+                .await
+        }
+    }
+}
+
+/// Connects tonic to a unix socket.
+#[derive(Clone, Debug)]
+struct UnixConnector(PathBuf);
+
+impl tower_service::Service<http::Uri> for UnixConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
+    type Error = std::io::Error;
+    type Future = BoxFuture<'static, std::io::Result<Self::Response>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let path = self.0.clone();
+        Box::pin(async move {
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
+    }
+}
+
+/// A unix socket path for a worker this process spawns: in the temporary directory, unique
+/// per process and spawn.
+fn socket_path() -> PathBuf {
+    static SPAWNED: AtomicU64 = AtomicU64::new(0);
+    let n = SPAWNED.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("flowtap-script-{}-{n}.sock", std::process::id()))
+}
+
+/// Spawns `script-host` on a unix socket (cheaper per message than loopback TCP) and reads the
+/// address it announces.
 async fn spawn(config: &Config) -> Result<(String, Child), ScriptsError> {
     let binary = config.binary_path().map_err(|reason| ScriptsError::Spawn {
         binary: "script-host".into(),
@@ -325,13 +459,15 @@ async fn spawn(config: &Config) -> Result<(String, Child), ScriptsError> {
         binary: binary.display().to_string(),
         reason,
     };
+    let socket = socket_path();
     let mut command = Command::new(&binary);
     command.args(&config.binary_args);
     for spec in &config.scripts {
         command.arg("-s").arg(spec);
     }
     command
-        .args(["--listen", "127.0.0.1:0"])
+        .arg("--listen")
+        .arg(format!("unix:{}", socket.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -47,6 +47,8 @@ OBSERVE_ONLY = frozenset({"client_disconnected", "server_connected", "server_dis
                           "websocket_start", "websocket_end", "tcp_start", "tcp_end", "tcp_error",
                           "udp_start", "udp_end", "udp_error", "dns_error"})
 RESPOND_HOOKS = frozenset({"requestheaders", "request", "http_connect", "dns_request"})
+# How long hook calls wait for the `running` hooks (seconds).
+RUNNING_WAIT = 5.0
 NOT_SENT = frozenset({"configure", "running", "done", "update", "add_log", "tick", "load"})
 
 
@@ -107,6 +109,7 @@ class Host:
         self._control_ids = itertools.count(1)
         self._quiet_core = False
         self._done = False
+        self._running_future = None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -134,9 +137,16 @@ class Host:
             item = self.bridge.wait_one()
             if item is None:
                 return
+            if item[0] == "running":
+                # Hook calls that follow wait for the `running` hooks, as in mitmproxy.
+                self._running_future = asyncio.run_coroutine_threadsafe(self._running(), self.loop)
+                continue
             if item[0] != "hook":
                 self.loop.call_soon_threadsafe(self._dispatch, item)
                 continue
+            running = self._running_future
+            if running is not None and not running.done():
+                concurrent.futures.wait([running], timeout=RUNNING_WAIT)
             call = Call(*item[1:])
             with self._qlock:
                 queue = self._queues.get(call.key)
@@ -156,8 +166,6 @@ class Host:
         kind = item[0]
         if kind == "hello":
             self._hello(*item[1:])
-        elif kind == "running":
-            self.loop.create_task(self._running())
         elif kind == "configure":
             self._configure_from_core(*item[1:])
         elif kind == "control_result":
@@ -645,6 +653,8 @@ def _slim(after, before):
         message, sent = after.get(name), before.get(name)
         if message is not None and sent is not None and message["content"] is not None \
                 and message["content"] == sent.get("content"):
+            # A copy: an unread part's state is the flow's own (see mitmproxy.flow._Part).
+            after[name] = message = dict(message)
             message["content"] = None
     return after
 

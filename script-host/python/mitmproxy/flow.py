@@ -43,6 +43,63 @@ class Error:
         return Error(self.msg, self.timestamp)
 
 
+class _Part:
+    """A part of a flow (a connection, a request or response) that `set_state` keeps as its
+    state until a script first reads it. Until then `get_state()` gives that state back as it
+    came, so a part no script touched costs neither building nor comparing."""
+
+    __slots__ = ("make", "name", "state_name")
+
+    def __init__(self, make):
+        self.make = make
+        self.name = self.state_name = None
+
+    def __set_name__(self, owner, name):
+        self.name = "_part_" + name
+        self.state_name = "_part_state_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        attrs = obj.__dict__
+        state = attrs.get(self.state_name)
+        if state is not None:
+            attrs[self.name] = value = self.make(state)
+            attrs[self.state_name] = None
+            return value
+        return attrs.get(self.name)
+
+    def __set__(self, obj, value):
+        attrs = obj.__dict__
+        attrs[self.name] = value
+        attrs[self.state_name] = None
+
+    def load(self, obj, state):
+        """`set_state` of the part: a part already built is updated in place (scripts may hold
+        it); else the state is kept for later."""
+        attrs = obj.__dict__
+        current = attrs.get(self.name)
+        if state is not None and current is not None and attrs.get(self.state_name) is None \
+                and hasattr(current, "set_state"):
+            current.set_state(state)
+            return
+        attrs[self.name] = None
+        attrs[self.state_name] = state
+
+    def dump(self, obj):
+        """`get_state` of the part: the kept state itself while it was not built."""
+        attrs = obj.__dict__
+        state = attrs.get(self.state_name)
+        if state is not None:
+            return state
+        value = attrs.get(self.name)
+        return value.get_state() if value is not None else None
+
+
+_CLIENT = _Part(lambda state: _connection_module.Client.from_state(state))
+_SERVER = _Part(lambda state: _connection_module.Server.from_state(state))
+
+
 class Flow:
     """What every flow has: identity, connections, error, intercept state, marks, metadata.
 
@@ -52,6 +109,8 @@ class Flow:
     """
 
     type = "flow"
+    client_conn = _CLIENT
+    server_conn = _SERVER
 
     def __init__(self, client_conn, server_conn, live=False):
         self.id = str(uuid.uuid4())
@@ -78,8 +137,8 @@ class Flow:
             "type": self.type,
             "id": self.id,
             "error": self.error.get_state() if self.error else None,
-            "client_conn": self.client_conn.get_state(),
-            "server_conn": self.server_conn.get_state(),
+            "client_conn": _CLIENT.dump(self),
+            "server_conn": _SERVER.dump(self),
             "intercepted": self.intercepted,
             "is_replay": self.is_replay,
             "marked": self.marked,
@@ -103,8 +162,8 @@ class Flow:
         self.id = state.pop("id")
         err = state.pop("error")
         self.error = Error.from_state(err) if err else None
-        self.client_conn = _set_or_make(self.client_conn, connection.Client, state.pop("client_conn"))
-        self.server_conn = _set_or_make(self.server_conn, connection.Server, state.pop("server_conn"))
+        _CLIENT.load(self, state.pop("client_conn"))
+        _SERVER.load(self, state.pop("server_conn"))
         self.intercepted = state.pop("intercepted")
         self.is_replay = state.pop("is_replay")
         self.marked = state.pop("marked")

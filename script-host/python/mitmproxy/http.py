@@ -768,6 +768,8 @@ class HTTPFlow(_flow.Flow):
     """An HTTP request/response pair, and the WebSocket connection it may turn into."""
 
     type = "http"
+    request = _flow._Part(lambda state: Request.from_state(state))
+    response = _flow._Part(lambda state: Response.from_state(state))
 
     def __init__(self, client_conn, server_conn, live=False, mode=None):
         super().__init__(client_conn, server_conn, live)
@@ -783,16 +785,16 @@ class HTTPFlow(_flow.Flow):
 
     def get_state(self):
         state = self._common_state()
-        state["request"] = self.request.get_state() if self.request else None
-        state["response"] = self.response.get_state() if self.response else None
+        state["request"] = HTTPFlow.request.dump(self)
+        state["response"] = HTTPFlow.response.dump(self)
         state["websocket"] = self.websocket.get_state() if self.websocket else None
         return state
 
     def _set_type_state(self, state):
         from . import websocket
 
-        self.request = _flow._set_or_make(self.request, Request, state.pop("request"))
-        self.response = _flow._set_or_make(self.response, Response, state.pop("response"))
+        HTTPFlow.request.load(self, state.pop("request"))
+        HTTPFlow.response.load(self, state.pop("response"))
         self.websocket = _flow._set_or_make(
             self.websocket, websocket.WebSocketData, state.pop("websocket", None)
         )

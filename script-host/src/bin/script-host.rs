@@ -11,13 +11,12 @@ struct Cli {
     args: flowtap_script_host::cli::Args,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    flowtap_script_host::cli::run(Cli::parse().args).await
+    flowtap_script_host::cli::main(Cli::parse().args)
 }

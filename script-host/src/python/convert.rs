@@ -77,7 +77,10 @@ fn value_to_py_in<'py>(
             let out = PyDict::new(py);
             for (k, v) in dict.iter() {
                 let value = value_to_py_in(py, shape_of(k), v)?;
-                let key = value_to_py(py, k)?;
+                let key = match k {
+                    Value::Text(text) => interned(py, text),
+                    other => value_to_py(py, other)?,
+                };
                 // A list cannot be a dict key in Python; mitmproxy's keys were tuples then.
                 let key = match key.cast::<PyList>() {
                     Ok(list) => PyTuple::new(py, list.iter())?.into_any(),
@@ -87,6 +90,31 @@ fn value_to_py_in<'py>(
             }
             out.into_any()
         }
+    })
+}
+
+/// How many distinct dict keys [`interned`] keeps (the state's own keys are about 60; the rest
+/// of the room is for metadata keys).
+const INTERNED_KEYS: usize = 512;
+
+thread_local! {
+    /// The Python strings of dict keys seen before: a flow state has the same keys every time,
+    /// and a cached string is neither allocated nor hashed again.
+    static KEYS: std::cell::RefCell<std::collections::HashMap<String, Py<PyString>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// `text` as a Python string, cached while the cache has room.
+fn interned<'py>(py: Python<'py>, text: &str) -> Bound<'py, PyAny> {
+    KEYS.with_borrow_mut(|keys| {
+        if let Some(key) = keys.get(text) {
+            return key.bind(py).clone().into_any();
+        }
+        let key = PyString::intern(py, text);
+        if keys.len() < INTERNED_KEYS {
+            keys.insert(text.to_owned(), key.clone().unbind());
+        }
+        key.into_any()
     })
 }
 
