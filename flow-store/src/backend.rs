@@ -5,7 +5,8 @@
 //! live in [`crate::Store`], so SQLite and PostgreSQL cannot drift apart.
 //!
 //! Tables, in both backends:
-//! - `flows`: one row per flow id; `seq` grows with every append (the query order and cursor),
+//! - `flows`: one row per flow id; `seq` grows with every append, in commit order (the query
+//!   order and cursor, and how Watch finds new rows),
 //!   the summary columns of [`FlowRow`], and `head`, the protobuf-encoded flow with bodies cleared.
 //! - `bodies`: `(flow_id, kind, part) -> data`, the request (kind 1) and response (kind 2) bodies
 //!   in chunks of at most [`CHUNK_BYTES`].
@@ -128,6 +129,9 @@ pub trait Backend: Send + Sync + 'static {
     fn write(&self, batch: Vec<WriteOp>) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// One batch of flows, oldest first.
     fn scan(&self, spec: ScanSpec) -> BoxFuture<'_, Result<Vec<StoredFlow>, StoreError>>;
+    /// The highest sequence number stored (0 for none). Every backend numbers rows in commit
+    /// order, so a flow committed after this call returns gets a higher one.
+    fn last_seq(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
     /// One flow by id, without bodies.
     fn flow(&self, id: String) -> BoxFuture<'_, Result<Option<StoredFlow>, StoreError>>;
     /// The chunks of one body, in order, read lazily.

@@ -120,7 +120,7 @@ impl FlowStore for FlowStoreService {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let summaries = self.store.watch(&request.into_inner().filter)?;
+        let summaries = self.store.watch(&request.into_inner().filter).await?;
         Ok(Response::new(Box::pin(summaries.map(Ok))))
     }
 

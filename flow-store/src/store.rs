@@ -2,16 +2,17 @@
 //!
 //! Everything a caller can observe is decided here, once for both backends: how an Append
 //! stream becomes write batches, that a flow appears only once complete, query order and
-//! cursors, filter evaluation, and the broadcast that feeds Watch.
+//! cursors, filter evaluation, and how Watch finds new flows (module `watch`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use flowtap_proto::v1::{BodyChunk, BodyKind, Flow, FlowPart, FlowSummary, QueryItem, flow_part};
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, Stream, StreamExt, TryStreamExt};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::backend::postgres::PostgresBackend;
@@ -20,10 +21,12 @@ use crate::backend::{Backend, ScanSpec, StoredFlow};
 use crate::row::summary;
 
 mod append;
+mod watch;
 
 use crate::{FlowFilter, StoreError};
 pub use append::flow_parts;
-use append::{Appended, Assembler, part};
+use append::{Assembler, part};
+use watch::Watchers;
 
 /// Where the flows live, as given on a command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +79,9 @@ pub struct Config {
     pub default_page: usize,
     /// Appended flows a slow watcher may fall behind by before it misses some.
     pub watch_capacity: usize,
+    /// While someone watches, how often the store looks for flows that other processes
+    /// appended (its own appends are seen at once).
+    pub watch_poll_interval: Duration,
 }
 
 impl Default for Config {
@@ -88,6 +94,7 @@ impl Default for Config {
             inline_body_bytes: 256 * 1024,
             default_page: 1000,
             watch_capacity: 4096,
+            watch_poll_interval: Duration::from_millis(100),
         }
     }
 }
@@ -96,7 +103,6 @@ impl Default for Config {
 struct Writing {
     write: tokio::task::JoinHandle<Result<u64, StoreError>>,
     flows: u64,
-    finished: Vec<Appended>,
 }
 
 /// The flow archive. Cheap to clone; clones share the backend and the watchers.
@@ -104,7 +110,7 @@ struct Writing {
 pub struct Store {
     backend: Arc<dyn Backend>,
     config: Config,
-    appended: broadcast::Sender<Arc<Appended>>,
+    watchers: Arc<Watchers>,
 }
 
 impl std::fmt::Debug for Store {
@@ -118,11 +124,10 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// A store over the given backend.
     pub fn new(backend: impl Backend, config: Config) -> Store {
-        let (appended, _) = broadcast::channel(config.watch_capacity.max(1));
         Store {
             backend: Arc::new(backend),
+            watchers: Arc::new(Watchers::new(config.watch_capacity)),
             config,
-            appended,
         }
     }
 
@@ -213,13 +218,12 @@ impl Store {
             // Spawned, so the write progresses while the stream is read.
             write: tokio::spawn(async move { backend.write(batch).await }),
             flows: std::mem::take(&mut assembler.batch_flows) as u64,
-            finished: std::mem::take(&mut assembler.finished),
         });
         assembler.batch_bytes = 0;
         Ok(())
     }
 
-    /// Waits for the batch being written, then counts and announces its flows.
+    /// Waits for the batch being written, then counts its flows and tells the watchers.
     async fn finish_write(
         &self,
         assembler: &mut Assembler,
@@ -230,10 +234,7 @@ impl Store {
         };
         done.write.await.map_err(|_| StoreError::Closed)??;
         assembler.stored += done.flows;
-        for appended in done.finished {
-            // No watcher is not an error.
-            let _ = self.appended.send(Arc::new(appended));
-        }
+        self.watchers.committed();
         Ok(())
     }
 
@@ -438,46 +439,6 @@ impl Store {
             deleted += self.backend.delete(chunk.to_vec()).await?;
         }
         Ok(deleted)
-    }
-
-    /// Summaries of the flows appended from now on that match `filter`. A watcher that falls
-    /// more than [`Config::watch_capacity`] flows behind skips the ones it missed.
-    pub fn watch(&self, filter: &str) -> Result<ReceiverStream<FlowSummary>, StoreError> {
-        let filter = FlowFilter::parse(filter)?;
-        let mut appended = self.appended.subscribe();
-        let (sender, receiver) = mpsc::channel(64);
-        let store = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let flow = match appended.recv().await {
-                    Ok(flow) => flow,
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "a watcher fell behind and missed flows");
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                };
-                if !store.watch_matches(&filter, &flow).await {
-                    continue;
-                }
-                let item = summary(&flow.head, flow.request_size, flow.response_size);
-                if sender.send(item).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(receiver.into())
-    }
-
-    async fn watch_matches(&self, filter: &FlowFilter, flow: &Appended) -> bool {
-        if !filter.needs_bodies() {
-            return filter.matches(&flow.head);
-        }
-        match self.with_bodies(flow.head.clone()).await {
-            Ok(full) => filter.matches(&full),
-            // Deleted or replaced since: it is no longer the flow that was appended.
-            Err(_) => false,
-        }
     }
 }
 

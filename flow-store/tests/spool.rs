@@ -4,41 +4,19 @@
 mod support;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use flowtap_flow_store::client::RemoteStore;
 use flowtap_flow_store::{SinkConfig, StoreSink};
-use support::http_flow;
-
-/// Starts the flow-store binary and returns it with the address it listens on.
-fn start_store(listen: &str, db: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flow-store"))
-        .args(["--listen", listen, "--store"])
-        .arg(format!("sqlite:{}", db.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting flow-store");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("reading the listen line");
-    let address = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (child, address)
-}
+use support::{StoreProcess, http_flow};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_killed_mid_push_loses_no_flow() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("flows.db");
-    let (mut store, address) = start_store("127.0.0.1:0", &db);
+    let sqlite = format!("sqlite:{}", db.display());
+    let mut store = StoreProcess::start("127.0.0.1:0", &sqlite);
+    let address = store.address.clone();
     let mut config = SinkConfig::new(format!("http://{address}"), dir.path().join("spool"));
     config.queue_capacity = 64;
     config.batch_max_flows = 50;
@@ -63,8 +41,7 @@ async fn a_store_killed_mid_push_loses_no_flow() {
     // Killed in the middle of the next burst, while the sink is sending batches.
     for i in 300..1000 {
         if i == 450 {
-            store.kill().expect("SIGKILL flow-store");
-            store.wait().unwrap();
+            store.kill();
         }
         sink.push(flow(i))
             .expect("push never fails while the disk works");
@@ -72,8 +49,8 @@ async fn a_store_killed_mid_push_loses_no_flow() {
     // Nothing pushed after the kill can have been stored yet.
     assert!(sink.pending() >= 550, "pending {}", sink.pending());
 
-    let (mut restarted, same) = start_store(&address, &db);
-    assert_eq!(same, address);
+    let restarted = StoreProcess::start(&address, &sqlite);
+    assert_eq!(restarted.address, address);
     tokio::time::timeout(Duration::from_secs(120), sink.flush())
         .await
         .expect("every flow delivered after the restart");
@@ -92,8 +69,7 @@ async fn a_store_killed_mid_push_loses_no_flow() {
     sink.close().await;
     let leftovers = std::fs::read_dir(dir.path().join("spool")).unwrap().count();
     assert_eq!(leftovers, 0, "delivered spool files are removed");
-    restarted.kill().unwrap();
-    restarted.wait().unwrap();
+    drop(restarted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

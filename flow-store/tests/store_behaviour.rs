@@ -221,7 +221,7 @@ async fn watch_sees_new_flows(store: &Store) {
         .append(vec![http_flow("before", "example.com", "/", 200)])
         .await
         .unwrap();
-    let mut watch = store.watch("").unwrap();
+    let mut watch = store.watch("").await.unwrap();
     store
         .append(vec![http_flow("after-1", "example.com", "/", 200)])
         .await
@@ -443,9 +443,9 @@ async fn delete_by_filter(store: &Store) {
 }
 
 async fn watch_filters_per_watcher(store: &Store) {
-    let mut not_found = store.watch("~c 404").unwrap();
-    let mut everything = store.watch("").unwrap();
-    let mut bodies = store.watch("~bs needle").unwrap();
+    let mut not_found = store.watch("~c 404").await.unwrap();
+    let mut everything = store.watch("").await.unwrap();
+    let mut bodies = store.watch("~bs needle").await.unwrap();
     let mut with_needle = http_flow("w-needle", "example.com", "/", 200);
     with_needle.response.as_mut().unwrap().content = Some(Bytes::from_static(b"hay needle hay"));
     store

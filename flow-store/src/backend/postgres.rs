@@ -69,6 +69,9 @@ INSERT INTO bodies (flow_id, kind, part, data)
 SELECT * FROM UNNEST($1::text[], $2::int2[], $3::int4[], $4::bytea[])
 ON CONFLICT (flow_id, kind, part) DO UPDATE SET data = EXCLUDED.data";
 
+/// Serialises the part of write transactions that numbers rows (see [`write_part`]).
+const SEQ_LOCK: i64 = 7402118;
+
 /// Chunks fetched per round trip when a body is read.
 const BODY_CHUNKS_PER_FETCH: i32 = 4;
 
@@ -151,9 +154,16 @@ fn split_batch(batch: Vec<WriteOp>) -> Vec<Vec<WriteOp>> {
 }
 
 /// Runs one part of a batch; returns how many flows its Begins removed.
+///
+/// Before the first rows of a transaction are inserted it takes [`SEQ_LOCK`] until it ends,
+/// so transactions that number rows commit one after another, in the order of their
+/// sequence numbers. Without it a transaction could commit after a later-numbered one, and a
+/// reader that had seen that one (a watcher polling for `seq` above the last it saw) would
+/// never see it. Bodies, the bulk of a batch, are written before the lock is taken.
 async fn write_part(
     transaction: &tokio_postgres::Transaction<'_>,
     part: Vec<WriteOp>,
+    numbering: &mut bool,
 ) -> Result<u64, StoreError> {
     let mut begun = Vec::new();
     let (mut chunk_ids, mut kinds, mut parts, mut data) = (vec![], vec![], vec![], vec![]);
@@ -191,6 +201,12 @@ async fn write_part(
             .await?;
     }
     if !rows.is_empty() {
+        if !*numbering {
+            transaction
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&SEQ_LOCK])
+                .await?;
+            *numbering = true;
+        }
         insert_rows(transaction, &rows).await?;
     }
     Ok(removed)
@@ -351,9 +367,9 @@ impl Backend for PostgresBackend {
         async move {
             let mut client = self.pool.get().await?;
             let transaction = client.transaction().await?;
-            let mut removed = 0;
+            let (mut removed, mut numbering) = (0, false);
             for part in split_batch(batch) {
-                removed += write_part(&transaction, part).await?;
+                removed += write_part(&transaction, part, &mut numbering).await?;
             }
             transaction.commit().await?;
             Ok(removed)
@@ -363,6 +379,17 @@ impl Backend for PostgresBackend {
 
     fn scan(&self, spec: ScanSpec) -> BoxFuture<'_, Result<Vec<StoredFlow>, StoreError>> {
         PostgresBackend::scan(self, spec).boxed()
+    }
+
+    fn last_seq(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        async move {
+            let client = self.pool.get().await?;
+            let row = client
+                .query_one("SELECT COALESCE(MAX(seq), 0)::int8 FROM flows", &[])
+                .await?;
+            Ok(row.try_get(0)?)
+        }
+        .boxed()
     }
 
     fn flow(&self, id: String) -> BoxFuture<'_, Result<Option<StoredFlow>, StoreError>> {

@@ -324,6 +324,17 @@ impl Backend for SqliteBackend {
         self.read(move |connection| scan(connection, &spec)).boxed()
     }
 
+    fn last_seq(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        // One writer at a time and AUTOINCREMENT: sequence numbers are given in commit order.
+        self.read(|connection| {
+            let last = connection
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM flows")?
+                .query_row([], |row| row.get(0))?;
+            Ok(last)
+        })
+        .boxed()
+    }
+
     fn flow(&self, id: String) -> BoxFuture<'_, Result<Option<StoredFlow>, StoreError>> {
         self.read(move |connection| {
             let mut statement = connection.prepare_cached(

@@ -8,14 +8,6 @@ use flowtap_proto::v1::{BodyChunk, BodyKind, Flow, FlowPart, flow_part};
 use crate::StoreError;
 use crate::backend::{CHUNK_BYTES, FlowRow, WriteOp};
 
-/// A newly stored flow, as broadcast to watchers: the head and body sizes.
-#[derive(Debug)]
-pub(super) struct Appended {
-    pub(super) head: Flow,
-    pub(super) request_size: u64,
-    pub(super) response_size: u64,
-}
-
 pub(super) fn part(kind: flow_part::Kind) -> FlowPart {
     FlowPart { kind: Some(kind) }
 }
@@ -55,7 +47,6 @@ pub(super) struct Assembler {
     pub(super) batch: Vec<WriteOp>,
     pub(super) batch_flows: usize,
     pub(super) batch_bytes: usize,
-    pub(super) finished: Vec<Appended>,
     pub(super) stored: u64,
 }
 
@@ -160,11 +151,6 @@ impl Assembler {
         self.batch_bytes += row.head.len();
         self.batch.push(WriteOp::Finish(Box::new(row)));
         self.batch_flows += 1;
-        self.finished.push(Appended {
-            head: pending.head,
-            request_size,
-            response_size,
-        });
         Ok(())
     }
 }

@@ -207,6 +207,49 @@ pub async fn postgres_store() -> Store {
     Store::new(backend, Config::default())
 }
 
+/// A `flow-store` process (the crate's binary), killed when dropped.
+pub struct StoreProcess {
+    pub child: std::process::Child,
+    /// The address it listens on, `host:port`.
+    pub address: String,
+}
+
+impl StoreProcess {
+    /// Starts `flow-store --listen LISTEN --store STORE` and waits for its listen line.
+    pub fn start(listen: &str, store: &str) -> StoreProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flow-store"))
+            .args(["--listen", listen, "--store", store])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting flow-store");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("reading the listen line");
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        StoreProcess { child, address }
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL flow-store");
+        self.child.wait().expect("waiting for flow-store");
+    }
+}
+
+impl Drop for StoreProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The fixtures recorded from mitmdump 12 (`fixtures/mitmproxy-12` in the repository).
 pub fn fixtures_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/mitmproxy-12")
