@@ -5,9 +5,11 @@
 //! dispatcher (the "leader") takes the next event as soon as it finished a call, without releasing
 //! the GIL ([`Worker::try_next`]), and an arriving event wakes no thread while some dispatcher
 //! is busy. A hook that blocks (a `time.sleep`, a lock) must not hold up other flows, so one
-//! idle dispatcher, the sentinel, wakes every [`STALE`] while any is busy and takes an event that
-//! has waited that long: a blocked leader delays other flows by at most about that much. When no
-//! dispatcher is busy, an event wakes one idle thread at once, as before.
+//! idle dispatcher, the sentinel, takes an event that has waited [`STALE`] behind a busy one: a
+//! blocked leader delays other flows by at most about that much. The sentinel sleeps until an
+//! event arrives while a dispatcher is busy (so a lone call wakes only the thread that runs it),
+//! then checks every [`STALE`] while any is busy. When no dispatcher is busy, an event wakes one
+//! idle thread at once.
 //!
 //! Messages come back from Python threads into per-session unbounded channels, so no Python
 //! thread ever waits on tokio.
@@ -147,6 +149,9 @@ impl Worker {
         } else if !inbox.sentinel && inbox.idle > 0 {
             // Nobody watches for a blocked leader: make an idle thread the sentinel.
             self.arrived.notify_one();
+        } else if inbox.sentinel_asleep {
+            // The event waits behind a busy dispatcher: the sentinel times it from now.
+            self.sentinel.notify_one();
         }
     }
 
@@ -194,8 +199,6 @@ impl Worker {
                     if inbox.idle > 0 {
                         self.arrived.notify_one();
                     }
-                } else if inbox.active == 1 && inbox.sentinel_asleep {
-                    self.sentinel.notify_one();
                 }
                 return Some(event);
             }
