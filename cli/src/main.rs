@@ -231,6 +231,14 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
         Some(Ok(f)) => f,
         None => filter.clone(),
     };
+    if let Some(Err(code)) = options
+        .deferred
+        .get("intercept")
+        .map(|f| parse_filter(f))
+        .transpose()?
+    {
+        return Ok(code);
+    }
     let scripts = match start_scripts(&cli, &options).await {
         Ok(scripts) => scripts,
         Err(ScriptsError::Startup { traceback }) => {
@@ -496,8 +504,24 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
         stream_large_bodies_bytes: options.stream_large_bodies,
         http2: options.http2,
         shutdown_grace: options.shutdown_grace,
+        intercept: intercept_filter(options)?,
         ..Config::default()
     })
+}
+
+/// `--set intercept=FILTER`, unless `--set intercept_active=false` (as in mitmproxy, a filter
+/// turns intercepting on).
+fn intercept_filter(options: &Options) -> anyhow::Result<Option<Filter>> {
+    let active = options
+        .deferred
+        .get("intercept_active")
+        .is_none_or(|v| !matches!(v.trim(), "false" | "0" | "no" | "off"));
+    match options.deferred.get("intercept") {
+        Some(text) if active && !text.trim().is_empty() => Filter::parse(text)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("invalid intercept filter {text:?}: {e}")),
+        _ => Ok(None),
+    }
 }
 
 /// Flows read from a file are not live: scripts cannot act on them outside their hooks.
@@ -505,6 +529,9 @@ struct ReadOnlyControl;
 
 impl CoreControl for ReadOnlyControl {
     fn kill(&self, flow_id: &str) -> Result<(), String> {
+        Err(format!("flow {flow_id} is not live (read from a file)"))
+    }
+    fn resume(&self, flow_id: &str) -> Result<(), String> {
         Err(format!("flow {flow_id} is not live (read from a file)"))
     }
     fn replay_client(&self, flow: Flow) -> Result<(), String> {

@@ -59,7 +59,12 @@ impl Default for Options {
 }
 
 /// Options the command reads from the deferred set itself (the rest is for scripts).
-pub(crate) const CLI_OPTIONS: [&str; 2] = ["save_stream_filter", "hardump"];
+pub(crate) const CLI_OPTIONS: [&str; 4] = [
+    "save_stream_filter",
+    "hardump",
+    "intercept",
+    "intercept_active",
+];
 
 /// The user's home directory (for `~` and the default confdir).
 pub(crate) fn home() -> PathBuf {

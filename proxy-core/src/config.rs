@@ -25,6 +25,9 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// How long in-flight flows may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// Pause flows that match in `request` and `response` until a script resumes or kills them
+    /// (`--set intercept=FILTER`; replayed flows are never paused).
+    pub intercept: Option<flowtap_flow::Filter>,
 }
 
 impl Default for Config {
@@ -39,6 +42,7 @@ impl Default for Config {
             http2: true,
             connect_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            intercept: None,
         }
     }
 }

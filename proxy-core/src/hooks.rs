@@ -114,6 +114,8 @@ pub trait Hooks: Send + Sync + 'static {
 pub trait CoreControl: Send + Sync + 'static {
     /// Kills a live flow; an unknown or finished flow gives an error text.
     fn kill(&self, flow_id: &str) -> Result<(), String>;
+    /// Resumes a flow the proxy paused (`--set intercept`); an error text if none waits.
+    fn resume(&self, flow_id: &str) -> Result<(), String>;
     /// Sends `flow`'s request again as a new flow marked `is_replay = "request"`.
     fn replay_client(&self, flow: Flow) -> Result<(), String>;
     /// Injects a WebSocket message into a live WebSocket flow.

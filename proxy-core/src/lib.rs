@@ -22,6 +22,7 @@ mod h2;
 pub mod hooks;
 mod http;
 mod http1;
+mod intercept;
 pub mod scripts;
 mod server;
 pub mod sink;

@@ -13,10 +13,11 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::error::{SetupError, UpstreamError};
-use crate::flow::{self, connection_subject};
+use crate::flow::{self, KILLED_MESSAGE, connection_subject, is_killed, set_error};
 use crate::hooks::{Hook, Hooks, Verdict};
 use crate::http::{self, ClientCtx, Next};
 use crate::http1::{Conn, Framing};
+use crate::intercept::{Intercepts, Release};
 use crate::sink::FlowSink;
 use crate::tunnel::{self, HostMatcher};
 use crate::upstream::{Connector, Io, Pool, PoolKey, Upstream};
@@ -30,6 +31,7 @@ pub(crate) struct Shared {
     pub(crate) connector: Connector,
     pub(crate) pool: Pool,
     pub(crate) hosts: HostMatcher,
+    pub(crate) intercepts: Intercepts,
     sink_bodies: bool,
 }
 
@@ -56,6 +58,7 @@ impl Shared {
             connect_timeout: config.connect_timeout,
         };
         let sink_bodies = sink.needs_bodies();
+        let intercepts = Intercepts::new(config.intercept.clone());
         Ok(Shared {
             config,
             hooks,
@@ -64,16 +67,42 @@ impl Shared {
             connector,
             pool: Pool::default(),
             hosts,
+            intercepts,
             sink_bodies,
         })
     }
 
     /// Runs `hook` if a script implements it.
+    /// Runs a flow hook if a script wants it. In `request` and `response`, a flow that the
+    /// intercept filter matches is marked intercepted first (the scripts see it so and may
+    /// resume it); one still intercepted after the hooks waits for a resume or kill.
     pub(crate) async fn hook(&self, hook: Hook, flow: &mut Flow) -> Verdict {
-        if !self.hooks.interest().wants(hook) {
-            return Verdict::Continue;
+        if matches!(hook, Hook::Request | Hook::Response) && self.intercepts.should_intercept(flow)
+        {
+            flow.intercepted = true;
         }
-        self.hooks.call(hook, flow).await
+        let verdict = if self.hooks.interest().wants(hook) {
+            self.hooks.call(hook, flow).await
+        } else {
+            Verdict::Continue
+        };
+        if !flow.intercepted || verdict == Verdict::Kill || is_killed(flow) {
+            return verdict;
+        }
+        tracing::info!(
+            "intercepted {} (flow {}): it waits until a script resumes or kills it",
+            describe(flow),
+            flow.id
+        );
+        let release = self.intercepts.hold(flow).await;
+        flow.intercepted = false;
+        match release {
+            Release::Resume => verdict,
+            Release::Kill => {
+                set_error(flow, KILLED_MESSAGE);
+                Verdict::Kill
+            }
+        }
     }
 
     /// Runs a connection hook with a subject made from the connections, if a script wants it.
@@ -96,12 +125,12 @@ impl Shared {
 
     /// The request body must be held in memory: a script or a sink reads it.
     pub(crate) fn buffer_request(&self, _flow: &Flow) -> bool {
-        self.sink_bodies || self.hooks.interest().wants(Hook::Request)
+        self.sink_bodies || self.intercepts.active() || self.hooks.interest().wants(Hook::Request)
     }
 
     /// The response body must be held in memory: a script or a sink reads it.
     pub(crate) fn buffer_response(&self, _flow: &Flow) -> bool {
-        self.sink_bodies || self.hooks.interest().wants(Hook::Response)
+        self.sink_bodies || self.intercepts.active() || self.hooks.interest().wants(Hook::Response)
     }
 
     /// The body is announced larger than `stream_large_bodies`, so it is streamed.
@@ -300,8 +329,22 @@ impl ClientReplay {
     }
 }
 
-/// What scripts may ask of the proxy outside hooks: shutdown and client replay. Acting on
-/// other live flows from outside their hooks is not supported yet, and says so.
+/// `GET http://host/path` for a log line (the flow id for flows without a request).
+fn describe(flow: &Flow) -> String {
+    use flowtap_flow::RequestExt as _;
+    match &flow.request {
+        Some(request) => format!(
+            "{} {}",
+            String::from_utf8_lossy(&request.method),
+            request.pretty_url()
+        ),
+        None => format!("{} flow", flow.r#type),
+    }
+}
+
+/// What scripts may ask of the proxy outside hooks: shutdown, client replay, and resuming or
+/// killing a flow paused by the intercept filter. Killing other live flows and injecting
+/// messages from outside their hooks is not supported yet, and says so.
 struct ProxyControl {
     shutdown: tokio::sync::Notify,
     shared: Arc<Shared>,
@@ -311,9 +354,20 @@ const NOT_YET: &str = "not supported by this flowtap version";
 
 impl crate::hooks::CoreControl for ProxyControl {
     fn kill(&self, flow_id: &str) -> Result<(), String> {
+        if self.shared.intercepts.release(flow_id, Release::Kill) {
+            return Ok(());
+        }
         Err(format!(
-            "killing flow {flow_id} outside its hooks is {NOT_YET}"
+            "killing flow {flow_id} outside its hooks is {NOT_YET} (only intercepted flows)"
         ))
+    }
+
+    fn resume(&self, flow_id: &str) -> Result<(), String> {
+        if self.shared.intercepts.release(flow_id, Release::Resume) {
+            Ok(())
+        } else {
+            Err(format!("flow {flow_id} is not intercepted"))
+        }
     }
 
     fn replay_client(&self, flow: Flow) -> Result<(), String> {

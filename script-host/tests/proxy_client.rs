@@ -32,6 +32,10 @@ impl CoreControl for RecordingCore {
         self.calls.lock().unwrap().push(format!("kill {flow_id}"));
         Ok(())
     }
+    fn resume(&self, flow_id: &str) -> Result<(), String> {
+        self.calls.lock().unwrap().push(format!("resume {flow_id}"));
+        Ok(())
+    }
     fn replay_client(&self, flow: Flow) -> Result<(), String> {
         self.calls.lock().unwrap().push(format!(
             "replay {}",

@@ -349,7 +349,7 @@ impl Link {
         match kind {
             control::Kind::Resume(flow_id) => match release(&flow_id, Release::Resume) {
                 Some(_) => Ok(()),
-                None => Err(format!("flow {flow_id} is not intercepted")),
+                None => core()?.resume(&flow_id),
             },
             control::Kind::Kill(flow_id) => match release(&flow_id, Release::Kill) {
                 Some(_) => Ok(()),
