@@ -6,10 +6,14 @@
 //!
 //! Tables, in both backends:
 //! - `flows`: one row per flow id; `seq` grows with every append, in commit order (the query
-//!   order and cursor, and how Watch finds new rows),
-//!   the summary columns of [`FlowRow`], and `head`, the protobuf-encoded flow with bodies cleared.
-//! - `bodies`: `(flow_id, kind, part) -> data`, the request (kind 1) and response (kind 2) bodies
-//!   in chunks of at most [`CHUNK_BYTES`].
+//!   order and cursor, and how Watch finds new rows), the summary columns of [`FlowRow`],
+//!   `head`, the protobuf-encoded flow with bodies cleared, and last `request_body` and
+//!   `response_body`: each body of at most [`INLINE_BODY_BYTES`], else NULL.
+//! - `bodies`: `(flow_id, kind, part) -> data`, the larger request (kind 1) and response (kind 2)
+//!   bodies in chunks of at most [`CHUNK_BYTES`].
+//!
+//! A present body is in exactly one of the two places; an empty one may be in neither. Rows
+//! written before the body columns existed have every body in `bodies`.
 
 pub mod postgres;
 pub mod sqlite;
@@ -25,6 +29,20 @@ pub use crate::row::FlowRow;
 /// The largest body chunk stored in one row.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
+/// Bodies up to this size are kept in their flow's row instead of as chunks. Most bodies are
+/// small, and a column of a row the writer inserts anyway costs far less than a row of its own
+/// in `bodies` with its index entry (keyed by the flow id: random, for ids from a proxy). The
+/// limit keeps a row with both bodies within one page, so scans of heads stay cheap.
+pub const INLINE_BODY_BYTES: usize = 4 * 1024;
+
+/// The `flows` column that keeps a body of this kind inline.
+pub(crate) fn inline_column(kind: BodyKind) -> &'static str {
+    match kind {
+        BodyKind::Response => "response_body",
+        _ => "request_body",
+    }
+}
+
 /// One step of a write batch. A batch runs in one transaction, in order.
 #[derive(Debug, Clone)]
 pub enum WriteOp {
@@ -33,7 +51,8 @@ pub enum WriteOp {
         /// The flow id.
         id: String,
     },
-    /// A body chunk of a flow being written. `part` numbers the chunks of one body from 0.
+    /// A body chunk of a flow being written, for a body kept as chunks (larger than
+    /// [`INLINE_BODY_BYTES`]). `part` numbers the chunks of one body from 0.
     Chunk {
         /// The flow id.
         id: String,
@@ -44,7 +63,8 @@ pub enum WriteOp {
         /// At most [`CHUNK_BYTES`].
         data: Bytes,
     },
-    /// The flow is complete: insert its row with the next sequence number.
+    /// The flow is complete: insert its row, with its small bodies, and the next sequence
+    /// number.
     Finish(Box<FlowRow>),
 }
 
@@ -148,6 +168,14 @@ pub(crate) fn decode_head(id: &str, head: &[u8]) -> Result<Flow, StoreError> {
         id: id.to_owned(),
         source,
     })
+}
+
+/// Whether the flow has a body of this kind (present, maybe empty).
+pub(crate) fn has_body(flow: &Flow, kind: BodyKind) -> bool {
+    match kind {
+        BodyKind::Response => flow.response.as_ref().is_some_and(|r| r.content.is_some()),
+        _ => flow.request.as_ref().is_some_and(|r| r.content.is_some()),
+    }
 }
 
 /// Puts loaded bodies into a head: the body of each present-but-empty `content`.

@@ -4,6 +4,7 @@
 //! queries. A pre-filter only needs a column that *contains* what the filter operator looks at,
 //! which is why `host` holds every host name the `~d` operator may match against.
 
+use bytes::Bytes;
 use flowtap_flow::RequestExt;
 use flowtap_proto::v1::{Flow, FlowSummary};
 use prost::Message;
@@ -37,6 +38,11 @@ pub struct FlowRow {
     pub client: String,
     /// The flow with its bodies cleared, protobuf-encoded.
     pub head: Vec<u8>,
+    /// The request body when kept in the row (see [`crate::backend::INLINE_BODY_BYTES`]);
+    /// None when there is none or it is kept as chunks.
+    pub request_body: Option<Bytes>,
+    /// The response body when kept in the row, as `request_body`.
+    pub response_body: Option<Bytes>,
 }
 
 impl FlowRow {
@@ -73,6 +79,17 @@ impl FlowRow {
                 .unwrap_or_default(),
             client: client(head),
             head: head.encode_to_vec(),
+            request_body: None,
+            response_body: None,
+        }
+    }
+
+    /// The row with these bodies kept in it.
+    pub fn with_bodies(self, request_body: Option<Bytes>, response_body: Option<Bytes>) -> FlowRow {
+        FlowRow {
+            request_body,
+            response_body,
+            ..self
         }
     }
 }

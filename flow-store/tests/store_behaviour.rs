@@ -5,7 +5,7 @@ mod support;
 
 use bytes::Bytes;
 use flowtap_flow::Filter;
-use flowtap_flow_store::backend::CHUNK_BYTES;
+use flowtap_flow_store::backend::{CHUNK_BYTES, INLINE_BODY_BYTES};
 use flowtap_flow_store::files::{self, FileFormat};
 use flowtap_flow_store::{Store, StoreError, flow_parts};
 use flowtap_proto::v1::{BodyChunk, BodyKind, FlowPart, flow_part};
@@ -34,6 +34,7 @@ macro_rules! all_behaviours {
             [
                 round_trip_with_all_fields_and_a_large_body,
                 body_limit_cuts_streamed_bodies,
+                small_bodies_in_the_row_and_large_ones_in_chunks,
                 re_append_replaces_and_stores_once,
                 query_pages_with_cursors,
                 delete_removes_flows_and_bodies,
@@ -136,6 +137,90 @@ async fn body_limit_cuts_streamed_bodies(store: &Store) {
         }
     }
     assert_eq!(response, 1000);
+}
+
+/// The parts of a flow with each body sent in chunks of `piece` bytes.
+fn parts_in_pieces(
+    flow: &flowtap_proto::v1::Flow,
+    piece: usize,
+) -> Vec<Result<FlowPart, StoreError>> {
+    let mut parts = Vec::new();
+    for part in flow_parts(flow.clone()) {
+        match part.kind {
+            Some(flow_part::Kind::Body(chunk)) => {
+                for data in chunk.data.chunks(piece) {
+                    parts.push(Ok(FlowPart {
+                        kind: Some(flow_part::Kind::Body(BodyChunk {
+                            kind: chunk.kind,
+                            data: Bytes::copy_from_slice(data),
+                        })),
+                    }));
+                }
+            }
+            _ => parts.push(Ok(part)),
+        }
+    }
+    parts
+}
+
+async fn small_bodies_in_the_row_and_large_ones_in_chunks(store: &Store) {
+    let with_bodies = |id: &str, request: usize, response: usize| {
+        let mut flow = http_flow(id, "example.com", "/", 200);
+        flow.request.as_mut().unwrap().content = Some(large_body(request));
+        flow.response.as_mut().unwrap().content = Some(large_body(response));
+        flow
+    };
+    // At the limit and just past it; then bodies sent in small pieces, one staying under the
+    // limit and one crossing it after some pieces were held; then an empty body.
+    let edge = with_bodies("edge", INLINE_BODY_BYTES, INLINE_BODY_BYTES + 1);
+    let pieces = with_bodies("pieces", INLINE_BODY_BYTES - 10, 3 * INLINE_BODY_BYTES);
+    let empty = with_bodies("empty", 0, 100);
+    store
+        .append(vec![edge.clone(), empty.clone()])
+        .await
+        .unwrap();
+    let parts = parts_in_pieces(&pieces, 1000);
+    let stored = store
+        .append_parts(futures_util::stream::iter(parts))
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+    for flow in [&edge, &pieces, &empty] {
+        assert_eq!(&store.flow(&flow.id).await.unwrap(), flow, "{}", flow.id);
+    }
+    // A body filter reads both kinds; a body limit cuts both.
+    let needle_flow = |id: &str, body: &'static [u8]| {
+        let mut flow = http_flow(id, "example.com", "/", 200);
+        flow.response.as_mut().unwrap().content = Some(Bytes::from_static(body));
+        flow
+    };
+    let mut large_needle = large_body(INLINE_BODY_BYTES * 2).to_vec();
+    large_needle.extend_from_slice(b"needle");
+    let mut large = needle_flow("needle-large", b"");
+    large.response.as_mut().unwrap().content = Some(large_needle.into());
+    store
+        .append(vec![needle_flow("needle-small", b"a needle"), large])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store, "~bs needle").await,
+        ["needle-small", "needle-large"]
+    );
+    let mut parts = store.flow_parts("edge", 100).await.unwrap();
+    let mut bodies = [0, 0];
+    while let Some(part) = parts.next().await {
+        if let Some(flow_part::Kind::Body(chunk)) = part.unwrap().kind {
+            bodies[(chunk.kind == BodyKind::Response as i32) as usize] += chunk.data.len();
+        }
+    }
+    assert_eq!(bodies, [100, 100]);
+    // Appended again with the sizes swapped: no chunk of the old version is left over.
+    let swapped = with_bodies("edge", INLINE_BODY_BYTES + 1, 10);
+    store.append(vec![swapped.clone()]).await.unwrap();
+    assert_eq!(store.flow("edge").await.unwrap(), swapped);
+    let swapped_back = with_bodies("edge", 10, INLINE_BODY_BYTES * 3);
+    store.append(vec![swapped_back.clone()]).await.unwrap();
+    assert_eq!(store.flow("edge").await.unwrap(), swapped_back);
 }
 
 async fn re_append_replaces_and_stores_once(store: &Store) {

@@ -18,7 +18,10 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{Backend, Condition, FlowRow, ScanSpec, StoredFlow, WriteOp, decode_head, fill_bodies};
+use super::{
+    Backend, Condition, FlowRow, ScanSpec, StoredFlow, WriteOp, decode_head, fill_bodies, has_body,
+    inline_column,
+};
 use crate::StoreError;
 
 const SCHEMA: &str = "
@@ -37,8 +40,17 @@ CREATE TABLE IF NOT EXISTS flows (
     response_size BIGINT NOT NULL,
     error TEXT NOT NULL,
     client TEXT NOT NULL,
-    head BYTEA NOT NULL
+    head BYTEA NOT NULL,
+    request_body BYTEA,
+    response_body BYTEA
 );
+DO $$ BEGIN
+    -- Databases from before inline bodies; checked first, as ALTER TABLE locks the table.
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'flows' AND column_name = 'request_body') THEN
+        ALTER TABLE flows ADD COLUMN request_body BYTEA, ADD COLUMN response_body BYTEA;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS flows_status_code ON flows (status_code);
 CREATE INDEX IF NOT EXISTS flows_timestamp_created ON flows (timestamp_created);
 CREATE TABLE IF NOT EXISTS bodies (
@@ -52,17 +64,18 @@ CREATE TABLE IF NOT EXISTS bodies (
 
 const INSERT_FLOWS: &str = "
 INSERT INTO flows (id, type, timestamp_created, method, host, url, status_code, content_type,
-                   request_size, response_size, error, client, head)
+                   request_size, response_size, error, client, head, request_body, response_body)
 SELECT * FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::text[],
                      $7::int4[], $8::text[], $9::int8[], $10::int8[], $11::text[], $12::text[],
-                     $13::bytea[])
+                     $13::bytea[], $14::bytea[], $15::bytea[])
 ON CONFLICT (id) DO UPDATE SET
     seq = nextval(pg_get_serial_sequence('flows', 'seq')), type = EXCLUDED.type,
     timestamp_created = EXCLUDED.timestamp_created, method = EXCLUDED.method,
     host = EXCLUDED.host, url = EXCLUDED.url, status_code = EXCLUDED.status_code,
     content_type = EXCLUDED.content_type, request_size = EXCLUDED.request_size,
     response_size = EXCLUDED.response_size, error = EXCLUDED.error, client = EXCLUDED.client,
-    head = EXCLUDED.head";
+    head = EXCLUDED.head, request_body = EXCLUDED.request_body,
+    response_body = EXCLUDED.response_body";
 
 const INSERT_CHUNKS: &str = "
 INSERT INTO bodies (flow_id, kind, part, data)
@@ -232,7 +245,9 @@ async fn insert_rows(
     let errors = column(rows, |r| r.error.as_str());
     let clients = column(rows, |r| r.client.as_str());
     let heads = column(rows, |r| r.head.as_slice());
-    let params: [&(dyn ToSql + Sync); 13] = [
+    let request_bodies = column(rows, |r| r.request_body.as_deref());
+    let response_bodies = column(rows, |r| r.response_body.as_deref());
+    let params: [&(dyn ToSql + Sync); 15] = [
         &ids,
         &types,
         &created,
@@ -246,6 +261,8 @@ async fn insert_rows(
         &errors,
         &clients,
         &heads,
+        &request_bodies,
+        &response_bodies,
     ];
     transaction.execute(INSERT_FLOWS, &params).await?;
     Ok(())
@@ -253,8 +270,13 @@ async fn insert_rows(
 
 impl PostgresBackend {
     async fn scan(&self, spec: ScanSpec) -> Result<Vec<StoredFlow>, StoreError> {
-        let mut sql = String::from(
-            "SELECT seq, id, head, request_size, response_size FROM flows WHERE seq > $1",
+        let bodies = if spec.bodies_up_to_bytes.is_some() {
+            "request_body, response_body"
+        } else {
+            "NULL::bytea, NULL::bytea"
+        };
+        let mut sql = format!(
+            "SELECT seq, id, head, request_size, response_size, {bodies} FROM flows WHERE seq > $1"
         );
         let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(spec.after_seq)];
         for condition in &spec.conditions {
@@ -290,7 +312,16 @@ impl PostgresBackend {
             let response_size = row.try_get::<_, i64>(4)? as u64;
             let bodies_loaded = StoredFlow::wants_bodies(&spec, request_size, response_size);
             if bodies_loaded {
-                let (request, response) = load_bodies(&client, id).await?;
+                let request: Option<&[u8]> = row.try_get(5)?;
+                let response: Option<&[u8]> = row.try_get(6)?;
+                // An absent body needs no chunks: it counts as found.
+                let found = |body: Option<&[u8]>, kind| {
+                    body.map(<[u8]>::to_vec)
+                        .or_else(|| (!has_body(&flow, kind)).then(Vec::new))
+                };
+                let request = found(request, BodyKind::Request);
+                let response = found(response, BodyKind::Response);
+                let (request, response) = load_bodies(&client, id, request, response).await?;
                 fill_bodies(&mut flow, request, response);
             }
             flows.push(StoredFlow {
@@ -307,23 +338,35 @@ impl PostgresBackend {
 
 type Bodies = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-async fn load_bodies(client: &tokio_postgres::Client, id: &str) -> Result<Bodies, StoreError> {
+/// The flow's bodies: those already found (in its row), and the chunks of the others.
+async fn load_bodies(
+    client: &tokio_postgres::Client,
+    id: &str,
+    request: Option<Vec<u8>>,
+    response: Option<Vec<u8>>,
+) -> Result<Bodies, StoreError> {
+    if request.is_some() && response.is_some() {
+        return Ok((request, response));
+    }
     let rows = client
         .query(
             "SELECT kind, data FROM bodies WHERE flow_id = $1 ORDER BY kind, part",
             &[&id],
         )
         .await?;
-    let (mut request, mut response) = (None::<Vec<u8>>, None::<Vec<u8>>);
+    let found = [request.is_some(), response.is_some()];
+    let (mut request, mut response) = (request, response);
     for row in rows {
-        let target = if row.try_get::<_, i16>(0)? == BodyKind::Request as i16 {
-            &mut request
+        let (target, index) = if row.try_get::<_, i16>(0)? == BodyKind::Request as i16 {
+            (&mut request, 0)
         } else {
-            &mut response
+            (&mut response, 1)
         };
-        target
-            .get_or_insert_with(Vec::new)
-            .extend_from_slice(row.try_get(1)?);
+        if !found[index] {
+            target
+                .get_or_insert_with(Vec::new)
+                .extend_from_slice(row.try_get(1)?);
+        }
     }
     Ok((request, response))
 }
@@ -335,6 +378,13 @@ async fn send_body(
     sender: &mpsc::Sender<Result<Bytes, StoreError>>,
 ) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
+    let inline = format!("SELECT {} FROM flows WHERE id = $1", inline_column(kind));
+    if let Some(row) = client.query_opt(&inline, &[&id]).await?
+        && let Some(body) = row.try_get::<_, Option<&[u8]>>(0)?
+    {
+        let _ = sender.send(Ok(Bytes::copy_from_slice(body))).await;
+        return Ok(());
+    }
     let transaction = client.transaction().await?;
     let portal = transaction
         .bind(

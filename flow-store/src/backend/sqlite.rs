@@ -14,11 +14,14 @@ use flowtap_proto::v1::BodyKind;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
-use rusqlite::{Connection, OpenFlags, params, params_from_iter};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{Backend, Condition, FlowRow, ScanSpec, StoredFlow, WriteOp, decode_head, fill_bodies};
+use super::{
+    Backend, Condition, FlowRow, ScanSpec, StoredFlow, WriteOp, decode_head, fill_bodies, has_body,
+    inline_column,
+};
 use crate::StoreError;
 
 mod checkpoint;
@@ -38,7 +41,9 @@ CREATE TABLE IF NOT EXISTS flows (
     response_size INTEGER NOT NULL,
     error TEXT NOT NULL,
     client TEXT NOT NULL,
-    head BLOB NOT NULL
+    head BLOB NOT NULL,
+    request_body BLOB,
+    response_body BLOB
 );
 CREATE INDEX IF NOT EXISTS flows_status_code ON flows (status_code);
 CREATE INDEX IF NOT EXISTS flows_timestamp_created ON flows (timestamp_created);
@@ -82,6 +87,7 @@ impl SqliteBackend {
         connection
             .execute_batch(SCHEMA)
             .map_err(|e| open_error(e.to_string()))?;
+        add_body_columns(&mut connection).map_err(|e| open_error(e.to_string()))?;
         checkpoint::start(path, &mut connection).map_err(open_error)?;
         let (writer, requests) = mpsc::channel(1024);
         std::thread::Builder::new()
@@ -143,6 +149,25 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     connection.pragma_update(None, "synchronous", "NORMAL")?;
     connection.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(connection)
+}
+
+/// Adds the inline body columns to a database created before they existed.
+fn add_body_columns(connection: &mut Connection) -> Result<(), rusqlite::Error> {
+    // IMMEDIATE: another process opening the same file waits, then finds the columns.
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let present: i64 = transaction.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('flows') WHERE name = 'request_body'",
+        [],
+        |row| row.get(0),
+    )?;
+    if present == 0 {
+        transaction.execute_batch(
+            "ALTER TABLE flows ADD COLUMN request_body BLOB;
+             ALTER TABLE flows ADD COLUMN response_body BLOB;",
+        )?;
+    }
+    transaction.commit()
 }
 
 fn write_loop(mut connection: Connection, mut requests: mpsc::Receiver<WriteRequest>) {
@@ -219,8 +244,9 @@ fn insert_row(connection: &Connection, row: &FlowRow) -> Result<(), StoreError> 
     connection
         .prepare_cached(
             "INSERT OR REPLACE INTO flows (id, type, timestamp_created, method, host, url, \
-             status_code, content_type, request_size, response_size, error, client, head) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             status_code, content_type, request_size, response_size, error, client, head, \
+             request_body, response_body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?
         .execute(params![
             row.id,
@@ -236,13 +262,21 @@ fn insert_row(connection: &Connection, row: &FlowRow) -> Result<(), StoreError> 
             row.error,
             row.client,
             row.head,
+            row.request_body.as_deref(),
+            row.response_body.as_deref(),
         ])?;
     Ok(())
 }
 
 fn scan(connection: &Connection, spec: &ScanSpec) -> Result<Vec<StoredFlow>, StoreError> {
-    let mut sql =
-        String::from("SELECT seq, id, head, request_size, response_size FROM flows WHERE seq > ?");
+    let bodies = if spec.bodies_up_to_bytes.is_some() {
+        "request_body, response_body"
+    } else {
+        "NULL, NULL"
+    };
+    let mut sql = format!(
+        "SELECT seq, id, head, request_size, response_size, {bodies} FROM flows WHERE seq > ?"
+    );
     let mut values: Vec<rusqlite::types::Value> = vec![spec.after_seq.into()];
     for condition in &spec.conditions {
         match condition {
@@ -273,7 +307,13 @@ fn scan(connection: &Connection, spec: &ScanSpec) -> Result<Vec<StoredFlow>, Sto
         let response_size = row.get::<_, i64>(4)? as u64;
         let bodies_loaded = StoredFlow::wants_bodies(spec, request_size, response_size);
         if bodies_loaded {
-            let (request, response) = load_bodies(connection, &id)?;
+            let (request, response): Bodies = (row.get(5)?, row.get(6)?);
+            // An absent body needs no chunks: it counts as found.
+            let (request, response) = (
+                request.or_else(|| (!has_body(&flow, BodyKind::Request)).then(Vec::new)),
+                response.or_else(|| (!has_body(&flow, BodyKind::Response)).then(Vec::new)),
+            );
+            let (request, response) = load_bodies(connection, &id, request, response)?;
             fill_bodies(&mut flow, request, response);
         }
         flows.push(StoredFlow {
@@ -289,20 +329,32 @@ fn scan(connection: &Connection, spec: &ScanSpec) -> Result<Vec<StoredFlow>, Sto
 
 type Bodies = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-fn load_bodies(connection: &Connection, id: &str) -> Result<Bodies, StoreError> {
+/// The flow's bodies: those already found (in its row), and the chunks of the others.
+fn load_bodies(
+    connection: &Connection,
+    id: &str,
+    request: Option<Vec<u8>>,
+    response: Option<Vec<u8>>,
+) -> Result<Bodies, StoreError> {
+    if request.is_some() && response.is_some() {
+        return Ok((request, response));
+    }
     let mut statement = connection
         .prepare_cached("SELECT kind, data FROM bodies WHERE flow_id = ?1 ORDER BY kind, part")?;
     let mut rows = statement.query([id])?;
-    let (mut request, mut response) = (None::<Vec<u8>>, None::<Vec<u8>>);
+    let found = [request.is_some(), response.is_some()];
+    let (mut request, mut response) = (request, response);
     while let Some(row) = rows.next()? {
-        let target = if row.get::<_, i32>(0)? == BodyKind::Request as i32 {
-            &mut request
+        let (target, index) = if row.get::<_, i32>(0)? == BodyKind::Request as i32 {
+            (&mut request, 0)
         } else {
-            &mut response
+            (&mut response, 1)
         };
-        target
-            .get_or_insert_with(Vec::new)
-            .extend_from_slice(row.get_ref(1)?.as_blob()?);
+        if !found[index] {
+            target
+                .get_or_insert_with(Vec::new)
+                .extend_from_slice(row.get_ref(1)?.as_blob()?);
+        }
     }
     Ok((request, response))
 }
@@ -382,6 +434,15 @@ fn send_body(
     kind: BodyKind,
     sender: &mpsc::Sender<Result<Bytes, StoreError>>,
 ) -> Result<(), StoreError> {
+    let inline = format!("SELECT {} FROM flows WHERE id = ?1", inline_column(kind));
+    let body: Option<Option<Vec<u8>>> = connection
+        .prepare_cached(&inline)?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    if let Some(Some(body)) = body {
+        let _ = sender.blocking_send(Ok(body.into()));
+        return Ok(());
+    }
     let mut statement = connection
         .prepare_cached("SELECT data FROM bodies WHERE flow_id = ?1 AND kind = ?2 ORDER BY part")?;
     let mut rows = statement.query(params![id, kind as i32])?;
@@ -392,4 +453,85 @@ fn send_body(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use flowtap_proto::v1::{Flow, Request, Response};
+    use prost::Message;
+
+    use super::*;
+    use crate::{Config, Store};
+
+    /// The schema before bodies could be kept in the flow's row.
+    const OLD_SCHEMA: &str = "
+        CREATE TABLE flows (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
+            timestamp_created REAL NOT NULL, method TEXT NOT NULL, host TEXT NOT NULL,
+            url TEXT NOT NULL, status_code INTEGER NOT NULL, content_type TEXT NOT NULL,
+            request_size INTEGER NOT NULL, response_size INTEGER NOT NULL, error TEXT NOT NULL,
+            client TEXT NOT NULL, head BLOB NOT NULL);
+        CREATE TABLE bodies (flow_id TEXT NOT NULL, kind INTEGER NOT NULL, part INTEGER NOT NULL,
+            data BLOB NOT NULL, PRIMARY KEY (flow_id, kind, part));";
+
+    fn flow(id: &str, request: &'static [u8], response: &'static [u8]) -> Flow {
+        Flow {
+            id: id.into(),
+            r#type: "http".into(),
+            request: Some(Request {
+                content: Some(Bytes::from_static(request)),
+                ..Default::default()
+            }),
+            response: Some(Response {
+                content: Some(Bytes::from_static(response)),
+                status_code: 200,
+                ..Default::default()
+            }),
+            ..Flow::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_inline_bodies_is_read_and_extended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flows.db");
+        let old = flow("old", b"old request", b"old response");
+        {
+            let connection = Connection::open(&path).unwrap();
+            connection.execute_batch(OLD_SCHEMA).unwrap();
+            let mut head = old.clone();
+            head.request.as_mut().unwrap().content = Some(Bytes::new());
+            head.response.as_mut().unwrap().content = Some(Bytes::new());
+            connection
+                .execute(
+                    "INSERT INTO flows (id, type, timestamp_created, method, host, url, \
+                     status_code, content_type, request_size, response_size, error, client, \
+                     head) VALUES ('old', 'http', 0, '', '', '', 200, '', 11, 12, '', '', ?1)",
+                    [head.encode_to_vec()],
+                )
+                .unwrap();
+            for (kind, data) in [(1, &b"old request"[..]), (2, &b"old response"[..])] {
+                connection
+                    .execute(
+                        "INSERT INTO bodies (flow_id, kind, part, data) VALUES ('old', ?1, 0, ?2)",
+                        params![kind, data],
+                    )
+                    .unwrap();
+            }
+        }
+        let store = Store::new(SqliteBackend::open(&path).unwrap(), Config::default());
+        assert_eq!(store.flow("old").await.unwrap(), old);
+        let new = flow("new", b"new request", b"new response");
+        store.append(vec![new.clone()]).await.unwrap();
+        assert_eq!(store.flow("new").await.unwrap(), new);
+        let mut found = Vec::new();
+        store
+            .list("~bs response", |s| found.push(s.id))
+            .await
+            .unwrap();
+        assert_eq!(found, ["old", "new"]);
+        // Opening it again finds the columns there.
+        drop(store);
+        SqliteBackend::open(&path).unwrap();
+    }
 }
