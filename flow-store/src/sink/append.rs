@@ -2,9 +2,10 @@
 //!
 //! The generated client takes the `FlowPart`s of a call by value and encodes each as it is
 //! sent, so a batch that the sink must still hold for the spool (should the call fail) would
-//! have to be cloned flow by flow. Instead [`encode`] writes the parts of a batch once, into
-//! shared buffers, from the flows the sink keeps; [`append`] hands those bytes to the stream
-//! through a pass-through codec. On the wire they are the same `FlowPart` messages.
+//! have to be cloned flow by flow. Instead [`encode`] writes the heads of a batch once, into a
+//! shared buffer, from the flows the sink keeps, and refers to their bodies; [`append`] hands
+//! these parts to the stream through a codec that copies them out as they are sent. On the
+//! wire they are the same `FlowPart` messages.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use flowtap_proto::v1::{AppendResult, BodyChunk, BodyKind, Flow, FlowPart, flow_part};
@@ -18,20 +19,39 @@ use crate::StoreError;
 use crate::backend::CHUNK_BYTES;
 use crate::server::MAX_MESSAGE_BYTES;
 
-/// The encoded `FlowPart`s of a batch: for each flow its head, body chunks and end.
-pub(super) type Parts = Vec<Bytes>;
+/// One `FlowPart` of an Append call.
+#[derive(Debug, Clone)]
+pub(super) enum Part {
+    /// A part encoded already (a head, an end).
+    Encoded(Bytes),
+    /// A body chunk, encoded as it is sent (the data is copied once, into the stream).
+    Body(BodyChunk),
+}
 
-/// Encodes the Append parts of `flows`, as [`crate::flow_parts`] would make them. The flows
-/// are left as they were (their bodies are taken out while the head is encoded).
+/// The parts of a batch: for each flow its head, body chunks and end.
+pub(super) type Parts = Vec<Part>;
+
+/// The encoded end part (field 3, `true`).
+const END: &[u8] = &[0x18, 0x01];
+
+/// Room taken at a time in the buffer the heads are encoded into.
+const HEAD_BUFFER_BYTES: usize = 256 * 1024;
+
+/// The Append parts of `flows`, as [`crate::flow_parts`] would make them. The flows are left
+/// as they were (their bodies are taken out while the head is encoded).
 pub(super) fn encode(flows: &mut [Flow]) -> Parts {
-    let end = Bytes::from(part(flow_part::Kind::End(true)).encode_to_vec());
     let mut parts = Vec::with_capacity(flows.len() * 4);
     let mut buffer = BytesMut::new();
     for flow in flows {
         let request = take_body(flow.request.as_mut().map(|r| &mut r.content));
         let response = take_body(flow.response.as_mut().map(|r| &mut r.content));
         let head = part(flow_part::Kind::Head(std::mem::take(flow)));
-        put(&mut buffer, &mut parts, &head);
+        if buffer.capacity() < HEAD_BUFFER_BYTES / 4 {
+            buffer.reserve(HEAD_BUFFER_BYTES);
+        }
+        // Grows the buffer if need be (a head larger than the room left).
+        head.encode_raw(&mut buffer);
+        parts.push(Part::Encoded(buffer.split().freeze()));
         let Some(flow_part::Kind::Head(head)) = head.kind else {
             unreachable!("the head part was made just above");
         };
@@ -42,14 +62,13 @@ pub(super) fn encode(flows: &mut [Flow]) -> Parts {
         ] {
             let Some(body) = body else { continue };
             for offset in (0..body.len()).step_by(CHUNK_BYTES) {
-                let chunk = part(flow_part::Kind::Body(BodyChunk {
+                parts.push(Part::Body(BodyChunk {
                     kind: kind as i32,
                     data: body.slice(offset..body.len().min(offset + CHUNK_BYTES)),
                 }));
-                put(&mut buffer, &mut parts, &chunk);
             }
         }
-        parts.push(end.clone());
+        parts.push(Part::Encoded(Bytes::from_static(END)));
         restore_body(flow.request.as_mut().map(|r| &mut r.content), request);
         restore_body(flow.response.as_mut().map(|r| &mut r.content), response);
     }
@@ -71,18 +90,6 @@ fn restore_body(content: Option<&mut Option<Bytes>>, body: Option<Bytes>) {
     }
 }
 
-/// Encodes one part at the end of the shared buffer and splits it off (no copy, no allocation
-/// while the buffer has room).
-fn put(buffer: &mut BytesMut, parts: &mut Parts, part: &FlowPart) {
-    let length = part.encoded_len();
-    if buffer.capacity() < length {
-        buffer.reserve(length.max(256 * 1024));
-    }
-    part.encode(buffer)
-        .expect("the buffer was given room for the part");
-    parts.push(buffer.split().freeze());
-}
-
 /// Sends the parts as one Append call; returns how many flows the store reports stored.
 pub(super) async fn append(channel: Channel, parts: Parts) -> Result<u64, StoreError> {
     let mut grpc = tonic::client::Grpc::new(channel)
@@ -97,7 +104,7 @@ pub(super) async fn append(channel: Channel, parts: Parts) -> Result<u64, StoreE
     Ok(response.into_inner().stored)
 }
 
-/// Sends already encoded `FlowPart`s as they are; decodes the `AppendResult`.
+/// Sends [`Part`]s; decodes the `AppendResult`.
 #[derive(Debug, Clone, Copy, Default)]
 struct Encoded;
 
@@ -107,7 +114,7 @@ fn buffer_settings() -> BufferSettings {
 }
 
 impl Codec for Encoded {
-    type Encode = Bytes;
+    type Encode = Part;
     type Decode = AppendResult;
     type Encoder = Encoded;
     type Decoder = Encoded;
@@ -122,11 +129,14 @@ impl Codec for Encoded {
 }
 
 impl Encoder for Encoded {
-    type Item = Bytes;
+    type Item = Part;
     type Error = Status;
 
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
+    fn encode(&mut self, item: Part, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        match item {
+            Part::Encoded(bytes) => dst.put(bytes),
+            Part::Body(chunk) => part(flow_part::Kind::Body(chunk)).encode_raw(dst),
+        }
         Ok(())
     }
 
@@ -178,8 +188,11 @@ mod tests {
         assert_eq!(flows, kept, "the flows are left as they were");
         let expected: Vec<FlowPart> = kept.into_iter().flat_map(crate::flow_parts).collect();
         let decoded: Vec<FlowPart> = parts
-            .iter()
-            .map(|p| FlowPart::decode(&p[..]).unwrap())
+            .into_iter()
+            .map(|p| match p {
+                Part::Encoded(bytes) => FlowPart::decode(bytes).unwrap(),
+                Part::Body(chunk) => part(flow_part::Kind::Body(chunk)),
+            })
             .collect();
         assert_eq!(decoded, expected);
     }
