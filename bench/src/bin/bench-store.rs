@@ -9,17 +9,19 @@
 //!
 //! For each backend, in a fresh database each time:
 //! 1. `append`: `--flows` generated HTTP flows (1 KiB request and response bodies, realistic
-//!    headers and connections) go in through [`Store::append`] in batches of `--batch`, one
-//!    batch after another. Timed from the first batch to the last one stored.
+//!    headers and connections, random UUIDs as ids like flowtap's) go in through
+//!    [`Store::append`] in batches of `--batch`, one batch after another. Timed from the first
+//!    batch to the last one stored.
 //! 2. `query`: over the flows just stored, `--query` (by default `~d host & ~c 404`) is run
 //!    `--query-runs` times through [`Store::query`], each time reading every match to the end
 //!    of the stream. The number of matches is checked against the generator's count.
 //! 3. `grpc`: the real path from proxy to store: a flow-store gRPC server
 //!    ([`flow_store::server::serve`]) in this process on 127.0.0.1:0, fed by a [`StoreSink`]
 //!    (its default batching), `--grpc-flows` flows pushed and timed until [`StoreSink::flush`]
-//!    says all are stored. Pushing pauses while half the sink's queue is pending, so flows
-//!    travel through the queue and not through the spool (the sink spools when its queue is
-//!    full: that path would measure the spool, not the store).
+//!    says all are stored. Pushing pauses while half the sink's queue may be taken (more flows
+//!    pending than half the queue plus what its Append calls in flight hold), so flows travel
+//!    through the queue and not through the spool (the sink spools when its queue is full: that
+//!    path would measure the spool, not the store).
 //!
 //! CPU time per flow (`*_cpu_us`) is this process's user + system time over the step divided by
 //! the flows: with PostgreSQL the server's own CPU is not in it.
@@ -65,6 +67,11 @@ struct Args {
     /// Size of each request and response body in bytes.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     body_bytes: u64,
+    /// Flow ids in append order (a prefix and a counter) instead of random UUIDs. A store
+    /// indexes flows by id: ids in order only ever add to the end of that index, random ones
+    /// (what flowtap gives its flows) land anywhere in it.
+    #[arg(long)]
+    sequential_ids: bool,
     /// A PostgreSQL server (postgres://… on 127.0.0.1 or localhost) to measure as well.
     #[arg(long)]
     postgres: Option<String>,
@@ -111,11 +118,19 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             temp.path().to_owned()
         }
     };
-    let generator = Generator::new(args.body_bytes as usize);
+    let generator = Generator::new(args.body_bytes as usize, args.sequential_ids);
     kv("flows", args.flows);
     kv("grpc_flows", args.grpc_flows);
     kv("batch", args.batch);
     kv("body_bytes", args.body_bytes);
+    kv(
+        "ids",
+        if args.sequential_ids {
+            "sequential"
+        } else {
+            "random"
+        },
+    );
     kv("query", &args.query);
     kv("query_runs", args.query_runs);
 
@@ -254,7 +269,9 @@ where
     }));
     let spool = dir.join(format!("spool-{name}"));
     let config = SinkConfig::new(format!("http://{address}"), &spool);
-    let high_water = (config.queue_capacity / 2) as u64;
+    // Pending flows are queued or in an Append call: pause while the queue may be half full.
+    let in_calls = config.calls_in_flight * config.batch_max_flows;
+    let high_water = (config.queue_capacity / 2 + in_calls).min(config.queue_capacity) as u64;
     let sink = StoreSink::start(config)?;
     let (flows, _) = generator.flows("g", args.grpc_flows, &args.query);
     progress(format_args!(
@@ -411,6 +428,7 @@ async fn admin(url: &str, statement: &str) -> anyhow::Result<()> {
 struct Generator {
     request_bodies: Vec<Bytes>,
     response_bodies: Vec<Bytes>,
+    sequential_ids: bool,
 }
 
 const HOSTS: [&str; 24] = [
@@ -452,7 +470,7 @@ const STATUSES: [(u32, &str, u32); 7] = [
 ];
 
 impl Generator {
-    fn new(body_bytes: usize) -> Generator {
+    fn new(body_bytes: usize, sequential_ids: bool) -> Generator {
         let body = |kind: &str, n: usize| {
             let mut text = format!("{{\"kind\":\"{kind}\",\"n\":{n},\"items\":[");
             let mut i = 0;
@@ -472,7 +490,36 @@ impl Generator {
         Generator {
             request_bodies: (0..64).map(|n| body("request", n)).collect(),
             response_bodies: (0..64).map(|n| body("response", n)).collect(),
+            sequential_ids,
         }
+    }
+
+    /// The id of flow `i`: a random-looking UUID v4, as flowtap gives its flows, or with
+    /// `--sequential-ids` one that starts with `prefix` and the counter (ids in append order).
+    fn id(&self, prefix: &str, i: usize) -> String {
+        let seed = prefix
+            .bytes()
+            .fold(0usize, |seed, b| seed * 131 + usize::from(b));
+        let (r, q) = (mix(i), mix(i ^ (seed << 40) ^ 0x5555_5555));
+        if self.sequential_ids {
+            return format!(
+                "{prefix}{:07x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+                i,
+                r & 0xffff,
+                (r >> 16) & 0xfff,
+                (r >> 28) & 0xfff,
+                r >> 16
+            );
+        }
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:x}{:03x}-{:012x}",
+            q >> 32,
+            (q >> 16) & 0xffff,
+            q & 0xfff,
+            8 + (r & 3),
+            (r >> 2) & 0xfff,
+            r >> 16
+        )
     }
 
     /// `count` flows with ids starting with `prefix`, and how many of them `query` matches.
@@ -508,14 +555,7 @@ impl Generator {
         let request_body = self.request_bodies[i % self.request_bodies.len()].clone();
         let response_body = self.response_bodies[(i / 3) % self.response_bodies.len()].clone();
         let t = 1_700_000_000.0 + i as f64 * 0.01;
-        let id = format!(
-            "{prefix}{:07x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-            i,
-            r & 0xffff,
-            (r >> 16) & 0xfff,
-            (r >> 28) & 0xfff,
-            r >> 16
-        );
+        let id = self.id(prefix, i);
         let client_port = 40_000 + (i % 20_000) as u32;
         Flow {
             id,
@@ -657,7 +697,7 @@ mod tests {
 
     #[test]
     fn the_default_query_matches_some_flows_but_not_most() {
-        let generator = Generator::new(1024);
+        let generator = Generator::new(1024, false);
         let (flows, matches) = generator.flows("t", 10_000, "~d host & ~c 404");
         assert_eq!(flows.len(), 10_000);
         assert!((100..1000).contains(&matches), "{matches} matches");
@@ -665,11 +705,13 @@ mod tests {
         assert_eq!(body.len(), 1024);
         let ids: std::collections::HashSet<_> = flows.iter().map(|f| &f.id).collect();
         assert_eq!(ids.len(), flows.len(), "ids are unique");
+        let id = flows[0].id.as_bytes();
+        assert_eq!((id.len(), id[8], id[14]), (36, b'-', b'4'), "a UUID v4");
     }
 
     #[test]
     fn batches_keep_every_flow() {
-        let generator = Generator::new(16);
+        let generator = Generator::new(16, true);
         let (flows, _) = generator.flows("t", 2500, "");
         let batches = chunks(flows, 1000);
         assert_eq!(
