@@ -37,7 +37,7 @@ async fn a_server_that_is_down_gives_502_naming_the_cause() {
         body.to_ascii_lowercase().contains("refused"),
         "the cause is named: {body}"
     );
-    let flows = proxy.sink.flows();
+    let flows = proxy.sink.wait_flows(1).await;
     assert!(
         flows[0]
             .error

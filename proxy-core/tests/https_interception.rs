@@ -40,7 +40,7 @@ async fn https_with_the_generated_ca() {
         "{text}"
     );
     assert!(text.ends_with("\r\n\r\norigin: GET /secret"), "{text}");
-    let flows = proxy.sink.flows();
+    let flows = proxy.sink.wait_flows(1).await;
     let request = flows
         .last()
         .and_then(|f| f.request.as_ref())
@@ -109,7 +109,7 @@ async fn http2_on_the_client_and_the_server_side() {
         "the origin was spoken to in HTTP/2"
     );
     assert_eq!(seen[0].body, "ping");
-    let flow = proxy.sink.flows().pop().expect("a flow");
+    let flow = proxy.sink.wait_flows(1).await.pop().expect("a flow");
     assert_eq!(
         flow.request.as_ref().map(|r| &r.http_version[..]),
         Some(&b"HTTP/2.0"[..])

@@ -45,7 +45,7 @@ async fn status_headers_and_body_pass_through_intact() {
     // Hop-by-hop headers curl sends to a proxy are not forwarded (RFC 9110 7.6.1).
     assert_eq!(seen[0].header("proxy-connection"), None);
 
-    let flows = proxy.sink.flows();
+    let flows = proxy.sink.wait_flows(1).await;
     assert_eq!(flows.len(), 1);
     assert_eq!(flows[0].response.as_ref().map(|r| r.status_code), Some(418));
 }
@@ -96,7 +96,7 @@ async fn keep_alive_on_both_sides() {
         1,
         "the proxy reused its server connection"
     );
-    let flows = proxy.sink.flows();
+    let flows = proxy.sink.wait_flows(2).await;
     assert_eq!(flows.len(), 2);
     let client_ids: Vec<_> = flows
         .iter()

@@ -22,6 +22,19 @@ impl RecordingSink {
     pub fn flows(&self) -> Vec<Flow> {
         self.flows.lock().expect("sink lock").clone()
     }
+
+    /// The flows once at least `n` finished: the proxy records a flow just after the client
+    /// got its response, so a test that saw the response may look before that (at most 10 s).
+    pub async fn wait_flows(&self, n: usize) -> Vec<Flow> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let flows = self.flows();
+            if flows.len() >= n || tokio::time::Instant::now() >= deadline {
+                return flows;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
 }
 
 impl FlowSink for RecordingSink {
