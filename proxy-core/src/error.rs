@@ -74,6 +74,7 @@ pub(crate) fn error_response(status: u16, message: &str) -> Response {
         timestamp_end: Some(crate::flow::now()),
         status_code: u32::from(status),
         reason: Bytes::from_static(reason_phrase(status).as_bytes()),
+        stream: flowtap_proto::v1::StreamMode::Buffer.into(),
     }
 }
 

@@ -197,6 +197,7 @@ pub(crate) fn request_from_head(head: RequestHead, target: &Target) -> Request {
         // mitmproxy clears the authority of absolute-form HTTP/1 requests in regular mode.
         authority: Bytes::new(),
         path: target.path.clone(),
+        stream: flowtap_proto::v1::StreamMode::Buffer.into(),
     }
 }
 
@@ -211,6 +212,7 @@ pub(crate) fn response_from_head(head: ResponseHead) -> Response {
         timestamp_end: None,
         status_code: u32::from(head.status),
         reason: head.reason,
+        stream: flowtap_proto::v1::StreamMode::Buffer.into(),
     }
 }
 

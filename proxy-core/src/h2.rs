@@ -140,6 +140,7 @@ impl Stream {
             scheme: Bytes::from_static(b"https"),
             authority: Bytes::from(authority),
             path: Bytes::copy_from_slice(path.as_bytes()),
+            stream: flowtap_proto::v1::StreamMode::Buffer.into(),
         }
     }
 
@@ -179,6 +180,7 @@ impl Stream {
             timestamp_end: None,
             status_code: u32::from(parts.status.as_u16()),
             reason: Bytes::new(),
+            stream: flowtap_proto::v1::StreamMode::Buffer.into(),
         });
         let shared = self.shared.clone();
         if killed_by(&shared.hook(Hook::Responseheaders, &mut flow).await, &flow) {

@@ -616,6 +616,7 @@ impl Generator {
                 scheme: Bytes::from_static(b"https"),
                 authority: Bytes::new(),
                 path: Bytes::from(path.into_bytes()),
+                stream: flowtap_proto::v1::StreamMode::Buffer.into(),
             }),
             response: Some(Response {
                 http_version: Bytes::from_static(b"HTTP/1.1"),
@@ -635,6 +636,7 @@ impl Generator {
                 timestamp_end: Some(t + 0.031),
                 status_code: status.0,
                 reason: Bytes::from_static(status.1.as_bytes()),
+                stream: flowtap_proto::v1::StreamMode::Buffer.into(),
             }),
             websocket: None,
             messages: vec![],

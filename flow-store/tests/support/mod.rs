@@ -104,6 +104,7 @@ pub fn http_flow(id: &str, host: &str, path: &str, status: u32) -> Flow {
             scheme: Bytes::from_static(b"https"),
             authority: Bytes::new(),
             path: Bytes::copy_from_slice(path.as_bytes()),
+            stream: flowtap_proto::v1::StreamMode::Buffer.into(),
         }),
         response: Some(Response {
             http_version: Bytes::from_static(b"HTTP/1.1"),
@@ -114,6 +115,7 @@ pub fn http_flow(id: &str, host: &str, path: &str, status: u32) -> Flow {
             timestamp_end: Some(1_700_000_001.9),
             status_code: status,
             reason: Bytes::from_static(b"OK"),
+            stream: flowtap_proto::v1::StreamMode::Buffer.into(),
         }),
         websocket: Some(WebSocketData {
             messages: vec![WebSocketMessage {

@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use bytes::Bytes;
-use flowtap_proto::v1::{Address, Connection, Flow, Header, Request, Response};
+use flowtap_proto::v1::{Address, Connection, Flow, Header, Request, Response, StreamMode};
 use serde_json::Value as JsonValue;
 
 use super::{HarError, header, parse_iso8601};
@@ -102,6 +102,7 @@ fn entry_to_flow(entry: &JsonValue) -> Result<Flow, String> {
         scheme: Bytes::from(scheme),
         authority: Bytes::new(),
         path: Bytes::from(path),
+        stream: StreamMode::Buffer.into(),
     };
     request
         .headers
@@ -140,6 +141,7 @@ fn entry_to_flow(entry: &JsonValue) -> Result<Flow, String> {
         timestamp_end: Some(timestamp_end),
         status_code: status,
         reason: Bytes::from_static(reason(status).as_bytes()),
+        stream: StreamMode::Buffer.into(),
     };
     let local = Address {
         host: "127.0.0.1".to_owned(),

@@ -1,6 +1,8 @@
 //! HTTP `request` / `response` (spec 5.5) and `websocket` (spec 5.6).
 
-use flowtap_proto::v1::{Header, Headers, Request, Response, WebSocketData, WebSocketMessage};
+use flowtap_proto::v1::{
+    Header, Headers, Request, Response, StreamMode, WebSocketData, WebSocketMessage,
+};
 
 use super::StateError;
 use super::fields::{self, Fields};
@@ -105,6 +107,8 @@ pub(crate) fn request_from_state(f: &Fields<'_>) -> Result<Request, StateError> 
         scheme: f.bytes("scheme")?,
         authority: f.opt_bytes("authority")?.unwrap_or_default(),
         path: f.bytes("path")?,
+        // Never part of the state: a loaded flow buffers its bodies.
+        stream: StreamMode::Buffer.into(),
     })
 }
 
@@ -118,6 +122,7 @@ pub(crate) fn response_from_state(f: &Fields<'_>) -> Result<Response, StateError
         timestamp_end: f.opt_float("timestamp_end")?,
         status_code: f.uint("status_code")?,
         reason: f.opt_bytes("reason")?.unwrap_or_default(),
+        stream: StreamMode::Buffer.into(),
     })
 }
 
