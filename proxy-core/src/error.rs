@@ -55,6 +55,9 @@ pub(crate) enum UpstreamError {
     Tls { host: String, reason: String },
     #[error("{0}")]
     Http(#[from] Http1Error),
+    /// A script's stream callable could not filter the body.
+    #[error("{0}")]
+    Stream(#[from] crate::stream::FilterFailed),
 }
 
 /// A response the proxy makes itself to report an error to the client. mitmproxy sends such

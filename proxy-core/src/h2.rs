@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flowtap_proto::v1::{Connection, Flow, Header, Headers, Request, Response};
+use flowtap_proto::v1::{Connection, Flow, Header, Headers, Request, Response, StreamMode};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
@@ -19,6 +19,7 @@ use crate::hooks::{Hook, Verdict};
 use crate::http::ClientCtx;
 use crate::http1::Conn;
 use crate::server::Shared;
+use crate::stream::{self, ChunkFilter};
 use crate::upstream::Io;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -88,7 +89,7 @@ impl Stream {
             return self.killed(flow, true).await;
         }
         let mut body = Some(incoming);
-        if shared.buffer_request(&flow) {
+        if shared.buffer_request(&flow) && stream::request_mode(&flow) == StreamMode::Buffer {
             let Some(incoming) = body.take() else {
                 unreachable!("the body is taken once")
             };
@@ -113,6 +114,18 @@ impl Stream {
                 return self.respond(flow).await;
             }
         }
+        let body = body.map(|incoming| {
+            match ChunkFilter::request(&shared.hooks, &flow) {
+                None => incoming.map_err(BoxError::from).boxed(),
+                Some(filter) => {
+                    let request = flow.request.as_mut().expect("an HTTP flow has a request");
+                    request
+                        .headers
+                        .retain(|h| !h.name.eq_ignore_ascii_case(b"content-length"));
+                    relayed(incoming, Some(filter)).0
+                }
+            }
+        });
         self.forward(flow, body).await
     }
 
@@ -144,7 +157,8 @@ impl Stream {
         }
     }
 
-    async fn forward(self, mut flow: Flow, body: Option<Incoming>) -> hyper::Response<Body> {
+    async fn forward(self, mut flow: Flow, body: Option<Body>) -> hyper::Response<Body> {
+        let streamed_request = body.is_some();
         let request = flow.request.as_ref().expect("an HTTP flow has a request");
         if request.host != self.target.host || request.port != u32::from(self.target.port) {
             let msg = "a script redirected an HTTP/2 request to another server; not supported yet";
@@ -170,6 +184,11 @@ impl Stream {
         {
             flow.request.as_mut().expect("checked").timestamp_end = Some(flow::now());
         }
+        // A streamed request fires `request` once the server answered, as over HTTP/1.
+        if streamed_request && killed_by(&self.shared.hook(Hook::Request, &mut flow).await, &flow)
+        {
+            return self.killed(flow, true).await;
+        }
         let (parts, incoming) = response.into_parts();
         flow.response = Some(Response {
             http_version: Bytes::from_static(b"HTTP/2.0"),
@@ -185,6 +204,10 @@ impl Stream {
         let shared = self.shared.clone();
         if killed_by(&shared.hook(Hook::Responseheaders, &mut flow).await, &flow) {
             return self.killed(flow, true).await;
+        }
+        let mode = stream::response_mode(&flow);
+        if mode != StreamMode::Buffer {
+            return self.stream_response(flow, incoming);
         }
         if !shared.buffer_response(&flow) {
             flow.live = false;
@@ -209,6 +232,44 @@ impl Stream {
             return self.killed(flow, false).await;
         }
         self.finish(flow)
+    }
+
+    /// A response a script streams (`flow.response.stream`): the head goes out now, the body
+    /// as it arrives (through the script's callable, if any), `response` fires at its end.
+    fn stream_response(self, flow: Flow, incoming: Incoming) -> hyper::Response<Body> {
+        let filter = ChunkFilter::response(&self.shared.hooks, &flow);
+        let length_may_change = filter.is_some();
+        let (body, pumped) = relayed(incoming, filter);
+        let response = flow.response.as_ref().expect("set before the hooks");
+        let mut out = to_hyper_response(response, body);
+        if length_may_change {
+            out.headers_mut().remove(http::header::CONTENT_LENGTH);
+        }
+        tokio::spawn(async move {
+            let mut flow = flow;
+            let outcome = pumped.await.unwrap_or_else(|e| Err(e.to_string()));
+            let response = flow.response.as_mut().expect("set before the hooks");
+            response.timestamp_end = Some(flow::now());
+            match outcome {
+                Ok(trailers) => {
+                    response.trailers = trailers.map(|t| Headers {
+                        fields: headers_from_map(&t),
+                    });
+                }
+                Err(message) => {
+                    let _ = self.failed(flow, 502, &message).await;
+                    return;
+                }
+            }
+            let shared = self.shared.clone();
+            if killed_by(&shared.hook(Hook::Response, &mut flow).await, &flow) {
+                let _ = self.killed(flow, false).await;
+                return;
+            }
+            flow.live = false;
+            shared.sink.flow_finished(&flow);
+        });
+        out
     }
 
     async fn respond(self, mut flow: Flow) -> hyper::Response<Body> {
@@ -332,10 +393,61 @@ fn buffered_body(content: Option<Bytes>, trailers: Option<&Headers>) -> Body {
     }
 }
 
-fn build_request(
-    request: &Request,
-    body: Option<Incoming>,
-) -> Result<hyper::Request<Body>, String> {
+/// How a relayed body ended: its trailers, or why it broke off.
+type Relayed = tokio::task::JoinHandle<Result<Option<HeaderMap>, String>>;
+
+/// A body relayed as it arrives, its data through the script's stream callable when there is a
+/// filter. When it breaks off, the receiving side sees its stream reset.
+fn relayed(incoming: Incoming, filter: Option<ChunkFilter>) -> (Body, Relayed) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+    let task = tokio::spawn(async move {
+        let result = pump(incoming, filter.as_ref(), &tx).await;
+        if let Err(e) = &result {
+            let _ = tx.send(Err(BoxError::from(e.clone()))).await;
+        }
+        result
+    });
+    let frames =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+    (BodyExt::boxed(StreamBody::new(frames)), task)
+}
+
+async fn pump(
+    mut incoming: Incoming,
+    filter: Option<&ChunkFilter>,
+    tx: &tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+) -> Result<Option<HeaderMap>, String> {
+    let gone = || "the receiving side went away".to_string();
+    let mut trailers = None;
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| format!("reading the body: {e}"))?;
+        match frame.into_data() {
+            Ok(mut data) => {
+                if let Some(filter) = filter {
+                    data = filter.apply(data).await.map_err(|e| e.to_string())?;
+                }
+                if !data.is_empty() {
+                    tx.send(Ok(Frame::data(data))).await.map_err(|_| gone())?;
+                }
+            }
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    if let Some(filter) = filter {
+        let tail = filter.apply(Bytes::new()).await.map_err(|e| e.to_string())?;
+        if !tail.is_empty() {
+            tx.send(Ok(Frame::data(tail))).await.map_err(|_| gone())?;
+        }
+    }
+    if let Some(t) = &trailers {
+        tx.send(Ok(Frame::trailers(t.clone())))
+            .await
+            .map_err(|_| gone())?;
+    }
+    Ok(trailers)
+}
+
+fn build_request(request: &Request, body: Option<Body>) -> Result<hyper::Request<Body>, String> {
     let authority = if request.authority.is_empty() {
         let default = if request.port == 443 {
             String::new()
@@ -351,7 +463,7 @@ fn build_request(
         String::from_utf8_lossy(&request.path)
     );
     let body = match body {
-        Some(incoming) => incoming.map_err(BoxError::from).boxed(),
+        Some(body) => body,
         None => buffered_body(request.content.clone(), request.trailers.as_ref()),
     };
     let mut out = hyper::Request::builder()

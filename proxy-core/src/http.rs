@@ -7,7 +7,7 @@
 //! skips the server but still goes through `responseheaders` and `response`.
 
 use bytes::{Bytes, BytesMut};
-use flowtap_proto::v1::{Connection, Flow, Header, Headers, Response};
+use flowtap_proto::v1::{Connection, Flow, Header, Headers, Response, StreamMode};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Http1Error, UpstreamError, error_response};
@@ -18,6 +18,7 @@ use crate::http1::{
     write_body_end, write_body_piece, write_end_to_end,
 };
 use crate::server::Shared;
+use crate::stream::{self, ChunkFilter};
 use crate::upstream::{Io, PoolKey, Upstream};
 
 /// The state of one client connection that outlives a single request.
@@ -134,7 +135,8 @@ pub(crate) async fn write_error(
 /// The body of a message: held in the flow, or still on the wire.
 enum Body {
     Buffered,
-    Streaming(BodyReader),
+    /// Relayed as it arrives; through the script's callable when there is a filter.
+    Streaming(BodyReader, Option<ChunkFilter>),
 }
 
 /// One request/response exchange.
@@ -164,6 +166,9 @@ async fn exchange(
     let keep_alive = client_keep_alive(&head);
     let expect_continue = header_has_token(&head.headers, "expect", "100-continue");
     let mut flow = new_http_flow(&ctx.client, request_from_head(head, &target));
+    if shared.too_large(framing) {
+        request_mut(&mut flow).stream = StreamMode::Pass.into();
+    }
 
     if shared.hook(Hook::Requestheaders, &mut flow).await == Verdict::Kill || is_killed(&flow) {
         return killed(shared, &mut flow, true).await;
@@ -182,7 +187,7 @@ async fn exchange(
         }
     }
 
-    let buffer = shared.buffer_request(&flow) && !shared.too_large(framing);
+    let buffer = shared.buffer_request(&flow) && stream::request_mode(&flow) == StreamMode::Buffer;
     let mut body = BodyReader::new(framing);
     let request_body = if buffer || framing == Framing::Empty {
         match read_whole(conn, &mut body).await {
@@ -196,7 +201,7 @@ async fn exchange(
         }
         Body::Buffered
     } else {
-        Body::Streaming(body)
+        Body::Streaming(body, ChunkFilter::request(&shared.hooks, &flow))
     };
 
     let mut verdict = Verdict::Continue;
@@ -350,7 +355,7 @@ async fn forward(
             Err(e) => return upstream_failed(shared, conn, &mut flow, &e, 502).await,
         }
     };
-    if let Body::Streaming(_) = request_body {
+    if let Body::Streaming(..) = request_body {
         request_mut(&mut flow).timestamp_end = Some(flow::now());
         // A streamed request fires `request` once the body has gone through.
         if shared.hook(Hook::Request, &mut flow).await == Verdict::Kill || is_killed(&flow) {
@@ -378,7 +383,9 @@ async fn send_request(
     let request = flow.request.as_ref().expect("an HTTP flow has a request");
     let framing = match body {
         Body::Buffered => buffered_framing(&request.headers, request.content.as_deref(), true),
-        Body::Streaming(reader) => streaming_framing(reader),
+        // A callable may change the length.
+        Body::Streaming(_, Some(_)) => Framing::Chunked,
+        Body::Streaming(reader, None) => streaming_framing(reader),
     };
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(&request.method);
@@ -409,10 +416,19 @@ async fn send_request(
                 .await
                 .map_err(Http1Error::Io)?;
         }
-        Body::Streaming(reader) => {
+        Body::Streaming(reader, filter) => {
             io.write_all(&head).await.map_err(Http1Error::Io)?;
-            while let Some(piece) = reader.next(client).await? {
+            while let Some(mut piece) = reader.next(client).await? {
+                if let Some(filter) = filter {
+                    piece = filter.apply(piece).await?;
+                }
                 write_body_piece(io, framing, &piece)
+                    .await
+                    .map_err(Http1Error::Io)?;
+            }
+            if let Some(filter) = filter {
+                let tail = filter.apply(Bytes::new()).await?;
+                write_body_piece(io, framing, &tail)
                     .await
                     .map_err(Http1Error::Io)?;
             }
@@ -513,11 +529,15 @@ async fn receive_response(
         }
     };
     flow.response = Some(response_from_head(head));
+    if shared.too_large(framing) {
+        flow.response.as_mut().expect("set above").stream = StreamMode::Pass.into();
+    }
     if shared.hook(Hook::Responseheaders, &mut flow).await == Verdict::Kill || is_killed(&flow) {
         return killed(shared, &mut flow, true).await;
     }
     let mut body = BodyReader::new(framing);
-    let buffer = shared.buffer_response(&flow) && !shared.too_large(framing);
+    let buffer =
+        shared.buffer_response(&flow) && stream::response_mode(&flow) == StreamMode::Buffer;
     if buffer || framing == Framing::Empty {
         match read_whole(&mut up.conn, &mut body).await {
             Ok((content, trailers)) => {
@@ -544,18 +564,20 @@ async fn receive_response(
         return finish_to_client(shared, conn, &mut flow, keep_alive).await;
     }
     // Streamed: the head goes out now, the body piece by piece, `response` fires at the end.
+    let filter = ChunkFilter::response(&shared.hooks, &flow);
     let response = flow.response.as_ref().expect("set above");
-    let out = if keep_alive {
-        streaming_framing(&body)
-    } else {
-        framing
+    let out = match (keep_alive, &filter) {
+        (true, Some(_)) if framing != Framing::Empty => Framing::Chunked,
+        (false, Some(_)) if framing != Framing::Empty => Framing::Close,
+        (true, _) => streaming_framing(&body),
+        (false, _) => framing,
     };
     let close = !keep_alive || out == Framing::Close;
     let mut head_bytes = response_head_bytes(response, out, close);
     // A small body already read with the head leaves in the same write: one segment, and
     // one wake-up for the client instead of two.
-    let whole_body_buffered =
-        matches!(out, Framing::Length(n) if out == framing && up.conn.buf.len() as u64 >= n);
+    let whole_body_buffered = filter.is_none()
+        && matches!(out, Framing::Length(n) if out == framing && up.conn.buf.len() as u64 >= n);
     if let (true, Framing::Length(n)) = (whole_body_buffered, out) {
         head_bytes.extend_from_slice(&up.conn.buf.split_to(n as usize));
     }
@@ -566,13 +588,13 @@ async fn receive_response(
     let result = if whole_body_buffered {
         Ok(())
     } else {
-        relay_body(&mut up.conn, &mut body, conn, out).await
+        relay_body(&mut up.conn, &mut body, conn, out, filter.as_ref()).await
     };
     let response = flow.response.as_mut().expect("set above");
     response.timestamp_end = Some(flow::now());
     response.trailers = body.take_trailers().map(|fields| Headers { fields });
     if let Err(e) = result {
-        return upstream_failed(shared, conn, &mut flow, &UpstreamError::Http(e), 502).await;
+        return upstream_failed(shared, conn, &mut flow, &e, 502).await;
     }
     if shared.hook(Hook::Response, &mut flow).await == Verdict::Kill || is_killed(&flow) {
         return killed(shared, &mut flow, false).await;
@@ -589,18 +611,34 @@ async fn receive_response(
     if close { Next::Close } else { Next::KeepAlive }
 }
 
-/// Copies a body from one connection to another, re-framing as `out`.
+/// Copies a body from one connection to another, re-framing as `out`, through the script's
+/// callable when there is a filter.
 async fn relay_body(
     from: &mut Conn<Io>,
     body: &mut BodyReader,
     to: &mut Conn<Io>,
     out: Framing,
-) -> Result<(), Http1Error> {
-    while let Some(piece) = body.next(from).await? {
-        write_body_piece(&mut to.io, out, &piece).await?;
+    filter: Option<&ChunkFilter>,
+) -> Result<(), UpstreamError> {
+    let write = |e| UpstreamError::Http(Http1Error::Io(e));
+    while let Some(mut piece) = body.next(from).await? {
+        if let Some(filter) = filter {
+            piece = filter.apply(piece).await?;
+        }
+        write_body_piece(&mut to.io, out, &piece)
+            .await
+            .map_err(write)?;
     }
-    write_body_end(&mut to.io, out, body.trailers_ref()).await?;
-    to.io.flush().await?;
+    if let Some(filter) = filter {
+        let tail = filter.apply(Bytes::new()).await?;
+        write_body_piece(&mut to.io, out, &tail)
+            .await
+            .map_err(write)?;
+    }
+    write_body_end(&mut to.io, out, body.trailers_ref())
+        .await
+        .map_err(write)?;
+    to.io.flush().await.map_err(write)?;
     Ok(())
 }
 

@@ -26,6 +26,7 @@ mod intercept;
 pub mod scripts;
 mod server;
 pub mod sink;
+mod stream;
 mod tunnel;
 mod upstream;
 

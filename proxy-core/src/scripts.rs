@@ -230,7 +230,16 @@ impl ScriptClient {
     }
 
     async fn call_inner(&self, hook: Hook, flow: &mut Flow) -> Verdict {
-        let interest = self.interest.of(hook);
+        let interest = if hook == Hook::StreamChunk {
+            // Asked for by the script that set a stream callable, not declared.
+            HookInterest {
+                wanted: true,
+                needs_body: true,
+                awaited: true,
+            }
+        } else {
+            self.interest.of(hook)
+        };
         if !interest.wanted {
             return Verdict::Continue;
         }
