@@ -276,8 +276,19 @@ impl ScriptClient {
             return policy::apply(self.policy(hook), Failure::Timeout, hook, flow);
         }
         let verdict = reply.verdict();
+        let stream = reply.stream();
         if let Some(changed) = reply.flow {
             apply_changes(flow, changed);
+        }
+        let streamed = match hook {
+            Hook::Requestheaders => flow.request.as_mut().map(|r| &mut r.stream),
+            Hook::Responseheaders => flow.response.as_mut().map(|r| &mut r.stream),
+            _ => None,
+        };
+        if let Some(mode) = streamed
+            && stream != v1::StreamMode::Buffer
+        {
+            *mode = stream.into();
         }
         match verdict {
             v1::Verdict::Respond => Verdict::Respond,

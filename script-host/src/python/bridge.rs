@@ -182,6 +182,7 @@ impl Bridge {
             flow,
             errors,
             timed_out,
+            ..v1::HookReply::default()
         };
         self.worker.send(Some(session), Kind::HookReply(reply));
     }
