@@ -13,6 +13,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use flowtap_proto::v1::Flow;
 pub use flowtap_proto::v1::Hook;
@@ -29,38 +30,57 @@ pub struct HookInterest {
     pub awaited: bool,
 }
 
-/// The hooks that the loaded scripts implement, decided once at start-up.
-#[derive(Clone, Debug, Default)]
+/// The hooks that the loaded scripts implement: decided at start-up, widened when a reloaded
+/// script implements more (never narrowed: a hook no script implements any more costs a call
+/// that changes nothing).
 pub struct Interest {
-    by_hook: Vec<(Hook, HookInterest)>,
+    /// Per hook number: [`WANTED`], [`NEEDS_BODY`], [`AWAITED`] bits.
+    by_hook: [AtomicU8; HOOK_SLOTS],
 }
+
+/// More than the highest hook number of script.proto.
+const HOOK_SLOTS: usize = 64;
+const WANTED: u8 = 1;
+const NEEDS_BODY: u8 = 2;
+const AWAITED: u8 = 4;
 
 impl Interest {
     /// Interest in nothing: no hook is ever called.
     pub fn none() -> Self {
-        Self::default()
+        Self {
+            by_hook: std::array::from_fn(|_| AtomicU8::new(0)),
+        }
     }
 
     /// Records what the scripts want from `hook`, merging with what was recorded before (one
     /// script needing bodies makes the hook need bodies).
     pub fn add(&mut self, hook: Hook, interest: HookInterest) {
-        match self.by_hook.iter_mut().find(|(h, _)| *h == hook) {
-            Some((_, existing)) => {
-                existing.wanted |= interest.wanted;
-                existing.needs_body |= interest.needs_body;
-                existing.awaited |= interest.awaited;
-            }
-            None => self.by_hook.push((hook, interest)),
-        }
+        self.widen(hook, interest);
+    }
+
+    /// [`Interest::add`] while the proxy runs: a reloaded script implements `hook`. Calls
+    /// already under way are not affected.
+    pub fn widen(&self, hook: Hook, interest: HookInterest) {
+        let Some(slot) = self.by_hook.get(hook as usize) else {
+            return;
+        };
+        let bits = u8::from(interest.wanted) * WANTED
+            | u8::from(interest.needs_body) * NEEDS_BODY
+            | u8::from(interest.awaited) * AWAITED;
+        slot.fetch_or(bits, Ordering::Relaxed);
     }
 
     /// What the scripts want from `hook`; all false when no script implements it.
     pub fn of(&self, hook: Hook) -> HookInterest {
-        self.by_hook
-            .iter()
-            .find(|(h, _)| *h == hook)
-            .map(|(_, i)| *i)
-            .unwrap_or_default()
+        let bits = self
+            .by_hook
+            .get(hook as usize)
+            .map_or(0, |b| b.load(Ordering::Relaxed));
+        HookInterest {
+            wanted: bits & WANTED != 0,
+            needs_body: bits & NEEDS_BODY != 0,
+            awaited: bits & AWAITED != 0,
+        }
     }
 
     /// True when some script implements `hook`.
@@ -70,7 +90,40 @@ impl Interest {
 
     /// True when no script implements any hook.
     pub fn is_empty(&self) -> bool {
-        !self.by_hook.iter().any(|(_, i)| i.wanted)
+        !self
+            .by_hook
+            .iter()
+            .any(|b| b.load(Ordering::Relaxed) & WANTED != 0)
+    }
+
+    fn wanted(&self) -> impl Iterator<Item = Hook> + '_ {
+        (0..HOOK_SLOTS)
+            .filter_map(|n| Hook::try_from(n as i32).ok())
+            .filter(|h| self.wants(*h))
+    }
+}
+
+impl Default for Interest {
+    fn default() -> Self {
+        Self::none()
+    }
+}
+
+impl Clone for Interest {
+    fn clone(&self) -> Self {
+        Self {
+            by_hook: std::array::from_fn(|n| {
+                AtomicU8::new(self.by_hook[n].load(Ordering::Relaxed))
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for Interest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.wanted().map(|h| h.as_str_name()))
+            .finish()
     }
 }
 

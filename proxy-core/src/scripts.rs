@@ -67,7 +67,7 @@ pub enum ScriptsError {
 /// The scripts, as the flow lifecycle sees them: a client to N script-host workers.
 pub struct ScriptClient {
     config: Config,
-    interest: Interest,
+    interest: Arc<Interest>,
     /// The failure policy of each hook (closed if any script implementing it is closed).
     policies: Vec<(Hook, FailurePolicy)>,
     slots: Vec<Slot>,
@@ -115,16 +115,20 @@ impl ScriptClient {
             config.addresses.len()
         };
         let control = Arc::new(OnceLock::new());
+        let interest = Arc::new(Interest::none());
         let io = IoThread::start()?;
         let mut slots = Vec::with_capacity(count);
         let mut scripts = Vec::new();
         for index in 0..count {
-            let (link, ready) = Link::open(&io, &config, index, Arc::clone(&control)).await?;
+            let (link, ready) =
+                Link::open(&io, &config, index, Arc::clone(&control), Arc::clone(&interest))
+                    .await?;
             if !ready.startup_error.is_empty() {
                 return Err(ScriptsError::Startup {
                     traceback: ready.startup_error,
                 });
             }
+            declare(&interest, &ready.scripts);
             if index == 0 {
                 scripts = ready.scripts;
             }
@@ -132,7 +136,6 @@ impl ScriptClient {
                 link: RwLock::new(Some(link)),
             });
         }
-        let interest = interest_of(&scripts);
         let policies = policies_of(&config, &scripts);
         let client = Arc::new(Self {
             config,
@@ -168,6 +171,7 @@ impl ScriptClient {
                     &client.config,
                     index,
                     Arc::clone(&client.control),
+                    Arc::clone(&client.interest),
                 )
                 .await
                 {
@@ -358,12 +362,11 @@ fn policies_of(config: &Config, scripts: &[ScriptInfo]) -> Vec<(Hook, FailurePol
     policies
 }
 
-/// The hooks the scripts declared, merged.
-fn interest_of(scripts: &[ScriptInfo]) -> Interest {
-    let mut interest = Interest::none();
+/// Adds the hooks `scripts` declare to `interest`.
+fn declare(interest: &Interest, scripts: &[ScriptInfo]) {
     for script in scripts {
         for spec in &script.hooks {
-            interest.add(
+            interest.widen(
                 spec.hook(),
                 HookInterest {
                     wanted: true,
@@ -373,7 +376,6 @@ fn interest_of(scripts: &[ScriptInfo]) -> Interest {
             );
         }
     }
-    interest
 }
 
 impl Hooks for ScriptClient {

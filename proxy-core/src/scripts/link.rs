@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Streaming;
 
 use super::{Config, ScriptsError};
-use crate::hooks::CoreControl;
+use crate::hooks::{CoreControl, Interest};
 
 /// How an intercepted flow was released.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +52,8 @@ pub(super) struct Link {
     closed: watch::Sender<bool>,
     shutting_down: AtomicBool,
     control: Control,
+    /// The client's interest, widened when a reloaded script declares more hooks.
+    interest: Arc<Interest>,
     _socket: Option<SocketFile>,
 }
 
@@ -132,10 +134,11 @@ impl Link {
         config: &Config,
         index: usize,
         control: Control,
+        interest: Arc<Interest>,
     ) -> Result<(Arc<Self>, Ready), ScriptsError> {
         let config = config.clone();
         io.handle
-            .spawn(async move { Self::open_here(&config, index, control).await })
+            .spawn(async move { Self::open_here(&config, index, control, interest).await })
             .await
             .map_err(|e| ScriptsError::Worker {
                 address: format!("worker {index}"),
@@ -147,6 +150,7 @@ impl Link {
         config: &Config,
         index: usize,
         control: Control,
+        interest: Arc<Interest>,
     ) -> Result<(Arc<Self>, Ready), ScriptsError> {
         let (address, child) = match config.addresses.get(index) {
             Some(address) => (address.clone(), None),
@@ -200,6 +204,7 @@ impl Link {
             closed: watch::channel(false).0,
             shutting_down: AtomicBool::new(false),
             control,
+            interest,
             _socket: socket,
         });
         tokio::spawn(Arc::clone(&link).read(inbound));
@@ -315,7 +320,15 @@ impl Link {
                     let _ = tx.send(result.error);
                 }
             }
-            worker_message::Kind::Ready(_) => {}
+            // A script was reloaded (or the worker restarted) and may implement more hooks.
+            worker_message::Kind::Ready(ready) => {
+                let before = format!("{:?}", self.interest);
+                super::declare(&self.interest, &ready.scripts);
+                let after = format!("{:?}", self.interest);
+                if after != before {
+                    tracing::info!(worker = self.index, "scripts reloaded; hooks called now: {after}");
+                }
+            }
         }
     }
 

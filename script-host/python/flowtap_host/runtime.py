@@ -362,6 +362,8 @@ class Host:
             elif self.is_running:
                 await self._run_lifecycle("running", [script])
         self._rebuild_table()
+        # The cores add hooks the new version implements to those they call.
+        self.bridge.ready(None, self._script_infos(), "")
 
     def on_log(self, message, level):
         """Feeds `add_log` / old `log(entry)` hooks, outside the caller's thread."""

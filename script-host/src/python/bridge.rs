@@ -187,11 +187,13 @@ impl Bridge {
         self.worker.send(Some(session), Kind::HookReply(reply));
     }
 
-    /// The answer to Hello: the scripts, their hooks and options, or a start-up error.
+    /// The answer to Hello: the scripts, their hooks and options, or a start-up error. With
+    /// `session` None, after a script was reloaded: to every session, so the cores call the
+    /// hooks the new version implements.
     #[allow(clippy::type_complexity)]
     fn ready(
         &self,
-        session: u64,
+        session: Option<u64>,
         infos: Vec<(
             String,
             Vec<(String, bool, bool)>,
@@ -231,7 +233,10 @@ impl Bridge {
             startup_error,
             pid: std::process::id(),
         };
-        self.worker.send(Some(session), Kind::Ready(ready));
+        match session {
+            Some(session) => self.worker.send(Some(session), Kind::Ready(ready)),
+            None => self.worker.broadcast(&Kind::Ready(ready)),
+        }
     }
 
     /// A control message from a script. `session` None: the oldest session, or all of them
