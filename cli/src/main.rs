@@ -304,6 +304,7 @@ async fn start_scripts(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        core_options: options.for_scripts(),
         ..scripts::Config::default()
     };
     let (client, loaded) = ScriptClient::start(config).await?;

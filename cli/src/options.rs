@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use flowtap_proto::v1::{self, option_value::Kind};
 
 /// The options flowtap itself understands, with mitmproxy's names and defaults.
 #[derive(Clone, Debug)]
@@ -83,6 +84,49 @@ pub(crate) fn expand_tilde(path: &str) -> PathBuf {
 }
 
 impl Options {
+    /// The proxy's own options as scripts see them in `ctx.options` (read-only there: the
+    /// proxy does not take changes from scripts).
+    pub(crate) fn for_scripts(&self) -> Vec<v1::Option> {
+        let text = |s: &str| Kind::Text(s.to_string());
+        let list = |items: &[String]| {
+            Kind::List(v1::StringList {
+                items: items.to_vec(),
+            })
+        };
+        let values = [
+            ("mode", list(&["regular".to_string()])),
+            ("confdir", text(&self.confdir.to_string_lossy())),
+            ("listen_host", text(&self.listen_host)),
+            ("listen_port", Kind::Int(i64::from(self.listen_port))),
+            ("flow_detail", Kind::Int(i64::from(self.flow_detail))),
+            ("termlog_verbosity", text(&self.termlog_verbosity)),
+            ("ssl_insecure", Kind::Bool(self.ssl_insecure)),
+            ("http2", Kind::Bool(self.http2)),
+            (
+                "stream_large_bodies",
+                match self.stream_large_bodies {
+                    Some(bytes) => text(&bytes.to_string()),
+                    None => Kind::Null(true),
+                },
+            ),
+            ("ignore_hosts", list(&self.ignore_hosts)),
+            ("allow_hosts", list(&self.allow_hosts)),
+            ("script_failure", text(&self.script_failure)),
+            (
+                "script_workers",
+                Kind::Int(i64::try_from(self.script_workers).unwrap_or(i64::MAX)),
+            ),
+            ("hook_timeout", Kind::Float(self.hook_timeout.as_secs_f64())),
+        ];
+        values
+            .into_iter()
+            .map(|(name, kind)| v1::Option {
+                name: name.to_string(),
+                value: Some(v1::OptionValue { kind: Some(kind) }),
+            })
+            .collect()
+    }
+
     /// Applies one `--set name[=value]`.
     pub(crate) fn set(&mut self, spec: &str) -> anyhow::Result<()> {
         let (name, value) = match spec.split_once('=') {
