@@ -47,6 +47,19 @@ OBSERVE_ONLY = frozenset({"client_disconnected", "server_connected", "server_dis
                           "websocket_start", "websocket_end", "tcp_start", "tcp_end", "tcp_error",
                           "udp_start", "udp_end", "udp_error", "dns_error"})
 RESPOND_HOOKS = frozenset({"requestheaders", "request", "http_connect", "dns_request"})
+# Each flow type's hooks in the order they fire. The worker keeps a flow object (so that a script
+# sees the same object in each hook) only while a later hook may still come for it.
+LIFECYCLE = {
+    "http": ("requestheaders", "request", "responseheaders", "response",
+             "websocket_start", "websocket_message", "websocket_end"),
+    "tcp": ("tcp_start", "tcp_message", "tcp_end"),
+    "udp": ("udp_start", "udp_message", "udp_end"),
+    "dns": ("dns_request", "dns_response"),
+}
+# Not a mitmproxy hook: one chunk of a body a script streams through a callable.
+STREAM_CHUNK = "stream_chunk"
+# message.stream as the protocol's StreamMode.
+STREAM_BUFFER, STREAM_PASS, STREAM_CALLBACK = 0, 1, 2
 # How long hook calls wait for the `running` hooks (seconds).
 RUNNING_WAIT = 5.0
 NOT_SENT = frozenset({"configure", "running", "done", "update", "add_log", "tick", "load"})
@@ -56,7 +69,7 @@ class Call:
     """One hook call from the proxy, from arrival to reply."""
 
     __slots__ = ("session", "call_id", "hook", "state", "deadline", "observe_only", "key",
-                 "replied", "subject", "before", "flow")
+                 "replied", "subject", "before", "flow", "stream")
 
     def __init__(self, session, call_id, hook, state, deadline_ms, observe_only):
         self.session, self.call_id, self.hook, self.state = session, call_id, hook, state
@@ -65,6 +78,7 @@ class Call:
         self.key = state.get("id", "")
         self.replied = False
         self.subject = self.before = self.flow = None
+        self.stream = 0  # StreamMode after a *headers hook
 
 
 def _infer_typespec(value):
@@ -387,6 +401,10 @@ class Host:
         while call is not None:
             if call.deadline is not None:
                 self._active[call.call_id] = call
+            if call.hook == STREAM_CHUNK:
+                self._stream_chunk(call)
+                call = self._pop_next(call)
+                continue
             handlers = self._table.get(call.hook, [])
             if call.hook in self._async_hooks:
                 asyncio.run_coroutine_threadsafe(self._run_async(call, handlers), self.loop)
@@ -575,12 +593,53 @@ class Host:
             verdict = CONTINUE
         finished = call.hook in FINAL_HOOKS or (
             call.hook == "response" and getattr(flow, "websocket", None) is None
-        ) or verdict == KILL
+        ) or verdict == KILL or not self._more_to_come(flow, call.hook)
         if finished and not flow.intercepted:
             self.flows.pop(call.key, None)
+        if call.hook in ("requestheaders", "responseheaders"):
+            call.stream = _stream_mode(flow, call.hook[:-len("headers")])
         if after == before:
             return verdict, None
         return verdict, _slim(after, before)
+
+    def _more_to_come(self, flow, hook, streaming=True):
+        """True while a hook of `flow` after `hook` may still be called: a script implements a
+        later one of its lifecycle, or (with `streaming`) streams a body through a callable.
+        An `error` hook alone keeps no flow: it may never come, and it gets a new object."""
+        order = LIFECYCLE.get(flow.type)
+        if not order or hook not in order or "update" in self._table:
+            return True
+        if any(h in self._table for h in order[order.index(hook) + 1:]):
+            return True
+        return streaming and flow.type == "http" and STREAM_CALLBACK in (
+            _stream_mode(flow, "request"), _stream_mode(flow, "response"))
+
+    def _stream_chunk(self, call):
+        """Runs one chunk of a streamed body through the script's callable; the empty chunk
+        after the last one lets it flush, and ends the worker's interest in the flow."""
+        state = call.state
+        name = "response" if state.get("response") is not None else "request"
+        chunk = state[name]["content"] or b""
+        flow = self.flows.get(call.key)
+        fn = getattr(getattr(flow, name, None), "stream", None)
+        out = chunk
+        if callable(fn):
+            try:
+                result = fn(chunk)
+                out = result if isinstance(result, (bytes, bytearray)) else b"".join(result)
+            except Exception as e:
+                log.error("Addon error in the stream callable of %s: %s\n%s", flow.id, e,
+                          scripts.format_traceback(e))
+        if chunk == b"" and flow is not None and not flow.intercepted:
+            last_hook = "requestheaders" if name == "request" else "responseheaders"
+            if name == "response" or _stream_mode(flow, "response") != STREAM_CALLBACK:
+                if not self._more_to_come(flow, last_hook, streaming=False):
+                    self.flows.pop(call.key, None)
+        with self._lock:
+            if call.replied:
+                return
+            call.replied = True
+            self.bridge.chunk_reply(call.session, call.call_id, name == "response", bytes(out))
 
     def _reply(self, call, verdict, state, errors):
         with self._lock:
@@ -589,7 +648,8 @@ class Host:
             call.replied = True
             self._in_hook.discard(call.key)
             if not call.observe_only:
-                self.bridge.hook_reply(call.session, call.call_id, verdict, state, errors, False)
+                self.bridge.hook_reply(call.session, call.call_id, verdict, state, errors, False,
+                                       call.stream)
 
     async def _watchdog(self):
         """Answers calls whose deadline passed; their flows go on unchanged."""
@@ -631,6 +691,16 @@ class Host:
             if flow.id in self._in_hook:
                 return
         self.send_control(flow, "kill", flow.id)
+
+
+def _stream_mode(flow, name):
+    """`flow.<name>.stream` as a StreamMode, without building a part no script read."""
+    if flow.__dict__.get("_part_state_" + name) is not None:
+        return STREAM_BUFFER
+    stream = getattr(getattr(flow, name, None), "stream", False)
+    if callable(stream):
+        return STREAM_CALLBACK
+    return STREAM_PASS if stream else STREAM_BUFFER
 
 
 # Parts of a changed flow that a reply leaves out when they are as sent: the proxy keeps its own.

@@ -58,14 +58,19 @@ class FakeBridge:
         self.controls = queue.Queue()
         self.configure_results = queue.Queue()
         self.logs = []
+        self.streams = []
         self.finished_event = threading.Event()
 
     # Called by the host.
     def wait_one(self):
         return self._events.get()
 
-    def hook_reply(self, session, call_id, verdict, state, errors, timed_out):
+    def hook_reply(self, session, call_id, verdict, state, errors, timed_out, stream=0):
         self.replies.put((call_id, verdict, state, list(errors), timed_out))
+        self.streams.append(stream)
+
+    def chunk_reply(self, session, call_id, is_response, data):
+        self.replies.put((call_id, is_response, data))
 
     def ready(self, session, infos, startup_error):
         self.readies.put((infos, startup_error))

@@ -335,6 +335,55 @@ class OldApiTest(unittest.TestCase):
             h.close()
 
 
+class FlowLifetimeTest(unittest.TestCase):
+    """The worker keeps a flow object only while a later hook may still come for it."""
+
+    def test_a_flow_is_dropped_after_the_last_hook_a_script_implements(self):
+        h = Harness("def request(flow):\n    flow.request.headers['x'] = '1'\n")
+        try:
+            for n in range(5):
+                h.roundtrip("request", http_state(f"/{n}"))
+            self.assertEqual(h.host.flows, {})
+        finally:
+            h.close()
+
+    def test_a_flow_is_kept_until_its_response_hook(self):
+        h = Harness("seen = []\ndef request(flow): seen.append(flow)\n"
+                    "def response(flow): assert flow is seen[-1]\n")
+        try:
+            state = http_state("/kept")
+            h.roundtrip("request", state)
+            self.assertEqual(list(h.host.flows), [state["id"]])
+            state["response"] = http_state(response=http.Response.make(200))["response"]
+            _, _, _, errors, _ = h.roundtrip("response", state)
+            self.assertEqual(errors, [])
+            self.assertEqual(h.host.flows, {})
+        finally:
+            h.close()
+
+
+class StreamTest(unittest.TestCase):
+    def test_a_stream_callable_gets_each_chunk_then_an_empty_one(self):
+        h = Harness("""
+            def responseheaders(flow):
+                flow.response.stream = lambda chunk: chunk.upper() if chunk else b"!"
+            """)
+        try:
+            state = http_state("/s", response=http.Response.make(200))
+            h.roundtrip("responseheaders", state)
+            self.assertEqual(h.bridge.streams[-1], 2)
+            self.assertEqual(list(h.host.flows), [state["id"]])
+            chunk = {"id": state["id"], "response": dict(state["response"], content=b"abc")}
+            h.call("stream_chunk", chunk)
+            self.assertEqual(h.reply()[1:], (True, b"ABC"))
+            h.call("stream_chunk", {"id": state["id"],
+                                    "response": dict(state["response"], content=b"")})
+            self.assertEqual(h.reply()[1:], (True, b"!"))
+            self.assertEqual(h.host.flows, {}, "no later hook: the flow is let go")
+        finally:
+            h.close()
+
+
 class ReloadTest(unittest.TestCase):
     def test_edited_script_is_reloaded(self):
         h = Harness("def request(flow):\n    flow.request.headers['x-v'] = '1'\n")

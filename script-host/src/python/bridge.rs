@@ -139,8 +139,11 @@ impl Bridge {
             .transpose()
     }
 
-    /// The outcome of one hook call (`state` is None when nothing changed).
-    #[pyo3(signature = (session, call_id, verdict, state, errors, timed_out))]
+    /// The outcome of one hook call (`state` is None when nothing changed). `stream`: after
+    /// a `*headers` hook, the message's `stream` as the scripts set it (0 buffer, 1 pass, 2
+    /// a callable).
+    #[pyo3(signature = (session, call_id, verdict, state, errors, timed_out, stream=0))]
+    #[allow(clippy::too_many_arguments)]
     fn hook_reply(
         &self,
         session: u64,
@@ -149,6 +152,7 @@ impl Bridge {
         state: Option<Bound<'_, PyAny>>,
         errors: Vec<(String, String, String)>,
         timed_out: bool,
+        stream: i32,
     ) {
         let Some(pending) = self.worker.lock_pending().remove(&(session, call_id)) else {
             return; // the session ended meanwhile
@@ -182,6 +186,38 @@ impl Bridge {
             flow,
             errors,
             timed_out,
+            stream,
+        };
+        self.worker.send(Some(session), Kind::HookReply(reply));
+    }
+
+    /// The answer to a `stream_chunk` call: what the stream callable made of the chunk.
+    fn chunk_reply(&self, session: u64, call_id: u64, is_response: bool, data: Vec<u8>) {
+        if self
+            .worker
+            .lock_pending()
+            .remove(&(session, call_id))
+            .is_none()
+        {
+            return; // the session ended meanwhile
+        }
+        let content = Some(bytes::Bytes::from(data));
+        let mut flow = v1::Flow::default();
+        if is_response {
+            flow.response = Some(v1::Response {
+                content,
+                ..v1::Response::default()
+            });
+        } else {
+            flow.request = Some(v1::Request {
+                content,
+                ..v1::Request::default()
+            });
+        }
+        let reply = v1::HookReply {
+            call_id,
+            verdict: v1::Verdict::Continue as i32,
+            flow: Some(flow),
             ..v1::HookReply::default()
         };
         self.worker.send(Some(session), Kind::HookReply(reply));
