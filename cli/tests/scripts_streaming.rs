@@ -55,7 +55,8 @@ fn two_part_origin(first: &'static str, second: &'static str, go: Arc<AtomicBool
         if read_head(&mut stream).is_none() {
             return;
         }
-        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let head =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
         let part = |text: &str| format!("{:x}\r\n{text}\r\n", text.len());
         if stream
             .write_all(format!("{head}{}", part(first)).as_bytes())
@@ -78,7 +79,9 @@ fn body_echo_origin() -> Origin {
         let Some((head, mut body)) = read_head(&mut stream) else {
             return;
         };
-        let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
         let mut buf = [0u8; 4096];
         while !(if chunked {
             body.ends_with(b"0\r\n\r\n")
@@ -143,10 +146,7 @@ fn read_until(client: &mut TcpStream, received: &mut Vec<u8>, needle: &str) {
                 String::from_utf8_lossy(received)
             ),
             Ok(n) => received.extend_from_slice(&buf[..n]),
-            Err(e) => panic!(
-                "no {needle:?} ({e}): {}",
-                String::from_utf8_lossy(received)
-            ),
+            Err(e) => panic!("no {needle:?} ({e}): {}", String::from_utf8_lossy(received)),
         }
     }
 }
@@ -170,9 +170,11 @@ fn a_streamed_response_reaches_the_client_before_the_origin_finished() {
     go.store(true, Ordering::SeqCst);
     let all = read_to_end(&mut client, &mut received);
     assert!(all.contains("second-part"), "the whole body: {all}");
-    flowtap.stderr.wait_for("the response hook after streaming", |l| {
-        l.contains("streamed response kept content=None")
-    });
+    flowtap
+        .stderr
+        .wait_for("the response hook after streaming", |l| {
+            l.contains("streamed response kept content=None")
+        });
 }
 
 #[test]

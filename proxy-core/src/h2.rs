@@ -114,8 +114,8 @@ impl Stream {
                 return self.respond(flow).await;
             }
         }
-        let body = body.map(|incoming| {
-            match ChunkFilter::request(&shared.hooks, &flow) {
+        let body = body.map(
+            |incoming| match ChunkFilter::request(&shared.hooks, &flow) {
                 None => incoming.map_err(BoxError::from).boxed(),
                 Some(filter) => {
                     let request = flow.request.as_mut().expect("an HTTP flow has a request");
@@ -124,8 +124,8 @@ impl Stream {
                         .retain(|h| !h.name.eq_ignore_ascii_case(b"content-length"));
                     relayed(incoming, Some(filter)).0
                 }
-            }
-        });
+            },
+        );
         self.forward(flow, body).await
     }
 
@@ -185,8 +185,7 @@ impl Stream {
             flow.request.as_mut().expect("checked").timestamp_end = Some(flow::now());
         }
         // A streamed request fires `request` once the server answered, as over HTTP/1.
-        if streamed_request && killed_by(&self.shared.hook(Hook::Request, &mut flow).await, &flow)
-        {
+        if streamed_request && killed_by(&self.shared.hook(Hook::Request, &mut flow).await, &flow) {
             return self.killed(flow, true).await;
         }
         let (parts, incoming) = response.into_parts();
@@ -434,7 +433,10 @@ async fn pump(
         }
     }
     if let Some(filter) = filter {
-        let tail = filter.apply(Bytes::new()).await.map_err(|e| e.to_string())?;
+        let tail = filter
+            .apply(Bytes::new())
+            .await
+            .map_err(|e| e.to_string())?;
         if !tail.is_empty() {
             tx.send(Ok(Frame::data(tail))).await.map_err(|_| gone())?;
         }

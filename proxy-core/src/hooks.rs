@@ -64,9 +64,10 @@ impl Interest {
         let Some(slot) = self.by_hook.get(hook as usize) else {
             return;
         };
-        let bits = u8::from(interest.wanted) * WANTED
-            | u8::from(interest.needs_body) * NEEDS_BODY
-            | u8::from(interest.awaited) * AWAITED;
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        let bits = flag(interest.wanted, WANTED)
+            | flag(interest.needs_body, NEEDS_BODY)
+            | flag(interest.awaited, AWAITED);
         slot.fetch_or(bits, Ordering::Relaxed);
     }
 

@@ -120,9 +120,14 @@ impl ScriptClient {
         let mut slots = Vec::with_capacity(count);
         let mut scripts = Vec::new();
         for index in 0..count {
-            let (link, ready) =
-                Link::open(&io, &config, index, Arc::clone(&control), Arc::clone(&interest))
-                    .await?;
+            let (link, ready) = Link::open(
+                &io,
+                &config,
+                index,
+                Arc::clone(&control),
+                Arc::clone(&interest),
+            )
+            .await?;
             if !ready.startup_error.is_empty() {
                 return Err(ScriptsError::Startup {
                     traceback: ready.startup_error,

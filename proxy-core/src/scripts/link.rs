@@ -326,7 +326,10 @@ impl Link {
                 super::declare(&self.interest, &ready.scripts);
                 let after = format!("{:?}", self.interest);
                 if after != before {
-                    tracing::info!(worker = self.index, "scripts reloaded; hooks called now: {after}");
+                    tracing::info!(
+                        worker = self.index,
+                        "scripts reloaded; hooks called now: {after}"
+                    );
                 }
             }
         }
