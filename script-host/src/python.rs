@@ -4,6 +4,7 @@
 mod bridge;
 mod convert;
 mod embed;
+mod flowio;
 
 use std::ffi::CString;
 use std::mem::MaybeUninit;
@@ -16,6 +17,7 @@ use pyo3::types::PyList;
 use crate::codecs::python_module;
 use crate::worker::Worker;
 use crate::{Config, ScriptHostError};
+use flowio::python_module as flowio_module;
 
 /// Starts the interpreter (once per process) and the runtime on a dedicated thread.
 pub(crate) fn start(config: &Config, worker: &Arc<Worker>) -> Result<(), ScriptHostError> {
@@ -72,6 +74,7 @@ fn initialize(venv: Option<&Path>) -> Result<(), ScriptHostError> {
     let mut result = Ok(());
     INIT.call_once(|| {
         pyo3::append_to_inittab!(python_module);
+        pyo3::append_to_inittab!(flowio_module);
         result = match venv {
             Some(venv) => initialize_as(&venv.join("bin").join("python")),
             None => {

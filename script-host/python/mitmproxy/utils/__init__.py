@@ -1,0 +1,1 @@
+"""mitmproxy.utils: the helpers scripts import from mitmproxy (`strutils`)."""
