@@ -83,12 +83,27 @@ impl Stream {
         let request = self.request_from_parts(&parts);
         let mut flow = new_http_flow(&self.client, request);
         flow.server_conn = Some(self.server.clone());
+        let Some(live) = self.shared.live.register(&flow.id) else {
+            return self.lifecycle(&mut flow, incoming).await;
+        };
+        // Killed from outside its hooks, the flow's stream is reset.
+        tokio::select! {
+            response = self.lifecycle(&mut flow, incoming) => response,
+            () = live.killed() => {
+                let responded = flow.response.as_ref().is_some_and(|r| r.timestamp_end.is_some());
+                self.killed(&mut flow, !responded).await
+            }
+        }
+    }
+
+    /// The hooks and the forwarding of one stream's request, from `requestheaders` on.
+    async fn lifecycle(&self, flow: &mut Flow, incoming: Incoming) -> hyper::Response<Body> {
         let shared = &self.shared;
-        if killed_by(&shared.hook(Hook::Requestheaders, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Requestheaders, flow).await, flow) {
             return self.killed(flow, true).await;
         }
         let mut body = Some(incoming);
-        if shared.buffer_request(&flow) {
+        if shared.buffer_request(flow) {
             let Some(incoming) = body.take() else {
                 unreachable!("the body is taken once")
             };
@@ -105,8 +120,8 @@ impl Stream {
                         .await;
                 }
             }
-            let verdict = shared.hook(Hook::Request, &mut flow).await;
-            if killed_by(&verdict, &flow) {
+            let verdict = shared.hook(Hook::Request, flow).await;
+            if killed_by(&verdict, flow) {
                 return self.killed(flow, true).await;
             }
             if verdict == Verdict::Respond || flow.response.is_some() {
@@ -143,7 +158,7 @@ impl Stream {
         }
     }
 
-    async fn forward(self, mut flow: Flow, body: Option<Incoming>) -> hyper::Response<Body> {
+    async fn forward(&self, flow: &mut Flow, body: Option<Incoming>) -> hyper::Response<Body> {
         let request = flow.request.as_ref().expect("an HTTP flow has a request");
         if request.host != self.target.host || request.port != u32::from(self.target.port) {
             let msg = "a script redirected an HTTP/2 request to another server; not supported yet";
@@ -181,12 +196,13 @@ impl Stream {
             reason: Bytes::new(),
         });
         let shared = self.shared.clone();
-        if killed_by(&shared.hook(Hook::Responseheaders, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Responseheaders, flow).await, flow) {
             return self.killed(flow, true).await;
         }
-        if !shared.buffer_response(&flow) {
+        if !shared.buffer_response(flow) {
+            shared.live.finish(&flow.id);
             flow.live = false;
-            shared.sink.flow_finished(&flow);
+            shared.sink.flow_finished(flow);
             let response = flow.response.as_ref().expect("set above");
             return to_hyper_response(response, incoming.map_err(BoxError::from).boxed());
         }
@@ -203,26 +219,27 @@ impl Stream {
                     .await;
             }
         }
-        if killed_by(&shared.hook(Hook::Response, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Response, flow).await, flow) {
             return self.killed(flow, false).await;
         }
         self.finish(flow)
     }
 
-    async fn respond(self, mut flow: Flow) -> hyper::Response<Body> {
+    async fn respond(&self, flow: &mut Flow) -> hyper::Response<Body> {
         let shared = self.shared.clone();
-        if killed_by(&shared.hook(Hook::Responseheaders, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Responseheaders, flow).await, flow) {
             return self.killed(flow, true).await;
         }
-        if killed_by(&shared.hook(Hook::Response, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Response, flow).await, flow) {
             return self.killed(flow, false).await;
         }
         self.finish(flow)
     }
 
-    fn finish(self, mut flow: Flow) -> hyper::Response<Body> {
+    fn finish(&self, flow: &mut Flow) -> hyper::Response<Body> {
+        self.shared.live.finish(&flow.id);
         flow.live = false;
-        self.shared.sink.flow_finished(&flow);
+        self.shared.sink.flow_finished(flow);
         let response = flow
             .response
             .as_ref()
@@ -233,12 +250,13 @@ impl Stream {
         )
     }
 
-    async fn failed(self, mut flow: Flow, status: u16, message: &str) -> hyper::Response<Body> {
+    async fn failed(&self, flow: &mut Flow, status: u16, message: &str) -> hyper::Response<Body> {
+        self.shared.live.finish(&flow.id);
         tracing::info!(flow = %flow.id, "{message}");
-        flow::set_error(&mut flow, message);
-        self.shared.hook(Hook::Error, &mut flow).await;
+        flow::set_error(flow, message);
+        self.shared.hook(Hook::Error, flow).await;
         flow.live = false;
-        self.shared.sink.flow_finished(&flow);
+        self.shared.sink.flow_finished(flow);
         let response = error_response(status, message);
         let headers: Vec<Header> = response
             .headers
@@ -254,13 +272,14 @@ impl Stream {
     }
 
     /// A killed flow resets its stream: hyper does that when the body errors out.
-    async fn killed(self, mut flow: Flow, fire_error: bool) -> hyper::Response<Body> {
-        flow::set_error(&mut flow, flow::KILLED_MESSAGE);
+    async fn killed(&self, flow: &mut Flow, fire_error: bool) -> hyper::Response<Body> {
+        self.shared.live.finish(&flow.id);
+        flow::set_error(flow, flow::KILLED_MESSAGE);
         flow.live = false;
         if fire_error {
-            self.shared.hook(Hook::Error, &mut flow).await;
+            self.shared.hook(Hook::Error, flow).await;
         }
-        self.shared.sink.flow_finished(&flow);
+        self.shared.sink.flow_finished(flow);
         let reset = futures_util::stream::iter([Err::<Frame<Bytes>, BoxError>(
             flow::KILLED_MESSAGE.into(),
         )]);
