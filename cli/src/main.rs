@@ -71,6 +71,9 @@ struct Cli {
     /// Intercept only hosts matching this regex (host:port).
     #[arg(long = "allow-hosts", value_name = "REGEX")]
     allow_hosts: Vec<String>,
+    /// Treat tunnels to hosts matching this regex (host:port) as raw TCP flows.
+    #[arg(long = "tcp-hosts", value_name = "REGEX")]
+    tcp_hosts: Vec<String>,
     /// Use an existing mitmproxy CA instead of flowtap's (default ~/.mitmproxy/mitmproxy-ca.pem).
     #[arg(long = "use-mitmproxy-ca", value_name = "PATH", num_args = 0..=1,
           default_missing_value = "~/.mitmproxy/mitmproxy-ca.pem")]
@@ -187,6 +190,7 @@ fn build_options(cli: &Cli) -> anyhow::Result<Options> {
     o.ssl_insecure |= cli.ssl_insecure;
     o.ignore_hosts.extend(cli.ignore_hosts.iter().cloned());
     o.allow_hosts.extend(cli.allow_hosts.iter().cloned());
+    o.tcp_hosts.extend(cli.tcp_hosts.iter().cloned());
     Ok(o)
 }
 
@@ -500,6 +504,8 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
         listen: SocketAddr::new(listen_ip, options.listen_port),
         ignore_hosts: options.ignore_hosts.clone(),
         allow_hosts: options.allow_hosts.clone(),
+        tcp_hosts: options.tcp_hosts.clone(),
+        websocket: options.websocket,
         ssl_insecure: options.ssl_insecure,
         upstream_trusted_ca: options.ssl_verify_upstream_trusted_ca.clone(),
         stream_large_bodies_bytes: options.stream_large_bodies,

@@ -22,6 +22,10 @@ pub(crate) struct Options {
     pub(crate) http2: bool,
     pub(crate) ignore_hosts: Vec<String>,
     pub(crate) allow_hosts: Vec<String>,
+    /// Hosts whose tunnels carry raw TCP flows (`tcp_hosts`, `--tcp-hosts`).
+    pub(crate) tcp_hosts: Vec<String>,
+    /// WebSocket connections become WebSocket flows (`websocket`).
+    pub(crate) websocket: bool,
     pub(crate) shutdown_grace: Duration,
     /// The deadline of one hook call (`hook_timeout`, seconds).
     pub(crate) hook_timeout: Duration,
@@ -49,6 +53,8 @@ impl Default for Options {
             http2: true,
             ignore_hosts: Vec::new(),
             allow_hosts: Vec::new(),
+            tcp_hosts: Vec::new(),
+            websocket: true,
             shutdown_grace: Duration::from_secs(5),
             keepserving: false,
             hook_timeout: Duration::from_secs(5),
@@ -149,6 +155,8 @@ impl Options {
             }
             "ignore_hosts" => self.ignore_hosts.push(required(name, value)?.to_string()),
             "allow_hosts" => self.allow_hosts.push(required(name, value)?.to_string()),
+            "tcp_hosts" => self.tcp_hosts.push(required(name, value)?.to_string()),
+            "websocket" => self.websocket = parse_bool(name, value, self.websocket)?,
             "shutdown_grace" => {
                 self.shutdown_grace =
                     Duration::from_secs_f64(parse_float(name, required(name, value)?)?)

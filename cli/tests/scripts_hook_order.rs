@@ -13,6 +13,7 @@ use support::origin::Origin;
 use support::scripts::{
     EventLog, fixed_response, fixture, http10_origin, normalize_events, recorded_events,
 };
+use support::websocket::{BINARY, WsClient, WsOrigin, exchange, tcp_echo_origin, tunnel};
 use support::{Flowtap, curl, free_port};
 
 /// Starts flowtap with eventlog.py (and `more` scripts), runs `scenario` with the proxy
@@ -185,4 +186,43 @@ fn poll_lines(log: &EventLog, n: usize) {
             >= n)
             .then_some(())
     });
+}
+
+#[test]
+fn websocket() {
+    // As the recording's client did: a text and a binary message, each echoed, then close.
+    let origin = WsOrigin::start();
+    let port = origin.port().to_string();
+    let replace = [("18083", port.as_str())];
+    let got = record(&[], &replace, |proxy, _, log| {
+        let mut client = WsClient::connect(proxy, origin.port(), "/chat");
+        client.send_text("hello websocket");
+        assert_eq!(client.text(), "echo: hello websocket");
+        client.send(BINARY, b"\x00\x01binary");
+        assert_eq!(client.frame().payload, b"echo: \x00\x01binary");
+        client.close("bye");
+        drop(client);
+        log.wait_for("client_disconnected");
+    });
+    assert_same(&got, &expected("websocket.events.txt", &replace));
+}
+
+#[test]
+fn tcp_raw() {
+    // As the recording: `--tcp-hosts 127.0.0.1`, two lines each echoed, then the client closes.
+    let origin = tcp_echo_origin();
+    let port = origin.port().to_string();
+    let replace = [("18084", port.as_str())];
+    let got = record(&["--tcp-hosts", "127.0.0.1"], &replace, |proxy, _, log| {
+        let mut stream = tunnel(proxy, origin.addr);
+        exchange(&mut stream, b"hello tcp\n", b"ECHO hello tcp\n");
+        exchange(&mut stream, b"second line\n", b"ECHO second line\n");
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut stream, &mut rest).expect("read to the end");
+        log.wait_for("client_disconnected");
+    });
+    assert_same(&got, &expected("tcp-raw.events.txt", &replace));
 }

@@ -13,6 +13,15 @@ pub struct Config {
     pub ignore_hosts: Vec<String>,
     /// The inverse: only these hosts are intercepted (`--allow-hosts`).
     pub allow_hosts: Vec<String>,
+    /// CONNECT tunnels to these hosts carry raw TCP flows, without looking for TLS or HTTP
+    /// (`--tcp-hosts`). Patterns are searched in `host:port`, as for `ignore_hosts`.
+    pub tcp_hosts: Vec<String>,
+    /// Handle WebSocket connections as WebSocket flows with their hooks (`websocket`, default
+    /// on). Off: after the 101 response the bytes are relayed as they are.
+    pub websocket: bool,
+    /// The largest WebSocket message the relay reassembles; a bigger one ends the connection
+    /// with close code 1009.
+    pub websocket_max_message_bytes: u64,
     /// Do not verify server certificates (`-k`, `--ssl-insecure`).
     pub ssl_insecure: bool,
     /// More CA certificates (PEM files) to trust for servers (`ssl_verify_upstream_trusted_ca`).
@@ -36,6 +45,9 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             ignore_hosts: Vec::new(),
             allow_hosts: Vec::new(),
+            tcp_hosts: Vec::new(),
+            websocket: true,
+            websocket_max_message_bytes: 64 << 20,
             ssl_insecure: false,
             upstream_trusted_ca: Vec::new(),
             stream_large_bodies_bytes: None,

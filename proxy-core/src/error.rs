@@ -14,7 +14,7 @@ pub enum SetupError {
         /// Why it failed.
         source: std::io::Error,
     },
-    /// An `--ignore-hosts` / `--allow-hosts` pattern is not a valid regex.
+    /// An `--ignore-hosts` / `--allow-hosts` / `--tcp-hosts` pattern is not a valid regex.
     #[error("invalid host pattern {pattern:?}")]
     HostPattern {
         /// The pattern given.

@@ -84,12 +84,27 @@ impl Stream {
         let request = self.request_from_parts(&parts);
         let mut flow = new_http_flow(&self.client, request);
         flow.server_conn = Some(self.server.clone());
+        let Some(live) = self.shared.live.register(&flow.id) else {
+            return self.lifecycle(&mut flow, incoming).await;
+        };
+        // Killed from outside its hooks, the flow's stream is reset.
+        tokio::select! {
+            response = self.lifecycle(&mut flow, incoming) => response,
+            () = live.killed() => {
+                let responded = flow.response.as_ref().is_some_and(|r| r.timestamp_end.is_some());
+                self.killed(&mut flow, !responded).await
+            }
+        }
+    }
+
+    /// The hooks and the forwarding of one stream's request, from `requestheaders` on.
+    async fn lifecycle(&self, flow: &mut Flow, incoming: Incoming) -> hyper::Response<Body> {
         let shared = &self.shared;
-        if killed_by(&shared.hook(Hook::Requestheaders, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Requestheaders, flow).await, flow) {
             return self.killed(flow, true).await;
         }
         let mut body = Some(incoming);
-        if shared.buffer_request(&flow) && stream::request_mode(&flow) == StreamMode::Buffer {
+        if shared.buffer_request(flow) && stream::request_mode(flow) == StreamMode::Buffer {
             let Some(incoming) = body.take() else {
                 unreachable!("the body is taken once")
             };
@@ -106,26 +121,24 @@ impl Stream {
                         .await;
                 }
             }
-            let verdict = shared.hook(Hook::Request, &mut flow).await;
-            if killed_by(&verdict, &flow) {
+            let verdict = shared.hook(Hook::Request, flow).await;
+            if killed_by(&verdict, flow) {
                 return self.killed(flow, true).await;
             }
             if verdict == Verdict::Respond || flow.response.is_some() {
                 return self.respond(flow).await;
             }
         }
-        let body = body.map(
-            |incoming| match ChunkFilter::request(&shared.hooks, &flow) {
-                None => incoming.map_err(BoxError::from).boxed(),
-                Some(filter) => {
-                    let request = flow.request.as_mut().expect("an HTTP flow has a request");
-                    request
-                        .headers
-                        .retain(|h| !h.name.eq_ignore_ascii_case(b"content-length"));
-                    relayed(incoming, Some(filter)).0
-                }
-            },
-        );
+        let body = body.map(|incoming| match ChunkFilter::request(&shared.hooks, flow) {
+            None => incoming.map_err(BoxError::from).boxed(),
+            Some(filter) => {
+                let request = flow.request.as_mut().expect("an HTTP flow has a request");
+                request
+                    .headers
+                    .retain(|h| !h.name.eq_ignore_ascii_case(b"content-length"));
+                relayed(incoming, Some(filter)).0
+            }
+        });
         self.forward(flow, body).await
     }
 
@@ -153,11 +166,11 @@ impl Stream {
             scheme: Bytes::from_static(b"https"),
             authority: Bytes::from(authority),
             path: Bytes::copy_from_slice(path.as_bytes()),
-            stream: flowtap_proto::v1::StreamMode::Buffer.into(),
+            stream: StreamMode::Buffer.into(),
         }
     }
 
-    async fn forward(self, mut flow: Flow, body: Option<Body>) -> hyper::Response<Body> {
+    async fn forward(&self, flow: &mut Flow, body: Option<Body>) -> hyper::Response<Body> {
         let streamed_request = body.is_some();
         let request = flow.request.as_ref().expect("an HTTP flow has a request");
         if request.host != self.target.host || request.port != u32::from(self.target.port) {
@@ -185,7 +198,7 @@ impl Stream {
             flow.request.as_mut().expect("checked").timestamp_end = Some(flow::now());
         }
         // A streamed request fires `request` once the server answered, as over HTTP/1.
-        if streamed_request && killed_by(&self.shared.hook(Hook::Request, &mut flow).await, &flow) {
+        if streamed_request && killed_by(&self.shared.hook(Hook::Request, flow).await, flow) {
             return self.killed(flow, true).await;
         }
         let (parts, incoming) = response.into_parts();
@@ -198,19 +211,19 @@ impl Stream {
             timestamp_end: None,
             status_code: u32::from(parts.status.as_u16()),
             reason: Bytes::new(),
-            stream: flowtap_proto::v1::StreamMode::Buffer.into(),
+            stream: StreamMode::Buffer.into(),
         });
         let shared = self.shared.clone();
-        if killed_by(&shared.hook(Hook::Responseheaders, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Responseheaders, flow).await, flow) {
             return self.killed(flow, true).await;
         }
-        let mode = stream::response_mode(&flow);
-        if mode != StreamMode::Buffer {
-            return self.stream_response(flow, incoming);
+        if stream::response_mode(flow) != StreamMode::Buffer {
+            return self.stream_response(std::mem::take(flow), incoming);
         }
-        if !shared.buffer_response(&flow) {
+        if !shared.buffer_response(flow) {
+            shared.live.finish(&flow.id);
             flow.live = false;
-            shared.sink.flow_finished(&flow);
+            shared.sink.flow_finished(flow);
             let response = flow.response.as_ref().expect("set above");
             return to_hyper_response(response, incoming.map_err(BoxError::from).boxed());
         }
@@ -227,7 +240,7 @@ impl Stream {
                     .await;
             }
         }
-        if killed_by(&shared.hook(Hook::Response, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Response, flow).await, flow) {
             return self.killed(flow, false).await;
         }
         self.finish(flow)
@@ -235,7 +248,7 @@ impl Stream {
 
     /// A response a script streams (`flow.response.stream`): the head goes out now, the body
     /// as it arrives (through the script's callable, if any), `response` fires at its end.
-    fn stream_response(self, flow: Flow, incoming: Incoming) -> hyper::Response<Body> {
+    fn stream_response(&self, mut flow: Flow, incoming: Incoming) -> hyper::Response<Body> {
         let filter = ChunkFilter::response(&self.shared.hooks, &flow);
         let length_may_change = filter.is_some();
         let (body, pumped) = relayed(incoming, filter);
@@ -244,8 +257,8 @@ impl Stream {
         if length_may_change {
             out.headers_mut().remove(http::header::CONTENT_LENGTH);
         }
+        let this = self.clone();
         tokio::spawn(async move {
-            let mut flow = flow;
             let outcome = pumped.await.unwrap_or_else(|e| Err(e.to_string()));
             let response = flow.response.as_mut().expect("set before the hooks");
             response.timestamp_end = Some(flow::now());
@@ -256,35 +269,34 @@ impl Stream {
                     });
                 }
                 Err(message) => {
-                    let _ = self.failed(flow, 502, &message).await;
+                    let _ = this.failed(&mut flow, 502, &message).await;
                     return;
                 }
             }
-            let shared = self.shared.clone();
-            if killed_by(&shared.hook(Hook::Response, &mut flow).await, &flow) {
-                let _ = self.killed(flow, false).await;
+            if killed_by(&this.shared.hook(Hook::Response, &mut flow).await, &flow) {
+                let _ = this.killed(&mut flow, false).await;
                 return;
             }
-            flow.live = false;
-            shared.sink.flow_finished(&flow);
+            let _ = this.finish(&mut flow);
         });
         out
     }
 
-    async fn respond(self, mut flow: Flow) -> hyper::Response<Body> {
+    async fn respond(&self, flow: &mut Flow) -> hyper::Response<Body> {
         let shared = self.shared.clone();
-        if killed_by(&shared.hook(Hook::Responseheaders, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Responseheaders, flow).await, flow) {
             return self.killed(flow, true).await;
         }
-        if killed_by(&shared.hook(Hook::Response, &mut flow).await, &flow) {
+        if killed_by(&shared.hook(Hook::Response, flow).await, flow) {
             return self.killed(flow, false).await;
         }
         self.finish(flow)
     }
 
-    fn finish(self, mut flow: Flow) -> hyper::Response<Body> {
+    fn finish(&self, flow: &mut Flow) -> hyper::Response<Body> {
+        self.shared.live.finish(&flow.id);
         flow.live = false;
-        self.shared.sink.flow_finished(&flow);
+        self.shared.sink.flow_finished(flow);
         let response = flow
             .response
             .as_ref()
@@ -295,12 +307,13 @@ impl Stream {
         )
     }
 
-    async fn failed(self, mut flow: Flow, status: u16, message: &str) -> hyper::Response<Body> {
+    async fn failed(&self, flow: &mut Flow, status: u16, message: &str) -> hyper::Response<Body> {
+        self.shared.live.finish(&flow.id);
         tracing::info!(flow = %flow.id, "{message}");
-        flow::set_error(&mut flow, message);
-        self.shared.hook(Hook::Error, &mut flow).await;
+        flow::set_error(flow, message);
+        self.shared.hook(Hook::Error, flow).await;
         flow.live = false;
-        self.shared.sink.flow_finished(&flow);
+        self.shared.sink.flow_finished(flow);
         let response = error_response(status, message);
         let headers: Vec<Header> = response
             .headers
@@ -316,13 +329,14 @@ impl Stream {
     }
 
     /// A killed flow resets its stream: hyper does that when the body errors out.
-    async fn killed(self, mut flow: Flow, fire_error: bool) -> hyper::Response<Body> {
-        flow::set_error(&mut flow, flow::KILLED_MESSAGE);
+    async fn killed(&self, flow: &mut Flow, fire_error: bool) -> hyper::Response<Body> {
+        self.shared.live.finish(&flow.id);
+        flow::set_error(flow, flow::KILLED_MESSAGE);
         flow.live = false;
         if fire_error {
-            self.shared.hook(Hook::Error, &mut flow).await;
+            self.shared.hook(Hook::Error, flow).await;
         }
-        self.shared.sink.flow_finished(&flow);
+        self.shared.sink.flow_finished(flow);
         let reset = futures_util::stream::iter([Err::<Frame<Bytes>, BoxError>(
             flow::KILLED_MESSAGE.into(),
         )]);

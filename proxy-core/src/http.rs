@@ -20,6 +20,7 @@ use crate::http1::{
 use crate::server::Shared;
 use crate::stream::{self, ChunkFilter};
 use crate::upstream::{Io, PoolKey, Upstream};
+use crate::websocket;
 
 /// The state of one client connection that outlives a single request.
 pub(crate) struct ClientCtx {
@@ -114,7 +115,15 @@ pub(crate) async fn replay(shared: &Shared, mut flow: Flow) {
     } else if verdict == Verdict::Respond || flow.response.is_some() {
         respond_from_script(shared, &mut conn, &mut flow, false).await;
     } else {
-        forward(shared, &mut conn, &mut ctx, flow, Body::Buffered, false).await;
+        forward(
+            shared,
+            &mut conn,
+            &mut ctx,
+            &mut flow,
+            Body::Buffered,
+            false,
+        )
+        .await;
     }
     let owned = std::mem::take(&mut ctx.owned);
     for up in owned {
@@ -163,18 +172,56 @@ async fn exchange(
             return Next::Close;
         }
     };
-    let keep_alive = client_keep_alive(&head);
-    let expect_continue = header_has_token(&head.headers, "expect", "100-continue");
+    let framed = Framed {
+        framing,
+        keep_alive: client_keep_alive(&head),
+        expect_continue: header_has_token(&head.headers, "expect", "100-continue"),
+    };
     let mut flow = new_http_flow(&ctx.client, request_from_head(head, &target));
-    if shared.too_large(framing) {
-        request_mut(&mut flow).stream = StreamMode::Pass.into();
+    let Some(live) = shared.live.register(&flow.id) else {
+        return lifecycle(shared, conn, ctx, &mut flow, framed).await;
+    };
+    // A script may kill the flow from outside its hooks (a stored flow, another flow's hook,
+    // a task): the exchange stops where it is and the client connection is closed.
+    tokio::select! {
+        next = lifecycle(shared, conn, ctx, &mut flow, framed) => next,
+        () = live.killed() => {
+            // Killed once the response was complete, the flow gets no `error` hook.
+            let responded = flow.response.as_ref().is_some_and(|r| r.timestamp_end.is_some());
+            killed(shared, &mut flow, !responded).await
+        }
     }
+}
 
-    if shared.hook(Hook::Requestheaders, &mut flow).await == Verdict::Kill || is_killed(&flow) {
-        return killed(shared, &mut flow, true).await;
+/// What the request head says about its body and the connection.
+#[derive(Clone, Copy)]
+struct Framed {
+    framing: Framing,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+/// The hooks and the forwarding of one request, from `requestheaders` on.
+async fn lifecycle(
+    shared: &Shared,
+    conn: &mut Conn<Io>,
+    ctx: &mut ClientCtx,
+    flow: &mut Flow,
+    framed: Framed,
+) -> Next {
+    let Framed {
+        framing,
+        keep_alive,
+        expect_continue,
+    } = framed;
+    if shared.too_large(framing) {
+        request_mut(flow).stream = StreamMode::Pass.into();
+    }
+    if shared.hook(Hook::Requestheaders, flow).await == Verdict::Kill || is_killed(flow) {
+        return killed(shared, flow, true).await;
     }
     if expect_continue {
-        request_mut(&mut flow)
+        request_mut(flow)
             .headers
             .retain(|h| !h.name.eq_ignore_ascii_case(b"expect"));
         if conn
@@ -187,12 +234,12 @@ async fn exchange(
         }
     }
 
-    let buffer = shared.buffer_request(&flow) && stream::request_mode(&flow) == StreamMode::Buffer;
+    let buffer = shared.buffer_request(flow) && stream::request_mode(flow) == StreamMode::Buffer;
     let mut body = BodyReader::new(framing);
     let request_body = if buffer || framing == Framing::Empty {
         match read_whole(conn, &mut body).await {
             Ok((content, trailers)) => {
-                let request = request_mut(&mut flow);
+                let request = request_mut(flow);
                 request.content = Some(content);
                 request.trailers = trailers.map(|fields| Headers { fields });
                 request.timestamp_end = Some(flow::now());
@@ -201,18 +248,18 @@ async fn exchange(
         }
         Body::Buffered
     } else {
-        Body::Streaming(body, ChunkFilter::request(&shared.hooks, &flow))
+        Body::Streaming(body, ChunkFilter::request(&shared.hooks, flow))
     };
 
     let mut verdict = Verdict::Continue;
     if matches!(request_body, Body::Buffered) {
-        verdict = shared.hook(Hook::Request, &mut flow).await;
-        if verdict == Verdict::Kill || is_killed(&flow) {
-            return killed(shared, &mut flow, true).await;
+        verdict = shared.hook(Hook::Request, flow).await;
+        if verdict == Verdict::Kill || is_killed(flow) {
+            return killed(shared, flow, true).await;
         }
     }
     if verdict == Verdict::Respond || flow.response.is_some() {
-        return respond_from_script(shared, conn, &mut flow, keep_alive).await;
+        return respond_from_script(shared, conn, flow, keep_alive).await;
     }
     forward(shared, conn, ctx, flow, request_body, keep_alive).await
 }
@@ -259,6 +306,7 @@ async fn read_whole(
 /// The flow was killed by a script: record it, fire `error` (unless the response hook killed
 /// it), hand it to the sinks and close the client connection.
 async fn killed(shared: &Shared, flow: &mut Flow, fire_error: bool) -> Next {
+    shared.live.finish(&flow.id);
     flow::set_error(flow, flow::KILLED_MESSAGE);
     flow.live = false;
     if fire_error {
@@ -296,6 +344,7 @@ async fn finish_to_client(
         .as_ref()
         .map(|r| r.method.clone())
         .unwrap_or_default();
+    shared.live.finish(&flow.id);
     let response = flow.response.clone().unwrap_or_default();
     let result = write_full_response(conn, &response, &method, !keep_alive).await;
     flow.live = false;
@@ -312,10 +361,14 @@ async fn forward(
     shared: &Shared,
     conn: &mut Conn<Io>,
     ctx: &mut ClientCtx,
-    mut flow: Flow,
+    flow: &mut Flow,
     mut request_body: Body,
     keep_alive: bool,
 ) -> Next {
+    if websocket::is_upgrade_request(&request_mut(flow).headers) && websocket::parses_frames(shared)
+    {
+        websocket::strip_deflate_offer(&mut request_mut(flow).headers);
+    }
     let (key, sni) = {
         let request = flow.request.as_ref().expect("an HTTP flow has a request");
         let key = PoolKey {
@@ -333,17 +386,14 @@ async fn forward(
             Some(up) => up,
             None => {
                 reused = false;
-                match shared
-                    .connect_server(&ctx.client, &mut flow, &key, &sni)
-                    .await
-                {
+                match shared.connect_server(&ctx.client, flow, &key, &sni).await {
                     Ok(up) => up,
-                    Err(e) => return upstream_failed(shared, conn, &mut flow, &e, 502).await,
+                    Err(e) => return upstream_failed(shared, conn, flow, &e, 502).await,
                 }
             }
         };
         flow.server_conn = Some(up.info.clone());
-        match send_request(&mut up, conn, &flow, &mut request_body).await {
+        match send_request(&mut up, conn, flow, &mut request_body).await {
             Ok(head) => break (up, head),
             // A reused connection the server had closed: try once more on a new one, if the
             // request is still whole in memory.
@@ -352,18 +402,18 @@ async fn forward(
             {
                 continue;
             }
-            Err(e) => return upstream_failed(shared, conn, &mut flow, &e, 502).await,
+            Err(e) => return upstream_failed(shared, conn, flow, &e, 502).await,
         }
     };
     if let Body::Streaming(..) = request_body {
-        request_mut(&mut flow).timestamp_end = Some(flow::now());
+        request_mut(flow).timestamp_end = Some(flow::now());
         // A streamed request fires `request` once the body has gone through.
-        if shared.hook(Hook::Request, &mut flow).await == Verdict::Kill || is_killed(&flow) {
-            return killed(shared, &mut flow, true).await;
+        if shared.hook(Hook::Request, flow).await == Verdict::Kill || is_killed(flow) {
+            return killed(shared, flow, true).await;
         }
     }
     if response_head.status == 101 {
-        return upgrade(shared, conn, up, flow, response_head).await;
+        return upgrade(shared, conn, ctx, up, flow, response_head).await;
     }
     receive_response(shared, conn, ctx, up, flow, response_head, keep_alive).await
 }
@@ -494,6 +544,7 @@ async fn upstream_failed(
     error: &UpstreamError,
     status: u16,
 ) -> Next {
+    shared.live.finish(&flow.id);
     let message = error.to_string();
     tracing::info!(flow = %flow.id, "{message}");
     flow::set_error(flow, message.clone());
@@ -511,7 +562,7 @@ async fn receive_response(
     conn: &mut Conn<Io>,
     ctx: &mut ClientCtx,
     mut up: Upstream,
-    mut flow: Flow,
+    flow: &mut Flow,
     head: http1::ResponseHead,
     keep_alive: bool,
 ) -> Next {
@@ -525,19 +576,18 @@ async fn receive_response(
     let framing = match http1::response_framing(&method, head.status, &head.headers) {
         Ok(f) => f,
         Err(e) => {
-            return upstream_failed(shared, conn, &mut flow, &UpstreamError::Http(e), 502).await;
+            return upstream_failed(shared, conn, flow, &UpstreamError::Http(e), 502).await;
         }
     };
     flow.response = Some(response_from_head(head));
     if shared.too_large(framing) {
         flow.response.as_mut().expect("set above").stream = StreamMode::Pass.into();
     }
-    if shared.hook(Hook::Responseheaders, &mut flow).await == Verdict::Kill || is_killed(&flow) {
-        return killed(shared, &mut flow, true).await;
+    if shared.hook(Hook::Responseheaders, flow).await == Verdict::Kill || is_killed(flow) {
+        return killed(shared, flow, true).await;
     }
     let mut body = BodyReader::new(framing);
-    let buffer =
-        shared.buffer_response(&flow) && stream::response_mode(&flow) == StreamMode::Buffer;
+    let buffer = shared.buffer_response(flow) && stream::response_mode(flow) == StreamMode::Buffer;
     if buffer || framing == Framing::Empty {
         match read_whole(&mut up.conn, &mut body).await {
             Ok((content, trailers)) => {
@@ -547,12 +597,11 @@ async fn receive_response(
                 response.timestamp_end = Some(flow::now());
             }
             Err(e) => {
-                return upstream_failed(shared, conn, &mut flow, &UpstreamError::Http(e), 502)
-                    .await;
+                return upstream_failed(shared, conn, flow, &UpstreamError::Http(e), 502).await;
             }
         }
-        if shared.hook(Hook::Response, &mut flow).await == Verdict::Kill || is_killed(&flow) {
-            return killed(shared, &mut flow, false).await;
+        if shared.hook(Hook::Response, flow).await == Verdict::Kill || is_killed(flow) {
+            return killed(shared, flow, false).await;
         }
         release_server(
             shared,
@@ -561,10 +610,10 @@ async fn receive_response(
             server_keep_alive && framing != Framing::Close,
         )
         .await;
-        return finish_to_client(shared, conn, &mut flow, keep_alive).await;
+        return finish_to_client(shared, conn, flow, keep_alive).await;
     }
     // Streamed: the head goes out now, the body piece by piece, `response` fires at the end.
-    let filter = ChunkFilter::response(&shared.hooks, &flow);
+    let filter = ChunkFilter::response(&shared.hooks, flow);
     let response = flow.response.as_ref().expect("set above");
     let out = match (keep_alive, &filter) {
         (true, Some(_)) if framing != Framing::Empty => Framing::Chunked,
@@ -594,11 +643,12 @@ async fn receive_response(
     response.timestamp_end = Some(flow::now());
     response.trailers = body.take_trailers().map(|fields| Headers { fields });
     if let Err(e) = result {
-        return upstream_failed(shared, conn, &mut flow, &e, 502).await;
+        return upstream_failed(shared, conn, flow, &e, 502).await;
     }
-    if shared.hook(Hook::Response, &mut flow).await == Verdict::Kill || is_killed(&flow) {
-        return killed(shared, &mut flow, false).await;
+    if shared.hook(Hook::Response, flow).await == Verdict::Kill || is_killed(flow) {
+        return killed(shared, flow, false).await;
     }
+    shared.live.finish(&flow.id);
     release_server(
         shared,
         ctx,
@@ -607,7 +657,7 @@ async fn receive_response(
     )
     .await;
     flow.live = false;
-    shared.sink.flow_finished(&flow);
+    shared.sink.flow_finished(flow);
     if close { Next::Close } else { Next::KeepAlive }
 }
 
@@ -699,41 +749,57 @@ async fn write_full_response(
     conn.io.flush().await
 }
 
-/// A 101 response: relay both directions as raw bytes until either side closes.
+/// A 101 response: the connection switches protocols. A WebSocket becomes the WebSocket part
+/// of this flow (`flow.websocket` is set before `response`); anything else is relayed as bytes.
 async fn upgrade(
     shared: &Shared,
     conn: &mut Conn<Io>,
+    ctx: &mut ClientCtx,
     mut up: Upstream,
-    mut flow: Flow,
+    flow: &mut Flow,
     head: http1::ResponseHead,
 ) -> Next {
-    flow.response = Some(response_from_head(head));
-    if shared.hook(Hook::Responseheaders, &mut flow).await == Verdict::Kill
-        || shared.hook(Hook::Response, &mut flow).await == Verdict::Kill
-        || is_killed(&flow)
-    {
-        return killed(shared, &mut flow, false).await;
+    let mut response = response_from_head(head);
+    response.content = Some(Bytes::new());
+    response.timestamp_end = Some(flow::now());
+    let is_websocket = websocket::is_websocket_response(shared, &response.headers);
+    flow.response = Some(response);
+    if shared.hook(Hook::Responseheaders, flow).await == Verdict::Kill || is_killed(flow) {
+        return killed(shared, flow, true).await;
+    }
+    if is_websocket {
+        flow.websocket = Some(Default::default());
+    }
+    if shared.hook(Hook::Response, flow).await == Verdict::Kill || is_killed(flow) {
+        return killed(shared, flow, false).await;
     }
     let response = flow.response.as_ref().expect("set above");
     let head = response_head_bytes(response, Framing::Empty, false);
     if conn.io.write_all(&head).await.is_err() {
         return Next::Close;
     }
-    // Bytes already read past the heads belong to the other side.
-    if !up.conn.buf.is_empty() {
-        let pending = up.conn.buf.split();
-        if conn.io.write_all(&pending).await.is_err() {
-            return Next::Close;
-        }
+    if flow.websocket.is_some() {
+        websocket::relay(shared, conn, &mut up.conn, flow).await;
+    } else {
+        shared.live.finish(&flow.id);
+        relay_upgraded(conn, &mut up.conn).await;
+        flow.live = false;
+        shared.sink.flow_finished(flow);
     }
-    if !conn.buf.is_empty() {
-        let pending = conn.buf.split();
-        if up.conn.io.write_all(&pending).await.is_err() {
-            return Next::Close;
-        }
-    }
-    let _ = tokio::io::copy_bidirectional(&mut conn.io, &mut up.conn.io).await;
-    flow.live = false;
-    shared.sink.flow_finished(&flow);
+    shared.server_closed(&ctx.client, up).await;
     Next::Upgraded
+}
+
+/// Relays an upgraded connection that is not a WebSocket flow as bytes.
+async fn relay_upgraded(client: &mut Conn<Io>, server: &mut Conn<Io>) {
+    // Bytes already read past the heads belong to the other side.
+    let pending = server.buf.split();
+    if client.io.write_all(&pending).await.is_err() {
+        return;
+    }
+    let pending = client.buf.split();
+    if server.io.write_all(&pending).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client.io, &mut server.io).await;
 }

@@ -54,13 +54,16 @@ impl Intercepts {
             .expect("intercept lock is never poisoned: no code panics while holding it")
     }
 
-    /// Waits until the flow is resumed or killed.
+    /// Waits until the flow is resumed or killed. The flow stops waiting here when the future
+    /// is dropped (its client went away).
     pub(crate) async fn hold(&self, flow: &Flow) -> Release {
         let (tx, rx) = oneshot::channel();
         self.lock().insert(flow.id.clone(), tx);
-        let release = rx.await.unwrap_or(Release::Kill);
-        self.lock().remove(&flow.id);
-        release
+        let _waiting = Waiting {
+            intercepts: self,
+            flow_id: &flow.id,
+        };
+        rx.await.unwrap_or(Release::Kill)
     }
 
     /// Releases a paused flow; false when no flow with that id waits here.
@@ -69,6 +72,18 @@ impl Intercepts {
             Some(tx) => tx.send(how).is_ok(),
             None => false,
         }
+    }
+}
+
+/// Removes a held flow's entry when its wait ends, however it ends.
+struct Waiting<'a> {
+    intercepts: &'a Intercepts,
+    flow_id: &'a str,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.intercepts.lock().remove(self.flow_id);
     }
 }
 

@@ -18,6 +18,7 @@ use crate::hooks::{Hook, Hooks, Verdict};
 use crate::http::{self, ClientCtx, Next};
 use crate::http1::{Conn, Framing};
 use crate::intercept::{Intercepts, Release};
+use crate::live::{Injection, LiveFlows, MessageKind};
 use crate::sink::FlowSink;
 use crate::tunnel::{self, HostMatcher};
 use crate::upstream::{Connector, Io, Pool, PoolKey, Upstream};
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) pool: Pool,
     pub(crate) hosts: HostMatcher,
     pub(crate) intercepts: Intercepts,
+    /// Live flows that scripts may kill or inject into from outside their hooks.
+    pub(crate) live: LiveFlows,
     sink_bodies: bool,
 }
 
@@ -43,7 +46,7 @@ impl Shared {
         hooks: Arc<dyn Hooks>,
         sink: Arc<dyn FlowSink>,
     ) -> Result<Self, SetupError> {
-        let hosts = HostMatcher::new(&config.ignore_hosts, &config.allow_hosts)?;
+        let hosts = HostMatcher::new(&config.ignore_hosts, &config.allow_hosts, &config.tcp_hosts)?;
         let tls = |alpn: Vec<Vec<u8>>| {
             flowtap_certs::client_config(&flowtap_certs::UpstreamTls {
                 insecure: config.ssl_insecure,
@@ -59,6 +62,8 @@ impl Shared {
         };
         let sink_bodies = sink.needs_bodies();
         let intercepts = Intercepts::new(config.intercept.clone());
+        // Only scripts act on flows from outside: without them nothing registers.
+        let live = LiveFlows::new(!hooks.interest().is_empty());
         Ok(Shared {
             config,
             hooks,
@@ -68,6 +73,7 @@ impl Shared {
             pool: Pool::default(),
             hosts,
             intercepts,
+            live,
             sink_bodies,
         })
     }
@@ -121,6 +127,12 @@ impl Shared {
             *server = changed;
         }
         verdict
+    }
+
+    /// A sink keeps flows with their contents (`-w`, the store), so WebSocket and TCP
+    /// messages are recorded even when no script reads them.
+    pub(crate) fn records_contents(&self) -> bool {
+        self.sink_bodies
     }
 
     /// The request body must be held in memory: a script or a sink reads it.
@@ -342,24 +354,22 @@ fn describe(flow: &Flow) -> String {
     }
 }
 
-/// What scripts may ask of the proxy outside hooks: shutdown, client replay, and resuming or
-/// killing a flow paused by the intercept filter. Killing other live flows and injecting
-/// messages from outside their hooks is not supported yet, and says so.
+/// What scripts may ask of the proxy outside hooks: shutdown, client replay, resuming a flow
+/// paused by the intercept filter, killing any live flow, and injecting messages into live
+/// WebSocket and TCP flows.
 struct ProxyControl {
     shutdown: tokio::sync::Notify,
     shared: Arc<Shared>,
 }
 
-const NOT_YET: &str = "not supported by this flowtap version";
-
 impl crate::hooks::CoreControl for ProxyControl {
     fn kill(&self, flow_id: &str) -> Result<(), String> {
-        if self.shared.intercepts.release(flow_id, Release::Kill) {
+        // A flow paused in a hook is released as killed through the hook's own path.
+        if self.shared.intercepts.release(flow_id, Release::Kill) || self.shared.live.kill(flow_id)
+        {
             return Ok(());
         }
-        Err(format!(
-            "killing flow {flow_id} outside its hooks is {NOT_YET} (only intercepted flows)"
-        ))
+        Err(format!("flow {flow_id} is not live (unknown or finished)"))
     }
 
     fn resume(&self, flow_id: &str) -> Result<(), String> {
@@ -382,17 +392,34 @@ impl crate::hooks::CoreControl for ProxyControl {
     fn inject_websocket(
         &self,
         flow_id: &str,
-        _: bool,
-        _: bytes::Bytes,
-        _: bool,
+        to_client: bool,
+        content: bytes::Bytes,
+        is_text: bool,
     ) -> Result<(), String> {
-        Err(format!(
-            "injecting into WebSocket flow {flow_id} is {NOT_YET}"
-        ))
+        let injection = Injection {
+            to_client,
+            content,
+            is_text,
+        };
+        self.shared
+            .live
+            .inject(flow_id, MessageKind::WebSocket, injection)
     }
 
-    fn inject_tcp(&self, flow_id: &str, _: bool, _: bytes::Bytes) -> Result<(), String> {
-        Err(format!("injecting into TCP flow {flow_id} is {NOT_YET}"))
+    fn inject_tcp(
+        &self,
+        flow_id: &str,
+        to_client: bool,
+        content: bytes::Bytes,
+    ) -> Result<(), String> {
+        let injection = Injection {
+            to_client,
+            content,
+            is_text: false,
+        };
+        self.shared
+            .live
+            .inject(flow_id, MessageKind::Tcp, injection)
     }
 
     fn shutdown(&self) {

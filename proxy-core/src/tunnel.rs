@@ -1,9 +1,10 @@
 //! CONNECT: open the tunnel, then look at the client's first bytes. A TLS ClientHello is
 //! intercepted (a leaf certificate minted for the host, the server contacted with the same SNI
-//! and ALPN), plain HTTP is served as HTTP, anything else and ignored hosts are relayed as bytes.
+//! and ALPN), plain HTTP is served as HTTP, anything else is a raw TCP flow (`tcp`), as is
+//! everything to `--tcp-hosts`. Ignored hosts are relayed as bytes, with no flow and no hooks.
 //!
 //! Hook order (spec 1.9): `http_connect`, `server_connect`, `server_connected`, `http_connected`,
-//! then the HTTP hooks of the requests inside the tunnel.
+//! then the HTTP hooks of the requests inside the tunnel, or the TCP flow's hooks.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -22,15 +23,20 @@ use crate::http1::{Conn, RequestHead};
 use crate::server::Shared;
 use crate::upstream::{Io, PoolKey, Upstream, record_tls};
 
-/// Decides which hosts are intercepted (`--ignore-hosts`, `--allow-hosts`): patterns are
-/// searched case-insensitively in `host:port`.
+/// Decides which hosts are intercepted (`--ignore-hosts`, `--allow-hosts`) and which carry raw
+/// TCP (`--tcp-hosts`): patterns are searched case-insensitively in `host:port`.
 pub(crate) struct HostMatcher {
     ignore: Vec<Regex>,
     allow: Vec<Regex>,
+    tcp: Vec<Regex>,
 }
 
 impl HostMatcher {
-    pub(crate) fn new(ignore: &[String], allow: &[String]) -> Result<Self, SetupError> {
+    pub(crate) fn new(
+        ignore: &[String],
+        allow: &[String],
+        tcp: &[String],
+    ) -> Result<Self, SetupError> {
         let compile = |patterns: &[String]| {
             patterns
                 .iter()
@@ -48,7 +54,16 @@ impl HostMatcher {
         Ok(Self {
             ignore: compile(ignore)?,
             allow: compile(allow)?,
+            tcp: compile(tcp)?,
         })
+    }
+
+    /// True when a tunnel to `host:port` is a raw TCP flow whatever the client sends.
+    pub(crate) fn is_tcp(&self, host: &str, port: u16) -> bool {
+        !self.tcp.is_empty() && {
+            let target = format!("{host}:{port}");
+            self.tcp.iter().any(|r| r.is_match(&target))
+        }
     }
 
     /// True when traffic to `host:port` is intercepted rather than relayed untouched.
@@ -124,6 +139,10 @@ pub(crate) async fn connect(
         relay(conn, tcp).await;
         return false;
     }
+    if shared.hosts.is_tcp(&host, port) {
+        crate::tcp::serve(shared, &ctx.client, conn, tcp, server).await;
+        return false;
+    }
     // Peek: what does the client speak inside the tunnel?
     while conn.buf.is_empty() {
         match conn.fill().await {
@@ -156,7 +175,7 @@ pub(crate) async fn connect(
         let _ = http::serve(shared, &mut conn, ctx, stop).await;
         false
     } else {
-        relay(conn, tcp).await;
+        crate::tcp::serve(shared, &ctx.client, conn, tcp, server).await;
         false
     }
 }
@@ -241,7 +260,7 @@ async fn connect_tcp(
     }
 }
 
-/// Relays bytes both ways until either side closes.
+/// Relays bytes both ways until either side closes (ignored hosts).
 async fn relay(mut conn: Conn<Io>, mut server: TcpStream) {
     if !conn.buf.is_empty() && server.write_all(&conn.buf.split()).await.is_err() {
         return;

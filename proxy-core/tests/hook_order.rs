@@ -1,4 +1,4 @@
-//! The hook call sites fire in mitmproxy's order. Each scenario runs real curl through the proxy
+//! The hook call sites fire in mitmproxy's order. Each scenario runs a real client through the proxy
 //! with a recording `Hooks` implementation and compares the hooks seen with the order recorded
 //! from mitmdump 12.3.1 (`fixtures/mitmproxy-12/*.events.txt`), keeping the hooks flowtap
 //! exposes (mitmdump's `update`, `next_layer`, `tls_*` and lifecycle events are not call sites).
@@ -17,7 +17,10 @@ use flowtap_proto::v1::{Flow, Response};
 use flowtap_proxy_core::hooks::{Hook, HookInterest, Interest};
 use flowtap_proxy_core::{Config, Hooks, Proxy, Verdict};
 use futures_util::future::BoxFuture;
+use support::connect::connect_tunnel;
+use support::websocket::{BINARY, CLOSE, TEXT, WsClient, WsOrigin, close_payload, tcp_echo_origin};
 use support::{HyperOrigin, RawOrigin, closed_port, curl};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Wants every hook, records its name, and answers `/reply` with a 418 or kills `/kill` in the
 /// `request` hook, as the fixture's reply.py does.
@@ -50,7 +53,7 @@ impl Recorder {
     }
 }
 
-const ALL_HOOKS: [Hook; 17] = [
+const ALL_HOOKS: [Hook; 21] = [
     Hook::ClientConnected,
     Hook::ClientDisconnected,
     Hook::ServerConnect,
@@ -68,6 +71,10 @@ const ALL_HOOKS: [Hook; 17] = [
     Hook::WebsocketStart,
     Hook::WebsocketMessage,
     Hook::WebsocketEnd,
+    Hook::TcpStart,
+    Hook::TcpMessage,
+    Hook::TcpEnd,
+    Hook::TcpError,
 ];
 
 /// mitmproxy's name of a hook.
@@ -90,6 +97,10 @@ fn name(hook: Hook) -> &'static str {
         Hook::WebsocketStart => "websocket_start",
         Hook::WebsocketMessage => "websocket_message",
         Hook::WebsocketEnd => "websocket_end",
+        Hook::TcpStart => "tcp_start",
+        Hook::TcpMessage => "tcp_message",
+        Hook::TcpEnd => "tcp_end",
+        Hook::TcpError => "tcp_error",
         _ => "other",
     }
 }
@@ -263,4 +274,43 @@ async fn https_through_connect_fires_hooks_in_mitmdump_order() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(recorder.seen(), recorded("https-get.events.txt"));
+}
+
+#[tokio::test]
+async fn websocket_fires_hooks_in_mitmdump_order() {
+    // As the fixture's client did: a text and a binary message, each echoed, then close(1000).
+    let origin = WsOrigin::start().await;
+    let recorder = Recorder::new();
+    let (proxy, _conf) = start_proxy(recorder.clone(), None).await;
+    let mut client = WsClient::connect(proxy, origin.port(), "/chat").await;
+    client.send_text("hello websocket").await;
+    assert_eq!(client.frame().await.opcode, TEXT);
+    client.send(true, BINARY, b"\x00\x01binary").await;
+    assert_eq!(client.frame().await.opcode, BINARY);
+    client.send(true, CLOSE, &close_payload(1000, "bye")).await;
+    assert_eq!(client.frame().await.opcode, CLOSE);
+    drop(client);
+    until_disconnected(&recorder, 1).await;
+    assert_eq!(recorder.seen(), recorded("websocket.events.txt"));
+}
+
+#[tokio::test]
+async fn raw_tcp_after_connect_fires_hooks_in_mitmdump_order() {
+    // As the fixture's client did: two lines, each echoed, then the client closes.
+    let origin = tcp_echo_origin().await;
+    let recorder = Recorder::new();
+    let (proxy, _conf) = start_proxy(recorder.clone(), None).await;
+    let mut tunnel = connect_tunnel(proxy, &origin.to_string())
+        .await
+        .expect("the tunnel opens");
+    let mut buf = vec![0u8; 256];
+    for line in [&b"hello tcp\n"[..], b"second line\n"] {
+        tunnel.write_all(line).await.expect("send");
+        let n = tunnel.read(&mut buf).await.expect("read the echo");
+        assert_eq!(&buf[..n], [&b"ECHO "[..], line].concat());
+    }
+    tunnel.shutdown().await.expect("half-close");
+    assert_eq!(tunnel.read(&mut buf).await.expect("read the end"), 0);
+    until_disconnected(&recorder, 1).await;
+    assert_eq!(recorder.seen(), recorded("tcp-raw.events.txt"));
 }

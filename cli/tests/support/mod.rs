@@ -6,6 +6,7 @@
 
 pub mod origin;
 pub mod scripts;
+pub mod websocket;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};

@@ -1,7 +1,8 @@
 //! Helpers for the proxy's behaviour tests: the proxy itself on 127.0.0.1:0 with a CA minted
 //! into a temporary confdir, origin servers the tests start (a hyper origin speaking HTTP/1.1
-//! and HTTP/2, with or without TLS, and a raw TCP origin that records request bytes and sends
-//! canned response bytes), real curl, and a rustls client that goes through CONNECT.
+//! and HTTP/2, with or without TLS, a raw TCP origin that records request bytes and sends
+//! canned response bytes, a WebSocket echo origin and a TCP echo origin), real curl, a rustls
+//! client that goes through CONNECT, and a WebSocket client.
 
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
@@ -9,6 +10,7 @@ pub mod connect;
 pub mod curl;
 pub mod origin;
 pub mod proxy;
+pub mod websocket;
 
 pub use connect::tls_through_proxy;
 pub use curl::{Curl, curl};

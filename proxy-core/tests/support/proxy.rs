@@ -6,15 +6,17 @@ use std::sync::{Arc, Mutex};
 
 use flowtap_certs::CertificateAuthority;
 use flowtap_proto::v1::Flow;
-use flowtap_proxy_core::{Config, FlowSink, NoHooks, Proxy};
+use flowtap_proxy_core::{Config, FlowSink, Hooks, NoHooks, Proxy};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A sink that keeps every finished flow. It does not ask for bodies, so the proxy streams
-/// them as it does for the `flowtap` command at the default flow detail.
+/// A sink that keeps every finished flow. By default it does not ask for bodies, so the proxy
+/// streams them as it does for the `flowtap` command at the default flow detail; one that
+/// asks for them is like `-w` (WebSocket and TCP messages are then recorded).
 #[derive(Default)]
 pub struct RecordingSink {
     flows: Mutex<Vec<Flow>>,
+    bodies: bool,
 }
 
 impl RecordingSink {
@@ -38,6 +40,10 @@ impl RecordingSink {
 }
 
 impl FlowSink for RecordingSink {
+    fn needs_bodies(&self) -> bool {
+        self.bodies
+    }
+
     fn flow_finished(&self, flow: &Flow) {
         self.flows.lock().expect("sink lock").push(flow.clone());
     }
@@ -56,22 +62,25 @@ pub struct TestProxy {
 impl TestProxy {
     /// Starts a proxy with `config` (its listen address is replaced by 127.0.0.1:0).
     pub async fn start(config: Config) -> TestProxy {
+        TestProxy::start_with(config, Arc::new(NoHooks::default()), false).await
+    }
+
+    /// Starts a proxy with `config`, `hooks`, and a sink that asks for bodies if `bodies`.
+    pub async fn start_with(config: Config, hooks: Arc<dyn Hooks>, bodies: bool) -> TestProxy {
         let confdir = tempfile::tempdir().expect("confdir");
         let ca =
             Arc::new(CertificateAuthority::load_or_create(confdir.path()).expect("create the CA"));
-        let sink = Arc::new(RecordingSink::default());
+        let sink = Arc::new(RecordingSink {
+            flows: Mutex::default(),
+            bodies,
+        });
         let config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..config
         };
-        let proxy = Proxy::bind(
-            config,
-            ca.clone(),
-            Arc::new(NoHooks::default()),
-            sink.clone(),
-        )
-        .await
-        .expect("bind the proxy");
+        let proxy = Proxy::bind(config, ca.clone(), hooks, sink.clone())
+            .await
+            .expect("bind the proxy");
         let addr = proxy.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(proxy.serve(async move {
