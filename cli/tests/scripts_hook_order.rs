@@ -239,11 +239,14 @@ fn tcp_raw() {
 /// test checks that it does, in this order) their lines may come in any order. Everything
 /// else must be exactly as recorded; each disconnect line once, after the flow's hooks began.
 fn assert_same_per_subject(got: &[String], want: &[String]) {
-    let is_disconnect = |l: &String| {
-        l.starts_with("server_disconnected:") || l.starts_with("client_disconnected:")
-    };
+    let is_disconnect =
+        |l: &String| l.starts_with("server_disconnected:") || l.starts_with("client_disconnected:");
     let flow_lines = |lines: &[String]| -> Vec<String> {
-        lines.iter().filter(|l| !is_disconnect(l)).cloned().collect()
+        lines
+            .iter()
+            .filter(|l| !is_disconnect(l))
+            .cloned()
+            .collect()
     };
     assert_same(&flow_lines(got), &flow_lines(want));
     let mut got_disconnects: Vec<&String> = got.iter().filter(|l| is_disconnect(l)).collect();
