@@ -253,6 +253,18 @@ mod tests {
     }
 
     #[test]
+    fn websocket_and_tcp_hosts_options() {
+        let mut o = Options::default();
+        assert!(o.websocket);
+        o.set("websocket=false").unwrap();
+        o.set("tcp_hosts=^a:").unwrap();
+        o.set("tcp_hosts=^b:").unwrap();
+        assert!(!o.websocket);
+        assert_eq!(o.tcp_hosts, vec!["^a:", "^b:"]);
+        assert!(o.deferred.is_empty());
+    }
+
+    #[test]
     fn unknown_options_are_deferred_for_scripts() {
         let mut o = Options::default();
         o.set("flow_detail=3").unwrap();

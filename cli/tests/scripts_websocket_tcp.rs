@@ -211,6 +211,7 @@ tcp = []
 
 def tcp_start(flow):
     tcp.append(flow)
+    open(__file__ + ".started", "w").close()
 
 def request(flow):
     tcp.pop().kill()
@@ -229,6 +230,9 @@ def tcp_error(flow):
     let (flowtap, proxy) = Flowtap::start(&["-s", script.arg()]);
     let mut stream = tunnel(proxy, origin.addr);
     exchange(&mut stream, b"\x01hi", b"ECHO \x01hi");
+    // `tcp_start` is observed, not awaited: wait until the script has kept the flow.
+    let started = script.sibling("kill_tcp.py.started");
+    poll("the tcp_start hook", || started.exists().then_some(()));
     let url = format!("http://127.0.0.1:{}/kill", http.port());
     assert_eq!(status_of(&curl_via(proxy, &url, &[]).ok()), 200);
     let mut rest = Vec::new();

@@ -279,3 +279,41 @@ async fn an_http_flow_waiting_for_its_server_can_be_killed() {
     assert!(hooks.control().kill("no-such-flow").is_err());
     held.abort();
 }
+
+#[tokio::test]
+async fn an_http2_flow_is_killed_by_resetting_its_stream() {
+    let origin = support::HyperOrigin::tls(&[b"h2", b"http/1.1"]).await;
+    let hooks = Controller::new(&[Hook::Request, Hook::Error]);
+    let config = Config {
+        upstream_trusted_ca: vec![origin.cert.as_ref().expect("tls").ca_path().to_path_buf()],
+        ..Config::default()
+    };
+    let proxy = TestProxy::start_with(config, hooks.clone(), false).await;
+    let ca = proxy.ca_cert_path();
+    let url = format!("https://localhost:{}/slow?sleep_ms=20000", origin.port());
+    let proxy_url = proxy.url();
+    let curl = tokio::spawn(async move {
+        support::curl(&[
+            "--http2",
+            "--cacert",
+            ca.to_str().expect("utf-8 path"),
+            "-x",
+            &proxy_url,
+            &url,
+        ])
+        .await
+    });
+    let request = hooks.first(Hook::Request).await;
+    assert_eq!(
+        request.request.as_ref().map(|r| &r.http_version[..]),
+        Some(&b"HTTP/2.0"[..])
+    );
+    hooks.control().kill(&request.id).expect("a live flow");
+    let out = curl.await.expect("curl task");
+    assert_ne!(out.code, 0, "the stream was reset: {out:?}");
+    let error = hooks.first(Hook::Error).await;
+    assert_eq!(
+        error.error.as_ref().map(|e| e.msg.as_str()),
+        Some("Connection killed.")
+    );
+}

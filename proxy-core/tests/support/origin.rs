@@ -44,7 +44,7 @@ struct OriginState {
 /// An origin served by hyper (HTTP/1.1 and HTTP/2 on the same port, detected from the
 /// preface), plain or TLS. Every response says what the origin saw:
 ///
-/// - status from `?status=NNN` (default 200);
+/// - status from `?status=NNN` (default 200); `?sleep_ms=N` answers only after N ms;
 /// - `X-Origin-Version: HTTP/1.1|HTTP/2.0`, `X-Origin-Method`, two `Set-Cookie` headers;
 /// - body `origin: METHOD PATH` followed by the request body, if any.
 pub struct HyperOrigin {
@@ -169,6 +169,14 @@ async fn answer(
         body: body.clone(),
     };
     state.seen.lock().expect("origin lock").push(seen);
+    if let Some(ms) = parts
+        .uri
+        .query()
+        .and_then(|q| q.strip_prefix("sleep_ms="))
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let mut content = format!("origin: {} {}", parts.method, parts.uri.path()).into_bytes();
     content.extend_from_slice(&body);
     hyper::Response::builder()
