@@ -367,8 +367,34 @@ fn policies_of(config: &Config, scripts: &[ScriptInfo]) -> Vec<(Hook, FailurePol
     policies
 }
 
-/// Adds the hooks `scripts` declare to `interest`.
+/// Adds the hooks `scripts` declare to `interest`. A WebSocket or TCP flow's end hooks are
+/// added (observed) whenever a script implements one of its hooks: the worker lets go of the
+/// flow object it keeps for the scripts only at its end.
 fn declare(interest: &Interest, scripts: &[ScriptInfo]) {
+    let observed = HookInterest {
+        wanted: true,
+        needs_body: false,
+        awaited: false,
+    };
+    let families: [(&[Hook], &[Hook]); 2] = [
+        (
+            &[Hook::WebsocketStart, Hook::WebsocketMessage],
+            &[Hook::WebsocketEnd],
+        ),
+        (
+            &[Hook::TcpStart, Hook::TcpMessage],
+            &[Hook::TcpEnd, Hook::TcpError],
+        ),
+    ];
+    for script in scripts {
+        for (hooks, ends) in families {
+            if script.hooks.iter().any(|spec| hooks.contains(&spec.hook())) {
+                for end in ends {
+                    interest.widen(*end, observed);
+                }
+            }
+        }
+    }
     for script in scripts {
         for spec in &script.hooks {
             interest.widen(

@@ -56,6 +56,7 @@ LIFECYCLE = {
     "udp": ("udp_start", "udp_message", "udp_end"),
     "dns": ("dns_request", "dns_response"),
 }
+REPEATING_HOOKS = frozenset({"websocket_message", "tcp_message", "udp_message"})
 # Not a mitmproxy hook: one chunk of a body a script streams through a callable.
 STREAM_CHUNK = "stream_chunk"
 # message.stream as the protocol's StreamMode.
@@ -609,7 +610,12 @@ class Host:
         order = LIFECYCLE.get(flow.type)
         if not order or hook not in order or "update" in self._table:
             return True
-        if any(h in self._table for h in order[order.index(hook) + 1:]):
+        index = order.index(hook)
+        # A message hook repeats: the next message may come. (The proxy sends the end hooks of
+        # a WebSocket or TCP flow whenever a script implements one of its hooks.)
+        if hook in REPEATING_HOOKS:
+            index -= 1
+        if any(h in self._table for h in order[index + 1:]):
             return True
         return streaming and flow.type == "http" and STREAM_CALLBACK in (
             _stream_mode(flow, "request"), _stream_mode(flow, "response"))

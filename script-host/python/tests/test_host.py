@@ -362,6 +362,26 @@ class FlowLifetimeTest(unittest.TestCase):
             h.close()
 
 
+    def test_a_websocket_flow_is_kept_between_messages_until_its_end(self):
+        from mitmproxy import websocket
+        h = Harness("seen = []\ndef websocket_message(flow):\n"
+                    "    assert not seen or flow is seen[-1]\n    seen.append(flow)\n")
+        try:
+            state = http_state("/ws", response=http.Response.make(101),
+                               websocket=websocket.WebSocketData())
+            for _ in range(2):
+                _, _, _, errors, _ = h.roundtrip("websocket_message", state)
+                self.assertEqual(errors, [])
+                self.assertEqual(list(h.host.flows), [state["id"]])
+            h.call("websocket_end", state, observe_only=True)
+            deadline = time.monotonic() + 5
+            while h.host.flows and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertEqual(h.host.flows, {})
+        finally:
+            h.close()
+
+
 class StreamTest(unittest.TestCase):
     def test_a_stream_callable_gets_each_chunk_then_an_empty_one(self):
         h = Harness("""
