@@ -18,7 +18,8 @@ async def inject(flow):
         await asyncio.sleep(0.2)
 
 
-async def websocket_start(flow):
+def websocket_start(flow):
+    # A sync hook may start a task, as on mitmproxy's event loop: it runs on the worker's loop.
     asyncio.create_task(inject(flow))
 
 

@@ -82,6 +82,31 @@ class Call:
         self.stream = 0  # StreamMode after a *headers hook
 
 
+class LoopFromThread:
+    """The running loop as a sync hook on a worker thread sees it. mitmproxy runs sync hooks on
+    its event loop, so scripts start tasks from them (`asyncio.create_task`,
+    `asyncio.get_running_loop().call_soon`); here those reach the worker's loop thread-safely.
+    A started task is a `concurrent.futures.Future` (it has `cancel`, `done`, `result`)."""
+
+    def __init__(self, loop):
+        self._loop = loop
+
+    def create_task(self, coro, *, name=None, context=None):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def call_soon(self, callback, *args, context=None):
+        return self._loop.call_soon_threadsafe(callback, *args, context=context)
+
+    def call_later(self, delay, callback, *args, context=None):
+        self._loop.call_soon_threadsafe(self._loop.call_later, delay, callback, *args)
+
+    def call_at(self, when, callback, *args, context=None):
+        self._loop.call_soon_threadsafe(self._loop.call_at, when, callback, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._loop, name)
+
+
 def _infer_typespec(value):
     if isinstance(value, bool):
         return bool
@@ -133,6 +158,7 @@ class Host:
         logs.install(self)
         self._loop_thread_obj = threading.current_thread()
         self.loop = asyncio.new_event_loop()
+        self._loop_from_thread = LoopFromThread(self.loop)
         asyncio.set_event_loop(self.loop)
         self._start_dispatchers(1)
         try:
@@ -446,6 +472,11 @@ class Host:
     def _call_sync(self, call, handler, args, errors, serial):
         """Runs one handler: "ok", "error" (the rest of its script is skipped) or "halt"."""
         token = logs.current_script.set(handler.script.name)
+        # mitmproxy runs sync hooks on its event loop, so scripts call asyncio.create_task()
+        # in them: on this thread that reaches the worker's loop through a stand-in.
+        outside_loop = asyncio.events._get_running_loop() is None
+        if outside_loop:
+            asyncio.events._set_running_loop(self._loop_from_thread)
         try:
             if serial and not handler.concurrent:
                 with self._serial:
@@ -459,6 +490,8 @@ class Host:
             self._record_error(call, handler, e, errors)
             return "error"
         finally:
+            if outside_loop:
+                asyncio.events._set_running_loop(None)
             logs.current_script.reset(token)
 
     async def _run_async(self, call, handlers):

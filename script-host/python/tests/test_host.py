@@ -382,6 +382,31 @@ class FlowLifetimeTest(unittest.TestCase):
             h.close()
 
 
+class TasksFromSyncHooksTest(unittest.TestCase):
+    def test_asyncio_create_task_in_a_sync_hook_runs_on_the_loop(self):
+        h = Harness("""
+            import asyncio, logging
+
+            async def later(path):
+                await asyncio.sleep(0)
+                logging.info("task ran for %s", path)
+
+            def request(flow):
+                asyncio.create_task(later(flow.request.path))
+                asyncio.get_running_loop().call_soon(logging.info, "callback ran")
+            """)
+        try:
+            h.roundtrip("request", http_state("/tasked"))
+            deadline = time.monotonic() + 5
+            while not ("callback ran" in h.log_text() and "task ran" in h.log_text()) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertIn("task ran for /tasked", h.log_text())
+            self.assertIn("callback ran", h.log_text())
+        finally:
+            h.close()
+
+
 class StreamTest(unittest.TestCase):
     def test_a_stream_callable_gets_each_chunk_then_an_empty_one(self):
         h = Harness("""
