@@ -4,6 +4,7 @@
 mod bridge;
 mod convert;
 mod embed;
+mod parts;
 
 use std::ffi::CString;
 use std::mem::MaybeUninit;

@@ -26,7 +26,7 @@ import time
 
 from mitmproxy import ctx, exceptions, hooks
 from mitmproxy.connection import Client, Server
-from mitmproxy.flow import Error, Flow
+from mitmproxy.flow import Error, Flow, raw_state
 from mitmproxy.optmanager import Options
 from mitmproxy.log import LogEntry
 
@@ -560,7 +560,7 @@ class Host:
 
     def _flow_outcome(self, call):
         flow, before = call.flow, call.before
-        after = flow.get_state()
+        after = raw_state(flow)
         was_killed = bool(before["error"]) and before["error"]["msg"] == Error.KILLED_MESSAGE
         if flow.error is not None and flow.error.msg == Error.KILLED_MESSAGE and not was_killed:
             verdict = KILL
@@ -638,20 +638,24 @@ _KEPT_WHOLE = ("client_conn", "server_conn", "request")
 def _slim(after, before):
     """The reply state of a changed flow without what the scripts left as it was sent: those
     of `_KEPT_WHOLE` are None and named in `unchanged`; an unchanged body is None (the proxy
-    keeps its own body then, as it always did)."""
+    keeps its own body then, as it always did). A part no script read is still the lazy state
+    it came as (see `mitmproxy.flow.raw_state`); the worker sends that one back without its
+    body."""
     unchanged = []
     for name in _KEPT_WHOLE:
         if name == "request" and after.get("type") != "http":
             continue  # a DNS flow's "request" is its DNS request, kept whole
-        value = after.get(name)
-        if value is not None and value == before.get(name):
+        value, sent = after.get(name), before.get(name)
+        if value is not None and (value is sent or value == sent):
             after[name] = None
             unchanged.append(name)
     if unchanged:
         after["unchanged"] = unchanged
+    if after.get("type") != "http":
+        return after  # only HTTP messages have bodies
     for name in ("request", "response"):
         message, sent = after.get(name), before.get(name)
-        if message is not None and sent is not None and message["content"] is not None \
+        if type(message) is dict and sent is not None and message["content"] is not None \
                 and message["content"] == sent.get("content"):
             # A copy: an unread part's state is the flow's own (see mitmproxy.flow._Part).
             after[name] = message = dict(message)

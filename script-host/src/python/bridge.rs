@@ -8,7 +8,7 @@ use flowtap_proto::v1::{self, Hook, worker_message::Kind};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::convert;
+use super::{convert, parts};
 use crate::worker::{Event, PendingCall, Worker};
 
 /// The bridge between the Python runtime and the worker (see `tests/support.py` for the same
@@ -96,18 +96,18 @@ impl Bridge {
         let call = *call;
         let hook = call.hook();
         let flow = call.flow.unwrap_or_default();
-        let connection = is_connection_hook(hook);
-        let state = if connection {
-            convert::connection_subject_to_py(py, &flow)?
+        let live = flow.live;
+        let (state, connection_subject) = if is_connection_hook(hook) {
+            (parts::connection_subject_to_py(py, &flow)?, Some(flow))
         } else {
-            convert::flow_to_py(py, &flow)?
+            (parts::flow_to_py(py, flow)?, None)
         };
         if !call.observe_only {
             self.worker.lock_pending().insert(
                 (session, call.call_id),
                 PendingCall {
-                    live: flow.live,
-                    connection_subject: connection.then_some(flow),
+                    live,
+                    connection_subject,
                 },
             );
         }
