@@ -81,6 +81,19 @@ impl ScriptHost {
         ScriptHostService::new(Arc::clone(&self.worker))
     }
 
+    /// Drives the I/O of `runtime`, on which the host's gRPC server was spawned, until the host
+    /// finished (see [`Worker::serve_io`]). Without it the service runs on whatever runtime
+    /// serves it, and each call wakes a Python thread.
+    pub fn serve_io(&self, runtime: &Arc<tokio::runtime::Runtime>) {
+        self.worker.serve_io(runtime);
+    }
+
+    /// Stops the host as if Python had failed with `reason` (the dispatcher threads and
+    /// [`ScriptHost::serve_io`] return).
+    pub fn stop(&self, reason: String) {
+        self.worker.finish(Err(reason));
+    }
+
     /// Completes when the scripts' `done` hooks ran (a core sent Done) or Python failed; the
     /// error text of a failure.
     pub async fn finished(&self) -> Result<(), String> {
