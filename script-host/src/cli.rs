@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 
+use crate::unix::UnixConn;
 use crate::{Config, ScriptHost};
 
 /// Runs mitmproxy-style Python scripts for flowtap's proxy.
@@ -117,10 +119,14 @@ async fn serve(host: ScriptHost, listener: Listener) -> anyhow::Result<()> {
         }
     };
     let served = match listener {
-        Listener::Unix(listener) => router
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), finished)
-            .await
-            .context("serving on the unix socket"),
+        Listener::Unix(listener) => {
+            let incoming =
+                UnixListenerStream::new(listener).map(|stream| stream.and_then(UnixConn::new));
+            router
+                .serve_with_incoming_shutdown(incoming, finished)
+                .await
+                .context("serving on the unix socket")
+        }
         Listener::Tcp(listener) => router
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), finished)
             .await

@@ -28,6 +28,7 @@ pub mod worker;
 
 mod codecs;
 mod python;
+mod unix;
 
 pub use server::ScriptHostService;
 pub use worker::Worker;
