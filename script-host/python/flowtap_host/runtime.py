@@ -110,6 +110,9 @@ class Host:
         self._quiet_core = False
         self._done = False
         self._running_future = None
+        # The `script_serial` option itself, read on every sync hook (its value changes in
+        # place); None until the scripts started.
+        self._serial_option = None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -194,6 +197,7 @@ class Host:
                                 "Run one sync hook at a time, as mitmproxy does.")
         self.options.add_option("script_threads", int, 32,
                                 "Threads that run sync hooks of different flows concurrently.")
+        self._serial_option = self.options.spec("script_serial")
         errors = []
         for script in self.scripts:
             before = self.options.keys()
@@ -405,7 +409,8 @@ class Host:
         errors = []
         try:
             args = self._prepare(call)
-            serial = self.options.script_serial
+            option = self._serial_option
+            serial = option.value if option is not None else self.options.script_serial
             skip = None
             for handler in handlers:
                 if handler.script is skip or not handler.script.loaded:
