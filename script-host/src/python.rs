@@ -5,6 +5,7 @@ mod bridge;
 mod convert;
 mod embed;
 mod parts;
+mod reply;
 
 use std::ffi::CString;
 use std::mem::MaybeUninit;

@@ -73,7 +73,7 @@ impl AsyncRead for UnixConn {
         loop {
             let mut guard = ready!(self.stream.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|stream| (&*stream.get_ref()).read(unfilled)) {
+            match guard.try_io(|stream| stream.get_ref().read(unfilled)) {
                 Ok(Ok(n)) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));

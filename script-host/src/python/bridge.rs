@@ -8,7 +8,7 @@ use flowtap_proto::v1::{self, Hook, worker_message::Kind};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::{convert, parts};
+use super::{convert, parts, reply};
 use crate::worker::{Event, PendingCall, Worker};
 
 /// The bridge between the Python runtime and the worker (see `tests/support.py` for the same
@@ -163,8 +163,8 @@ impl Bridge {
             .collect();
         let flow = state.and_then(|state| {
             let converted = match &pending.connection_subject {
-                Some(sent) => convert::connection_subject_from_py(&state, sent),
-                None => convert::flow_from_py(&state, pending.live),
+                Some(sent) => reply::connection_subject_from_py(&state, sent),
+                None => reply::flow_from_py(&state, pending.live),
             };
             converted
                 .map_err(|e| {
@@ -249,7 +249,7 @@ impl Bridge {
             "resume" => C::Resume(item(0)?.extract()?),
             "kill" => C::Kill(item(0)?.extract()?),
             "replay" => {
-                let flow = convert::flow_from_py(&item(0)?, false)
+                let flow = reply::flow_from_py(&item(0)?, false)
                     .map_err(pyo3::exceptions::PyValueError::new_err)?;
                 C::ReplayClient(flow)
             }

@@ -190,7 +190,8 @@ pub(super) fn py_to_value(obj: &Bound<'_, PyAny>) -> Result<Value, String> {
     ))
 }
 
-/// The flow of a reply to a flow hook. The runtime leaves out what the scripts did not change
+/// The flow of a reply to a flow hook, through the flow-file state (for flows other than HTTP,
+/// see `reply`). The runtime leaves out what the scripts did not change
 /// (`unchanged` names the parts, see `flowtap_host.runtime._slim`): those come back as None,
 /// which the proxy reads as "keep yours". A part no script read comes back as the
 /// [`PartState`](super::parts::PartState) that was sent, and is taken from it as it is.
@@ -262,41 +263,6 @@ fn placeholder_state() -> &'static Value {
             ..Flow::default()
         })
     })
-}
-
-/// The subject of a connection hook after the scripts: `sent` with the connections replaced.
-pub(super) fn connection_subject_from_py(
-    obj: &Bound<'_, PyAny>,
-    sent: &Flow,
-) -> Result<Flow, String> {
-    let returned = py_to_value(obj)?;
-    let Value::Dict(mut full) = state::to_state(&as_http(sent)) else {
-        return Err("flow state is not a dict".into());
-    };
-    for name in ["client_conn", "server_conn"] {
-        if let Some(conn) = dict_get(&returned, name).filter(|c| !c.is_null()) {
-            full.set(name, conn.clone());
-        }
-    }
-    let parsed = state::from_state(&Value::Dict(full)).map_err(|e| e.to_string())?;
-    let mut flow = sent.clone();
-    if flow.client_conn.is_some() {
-        flow.client_conn = parsed.client_conn;
-    }
-    if flow.server_conn.is_some() {
-        flow.server_conn = parsed.server_conn;
-    }
-    Ok(flow)
-}
-
-fn as_http(flow: &Flow) -> Flow {
-    Flow {
-        id: flow.id.clone(),
-        r#type: "http".into(),
-        client_conn: flow.client_conn.clone(),
-        server_conn: flow.server_conn.clone(),
-        ..Flow::default()
-    }
 }
 
 fn dict_get<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {

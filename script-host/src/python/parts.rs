@@ -460,7 +460,7 @@ fn bytes_list<'py>(py: Python<'py>, items: &[Bytes]) -> PyResult<Bound<'py, PyLi
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::python::convert;
     use flowtap_proto::v1::{ServerSpec, TcpMessage, WebSocketMessage};
@@ -479,7 +479,7 @@ mod tests {
         })
     }
 
-    fn connection(id: &str) -> Connection {
+    pub(in crate::python) fn connection(id: &str) -> Connection {
         Connection {
             id: id.into(),
             peername: address("127.0.0.1", 50000),
@@ -508,7 +508,8 @@ mod tests {
         }
     }
 
-    fn http_flow() -> Flow {
+    /// An HTTP flow with every kind of field set.
+    pub(in crate::python) fn http_flow() -> Flow {
         let metadata = state::value_to_proto(&flowtap_flow::tnetstring::Value::Dict(
             [(
                 flowtap_flow::tnetstring::Value::from("k"),
