@@ -73,8 +73,14 @@ impl AsyncRead for UnixConn {
         loop {
             let mut guard = ready!(self.stream.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
+            let len = unfilled.len();
             match guard.try_io(|stream| stream.get_ref().read(unfilled)) {
                 Ok(Ok(n)) => {
+                    if n > 0 && n < len {
+                        // A short read emptied the socket (as tokio's own streams assume):
+                        // wait for the next event instead of a read that would block.
+                        guard.clear_ready();
+                    }
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
