@@ -4,6 +4,7 @@
 mod bridge;
 mod convert;
 mod embed;
+mod fields;
 mod parts;
 mod reply;
 
