@@ -3,8 +3,10 @@
 Threads and the loop:
 
 - `script_threads` dispatcher threads wait in `bridge.wait_one()` (without the GIL) for the
-  proxy's events. A dispatcher runs a hook call whose handlers are all sync right away, in its
-  own thread, so a sleeping hook pauses only its own flow and a call costs one thread wake-up.
+  proxy's events; while one waits it may drive the worker's sockets, so a lone call runs on the
+  thread that read it (the Rust worker's inbox says how). A dispatcher runs a hook call whose
+  handlers are all sync right away, in its own thread, so a sleeping hook pauses only its own
+  flow.
   With `script_serial=true` one sync hook runs at a time, as in mitmproxy.
 - One asyncio loop on the thread that called `Host.run()` (the Rust worker's Python thread) runs
   `async def` hooks and everything else (Hello, Running, Configure, Done, reloads, ticks).
