@@ -16,10 +16,12 @@
 //! - `config`: [`Config`] and [`FailurePolicy`].
 //! - `link`: one worker: its process, its session stream, pending calls, intercept waiters.
 //! - `policy`: what a failed call does to the flow (502/504 responses).
+//! - `unix`: the unix socket stream to a spawned worker (no wake-ups for writability).
 
 mod config;
 mod link;
 mod policy;
+mod unix;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash as _, Hasher as _};

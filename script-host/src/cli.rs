@@ -9,12 +9,15 @@
 //! sessions, and exits when a core sends Done.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 
+use crate::unix::UnixConn;
 use crate::{Config, ScriptHost};
 
 /// Runs mitmproxy-style Python scripts for flowtap's proxy.
@@ -32,76 +35,107 @@ pub struct Args {
     pub python_package_dir: Option<PathBuf>,
 }
 
-/// Runs the worker on its own runtime: one thread serves every session (a hook call crosses
-/// from that thread to a Python thread and back, and no other thread takes part), then ends the
-/// process. Call it from a thread that is not inside a tokio runtime.
+/// Runs the worker on its own current-thread runtime, then ends the process. The Python
+/// dispatcher threads drive that runtime while they wait for calls, so that a call runs on the
+/// thread that read it from the socket; the calling thread drives it while none can (see
+/// [`ScriptHost::serve_io`]). Call it from a thread that is not inside a tokio runtime.
 pub fn main(args: Args) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?
-        .block_on(run(args))
-}
-
-/// Serves the script protocol until a core sends Done; then ends the process (Python's worker
-/// threads are not joined).
-pub async fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?,
+    );
     let config = Config {
         scripts: args.scripts,
         venv: std::env::var_os("VIRTUAL_ENV").map(PathBuf::from),
         package_dir: args.python_package_dir,
     };
     let host = ScriptHost::start(&config).context("starting the script host")?;
+    let incoming = runtime.block_on(bind(&args.listen))?;
+    announce(&incoming.address);
+    let server = runtime.spawn(serve(host.clone(), incoming.stream));
+    host.serve_io(&runtime);
+    // Graceful shutdown waits for the cores to close their streams; give the last messages a
+    // moment to flush, then stop regardless.
+    let served =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_millis(500), server).await });
+    if let Some(path) = args.listen.strip_prefix("unix:") {
+        let _ = std::fs::remove_file(path);
+    }
+    if let Ok(Ok(Err(e))) = served {
+        return Err(e);
+    }
+    if let Err(e) = runtime.block_on(host.finished()) {
+        tracing::error!("the Python runtime stopped: {e}");
+    }
+    // Python's worker threads are not joined: the process ends here.
+    std::process::exit(0)
+}
+
+/// A bound listener and the address it announces.
+struct Incoming {
+    address: String,
+    stream: Listener,
+}
+
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+async fn bind(listen: &str) -> anyhow::Result<Incoming> {
+    if let Some(path) = listen.strip_prefix("unix:") {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path).with_context(|| format!("binding {path}"))?;
+        return Ok(Incoming {
+            address: listen.to_string(),
+            stream: Listener::Unix(listener),
+        });
+    }
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let address = listener
+        .local_addr()
+        .context("reading the bound address")?
+        .to_string();
+    Ok(Incoming {
+        address,
+        stream: Listener::Tcp(listener),
+    })
+}
+
+/// Serves the script protocol until a core sends Done. A server that fails stops the host, so
+/// that [`ScriptHost::serve_io`] returns.
+async fn serve(host: ScriptHost, listener: Listener) -> anyhow::Result<()> {
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(host.service().into_server());
     let finished = {
         let host = host.clone();
         async move {
-            if let Err(e) = host.finished().await {
-                tracing::error!("the Python runtime stopped: {e}");
-            }
+            let _ = host.finished().await;
         }
     };
-    let serve = async {
-        if let Some(path) = args.listen.strip_prefix("unix:") {
-            let _ = std::fs::remove_file(path);
-            let listener = UnixListener::bind(path).with_context(|| format!("binding {path}"))?;
-            announce(&args.listen);
+    let served = match listener {
+        Listener::Unix(listener) => {
+            let incoming =
+                UnixListenerStream::new(listener).map(|stream| stream.and_then(UnixConn::new));
             router
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), finished)
+                .serve_with_incoming_shutdown(incoming, finished)
                 .await
                 .context("serving on the unix socket")
-        } else {
-            let listener = TcpListener::bind(&args.listen)
-                .await
-                .with_context(|| format!("binding {}", args.listen))?;
-            announce(
-                &listener
-                    .local_addr()
-                    .context("reading the bound address")?
-                    .to_string(),
-            );
-            router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), finished)
-                .await
-                .context("serving on TCP")
         }
+        Listener::Tcp(listener) => router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), finished)
+            .await
+            .context("serving on TCP"),
     };
-    tokio::pin!(serve);
-    tokio::select! {
-        served = &mut serve => served?,
-        _ = host.finished() => {
-            // Graceful shutdown waits for the cores to close their streams; give the last
-            // messages a moment to flush, then stop regardless.
-            let _ = tokio::time::timeout(Duration::from_millis(500), serve).await;
-        }
+    if let Err(e) = &served {
+        host.stop(format!("{e:#}"));
     }
-    if let Some(path) = args.listen.strip_prefix("unix:") {
-        let _ = std::fs::remove_file(path);
-    }
-    // Python's worker threads are not joined: the process ends here.
-    std::process::exit(0)
+    served
 }
 
 fn announce(addr: &str) {

@@ -8,11 +8,14 @@
 //! Where things happen:
 //!
 //! - [`server`]: the tonic service; turns the session stream into [`worker`] events and back.
-//! - [`worker`]: the state shared between tokio and Python: the event inbox and the open
-//!   sessions.
-//! - `python` (private): the interpreter (start-up, venv detection, the embedded package) and
-//!   the bridge object through which the Python runtime takes events and sends replies. All PyO3
-//!   code lives there; `PyErr` never leaves it.
+//! - [`worker`]: the state shared between tokio and Python: the event inbox (which also says
+//!   which thread drives the I/O: a Python dispatcher waiting for calls, so that a call runs on
+//!   the thread that read it) and the open sessions.
+//! - `python` (private): the interpreter (start-up, venv detection, the embedded package), the
+//!   bridge object through which the Python runtime takes events and sends replies, and the
+//!   conversions between protobuf flows and Python state (a flow's parts reach Python unbuilt).
+//!   All PyO3 code lives there; `PyErr` never leaves it.
+//! - `unix` (private): the unix socket stream of a session, registered for readability only.
 //!
 //! The Python side (`python/flowtap_host`, `python/mitmproxy`) does the rest: the addon chain,
 //! per-flow ordering, the thread pool for sync hooks and the asyncio loop for async ones.
@@ -28,6 +31,7 @@ pub mod worker;
 
 mod codecs;
 mod python;
+mod unix;
 
 pub use server::ScriptHostService;
 pub use worker::Worker;
@@ -79,6 +83,19 @@ impl ScriptHost {
     /// The gRPC service for this host, to add to a tonic server.
     pub fn service(&self) -> ScriptHostService {
         ScriptHostService::new(Arc::clone(&self.worker))
+    }
+
+    /// Drives the I/O of `runtime`, on which the host's gRPC server was spawned, until the host
+    /// finished (see [`Worker::serve_io`]). Without it the service runs on whatever runtime
+    /// serves it, and each call wakes a Python thread.
+    pub fn serve_io(&self, runtime: &Arc<tokio::runtime::Runtime>) {
+        self.worker.serve_io(runtime);
+    }
+
+    /// Stops the host as if Python had failed with `reason` (the dispatcher threads and
+    /// [`ScriptHost::serve_io`] return).
+    pub fn stop(&self, reason: String) {
+        self.worker.finish(Err(reason));
     }
 
     /// Completes when the scripts' `done` hooks ran (a core sent Done) or Python failed; the

@@ -4,7 +4,10 @@
 mod bridge;
 mod convert;
 mod embed;
+mod fields;
 mod flowio;
+mod parts;
+mod reply;
 
 use std::ffi::CString;
 use std::mem::MaybeUninit;

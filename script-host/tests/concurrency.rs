@@ -1,4 +1,5 @@
-//! Concurrency promises: a slow sync hook pauses only its own flow; `script_serial=true` gives
+//! Concurrency promises: a slow sync hook pauses only its own flow (also when it was the lone
+//! call, run by the thread that read it); `script_serial=true` gives
 //! mitmproxy's one-at-a-time execution; async hooks run concurrently on the loop; a call past
 //! its deadline is answered `timed_out`. Also measures the hook round trip.
 
@@ -37,6 +38,42 @@ async fn sleeping_sync_hooks_of_20_flows_run_concurrently() {
     let elapsed = run_flows(&host, &[], 20).await;
     // Serially this takes 10 s.
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_lone_blocking_hook_holds_up_no_other_flow_or_session() {
+    // A call that arrives while no hook runs is run by the thread that read it, which then
+    // reads nothing until the hook returns: the I/O must go on without it.
+    let host = Host::start(&[(
+        "slow.py",
+        "import time\ndef request(flow):\n    if flow.request.path == '/slow':\n        time.sleep(2)\n    flow.request.headers['x-slept'] = 'yes'\n",
+    )])
+    .await;
+    let mut session = host.session().await;
+    session.hello(&[]).await;
+    for _ in 0..5 {
+        session.call(Hook::Request, http_flow("/fast")).await;
+    }
+    let slow = session
+        .send_call(Hook::Request, http_flow("/slow"), 0)
+        .await;
+    // The next call comes once the slow one surely runs.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    let fast = session
+        .send_call(Hook::Request, http_flow("/fast"), 0)
+        .await;
+    assert_eq!(session.reply().await.call_id, fast);
+    let mut other = host.session().await;
+    assert_eq!(other.hello(&[]).await.startup_error, "");
+    let reply = other.call(Hook::Request, http_flow("/fast")).await;
+    assert!(reply.flow.is_some());
+    assert!(
+        start.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(session.reply().await.call_id, slow);
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Streaming;
 
+use super::unix::UnixConn;
 use super::{Config, ScriptsError};
 use crate::hooks::{CoreControl, Interest};
 
@@ -439,7 +440,7 @@ async fn connect(address: &str) -> Result<tonic::transport::Channel, tonic::tran
 struct UnixConnector(PathBuf);
 
 impl tower_service::Service<http::Uri> for UnixConnector {
-    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
+    type Response = hyper_util::rt::TokioIo<UnixConn>;
     type Error = std::io::Error;
     type Future = BoxFuture<'static, std::io::Result<Self::Response>>;
 
@@ -451,7 +452,7 @@ impl tower_service::Service<http::Uri> for UnixConnector {
         let path = self.0.clone();
         Box::pin(async move {
             let stream = tokio::net::UnixStream::connect(path).await?;
-            Ok(hyper_util::rt::TokioIo::new(stream))
+            Ok(hyper_util::rt::TokioIo::new(UnixConn::new(stream)?))
         })
     }
 }

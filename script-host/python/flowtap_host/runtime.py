@@ -3,8 +3,10 @@
 Threads and the loop:
 
 - `script_threads` dispatcher threads wait in `bridge.wait_one()` (without the GIL) for the
-  proxy's events. A dispatcher runs a hook call whose handlers are all sync right away, in its
-  own thread, so a sleeping hook pauses only its own flow and a call costs one thread wake-up.
+  proxy's events; while one waits it may drive the worker's sockets, so a lone call runs on the
+  thread that read it (the Rust worker's inbox says how). A dispatcher runs a hook call whose
+  handlers are all sync right away, in its own thread, so a sleeping hook pauses only its own
+  flow.
   With `script_serial=true` one sync hook runs at a time, as in mitmproxy.
 - One asyncio loop on the thread that called `Host.run()` (the Rust worker's Python thread) runs
   `async def` hooks and everything else (Hello, Running, Configure, Done, reloads, ticks).
@@ -26,7 +28,7 @@ import time
 
 from mitmproxy import ctx, exceptions, hooks
 from mitmproxy.connection import Client, Server
-from mitmproxy.flow import Error, Flow
+from mitmproxy.flow import Error, Flow, raw_state
 from mitmproxy.optmanager import Options
 from mitmproxy.log import LogEntry
 
@@ -150,6 +152,9 @@ class Host:
         self._quiet_core = False
         self._done = False
         self._running_future = None
+        # The `script_serial` option itself, read on every sync hook (its value changes in
+        # place); None until the scripts started.
+        self._serial_option = None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -235,6 +240,7 @@ class Host:
                                 "Run one sync hook at a time, as mitmproxy does.")
         self.options.add_option("script_threads", int, 32,
                                 "Threads that run sync hooks of different flows concurrently.")
+        self._serial_option = self.options.spec("script_serial")
         errors = []
         for script in self.scripts:
             before = self.options.keys()
@@ -452,7 +458,8 @@ class Host:
         errors = []
         try:
             args = self._prepare(call)
-            serial = self.options.script_serial
+            option = self._serial_option
+            serial = option.value if option is not None else self.options.script_serial
             skip = None
             for handler in handlers:
                 if handler.script is skip or not handler.script.loaded:
@@ -614,7 +621,7 @@ class Host:
 
     def _flow_outcome(self, call):
         flow, before = call.flow, call.before
-        after = flow.get_state()
+        after = raw_state(flow)
         was_killed = bool(before["error"]) and before["error"]["msg"] == Error.KILLED_MESSAGE
         if flow.error is not None and flow.error.msg == Error.KILLED_MESSAGE and not was_killed:
             verdict = KILL
@@ -749,20 +756,24 @@ _KEPT_WHOLE = ("client_conn", "server_conn", "request")
 def _slim(after, before):
     """The reply state of a changed flow without what the scripts left as it was sent: those
     of `_KEPT_WHOLE` are None and named in `unchanged`; an unchanged body is None (the proxy
-    keeps its own body then, as it always did)."""
+    keeps its own body then, as it always did). A part no script read is still the lazy state
+    it came as (see `mitmproxy.flow.raw_state`); the worker sends that one back without its
+    body."""
     unchanged = []
     for name in _KEPT_WHOLE:
         if name == "request" and after.get("type") != "http":
             continue  # a DNS flow's "request" is its DNS request, kept whole
-        value = after.get(name)
-        if value is not None and value == before.get(name):
+        value, sent = after.get(name), before.get(name)
+        if value is not None and (value is sent or value == sent):
             after[name] = None
             unchanged.append(name)
     if unchanged:
         after["unchanged"] = unchanged
+    if after.get("type") != "http":
+        return after  # only HTTP messages have bodies
     for name in ("request", "response"):
         message, sent = after.get(name), before.get(name)
-        if message is not None and sent is not None and message["content"] is not None \
+        if type(message) is dict and sent is not None and message["content"] is not None \
                 and message["content"] == sent.get("content"):
             # A copy: an unread part's state is the flow's own (see mitmproxy.flow._Part).
             after[name] = message = dict(message)

@@ -2,6 +2,7 @@
 
 import asyncio
 import copy as _copy
+import threading
 import time
 import uuid
 
@@ -43,10 +44,36 @@ class Error:
         return Error(self.msg, self.timestamp)
 
 
+class _Raw(threading.local):
+    """Set while the host takes a flow's state for its reply (see `raw_state`)."""
+
+    on = False
+
+
+_RAW = _Raw()
+
+
+def _plain(state):
+    """A part's state as a dict. The script host sends unread parts as lazy mappings (its
+    `PartState`) that build the dict on demand."""
+    return state if type(state) is dict else state.state()
+
+
+def raw_state(flow):
+    """`flow.get_state()` with each part no script read left as the state it was set from
+    (for the script host: it compares that state by identity and sends it back as it came)."""
+    _RAW.on = True
+    try:
+        return flow.get_state()
+    finally:
+        _RAW.on = False
+
+
 class _Part:
     """A part of a flow (a connection, a request or response) that `set_state` keeps as its
-    state until a script first reads it. Until then `get_state()` gives that state back as it
-    came, so a part no script touched costs neither building nor comparing."""
+    state until a script first reads it. Until then `get_state()` gives that state back as a
+    dict (`raw_state` as it came), so a part no script touched costs neither building nor
+    comparing."""
 
     __slots__ = ("make", "name", "state_name")
 
@@ -64,7 +91,7 @@ class _Part:
         attrs = obj.__dict__
         state = attrs.get(self.state_name)
         if state is not None:
-            attrs[self.name] = value = self.make(state)
+            attrs[self.name] = value = self.make(_plain(state))
             attrs[self.state_name] = None
             return value
         return attrs.get(self.name)
@@ -81,7 +108,7 @@ class _Part:
         current = attrs.get(self.name)
         if state is not None and current is not None and attrs.get(self.state_name) is None \
                 and hasattr(current, "set_state"):
-            current.set_state(state)
+            current.set_state(_plain(state))
             return
         attrs[self.name] = None
         attrs[self.state_name] = state
@@ -91,7 +118,7 @@ class _Part:
         attrs = obj.__dict__
         state = attrs.get(self.state_name)
         if state is not None:
-            return state
+            return state if _RAW.on else _plain(state)
         value = attrs.get(self.name)
         return value.get_state() if value is not None else None
 

@@ -11,7 +11,7 @@ import time
 import urllib.parse
 from email.utils import formatdate
 
-from . import _encoding, flow as _flow
+from . import _encoding, flow as _flow, websocket as _websocket
 from ._multidict import MultiDict, MultiDictView, _MultiDictBase
 from ._status import RESPONSES
 from .connection import Client, Server
@@ -778,9 +778,9 @@ class HTTPFlow(_flow.Flow):
         self.websocket = None
 
     def _init_empty(self):
-        self._init_blank()
-        self.request = None
-        self.response = None
+        # For from_state: set_state sets every other attribute.
+        self.live = False
+        self._flowtap_control = None
         self.websocket = None
 
     def get_state(self):
@@ -791,12 +791,10 @@ class HTTPFlow(_flow.Flow):
         return state
 
     def _set_type_state(self, state):
-        from . import websocket
-
         HTTPFlow.request.load(self, state.pop("request"))
         HTTPFlow.response.load(self, state.pop("response"))
         self.websocket = _flow._set_or_make(
-            self.websocket, websocket.WebSocketData, state.pop("websocket", None)
+            self.websocket, _websocket.WebSocketData, state.pop("websocket", None)
         )
 
     @property

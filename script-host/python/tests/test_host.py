@@ -4,8 +4,8 @@ import os
 import time
 import unittest
 
-from tests.support import Harness, http_state
-from mitmproxy import http
+from tests.support import Harness, http_state, listify
+from mitmproxy import connection, dns, http
 
 CONTINUE, RESPOND, KILL, INTERCEPT = 1, 2, 3, 4
 
@@ -72,6 +72,27 @@ class ChainTest(unittest.TestCase):
             self.assertEqual(state["error"]["msg"], "Connection killed.")
             _, verdict, state, _, _ = h.roundtrip("request", http_state("/hold"))
             self.assertEqual(verdict, INTERCEPT)
+        finally:
+            h.close()
+
+    def test_dns_response_set_in_dns_request_is_sent(self):
+        h = Harness(
+            """
+            from mitmproxy import dns
+            def dns_request(flow):
+                flow.response = flow.request.succeed([dns.ResourceRecord.A("example.com", "10.0.0.1")])
+            """
+        )
+        try:
+            flow = dns.DNSFlow(connection.Client(peername=("127.0.0.1", 5353)),
+                               connection.Server(address=("1.1.1.1", 53)), live=True)
+            flow.request = dns.DNSMessage(id=7, query=True,
+                                          questions=[dns.Question("example.com", 1, 1)])
+            state = listify(flow.get_state())
+            state["live"] = True
+            _, verdict, state, errors, _ = h.roundtrip("dns_request", state)
+            self.assertEqual((verdict, errors), (RESPOND, []))
+            self.assertEqual(state["response"]["answers"][0]["data"], bytes([10, 0, 0, 1]))
         finally:
             h.close()
 

@@ -8,7 +8,7 @@ use flowtap_proto::v1::{self, Hook, worker_message::Kind};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::convert;
+use super::{convert, parts, reply};
 use crate::worker::{Event, PendingCall, Worker};
 
 /// The bridge between the Python runtime and the worker (see `tests/support.py` for the same
@@ -96,18 +96,18 @@ impl Bridge {
         let call = *call;
         let hook = call.hook();
         let flow = call.flow.unwrap_or_default();
-        let connection = is_connection_hook(hook);
-        let state = if connection {
-            convert::connection_subject_to_py(py, &flow)?
+        let live = flow.live;
+        let (state, connection_subject) = if is_connection_hook(hook) {
+            (parts::connection_subject_to_py(py, &flow)?, Some(flow))
         } else {
-            convert::flow_to_py(py, &flow)?
+            (parts::flow_to_py(py, flow)?, None)
         };
         if !call.observe_only {
             self.worker.lock_pending().insert(
                 (session, call.call_id),
                 PendingCall {
-                    live: flow.live,
-                    connection_subject: connection.then_some(flow),
+                    live,
+                    connection_subject,
                 },
             );
         }
@@ -167,8 +167,8 @@ impl Bridge {
             .collect();
         let flow = state.and_then(|state| {
             let converted = match &pending.connection_subject {
-                Some(sent) => convert::connection_subject_from_py(&state, sent),
-                None => convert::flow_from_py(&state, pending.live),
+                Some(sent) => reply::connection_subject_from_py(&state, sent),
+                None => reply::flow_from_py(&state, pending.live),
             };
             converted
                 .map_err(|e| {
@@ -291,7 +291,7 @@ impl Bridge {
             "resume" => C::Resume(item(0)?.extract()?),
             "kill" => C::Kill(item(0)?.extract()?),
             "replay" => {
-                let flow = convert::flow_from_py(&item(0)?, false)
+                let flow = reply::flow_from_py(&item(0)?, false)
                     .map_err(pyo3::exceptions::PyValueError::new_err)?;
                 C::ReplayClient(flow)
             }

@@ -1,5 +1,5 @@
-//! Values between Rust and Python: flow state dicts (through `flowtap_flow::state`) and option
-//! values.
+//! Values between Rust and Python: tnetstring values, the flows of replies (through
+//! `flowtap_flow::state`) and option values. The flow state of a call is built in `parts`.
 
 use bytes::Bytes;
 use flowtap_flow::state;
@@ -7,6 +7,8 @@ use flowtap_flow::tnetstring::{Dict, Value};
 use flowtap_proto::v1::{self, Flow, option_value::Kind};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use super::parts::{self, Part};
 
 /// A tnetstring value as the Python object `tnetstring.load` would give.
 pub(super) fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
@@ -188,45 +190,35 @@ pub(super) fn py_to_value(obj: &Bound<'_, PyAny>) -> Result<Value, String> {
     ))
 }
 
-/// The state dict of a flow for a flow hook, with `live` added (mitmproxy's state lacks it).
-pub(super) fn flow_to_py<'py>(py: Python<'py>, flow: &Flow) -> PyResult<Bound<'py, PyAny>> {
-    let mut value = state::to_state(flow);
-    if let Value::Dict(dict) = &mut value {
-        dict.set("live", flow.live);
-    }
-    value_to_py(py, &value)
-}
-
-/// The subject of a connection hook: `{"id", "client_conn", "server_conn"}`, each connection
-/// in its state shape or None.
-pub(super) fn connection_subject_to_py<'py>(
-    py: Python<'py>,
-    flow: &Flow,
-) -> PyResult<Bound<'py, PyAny>> {
-    let full = state::to_state(&as_http(flow));
-    let out = PyDict::new(py);
-    out.set_item("id", &flow.id)?;
-    for (name, present) in [
-        ("client_conn", flow.client_conn.is_some()),
-        ("server_conn", flow.server_conn.is_some()),
-    ] {
-        match (present, dict_get(&full, name)) {
-            (true, Some(conn)) => out.set_item(name, value_to_py(py, conn)?)?,
-            _ => out.set_item(name, py.None())?,
+/// The flow of a reply to a flow hook, through the flow-file state (for flows other than HTTP,
+/// see `reply`). The runtime leaves out what the scripts did not change
+/// (`unchanged` names the parts, see `flowtap_host.runtime._slim`): those come back as None,
+/// which the proxy reads as "keep yours". A part no script read comes back as the
+/// [`PartState`](super::parts::PartState) that was sent, and is taken from it as it is.
+pub(super) fn flow_from_py(obj: &Bound<'_, PyAny>, live: bool) -> Result<Flow, String> {
+    let dict = obj
+        .cast::<PyDict>()
+        .map_err(|_| "a flow state must be a dict".to_string())?;
+    let mut state = Dict::new();
+    let mut unread = Vec::new();
+    for (k, v) in dict.iter() {
+        let key = py_to_value(&k)?;
+        match parts::part_of(&v) {
+            Some(part) => {
+                // The state parser wants the part: a placeholder, replaced below.
+                let placeholder = key
+                    .as_str()
+                    .and_then(|name| dict_get(placeholder_state(), name))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                state.insert(key, placeholder);
+                unread.push(part);
+            }
+            None => state.insert(key, py_to_value(&v)?),
         }
     }
-    Ok(out.into_any())
-}
-
-/// The flow of a reply to a flow hook. The runtime leaves out what the scripts did not change
-/// (`unchanged` names the parts, see `flowtap_host.runtime._slim`): those come back as None,
-/// which the proxy reads as "keep yours".
-pub(super) fn flow_from_py(obj: &Bound<'_, PyAny>, live: bool) -> Result<Flow, String> {
-    let mut value = py_to_value(obj)?;
     let mut unchanged = Vec::new();
-    if let Value::Dict(dict) = &mut value
-        && let Some(Value::List(names)) = dict.remove("unchanged")
-    {
+    if let Some(Value::List(names)) = state.remove("unchanged") {
         for name in names {
             let Some(name) = name.as_str().map(str::to_owned) else {
                 continue;
@@ -235,12 +227,20 @@ pub(super) fn flow_from_py(obj: &Bound<'_, PyAny>, live: bool) -> Result<Flow, S
             if matches!(name.as_str(), "client_conn" | "server_conn" | "request")
                 && let Some(placeholder) = dict_get(placeholder_state(), &name)
             {
-                dict.set(&name, placeholder.clone());
+                state.set(&name, placeholder.clone());
             }
             unchanged.push(name);
         }
     }
-    let mut flow = state::from_state(&value).map_err(|e| e.to_string())?;
+    let mut flow = state::from_state(&Value::Dict(state)).map_err(|e| e.to_string())?;
+    for part in unread {
+        match part {
+            Part::Client(conn) => flow.client_conn = Some(conn),
+            Part::Server(conn) => flow.server_conn = Some(conn),
+            Part::Request(request) => flow.request = Some(request),
+            Part::Response(response) => flow.response = Some(response),
+        }
+    }
     for name in &unchanged {
         match name.as_str() {
             "client_conn" => flow.client_conn = None,
@@ -263,41 +263,6 @@ fn placeholder_state() -> &'static Value {
             ..Flow::default()
         })
     })
-}
-
-/// The subject of a connection hook after the scripts: `sent` with the connections replaced.
-pub(super) fn connection_subject_from_py(
-    obj: &Bound<'_, PyAny>,
-    sent: &Flow,
-) -> Result<Flow, String> {
-    let returned = py_to_value(obj)?;
-    let Value::Dict(mut full) = state::to_state(&as_http(sent)) else {
-        return Err("flow state is not a dict".into());
-    };
-    for name in ["client_conn", "server_conn"] {
-        if let Some(conn) = dict_get(&returned, name).filter(|c| !c.is_null()) {
-            full.set(name, conn.clone());
-        }
-    }
-    let parsed = state::from_state(&Value::Dict(full)).map_err(|e| e.to_string())?;
-    let mut flow = sent.clone();
-    if flow.client_conn.is_some() {
-        flow.client_conn = parsed.client_conn;
-    }
-    if flow.server_conn.is_some() {
-        flow.server_conn = parsed.server_conn;
-    }
-    Ok(flow)
-}
-
-fn as_http(flow: &Flow) -> Flow {
-    Flow {
-        id: flow.id.clone(),
-        r#type: "http".into(),
-        client_conn: flow.client_conn.clone(),
-        server_conn: flow.server_conn.clone(),
-        ..Flow::default()
-    }
 }
 
 fn dict_get<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
