@@ -564,6 +564,7 @@ pub(super) mod tests {
                 scheme: Bytes::from_static(b"https"),
                 authority: Bytes::from_static(b"example.com"),
                 path: Bytes::from_static(b"/x?y"),
+                stream: v1::StreamMode::Buffer.into(),
             }),
             response: Some(Response {
                 http_version: Bytes::from_static(b"HTTP/2.0"),
@@ -574,6 +575,7 @@ pub(super) mod tests {
                 timestamp_end: Some(1.5),
                 status_code: 404,
                 reason: Bytes::from_static(b"Not Found"),
+                stream: v1::StreamMode::Buffer.into(),
             }),
             websocket: Some(v1::WebSocketData {
                 messages: vec![WebSocketMessage {

@@ -9,7 +9,8 @@
 
 use flowtap_flow::state::{self, FLOW_FORMAT_VERSION};
 use flowtap_proto::v1::{
-    self, Connection, Flow, Request, Response, ServerSpec, WebSocketData, WebSocketMessage,
+    self, Connection, Flow, Request, Response, ServerSpec, StreamMode, WebSocketData,
+    WebSocketMessage,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -244,6 +245,8 @@ fn request(f: &Fields<'_>) -> Result<Request, FieldError> {
         scheme: f.bytes("scheme")?,
         authority: f.opt_bytes("authority")?.unwrap_or_default(),
         path: f.bytes("path")?,
+        // The stream mode travels in HookReply.stream, not in the state.
+        stream: StreamMode::Buffer.into(),
     })
 }
 
@@ -257,6 +260,7 @@ fn response(f: &Fields<'_>) -> Result<Response, FieldError> {
         timestamp_end: f.opt_float("timestamp_end")?,
         status_code: f.uint("status_code")?,
         reason: f.opt_bytes("reason")?.unwrap_or_default(),
+        stream: StreamMode::Buffer.into(),
     })
 }
 
