@@ -233,3 +233,26 @@ fn exception_in_a_hook_is_logged_and_the_flow_passes_unmodified() {
     assert!(log.contains("raises.py"), "{log}");
     flowtap.stop();
 }
+
+/// True once `pid` has ended (gone, or a zombie nobody reaped yet).
+fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn workers_end_when_flowtap_is_killed() {
+    let script = TempScript::new("orphan.py", "def request(flow):\n    pass\n");
+    let (mut flowtap, _proxy) = Flowtap::start(&["-s", script.arg(), "--set", "script_workers=2"]);
+    let workers = flowtap.workers(2);
+    sigkill(flowtap.pid());
+    let _ = flowtap.wait_exit(Duration::from_secs(10));
+    poll("the workers of a killed flowtap to exit", || {
+        workers.iter().all(|pid| ended(*pid)).then_some(())
+    });
+}

@@ -91,12 +91,14 @@ pub(crate) fn new_http_flow(client: &Connection, request: Request) -> Flow {
     }
 }
 
-/// A subject for connection hooks: the connection's id, the client and (optionally) the server.
+/// A subject for connection hooks: the client connection's id, the client and (optionally) the
+/// server.
 pub(crate) fn connection_subject(client: &Connection, server: Option<&Connection>) -> Flow {
     Flow {
-        id: server
-            .map(|s| s.id.clone())
-            .unwrap_or_else(|| client.id.clone()),
+        // The client connection's id for server hooks too: the worker runs the calls of one id
+        // in order, so `server_disconnected` and `client_disconnected` (both observed, sent
+        // back to back) reach the scripts in the proxy's order, on the same worker.
+        id: client.id.clone(),
         client_conn: Some(client.clone()),
         server_conn: server.cloned(),
         ..Default::default()

@@ -33,6 +33,10 @@ pub struct Args {
     /// Where to extract the embedded Python package (default: under the temporary directory).
     #[arg(long)]
     pub python_package_dir: Option<PathBuf>,
+    /// Exit when standard input closes: the proxy that started this worker keeps a pipe to it
+    /// open, so a proxy that dies, even by SIGKILL, leaves no worker behind.
+    #[arg(long, hide = true)]
+    pub exit_with_stdin: bool,
 }
 
 /// Runs the worker on its own current-thread runtime, then ends the process. The Python
@@ -52,6 +56,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         package_dir: args.python_package_dir,
     };
     let host = ScriptHost::start(&config).context("starting the script host")?;
+    if args.exit_with_stdin {
+        exit_when_stdin_closes(args.listen.strip_prefix("unix:").map(PathBuf::from));
+    }
     let incoming = runtime.block_on(bind(&args.listen))?;
     announce(&incoming.address);
     let server = runtime.spawn(serve(host.clone(), incoming.stream));
@@ -71,6 +78,23 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     // Python's worker threads are not joined: the process ends here.
     std::process::exit(0)
+}
+
+/// Ends the process once standard input reaches its end (or fails), removing the unix socket.
+fn exit_when_stdin_closes(socket: Option<PathBuf>) {
+    std::thread::Builder::new()
+        .name("parent-watch".into())
+        .spawn(move || {
+            let mut sink = [0u8; 64];
+            let mut stdin = std::io::stdin().lock();
+            while matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(n) if n > 0) {}
+            tracing::info!("the proxy that started this worker is gone; exiting");
+            if let Some(path) = socket {
+                let _ = std::fs::remove_file(path);
+            }
+            std::process::exit(0);
+        })
+        .ok();
 }
 
 /// A bound listener and the address it announces.

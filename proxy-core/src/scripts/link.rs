@@ -485,7 +485,9 @@ async fn spawn(config: &Config) -> Result<(String, Child), ScriptsError> {
     command
         .arg("--listen")
         .arg(format!("unix:{}", socket.display()))
-        .stdin(Stdio::null())
+        // The worker exits when this pipe closes: when the proxy goes, however it goes.
+        .arg("--exit-with-stdin")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);

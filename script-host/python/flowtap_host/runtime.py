@@ -72,13 +72,13 @@ class Call:
     """One hook call from the proxy, from arrival to reply."""
 
     __slots__ = ("session", "call_id", "hook", "state", "deadline", "observe_only", "key",
-                 "replied", "subject", "before", "flow", "stream")
+                 "queue", "replied", "subject", "before", "flow", "stream")
 
     def __init__(self, session, call_id, hook, state, deadline_ms, observe_only):
         self.session, self.call_id, self.hook, self.state = session, call_id, hook, state
         self.deadline = time.monotonic() + deadline_ms / 1000 if deadline_ms else None
         self.observe_only = observe_only
-        self.key = state.get("id", "")
+        self.key = self.queue = state.get("id", "")
         self.replied = False
         self.subject = self.before = self.flow = None
         self.stream = 0  # StreamMode after a *headers hook
@@ -143,6 +143,8 @@ class Host:
         self._table = {}
         self._async_hooks = set()
         self._queues = {}
+        # Per client connection id: the key of its latest flow (see `_queue_of`).
+        self._latest_flow = {}
         self._qlock = threading.Lock()
         self._lock = threading.Lock()
         self._in_hook = set()
@@ -195,12 +197,33 @@ class Host:
                 concurrent.futures.wait([running], timeout=RUNNING_WAIT)
             call = Call(*item[1:])
             with self._qlock:
-                queue = self._queues.get(call.key)
+                call.queue = self._queue_of(call)
+                queue = self._queues.get(call.queue)
                 if queue is not None:
                     queue.append(call)
                     continue
-                self._queues[call.key] = collections.deque()
+                self._queues[call.queue] = collections.deque()
             self._drive(call)
+
+    def _queue_of(self, call):
+        """The queue `call` runs in, in arrival order (call with `_qlock` held). A flow's calls
+        have their own; a connection's (keyed by the client connection) join the queue of the
+        latest flow of that client connection while it has calls waiting or running, so that
+        observed hooks sent back to back (`http_connected`, `server_connected`;
+        `websocket_end`, `server_disconnected`) run in the proxy's order."""
+        if call.hook in CONNECTION_HOOKS:
+            if call.hook == "client_disconnected":
+                flow_key = self._latest_flow.pop(call.key, None)
+            else:
+                flow_key = self._latest_flow.get(call.key)
+            return flow_key if flow_key in self._queues else call.key
+        client = call.state.get("client_conn")
+        client_id = getattr(client, "connection_id", None)
+        if client_id is None and client is not None:
+            client_id = client.get("id")
+        if client_id is not None:
+            self._latest_flow[client_id] = call.key
+        return call.key
 
     def _dispatch(self, item):
         try:
@@ -448,10 +471,10 @@ class Host:
     def _pop_next(self, call):
         self._active.pop(call.call_id, None)
         with self._qlock:
-            queue = self._queues.get(call.key)
+            queue = self._queues.get(call.queue)
             nxt = queue.popleft() if queue else None
             if nxt is None:
-                self._queues.pop(call.key, None)
+                self._queues.pop(call.queue, None)
         return nxt
 
     def _run_sync(self, call, handlers):

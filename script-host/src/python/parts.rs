@@ -64,6 +64,15 @@ impl PartState {
         self.dict(py).cloned()
     }
 
+    /// A connection's `id` without building its state dict; None for other parts.
+    #[getter]
+    fn connection_id(&self) -> Option<String> {
+        match &self.part {
+            Part::Client(c) | Part::Server(c) => Some(c.id.clone()),
+            Part::Request(_) | Part::Response(_) => None,
+        }
+    }
+
     fn __getitem__<'py>(
         &self,
         py: Python<'py>,
