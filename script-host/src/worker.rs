@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 mod inbox;
 
 use inbox::Inbox;
+pub(crate) use inbox::Taken;
 
 /// An event for the Python runtime.
 #[derive(Debug)]
@@ -101,13 +102,13 @@ impl Worker {
 
     /// The next event if one is waiting, for a dispatcher that just finished one (called with
     /// the GIL held, so that a busy worker runs call after call without a thread switch).
-    pub(crate) fn try_next(&self) -> Option<Event> {
+    pub(crate) fn try_next(&self) -> Option<Taken> {
         self.inbox.try_next()
     }
 
     /// The next event, waiting for one; None once the host finished. Called by the runtime's
     /// dispatcher threads with the GIL released; they may drive the I/O meanwhile.
-    pub(crate) fn wait_one(&self) -> Option<Event> {
+    pub(crate) fn wait_one(&self) -> Option<Taken> {
         self.inbox.wait_one()
     }
 

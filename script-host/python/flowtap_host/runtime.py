@@ -12,6 +12,10 @@ Threads and the loop:
   `async def` hooks and everything else (Hello, Running, Configure, Done, reloads, ticks).
   Sync handlers inside an async chain go to a `ThreadPoolExecutor`.
 - Calls for one flow (or connection) form a queue: the next starts when the previous finished.
+  A client connection's hooks and the hooks of its latest flow also keep their arrival order
+  across those two queues (a `Lane`), so observed hooks sent back to back by the proxy
+  (`server_connected`, `http_connected`) reach the scripts in the proxy's order; earlier flows of
+  the connection (HTTP/2) go on concurrently.
 - A call past its deadline is answered `timed_out`; its late changes are dropped.
 
 Replies go back through `bridge.hook_reply(...)` from whichever thread finished the chain.
@@ -72,16 +76,42 @@ class Call:
     """One hook call from the proxy, from arrival to reply."""
 
     __slots__ = ("session", "call_id", "hook", "state", "deadline", "observe_only", "key",
-                 "queue", "replied", "subject", "before", "flow", "stream")
+                 "queue", "lane", "replied", "subject", "before", "flow", "stream")
 
     def __init__(self, session, call_id, hook, state, deadline_ms, observe_only):
         self.session, self.call_id, self.hook, self.state = session, call_id, hook, state
         self.deadline = time.monotonic() + deadline_ms / 1000 if deadline_ms else None
         self.observe_only = observe_only
         self.key = self.queue = state.get("id", "")
+        self.lane = None  # the client connection's id, when known
         self.replied = False
         self.subject = self.before = self.flow = None
         self.stream = 0  # StreamMode after a *headers hook
+
+
+class Lane:
+    """The order between a client connection's hooks and the hooks of its latest flow, which
+    run in two queues (keyed by the connection's and the flow's id). A call of one waits while
+    the other's queue is open; waiting calls are `held` here, in arrival order."""
+
+    __slots__ = ("latest", "held", "flows")
+
+    # How many flows a lane remembers having seen (a long HTTP/2 connection has many).
+    REMEMBERED = 64
+
+    def __init__(self):
+        self.latest = None
+        self.held = collections.deque()
+        self.flows = collections.OrderedDict()
+
+    def saw(self, flow_key):
+        """Notes a call of flow `flow_key`; a flow not seen before becomes the latest."""
+        if flow_key in self.flows:
+            return
+        self.flows[flow_key] = None
+        if len(self.flows) > self.REMEMBERED:
+            self.flows.popitem(last=False)
+        self.latest = flow_key
 
 
 class LoopFromThread:
@@ -143,9 +173,12 @@ class Host:
         self._table = {}
         self._async_hooks = set()
         self._queues = {}
-        # Per client connection id: the key of its latest flow (see `_queue_of`).
-        self._latest_flow = {}
+        # Per client connection id with calls under way: its `Lane`.
+        self._lanes = {}
         self._qlock = threading.Lock()
+        # Dispatchers admit events in arrival order, under `_qlock`.
+        self._turn = threading.Condition(self._qlock)
+        self._next_seq = 0
         self._lock = threading.Lock()
         self._in_hook = set()
         self._active = {}
@@ -180,50 +213,117 @@ class Host:
             threading.Thread(target=self._dispatcher, name="script-dispatch", daemon=True).start()
 
     def _dispatcher(self):
-        """Takes the proxy's events: runs sync hook calls here, hands the rest to the loop."""
+        """Takes the proxy's events: runs sync hook calls here, hands the rest to the loop.
+        Events are admitted in the order they arrived (their number), whichever dispatcher took
+        them."""
         while True:
-            item = self.bridge.wait_one()
-            if item is None:
+            got = self.bridge.wait_one()
+            if got is None:
                 return
-            if item[0] == "running":
-                # Hook calls that follow wait for the `running` hooks, as in mitmproxy.
-                self._running_future = asyncio.run_coroutine_threadsafe(self._running(), self.loop)
-                continue
-            if item[0] != "hook":
-                self.loop.call_soon_threadsafe(self._dispatch, item)
+            seq, item = got
+            call = None
+            with self._turn:
+                while seq != self._next_seq:
+                    self._turn.wait()
+                try:
+                    call = self._take(item)
+                except Exception:
+                    log.exception("script host: failed to take %s", item[0])
+                finally:
+                    self._next_seq = seq + 1
+                    self._turn.notify_all()
+            if call is None:
                 continue
             running = self._running_future
             if running is not None and not running.done():
+                # Hook calls wait for the `running` hooks, as in mitmproxy.
                 concurrent.futures.wait([running], timeout=RUNNING_WAIT)
-            call = Call(*item[1:])
-            with self._qlock:
-                call.queue = self._queue_of(call)
-                queue = self._queues.get(call.queue)
-                if queue is not None:
-                    queue.append(call)
-                    continue
-                self._queues[call.queue] = collections.deque()
             self._drive(call)
 
-    def _queue_of(self, call):
-        """The queue `call` runs in, in arrival order (call with `_qlock` held). A flow's calls
-        have their own; a connection's (keyed by the client connection) join the queue of the
-        latest flow of that client connection while it has calls waiting or running, so that
-        observed hooks sent back to back (`http_connected`, `server_connected`;
-        `websocket_end`, `server_disconnected`) run in the proxy's order."""
+    def _take(self, item):
+        """Admits one event (with `_qlock` held, in arrival order): the hook call to start now
+        in this thread, if any."""
+        kind = item[0]
+        if kind == "hook":
+            call = Call(*item[1:])
+            return call if self._admit(call) else None
+        if kind == "running":
+            self._running_future = asyncio.run_coroutine_threadsafe(self._running(), self.loop)
+        elif kind == "error":
+            log.error("script host: an event from the proxy was lost: %s", item[1])
+        else:
+            self.loop.call_soon_threadsafe(self._dispatch, item)
+        return None
+
+    def _admit(self, call):
+        """Places an arriving `call` (with `_qlock` held): True when it should start now, in a
+        new queue; otherwise it waits in its queue or its lane."""
+        lane = self._lane_of(call)
+        if lane is not None and not self._may_pass(call, lane):
+            lane.held.append(call)
+            return False
+        return self._enqueue(call)
+
+    def _lane_of(self, call):
         if call.hook in CONNECTION_HOOKS:
-            if call.hook == "client_disconnected":
-                flow_key = self._latest_flow.pop(call.key, None)
-            else:
-                flow_key = self._latest_flow.get(call.key)
-            return flow_key if flow_key in self._queues else call.key
-        client = call.state.get("client_conn")
-        client_id = getattr(client, "connection_id", None)
-        if client_id is None and client is not None:
-            client_id = client.get("id")
-        if client_id is not None:
-            self._latest_flow[client_id] = call.key
-        return call.key
+            call.lane = call.key
+        else:
+            client = call.state.get("client_conn")
+            if client is None:
+                return None
+            client_id = getattr(client, "connection_id", None)
+            if client_id is None:
+                client_id = client.get("id")
+            call.lane = client_id
+        if not call.lane:
+            return None
+        lane = self._lanes.get(call.lane)
+        if lane is None:
+            lane = self._lanes[call.lane] = Lane()
+        if call.hook not in CONNECTION_HOOKS:
+            lane.saw(call.key)
+        return lane
+
+    def _may_pass(self, call, lane):
+        """Whether `call` may join its queue now: nothing of its lane is held, and the other
+        side of the lane (the connection's queue for the latest flow's calls, the latest flow's
+        queue for the connection's) has nothing waiting or running."""
+        if call.hook not in CONNECTION_HOOKS and call.key != lane.latest:
+            # An earlier flow (HTTP/2) waits only behind its own held calls.
+            return not any(held.key == call.key for held in lane.held)
+        if lane.held:
+            return False
+        if call.hook in CONNECTION_HOOKS:
+            return lane.latest not in self._queues
+        return call.lane not in self._queues
+
+    def _enqueue(self, call):
+        queue = self._queues.get(call.queue)
+        if queue is not None:
+            queue.append(call)
+            return False
+        self._queues[call.queue] = collections.deque()
+        return True
+
+    def _release(self, lane_id):
+        """After a queue of lane `lane_id` ended (with `_qlock` held): lets the held calls go in
+        order as far as they may, and forgets an idle lane. Returns the calls to start."""
+        lane = self._lanes.get(lane_id)
+        if lane is None:
+            return []
+        started = []
+        while lane.held:
+            call = lane.held[0]
+            # The held calls go strictly in order: a connection's waits for the latest flow's
+            # queue, a flow's for the connection's.
+            if (lane.latest if call.hook in CONNECTION_HOOKS else call.lane) in self._queues:
+                break
+            lane.held.popleft()
+            if self._enqueue(call):
+                started.append(call)
+        if not lane.held and lane_id not in self._queues and lane.latest not in self._queues:
+            del self._lanes[lane_id]
+        return started
 
     def _dispatch(self, item):
         try:
@@ -469,13 +569,21 @@ class Host:
             call = self._pop_next(call)
 
     def _pop_next(self, call):
+        """The next call to run in `call`'s queue, in this thread. When the queue ends, calls its
+        lane held for it start: the first here, others on the executor."""
         self._active.pop(call.call_id, None)
         with self._qlock:
             queue = self._queues.get(call.queue)
             nxt = queue.popleft() if queue else None
-            if nxt is None:
-                self._queues.pop(call.queue, None)
-        return nxt
+            if nxt is not None:
+                return nxt
+            self._queues.pop(call.queue, None)
+            started = self._release(call.lane) if call.lane else []
+        if not started:
+            return None
+        for other in started[1:]:
+            self.executor.submit(self._drive, other)
+        return started[0]
 
     def _run_sync(self, call, handlers):
         errors = []

@@ -53,6 +53,8 @@ class FakeBridge:
 
     def __init__(self):
         self._events = queue.Queue()
+        self._taken = threading.Lock()
+        self._next_seq = 0
         self.replies = queue.Queue()
         self.readies = queue.Queue()
         self.controls = queue.Queue()
@@ -63,7 +65,11 @@ class FakeBridge:
 
     # Called by the host.
     def wait_one(self):
-        return self._events.get()
+        """Like the Rust worker's: events numbered in the order they were sent."""
+        with self._taken:
+            seq = self._next_seq
+            self._next_seq += 1
+            return (seq, self._events.get())
 
     def hook_reply(self, session, call_id, verdict, state, errors, timed_out, stream=0):
         self.replies.put((call_id, verdict, state, list(errors), timed_out))

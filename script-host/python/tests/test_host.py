@@ -216,6 +216,64 @@ class ConcurrencyTest(unittest.TestCase):
         finally:
             h.close()
 
+    ORDER = """
+        import time
+        seen = []
+        def server_connected(data):
+            time.sleep(0.3)
+            seen.append("server_connected")
+        def http_connected(flow):
+            time.sleep(0.3)
+            seen.append("http_connected " + flow.request.path)
+        def request(flow):
+            flow.request.headers["x-seen"] = ",".join(seen)
+        """
+
+    def _connection_and_flows(self, *paths):
+        """A connection subject and flows of that same client connection."""
+        flows = [http_state(path) for path in paths]
+        client = flows[0]["client_conn"]
+        for flow in flows[1:]:
+            flow["client_conn"] = client
+        conn = {"id": client["id"], "client_conn": client, "server_conn": flows[0]["server_conn"]}
+        return conn, flows
+
+    def test_connection_and_latest_flow_hooks_keep_the_proxys_order(self):
+        h = Harness(self.ORDER)
+        try:
+            conn, (flow,) = self._connection_and_flows("/a")
+            # Observed calls sent back to back in both orders, then an awaited one that reads
+            # what ran before it.
+            h.call("server_connected", conn, observe_only=True)
+            h.call("http_connected", dict(flow), observe_only=True)
+            h.call("server_connected", conn, observe_only=True)
+            _, _, out, _, _ = h.roundtrip("request", dict(flow))
+            self.assertEqual(headers_of(out)["x-seen"],
+                             "server_connected,http_connected /a,server_connected")
+            self.assertEqual(h.host._lanes, {})
+        finally:
+            h.close()
+
+    def test_an_earlier_flow_of_the_connection_does_not_wait_for_it(self):
+        h = Harness(self.ORDER)
+        try:
+            conn, (older, latest) = self._connection_and_flows("/older", "/latest")
+            h.call("http_connected", dict(older), observe_only=True)
+            h.call("http_connected", dict(latest), observe_only=True)
+            h.call("server_connected", conn, observe_only=True)
+            # The older flow's request runs after its own http_connected, while the connection's
+            # hook (held behind the latest flow's) is still under way: each sleeps 0.3 s.
+            _, _, out, _, _ = h.roundtrip("request", dict(older))
+            seen = headers_of(out)["x-seen"].split(",")
+            self.assertIn("http_connected /older", seen)
+            self.assertNotIn("server_connected", seen)
+            _, _, out, _, _ = h.roundtrip("request", dict(latest))
+            seen = headers_of(out)["x-seen"].split(",")
+            self.assertEqual(sorted(seen[:2]), ["http_connected /latest", "http_connected /older"])
+            self.assertEqual(seen[2:], ["server_connected"])
+        finally:
+            h.close()
+
     def test_async_hooks_run_on_the_loop_concurrently(self):
         h = Harness(
             """

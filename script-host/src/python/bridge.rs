@@ -126,17 +126,27 @@ impl Bridge {
 
 #[pymethods]
 impl Bridge {
-    /// The next event from the proxy: one already waiting is taken with the GIL held (a busy
-    /// worker goes from call to call without a thread switch); else waits for one without
-    /// holding the GIL. None once the host finished.
+    /// The next event from the proxy as `(number, event)`, numbered in the order of arrival
+    /// (the host admits events in that order, whichever thread took them). One already waiting
+    /// is taken with the GIL held (a busy worker goes from call to call without a thread
+    /// switch); else waits for one without holding the GIL. None once the host finished. An
+    /// event Python cannot be given becomes `("error", message)`, so that its number is not
+    /// lost.
     fn wait_one<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let worker = &self.worker;
-        if let Some(event) = worker.try_next() {
-            return self.event_to_py(py, event).map(Some);
-        }
-        py.detach(|| worker.wait_one())
-            .map(|event| self.event_to_py(py, event))
-            .transpose()
+        let taken = match worker.try_next() {
+            Some(taken) => taken,
+            None => match py.detach(|| worker.wait_one()) {
+                Some(taken) => taken,
+                None => return Ok(None),
+            },
+        };
+        let (seq, event) = taken;
+        let item = match self.event_to_py(py, event) {
+            Ok(item) => item,
+            Err(e) => ("error", e.to_string()).into_pyobject(py)?,
+        };
+        Ok(Some((seq, item).into_pyobject(py)?))
     }
 
     /// The outcome of one hook call (`state` is None when nothing changed). `stream`: after

@@ -21,6 +21,10 @@
 //!   once they waited [`STALE`]: it sleeps until an event waits behind a busy one (so a lone
 //!   call wakes no sentinel), then checks every [`STALE`] while any is busy.
 //!
+//! Events are numbered as they arrive ([`Taken`]): threads take them in that order but may reach
+//! Python in another, so the host admits them by number (a flow's calls, and a connection's,
+//! must keep the proxy's order).
+//!
 //! Without [`Inbox::serve_io`] (the service added to a caller's own runtime) events arrive from
 //! that runtime's threads and wake an idle dispatcher, the sentinel rules unchanged.
 
@@ -35,6 +39,9 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 use super::Event;
+
+/// An event and its number in the order of arrival (from 0, no gaps).
+pub(crate) type Taken = (u64, Event);
 
 /// How long an event may wait for a busy dispatcher before an idle one takes it, and how long
 /// the I/O may go undriven while a driver runs a hook.
@@ -60,7 +67,9 @@ enum Driver {
 
 #[derive(Debug)]
 struct State {
-    queue: VecDeque<(Instant, Event)>,
+    queue: VecDeque<(Instant, Taken)>,
+    /// The number of the next event to arrive.
+    next_seq: u64,
     /// Dispatchers running an event (they take the next one when done).
     active: usize,
     /// Dispatchers waiting on `arrived`.
@@ -72,7 +81,7 @@ struct State {
     stopped: bool,
     driver: Driver,
     /// The event a driving dispatcher is to run (it arrived while none was busy).
-    for_driver: Option<Event>,
+    for_driver: Option<Taken>,
     /// Wakes the `block_on` of the driver.
     driver_waker: Option<Waker>,
     /// A dispatcher waits for the I/O thread to hand the token over.
@@ -102,6 +111,7 @@ impl Default for Inbox {
         Self {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                next_seq: 0,
                 active: 0,
                 idle: 0,
                 sentinel: false,
@@ -152,6 +162,8 @@ impl Inbox {
     /// sentinel does once it is stale).
     pub(crate) fn submit(&self, event: Event) {
         let mut state = self.lock();
+        let event = (state.next_seq, event);
+        state.next_seq += 1;
         if state.driver == Driver::Dispatcher
             && state.active == 0
             && state.queue.is_empty()
@@ -185,7 +197,7 @@ impl Inbox {
 
     /// The next event if one is waiting, for a dispatcher that just finished one (called with
     /// the GIL held, so that a busy worker runs call after call without a thread switch).
-    pub(crate) fn try_next(&self) -> Option<Event> {
+    pub(crate) fn try_next(&self) -> Option<Taken> {
         if !ACTIVE.get() {
             return None;
         }
@@ -199,7 +211,7 @@ impl Inbox {
     /// The next event, waiting for one (and driving the I/O meanwhile when the token is free);
     /// None once the host finished. Called by the runtime's dispatcher threads with the GIL
     /// released.
-    pub(crate) fn wait_one(&self) -> Option<Event> {
+    pub(crate) fn wait_one(&self) -> Option<Taken> {
         let mut state = self.lock();
         if ACTIVE.replace(false) {
             state.active -= 1;
@@ -287,7 +299,7 @@ impl Inbox {
         &'a self,
         mut state: MutexGuard<'a, State>,
         runtime: &Runtime,
-    ) -> (MutexGuard<'a, State>, Option<Event>) {
+    ) -> (MutexGuard<'a, State>, Option<Taken>) {
         state.driver = Driver::Dispatcher;
         drop(state);
         let event = runtime.block_on(Handed { inbox: self });
@@ -407,7 +419,7 @@ struct Handed<'a> {
 }
 
 impl Future for Handed<'_> {
-    type Output = Option<Event>;
+    type Output = Option<Taken>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.inbox.lock();
