@@ -12,10 +12,11 @@ Threads and the loop:
   `async def` hooks and everything else (Hello, Running, Configure, Done, reloads, ticks).
   Sync handlers inside an async chain go to a `ThreadPoolExecutor`.
 - Calls for one flow (or connection) form a queue: the next starts when the previous finished.
-  A client connection's hooks and the hooks of its latest flow also keep their arrival order
-  across those two queues (a `Lane`), so observed hooks sent back to back by the proxy
-  (`server_connected`, `http_connected`) reach the scripts in the proxy's order; earlier flows of
-  the connection (HTTP/2) go on concurrently.
+  Across the queues of one client connection (its connection hooks, its flows), a call waits
+  for the observed calls that arrived before it (a `Lane`): the proxy does not wait for those,
+  so observed hooks sent back to back (`server_connected`, `http_connected`, the next flow's
+  `requestheaders`) reach the scripts in the proxy's order. Awaited calls of different flows of
+  one connection (HTTP/2) run concurrently.
 - A call past its deadline is answered `timed_out`; its late changes are dropped.
 
 Replies go back through `bridge.hook_reply(...)` from whichever thread finished the chain.
@@ -76,13 +77,14 @@ class Call:
     """One hook call from the proxy, from arrival to reply."""
 
     __slots__ = ("session", "call_id", "hook", "state", "deadline", "observe_only", "key",
-                 "queue", "lane", "replied", "subject", "before", "flow", "stream")
+                 "seq", "queue", "lane", "replied", "subject", "before", "flow", "stream")
 
     def __init__(self, session, call_id, hook, state, deadline_ms, observe_only):
         self.session, self.call_id, self.hook, self.state = session, call_id, hook, state
         self.deadline = time.monotonic() + deadline_ms / 1000 if deadline_ms else None
         self.observe_only = observe_only
         self.key = self.queue = state.get("id", "")
+        self.seq = 0  # its number in the order of arrival
         self.lane = None  # the client connection's id, when known
         self.replied = False
         self.subject = self.before = self.flow = None
@@ -90,29 +92,30 @@ class Call:
 
 
 class Lane:
-    """The order between a client connection's hooks and the hooks of its latest flow, which
-    run in two queues (keyed by the connection's and the flow's id). A call of one waits while
-    the other's queue is open; waiting calls are `held` here, in arrival order."""
+    """The calls of one client connection (its connection hooks and its flows') while some
+    are observed calls not yet finished. The proxy goes on as soon as it sent an observed call,
+    so a call of another subject (flow or connection) that arrives after one waits until it
+    finished, as if the proxy had awaited it, as mitmproxy does. Awaited calls of different
+    flows (HTTP/2) run concurrently: the proxy sent them without waiting."""
 
-    __slots__ = ("latest", "held", "flows")
-
-    # How many flows a lane remembers having seen (a long HTTP/2 connection has many).
-    REMEMBERED = 64
+    __slots__ = ("observed", "held")
 
     def __init__(self):
-        self.latest = None
+        # The observed calls admitted or held and not finished: arrival number -> subject key,
+        # in arrival order.
+        self.observed = {}
+        # Calls waiting for those (or behind a waiting call of their subject), in arrival order.
         self.held = collections.deque()
-        self.flows = collections.OrderedDict()
 
-    def saw(self, flow_key):
-        """Notes a call of flow `flow_key`; a flow not seen before becomes the latest."""
-        if flow_key in self.flows:
-            return
-        self.flows[flow_key] = None
-        if len(self.flows) > self.REMEMBERED:
-            self.flows.popitem(last=False)
-        self.latest = flow_key
-
+    def blocks(self, call):
+        """Whether an observed call of another subject that arrived before `call` is under
+        way."""
+        for seq, key in self.observed.items():
+            if seq >= call.seq:
+                return False
+            if key != call.key:
+                return True
+        return False
 
 class LoopFromThread:
     """The running loop as a sync hook on a worker thread sees it. mitmproxy runs sync hooks on
@@ -226,7 +229,7 @@ class Host:
                 while seq != self._next_seq:
                     self._turn.wait()
                 try:
-                    call = self._take(item)
+                    call = self._take(seq, item)
                 except Exception:
                     log.exception("script host: failed to take %s", item[0])
                 finally:
@@ -240,12 +243,13 @@ class Host:
                 concurrent.futures.wait([running], timeout=RUNNING_WAIT)
             self._drive(call)
 
-    def _take(self, item):
+    def _take(self, seq, item):
         """Admits one event (with `_qlock` held, in arrival order): the hook call to start now
         in this thread, if any."""
         kind = item[0]
         if kind == "hook":
             call = Call(*item[1:])
+            call.seq = seq
             return call if self._admit(call) else None
         if kind == "running":
             self._running_future = asyncio.run_coroutine_threadsafe(self._running(), self.loop)
@@ -259,12 +263,19 @@ class Host:
         """Places an arriving `call` (with `_qlock` held): True when it should start now, in a
         new queue; otherwise it waits in its queue or its lane."""
         lane = self._lane_of(call)
-        if lane is not None and not self._may_pass(call, lane):
+        if lane is None:
+            return self._enqueue(call)
+        hold = lane.blocks(call) or any(held.key == call.key for held in lane.held)
+        if call.observe_only:
+            lane.observed[call.seq] = call.key
+        if hold:
             lane.held.append(call)
             return False
         return self._enqueue(call)
 
     def _lane_of(self, call):
+        """The lane of `call`'s client connection: an existing one, or a new one for an
+        observed call; None when neither is needed."""
         if call.hook in CONNECTION_HOOKS:
             call.lane = call.key
         else:
@@ -278,24 +289,9 @@ class Host:
         if not call.lane:
             return None
         lane = self._lanes.get(call.lane)
-        if lane is None:
+        if lane is None and call.observe_only:
             lane = self._lanes[call.lane] = Lane()
-        if call.hook not in CONNECTION_HOOKS:
-            lane.saw(call.key)
         return lane
-
-    def _may_pass(self, call, lane):
-        """Whether `call` may join its queue now: nothing of its lane is held, and the other
-        side of the lane (the connection's queue for the latest flow's calls, the latest flow's
-        queue for the connection's) has nothing waiting or running."""
-        if call.hook not in CONNECTION_HOOKS and call.key != lane.latest:
-            # An earlier flow (HTTP/2) waits only behind its own held calls.
-            return not any(held.key == call.key for held in lane.held)
-        if lane.held:
-            return False
-        if call.hook in CONNECTION_HOOKS:
-            return lane.latest not in self._queues
-        return call.lane not in self._queues
 
     def _enqueue(self, call):
         queue = self._queues.get(call.queue)
@@ -305,24 +301,27 @@ class Host:
         self._queues[call.queue] = collections.deque()
         return True
 
-    def _release(self, lane_id):
-        """After a queue of lane `lane_id` ended (with `_qlock` held): lets the held calls go in
-        order as far as they may, and forgets an idle lane. Returns the calls to start."""
-        lane = self._lanes.get(lane_id)
+    def _finished(self, call):
+        """After `call` ran (with `_qlock` held): lets the calls its lane held go in order as
+        far as they may, and forgets a lane with nothing under way. Returns the calls to
+        start."""
+        lane = self._lanes.get(call.lane) if call.lane else None
         if lane is None:
             return []
+        if call.observe_only:
+            lane.observed.pop(call.seq, None)
         started = []
-        while lane.held:
-            call = lane.held[0]
-            # The held calls go strictly in order: a connection's waits for the latest flow's
-            # queue, a flow's for the connection's.
-            if (lane.latest if call.hook in CONNECTION_HOOKS else call.lane) in self._queues:
-                break
-            lane.held.popleft()
-            if self._enqueue(call):
-                started.append(call)
-        if not lane.held and lane_id not in self._queues and lane.latest not in self._queues:
-            del self._lanes[lane_id]
+        waiting = collections.deque()
+        waiting_keys = set()
+        for held in lane.held:
+            if held.key in waiting_keys or lane.blocks(held):
+                waiting.append(held)
+                waiting_keys.add(held.key)
+            elif self._enqueue(held):
+                started.append(held)
+        lane.held = waiting
+        if not lane.held and not lane.observed:
+            del self._lanes[call.lane]
         return started
 
     def _dispatch(self, item):
@@ -569,21 +568,20 @@ class Host:
             call = self._pop_next(call)
 
     def _pop_next(self, call):
-        """The next call to run in `call`'s queue, in this thread. When the queue ends, calls its
-        lane held for it start: the first here, others on the executor."""
+        """The next call to run in this thread after `call`: the next in its queue, else one its
+        lane held for it; other calls the lane let go start on the executor."""
         self._active.pop(call.call_id, None)
         with self._qlock:
+            started = self._finished(call) if call.lane else []
             queue = self._queues.get(call.queue)
             nxt = queue.popleft() if queue else None
-            if nxt is not None:
-                return nxt
-            self._queues.pop(call.queue, None)
-            started = self._release(call.lane) if call.lane else []
-        if not started:
-            return None
-        for other in started[1:]:
+            if nxt is None:
+                self._queues.pop(call.queue, None)
+        if nxt is None and started:
+            nxt = started.pop(0)
+        for other in started:
             self.executor.submit(self._drive, other)
-        return started[0]
+        return nxt
 
     def _run_sync(self, call, handlers):
         errors = []
