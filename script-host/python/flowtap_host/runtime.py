@@ -179,9 +179,8 @@ class Host:
         # Per client connection id with calls under way: its `Lane`.
         self._lanes = {}
         self._qlock = threading.Lock()
-        # Dispatchers admit events in arrival order, under `_qlock`.
+        # Dispatchers admit hook calls after the observed ones before them, under `_qlock`.
         self._turn = threading.Condition(self._qlock)
-        self._next_seq = 0
         self._lock = threading.Lock()
         self._in_hook = set()
         self._active = {}
@@ -217,24 +216,26 @@ class Host:
 
     def _dispatcher(self):
         """Takes the proxy's events: runs sync hook calls here, hands the rest to the loop.
-        Events are admitted in the order they arrived (their number), whichever dispatcher took
-        them."""
+        A hook call is admitted once the observed calls that arrived before it were (the
+        proxy's order), whichever dispatcher took them."""
         while True:
             got = self.bridge.wait_one()
             if got is None:
                 return
             seq, item = got
+            observed = item[0] == "hook" and item[-1]
             call = None
             with self._turn:
-                while seq != self._next_seq:
+                while self.bridge.observed_before(seq):
                     self._turn.wait()
                 try:
                     call = self._take(seq, item)
                 except Exception:
                     log.exception("script host: failed to take %s", item[0])
                 finally:
-                    self._next_seq = seq + 1
-                    self._turn.notify_all()
+                    if observed:
+                        self.bridge.admitted(seq)
+                        self._turn.notify_all()
             if call is None:
                 continue
             running = self._running_future

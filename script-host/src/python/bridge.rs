@@ -127,7 +127,8 @@ impl Bridge {
 #[pymethods]
 impl Bridge {
     /// The next event from the proxy as `(number, event)`, numbered in the order of arrival
-    /// (the host admits events in that order, whichever thread took them). One already waiting
+    /// (the host admits a call only once the observed calls before it were admitted, whichever
+    /// thread took them: see `observed_before`). One already waiting
     /// is taken with the GIL held (a busy worker goes from call to call without a thread
     /// switch); else waits for one without holding the GIL. None once the host finished. An
     /// event Python cannot be given becomes `("error", message)`, so that its number is not
@@ -144,9 +145,22 @@ impl Bridge {
         let (seq, event) = taken;
         let item = match self.event_to_py(py, event) {
             Ok(item) => item,
-            Err(e) => ("error", e.to_string()).into_pyobject(py)?,
+            Err(e) => {
+                worker.admitted(seq);
+                ("error", e.to_string()).into_pyobject(py)?
+            }
         };
         Ok(Some((seq, item).into_pyobject(py)?))
+    }
+
+    /// Whether an observed hook call that arrived before event `seq` is not yet admitted.
+    fn observed_before(&self, seq: u64) -> bool {
+        self.worker.observed_before(seq)
+    }
+
+    /// The host admitted event `seq` (an observed hook call): calls after it may go.
+    fn admitted(&self, seq: u64) {
+        self.worker.admitted(seq);
     }
 
     /// The outcome of one hook call (`state` is None when nothing changed). `stream`: after

@@ -22,14 +22,17 @@
 //!   call wakes no sentinel), then checks every [`STALE`] while any is busy.
 //!
 //! Events are numbered as they arrive ([`Taken`]): threads take them in that order but may reach
-//! Python in another, so the host admits them by number (a flow's calls, and a connection's,
-//! must keep the proxy's order).
+//! Python in another. Only an observed call must be admitted before the calls after it (the
+//! proxy goes on without its reply; awaited calls after it were sent without waiting for each
+//! other), so the inbox keeps the numbers of observed calls until the host admitted them
+//! ([`Inbox::observed_before`], [`Inbox::admitted`]), and the host admits a call only once none
+//! before it is left.
 //!
 //! Without [`Inbox::serve_io`] (the service added to a caller's own runtime) events arrive from
 //! that runtime's threads and wake an idle dispatcher, the sentinel rules unchanged.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -70,6 +73,8 @@ struct State {
     queue: VecDeque<(Instant, Taken)>,
     /// The number of the next event to arrive.
     next_seq: u64,
+    /// The numbers of observed hook calls not yet admitted by the host.
+    observed: BTreeSet<u64>,
     /// Dispatchers running an event (they take the next one when done).
     active: usize,
     /// Dispatchers waiting on `arrived`.
@@ -112,6 +117,7 @@ impl Default for Inbox {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 next_seq: 0,
+                observed: BTreeSet::new(),
                 active: 0,
                 idle: 0,
                 sentinel: false,
@@ -162,8 +168,12 @@ impl Inbox {
     /// sentinel does once it is stale).
     pub(crate) fn submit(&self, event: Event) {
         let mut state = self.lock();
-        let event = (state.next_seq, event);
+        let seq = state.next_seq;
         state.next_seq += 1;
+        if matches!(&event, Event::Hook { call, .. } if call.observe_only) {
+            state.observed.insert(seq);
+        }
+        let event = (seq, event);
         if state.driver == Driver::Dispatcher
             && state.active == 0
             && state.queue.is_empty()
@@ -193,6 +203,16 @@ impl Inbox {
             // The event waits behind a busy dispatcher: the sentinel times it from now.
             self.sentinel.notify_one();
         }
+    }
+
+    /// Whether an observed call that arrived before event `seq` is not yet admitted.
+    pub(crate) fn observed_before(&self, seq: u64) -> bool {
+        self.lock().observed.first().is_some_and(|first| *first < seq)
+    }
+
+    /// The host admitted event `seq` (or will never see it).
+    pub(crate) fn admitted(&self, seq: u64) {
+        self.lock().observed.remove(&seq);
     }
 
     /// The next event if one is waiting, for a dispatcher that just finished one (called with
