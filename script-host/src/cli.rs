@@ -47,6 +47,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let runtime = Arc::new(
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_park(flowtap_spin::before_park)
             .build()
             .context("starting the runtime")?,
     );

@@ -173,6 +173,7 @@ impl Worker {
         };
         if let Some(tx) = target {
             let _ = tx.send(Ok(WorkerMessage { kind: Some(kind) }));
+            flowtap_spin::nudge();
         }
     }
 

@@ -107,6 +107,7 @@ impl IoThread {
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_park(flowtap_spin::before_park)
             .build()
             .map_err(io_error)?;
         let handle = runtime.handle().clone();
@@ -215,6 +216,7 @@ impl Link {
     /// Sends a message on the session (dropped if the session ended).
     pub(super) fn send(&self, kind: core_message::Kind) {
         let _ = self.tx.send(CoreMessage { kind: Some(kind) });
+        flowtap_spin::nudge();
     }
 
     /// Sends an awaited call; None if the worker's session ended first.

@@ -24,6 +24,8 @@ pub(super) struct UnixConn {
     /// While a write waits for buffer space: a registration of a duplicate of the socket for
     /// writability.
     writable: Option<AsyncFd<OwnedFd>>,
+    /// Watched by a runtime thread that spins before it parks.
+    _watch: Option<flowtap_spin::Watch>,
 }
 
 impl UnixConn {
@@ -31,9 +33,11 @@ impl UnixConn {
     pub(super) fn new(stream: tokio::net::UnixStream) -> io::Result<Self> {
         // into_std leaves the socket non-blocking and drops tokio's registration.
         let stream = stream.into_std()?;
+        let watch = flowtap_spin::watch(&stream);
         Ok(Self {
             stream: register(stream, Interest::READABLE)?,
             writable: None,
+            _watch: watch,
         })
     }
 

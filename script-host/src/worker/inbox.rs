@@ -207,7 +207,10 @@ impl Inbox {
 
     /// Whether an observed call that arrived before event `seq` is not yet admitted.
     pub(crate) fn observed_before(&self, seq: u64) -> bool {
-        self.lock().observed.first().is_some_and(|first| *first < seq)
+        self.lock()
+            .observed
+            .first()
+            .is_some_and(|first| *first < seq)
     }
 
     /// The host admitted event `seq` (or will never see it).
@@ -277,6 +280,7 @@ impl Inbox {
                     state.handover = true;
                     if let Some(waker) = state.driver_waker.take() {
                         waker.wake();
+                        flowtap_spin::nudge();
                     }
                 }
             }
@@ -425,6 +429,7 @@ impl Inbox {
         };
         if let Some(waker) = waker {
             waker.wake();
+            flowtap_spin::nudge();
         }
         self.arrived.notify_all();
         self.sentinel.notify_all();
