@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use support::Flowtap;
 use support::origin::{Origin, read_head};
-use support::scripts::{TempScript, curl_via, poll, status_of};
+use support::scripts::{TempScript, curl_via, poll_text, status_of};
 
 /// An origin that answers 200 "ok" and records the request line of each request it got.
 fn recording_origin() -> (Origin, Arc<Mutex<Vec<String>>>) {
@@ -119,7 +119,7 @@ fn a_script_kills_a_flow_the_proxy_holds() {
         "a killed request reached the origin"
     );
     let errors = script.sibling("kill.py.errors");
-    let text = poll("the error hook", || std::fs::read_to_string(&errors).ok());
+    let text = poll_text("the error hook", &errors);
     assert_eq!(text, "/held/2 Connection killed.\n");
     flowtap.stop();
 }

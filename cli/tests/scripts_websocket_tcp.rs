@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use support::origin::{Origin, read_head};
-use support::scripts::{TempScript, curl_via, example, poll, status_of};
+use support::scripts::{TempScript, curl_via, example, poll, poll_text, status_of};
 use support::websocket::{TEXT, WsClient, WsOrigin, exchange, tcp_echo_origin, tunnel};
 use support::{Flowtap, WAIT};
 
@@ -160,7 +160,7 @@ fn a_flow_waiting_for_its_server_is_killed_from_another_flows_hook() {
     let out = slow.join().expect("curl thread");
     assert_eq!(out.code, 52, "curl gets an empty reply: {out:?}");
     let errors = script.sibling("kill.py.errors");
-    let text = poll("the error hook", || std::fs::read_to_string(&errors).ok());
+    let text = poll_text("the error hook", &errors);
     assert_eq!(text, "/slow Connection killed.\n");
     flowtap.stop();
 }
@@ -196,9 +196,7 @@ fn a_websocket_flow_is_killed_from_a_task() {
     assert_eq!(client.text(), "echo: kill me");
     assert!(client.ended(), "the proxy closed the connection");
     let end = script.sibling("kill_ws.py.end");
-    let text = poll("the websocket_end hook", || {
-        std::fs::read_to_string(&end).ok()
-    });
+    let text = poll_text("the websocket_end hook", &end);
     assert_eq!(text, "Connection killed.");
     flowtap.stop();
 }
@@ -238,9 +236,7 @@ def tcp_error(flow):
     let mut rest = Vec::new();
     assert_eq!(stream.read_to_end(&mut rest).unwrap_or(0), 0, "{rest:?}");
     let error = script.sibling("kill_tcp.py.error");
-    let text = poll("the tcp_error hook", || {
-        std::fs::read_to_string(&error).ok()
-    });
+    let text = poll_text("the tcp_error hook", &error);
     assert_eq!(text, "Connection killed.");
     flowtap.stop();
 }

@@ -187,6 +187,16 @@ pub fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// The text a script wrote to `path`, once it is there and not empty (a script's
+/// `open(path, "w")` creates the file before it writes).
+pub fn poll_text(what: &str, path: &std::path::Path) -> String {
+    poll(what, || {
+        std::fs::read_to_string(path)
+            .ok()
+            .filter(|text| !text.is_empty())
+    })
+}
+
 /// The child processes of `pid` (flowtap's script workers), from /proc.
 pub fn children_of(pid: u32) -> Vec<u32> {
     let mut children = Vec::new();
