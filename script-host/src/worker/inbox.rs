@@ -205,6 +205,12 @@ impl Inbox {
         }
     }
 
+    /// No event waits and no dispatcher runs one.
+    pub(crate) fn is_idle(&self) -> bool {
+        let state = self.lock();
+        state.queue.is_empty() && state.active == 0 && state.for_driver.is_none()
+    }
+
     /// Whether an observed call that arrived before event `seq` is not yet admitted.
     pub(crate) fn observed_before(&self, seq: u64) -> bool {
         self.lock()
