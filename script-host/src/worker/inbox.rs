@@ -265,6 +265,10 @@ impl Inbox {
                 ACTIVE.set(true);
                 if sentinel {
                     self.hand_on_sentinel(&mut state);
+                } else if !state.sentinel && !state.queue.is_empty() && state.idle > 0 {
+                    // More events wait and nobody watches them: without this they would wait
+                    // for a busy dispatcher to finish (a sleeping hook held them up).
+                    self.arrived.notify_one();
                 }
                 return Some(event);
             }
