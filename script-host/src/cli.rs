@@ -3,19 +3,31 @@
 //!
 //! ```text
 //! script-host -s a.py -s "old.py arg1 arg2" [--listen 127.0.0.1:0 | --listen unix:/path]
+//!             [--shutdown-grace SECONDS]
 //! ```
 //!
 //! Prints `script-host listening on ADDR` (the bound address) on stdout once it accepts
-//! sessions, and exits when a core sends Done.
+//! sessions. Serves `grpc.health.v1.Health` next to the script protocol: SERVING for `""` and
+//! `flowtap.v1.ScriptHost` while it takes sessions, NOT_SERVING once it drains.
+//!
+//! A standalone worker serves any number of proxies; one that sends Done ends only its own
+//! session. On SIGTERM or SIGINT the worker drains (see [`ScriptHost::drain`]): NOT_SERVING,
+//! new sessions refused, the calls under way get `--shutdown-grace` to finish, then the
+//! scripts' `done` hooks run and it exits 0. A worker a proxy spawned (`--exit-with-stdin`)
+//! exits when that proxy sends Done or its standard input closes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use flowtap_proto::v1::script_host_server::ScriptHostServer;
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::server::HealthReporter;
 
 use crate::unix::UnixConn;
 use crate::{Config, ScriptHost};
@@ -37,6 +49,10 @@ pub struct Args {
     /// open, so a proxy that dies, even by SIGKILL, leaves no worker behind.
     #[arg(long, hide = true)]
     pub exit_with_stdin: bool,
+    /// On SIGTERM or SIGINT: how long the hook calls under way may take to finish (seconds)
+    /// before they are answered timed out and the scripts' `done` hooks run.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub shutdown_grace: f64,
 }
 
 /// Runs the worker on its own current-thread runtime, then ends the process. The Python
@@ -51,18 +67,29 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             .build()
             .context("starting the runtime")?,
     );
+    let grace = Duration::try_from_secs_f64(args.shutdown_grace)
+        .context("--shutdown-grace takes a number of seconds, 0 or more")?;
     let config = Config {
         scripts: args.scripts,
         venv: std::env::var_os("VIRTUAL_ENV").map(PathBuf::from),
         package_dir: args.python_package_dir,
+        spawned: args.exit_with_stdin,
     };
     let host = ScriptHost::start(&config).context("starting the script host")?;
     if args.exit_with_stdin {
         exit_when_stdin_closes(args.listen.strip_prefix("unix:").map(PathBuf::from));
     }
     let incoming = runtime.block_on(bind(&args.listen))?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    runtime.block_on(set_health(&health, ServingStatus::Serving));
+    if !args.exit_with_stdin {
+        let signals = runtime
+            .block_on(async { Signals::new() })
+            .context("installing the SIGTERM/SIGINT handlers")?;
+        runtime.spawn(drain_on_signal(signals, host.clone(), health, grace));
+    }
     announce(&incoming.address);
-    let server = runtime.spawn(serve(host.clone(), incoming.stream));
+    let server = runtime.spawn(serve(host.clone(), incoming.stream, health_service));
     host.serve_io(&runtime);
     // Graceful shutdown waits for the cores to close their streams; give the last messages a
     // moment to flush, then stop regardless.
@@ -131,11 +158,64 @@ async fn bind(listen: &str) -> anyhow::Result<Incoming> {
     })
 }
 
-/// Serves the script protocol until a core sends Done. A server that fails stops the host, so
-/// that [`ScriptHost::serve_io`] returns.
-async fn serve(host: ScriptHost, listener: Listener) -> anyhow::Result<()> {
+/// SIGTERM and SIGINT, installed before the worker announces itself.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Call inside the runtime.
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+/// On the first SIGTERM or SIGINT: NOT_SERVING, then drains the host (which ends the process).
+async fn drain_on_signal(
+    mut signals: Signals,
+    host: ScriptHost,
+    health: HealthReporter,
+    grace: Duration,
+) {
+    let name = tokio::select! {
+        _ = signals.term.recv() => "SIGTERM",
+        _ = signals.int.recv() => "SIGINT",
+    };
+    tracing::info!("{name}: draining (grace {grace:?}), then running the scripts' done hooks");
+    set_health(&health, ServingStatus::NotServing).await;
+    let drained = host.drain(grace).await;
+    if drained.timed_out > 0 {
+        tracing::warn!(
+            calls = drained.timed_out,
+            "hook calls still running after the grace period were answered timed out"
+        );
+    }
+}
+
+/// The health of the server (`""`) and of the script protocol's service.
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    use tonic::server::NamedService as _;
+    health.set_service_status("", status).await;
+    health
+        .set_service_status(ScriptHostServer::<crate::ScriptHostService>::NAME, status)
+        .await;
+}
+
+/// Serves the script protocol (and health) until the host finished. A server that fails stops
+/// the host, so that [`ScriptHost::serve_io`] returns.
+async fn serve(
+    host: ScriptHost,
+    listener: Listener,
+    health: HealthServer<impl Health>,
+) -> anyhow::Result<()> {
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .add_service(health)
         .add_service(host.service().into_server());
     let finished = {
         let host = host.clone();

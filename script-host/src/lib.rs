@@ -5,12 +5,20 @@
 //! Hello → Ready, Running, then hook calls answered by hook replies, with control and log
 //! messages from the scripts at any time, until Done.
 //!
+//! A standalone worker (`script-host --listen`) serves several proxies at once: a Done ends only
+//! the session that sent it. It stops when told to ([`ScriptHost::drain`], on SIGTERM or
+//! SIGINT in [`cli`]): it reports NOT_SERVING on `grpc.health.v1.Health`, refuses new sessions,
+//! lets the calls under way finish within a grace period, runs the scripts' `done` hooks and
+//! ends the remaining streams. A worker that a proxy spawned for itself ([`Config::spawned`])
+//! ends with that proxy's Done instead.
+//!
 //! Where things happen:
 //!
 //! - [`server`]: the tonic service; turns the session stream into [`worker`] events and back.
 //! - [`worker`]: the state shared between tokio and Python: the event inbox (which also says
 //!   which thread drives the I/O: a Python dispatcher waiting for calls, so that a call runs on
-//!   the thread that read it) and the open sessions.
+//!   the thread that read it), the open sessions, draining.
+//! - [`cli`]: the command line, the listener, the health service, the signals.
 //! - `python` (private): the interpreter (start-up, venv detection, the embedded package), the
 //!   bridge object through which the Python runtime takes events and sends replies, and the
 //!   conversions between protobuf flows and Python state (a flow's parts reach Python unbuilt).
@@ -34,7 +42,7 @@ mod python;
 mod unix;
 
 pub use server::ScriptHostService;
-pub use worker::Worker;
+pub use worker::{Drained, Worker};
 
 /// How to start the script host.
 #[derive(Clone, Debug, Default)]
@@ -47,6 +55,10 @@ pub struct Config {
     /// Where to extract the embedded Python package; a private directory under the system
     /// temporary directory when absent.
     pub package_dir: Option<PathBuf>,
+    /// A proxy started this worker for itself (`--exit-with-stdin`): a Done from a session runs
+    /// the scripts' `done` hooks and ends the host. Otherwise a Done ends only its session and
+    /// the host stops through [`ScriptHost::drain`].
+    pub spawned: bool,
 }
 
 /// Errors that stop the script host from starting.
@@ -75,7 +87,7 @@ impl ScriptHost {
     /// Starts CPython on its own thread and the script runtime in it. Scripts are loaded when
     /// the first session says Hello (so that its `--set` values apply).
     pub fn start(config: &Config) -> Result<Self, ScriptHostError> {
-        let worker = Arc::new(Worker::new());
+        let worker = Arc::new(Worker::new(config.spawned));
         python::start(config, &worker)?;
         Ok(Self { worker })
     }
@@ -98,8 +110,20 @@ impl ScriptHost {
         self.worker.finish(Err(reason));
     }
 
-    /// Completes when the scripts' `done` hooks ran (a core sent Done) or Python failed; the
-    /// error text of a failure.
+    /// Stops the host gracefully (see [`Worker::drain`]): no new sessions, the calls under way
+    /// finish within `grace` (those still running then are answered `timed_out`), the scripts'
+    /// `done` hooks run, every session's stream ends. Completes once the host finished.
+    pub async fn drain(&self, grace: std::time::Duration) -> Drained {
+        self.worker.drain(grace).await
+    }
+
+    /// Whether the host drains or finished (it takes no new session).
+    pub fn is_draining(&self) -> bool {
+        self.worker.is_draining()
+    }
+
+    /// Completes when the scripts' `done` hooks ran (the host drained, or the proxy of a
+    /// spawned worker sent Done) or Python failed; the error text of a failure.
     pub async fn finished(&self) -> Result<(), String> {
         self.worker.finished().await
     }

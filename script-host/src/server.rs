@@ -2,7 +2,12 @@
 //!
 //! Inbound messages become [`Event`]s for the Python runtime; the runtime's messages come back on
 //! the session's own channel, which is the response stream. A Hello with another protocol
-//! version ends the stream with `FAILED_PRECONDITION`.
+//! version ends the stream with `FAILED_PRECONDITION`; a session opened while the worker drains
+//! is refused with `UNAVAILABLE`.
+//!
+//! Done (or the stream ending) closes that session only, unless a proxy spawned this worker for
+//! itself ([`Worker::ends_with_done`]): then Done runs the scripts' `done` hooks and ends the
+//! worker.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -47,17 +52,23 @@ impl ScriptHost for ScriptHostService {
         request: Request<Streaming<CoreMessage>>,
     ) -> Result<Response<SessionStream>, Status> {
         let mut inbound = request.into_inner();
-        let (session, rx) = self.worker.open_session();
+        let Some((session, rx)) = self.worker.open_session() else {
+            return Err(Status::unavailable(
+                "this script-host worker is shutting down and takes no new sessions",
+            ));
+        };
         let worker = Arc::clone(&self.worker);
         tokio::spawn(async move {
             loop {
                 match inbound.message().await {
-                    Ok(Some(message)) => {
-                        if let Err(status) = dispatch(&worker, session, message) {
+                    Ok(Some(message)) => match dispatch(&worker, session, message) {
+                        Ok(Next::Read) => {}
+                        Ok(Next::Close) => break,
+                        Err(status) => {
                             worker.send_status(session, status);
                             break;
                         }
-                    }
+                    },
                     Ok(None) => break,
                     Err(status) => {
                         tracing::debug!(session, %status, "session stream failed");
@@ -71,7 +82,15 @@ impl ScriptHost for ScriptHostService {
     }
 }
 
-fn dispatch(worker: &Worker, session: u64, message: CoreMessage) -> Result<(), Status> {
+/// What the session does after a message.
+enum Next {
+    /// Reads the next one.
+    Read,
+    /// Ends (a standalone worker's session sent Done).
+    Close,
+}
+
+fn dispatch(worker: &Worker, session: u64, message: CoreMessage) -> Result<Next, Status> {
     use core_message::Kind;
     let Some(kind) = message.kind else {
         return Err(Status::invalid_argument("empty CoreMessage"));
@@ -100,8 +119,12 @@ fn dispatch(worker: &Worker, session: u64, message: CoreMessage) -> Result<(), S
             options: configure.options,
         },
         Kind::ControlResult(result) => Event::ControlResult { session, result },
-        Kind::Done(_) => Event::Done { session },
+        Kind::Done(_) if worker.ends_with_done() => Event::Done { session },
+        Kind::Done(_) => {
+            tracing::debug!(session, "the session ended with Done; the worker goes on");
+            return Ok(Next::Close);
+        }
     };
     worker.submit(event);
-    Ok(())
+    Ok(Next::Read)
 }

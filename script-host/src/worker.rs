@@ -3,10 +3,17 @@
 //! Events go to Python through the [`inbox`], which the runtime's dispatcher threads take from
 //! (and which says which thread drives the worker's I/O). Messages come back from Python
 //! threads into per-session unbounded channels, so no Python thread ever waits on tokio.
+//!
+//! Sessions come and go: a standalone worker serves several proxies, and one that ends its
+//! session (Done, or its stream closing) takes only that session away. The worker stops when it
+//! is told to ([`Worker::drain`]: it refuses new sessions, lets the calls under way finish within
+//! a grace period, then runs the scripts' `done` hooks), or, when a proxy spawned it for itself,
+//! when that proxy sends Done.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use flowtap_proto::v1::{self, WorkerMessage, worker_message};
 use tokio::runtime::Runtime;
@@ -55,7 +62,8 @@ pub enum Event {
         /// The result.
         result: v1::ControlResult,
     },
-    /// The core is shutting down.
+    /// Run the scripts' `done` hooks, then finish the host: a spawned worker's proxy sent Done,
+    /// or a standalone worker drained ([`Worker::drain`], `session` 0).
     Done {
         /// The session.
         session: u64,
@@ -80,19 +88,84 @@ pub struct Worker {
     sessions: Mutex<HashMap<u64, Outbox>>,
     pending: Mutex<HashMap<(u64, u64), PendingCall>>,
     next_session: AtomicU64,
+    /// A proxy spawned this worker for itself: its Done ends the worker.
+    spawned: bool,
+    /// Draining: no new session is taken.
+    draining: AtomicBool,
     finished: watch::Sender<Option<Result<(), String>>>,
 }
 
+/// How a [`Worker::drain`] went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Drained {
+    /// Awaited calls still under way when the grace period ended: they were answered
+    /// `timed_out` (the proxy goes on with the flow unchanged).
+    pub timed_out: usize,
+}
+
 impl Worker {
-    /// A worker with no session yet.
-    pub(crate) fn new() -> Self {
+    /// A worker with no session yet; `spawned`: a proxy started it for itself, and a Done from
+    /// a session ends it.
+    pub(crate) fn new(spawned: bool) -> Self {
         Self {
             inbox: Inbox::default(),
             sessions: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
+            spawned,
+            draining: AtomicBool::new(false),
             finished: watch::channel(None).0,
         }
+    }
+
+    /// Whether a Done from a session ends the worker (a proxy spawned it for itself); otherwise
+    /// it ends only that session.
+    pub fn ends_with_done(&self) -> bool {
+        self.spawned
+    }
+
+    /// Whether the worker drains (it takes no new session).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Stops the worker as a standalone worker stops: refuses new sessions from now on, waits
+    /// (up to `grace`) until no awaited hook call is queued or running, answers those still
+    /// running after that `timed_out`, then runs the scripts' `done` hooks. Completes once the
+    /// host finished (every session's stream has ended then).
+    pub async fn drain(&self, grace: Duration) -> Drained {
+        self.draining.store(true, Ordering::Release);
+        let deadline = Instant::now() + grace;
+        while !self.is_idle() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let timed_out = self.time_out_pending();
+        self.submit(Event::Done { session: 0 });
+        let _ = self.finished().await;
+        Drained { timed_out }
+    }
+
+    /// No event waits for Python, no dispatcher runs one, no awaited call waits for its reply.
+    fn is_idle(&self) -> bool {
+        self.inbox.is_idle() && self.lock_pending().is_empty()
+    }
+
+    /// Answers every awaited call still under way `timed_out` (their late replies are dropped);
+    /// how many there were.
+    fn time_out_pending(&self) -> usize {
+        let calls: Vec<(u64, u64)> = self.lock_pending().drain().map(|(key, _)| key).collect();
+        for (session, call_id) in &calls {
+            self.send(
+                Some(*session),
+                worker_message::Kind::HookReply(v1::HookReply {
+                    call_id: *call_id,
+                    verdict: v1::Verdict::Continue as i32,
+                    timed_out: true,
+                    ..v1::HookReply::default()
+                }),
+            );
+        }
+        calls.len()
     }
 
     /// Hands an event to Python (see [`inbox`]).
@@ -131,20 +204,33 @@ impl Worker {
         self.inbox.serve_io(runtime);
     }
 
-    /// Opens a session; its messages arrive on the returned receiver.
+    /// Opens a session; its messages arrive on the returned receiver. None while the worker
+    /// drains.
+    #[allow(clippy::type_complexity)]
     pub fn open_session(
         &self,
-    ) -> (
+    ) -> Option<(
         u64,
         mpsc::UnboundedReceiver<Result<WorkerMessage, tonic::Status>>,
-    ) {
+    )> {
+        let mut sessions = self.lock_sessions();
+        // Checked under the sessions lock, so that no session opens after `finish` cleared them.
+        if self.is_draining() || self.finished.borrow().is_some() {
+            return None;
+        }
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
-        self.lock_sessions().insert(id, tx);
-        (id, rx)
+        sessions.insert(id, tx);
+        Some((id, rx))
     }
 
-    /// Forgets a session whose stream ended.
+    /// Whether `session` is open.
+    pub(crate) fn is_open(&self, session: u64) -> bool {
+        self.lock_sessions().contains_key(&session)
+    }
+
+    /// Forgets a session whose stream ended (or that sent Done): its response stream ends, and
+    /// replies to its calls still under way are dropped.
     pub fn close_session(&self, session: u64) {
         self.lock_sessions().remove(&session);
         self.lock_pending().retain(|(s, _), _| *s != session);
@@ -164,7 +250,8 @@ impl Worker {
             .expect("pending lock is never poisoned: no code panics while holding it")
     }
 
-    /// Sends a message to one session; to the oldest open session when `session` is None.
+    /// Sends a message to one session (dropped when it closed meanwhile); to the oldest open
+    /// session when `session` is None (a replay that no session asked for: one proxy runs it).
     pub(crate) fn send(&self, session: Option<u64>, kind: worker_message::Kind) {
         let sessions = self.lock_sessions();
         let target = match session {
@@ -200,9 +287,14 @@ impl Worker {
 
     /// Marks the host finished; every session stream ends.
     pub(crate) fn finish(&self, outcome: Result<(), String>) {
-        self.lock_sessions().clear();
+        let mut sessions = self.lock_sessions();
+        sessions.clear();
+        self.finished.send_if_modified(|finished| {
+            finished.get_or_insert(outcome);
+            true
+        });
+        drop(sessions);
         self.inbox.stop();
-        self.finished.send_replace(Some(outcome));
     }
 
     /// Completes once [`Worker::finish`] was called.

@@ -137,3 +137,88 @@ async fn noop_hook_round_trip() {
     // A behaviour bound (no per-call interpreter start or process hop), not a benchmark.
     assert!(p50 < Duration::from_millis(20), "p50 {p50:?}");
 }
+
+/// Sends one request call per session at once and returns, per call, how long its reply took.
+async fn round(sessions: &mut [support::Session]) -> Vec<Duration> {
+    let mut sent = Vec::with_capacity(sessions.len());
+    for (i, session) in sessions.iter().enumerate() {
+        let id = session
+            .send_call(Hook::Request, http_flow(&format!("/{i}")), 0)
+            .await;
+        sent.push((id, Instant::now()));
+    }
+    let replies = sessions
+        .iter_mut()
+        .zip(sent)
+        .map(|(session, (id, at))| async move {
+            let reply = session.reply().await;
+            let took = at.elapsed();
+            assert_eq!(reply.call_id, id);
+            let request = reply.flow.expect("flow").request.expect("request");
+            assert_eq!(
+                header_value(&request.headers, "x-slept").as_deref(),
+                Some("yes")
+            );
+            took
+        });
+    let mut took = Vec::new();
+    for reply in replies {
+        took.push(reply.await);
+    }
+    took
+}
+
+#[tokio::test]
+async fn a_blocking_sync_hook_pauses_only_its_own_flow_from_the_first_round_on() {
+    // 20 proxies' sessions (each flow on its own client connection), a sync `request` hook that
+    // sleeps 0.5 s: each reply should come 0.5 s after its call, plus the network. A
+    // regression bound, not a benchmark: 1.0 s catches a call that waited behind another
+    // flow's hook (it took 1.0 s one round in three, and 1.8 s on a fresh worker).
+    let host = Host::start(&[("sleepy.py", SLEEPY)]).await;
+    let mut sessions = Vec::new();
+    for _ in 0..20 {
+        let mut session = host.session().await;
+        assert_eq!(session.hello(&[]).await.startup_error, "");
+        sessions.push(session);
+    }
+    for n in 0..6 {
+        let took = round(&mut sessions).await;
+        let slowest = took.iter().max().copied().unwrap_or_default();
+        println!("round {n}: slowest reply after {slowest:?}");
+        assert!(slowest < Duration::from_millis(1000), "round {n}: {took:?}");
+        assert!(slowest >= Duration::from_millis(500), "the hook slept");
+    }
+}
+
+#[tokio::test]
+async fn twenty_flows_of_one_session_each_wait_only_for_their_own_hook() {
+    // The same through one session (one proxy, 20 client connections), fresh worker first.
+    let host = Host::start(&[("sleepy.py", SLEEPY)]).await;
+    let mut session = host.session().await;
+    assert_eq!(session.hello(&[]).await.startup_error, "");
+    for n in 0..6 {
+        let start = Instant::now();
+        let mut sent = std::collections::HashMap::new();
+        for i in 0..20 {
+            let id = session
+                .send_call(Hook::Request, http_flow(&format!("/{i}")), 0)
+                .await;
+            sent.insert(id, Instant::now());
+        }
+        let mut slowest = Duration::ZERO;
+        for _ in 0..20 {
+            let reply = session.reply().await;
+            let took = sent[&reply.call_id].elapsed();
+            slowest = slowest.max(took);
+        }
+        println!(
+            "round {n}: slowest reply after {slowest:?} ({:?} in all)",
+            start.elapsed()
+        );
+        // A regression bound, not a benchmark (see above).
+        assert!(
+            slowest < Duration::from_millis(1000),
+            "round {n}: {slowest:?}"
+        );
+    }
+}

@@ -246,11 +246,17 @@ async fn connection_hook_changes_come_back() {
 }
 
 #[tokio::test]
-async fn done_runs_done_hooks_and_the_process_exits() {
-    let host = Host::start(&[(
+async fn done_runs_done_hooks_and_a_spawned_worker_exits() {
+    let (dir, paths) = support::write_scripts(&[(
         "bye.py",
         "import logging\ndef done():\n    logging.info('goodbye from done')\n",
-    )])
+    )]);
+    let host = Host::start_with_args(
+        dir,
+        &[paths[0].display().to_string()],
+        "127.0.0.1:0",
+        &["--exit-with-stdin"],
+    )
     .await;
     let mut session = host.session().await;
     session.hello(&[]).await;

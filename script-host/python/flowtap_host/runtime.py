@@ -196,7 +196,7 @@ class Host:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self):
-        """Runs the event loop until the proxy says Done."""
+        """Runs the event loop until the host stops (`done` hooks ran, see `_shutdown`)."""
         logs.install(self)
         self._loop_thread_obj = threading.current_thread()
         self.loop = asyncio.new_event_loop()
@@ -912,5 +912,5 @@ def _slim(after, before):
 
 
 def main(bridge, specs):
-    """Entry point used by the Rust worker: runs until the proxy says Done."""
+    """Entry point used by the Rust worker: runs until the host stops."""
     Host(bridge, list(specs)).run()

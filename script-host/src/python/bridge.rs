@@ -299,8 +299,10 @@ impl Bridge {
         }
     }
 
-    /// A control message from a script. `session` None: the oldest session, or all of them
-    /// for `shutdown` and `set_options`.
+    /// A control message from a script, to the session of the flow it names. `session` None:
+    /// all sessions for `shutdown` and `set_options`, else the oldest open one (and a replay
+    /// whose session closed goes there too); a flow's `resume` or `kill` for a closed session
+    /// is dropped with its flow.
     #[pyo3(signature = (session, control_id, kind, *payload))]
     fn control(
         &self,
@@ -357,6 +359,8 @@ impl Bridge {
         });
         match (session, kind) {
             (None, "shutdown" | "set_options") => self.worker.broadcast(&message),
+            // A replay of a flow whose proxy has gone: another proxy runs it.
+            (Some(id), "replay") if !self.worker.is_open(id) => self.worker.send(None, message),
             _ => self.worker.send(session, message),
         }
         Ok(())
@@ -384,7 +388,8 @@ impl Bridge {
         }
     }
 
-    /// The scripts' `done` hooks ran: the host stops.
+    /// The scripts' `done` hooks ran (the host drained, or a spawned worker's proxy sent
+    /// Done): the host stops and every session's stream ends.
     fn finished(&self) {
         self.worker.finish(Ok(()));
     }

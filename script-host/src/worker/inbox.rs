@@ -205,6 +205,12 @@ impl Inbox {
         }
     }
 
+    /// No event waits and no dispatcher runs one.
+    pub(crate) fn is_idle(&self) -> bool {
+        let state = self.lock();
+        state.queue.is_empty() && state.active == 0 && state.for_driver.is_none()
+    }
+
     /// Whether an observed call that arrived before event `seq` is not yet admitted.
     pub(crate) fn observed_before(&self, seq: u64) -> bool {
         self.lock()
@@ -259,6 +265,10 @@ impl Inbox {
                 ACTIVE.set(true);
                 if sentinel {
                     self.hand_on_sentinel(&mut state);
+                } else if !state.sentinel && !state.queue.is_empty() && state.idle > 0 {
+                    // More events wait and nobody watches them: without this they would wait
+                    // for a busy dispatcher to finish (a sleeping hook held them up).
+                    self.arrived.notify_one();
                 }
                 return Some(event);
             }

@@ -15,7 +15,7 @@ use flowtap_proto::v1::{
     script_host_client::ScriptHostClient, worker_message,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -25,6 +25,9 @@ pub struct Host {
     pub child: Child,
     pub addr: String,
     pub dir: tempfile::TempDir,
+    /// The worker's standard input, kept open (a `--exit-with-stdin` worker exits when it
+    /// closes).
+    pub stdin: Option<ChildStdin>,
 }
 
 /// Writes `scripts` (name, source) into a temporary directory.
@@ -44,17 +47,30 @@ pub fn write_scripts(scripts: &[(&str, &str)]) -> (tempfile::TempDir, Vec<PathBu
 impl Host {
     /// Starts the binary with `-s` for each spec, listening on `listen`.
     pub async fn start_with(dir: tempfile::TempDir, specs: &[String], listen: &str) -> Host {
+        Host::start_with_args(dir, specs, listen, &[]).await
+    }
+
+    /// Starts the binary with `-s` for each spec, listening on `listen`, with `extra` arguments.
+    pub async fn start_with_args(
+        dir: tempfile::TempDir,
+        specs: &[String],
+        listen: &str,
+        extra: &[&str],
+    ) -> Host {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_script-host"));
         for spec in specs {
             cmd.arg("-s").arg(spec);
         }
         cmd.arg("--listen")
             .arg(listen)
+            .args(extra)
             .env_remove("VIRTUAL_ENV")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         let mut child = cmd.spawn().expect("spawn script-host");
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
@@ -66,7 +82,12 @@ impl Host {
             .strip_prefix("script-host listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .to_string();
-        Host { child, addr, dir }
+        Host {
+            child,
+            addr,
+            dir,
+            stdin,
+        }
     }
 
     /// Starts the binary on 127.0.0.1:0 with scripts written from sources.
@@ -82,7 +103,12 @@ impl Host {
 
     /// Opens a session.
     pub async fn session(&self) -> Session {
-        let endpoint = if let Some(path) = self.addr.strip_prefix("unix:") {
+        self.try_session().await.expect("open session")
+    }
+
+    /// A channel to the worker.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        if let Some(path) = self.addr.strip_prefix("unix:") {
             let path = path.to_string();
             tonic::transport::Endpoint::try_from("http://[::]:50051")
                 .expect("endpoint")
@@ -96,21 +122,44 @@ impl Host {
                 .connect()
                 .await
                 .expect("connect")
-        };
+        }
+    }
+
+    /// Opens a session, or the status the worker refused it with.
+    pub async fn try_session(&self) -> Result<Session, tonic::Status> {
+        let endpoint = self.channel().await;
         let mut client = ScriptHostClient::new(endpoint);
         let (tx, rx) = mpsc::channel(1024);
-        let inbound = client
-            .session(ReceiverStream::new(rx))
-            .await
-            .expect("open session")
-            .into_inner();
-        Session {
+        let inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+        Ok(Session {
             tx,
             inbound,
             logs: Vec::new(),
             controls: Vec::new(),
             next_id: AtomicU64::new(1),
-        }
+        })
+    }
+
+    /// The worker's `grpc.health.v1` status for `service`.
+    pub async fn health(&self, service: &str) -> Result<i32, tonic::Status> {
+        let mut client = tonic_health::pb::health_client::HealthClient::new(self.channel().await);
+        let response = client
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await?;
+        Ok(response.into_inner().status)
+    }
+
+    /// Sends `signal` (a name `kill` knows: TERM, INT) to the worker.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("the worker runs");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
     }
 
     /// Waits for the process to exit (after Done).
