@@ -37,6 +37,9 @@ pub struct Args {
     /// open, so a proxy that dies, even by SIGKILL, leaves no worker behind.
     #[arg(long, hide = true)]
     pub exit_with_stdin: bool,
+    /// `--metrics HOST:PORT`: Prometheus metrics and probes (ready once sessions are taken).
+    #[command(flatten)]
+    pub metrics: flowtap_telemetry::MetricsArgs,
 }
 
 /// Runs the worker on its own current-thread runtime, then ends the process. The Python
@@ -44,6 +47,8 @@ pub struct Args {
 /// thread that read it from the socket; the calling thread drives it while none can (see
 /// [`ScriptHost::serve_io`]). Call it from a thread that is not inside a tokio runtime.
 pub fn main(args: Args) -> anyhow::Result<()> {
+    flowtap_telemetry::worker::register();
+    let _metrics = args.metrics.start()?;
     let runtime = Arc::new(
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -62,6 +67,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     let incoming = runtime.block_on(bind(&args.listen))?;
     announce(&incoming.address);
+    flowtap_telemetry::set_ready(true);
     let server = runtime.spawn(serve(host.clone(), incoming.stream));
     host.serve_io(&runtime);
     // Graceful shutdown waits for the cores to close their streams; give the last messages a

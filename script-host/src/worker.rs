@@ -140,13 +140,19 @@ impl Worker {
     ) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
-        self.lock_sessions().insert(id, tx);
+        let mut sessions = self.lock_sessions();
+        sessions.insert(id, tx);
+        flowtap_telemetry::worker::set_sessions_open(sessions.len());
+        drop(sessions);
         (id, rx)
     }
 
     /// Forgets a session whose stream ended.
     pub fn close_session(&self, session: u64) {
-        self.lock_sessions().remove(&session);
+        let mut sessions = self.lock_sessions();
+        sessions.remove(&session);
+        flowtap_telemetry::worker::set_sessions_open(sessions.len());
+        drop(sessions);
         self.lock_pending().retain(|(s, _), _| *s != session);
     }
 
