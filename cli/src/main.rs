@@ -114,6 +114,11 @@ struct Cli {
     /// A filter expression: limits the flows shown, saved (`-w`) and read (`-r`).
     #[arg(value_name = "FILTER")]
     filter: Vec<String>,
+    /// `--metrics HOST:PORT`: Prometheus metrics and probes (ready once the proxy listens).
+    #[command(flatten)]
+    metrics: flowtap_telemetry::MetricsArgs,
+    #[command(flatten)]
+    log: flowtap_telemetry::LogArgs,
 }
 
 /// Subcommands over the flow archive.
@@ -137,7 +142,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&options.termlog_verbosity);
+    init_logging(&options.termlog_verbosity, cli.log.log_format);
     if matches!(cli.command, Some(Command::ScriptHost(_)))
         && let Some(Command::ScriptHost(args)) = cli.command.take()
     {
@@ -194,7 +199,7 @@ fn build_options(cli: &Cli) -> anyhow::Result<Options> {
     Ok(o)
 }
 
-fn init_logging(verbosity: &str) {
+fn init_logging(verbosity: &str, format: flowtap_telemetry::LogFormat) {
     let level = match verbosity {
         "error" => "error",
         "warn" => "warn",
@@ -204,12 +209,9 @@ fn init_logging(verbosity: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWTAP_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{level},h2=warn,hyper=warn,rustls=warn"))
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    if let Err(e) = flowtap_telemetry::init_logging(format, filter, false) {
+        eprintln!("flowtap: {e}");
+    }
 }
 
 async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
@@ -220,6 +222,14 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
             anyhow::bail!("the script-host subcommand runs before the runtime starts")
         }
         None => {}
+    }
+    let _metrics = cli.metrics.start()?;
+    flowtap_telemetry::proxy::register();
+    if !cli.scripts.is_empty() || !cli.script_host.is_empty() {
+        flowtap_telemetry::script::register();
+    }
+    if cli.store_addr.is_some() {
+        flowtap_telemetry::sink::register();
     }
     let filter = match parse_filter(&cli.filter.join(" "))? {
         Ok(filter) => filter,
@@ -378,7 +388,13 @@ async fn serve_or_read(
     }
     let proxy = Proxy::bind(proxy_config(options)?, ca, hooks, sink).await?;
     tracing::info!("HTTP(S) proxy listening at {}", proxy.local_addr());
-    proxy.serve(shutdown_signal()).await;
+    flowtap_telemetry::set_ready(true);
+    proxy
+        .serve(async {
+            shutdown_signal().await;
+            flowtap_telemetry::set_ready(false);
+        })
+        .await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -26,6 +26,7 @@
 //! - [`filter`]: mitmproxy filter expressions as queries (SQL pre-filter + exact match).
 //! - [`files`]: import and export of mitmproxy flow files and HAR.
 //! - [`server`]: the tonic service and [`server::serve`]; [`status`] maps errors to statuses.
+//! - [`health`]: `grpc.health.v1.Health`, SERVING while the database answers.
 //! - [`sink`]: [`StoreSink`], the proxy's way in, with its [`spool`].
 //! - [`client`]: a plain gRPC client for the cli.
 
@@ -34,6 +35,7 @@ pub mod client;
 mod error;
 pub mod files;
 pub mod filter;
+pub mod health;
 mod row;
 pub mod server;
 pub mod sink;

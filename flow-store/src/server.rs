@@ -48,17 +48,23 @@ impl FlowStoreService {
 }
 
 /// Serves the store on `listener` until `shutdown` completes, then finishes the calls in
-/// progress and returns.
+/// progress and returns. `grpc.health.v1.Health` is served beside it (see [`crate::health`]).
 pub async fn serve(
     listener: TcpListener,
     store: Store,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = crate::health::Health::start(store.clone());
+    let shutdown = async move {
+        shutdown.await;
+        health.shut_down().await;
+    };
     tonic::transport::Server::builder()
         // Append streams are bulk uploads: HTTP/2's default 64 KiB window would stall each
         // stream every few dozen flows.
         .initial_stream_window_size(Some(WINDOW_BYTES))
         .initial_connection_window_size(Some(2 * WINDOW_BYTES))
+        .add_service(health_service)
         .add_service(FlowStoreService::new(store).into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await

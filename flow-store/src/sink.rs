@@ -85,6 +85,7 @@ struct Shared {
 impl Shared {
     fn spool(&self, flow: &Flow) -> Result<(), StoreError> {
         self.spool.write(flow)?;
+        flowtap_telemetry::sink::flows_spooled(1);
         self.spool_dirty.store(true, Ordering::Release);
         Ok(())
     }
@@ -315,6 +316,7 @@ impl Worker {
         match result {
             Ok(_) => {
                 let count = sending.flows.len() as u64;
+                flowtap_telemetry::sink::flows_sent(count);
                 self.shared.pending.send_modify(|n| *n -= count);
                 true
             }
@@ -460,6 +462,7 @@ impl Worker {
                 let count = batch.len() as u64;
                 append::append(self.channel.clone(), append::encode(&mut batch)).await?;
                 *self.delivered.entry(segment.path.clone()).or_default() += count as usize;
+                flowtap_telemetry::sink::flows_sent(count);
                 self.shared.pending.send_modify(|n| *n -= count);
             }
             remove_segment(&segment)?;

@@ -53,6 +53,9 @@ impl Spool {
                     .map_err(|e| StoreError::io(action(), e))?;
             }
         }
+        flowtap_telemetry::sink::spool_grew(
+            sealed_bytes(dir).map_err(|e| StoreError::io(action(), e))?,
+        );
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -89,6 +92,7 @@ impl Spool {
         file.write_all(&record)
             .map_err(|e| StoreError::io(action(), e))?;
         open.records += 1;
+        flowtap_telemetry::sink::spool_grew(record.len() as u64);
         Ok(())
     }
 
@@ -229,8 +233,24 @@ impl SegmentReader {
 
 /// Deletes a delivered segment.
 pub fn remove_segment(segment: &Segment) -> Result<(), StoreError> {
-    std::fs::remove_file(&segment.path)
-        .map_err(|e| StoreError::io(format!("removing spool file {}", segment.path.display()), e))
+    let bytes = std::fs::metadata(&segment.path).map_or(0, |m| m.len());
+    std::fs::remove_file(&segment.path).map_err(|e| {
+        StoreError::io(format!("removing spool file {}", segment.path.display()), e)
+    })?;
+    flowtap_telemetry::sink::spool_shrank(bytes);
+    Ok(())
+}
+
+/// The bytes of the sealed segments in `dir` (at start: what an earlier process left).
+fn sealed_bytes(dir: &Path) -> std::io::Result<u64> {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.path().extension().is_some_and(|e| e == "spool") {
+            bytes += entry.metadata()?.len();
+        }
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

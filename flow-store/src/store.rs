@@ -147,6 +147,12 @@ impl Store {
         })
     }
 
+    /// Asks the database a cheap question (the last sequence number): succeeds while it
+    /// answers. For health checks.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        self.backend.last_seq().await.map(|_| ())
+    }
+
     /// Stores the flows of an Append stream (head, body chunks, end for each flow) and returns
     /// how many were stored. Each flow becomes visible once its end is committed; a flow
     /// appended again replaces the stored one. Complete flows before a malformed part are kept.
@@ -216,7 +222,12 @@ impl Store {
         let backend = self.backend.clone();
         *writing = Some(Writing {
             // Spawned, so the write progresses while the stream is read.
-            write: tokio::spawn(async move { backend.write(batch).await }),
+            write: tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let written = backend.write(batch).await;
+                flowtap_telemetry::store::append_latency(started.elapsed());
+                written
+            }),
             flows: std::mem::take(&mut assembler.batch_flows) as u64,
         });
         assembler.batch_bytes = 0;
@@ -233,6 +244,7 @@ impl Store {
             return Ok(());
         };
         done.write.await.map_err(|_| StoreError::Closed)??;
+        flowtap_telemetry::store::flows_stored(done.flows);
         assembler.stored += done.flows;
         self.watchers.committed();
         Ok(())

@@ -494,6 +494,7 @@ fn build_request(request: &Request, body: Option<Body>) -> Result<hyper::Request
 
 fn to_hyper_response(response: &Response, body: Body) -> hyper::Response<Body> {
     let mut out = hyper::Response::new(body);
+    flowtap_telemetry::proxy::response(u16::try_from(response.status_code).unwrap_or(502));
     *out.status_mut() =
         http::StatusCode::from_u16(u16::try_from(response.status_code).unwrap_or(502))
             .unwrap_or(http::StatusCode::BAD_GATEWAY);

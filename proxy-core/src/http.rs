@@ -705,6 +705,7 @@ async fn release_server(shared: &Shared, ctx: &mut ClientCtx, up: Upstream, reus
 fn response_head_bytes(response: &Response, framing: Framing, close: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     let status = u16::try_from(response.status_code).unwrap_or(500);
+    flowtap_telemetry::proxy::response(status);
     out.extend_from_slice(format!("HTTP/1.1 {status} ").as_bytes());
     out.extend_from_slice(&response.reason);
     out.extend_from_slice(b"\r\n");

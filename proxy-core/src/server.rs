@@ -434,6 +434,7 @@ async fn serve_client(
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
+    let _open = flowtap_telemetry::proxy::client_connection();
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
     let mut ctx = ClientCtx {

@@ -53,6 +53,9 @@ pub struct Args {
     /// before they are answered timed out and the scripts' `done` hooks run.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub shutdown_grace: f64,
+    /// `--metrics HOST:PORT`: Prometheus metrics and probes (ready once sessions are taken).
+    #[command(flatten)]
+    pub metrics: flowtap_telemetry::MetricsArgs,
 }
 
 /// Runs the worker on its own current-thread runtime, then ends the process. The Python
@@ -60,6 +63,8 @@ pub struct Args {
 /// thread that read it from the socket; the calling thread drives it while none can (see
 /// [`ScriptHost::serve_io`]). Call it from a thread that is not inside a tokio runtime.
 pub fn main(args: Args) -> anyhow::Result<()> {
+    flowtap_telemetry::worker::register();
+    let _metrics = args.metrics.start()?;
     let runtime = Arc::new(
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -89,6 +94,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         runtime.spawn(drain_on_signal(signals, host.clone(), health, grace));
     }
     announce(&incoming.address);
+    flowtap_telemetry::set_ready(true);
     let server = runtime.spawn(serve(host.clone(), incoming.stream, health_service));
     host.serve_io(&runtime);
     // Graceful shutdown waits for the cores to close their streams; give the last messages a
@@ -188,6 +194,7 @@ async fn drain_on_signal(
     };
     tracing::info!("{name}: draining (grace {grace:?}), then running the scripts' done hooks");
     set_health(&health, ServingStatus::NotServing).await;
+    flowtap_telemetry::set_ready(false);
     let drained = host.drain(grace).await;
     if drained.timed_out > 0 {
         tracing::warn!(

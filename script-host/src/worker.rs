@@ -221,6 +221,7 @@ impl Worker {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         sessions.insert(id, tx);
+        flowtap_telemetry::worker::set_sessions_open(sessions.len());
         Some((id, rx))
     }
 
@@ -232,7 +233,10 @@ impl Worker {
     /// Forgets a session whose stream ended (or that sent Done): its response stream ends, and
     /// replies to its calls still under way are dropped.
     pub fn close_session(&self, session: u64) {
-        self.lock_sessions().remove(&session);
+        let mut sessions = self.lock_sessions();
+        sessions.remove(&session);
+        flowtap_telemetry::worker::set_sessions_open(sessions.len());
+        drop(sessions);
         self.lock_pending().retain(|(s, _), _| *s != session);
     }
 

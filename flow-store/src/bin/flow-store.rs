@@ -24,6 +24,11 @@ struct Args {
     /// `sqlite:PATH`, a file path, or `postgres://...` [default: ~/.flowtap/flows.db]
     #[arg(long)]
     store: Option<StoreLocation>,
+    /// `--metrics HOST:PORT`: Prometheus metrics and probes (ready while the database answers).
+    #[command(flatten)]
+    metrics: flowtap_telemetry::MetricsArgs,
+    #[command(flatten)]
+    log: flowtap_telemetry::LogArgs,
 }
 
 fn default_store() -> StoreLocation {
@@ -33,13 +38,14 @@ fn default_store() -> StoreLocation {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    flowtap_telemetry::init_logging(
+        args.log.log_format,
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        true,
+    )?;
+    flowtap_telemetry::store::register();
+    let _metrics = args.metrics.start()?;
     let location = args.store.unwrap_or_else(default_store);
     let store = Store::open(&location, Config::default())
         .await

@@ -9,14 +9,16 @@ use clap::Parser;
 struct Cli {
     #[command(flatten)]
     args: flowtap_script_host::cli::Args,
+    #[command(flatten)]
+    log: flowtap_telemetry::LogArgs,
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    flowtap_script_host::cli::main(Cli::parse().args)
+    let cli = Cli::parse();
+    flowtap_telemetry::init_logging(
+        cli.log.log_format,
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        true,
+    )?;
+    flowtap_script_host::cli::main(cli.args)
 }
