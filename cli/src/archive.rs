@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use flowtap_flow_store::{SinkConfig, Store, StoreLocation, StoreSink};
+use flowtap_grpc::ClientConfig;
 use flowtap_proto::v1::Flow;
 use flowtap_proxy_core::FlowSink;
 
@@ -21,8 +22,15 @@ pub(crate) struct Archive {
 
 impl Archive {
     /// Starts sending flows to the flow-store at `endpoint`. Call inside the tokio runtime.
-    pub(crate) fn start(endpoint: &str, confdir: &Path) -> anyhow::Result<Self> {
-        let config = SinkConfig::new(endpoint, confdir.join("spool"));
+    pub(crate) fn start(
+        endpoint: &str,
+        confdir: &Path,
+        security: &ClientConfig,
+    ) -> anyhow::Result<Self> {
+        let config = SinkConfig {
+            security: security.clone(),
+            ..SinkConfig::new(endpoint, confdir.join("spool"))
+        };
         let sink = StoreSink::start(config)?;
         Ok(Self {
             sink: Mutex::new(Some(sink)),

@@ -1,5 +1,6 @@
 //! `flowtap flows`: the stored flows, from the local archive (`confdir/flows.db`, opened in
-//! this process) or a remote flow-store (`--store-addr http://host:port`).
+//! this process) or a remote flow-store (`--store-addr http://host:port`, or `https://` with
+//! `--grpc-ca`, `--grpc-cert`/`--grpc-key` and `--grpc-token-file` as the store requires).
 //!
 //! A thin client: the work is done by `flowtap_flow_store::client::StoreClient`; this module
 //! parses arguments and prints. A malformed filter prints the parse error with its position and
@@ -12,6 +13,7 @@ use anyhow::Context;
 use flowtap_flow::model::pretty_size;
 use flowtap_flow_store::client::StoreClient;
 use flowtap_flow_store::{FlowFilter, StoreLocation};
+use flowtap_grpc::ClientConfig;
 use flowtap_proto::v1::{Flow, FlowSummary, Header};
 
 /// How much of each body `show` prints.
@@ -20,7 +22,8 @@ const BODY_PREVIEW_BYTES: u64 = 2048;
 /// `flowtap flows ...`: list, show, export, import and delete stored flows.
 #[derive(Debug, clap::Args)]
 pub(crate) struct FlowsArgs {
-    /// A remote flow-store, e.g. http://127.0.0.1:7070 (default: the local store file).
+    /// A remote flow-store: http://HOST:PORT, https://HOST:PORT, or HOST:PORT (TLS when
+    /// --grpc-ca or --grpc-cert is given) [default: the local store file]
     #[arg(long, global = true, value_name = "URL")]
     store_addr: Option<String>,
     /// The local store: a SQLite file or postgres://... [default: CONFDIR/flows.db]
@@ -66,7 +69,11 @@ pub(crate) enum FlowsCommand {
 }
 
 /// Runs `flowtap flows`. Exit status 0 on success, 2 for a malformed filter.
-pub(crate) async fn run(args: FlowsArgs, confdir: &Path) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    args: FlowsArgs,
+    confdir: &Path,
+    security: &ClientConfig,
+) -> anyhow::Result<ExitCode> {
     let filter = match &args.command {
         FlowsCommand::List { filter }
         | FlowsCommand::Export { filter, .. }
@@ -78,7 +85,7 @@ pub(crate) async fn run(args: FlowsArgs, confdir: &Path) -> anyhow::Result<ExitC
         eprintln!("flowtap: {error}");
         return Ok(ExitCode::from(2));
     }
-    let store = open(&args, confdir).await?;
+    let store = open(&args, confdir, security).await?;
     match args.command {
         FlowsCommand::List { .. } => {
             store
@@ -110,9 +117,13 @@ pub(crate) async fn run(args: FlowsArgs, confdir: &Path) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn open(args: &FlowsArgs, confdir: &Path) -> anyhow::Result<StoreClient> {
+async fn open(
+    args: &FlowsArgs,
+    confdir: &Path,
+    security: &ClientConfig,
+) -> anyhow::Result<StoreClient> {
     if let Some(endpoint) = &args.store_addr {
-        return StoreClient::connect(endpoint)
+        return StoreClient::connect_with(endpoint, security)
             .await
             .with_context(|| format!("connecting to flow-store {endpoint}"));
     }

@@ -102,15 +102,20 @@ struct Cli {
     #[arg(short = 's', long = "scripts", value_name = "PATH")]
     scripts: Vec<String>,
     /// Use script workers started elsewhere (`script-host --listen ADDR`); repeatable.
+    /// HOST:PORT uses TLS when --grpc-ca or --grpc-cert is given; https:// and http:// say.
     #[arg(long = "script-host", value_name = "ADDR")]
     script_host: Vec<String>,
     /// Archive finished flows in this store, opened in process: a SQLite file or
     /// postgres://... (default CONFDIR/flows.db, which `flowtap flows` reads).
     #[arg(long = "store", id = "archive_store", value_name = "STORE", num_args = 0..=1, default_missing_value = "")]
     store: Option<String>,
-    /// Send finished flows to this flow-store (e.g. http://127.0.0.1:7070).
+    /// Send finished flows to this flow-store: http://HOST:PORT, https://HOST:PORT, or
+    /// HOST:PORT (TLS when --grpc-ca or --grpc-cert is given).
     #[arg(long = "store-addr", value_name = "URL")]
     store_addr: Option<String>,
+    /// TLS and token towards script-host workers (--script-host) and flow-store.
+    #[command(flatten)]
+    grpc: flowtap_grpc::ClientArgs,
     /// A filter expression: limits the flows shown, saved (`-w`) and read (`-r`).
     #[arg(value_name = "FILTER")]
     filter: Vec<String>,
@@ -215,9 +220,13 @@ fn init_logging(verbosity: &str, format: flowtap_telemetry::LogFormat) {
 }
 
 async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
+    let security = cli
+        .grpc
+        .config()
+        .context("reading the gRPC client files (--grpc-*)")?;
     match cli.command.take() {
-        Some(Command::Flows(args)) => return flows::run(args, &options.confdir).await,
-        Some(Command::Replay(args)) => return replay::run(args, &options).await,
+        Some(Command::Flows(args)) => return flows::run(args, &options.confdir, &security).await,
+        Some(Command::Replay(args)) => return replay::run(args, &options, &security).await,
         Some(Command::ScriptHost(_)) => {
             anyhow::bail!("the script-host subcommand runs before the runtime starts")
         }
@@ -253,7 +262,7 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
     {
         return Ok(code);
     }
-    let scripts = match start_scripts(&cli, &options).await {
+    let scripts = match start_scripts(&cli, &options, &security).await {
         Ok(scripts) => scripts,
         Err(ScriptsError::Startup { traceback }) => {
             eprintln!("flowtap: error in script:\n{traceback}");
@@ -274,7 +283,7 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
             if let Err(code) = parse_filter(filter)? {
                 return Ok(code);
             }
-            flows.extend(stored_flows(&cli, &options, filter).await?);
+            flows.extend(stored_flows(&cli, &options, &security, filter).await?);
         }
         let options = serverplayback::PlaybackOptions::from_options(&options)?;
         hooks = Arc::new(serverplayback::ServerPlayback::new(hooks, flows, options));
@@ -287,7 +296,7 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
             tracing::warn!("unknown option {name:?}: no script registered it");
         }
     }
-    let code = serve_or_read(&cli, &options, filter, save_filter, hooks).await;
+    let code = serve_or_read(&cli, &options, &security, (filter, save_filter), hooks).await;
     if let Some(client) = scripts {
         client.shutdown().await;
     }
@@ -298,6 +307,7 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
 async fn start_scripts(
     cli: &Cli,
     options: &Options,
+    security: &flowtap_grpc::ClientConfig,
 ) -> Result<Option<Arc<ScriptClient>>, ScriptsError> {
     if cli.scripts.is_empty() && cli.script_host.is_empty() {
         return Ok(None);
@@ -319,6 +329,7 @@ async fn start_scripts(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         core_options: options.for_scripts(),
+        grpc: security.clone(),
         ..scripts::Config::default()
     };
     let (client, loaded) = ScriptClient::start(config).await?;
@@ -332,12 +343,12 @@ async fn start_scripts(
 async fn serve_or_read(
     cli: &Cli,
     options: &Options,
-    filter: Option<Filter>,
-    save_filter: Option<Filter>,
+    security: &flowtap_grpc::ClientConfig,
+    (filter, save_filter): (Option<Filter>, Option<Filter>),
     hooks: Arc<dyn Hooks>,
 ) -> anyhow::Result<ExitCode> {
     let sink = Arc::new(Sinks(
-        build_sinks(cli, options, filter.clone(), save_filter).await?,
+        build_sinks(cli, options, security, filter.clone(), save_filter).await?,
     ));
     if cli.rfile.is_some() || !cli.client_replay.is_empty() {
         // Without a proxy server the scripts' `running` fires here.
@@ -407,10 +418,15 @@ fn local_store(cli: &Cli, options: &Options) -> flowtap_flow_store::StoreLocatio
 }
 
 /// The stored flows matching `filter`, from `--store-addr` or the local store, with bodies.
-async fn stored_flows(cli: &Cli, options: &Options, filter: &str) -> anyhow::Result<Vec<Flow>> {
+async fn stored_flows(
+    cli: &Cli,
+    options: &Options,
+    security: &flowtap_grpc::ClientConfig,
+    filter: &str,
+) -> anyhow::Result<Vec<Flow>> {
     use flowtap_flow_store::client::StoreClient;
     let client = match &cli.store_addr {
-        Some(endpoint) => StoreClient::connect(endpoint).await?,
+        Some(endpoint) => StoreClient::connect_with(endpoint, security).await?,
         None => StoreClient::open(&local_store(cli, options)).await?,
     };
     let mut ids = Vec::new();
@@ -450,6 +466,7 @@ fn parse_filter(text: &str) -> anyhow::Result<Result<Option<Filter>, ExitCode>> 
 async fn build_sinks(
     cli: &Cli,
     options: &Options,
+    security: &flowtap_grpc::ClientConfig,
     filter: Option<Filter>,
     save_filter: Option<Filter>,
 ) -> anyhow::Result<Vec<Arc<dyn FlowSink>>> {
@@ -478,6 +495,7 @@ async fn build_sinks(
         sinks.push(Arc::new(archive::Archive::start(
             endpoint,
             &options.confdir,
+            security,
         )?));
     }
     if cli.store.is_some() {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use flowtap_flow_store::StoreLocation;
 use flowtap_flow_store::client::StoreClient;
+use flowtap_grpc::ClientConfig;
 use flowtap_proxy_core::{ClientReplay, FlowSink, NoHooks, Sinks};
 
 use crate::options::Options;
@@ -26,7 +27,11 @@ pub(crate) struct ReplayArgs {
     store: Option<StoreLocation>,
 }
 
-pub(crate) async fn run(args: ReplayArgs, options: &Options) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    args: ReplayArgs,
+    options: &Options,
+    security: &ClientConfig,
+) -> anyhow::Result<ExitCode> {
     if let Err(code) = crate::parse_filter(&args.client)? {
         return Ok(code);
     }
@@ -36,8 +41,12 @@ pub(crate) async fn run(args: ReplayArgs, options: &Options) -> anyhow::Result<E
         .unwrap_or_else(|| StoreLocation::Sqlite(options.confdir.join("flows.db")));
     let (client, archive): (StoreClient, Arc<dyn FlowSink>) = match &args.store_addr {
         Some(endpoint) => (
-            StoreClient::connect(endpoint).await?,
-            Arc::new(crate::archive::Archive::start(endpoint, &options.confdir)?),
+            StoreClient::connect_with(endpoint, security).await?,
+            Arc::new(crate::archive::Archive::start(
+                endpoint,
+                &options.confdir,
+                security,
+            )?),
         ),
         None => (
             StoreClient::open(&local).await?,

@@ -14,7 +14,7 @@ use flowtap_proto::v1::{
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tonic::transport::{Channel, Endpoint};
+use flowtap_grpc::{Channel, ClientConfig};
 
 use crate::files::{FileFormat, file_chunks};
 use crate::server::MAX_MESSAGE_BYTES;
@@ -27,21 +27,32 @@ pub struct RemoteStore {
 }
 
 impl RemoteStore {
-    /// Connects to `endpoint` (`http://host:port`).
+    /// Connects to `endpoint` (`http://host:port`) with plain gRPC and no token.
     pub async fn connect(endpoint: &str) -> Result<RemoteStore, StoreError> {
+        Self::connect_with(endpoint, &ClientConfig::default()).await
+    }
+
+    /// Connects to `endpoint` (`http://host:port`, `https://host:port`, or `host:port`: see
+    /// [`flowtap_grpc::client`]) with the CA, client certificate and token of `security`. A
+    /// failed handshake says why (expired certificate, unknown CA, refused client certificate).
+    pub async fn connect_with(
+        endpoint: &str,
+        security: &ClientConfig,
+    ) -> Result<RemoteStore, StoreError> {
         let open_error = |message: String| StoreError::Open {
             location: endpoint.to_owned(),
             message,
         };
-        let channel = Endpoint::from_shared(endpoint.to_owned())
+        let channel = security
+            .endpoint(endpoint)
             .map_err(|e| open_error(e.to_string()))?
             .initial_stream_window_size(crate::server::WINDOW_BYTES)
             .initial_connection_window_size(2 * crate::server::WINDOW_BYTES)
             .connect()
             .await
-            .map_err(|e| open_error(e.to_string()))?;
+            .map_err(|e| open_error(flowtap_grpc::describe(&e)))?;
         Ok(RemoteStore {
-            client: FlowStoreClient::new(channel)
+            client: FlowStoreClient::new(security.channel(channel))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         })
@@ -182,6 +193,17 @@ impl StoreClient {
     /// Connects to a flow-store at `endpoint` (`http://host:port`).
     pub async fn connect(endpoint: &str) -> Result<StoreClient, StoreError> {
         Ok(StoreClient::Remote(RemoteStore::connect(endpoint).await?))
+    }
+
+    /// Connects to a flow-store at `endpoint` with the TLS and token of `security` (see
+    /// [`RemoteStore::connect_with`]).
+    pub async fn connect_with(
+        endpoint: &str,
+        security: &ClientConfig,
+    ) -> Result<StoreClient, StoreError> {
+        Ok(StoreClient::Remote(
+            RemoteStore::connect_with(endpoint, security).await?,
+        ))
     }
 
     /// Calls `each` with the summary of every flow matching `filter`, oldest first.

@@ -61,7 +61,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// A remote flow-store answered with an error.
-    #[error("flow-store: {}", .0.message())]
+    #[error("flow-store: {}", flowtap_grpc::describe_status(.0))]
     Remote(tonic::Status),
     /// The background writer of the store has stopped.
     #[error("the flow store is shut down")]

@@ -25,10 +25,11 @@
 //! - [`backend`]: the [`Backend`](backend::Backend) trait, with `sqlite` and `postgres`.
 //! - [`filter`]: mitmproxy filter expressions as queries (SQL pre-filter + exact match).
 //! - [`files`]: import and export of mitmproxy flow files and HAR.
-//! - [`server`]: the tonic service and [`server::serve`]; [`status`] maps errors to statuses.
+//! - [`server`]: the tonic service and [`server::serve_with`] (TLS, client certificates and a
+//!   token from `flowtap_grpc`); [`status`] maps errors to statuses.
 //! - [`health`]: `grpc.health.v1.Health`, SERVING while the database answers.
 //! - [`sink`]: [`StoreSink`], the proxy's way in, with its [`spool`].
-//! - [`client`]: a plain gRPC client for the cli.
+//! - [`client`]: a gRPC client for the cli (TLS and token as `flowtap_grpc` configures).
 
 pub mod backend;
 pub mod client;

@@ -11,6 +11,7 @@ use flowtap_proto::v1::{
     AppendResult, DeleteRequest, DeleteResult, ExportFormat, ExportRequest, FileChunk, FlowPart,
     FlowSummary, GetRequest, ImportResult, QueryItem, QueryRequest, WatchRequest,
 };
+use flowtap_grpc::ServerConfig;
 use futures_util::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -48,18 +49,42 @@ impl FlowStoreService {
 }
 
 /// Serves the store on `listener` until `shutdown` completes, then finishes the calls in
-/// progress and returns. `grpc.health.v1.Health` is served beside it (see [`crate::health`]).
+/// progress and returns. Plain gRPC, no token: for loopback and tests; see [`serve_with`].
 pub async fn serve(
     listener: TcpListener,
     store: Store,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), ServeError> {
+    serve_with(listener, store, &ServerConfig::default(), shutdown).await
+}
+
+/// The reasons [`serve_with`] stops with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The TLS settings could not be used.
+    #[error(transparent)]
+    Security(#[from] flowtap_grpc::GrpcError),
+    /// The server failed.
+    #[error("{}", flowtap_grpc::describe(.0))]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// [`serve`] with TLS, client certificates and a token as `security` says (the caller checks
+/// the listen address with [`ServerConfig::check_listen`] before binding).
+/// `grpc.health.v1.Health` is served beside the store (see [`crate::health`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    store: Store,
+    security: &ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let (health, health_service) = crate::health::Health::start(store.clone());
     let shutdown = async move {
         shutdown.await;
         health.shut_down().await;
     };
-    tonic::transport::Server::builder()
+    let server = security.apply(tonic::transport::Server::builder())?;
+    server
         // Append streams are bulk uploads: HTTP/2's default 64 KiB window would stall each
         // stream every few dozen flows.
         .initial_stream_window_size(Some(WINDOW_BYTES))
@@ -67,7 +92,8 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(FlowStoreService::new(store).into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+        .await?;
+    Ok(())
 }
 
 fn statuses<T, S>(stream: S) -> ResponseStream<T>

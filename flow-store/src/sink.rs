@@ -25,7 +25,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use flowtap_grpc::{Channel, ClientConfig};
 
 use crate::StoreError;
 use crate::spool::{SegmentReader, Spool, remove_segment};
@@ -35,8 +35,11 @@ mod append;
 /// Settings of a [`StoreSink`].
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
-    /// The flow-store address, e.g. `http://127.0.0.1:7070`.
+    /// The flow-store address, e.g. `http://127.0.0.1:7070` (or `https://`, or `host:port`:
+    /// see [`flowtap_grpc::client`]).
     pub endpoint: String,
+    /// The CA, client certificate and token used towards the store (default: none).
+    pub security: ClientConfig,
     /// Where flows wait while the store is unreachable (e.g. `confdir/spool`).
     pub spool_dir: PathBuf,
     /// Flows the in-memory queue holds before [`StoreSink::push`] spools instead.
@@ -59,6 +62,7 @@ impl SinkConfig {
     pub fn new(endpoint: impl Into<String>, spool_dir: impl Into<PathBuf>) -> SinkConfig {
         SinkConfig {
             endpoint: endpoint.into(),
+            security: ClientConfig::default(),
             spool_dir: spool_dir.into(),
             queue_capacity: 4096,
             batch_max_flows: 512,
@@ -109,7 +113,9 @@ impl StoreSink {
     /// Fails only if the endpoint is malformed or the spool directory cannot be used; an
     /// unreachable store is not an error.
     pub fn start(config: SinkConfig) -> Result<StoreSink, StoreError> {
-        let endpoint = Endpoint::from_shared(config.endpoint.clone())
+        let endpoint = config
+            .security
+            .endpoint(&config.endpoint)
             .map_err(|e| StoreError::Open {
                 location: config.endpoint.clone(),
                 message: e.to_string(),
@@ -118,7 +124,7 @@ impl StoreSink {
             .initial_stream_window_size(crate::server::WINDOW_BYTES)
             .initial_connection_window_size(2 * crate::server::WINDOW_BYTES)
             .timeout(config.request_timeout);
-        let channel = endpoint.connect_lazy();
+        let channel = config.security.channel(endpoint.connect_lazy());
         let spool = Spool::open(&config.spool_dir)?;
         // Flows an earlier process left count as pending, so flush() waits for them too.
         let left_over = spool.left_over_records()?;

@@ -4,7 +4,11 @@
 //! ```text
 //! script-host -s a.py -s "old.py arg1 arg2" [--listen 127.0.0.1:0 | --listen unix:/path]
 //!             [--shutdown-grace SECONDS]
+//!             [--tls-cert F --tls-key F [--tls-client-ca F]] [--token-file F] [--insecure-listen]
 //! ```
+//!
+//! On TCP off loopback it requires client certificates or a token (`flowtap_grpc::ServerArgs`);
+//! a unix socket takes no TLS (its file mode guards it) but does check a token if given.
 //!
 //! Prints `script-host listening on ADDR` (the bound address) on stdout once it accepts
 //! sessions. Serves `grpc.health.v1.Health` next to the script protocol: SERVING for `""` and
@@ -56,6 +60,9 @@ pub struct Args {
     /// `--metrics HOST:PORT`: Prometheus metrics and probes (ready once sessions are taken).
     #[command(flatten)]
     pub metrics: flowtap_telemetry::MetricsArgs,
+    /// Who may open sessions: TLS, client certificates, a token.
+    #[command(flatten)]
+    pub security: flowtap_grpc::ServerArgs,
 }
 
 /// Runs the worker on its own current-thread runtime, then ends the process. The Python
@@ -95,7 +102,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     announce(&incoming.address);
     flowtap_telemetry::set_ready(true);
-    let server = runtime.spawn(serve(host.clone(), incoming.stream, health_service));
+    let server = runtime.spawn(serve(
+        host.clone(),
+        incoming.stream,
+        health_service,
+        args.security,
+    ));
     host.serve_io(&runtime);
     // Graceful shutdown waits for the cores to close their streams; give the last messages a
     // moment to flush, then stop regardless.
@@ -213,37 +225,52 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
         .await;
 }
 
-/// Serves the script protocol (and health) until the host finished. A server that fails stops
-/// the host, so that [`ScriptHost::serve_io`] returns.
+/// Serves the script protocol (and health) until the host finished, with TLS (TCP only) and a
+/// token as `security` says (health needs no token); an unauthenticated TCP listener off
+/// loopback is refused unless `--insecure-listen`. A server that fails stops the host, so that
+/// [`ScriptHost::serve_io`] returns.
 async fn serve(
     host: ScriptHost,
     listener: Listener,
     health: HealthServer<impl Health>,
+    security: flowtap_grpc::ServerArgs,
 ) -> anyhow::Result<()> {
-    let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(health)
-        .add_service(host.service().into_server());
     let finished = {
         let host = host.clone();
         async move {
             let _ = host.finished().await;
         }
     };
-    let served = match listener {
-        Listener::Unix(listener) => {
-            let incoming =
-                UnixListenerStream::new(listener).map(|stream| stream.and_then(UnixConn::new));
-            router
-                .serve_with_incoming_shutdown(incoming, finished)
-                .await
-                .context("serving on the unix socket")
+    let served = async {
+        let security = security
+            .config()
+            .context("reading the TLS and token files")?;
+        let server = tonic::transport::Server::builder().tcp_nodelay(true);
+        match listener {
+            Listener::Unix(listener) => {
+                let incoming =
+                    UnixListenerStream::new(listener).map(|stream| stream.and_then(UnixConn::new));
+                server
+                    .layer(security.token_layer())
+                    .add_service(health)
+                    .add_service(host.service().into_server())
+                    .serve_with_incoming_shutdown(incoming, finished)
+                    .await
+                    .context("serving on the unix socket")
+            }
+            Listener::Tcp(listener) => {
+                security.check_listen(listener.local_addr()?)?;
+                security
+                    .apply(server)?
+                    .add_service(health)
+                    .add_service(host.service().into_server())
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), finished)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("serving on TCP: {}", flowtap_grpc::describe(&e)))
+            }
         }
-        Listener::Tcp(listener) => router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), finished)
-            .await
-            .context("serving on TCP"),
-    };
+    }
+    .await;
     if let Err(e) = &served {
         host.stop(format!("{e:#}"));
     }

@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! flow-store --listen 127.0.0.1:7070 [--store sqlite:PATH | --store postgres://user@host/db]
+//!            [--tls-cert F --tls-key F [--tls-client-ca F]] [--token-file F] [--insecure-listen]
 //! ```
+//!
+//! Off loopback it requires client certificates or a token (see `flowtap_grpc::ServerArgs`).
 //!
 //! Prints `listening on ADDR` once it accepts connections, and stops cleanly on Ctrl-C or
 //! SIGTERM.
@@ -13,6 +16,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use flowtap_flow_store::{Config, Store, StoreLocation, server};
+use flowtap_grpc::ServerArgs;
 
 /// The flowtap flow archive: a gRPC FlowStore service over SQLite or PostgreSQL.
 #[derive(Debug, Parser)]
@@ -29,6 +33,8 @@ struct Args {
     metrics: flowtap_telemetry::MetricsArgs,
     #[command(flatten)]
     log: flowtap_telemetry::LogArgs,
+    #[command(flatten)]
+    security: ServerArgs,
 }
 
 fn default_store() -> StoreLocation {
@@ -45,6 +51,8 @@ async fn main() -> anyhow::Result<()> {
         true,
     )?;
     flowtap_telemetry::store::register();
+    let security = args.security.config().context("reading the TLS and token files")?;
+    security.check_listen(args.listen)?;
     let _metrics = args.metrics.start()?;
     let location = args.store.unwrap_or_else(default_store);
     let store = Store::open(&location, Config::default())
@@ -57,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
         .local_addr()
         .context("reading the listener address")?;
     println!("listening on {address}");
-    server::serve(listener, store, shutdown_signal())
+    server::serve_with(listener, store, &security, shutdown_signal())
         .await
         .context("serving the flow store")?;
     Ok(())

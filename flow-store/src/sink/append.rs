@@ -12,7 +12,7 @@ use flowtap_proto::v1::{AppendResult, BodyChunk, BodyKind, Flow, FlowPart, flow_
 use prost::Message;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::Channel;
+use flowtap_grpc::Channel;
 use tonic::{Request, Status};
 
 use crate::StoreError;
@@ -97,7 +97,12 @@ pub(super) async fn append(channel: Channel, parts: Parts) -> Result<u64, StoreE
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     grpc.ready()
         .await
-        .map_err(|e| Status::unavailable(format!("flow store not ready: {e}")))?;
+        .map_err(|e| {
+            Status::unavailable(format!(
+                "flow store not ready: {}",
+                flowtap_grpc::describe(&e)
+            ))
+        })?;
     let path = PathAndQuery::from_static("/flowtap.v1.FlowStore/Append");
     let request = Request::new(tokio_stream::iter(parts));
     let response = grpc.client_streaming(request, path, Encoded).await?;

@@ -61,6 +61,9 @@ pub struct Config {
     pub core_options: Vec<v1::Option>,
     /// How long a worker may take to start and load its scripts.
     pub startup_timeout: Duration,
+    /// TLS and token towards the workers at `addresses` (`--grpc-ca`, `--grpc-cert`,
+    /// `--grpc-key`, `--grpc-token-file`); spawned workers on a unix socket need none.
+    pub grpc: flowtap_grpc::ClientConfig,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             deferred: HashMap::new(),
             core_options: Vec::new(),
             startup_timeout: Duration::from_secs(60),
+            grpc: flowtap_grpc::ClientConfig::default(),
         }
     }
 }

@@ -169,7 +169,7 @@ impl Link {
             address: address.clone(),
             reason,
         };
-        let channel = connect(&address)
+        let channel = connect(&address, &config.grpc)
             .await
             .map_err(|e| worker_error(format!("connecting: {e}")))?;
         let mut client = ScriptHostClient::new(channel)
@@ -182,7 +182,12 @@ impl Link {
         let mut inbound = client
             .session(outbound)
             .await
-            .map_err(|e| worker_error(format!("opening the session: {e}")))?
+            .map_err(|e| {
+                worker_error(format!(
+                    "opening the session: {}",
+                    flowtap_grpc::describe_status(&e)
+                ))
+            })?
             .into_inner();
         let _ = tx.send(CoreMessage {
             kind: Some(core_message::Kind::Hello(v1::Hello {
@@ -420,21 +425,30 @@ fn log(record: &v1::LogRecord) {
     }
 }
 
-/// A channel to a worker at `HOST:PORT` or `unix:PATH`.
-async fn connect(address: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    match address.strip_prefix("unix:") {
+/// A channel to a worker at `unix:PATH` (plain) or `HOST:PORT`, `http://` or `https://` (TLS
+/// as `grpc` says); calls carry `grpc`'s token, if any. The error names the cause (expired
+/// certificate, unknown CA, refused client certificate).
+async fn connect(
+    address: &str,
+    grpc: &flowtap_grpc::ClientConfig,
+) -> Result<flowtap_grpc::Channel, String> {
+    let channel = match address.strip_prefix("unix:") {
         Some(path) => {
             tonic::transport::Endpoint::from_static("http://script-host")
                 .connect_with_connector(UnixConnector(PathBuf::from(path)))
                 .await
         }
         None => {
-            tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+            grpc.endpoint(address)
+                .map_err(|e| e.to_string())?
                 .tcp_nodelay(true)
                 .connect()
                 .await
         }
-    }
+    };
+    channel
+        .map(|c| grpc.channel(c))
+        .map_err(|e| flowtap_grpc::describe(&e))
 }
 
 /// Connects tonic to a unix socket.
