@@ -17,8 +17,8 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 
-use crate::unix::UnixConn;
 use crate::{Config, ScriptHost};
+use flowtap_transport::UnixConn;
 
 /// Runs mitmproxy-style Python scripts for flowtap's proxy.
 #[derive(clap::Args, Debug)]
