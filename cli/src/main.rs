@@ -26,10 +26,10 @@ use clap::Parser;
 use flowtap_certs::CertificateAuthority;
 use flowtap_flow::Filter;
 use flowtap_proto::v1::Flow;
-use flowtap_proxy_core::scripts::{self, FailurePolicy, ScriptClient, ScriptsError};
 use flowtap_proxy_core::{
     ClientReplay, Config, CoreControl, FlowSink, Hooks, NoHooks, Proxy, Sinks,
 };
+use flowtap_script_client::{self as scripts, FailurePolicy, ScriptClient, ScriptsError};
 
 use crate::options::{Options, expand_tilde};
 
@@ -101,8 +101,10 @@ struct Cli {
     /// old-API scripts.
     #[arg(short = 's', long = "scripts", value_name = "PATH")]
     scripts: Vec<String>,
-    /// Use script workers started elsewhere (`script-host --listen ADDR`); repeatable.
-    /// HOST:PORT uses TLS when --grpc-ca or --grpc-cert is given; https:// and http:// say.
+    /// Use script workers started elsewhere (`script-host --listen ADDR`); repeatable. A
+    /// HOST:PORT name means every address it resolves to, resolved again every 2 s; workers
+    /// that are down are joined when they come up. TLS when --grpc-ca or --grpc-cert is given
+    /// (or with https://).
     #[arg(long = "script-host", value_name = "ADDR")]
     script_host: Vec<String>,
     /// Archive finished flows in this store, opened in process: a SQLite file or

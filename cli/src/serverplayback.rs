@@ -261,6 +261,10 @@ impl Hooks for ServerPlayback {
     fn attach(&self, control: Arc<dyn CoreControl>) {
         self.inner.attach(control);
     }
+
+    fn client_closed(&self, client_id: &str) {
+        self.inner.client_closed(client_id);
+    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //!
 //! proxy-core calls [`Hooks::call`] at each point of a flow's life where mitmproxy fires a hook,
 //! in mitmproxy's order (docs/hooks.md has the chart). It knows nothing of Python or gRPC: the
-//! production implementation is the script-host client in [`crate::scripts`]; with no scripts the
-//! proxy uses [`NoHooks`] and makes no call at all.
+//! production implementation is the script-host client of the `flowtap-script-client` crate;
+//! with no scripts the proxy uses [`NoHooks`] and makes no call at all.
 //!
 //! The order for a plain HTTP request through the regular proxy:
 //!
@@ -162,6 +162,14 @@ pub trait Hooks: Send + Sync + 'static {
     /// Gives the scripts a way to act on the proxy outside hooks (resume, kill, replay,
     /// inject). Called once, before traffic.
     fn attach(&self, _control: Arc<dyn CoreControl>) {}
+
+    /// A client connection ended (on every path: HTTP/1, HTTP/2, tunnels, WebSocket and TCP
+    /// flows, refused or aborted connections), whatever the scripts' interest. `client_id` is
+    /// the id of the connection (`flow.client_conn.id`). Called after `client_disconnected`,
+    /// once per connection; an implementation lets go of what it kept for the connection (the
+    /// worker its flows stick to). Also called at the end of a replayed flow, with the id of
+    /// the client connection it carries.
+    fn client_closed(&self, _client_id: &str) {}
 }
 
 /// What scripts may ask of the core outside a hook call.

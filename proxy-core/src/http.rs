@@ -100,6 +100,12 @@ pub(crate) async fn replay(shared: &Shared, mut flow: Flow) {
     });
     let mut conn: Conn<Io> = Conn::new(Box::new(near));
     let client = flow.client_conn.clone().unwrap_or_default();
+    // The replay's client connection is over when the replay is (it may carry the id of a
+    // connection that closed long ago).
+    let _closed = crate::server::ClientClosed {
+        hooks: std::sync::Arc::clone(&shared.hooks),
+        client_id: client.id.clone(),
+    };
     let mut ctx = ClientCtx {
         client,
         owned: Vec::new(),

@@ -26,7 +26,6 @@ mod http;
 mod http1;
 mod intercept;
 mod live;
-pub mod scripts;
 mod server;
 pub mod sink;
 mod stream;

@@ -442,6 +442,10 @@ async fn serve_client(
         owned: Vec::new(),
         tunnel: None,
     };
+    let _closed = ClientClosed {
+        hooks: Arc::clone(&shared.hooks),
+        client_id: ctx.client.id.clone(),
+    };
     if shared.hooks.interest().wants(Hook::ClientConnected) {
         let mut subject = connection_subject(&ctx.client, None);
         shared.hooks.call(Hook::ClientConnected, &mut subject).await;
@@ -459,6 +463,20 @@ async fn serve_client(
         tls_tunnel = tunnel::connect(&shared, conn, &mut ctx, head, &mut stop).await;
     }
     disconnected(&shared, &mut ctx, tls_tunnel).await;
+}
+
+/// Tells the hooks that a client connection ended when the connection's task ends, however it
+/// ends (every protocol returns through `serve_client`; a task aborted at the end of the
+/// shutdown grace drops this too).
+pub(crate) struct ClientClosed {
+    pub(crate) hooks: Arc<dyn Hooks>,
+    pub(crate) client_id: String,
+}
+
+impl Drop for ClientClosed {
+    fn drop(&mut self) {
+        self.hooks.client_closed(&self.client_id);
+    }
 }
 
 /// The client connection closed: release its server connections and fire the disconnect

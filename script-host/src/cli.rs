@@ -33,8 +33,8 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 
-use crate::unix::UnixConn;
 use crate::{Config, ScriptHost};
+use flowtap_transport::UnixConn;
 
 /// Runs mitmproxy-style Python scripts for flowtap's proxy.
 #[derive(clap::Args, Debug)]

@@ -23,7 +23,7 @@
 //!   bridge object through which the Python runtime takes events and sends replies, and the
 //!   conversions between protobuf flows and Python state (a flow's parts reach Python unbuilt).
 //!   All PyO3 code lives there; `PyErr` never leaves it.
-//! - `unix` (private): the unix socket stream of a session, registered for readability only.
+//! - the unix socket stream of a session comes from `flowtap-transport` (shared with the proxy).
 //!
 //! The Python side (`python/flowtap_host`, `python/mitmproxy`) does the rest: the addon chain,
 //! per-flow ordering, the thread pool for sync hooks and the asyncio loop for async ones.
@@ -39,7 +39,6 @@ pub mod worker;
 
 mod codecs;
 mod python;
-mod unix;
 
 pub use server::ScriptHostService;
 pub use worker::{Drained, Worker};

@@ -1,4 +1,4 @@
-//! proxy-core's script client (`proxy_core::scripts::ScriptClient`) against real workers: it
+//! The proxy's script client (`flowtap_script_client::ScriptClient`) against real workers: it
 //! spawns the real `script-host` binary, merges interest, applies changes, waits out intercepts,
 //! applies the failure policy and restarts a crashed worker.
 
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use flowtap_proto::v1::{Flow, Hook};
 use flowtap_proxy_core::hooks::{CoreControl, Hooks, Verdict};
-use flowtap_proxy_core::scripts::{Config, FailurePolicy, ScriptClient, ScriptsError};
+use flowtap_script_client::{Config, FailurePolicy, ScriptClient, ScriptsError};
 use support::{header_value, http_flow, write_scripts};
 
 fn config(scripts: &[(&str, &str)]) -> (tempfile::TempDir, Config) {

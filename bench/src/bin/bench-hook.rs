@@ -22,7 +22,7 @@ use bytes::Bytes;
 use clap::Parser;
 use flowtap_proto::v1::{Address, Connection, Flow, Header, Hook, Request, Response};
 use flowtap_proxy_core::Hooks;
-use flowtap_proxy_core::scripts::{Config, ScriptClient};
+use flowtap_script_client::{Config, ScriptClient};
 
 /// Round-trip time of one hook call through the script client and a script-host worker.
 #[derive(Parser, Debug)]

@@ -39,8 +39,21 @@ pub struct Config {
     /// `addresses` is not empty.
     pub workers: usize,
     /// Running workers to connect to instead of spawning (`--script-host ADDR`, repeatable):
-    /// `HOST:PORT`. They are not restarted by this client.
+    /// `HOST:PORT` (every address the name resolves to, re-resolved every `resolve_interval`)
+    /// or `unix:PATH`. They are not started or stopped by this client; a lost session is
+    /// retried.
     pub addresses: Vec<String>,
+    /// How often the names in `addresses` are resolved again: new addresses are joined,
+    /// vanished ones drained.
+    pub resolve_interval: Duration,
+    /// The first wait before a lost or refused session is tried again; it doubles (with
+    /// jitter) up to `reconnect_max`.
+    pub reconnect_initial: Duration,
+    /// The longest wait between two attempts to reach a worker.
+    pub reconnect_max: Duration,
+    /// At most one log line per this interval counts the flows that went on without their
+    /// scripts (fail open).
+    pub failed_open_log_interval: Duration,
     /// The `script-host` binary; by default the one next to the current executable (or one
     /// directory up, for test binaries in `target/*/deps`).
     pub binary: Option<PathBuf>,
@@ -72,6 +85,10 @@ impl Default for Config {
             scripts: Vec::new(),
             workers: 1,
             addresses: Vec::new(),
+            resolve_interval: Duration::from_secs(2),
+            reconnect_initial: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(1),
+            failed_open_log_interval: Duration::from_secs(5),
             binary: None,
             binary_args: Vec::new(),
             hook_timeout: Duration::from_secs(5),
@@ -87,7 +104,7 @@ impl Default for Config {
 
 impl Config {
     /// The binary to spawn.
-    pub(super) fn binary_path(&self) -> Result<PathBuf, String> {
+    pub(crate) fn binary_path(&self) -> Result<PathBuf, String> {
         if let Some(binary) = &self.binary {
             return Ok(binary.clone());
         }

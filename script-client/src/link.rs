@@ -1,31 +1,27 @@
-//! One script-host worker: its process (when this client spawned it), its session stream, the
-//! calls waiting for replies, and the intercepted flows waiting for a resume or kill.
+//! The session with one script-host worker: its stream, the calls waiting for replies, the
+//! intercepted flows waiting for a resume or kill, and the worker's process when this client
+//! spawned it.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use flowtap_proto::v1::{
     self, CoreMessage, HookCall, ProtocolVersion, Ready, WorkerMessage, control, core_message,
     script_host_client::ScriptHostClient, worker_message,
 };
-use futures_util::future::BoxFuture;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use flowtap_proxy_core::hooks::{CoreControl, Interest};
+use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Streaming;
 
-use super::unix::UnixConn;
-use super::{Config, ScriptsError};
-use crate::hooks::{CoreControl, Interest};
+use crate::spawn::SocketFile;
+use crate::{Config, ScriptsError};
 
 /// How an intercepted flow was released.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Release {
+pub(crate) enum Release {
     /// A script called `flow.resume()`.
     Resume,
     /// A script called `flow.kill()`.
@@ -33,17 +29,18 @@ pub(super) enum Release {
 }
 
 /// A hook reply, and for an intercepted flow the wait for its release.
-pub(super) struct Reply {
-    pub(super) reply: v1::HookReply,
-    pub(super) release: Option<oneshot::Receiver<Release>>,
+pub(crate) struct Reply {
+    pub(crate) reply: v1::HookReply,
+    pub(crate) release: Option<oneshot::Receiver<Release>>,
 }
 
-type Control = Arc<OnceLock<Arc<dyn CoreControl>>>;
+pub(crate) type Control = Arc<OnceLock<Arc<dyn CoreControl>>>;
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
 /// The session with one worker.
-pub(super) struct Link {
-    index: usize,
+pub(crate) struct Link {
+    /// The worker's address, for log lines.
+    name: String,
     tx: mpsc::UnboundedSender<CoreMessage>,
     pending: Mutex<HashMap<u64, (String, oneshot::Sender<Reply>)>>,
     intercepts: Mutex<HashMap<String, oneshot::Sender<Release>>>,
@@ -52,20 +49,12 @@ pub(super) struct Link {
     child: Mutex<Option<Child>>,
     closed: watch::Sender<bool>,
     shutting_down: AtomicBool,
+    /// Running was sent (once per session).
+    running: AtomicBool,
     control: Control,
     /// The client's interest, widened when a reloaded script declares more hooks.
     interest: Arc<Interest>,
     _socket: Option<SocketFile>,
-}
-
-/// The unix socket of a worker this client spawned, removed when the link goes (a worker
-/// removes it itself when it ends normally, not when it is killed).
-struct SocketFile(PathBuf);
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -74,103 +63,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .expect("link locks are never poisoned: no code panics while holding them")
 }
 
-/// The thread that runs the I/O of every worker session (tonic's connection and stream tasks,
-/// the reader of replies, the spawned worker processes) on one current-thread runtime. A hook
-/// call then wakes this one thread to send and, with the reply, the caller's task: no other
-/// thread of the proxy's runtime takes part in a call.
-pub(super) struct IoThread {
-    handle: tokio::runtime::Handle,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for IoThread {
-    /// Stops the thread and waits for its runtime to drop its tasks: the links go, and with
-    /// them the worker processes this client spawned (killed on drop), before the caller goes
-    /// on (a `flowtap` that exits right after must not leave a worker behind).
-    fn drop(&mut self) {
-        self.stop.take();
-        if let Some(thread) = self.thread.take()
-            && thread.thread().id() != std::thread::current().id()
-        {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl IoThread {
-    /// Starts the thread.
-    pub(super) fn start() -> Result<Self, ScriptsError> {
-        let io_error = |e: std::io::Error| ScriptsError::Spawn {
-            binary: "script-host".into(),
-            reason: format!("starting the script I/O thread: {e}"),
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .on_thread_park(flowtap_spin::before_park)
-            .build()
-            .map_err(io_error)?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("script-io".into())
-            .spawn(move || {
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-            })
-            .map_err(io_error)?;
-        Ok(Self {
-            handle,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
 impl Link {
-    /// Starts or reaches worker `index`, opens its session on the I/O thread and completes
-    /// Hello → Ready.
-    pub(super) async fn open(
-        io: &IoThread,
+    /// Opens a session with the worker at `address` (`HOST:PORT` or `unix:PATH`) and completes
+    /// Hello → Ready. Runs on the I/O thread. `child` is the worker's process when this client
+    /// spawned it (stopped with the link).
+    pub(crate) async fn open(
+        address: &str,
+        child: Option<(Child, Option<SocketFile>)>,
         config: &Config,
-        index: usize,
         control: Control,
         interest: Arc<Interest>,
     ) -> Result<(Arc<Self>, Ready), ScriptsError> {
-        let config = config.clone();
-        io.handle
-            .spawn(async move { Self::open_here(&config, index, control, interest).await })
-            .await
-            .map_err(|e| ScriptsError::Worker {
-                address: format!("worker {index}"),
-                reason: format!("the script I/O thread failed: {e}"),
-            })?
-    }
-
-    async fn open_here(
-        config: &Config,
-        index: usize,
-        control: Control,
-        interest: Arc<Interest>,
-    ) -> Result<(Arc<Self>, Ready), ScriptsError> {
-        let (address, child) = match config.addresses.get(index) {
-            Some(address) => (address.clone(), None),
-            None => {
-                let (address, child) = spawn(config).await?;
-                (address, Some(child))
-            }
-        };
-        let socket = child
-            .as_ref()
-            .and(address.strip_prefix("unix:"))
-            .map(|path| SocketFile(PathBuf::from(path)));
         let worker_error = |reason: String| ScriptsError::Worker {
-            address: address.clone(),
+            address: address.to_string(),
             reason,
         };
-        let channel = connect(&address, &config.grpc)
+        let (child, socket) = match child {
+            Some((child, socket)) => (Some(child), socket),
+            None => (None, None),
+        };
+        let channel = tokio::time::timeout(CONNECT_TIMEOUT, connect(address, &config.grpc))
             .await
+            .map_err(|_| worker_error("connecting: no answer in time".into()))?
             .map_err(|e| worker_error(format!("connecting: {e}")))?;
         let mut client = ScriptHostClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -201,7 +115,7 @@ impl Link {
             .map_err(|_| worker_error("no Ready in time".into()))?
             .map_err(worker_error)?;
         let link = Arc::new(Self {
-            index,
+            name: address.to_string(),
             tx,
             pending: Mutex::new(HashMap::new()),
             intercepts: Mutex::new(HashMap::new()),
@@ -210,6 +124,7 @@ impl Link {
             child: Mutex::new(child),
             closed: watch::channel(false).0,
             shutting_down: AtomicBool::new(false),
+            running: AtomicBool::new(false),
             control,
             interest,
             _socket: socket,
@@ -218,14 +133,53 @@ impl Link {
         Ok((link, ready))
     }
 
+    /// A session with no worker behind it (its messages go nowhere), for unit tests of the
+    /// routing.
+    #[cfg(test)]
+    pub(crate) fn detached(name: &str) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.to_string(),
+            tx: mpsc::unbounded_channel().0,
+            pending: Mutex::new(HashMap::new()),
+            intercepts: Mutex::new(HashMap::new()),
+            configures: Mutex::new(VecDeque::new()),
+            next_id: AtomicU64::new(1),
+            child: Mutex::new(None),
+            closed: watch::channel(false).0,
+            shutting_down: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            control: Arc::new(OnceLock::new()),
+            interest: Arc::new(Interest::none()),
+            _socket: None,
+        })
+    }
+
+    /// The worker's address.
+    #[cfg(test)]
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends Running (the scripts' `running` hooks fire), once per session.
+    pub(crate) fn run(&self) {
+        if !self.running.swap(true, Ordering::AcqRel) {
+            self.send(core_message::Kind::Running(v1::Running {}));
+        }
+    }
+
+    /// True when no awaited call waits for its reply and no intercepted flow for its release.
+    pub(crate) fn is_idle(&self) -> bool {
+        lock(&self.pending).is_empty() && lock(&self.intercepts).is_empty()
+    }
+
     /// Sends a message on the session (dropped if the session ended).
-    pub(super) fn send(&self, kind: core_message::Kind) {
+    pub(crate) fn send(&self, kind: core_message::Kind) {
         let _ = self.tx.send(CoreMessage { kind: Some(kind) });
         flowtap_spin::nudge();
     }
 
     /// Sends an awaited call; None if the worker's session ended first.
-    pub(super) async fn call(&self, mut call: HookCall) -> Option<Reply> {
+    pub(crate) async fn call(&self, mut call: HookCall) -> Option<Reply> {
         call.call_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let flow_id = call.flow.as_ref().map(|f| f.id.clone()).unwrap_or_default();
         let (tx, rx) = oneshot::channel();
@@ -239,13 +193,13 @@ impl Link {
     }
 
     /// Sends a call the worker does not answer.
-    pub(super) fn observe(&self, mut call: HookCall) {
+    pub(crate) fn observe(&self, mut call: HookCall) {
         call.call_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.send(core_message::Kind::HookCall(call));
     }
 
     /// Sends Configure and waits for the scripts' verdict.
-    pub(super) async fn configure(
+    pub(crate) async fn configure(
         &self,
         options: Vec<v1::Option>,
         timeout: Duration,
@@ -262,18 +216,18 @@ impl Link {
     }
 
     /// Completes when the session ended.
-    pub(super) async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         let mut rx = self.closed.subscribe();
         let _ = rx.wait_for(|closed| *closed).await;
     }
 
     /// True once [`Link::shutdown`] started (an end of the session is then expected).
-    pub(super) fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
 
     /// Sends Done (the scripts' `done` hooks run) and waits for the worker to end.
-    pub(super) async fn shutdown(&self, timeout: Duration) {
+    pub(crate) async fn shutdown(&self, timeout: Duration) {
         self.shutting_down.store(true, Ordering::Release);
         self.send(core_message::Kind::Done(v1::Done {}));
         let _ = tokio::time::timeout(timeout, self.closed()).await;
@@ -296,7 +250,7 @@ impl Link {
                 Ok(None) => break,
                 Err(status) => {
                     if !self.is_shutting_down() {
-                        tracing::warn!(worker = self.index, %status, "script-host session failed");
+                        tracing::warn!(worker = %self.name, %status, "script-host session failed");
                     }
                     break;
                 }
@@ -331,11 +285,11 @@ impl Link {
             // A script was reloaded (or the worker restarted) and may implement more hooks.
             worker_message::Kind::Ready(ready) => {
                 let before = format!("{:?}", self.interest);
-                super::declare(&self.interest, &ready.scripts);
+                crate::interest::declare(&self.interest, &ready.scripts);
                 let after = format!("{:?}", self.interest);
                 if after != before {
                     tracing::info!(
-                        worker = self.index,
+                        worker = %self.name,
                         "scripts reloaded; hooks called now: {after}"
                     );
                 }
@@ -425,19 +379,19 @@ fn log(record: &v1::LogRecord) {
     }
 }
 
+/// How long reaching a worker may take (the handshake has `Config::startup_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A channel to a worker at `unix:PATH` (plain) or `HOST:PORT`, `http://` or `https://` (TLS
 /// as `grpc` says); calls carry `grpc`'s token, if any. The error names the cause (expired
-/// certificate, unknown CA, refused client certificate).
-async fn connect(
+/// certificate, unknown CA, refused client certificate). The one place that connects: must
+/// run on the I/O thread, which then serves the channel's connection.
+pub(crate) async fn connect(
     address: &str,
     grpc: &flowtap_grpc::ClientConfig,
 ) -> Result<flowtap_grpc::Channel, String> {
     let channel = match address.strip_prefix("unix:") {
-        Some(path) => {
-            tonic::transport::Endpoint::from_static("http://script-host")
-                .connect_with_connector(UnixConnector(PathBuf::from(path)))
-                .await
-        }
+        Some(path) => flowtap_transport::unix_channel(path).await,
         None => {
             grpc.endpoint(address)
                 .map_err(|e| e.to_string())?
@@ -451,78 +405,3 @@ async fn connect(
         .map_err(|e| flowtap_grpc::describe(&e))
 }
 
-/// Connects tonic to a unix socket.
-#[derive(Clone, Debug)]
-struct UnixConnector(PathBuf);
-
-impl tower_service::Service<http::Uri> for UnixConnector {
-    type Response = hyper_util::rt::TokioIo<UnixConn>;
-    type Error = std::io::Error;
-    type Future = BoxFuture<'static, std::io::Result<Self::Response>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: http::Uri) -> Self::Future {
-        let path = self.0.clone();
-        Box::pin(async move {
-            let stream = tokio::net::UnixStream::connect(path).await?;
-            Ok(hyper_util::rt::TokioIo::new(UnixConn::new(stream)?))
-        })
-    }
-}
-
-/// A unix socket path for a worker this process spawns: in the temporary directory, unique
-/// per process and spawn.
-fn socket_path() -> PathBuf {
-    static SPAWNED: AtomicU64 = AtomicU64::new(0);
-    let n = SPAWNED.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("flowtap-script-{}-{n}.sock", std::process::id()))
-}
-
-/// Spawns `script-host` on a unix socket (cheaper per message than loopback TCP) and reads the
-/// address it announces.
-async fn spawn(config: &Config) -> Result<(String, Child), ScriptsError> {
-    let binary = config.binary_path().map_err(|reason| ScriptsError::Spawn {
-        binary: "script-host".into(),
-        reason,
-    })?;
-    let spawn_error = |reason: String| ScriptsError::Spawn {
-        binary: binary.display().to_string(),
-        reason,
-    };
-    let socket = socket_path();
-    let mut command = Command::new(&binary);
-    command.args(&config.binary_args);
-    for spec in &config.scripts {
-        command.arg("-s").arg(spec);
-    }
-    command
-        .arg("--listen")
-        .arg(format!("unix:{}", socket.display()))
-        // The worker exits when this pipe closes: when the proxy goes, however it goes.
-        .arg("--exit-with-stdin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|e| spawn_error(e.to_string()))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| spawn_error("no stdout".into()))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(config.startup_timeout, lines.next_line())
-        .await
-        .map_err(|_| spawn_error("it did not announce its address in time".into()))?
-        .map_err(|e| spawn_error(e.to_string()))?
-        .ok_or_else(|| spawn_error("it exited before announcing its address".into()))?;
-    let address = line
-        .strip_prefix("script-host listening on ")
-        .ok_or_else(|| spawn_error(format!("unexpected output: {line}")))?
-        .to_string();
-    // Keep reading so the worker never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((address, child))
-}

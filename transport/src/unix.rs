@@ -1,12 +1,11 @@
-//! A unix socket stream registered with epoll for readability only: the proxy's end of the
-//! session with a worker it spawned.
+//! A unix socket stream registered with epoll for readability only: both ends of a script
+//! session on a unix socket (the proxy's client and the worker's server).
 //!
 //! tokio registers a socket for reads and writes. On a unix socket, every message the peer
 //! reads frees buffer space on the sender's side, and the kernel wakes the sender's epoll for
 //! it: a thread wake-up for nothing after each message, in both processes, on every hook call.
 //! Writes here go straight to the socket; only a write that would block waits for writability,
-//! through a registration made for that wait alone. The worker's end does the same
-//! (`script-host/src/unix.rs`).
+//! through a registration made for that wait alone.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
@@ -19,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
 /// A connected unix stream (see the module documentation).
 #[derive(Debug)]
-pub(super) struct UnixConn {
+pub struct UnixConn {
     stream: AsyncFd<std::os::unix::net::UnixStream>,
     /// While a write waits for buffer space: a registration of a duplicate of the socket for
     /// writability.
@@ -29,8 +28,8 @@ pub(super) struct UnixConn {
 }
 
 impl UnixConn {
-    /// Takes over a connected stream. Must run inside the runtime that serves it.
-    pub(super) fn new(stream: tokio::net::UnixStream) -> io::Result<Self> {
+    /// Takes over a connected or accepted stream. Must run inside the runtime that serves it.
+    pub fn new(stream: tokio::net::UnixStream) -> io::Result<Self> {
         // into_std leaves the socket non-blocking and drops tokio's registration.
         let stream = stream.into_std()?;
         let watch = flowtap_spin::watch(&stream);
@@ -125,6 +124,12 @@ impl AsyncWrite for UnixConn {
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.stream.get_ref().shutdown(Shutdown::Write))
     }
+}
+
+impl tonic::transport::server::Connected for UnixConn {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) -> Self::ConnectInfo {}
 }
 
 #[cfg(test)]

@@ -3,22 +3,24 @@
 use bytes::Bytes;
 use flowtap_proto::v1::{Flow, Header, Hook, Response};
 
-use super::FailurePolicy;
-use crate::hooks::Verdict;
+use flowtap_proxy_core::hooks::Verdict;
+
+use crate::FailurePolicy;
 
 /// Why a hook call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Failure {
+pub(crate) enum Failure {
     /// The deadline passed.
     Timeout,
     /// The worker's session ended while the call was in flight.
     Crashed,
-    /// No worker to send the call to (it is being restarted).
+    /// No worker to send the call to (none is connected).
     Unreachable,
 }
 
 impl Failure {
-    fn describe(self) -> &'static str {
+    /// The cause, as log lines and responses name it.
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Failure::Timeout => "the script did not answer in time",
             Failure::Crashed => "the script host crashed",
@@ -48,7 +50,7 @@ fn is_http_flow_hook(hook: Hook) -> bool {
 /// Applies `policy` to a call of `hook` that failed with `failure`. Open: the flow goes on
 /// unchanged. Closed: HTTP flows get a 502/504 response naming the cause (verdict Respond);
 /// other subjects are killed.
-pub(super) fn apply(
+pub(crate) fn apply(
     policy: FailurePolicy,
     failure: Failure,
     hook: Hook,
@@ -58,7 +60,12 @@ pub(super) fn apply(
         .as_str_name()
         .trim_start_matches("HOOK_")
         .to_ascii_lowercase();
-    tracing::warn!(target: "script", flow = %flow.id, hook = %hook_name, ?policy, "{}", failure.describe());
+    if failure == Failure::Unreachable {
+        // While no worker is connected every call fails so: the pool logs a count instead.
+        tracing::debug!(target: "script", flow = %flow.id, hook = %hook_name, ?policy, "{}", failure.describe());
+    } else {
+        tracing::warn!(target: "script", flow = %flow.id, hook = %hook_name, ?policy, "{}", failure.describe());
+    }
     match policy {
         FailurePolicy::Open => Verdict::Continue,
         FailurePolicy::Closed if is_http_flow_hook(hook) => {

@@ -1,0 +1,166 @@
+//! One hook call: routing it to a worker, waiting for the reply within the deadline, applying
+//! the scripts' changes, and the failure policy when no reply comes.
+
+use std::time::{Duration, Instant};
+
+use flowtap_proto::v1::{self, Flow, Hook, HookCall};
+use flowtap_proxy_core::hooks::{HookInterest, Verdict};
+
+use crate::link::{Release, Reply};
+use crate::policy::{self, Failure};
+use crate::stats::Outcome;
+use crate::{FailurePolicy, ScriptClient};
+
+/// How long past the hook deadline the client waits for the worker's own timeout reply.
+const DEADLINE_GRACE: Duration = Duration::from_millis(200);
+
+/// The key a call is routed by: the flow's client connection id (sticky while the connection
+/// lives), else the flow id (not remembered: nothing would tell when to forget it).
+pub(crate) fn routing_key(flow: &Flow) -> (&str, bool) {
+    match flow.client_conn.as_ref().filter(|c| !c.id.is_empty()) {
+        Some(client) => (&client.id, true),
+        None => (&flow.id, false),
+    }
+}
+
+impl ScriptClient {
+    pub(crate) async fn call_inner(&self, hook: Hook, flow: &mut Flow) -> Verdict {
+        let interest = if hook == Hook::StreamChunk {
+            // Asked for by the script that set a stream callable, not declared.
+            HookInterest {
+                wanted: true,
+                needs_body: true,
+                awaited: true,
+            }
+        } else {
+            self.env.interest.of(hook)
+        };
+        if !interest.wanted {
+            return Verdict::Continue;
+        }
+        let (key, sticky) = routing_key(flow);
+        let Some(link) = self.env.pool.route(key, sticky) else {
+            return self.fail(hook, Failure::Unreachable, flow, Duration::ZERO);
+        };
+        let hook_timeout = self.env.config.hook_timeout;
+        let call = HookCall {
+            call_id: 0,
+            hook: hook as i32,
+            flow: Some(flow.clone()),
+            deadline_ms: u32::try_from(hook_timeout.as_millis()).unwrap_or(u32::MAX),
+            observe_only: !interest.awaited,
+        };
+        if !interest.awaited {
+            link.observe(call);
+            self.env.stats.call(hook, Outcome::Ok, Duration::ZERO);
+            return Verdict::Continue;
+        }
+        let start = Instant::now();
+        let reply = match tokio::time::timeout(hook_timeout + DEADLINE_GRACE, link.call(call)).await
+        {
+            Ok(Some(reply)) => reply,
+            Ok(None) => return self.fail(hook, Failure::Crashed, flow, start.elapsed()),
+            Err(_) => return self.fail(hook, Failure::Timeout, flow, start.elapsed()),
+        };
+        self.finish(hook, flow, reply, start).await
+    }
+
+    /// Counts a failed call and applies its hook's policy.
+    fn fail(&self, hook: Hook, failure: Failure, flow: &mut Flow, latency: Duration) -> Verdict {
+        let stats = &self.env.stats;
+        let outcome = match failure {
+            Failure::Timeout => Outcome::Timeout,
+            Failure::Crashed => Outcome::Crashed,
+            Failure::Unreachable => Outcome::Unreachable,
+        };
+        stats.call(hook, outcome, latency);
+        if failure == Failure::Timeout {
+            stats.timed_out();
+        }
+        let policy = self.env.policy(hook);
+        match policy {
+            FailurePolicy::Open => {
+                let (key, _) = routing_key(flow);
+                stats.failed_open(key, &flow.id, failure.describe());
+            }
+            FailurePolicy::Closed => stats.failed_closed(),
+        }
+        policy::apply(policy, failure, hook, flow)
+    }
+
+    async fn finish(&self, hook: Hook, flow: &mut Flow, reply: Reply, start: Instant) -> Verdict {
+        let Reply { reply, release } = reply;
+        for error in &reply.errors {
+            tracing::error!(target: "script", script = %error.script, hook = %error.hook, "Addon error:\n{}", error.traceback);
+        }
+        if reply.timed_out {
+            return self.fail(hook, Failure::Timeout, flow, start.elapsed());
+        }
+        let outcome = if reply.errors.is_empty() {
+            Outcome::Ok
+        } else {
+            Outcome::Error
+        };
+        self.env.stats.call(hook, outcome, start.elapsed());
+        let verdict = reply.verdict();
+        let stream = reply.stream();
+        if let Some(changed) = reply.flow {
+            apply_changes(flow, changed);
+        }
+        let streamed = match hook {
+            Hook::Requestheaders => flow.request.as_mut().map(|r| &mut r.stream),
+            Hook::Responseheaders => flow.response.as_mut().map(|r| &mut r.stream),
+            _ => None,
+        };
+        if let Some(mode) = streamed
+            && stream != v1::StreamMode::Buffer
+        {
+            *mode = stream.into();
+        }
+        match verdict {
+            v1::Verdict::Respond => Verdict::Respond,
+            v1::Verdict::Kill => Verdict::Kill,
+            v1::Verdict::Intercept => match release {
+                Some(release) => match release.await {
+                    Ok(Release::Resume) => {
+                        flow.intercepted = false;
+                        Verdict::Continue
+                    }
+                    Ok(Release::Kill) | Err(_) => {
+                        flow.intercepted = false;
+                        Verdict::Kill
+                    }
+                },
+                None => Verdict::Continue,
+            },
+            _ => Verdict::Continue,
+        }
+    }
+}
+
+/// Takes the scripts' version of the flow, keeping the core's bodies where the reply has none
+/// (bodies travel back only when a script set them), and the core's connections and request
+/// where the reply has none (the worker leaves them out when the scripts did not change them).
+fn apply_changes(flow: &mut Flow, mut changed: Flow) {
+    if changed.client_conn.is_none() {
+        changed.client_conn = flow.client_conn.take();
+    }
+    if changed.server_conn.is_none() {
+        changed.server_conn = flow.server_conn.take();
+    }
+    if changed.request.is_none() {
+        changed.request = flow.request.take();
+    }
+    if let (Some(new), Some(old)) = (changed.request.as_mut(), flow.request.as_ref())
+        && new.content.is_none()
+    {
+        new.content = old.content.clone();
+    }
+    if let (Some(new), Some(old)) = (changed.response.as_mut(), flow.response.as_ref())
+        && new.content.is_none()
+    {
+        new.content = old.content.clone();
+    }
+    changed.live = flow.live;
+    *flow = changed;
+}
