@@ -173,17 +173,6 @@ impl Worker {
         self.inbox.submit(event);
     }
 
-    /// Whether an observed call that arrived before event `seq` is not yet admitted (see
-    /// [`inbox`]).
-    pub(crate) fn observed_before(&self, seq: u64) -> bool {
-        self.inbox.observed_before(seq)
-    }
-
-    /// The host admitted event `seq`.
-    pub(crate) fn admitted(&self, seq: u64) {
-        self.inbox.admitted(seq);
-    }
-
     /// The next event if one is waiting, for a dispatcher that just finished one (called with
     /// the GIL held, so that a busy worker runs call after call without a thread switch).
     pub(crate) fn try_next(&self) -> Option<Taken> {
