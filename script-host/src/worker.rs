@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 mod inbox;
 
 use inbox::Inbox;
-pub(crate) use inbox::Taken;
+pub(crate) use inbox::{Taken, is_barrier};
 
 /// An event for the Python runtime.
 #[derive(Debug)]

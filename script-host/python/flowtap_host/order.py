@@ -14,6 +14,8 @@ The rules (docs/hooks.md, "Order"):
 2. **An observed call is admitted before every call that arrived after it.** The proxy goes on
    without waiting for it, so this keeps its order across dispatcher threads: a call waits
    (without blocking anyone) until the last observed call before it (`after`) was admitted.
+   Running counts as an observed call here: the calls after it find the `running` hooks
+   started (and wait for them).
 3. **Within one client connection (`call.lane`: its connection hooks and its flows), a call
    waits until the observed calls of other subjects that arrived before it finished**, as if
    the proxy had awaited them, as mitmproxy does: `server_connected`, `http_connected` and the
@@ -75,8 +77,8 @@ class Order:
 
     def arrive(self, call, after):
         """`call` arrived (`after`: the number of the last observed call before it, or None).
-        An event that is no hook call but took a number as an observed call (one Python could
-        not be given) arrives as a call with `key` None. Returns the calls to start now."""
+        An event that is no hook call but holds the calls after it as an observed call does
+        (Running, or a call Python could not be given) arrives as a call with `key` None. Returns the calls to start now."""
         if after is not None and after > self._last_observed:
             self._early.setdefault(after, []).append(call)
             return []

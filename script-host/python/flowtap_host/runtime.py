@@ -217,8 +217,8 @@ class Host:
                 return
             seq, after, item = got
             # An observed call (or one that never reached Python as a call) holds the calls
-            # after it until `Order` admitted it.
-            observed = item[0] in ("hook", "error") and bool(item[-1])
+            # after it until `Order` admitted it; so does Running (its hooks start first).
+            observed = (item[0] in ("hook", "error") and bool(item[-1])) or item[0] == "running"
             call = None
             try:
                 if item[0] == "hook":

@@ -67,13 +67,13 @@ class FakeBridge:
     # Called by the host.
     def wait_one(self):
         """Like the Rust worker's: events numbered in the order they were sent, each with the
-        number of the last observed hook call before it."""
+        number of the last observed hook call (or Running) before it."""
         with self._taken:
             item = self._events.get()
             seq = self._next_seq
             self._next_seq += 1
             after = self._last_observed
-            if item[0] == "hook" and item[-1]:
+            if (item[0] == "hook" and item[-1]) or item[0] == "running":
                 self._last_observed = seq
             return (seq, after, item)
 

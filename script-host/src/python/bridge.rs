@@ -127,7 +127,8 @@ impl Bridge {
 #[pymethods]
 impl Bridge {
     /// The next event from the proxy as `(number, after, event)`: numbered in the order of
-    /// arrival, `after` the number of the last observed hook call before it (None if none), so
+    /// arrival, `after` the number of the last barrier (an observed hook call, or Running) before
+    /// it (None if none), so
     /// that the runtime's scheduler (`order.py`) restores the order that matters whichever
     /// thread took them. One already waiting is taken with the GIL held (a busy worker goes
     /// from call to call without a thread switch); else waits for one without holding the
@@ -143,7 +144,7 @@ impl Bridge {
             },
         };
         let (seq, after, event) = taken;
-        let observed = matches!(&event, Event::Hook { call, .. } if call.observe_only);
+        let observed = crate::worker::is_barrier(&event);
         let item = match self.event_to_py(py, event) {
             Ok(item) => item,
             Err(e) => ("error", e.to_string(), observed).into_pyobject(py)?,

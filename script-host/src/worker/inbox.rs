@@ -21,8 +21,8 @@
 //!   once they waited [`STALE`]: it sleeps until an event waits behind a busy one (so a lone
 //!   call wakes no sentinel), then checks every [`STALE`] while any is busy.
 //!
-//! Events are numbered as they arrive ([`Taken`]), each with the number of the last observed
-//! hook call before it: threads take them in that order but may reach Python in another, and
+//! Events are numbered as they arrive ([`Taken`]), each with the number of the last barrier (an
+//! observed hook call, or Running) before it: threads take them in that order but may reach Python in another, and
 //! the Python runtime's scheduler (`flowtap_host/order.py`, the one owner of the ordering rules)
 //! puts them back in the order that matters. The inbox decides nothing about order.
 //!
@@ -42,8 +42,18 @@ use tokio::runtime::Runtime;
 use super::Event;
 
 /// An event, its number in the order of arrival (from 0, no gaps), and the number of the last
-/// observed hook call that arrived before it (None if none did).
+/// barrier (see [`is_barrier`]) that arrived before it (None if none did).
 pub(crate) type Taken = (u64, Option<u64>, Event);
+
+/// Whether the calls after `event` must wait until the host admitted it: an observed hook call
+/// (the proxy went on without its reply) or Running (hook calls wait for the `running` hooks).
+pub(crate) fn is_barrier(event: &Event) -> bool {
+    match event {
+        Event::Hook { call, .. } => call.observe_only,
+        Event::Running { .. } => true,
+        _ => false,
+    }
+}
 
 /// How long an event may wait for a busy dispatcher before an idle one takes it, and how long
 /// the I/O may go undriven while a driver runs a hook.
@@ -72,7 +82,7 @@ struct State {
     queue: VecDeque<(Instant, Taken)>,
     /// The number of the next event to arrive.
     next_seq: u64,
-    /// The number of the last observed hook call that arrived.
+    /// The number of the last barrier that arrived.
     last_observed: Option<u64>,
     /// Dispatchers running an event (they take the next one when done).
     active: usize,
@@ -170,7 +180,7 @@ impl Inbox {
         let seq = state.next_seq;
         state.next_seq += 1;
         let after = state.last_observed;
-        if matches!(&event, Event::Hook { call, .. } if call.observe_only) {
+        if is_barrier(&event) {
             state.last_observed = Some(seq);
         }
         let event = (seq, after, event);
