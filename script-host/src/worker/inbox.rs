@@ -270,7 +270,12 @@ impl Inbox {
                 return Some(event);
             }
             if let Some(runtime) = self.runtime.get() {
-                if matches!(state.driver, Driver::Free | Driver::Away(_)) {
+                // Not while events wait behind busy dispatchers: a driver takes none of them
+                // (only a call that arrives while none is busy), so this thread watches them
+                // instead (as the sentinel, or idle until one hands the role on); the I/O
+                // thread drives meanwhile.
+                if matches!(state.driver, Driver::Free | Driver::Away(_)) && state.queue.is_empty()
+                {
                     if sentinel {
                         self.hand_on_sentinel(&mut state);
                         sentinel = false;
