@@ -19,7 +19,10 @@
 //!   call wakes it). It hands the token back as soon as a dispatcher is idle and none is busy.
 //!   Events queued behind a busy dispatcher are taken by one idle dispatcher, the sentinel,
 //!   once they waited [`STALE`]: it sleeps until an event waits behind a busy one (so a lone
-//!   call wakes no sentinel), then checks every [`STALE`] while any is busy.
+//!   call wakes no sentinel), then checks every [`STALE`] while any is busy. Whoever takes a
+//!   queued event while more wait makes sure some idle dispatcher watches them (hands the
+//!   sentinel role on, or wakes one), and no dispatcher takes the driver token while events
+//!   wait (a driver takes none of them): otherwise 20 sleeping hooks ran four at a time.
 //!
 //! Events are numbered as they arrive ([`Taken`]), each with the number of the last barrier (an
 //! observed hook call, or Running) before it: threads take them in that order but may reach Python in another, and
