@@ -194,6 +194,7 @@ impl Signals {
 }
 
 /// On the first SIGTERM or SIGINT: NOT_SERVING, then drains the host (which ends the process).
+/// A second signal ends the process at once (exit status 1).
 async fn drain_on_signal(
     mut signals: Signals,
     host: ScriptHost,
@@ -207,6 +208,14 @@ async fn drain_on_signal(
     tracing::info!("{name}: draining (grace {grace:?}), then running the scripts' done hooks");
     set_health(&health, ServingStatus::NotServing).await;
     flowtap_telemetry::set_ready(false);
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = signals.term.recv() => "SIGTERM",
+            _ = signals.int.recv() => "SIGINT",
+        };
+        tracing::warn!("{name} while draining: exiting without waiting");
+        std::process::exit(1);
+    });
     let drained = host.drain(grace).await;
     if drained.timed_out > 0 {
         tracing::warn!(

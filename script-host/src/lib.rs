@@ -26,7 +26,7 @@
 //! - the unix socket stream of a session comes from `flowtap-transport` (shared with the proxy).
 //!
 //! The Python side (`python/flowtap_host`, `python/mitmproxy`) does the rest: the addon chain,
-//! per-flow ordering, the thread pool for sync hooks and the asyncio loop for async ones.
+//! the ordering of hook calls (`flowtap_host/order.py`, its one owner), the thread pool for sync hooks and the asyncio loop for async ones.
 //!
 //! A reader new to the crate starts at [`ScriptHost::start`] and [`server::ScriptHostService`].
 

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 mod inbox;
 
 use inbox::Inbox;
-pub(crate) use inbox::Taken;
+pub(crate) use inbox::{Taken, is_barrier};
 
 /// An event for the Python runtime.
 #[derive(Debug)]
@@ -171,17 +171,6 @@ impl Worker {
     /// Hands an event to Python (see [`inbox`]).
     pub fn submit(&self, event: Event) {
         self.inbox.submit(event);
-    }
-
-    /// Whether an observed call that arrived before event `seq` is not yet admitted (see
-    /// [`inbox`]).
-    pub(crate) fn observed_before(&self, seq: u64) -> bool {
-        self.inbox.observed_before(seq)
-    }
-
-    /// The host admitted event `seq`.
-    pub(crate) fn admitted(&self, seq: u64) {
-        self.inbox.admitted(seq);
     }
 
     /// The next event if one is waiting, for a dispatcher that just finished one (called with

@@ -12,6 +12,9 @@ use support::{Host, header_value, http_flow};
 
 const SLEEPY: &str = "import time\ndef request(flow):\n    time.sleep(0.5)\n    flow.request.headers['x-slept'] = 'yes'\n";
 
+/// SLEEPY that also says when (monotonic seconds) and on which thread the hook started.
+const SLEEPY_TRACED: &str = "import threading, time\ndef request(flow):\n    flow.request.headers['x-start'] = '%.4f' % time.monotonic()\n    flow.request.headers['x-thread'] = threading.current_thread().name\n    time.sleep(0.5)\n    flow.request.headers['x-slept'] = 'yes'\n";
+
 async fn run_flows(host: &Host, deferred: &[(&str, &str)], n: usize) -> Duration {
     let mut session = host.session().await;
     assert_eq!(session.hello(deferred).await.startup_error, "");
@@ -193,7 +196,7 @@ async fn a_blocking_sync_hook_pauses_only_its_own_flow_from_the_first_round_on()
 #[tokio::test]
 async fn twenty_flows_of_one_session_each_wait_only_for_their_own_hook() {
     // The same through one session (one proxy, 20 client connections), fresh worker first.
-    let host = Host::start(&[("sleepy.py", SLEEPY)]).await;
+    let host = Host::start(&[("sleepy.py", SLEEPY_TRACED)]).await;
     let mut session = host.session().await;
     assert_eq!(session.hello(&[]).await.startup_error, "");
     for n in 0..6 {
@@ -206,11 +209,19 @@ async fn twenty_flows_of_one_session_each_wait_only_for_their_own_hook() {
             sent.insert(id, Instant::now());
         }
         let mut slowest = Duration::ZERO;
+        let mut trace = Vec::new();
         for _ in 0..20 {
             let reply = session.reply().await;
             let took = sent[&reply.call_id].elapsed();
             slowest = slowest.max(took);
+            let request = reply.flow.expect("flow").request.expect("request");
+            trace.push((
+                header_value(&request.headers, "x-start").unwrap_or_default(),
+                header_value(&request.headers, "x-thread").unwrap_or_default(),
+                took,
+            ));
         }
+        trace.sort_by(|a, b| a.0.cmp(&b.0));
         println!(
             "round {n}: slowest reply after {slowest:?} ({:?} in all)",
             start.elapsed()
@@ -218,7 +229,7 @@ async fn twenty_flows_of_one_session_each_wait_only_for_their_own_hook() {
         // A regression bound, not a benchmark (see above).
         assert!(
             slowest < Duration::from_millis(1000),
-            "round {n}: {slowest:?}"
+            "round {n}: {slowest:?}; (hook start, thread, reply after): {trace:#?}"
         );
     }
 }

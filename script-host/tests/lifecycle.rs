@@ -218,6 +218,48 @@ async fn a_call_past_the_grace_period_is_answered_timed_out() {
 }
 
 #[tokio::test]
+async fn sigterm_on_a_worker_without_sessions_exits_0_at_once() {
+    let mut host = start(&[]).await;
+    let started = Instant::now();
+    host.signal("TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), host.child.wait())
+        .await
+        .expect("the worker exits")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    // Nothing to wait for: well within the 10 s default grace.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_second_signal_ends_a_draining_worker_at_once() {
+    let mut host = start(&["--shutdown-grace", "30"]).await;
+    let mut session = host.session().await;
+    assert_eq!(session.hello(&[]).await.startup_error, "");
+    session
+        .send_call(Hook::Request, http_flow("/slow"), 0)
+        .await;
+    assert!(appears(&host.path("started"), Duration::from_secs(10)).await);
+    host.signal("TERM");
+    // Once draining (NOT_SERVING), a second signal does not wait for the grace period.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while host.health("").await.ok() != Some(ServingStatus::NotServing as i32) {
+        assert!(Instant::now() < deadline, "never NOT_SERVING");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    host.signal("INT");
+    let status = tokio::time::timeout(Duration::from_secs(5), host.child.wait())
+        .await
+        .expect("the worker exits at once")
+        .expect("wait");
+    assert_eq!(status.code(), Some(1));
+}
+
+#[tokio::test]
 async fn a_spawned_worker_ends_with_its_proxys_done() {
     let host = start(&["--exit-with-stdin"]).await;
     let mut session = host.session().await;

@@ -11,12 +11,10 @@ Threads and the loop:
 - One asyncio loop on the thread that called `Host.run()` (the Rust worker's Python thread) runs
   `async def` hooks and everything else (Hello, Running, Configure, Done, reloads, ticks).
   Sync handlers inside an async chain go to a `ThreadPoolExecutor`.
-- Calls for one flow (or connection) form a queue: the next starts when the previous finished.
-  Across the queues of one client connection (its connection hooks, its flows), a call waits
-  for the observed calls that arrived before it (a `Lane`): the proxy does not wait for those,
-  so observed hooks sent back to back (`server_connected`, `http_connected`, the next flow's
-  `requestheaders`) reach the scripts in the proxy's order. Awaited calls of different flows of
-  one connection (HTTP/2) run concurrently.
+- Which call may start when is decided in one place, `order.Order` (its docstring has the
+  rules): per flow (or connection) one call at a time in arrival order; a connection's observed
+  calls before its later calls; awaited calls of different flows concurrently. A dispatcher
+  runs the first call it lets go in its own thread; others go to the executor.
 - A call past its deadline is answered `timed_out`; its late changes are dropped.
 
 Replies go back through `bridge.hook_reply(...)` from whichever thread finished the chain.
@@ -37,7 +35,7 @@ from mitmproxy.flow import Error, Flow, raw_state
 from mitmproxy.optmanager import Options
 from mitmproxy.log import LogEntry
 
-from . import logs, master, scripts
+from . import logs, master, order, scripts
 
 log = logging.getLogger("flowtap.host")
 
@@ -77,45 +75,42 @@ class Call:
     """One hook call from the proxy, from arrival to reply."""
 
     __slots__ = ("session", "call_id", "hook", "state", "deadline", "observe_only", "key",
-                 "seq", "queue", "lane", "replied", "subject", "before", "flow", "stream")
+                 "seq", "lane", "replied", "subject", "before", "flow", "stream")
 
     def __init__(self, session, call_id, hook, state, deadline_ms, observe_only):
         self.session, self.call_id, self.hook, self.state = session, call_id, hook, state
         self.deadline = time.monotonic() + deadline_ms / 1000 if deadline_ms else None
         self.observe_only = observe_only
-        self.key = self.queue = state.get("id", "")
+        self.key = state.get("id", "")
         self.seq = 0  # its number in the order of arrival
-        self.lane = None  # the client connection's id, when known
+        self.lane = _lane_of(hook, state)  # the client connection's id, when known
         self.replied = False
         self.subject = self.before = self.flow = None
         self.stream = 0  # StreamMode after a *headers hook
 
 
-class Lane:
-    """The calls of one client connection (its connection hooks and its flows') while some
-    are observed calls not yet finished. The proxy goes on as soon as it sent an observed call,
-    so a call of another subject (flow or connection) that arrives after one waits until it
-    finished, as if the proxy had awaited it, as mitmproxy does. Awaited calls of different
-    flows (HTTP/2) run concurrently: the proxy sent them without waiting."""
+class Lost:
+    """An event that took a number but never reached Python as a call (see `order.Order`)."""
 
-    __slots__ = ("observed", "held")
+    __slots__ = ("seq", "key", "lane", "observe_only")
 
-    def __init__(self):
-        # The observed calls admitted or held and not finished: arrival number -> subject key,
-        # in arrival order.
-        self.observed = {}
-        # Calls waiting for those (or behind a waiting call of their subject), in arrival order.
-        self.held = collections.deque()
+    def __init__(self, seq, observed):
+        self.seq, self.key, self.lane, self.observe_only = seq, None, None, observed
 
-    def blocks(self, call):
-        """Whether an observed call of another subject that arrived before `call` is under
-        way."""
-        for seq, key in self.observed.items():
-            if seq >= call.seq:
-                return False
-            if key != call.key:
-                return True
-        return False
+
+def _lane_of(hook, state):
+    """The id of a call's client connection: the subject of a connection hook, a flow's
+    `client_conn`; None when unknown."""
+    if hook in CONNECTION_HOOKS:
+        return state.get("id") or None
+    client = state.get("client_conn")
+    if client is None:
+        return None
+    client_id = getattr(client, "connection_id", None)
+    if client_id is None:
+        client_id = client.get("id")
+    return client_id or None
+
 
 class LoopFromThread:
     """The running loop as a sync hook on a worker thread sees it. mitmproxy runs sync hooks on
@@ -175,12 +170,9 @@ class Host:
         self.startup_error = ""
         self._table = {}
         self._async_hooks = set()
-        self._queues = {}
-        # Per client connection id with calls under way: its `Lane`.
-        self._lanes = {}
+        # Which calls may start (see `order.Order`), under `_qlock`.
+        self._order = order.Order()
         self._qlock = threading.Lock()
-        # Dispatchers admit hook calls after the observed ones before them, under `_qlock`.
-        self._turn = threading.Condition(self._qlock)
         self._lock = threading.Lock()
         self._in_hook = set()
         self._active = {}
@@ -215,115 +207,49 @@ class Host:
             threading.Thread(target=self._dispatcher, name="script-dispatch", daemon=True).start()
 
     def _dispatcher(self):
-        """Takes the proxy's events: runs sync hook calls here, hands the rest to the loop.
-        A hook call is admitted once the observed calls that arrived before it were (the
-        proxy's order), whichever dispatcher took them."""
+        """Takes the proxy's events: runs hook calls `order.Order` lets start (the first here,
+        others on the executor), hands the rest to the loop. Never waits for another
+        dispatcher: a call that may not start yet is left to the thread that finishes what it
+        waits for."""
         while True:
             got = self.bridge.wait_one()
             if got is None:
                 return
-            seq, item = got
-            observed = item[0] == "hook" and item[-1]
+            seq, after, item = got
+            # An observed call (or one that never reached Python as a call) holds the calls
+            # after it until `Order` admitted it; so does Running (its hooks start first).
+            observed = (item[0] in ("hook", "error") and bool(item[-1])) or item[0] == "running"
             call = None
-            with self._turn:
-                while self.bridge.observed_before(seq):
-                    self._turn.wait()
-                try:
-                    call = self._take(seq, item)
-                except Exception:
-                    log.exception("script host: failed to take %s", item[0])
-                finally:
+            try:
+                if item[0] == "hook":
+                    call = Call(*item[1:])
+                    call.seq = seq
+                else:
+                    self._take(item)
                     if observed:
-                        self.bridge.admitted(seq)
-                        self._turn.notify_all()
+                        call = Lost(seq, True)
+            except Exception:
+                log.exception("script host: failed to take %s", item[0])
+                call = Lost(seq, observed)
             if call is None:
                 continue
-            running = self._running_future
-            if running is not None and not running.done():
-                # Hook calls wait for the `running` hooks, as in mitmproxy.
-                concurrent.futures.wait([running], timeout=RUNNING_WAIT)
-            self._drive(call)
+            with self._qlock:
+                started = self._order.arrive(call, after)
+            if not started:
+                continue
+            for other in started[1:]:
+                self.executor.submit(self._drive, other)
+            self._drive(started[0])
 
-    def _take(self, seq, item):
-        """Admits one event (with `_qlock` held, in arrival order): the hook call to start now
-        in this thread, if any."""
+    def _take(self, item):
+        """Handles an event that is no hook call."""
         kind = item[0]
-        if kind == "hook":
-            call = Call(*item[1:])
-            call.seq = seq
-            return call if self._admit(call) else None
         if kind == "running":
             self._running_future = asyncio.run_coroutine_threadsafe(self._running(), self.loop)
         elif kind == "error":
             log.error("script host: an event from the proxy was lost: %s", item[1])
         else:
             self.loop.call_soon_threadsafe(self._dispatch, item)
-        return None
-
-    def _admit(self, call):
-        """Places an arriving `call` (with `_qlock` held): True when it should start now, in a
-        new queue; otherwise it waits in its queue or its lane."""
-        lane = self._lane_of(call)
-        if lane is None:
-            return self._enqueue(call)
-        hold = lane.blocks(call) or any(held.key == call.key for held in lane.held)
-        if call.observe_only:
-            lane.observed[call.seq] = call.key
-        if hold:
-            lane.held.append(call)
-            return False
-        return self._enqueue(call)
-
-    def _lane_of(self, call):
-        """The lane of `call`'s client connection: an existing one, or a new one for an
-        observed call; None when neither is needed."""
-        if call.hook in CONNECTION_HOOKS:
-            call.lane = call.key
-        else:
-            client = call.state.get("client_conn")
-            if client is None:
-                return None
-            client_id = getattr(client, "connection_id", None)
-            if client_id is None:
-                client_id = client.get("id")
-            call.lane = client_id
-        if not call.lane:
-            return None
-        lane = self._lanes.get(call.lane)
-        if lane is None and call.observe_only:
-            lane = self._lanes[call.lane] = Lane()
-        return lane
-
-    def _enqueue(self, call):
-        queue = self._queues.get(call.queue)
-        if queue is not None:
-            queue.append(call)
-            return False
-        self._queues[call.queue] = collections.deque()
-        return True
-
-    def _finished(self, call):
-        """After `call` ran (with `_qlock` held): lets the calls its lane held go in order as
-        far as they may, and forgets a lane with nothing under way. Returns the calls to
-        start."""
-        lane = self._lanes.get(call.lane) if call.lane else None
-        if lane is None:
-            return []
-        if call.observe_only:
-            lane.observed.pop(call.seq, None)
-        started = []
-        waiting = collections.deque()
-        waiting_keys = set()
-        for held in lane.held:
-            if held.key in waiting_keys or lane.blocks(held):
-                waiting.append(held)
-                waiting_keys.add(held.key)
-            elif self._enqueue(held):
-                started.append(held)
-        lane.held = waiting
-        if not lane.held and not lane.observed:
-            del self._lanes[call.lane]
-        return started
 
     def _dispatch(self, item):
         try:
@@ -552,8 +478,13 @@ class Host:
     # -- hook calls ----------------------------------------------------------------------------
 
     def _drive(self, call):
-        """Runs `call`, then the calls queued behind it for the same subject, in this thread;
-        a call with async handlers goes to the loop, which carries on from there."""
+        """Runs `call`, then the calls its end lets start (the first in this thread, others on
+        the executor); a call with async handlers goes to the loop, which carries on from
+        there."""
+        running = self._running_future
+        if running is not None and not running.done():
+            # Hook calls wait for the `running` hooks, as in mitmproxy.
+            concurrent.futures.wait([running], timeout=RUNNING_WAIT)
         while call is not None:
             if call.deadline is not None:
                 self._active[call.call_id] = call
@@ -569,20 +500,16 @@ class Host:
             call = self._pop_next(call)
 
     def _pop_next(self, call):
-        """The next call to run in this thread after `call`: the next in its queue, else one its
-        lane held for it; other calls the lane let go start on the executor."""
+        """The next call to run in this thread after `call` finished; other calls its end lets
+        start go to the executor."""
         self._active.pop(call.call_id, None)
         with self._qlock:
-            started = self._finished(call) if call.lane else []
-            queue = self._queues.get(call.queue)
-            nxt = queue.popleft() if queue else None
-            if nxt is None:
-                self._queues.pop(call.queue, None)
-        if nxt is None and started:
-            nxt = started.pop(0)
-        for other in started:
+            started = self._order.finish(call)
+        if not started:
+            return None
+        for other in started[1:]:
             self.executor.submit(self._drive, other)
-        return nxt
+        return started[0]
 
     def _run_sync(self, call, handlers):
         errors = []

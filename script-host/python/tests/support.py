@@ -54,9 +54,8 @@ class FakeBridge:
     def __init__(self):
         self._events = queue.Queue()
         self._taken = threading.Lock()
-        self._taken_lock = threading.Lock()
         self._next_seq = 0
-        self._observed = set()
+        self._last_observed = None
         self.replies = queue.Queue()
         self.readies = queue.Queue()
         self.controls = queue.Queue()
@@ -67,23 +66,16 @@ class FakeBridge:
 
     # Called by the host.
     def wait_one(self):
-        """Like the Rust worker's: events numbered in the order they were sent."""
+        """Like the Rust worker's: events numbered in the order they were sent, each with the
+        number of the last observed hook call (or Running) before it."""
         with self._taken:
             item = self._events.get()
             seq = self._next_seq
             self._next_seq += 1
-            if item[0] == "hook" and item[-1]:
-                with self._taken_lock:
-                    self._observed.add(seq)
-            return (seq, item)
-
-    def observed_before(self, seq):
-        with self._taken_lock:
-            return any(s < seq for s in self._observed)
-
-    def admitted(self, seq):
-        with self._taken_lock:
-            self._observed.discard(seq)
+            after = self._last_observed
+            if (item[0] == "hook" and item[-1]) or item[0] == "running":
+                self._last_observed = seq
+            return (seq, after, item)
 
     def hook_reply(self, session, call_id, verdict, state, errors, timed_out, stream=0):
         self.replies.put((call_id, verdict, state, list(errors), timed_out))

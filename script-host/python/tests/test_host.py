@@ -250,7 +250,7 @@ class ConcurrencyTest(unittest.TestCase):
             _, _, out, _, _ = h.roundtrip("request", dict(flow))
             self.assertEqual(headers_of(out)["x-seen"],
                              "server_connected,http_connected /a,server_connected")
-            self.assertEqual(h.host._lanes, {})
+            self.assertTrue(h.host._order.idle())
         finally:
             h.close()
 

@@ -126,13 +126,14 @@ impl Bridge {
 
 #[pymethods]
 impl Bridge {
-    /// The next event from the proxy as `(number, event)`, numbered in the order of arrival
-    /// (the host admits a call only once the observed calls before it were admitted, whichever
-    /// thread took them: see `observed_before`). One already waiting
-    /// is taken with the GIL held (a busy worker goes from call to call without a thread
-    /// switch); else waits for one without holding the GIL. None once the host finished. An
-    /// event Python cannot be given becomes `("error", message)`, so that its number is not
-    /// lost.
+    /// The next event from the proxy as `(number, after, event)`: numbered in the order of
+    /// arrival, `after` the number of the last barrier (an observed hook call, or Running) before
+    /// it (None if none), so
+    /// that the runtime's scheduler (`order.py`) restores the order that matters whichever
+    /// thread took them. One already waiting is taken with the GIL held (a busy worker goes
+    /// from call to call without a thread switch); else waits for one without holding the
+    /// GIL. None once the host finished. An event Python cannot be given becomes
+    /// `("error", message, observed)`, so that its number is not lost.
     fn wait_one<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let worker = &self.worker;
         let taken = match worker.try_next() {
@@ -142,25 +143,13 @@ impl Bridge {
                 None => return Ok(None),
             },
         };
-        let (seq, event) = taken;
+        let (seq, after, event) = taken;
+        let observed = crate::worker::is_barrier(&event);
         let item = match self.event_to_py(py, event) {
             Ok(item) => item,
-            Err(e) => {
-                worker.admitted(seq);
-                ("error", e.to_string()).into_pyobject(py)?
-            }
+            Err(e) => ("error", e.to_string(), observed).into_pyobject(py)?,
         };
-        Ok(Some((seq, item).into_pyobject(py)?))
-    }
-
-    /// Whether an observed hook call that arrived before event `seq` is not yet admitted.
-    fn observed_before(&self, seq: u64) -> bool {
-        self.worker.observed_before(seq)
-    }
-
-    /// The host admitted event `seq` (an observed hook call): calls after it may go.
-    fn admitted(&self, seq: u64) {
-        self.worker.admitted(seq);
+        Ok(Some((seq, after, item).into_pyobject(py)?))
     }
 
     /// The outcome of one hook call (`state` is None when nothing changed). `stream`: after

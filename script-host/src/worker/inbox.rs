@@ -19,20 +19,21 @@
 //!   call wakes it). It hands the token back as soon as a dispatcher is idle and none is busy.
 //!   Events queued behind a busy dispatcher are taken by one idle dispatcher, the sentinel,
 //!   once they waited [`STALE`]: it sleeps until an event waits behind a busy one (so a lone
-//!   call wakes no sentinel), then checks every [`STALE`] while any is busy.
+//!   call wakes no sentinel), then checks every [`STALE`] while any is busy. Whoever takes a
+//!   queued event while more wait makes sure some idle dispatcher watches them (hands the
+//!   sentinel role on, or wakes one), and no dispatcher takes the driver token while events
+//!   wait (a driver takes none of them): otherwise 20 sleeping hooks ran four at a time.
 //!
-//! Events are numbered as they arrive ([`Taken`]): threads take them in that order but may reach
-//! Python in another. Only an observed call must be admitted before the calls after it (the
-//! proxy goes on without its reply; awaited calls after it were sent without waiting for each
-//! other), so the inbox keeps the numbers of observed calls until the host admitted them
-//! ([`Inbox::observed_before`], [`Inbox::admitted`]), and the host admits a call only once none
-//! before it is left.
+//! Events are numbered as they arrive ([`Taken`]), each with the number of the last barrier (an
+//! observed hook call, or Running) before it: threads take them in that order but may reach Python in another, and
+//! the Python runtime's scheduler (`flowtap_host/order.py`, the one owner of the ordering rules)
+//! puts them back in the order that matters. The inbox decides nothing about order.
 //!
 //! Without [`Inbox::serve_io`] (the service added to a caller's own runtime) events arrive from
 //! that runtime's threads and wake an idle dispatcher, the sentinel rules unchanged.
 
 use std::cell::Cell;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -43,8 +44,19 @@ use tokio::runtime::Runtime;
 
 use super::Event;
 
-/// An event and its number in the order of arrival (from 0, no gaps).
-pub(crate) type Taken = (u64, Event);
+/// An event, its number in the order of arrival (from 0, no gaps), and the number of the last
+/// barrier (see [`is_barrier`]) that arrived before it (None if none did).
+pub(crate) type Taken = (u64, Option<u64>, Event);
+
+/// Whether the calls after `event` must wait until the host admitted it: an observed hook call
+/// (the proxy went on without its reply) or Running (hook calls wait for the `running` hooks).
+pub(crate) fn is_barrier(event: &Event) -> bool {
+    match event {
+        Event::Hook { call, .. } => call.observe_only,
+        Event::Running { .. } => true,
+        _ => false,
+    }
+}
 
 /// How long an event may wait for a busy dispatcher before an idle one takes it, and how long
 /// the I/O may go undriven while a driver runs a hook.
@@ -73,8 +85,8 @@ struct State {
     queue: VecDeque<(Instant, Taken)>,
     /// The number of the next event to arrive.
     next_seq: u64,
-    /// The numbers of observed hook calls not yet admitted by the host.
-    observed: BTreeSet<u64>,
+    /// The number of the last barrier that arrived.
+    last_observed: Option<u64>,
     /// Dispatchers running an event (they take the next one when done).
     active: usize,
     /// Dispatchers waiting on `arrived`.
@@ -117,7 +129,7 @@ impl Default for Inbox {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 next_seq: 0,
-                observed: BTreeSet::new(),
+                last_observed: None,
                 active: 0,
                 idle: 0,
                 sentinel: false,
@@ -170,10 +182,11 @@ impl Inbox {
         let mut state = self.lock();
         let seq = state.next_seq;
         state.next_seq += 1;
-        if matches!(&event, Event::Hook { call, .. } if call.observe_only) {
-            state.observed.insert(seq);
+        let after = state.last_observed;
+        if is_barrier(&event) {
+            state.last_observed = Some(seq);
         }
-        let event = (seq, event);
+        let event = (seq, after, event);
         if state.driver == Driver::Dispatcher
             && state.active == 0
             && state.queue.is_empty()
@@ -209,19 +222,6 @@ impl Inbox {
     pub(crate) fn is_idle(&self) -> bool {
         let state = self.lock();
         state.queue.is_empty() && state.active == 0 && state.for_driver.is_none()
-    }
-
-    /// Whether an observed call that arrived before event `seq` is not yet admitted.
-    pub(crate) fn observed_before(&self, seq: u64) -> bool {
-        self.lock()
-            .observed
-            .first()
-            .is_some_and(|first| *first < seq)
-    }
-
-    /// The host admitted event `seq` (or will never see it).
-    pub(crate) fn admitted(&self, seq: u64) {
-        self.lock().observed.remove(&seq);
     }
 
     /// The next event if one is waiting, for a dispatcher that just finished one (called with
@@ -273,7 +273,12 @@ impl Inbox {
                 return Some(event);
             }
             if let Some(runtime) = self.runtime.get() {
-                if matches!(state.driver, Driver::Free | Driver::Away(_)) {
+                // Not while events wait behind busy dispatchers: a driver takes none of them
+                // (only a call that arrives while none is busy), so this thread watches them
+                // instead (as the sentinel, or idle until one hands the role on); the I/O
+                // thread drives meanwhile.
+                if matches!(state.driver, Driver::Free | Driver::Away(_)) && state.queue.is_empty()
+                {
                     if sentinel {
                         self.hand_on_sentinel(&mut state);
                         sentinel = false;
