@@ -1,0 +1,29 @@
+"""Asks flow-store's grpc.health.v1.Health with Python's standard client (grpcio-health-checking).
+
+    python health_check.py HOST:PORT
+
+For each line read on stdin (a service name; empty for the whole server) it prints one line:
+the ServingStatus name of a Check (SERVING, NOT_SERVING, ...) or "ERROR <grpc code>".
+"""
+
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def main() -> None:
+    channel = grpc.insecure_channel(sys.argv[1])
+    stub = health_pb2_grpc.HealthStub(channel)
+    for line in sys.stdin:
+        request = health_pb2.HealthCheckRequest(service=line.strip())
+        try:
+            reply = stub.Check(request, timeout=5)
+            answer = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        except grpc.RpcError as error:
+            answer = f"ERROR {error.code().name}"
+        print(answer, flush=True)
+
+
+if __name__ == "__main__":
+    main()
