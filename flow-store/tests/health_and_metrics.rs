@@ -3,7 +3,8 @@
 //! client (grpcio-health-checking, installed by `scripts/install-grpc-health`) sees SERVING,
 //! NOT_SERVING within seconds of PostgreSQL going away, and SERVING once it is back; `/readyz`
 //! follows; `/metrics` parses as Prometheus text and counts the flows a real `StoreSink`
-//! appends. With `--log-format json` every stderr line is a JSON object with a message.
+//! appends, and the sink's spool fills while the database is down and empties once it is back.
+//! With `--log-format json` every stderr line is a JSON object with a message.
 
 #![allow(missing_docs)]
 
@@ -252,22 +253,59 @@ impl Drop for HealthClient {
     }
 }
 
-/// Pushes flows through a real StoreSink to `grpc` and waits until they are confirmed.
-fn append_through_sink(grpc: &str, ids: &[&str]) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    runtime.block_on(async {
-        let sink = StoreSink::start(SinkConfig::new(format!("http://{grpc}"), spool.path()))
-            .expect("starting the sink");
+/// A real StoreSink in this process, as the proxy runs it, with its own runtime and spool.
+struct Sink {
+    runtime: tokio::runtime::Runtime,
+    sink: Option<StoreSink>,
+    _spool: tempfile::TempDir,
+}
+
+impl Sink {
+    fn start(grpc: &str) -> Sink {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let spool = tempfile::tempdir().unwrap();
+        let config = SinkConfig {
+            retry_interval: Duration::from_millis(200),
+            ..SinkConfig::new(format!("http://{grpc}"), spool.path())
+        };
+        let sink = runtime.block_on(async { StoreSink::start(config).expect("starting the sink") });
+        Sink {
+            runtime,
+            sink: Some(sink),
+            _spool: spool,
+        }
+    }
+
+    fn push(&self, ids: &[&str]) {
+        let sink = self.sink.as_ref().expect("open until dropped");
         for id in ids {
             sink.push(support::http_flow(id, "example.com", "/", 200))
                 .expect("pushing a flow");
         }
-        tokio::time::timeout(WAIT, sink.flush())
-            .await
-            .expect("the flows reach the store");
-        sink.close().await;
-    });
+    }
+
+    /// Waits until every flow pushed is confirmed stored.
+    fn flush(&self) {
+        let sink = self.sink.as_ref().expect("open until dropped");
+        self.runtime.block_on(async {
+            tokio::time::timeout(WAIT, sink.flush())
+                .await
+                .expect("the flows reach the store");
+        });
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            self.runtime.block_on(sink.close());
+        }
+    }
+}
+
+/// This process's own metrics (the sink's).
+fn ours() -> Scrape {
+    parse_text(&flowtap_telemetry::encode_text()).expect("our own metrics parse")
 }
 
 fn counter(scrape: &Scrape, name: &str) -> f64 {
@@ -288,12 +326,14 @@ fn health_follows_the_database_and_metrics_count_stored_flows() {
 
     let before = store.scrape();
     assert_eq!(counter(&before, "flowtap_store_flows_stored_total"), 0.0);
-    append_through_sink(&store.grpc, &["a", "b", "c"]);
+    let sink = Sink::start(&store.grpc);
+    sink.push(&["a", "b", "c"]);
+    sink.flush();
     let after = store.scrape();
     assert_eq!(counter(&after, "flowtap_store_flows_stored_total"), 3.0);
     assert!(counter(&after, "flowtap_store_append_duration_seconds_count") >= 1.0);
-    let ours = parse_text(&flowtap_telemetry::encode_text()).unwrap();
-    assert_eq!(counter(&ours, "flowtap_sink_flows_sent_total"), 3.0);
+    assert_eq!(counter(&ours(), "flowtap_sink_flows_sent_total"), 3.0);
+    assert_eq!(counter(&ours(), "flowtap_sink_flows_spooled_total"), 0.0);
 
     postgres.stop();
     let lag = health.wait_for("NOT_SERVING", HEALTH_LAG);
@@ -301,11 +341,22 @@ fn health_follows_the_database_and_metrics_count_stored_flows() {
     assert_eq!(store.status("/readyz"), 503);
     assert_eq!(store.status("/healthz"), 200, "the process still runs");
 
+    // The store refuses the flow while its database is down: the sink spools it.
+    sink.push(&["d"]);
+    let deadline = Instant::now() + WAIT;
+    while counter(&ours(), "flowtap_sink_spool_size_bytes") == 0.0 {
+        assert!(Instant::now() < deadline, "the flow was never spooled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(counter(&ours(), "flowtap_sink_flows_spooled_total") >= 1.0);
+
     postgres.start_again();
     let lag = health.wait_for("SERVING", HEALTH_LAG);
     eprintln!("SERVING {lag:?} after PostgreSQL started again");
     assert_eq!(store.status("/readyz"), 200);
-    append_through_sink(&store.grpc, &["d"]);
+    sink.flush();
+    assert_eq!(counter(&ours(), "flowtap_sink_flows_sent_total"), 4.0);
+    assert_eq!(counter(&ours(), "flowtap_sink_spool_size_bytes"), 0.0);
     assert_eq!(
         counter(&store.scrape(), "flowtap_store_flows_stored_total"),
         4.0
