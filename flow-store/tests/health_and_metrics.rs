@@ -190,25 +190,31 @@ struct HealthClient {
     stdout: BufReader<ChildStdout>,
 }
 
+/// `tests/support/health_check.py ARGS` in the grpcio-health-checking venv (installed if need be).
+fn health_check_py(args: &[&str]) -> Command {
+    let install = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/install-grpc-health"
+    );
+    let output = Command::new(install)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running scripts/install-grpc-health");
+    assert!(
+        output.status.success(),
+        "scripts/install-grpc-health failed"
+    );
+    let venv = String::from_utf8(output.stdout).unwrap();
+    let venv = venv.lines().last().expect("the venv path").trim();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/health_check.py");
+    let mut command = Command::new(Path::new(venv).join("bin/python"));
+    command.arg(script).args(args);
+    command
+}
+
 impl HealthClient {
     fn start(address: &str) -> HealthClient {
-        let install = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scripts/install-grpc-health"
-        );
-        let output = Command::new(install)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("running scripts/install-grpc-health");
-        assert!(
-            output.status.success(),
-            "scripts/install-grpc-health failed"
-        );
-        let venv = String::from_utf8(output.stdout).unwrap();
-        let venv = venv.lines().last().expect("the venv path").trim();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/health_check.py");
-        let mut child = Command::new(Path::new(venv).join("bin/python"))
-            .args([script, address])
+        let mut child = health_check_py(&[address])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -405,4 +411,43 @@ fn wait_ready(store: &FlowStore) {
         assert!(Instant::now() < deadline, "flow-store never became ready");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn shutdown_reports_not_serving_to_watchers_and_ends_their_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("flows.db").display());
+    let mut store = FlowStore::start(&db, &[]);
+    wait_ready(&store);
+    let mut watcher = health_check_py(&[&store.grpc, "--watch"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the Python health watcher");
+    let (tx, statuses) = channel();
+    let pipe = watcher.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    assert_eq!(statuses.recv_timeout(WAIT).unwrap(), "SERVING");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &store.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(statuses.recv_timeout(WAIT).unwrap(), "NOT_SERVING");
+    let end = statuses.recv_timeout(WAIT).unwrap();
+    assert!(end.starts_with("END"), "the Watch stream ends: {end:?}");
+    let deadline = Instant::now() + WAIT;
+    while store.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "flow-store did not stop with a health watcher connected"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
 }
