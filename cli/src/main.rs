@@ -319,7 +319,7 @@ async fn start_scripts(
         workers: options.script_workers,
         addresses: cli.script_host.clone(),
         binary: std::env::current_exe().ok(),
-        binary_args: vec!["script-host".into()],
+        binary_args: worker_args(cli.log.log_format),
         hook_timeout: options.hook_timeout,
         failure: options
             .script_failure
@@ -339,6 +339,15 @@ async fn start_scripts(
         tracing::info!("Loading script {}", script.path);
     }
     Ok(Some(client))
+}
+
+/// The subcommand that runs a worker, logging as this process does.
+fn worker_args(format: flowtap_telemetry::LogFormat) -> Vec<String> {
+    let mut args = vec!["script-host".to_string()];
+    if format == flowtap_telemetry::LogFormat::Json {
+        args.extend(["--log-format".to_string(), "json".to_string()]);
+    }
+    args
 }
 
 /// Reads `-r` flows through the hooks, then (unless `-n`) serves the proxy.
@@ -658,6 +667,25 @@ mod tests {
                 "f.har",
             ],
             &["flowtap", "replay", "--client", "~u /b", "--store", "x.db"],
+            &[
+                "flowtap",
+                "--metrics",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "-s",
+                "a.py",
+            ],
+            &[
+                "flowtap",
+                "script-host",
+                "--log-format",
+                "json",
+                "--metrics",
+                "9464",
+                "-s",
+                "a.py",
+            ],
             &[
                 "flowtap",
                 "script-host",

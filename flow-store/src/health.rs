@@ -2,7 +2,8 @@
 //!
 //! The store reports SERVING (for the whole server, `""`, and for `flowtap.v1.FlowStore`)
 //! while its database answers a cheap query, asked every [`CHECK_INTERVAL`]; NOT_SERVING while
-//! it does not (PostgreSQL down or unreachable), and for good once shutdown starts. The
+//! it does not (PostgreSQL down or unreachable), and for good once shutdown starts (Watch
+//! streams then end, so that the server can stop). The
 //! process's readiness (`/readyz` of `--metrics`) follows the same state.
 
 use std::time::Duration;
@@ -48,9 +49,16 @@ impl Health {
         (Health { reporter, checks }, service)
     }
 
-    /// Shutdown started: NOT_SERVING from now on, whatever the database does.
-    pub async fn shut_down(self) {
+    /// Shutdown started: NOT_SERVING from now on, whatever the database does. Watch streams
+    /// get NOT_SERVING and then end, so that they do not hold up the server's graceful stop.
+    pub async fn shut_down(mut self) {
         self.checks.abort();
+        report(&self.reporter, false).await;
+        // Dropping a status's sender ends its Watch streams once they have sent the last value.
+        for service in SERVICES {
+            self.reporter.clear_service_status(service).await;
+        }
+        // Checks made while the server drains still answer NOT_SERVING.
         report(&self.reporter, false).await;
     }
 }

@@ -68,7 +68,7 @@ pub(crate) fn announce(message: &str) {
             "timestamp": timestamp,
             "level": "INFO",
             "message": message,
-            "target": module_path!(),
+            "target": "flowtap_telemetry::server",
         })
         .to_string()
     } else {

@@ -191,6 +191,32 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    /// `cargo test -p flowtap-telemetry -- --ignored --nocapture recording_cost`: the time of
+    /// one `hook_call`, alone and with a second thread recording the same hook.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn recording_cost() {
+        const CALLS: u32 = 1_000_000;
+        let run = || {
+            let start = std::time::Instant::now();
+            for _ in 0..CALLS {
+                hook_call(
+                    Hook::Requestheaders,
+                    HookOutcome::Ok,
+                    Duration::from_micros(60),
+                );
+            }
+            start.elapsed() / CALLS
+        };
+        println!("one thread: {:?} per hook_call", run());
+        let other = std::thread::spawn(run);
+        let here = run();
+        println!(
+            "two threads: {here:?} and {:?} per hook_call",
+            other.join().unwrap()
+        );
+    }
+
     #[test]
     fn a_call_counts_under_its_hook_and_outcome() {
         hook_call(

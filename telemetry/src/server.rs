@@ -6,19 +6,23 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::TelemetryError;
 
 /// What the server prints on stderr once it listens, followed by the bound address
 /// (`metrics listening on 127.0.0.1:9464`), so that a caller that asked for port 0 learns it.
 pub const LISTENING_PHRASE: &str = "metrics listening on";
+
+/// How long a client may take to send its request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running metrics endpoint. It serves until the process ends.
 #[derive(Debug)]
@@ -38,7 +42,7 @@ impl MetricsServer {
             .set_nonblocking(true)
             .map_err(TelemetryError::Start)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
+            .enable_all()
             .build()
             .map_err(TelemetryError::Start)?;
         std::thread::Builder::new()
@@ -67,13 +71,17 @@ async fn serve(listener: std::net::TcpListener) {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(error) => {
-                // Out of descriptors, typically: the next accept may succeed.
+                // Out of descriptors, typically: a later accept may succeed.
                 tracing::warn!(%error, "metrics endpoint: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         tokio::spawn(async move {
+            // A client that never finishes its request head does not hold a task forever.
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service_fn(answer));
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "metrics endpoint: connection ended");

@@ -194,12 +194,15 @@ fn parse_value(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A series' labels other than `le`, in name order.
+type Labels = Vec<(String, String)>;
+
 /// Buckets of each histogram series are cumulative, and `+Inf` equals `_count`.
 fn check_histograms(scrape: &Scrape) -> Result<(), String> {
     for (family, _) in scrape.types.iter().filter(|(_, k)| *k == "histogram") {
         let bucket_name = format!("{family}_bucket");
         let count_name = format!("{family}_count");
-        let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
         for sample in scrape.samples.iter().filter(|s| s.name == bucket_name) {
             let le = parse_value(sample.labels.get("le").ok_or("a bucket without le")?)?;
             let key = sample
