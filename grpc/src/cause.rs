@@ -24,6 +24,9 @@ pub fn describe(error: &(dyn Error + 'static)) -> String {
         current = e.source();
     }
     let chain = chain.join(": ");
+    // h2 keeps only the text of an I/O error, so an alert that ends an HTTP/2 connection
+    // arrives as words.
+    let explanation = explanation.or_else(|| alert_in_text(&chain).map(explain_alert));
     match explanation {
         Some(explanation) => format!("{explanation} ({chain})"),
         None => chain,
@@ -56,6 +59,21 @@ fn tls_error<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> 
         .downcast_ref::<std::io::Error>()
         .and_then(|io| io.get_ref())
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+/// The alert named in rustls' "received fatal alert: NAME" text.
+fn alert_in_text(text: &str) -> Option<AlertDescription> {
+    let (_, rest) = text.split_once("received fatal alert: ")?;
+    let name: String = rest.chars().take_while(char::is_ascii_alphanumeric).collect();
+    Some(match name.as_str() {
+        "CertificateRequired" => AlertDescription::CertificateRequired,
+        "UnknownCA" => AlertDescription::UnknownCA,
+        "BadCertificate" => AlertDescription::BadCertificate,
+        "CertificateExpired" => AlertDescription::CertificateExpired,
+        "CertificateUnknown" => AlertDescription::CertificateUnknown,
+        "AccessDenied" => AlertDescription::AccessDenied,
+        _ => return None,
+    })
 }
 
 fn explain(error: &rustls::Error) -> String {
@@ -119,6 +137,16 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("invalid peer certificate").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn an_alert_that_h2_turned_into_text_is_explained() {
+        let io = std::io::Error::other("connection error: received fatal alert: UnknownCA");
+        let text = describe(&io);
+        assert!(
+            text.starts_with("the server refused the client certificate: not signed"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -433,22 +433,19 @@ async fn connect(
     grpc: &flowtap_grpc::ClientConfig,
 ) -> Result<flowtap_grpc::Channel, String> {
     let channel = match address.strip_prefix("unix:") {
-        Some(path) => {
-            tonic::transport::Endpoint::from_static("http://script-host")
-                .connect_with_connector(UnixConnector(PathBuf::from(path)))
-                .await
-        }
+        Some(path) => tonic::transport::Endpoint::from_static("http://script-host")
+            .connect_with_connector(UnixConnector(PathBuf::from(path)))
+            .await
+            .map(|c| grpc.channel(c)),
         None => {
-            grpc.endpoint(address)
+            grpc.dial(address)
                 .map_err(|e| e.to_string())?
-                .tcp_nodelay(true)
+                .map_endpoint(|e| e.tcp_nodelay(true))
                 .connect()
                 .await
         }
     };
-    channel
-        .map(|c| grpc.channel(c))
-        .map_err(|e| flowtap_grpc::describe(&e))
+    channel.map_err(|e| flowtap_grpc::describe(&e))
 }
 
 /// Connects tonic to a unix socket.
