@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use bytes::Bytes;
+use flowtap_grpc::{Channel, ClientConfig};
 use flowtap_proto::v1::flow_store_client::FlowStoreClient;
 use flowtap_proto::v1::{
     BodyKind, DeleteRequest, ExportFormat, ExportRequest, FileChunk, Flow, FlowSummary, GetRequest,
@@ -14,7 +15,6 @@ use flowtap_proto::v1::{
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use flowtap_grpc::{Channel, ClientConfig};
 
 use crate::files::{FileFormat, file_chunks};
 use crate::server::MAX_MESSAGE_BYTES;

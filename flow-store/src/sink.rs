@@ -19,13 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use flowtap_grpc::{Channel, ClientConfig};
 use flowtap_proto::v1::Flow;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
-use flowtap_grpc::{Channel, ClientConfig};
 
 use crate::StoreError;
 use crate::spool::{SegmentReader, Spool, remove_segment};

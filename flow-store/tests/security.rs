@@ -70,9 +70,14 @@ async fn mutual_tls_admits_the_right_client_certificate_only() {
     let right = client(&pki.ca, Some(&pki.client));
     assert_eq!(round_trip(&https, &right).await, Ok(1));
     // A bare HOST:PORT is TLS when a CA is given; the certificate names localhost too.
-    assert_eq!(round_trip(&format!("localhost:{port}"), &right).await, Ok(1));
+    assert_eq!(
+        round_trip(&format!("localhost:{port}"), &right).await,
+        Ok(1)
+    );
 
-    let no_certificate = round_trip(&https, &client(&pki.ca, None)).await.unwrap_err();
+    let no_certificate = round_trip(&https, &client(&pki.ca, None))
+        .await
+        .unwrap_err();
     assert!(
         no_certificate.contains("the server requires a client certificate"),
         "{no_certificate}"
@@ -93,9 +98,12 @@ async fn mutual_tls_admits_the_right_client_certificate_only() {
 
     // Plain gRPC to a TLS port gets nowhere either.
     assert!(
-        round_trip(&format!("http://127.0.0.1:{port}"), &ClientConfig::default())
-            .await
-            .is_err()
+        round_trip(
+            &format!("http://127.0.0.1:{port}"),
+            &ClientConfig::default()
+        )
+        .await
+        .is_err()
     );
 }
 
@@ -161,5 +169,9 @@ fn an_unauthenticated_store_off_loopback_needs_insecure_listen() {
     );
 
     let process = StoreProcess::start_with("0.0.0.0:0", &store, &["--insecure-listen"]);
-    assert!(process.address.starts_with("0.0.0.0:"), "{}", process.address);
+    assert!(
+        process.address.starts_with("0.0.0.0:"),
+        "{}",
+        process.address
+    );
 }

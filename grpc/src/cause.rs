@@ -64,7 +64,10 @@ fn tls_error<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> 
 /// The alert named in rustls' "received fatal alert: NAME" text.
 fn alert_in_text(text: &str) -> Option<AlertDescription> {
     let (_, rest) = text.split_once("received fatal alert: ")?;
-    let name: String = rest.chars().take_while(char::is_ascii_alphanumeric).collect();
+    let name: String = rest
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
     Some(match name.as_str() {
         "CertificateRequired" => AlertDescription::CertificateRequired,
         "UnknownCA" => AlertDescription::UnknownCA,
@@ -80,9 +83,7 @@ fn explain(error: &rustls::Error) -> String {
     match error {
         rustls::Error::InvalidCertificate(certificate) => explain_certificate(certificate),
         rustls::Error::AlertReceived(alert) => explain_alert(*alert),
-        rustls::Error::NoCertificatesPresented => {
-            "the peer presented no certificate".to_owned()
-        }
+        rustls::Error::NoCertificatesPresented => "the peer presented no certificate".to_owned(),
         other => format!("TLS handshake failed: {other}"),
     }
 }
@@ -136,7 +137,11 @@ mod tests {
             text.starts_with("the server's certificate has expired ("),
             "{text}"
         );
-        assert_eq!(text.matches("invalid peer certificate").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("invalid peer certificate").count(),
+            1,
+            "{text}"
+        );
     }
 
     #[test]

@@ -46,7 +46,10 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let security = args.security.config().context("reading the TLS and token files")?;
+    let security = args
+        .security
+        .config()
+        .context("reading the TLS and token files")?;
     security.check_listen(args.listen)?;
     let location = args.store.unwrap_or_else(default_store);
     let store = Store::open(&location, Config::default())

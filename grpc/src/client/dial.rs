@@ -45,9 +45,7 @@ impl tower_service::Service<http::Uri> for TlsConnector {
         Box::pin(async move {
             tokio::time::timeout(HANDSHAKE_TIMEOUT, this.connect(uri))
                 .await
-                .map_err(|_| {
-                    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
-                })?
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
         })
     }
 }
@@ -55,7 +53,9 @@ impl tower_service::Service<http::Uri> for TlsConnector {
 impl TlsConnector {
     async fn connect(self, uri: http::Uri) -> io::Result<TokioIo<Primed<TlsStream<TcpStream>>>> {
         let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
-        let host = uri.host().ok_or_else(|| invalid("no host in the address"))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| invalid("no host in the address"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(443);
         let name = match self.server_name {
