@@ -132,6 +132,9 @@ impl ClientConfig {
         };
         let endpoint =
             Endpoint::from_shared(plain_uri).map_err(|e| address_error(e.to_string()))?;
+        if !tls && self.token.is_some() && !is_loopback(&endpoint) {
+            tracing::warn!("sending the gRPC token to {address} without TLS");
+        }
         let tls = match tls {
             true => Some(TlsConnector {
                 config: Arc::new(self.rustls_config()?),
@@ -152,11 +155,7 @@ impl ClientConfig {
     }
 
     fn rustls_config(&self) -> Result<rustls::ClientConfig, GrpcError> {
-        let invalid = |what: &'static str, reason: String| GrpcError::Invalid {
-            what,
-            path: "(given)".into(),
-            reason,
-        };
+        let invalid = |what: &'static str, reason: String| GrpcError::Pem { what, reason };
         let mut roots = RootCertStore::empty();
         match &self.ca_pem {
             Some(ca) => {
@@ -216,6 +215,16 @@ impl ClientConfig {
                 reason: crate::describe(&e),
             })
     }
+}
+
+/// Whether the endpoint's host is a loopback address or `localhost`.
+fn is_loopback(endpoint: &Endpoint) -> bool {
+    let host = endpoint.uri().host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// An address ready to dial: the endpoint (for the caller's options), TLS, and the token.

@@ -59,6 +59,15 @@ pub enum GrpcError {
         /// What is wrong with it.
         reason: String,
     },
+    /// PEM content that rustls cannot use (a malformed certificate or key, a key that does
+    /// not match).
+    #[error("{what}: {reason}")]
+    Pem {
+        /// What the content is for, e.g. "--grpc-cert".
+        what: &'static str,
+        /// What rustls said.
+        reason: String,
+    },
     /// A server would accept unauthenticated connections from other machines.
     #[error(
         "refusing to listen on {address} without TLS client certificates or a token: anyone who \
