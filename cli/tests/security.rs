@@ -166,7 +166,7 @@ fn flows_list_over_mutual_tls_and_its_errors() {
 /// Adds a header to every request, so the echo origin shows that the worker ran.
 const MARKER: &str = r#"
 def request(flow):
-    flow.request.headers["x-via-worker"] = "mtls"
+    flow.request.headers["x-via-worker"] = "yes"
 "#;
 
 #[test]
@@ -209,7 +209,51 @@ fn a_worker_behind_mutual_tls_serves_the_proxy_that_has_the_certificate() {
     .ok();
     assert_eq!(
         header_value(&out.stdout, "x-via-worker").as_deref(),
-        Some("mtls"),
+        Some("yes"),
+        "{out:?}"
+    );
+    flowtap.stop();
+}
+
+#[test]
+fn a_worker_with_a_token_serves_only_the_proxy_that_sends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "w0rker-t0ken\n").unwrap();
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "w0rker-t0keN").unwrap();
+    let script = TempScript::new("marker.py", MARKER);
+    let worker = start_worker(&script, &["--token-file", path(&token)]);
+    let worker_address = worker.address.to_string();
+    let origin = echo_origin();
+
+    // Refused sessions end no worker; the accepted one comes last (its end stops this worker).
+    for (flags, cause) in [
+        (&[][..], "missing token"),
+        (&["--grpc-token-file", path(&wrong)][..], "wrong token"),
+    ] {
+        let args = [&["-p", "0", "--script-host", &worker_address][..], flags].concat();
+        let (code, _, stderr) = Flowtap::run(&args, &[]);
+        assert_ne!(code, 0, "{stderr}");
+        assert!(stderr.contains(cause), "{stderr}");
+    }
+
+    let (flowtap, proxy) = Flowtap::start(&[
+        "--script-host",
+        &worker_address,
+        "--grpc-token-file",
+        path(&token),
+    ]);
+    let out = curl(&[
+        "-s",
+        "-x",
+        &format!("http://{proxy}"),
+        &format!("http://127.0.0.1:{}/", origin.port()),
+    ])
+    .ok();
+    assert_eq!(
+        header_value(&out.stdout, "x-via-worker").as_deref(),
+        Some("yes"),
         "{out:?}"
     );
     flowtap.stop();
