@@ -175,3 +175,29 @@ fn an_unauthenticated_store_off_loopback_needs_insecure_listen() {
         process.address
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_delivers_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::mint(dir.path());
+    let process = start(dir.path(), &store_args(&pki, &pki.server));
+    let https = format!("https://{}", process.address);
+    let security = client(&pki.ca, Some(&pki.client));
+    let config = flowtap_flow_store::SinkConfig {
+        security: security.clone(),
+        ..flowtap_flow_store::SinkConfig::new(&https, dir.path().join("spool"))
+    };
+    let sink = flowtap_flow_store::StoreSink::start(config).unwrap();
+    sink.push(http_flow("sunk", "example.com", "/", 200))
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), sink.flush())
+        .await
+        .expect("the flow is stored within 30 s");
+    let remote = RemoteStore::connect_with(&https, &security).await.unwrap();
+    let mut ids = Vec::new();
+    remote
+        .list("", |summary| ids.push(summary.id))
+        .await
+        .unwrap();
+    assert_eq!(ids, ["sunk"]);
+}
