@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use bytes::Bytes;
+use flowtap_grpc::{Channel, ClientConfig};
 use flowtap_proto::v1::flow_store_client::FlowStoreClient;
 use flowtap_proto::v1::{
     BodyKind, DeleteRequest, ExportFormat, ExportRequest, FileChunk, Flow, FlowSummary, GetRequest,
@@ -14,7 +15,6 @@ use flowtap_proto::v1::{
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use flowtap_grpc::{Channel, ClientConfig};
 
 use crate::files::{FileFormat, file_chunks};
 use crate::server::MAX_MESSAGE_BYTES;
@@ -44,15 +44,17 @@ impl RemoteStore {
             message,
         };
         let channel = security
-            .endpoint(endpoint)
+            .dial(endpoint)
             .map_err(|e| open_error(e.to_string()))?
-            .initial_stream_window_size(crate::server::WINDOW_BYTES)
-            .initial_connection_window_size(2 * crate::server::WINDOW_BYTES)
+            .map_endpoint(|e| {
+                e.initial_stream_window_size(crate::server::WINDOW_BYTES)
+                    .initial_connection_window_size(2 * crate::server::WINDOW_BYTES)
+            })
             .connect()
             .await
             .map_err(|e| open_error(flowtap_grpc::describe(&e)))?;
         Ok(RemoteStore {
-            client: FlowStoreClient::new(security.channel(channel))
+            client: FlowStoreClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         })

@@ -6,12 +6,12 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use flowtap_grpc::ServerConfig;
 use flowtap_proto::v1::flow_store_server::{FlowStore, FlowStoreServer};
 use flowtap_proto::v1::{
     AppendResult, DeleteRequest, DeleteResult, ExportFormat, ExportRequest, FileChunk, FlowPart,
     FlowSummary, GetRequest, ImportResult, QueryItem, QueryRequest, WatchRequest,
 };
-use flowtap_grpc::ServerConfig;
 use futures_util::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;

@@ -19,13 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use flowtap_grpc::{Channel, ClientConfig};
 use flowtap_proto::v1::Flow;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
-use flowtap_grpc::{Channel, ClientConfig};
 
 use crate::StoreError;
 use crate::spool::{SegmentReader, Spool, remove_segment};
@@ -113,18 +113,20 @@ impl StoreSink {
     /// Fails only if the endpoint is malformed or the spool directory cannot be used; an
     /// unreachable store is not an error.
     pub fn start(config: SinkConfig) -> Result<StoreSink, StoreError> {
-        let endpoint = config
+        let dial = config
             .security
-            .endpoint(&config.endpoint)
+            .dial(&config.endpoint)
             .map_err(|e| StoreError::Open {
                 location: config.endpoint.clone(),
                 message: e.to_string(),
             })?
-            .connect_timeout(Duration::from_secs(5))
-            .initial_stream_window_size(crate::server::WINDOW_BYTES)
-            .initial_connection_window_size(2 * crate::server::WINDOW_BYTES)
-            .timeout(config.request_timeout);
-        let channel = config.security.channel(endpoint.connect_lazy());
+            .map_endpoint(|e| {
+                e.connect_timeout(Duration::from_secs(5))
+                    .initial_stream_window_size(crate::server::WINDOW_BYTES)
+                    .initial_connection_window_size(2 * crate::server::WINDOW_BYTES)
+                    .timeout(config.request_timeout)
+            });
+        let channel = dial.connect_lazy();
         let spool = Spool::open(&config.spool_dir)?;
         // Flows an earlier process left count as pending, so flush() waits for them too.
         let left_over = spool.left_over_records()?;

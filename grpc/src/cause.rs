@@ -24,6 +24,9 @@ pub fn describe(error: &(dyn Error + 'static)) -> String {
         current = e.source();
     }
     let chain = chain.join(": ");
+    // h2 keeps only the text of an I/O error, so an alert that ends an HTTP/2 connection
+    // arrives as words.
+    let explanation = explanation.or_else(|| alert_in_text(&chain).map(explain_alert));
     match explanation {
         Some(explanation) => format!("{explanation} ({chain})"),
         None => chain,
@@ -58,13 +61,29 @@ fn tls_error<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> 
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
+/// The alert named in rustls' "received fatal alert: NAME" text.
+fn alert_in_text(text: &str) -> Option<AlertDescription> {
+    let (_, rest) = text.split_once("received fatal alert: ")?;
+    let name: String = rest
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    Some(match name.as_str() {
+        "CertificateRequired" => AlertDescription::CertificateRequired,
+        "UnknownCA" => AlertDescription::UnknownCA,
+        "BadCertificate" => AlertDescription::BadCertificate,
+        "CertificateExpired" => AlertDescription::CertificateExpired,
+        "CertificateUnknown" => AlertDescription::CertificateUnknown,
+        "AccessDenied" => AlertDescription::AccessDenied,
+        _ => return None,
+    })
+}
+
 fn explain(error: &rustls::Error) -> String {
     match error {
         rustls::Error::InvalidCertificate(certificate) => explain_certificate(certificate),
         rustls::Error::AlertReceived(alert) => explain_alert(*alert),
-        rustls::Error::NoCertificatesPresented => {
-            "the peer presented no certificate".to_owned()
-        }
+        rustls::Error::NoCertificatesPresented => "the peer presented no certificate".to_owned(),
         other => format!("TLS handshake failed: {other}"),
     }
 }
@@ -118,7 +137,21 @@ mod tests {
             text.starts_with("the server's certificate has expired ("),
             "{text}"
         );
-        assert_eq!(text.matches("invalid peer certificate").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("invalid peer certificate").count(),
+            1,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_alert_that_h2_turned_into_text_is_explained() {
+        let io = std::io::Error::other("connection error: received fatal alert: UnknownCA");
+        let text = describe(&io);
+        assert!(
+            text.starts_with("the server refused the client certificate: not signed"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -5,17 +5,21 @@
 //! given: the scheme says); a bare `host:port` is TLS when `--grpc-ca` or `--grpc-cert` is
 //! given and plain otherwise. TLS trusts `--grpc-ca` when given, else the public web roots.
 
-use std::path::PathBuf;
-use std::time::Duration;
+mod dial;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Endpoint;
+
+use self::dial::TlsConnector;
 
 use crate::token::{BearerToken, read_token};
 use crate::{GrpcError, read_pem};
-
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A channel to a flowtap gRPC server that adds the bearer token (when configured) to every
 /// call. Generated clients take it like a `tonic::transport::Channel`.
@@ -113,33 +117,82 @@ impl ClientConfig {
         }
     }
 
-    /// An endpoint for `address` with TLS set as [the module](self) describes. Callers set
-    /// their own options (windows, timeouts), connect, and pass the result to
-    /// [`ClientConfig::channel`].
-    pub fn endpoint(&self, address: &str) -> Result<Endpoint, GrpcError> {
+    /// How to dial `address` ([the module](self) says when it is TLS). Callers set their own
+    /// endpoint options with [`Dial::map_endpoint`], then connect.
+    pub fn dial(&self, address: &str) -> Result<Dial, GrpcError> {
         let (uri, tls) = self.uri(address);
-        let endpoint = Endpoint::from_shared(uri).map_err(|e| GrpcError::Address {
+        let address_error = |reason: String| GrpcError::Address {
             address: address.to_owned(),
-            reason: e.to_string(),
-        })?;
-        if !tls {
-            return Ok(endpoint);
-        }
-        let mut config = ClientTlsConfig::new().timeout(HANDSHAKE_TIMEOUT);
-        config = match &self.ca_pem {
-            Some(ca) => config.ca_certificate(Certificate::from_pem(ca)),
-            None => config.with_webpki_roots(),
+            reason,
         };
-        if let Some((cert, key)) = &self.identity {
-            config = config.identity(Identity::from_pem(cert, key));
+        // The connector does TLS itself; the endpoint only needs host and port.
+        let plain_uri = match uri.strip_prefix("https://") {
+            Some(rest) => format!("http://{rest}"),
+            None => uri,
+        };
+        let endpoint =
+            Endpoint::from_shared(plain_uri).map_err(|e| address_error(e.to_string()))?;
+        if !tls && self.token.is_some() && !is_loopback(&endpoint) {
+            tracing::warn!("sending the gRPC token to {address} without TLS");
         }
-        if let Some(name) = &self.server_name {
-            config = config.domain_name(name);
-        }
-        Ok(endpoint.tls_config(config)?)
+        let tls = match tls {
+            true => Some(TlsConnector {
+                config: Arc::new(self.rustls_config()?),
+                server_name: self
+                    .server_name
+                    .as_ref()
+                    .map(|name| ServerName::try_from(name.clone()))
+                    .transpose()
+                    .map_err(|_| address_error("--grpc-server-name is not a valid name".into()))?,
+            }),
+            false => None,
+        };
+        Ok(Dial {
+            endpoint,
+            tls,
+            bearer: self.bearer(),
+        })
     }
 
-    /// `channel` with the bearer token added to every call.
+    fn rustls_config(&self) -> Result<rustls::ClientConfig, GrpcError> {
+        let invalid = |what: &'static str, reason: String| GrpcError::Pem { what, reason };
+        let mut roots = RootCertStore::empty();
+        match &self.ca_pem {
+            Some(ca) => {
+                for cert in CertificateDer::pem_slice_iter(ca) {
+                    let cert = cert.map_err(|e| invalid("--grpc-ca", e.to_string()))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| invalid("--grpc-ca", e.to_string()))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("TLS", e.to_string()))?
+        .with_root_certificates(roots);
+        let mut config = match &self.identity {
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| invalid("--grpc-cert", e.to_string()))?;
+                let key = PrivateKeyDer::from_pem_slice(key)
+                    .map_err(|e| invalid("--grpc-key", e.to_string()))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| invalid("--grpc-cert", e.to_string()))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
+    }
+
+    /// `channel` with the bearer token added to every call (for channels dialed otherwise,
+    /// such as over a unix socket).
     pub fn channel(&self, channel: tonic::transport::Channel) -> Channel {
         InterceptedService::new(channel, self.bearer())
     }
@@ -154,12 +207,58 @@ impl ClientConfig {
     /// Connects to `address` with the endpoint's defaults. A failure is described in words by
     /// [`crate::describe`] (expired certificate, unknown CA, refused client certificate).
     pub async fn connect(&self, address: &str) -> Result<Channel, ConnectError> {
-        let endpoint = self.endpoint(address)?;
-        let channel = endpoint.connect().await.map_err(|e| ConnectError::Connect {
-            address: address.to_owned(),
-            reason: crate::describe(&e),
-        })?;
-        Ok(self.channel(channel))
+        self.dial(address)?
+            .connect()
+            .await
+            .map_err(|e| ConnectError::Connect {
+                address: address.to_owned(),
+                reason: crate::describe(&e),
+            })
+    }
+}
+
+/// Whether the endpoint's host is a loopback address or `localhost`.
+fn is_loopback(endpoint: &Endpoint) -> bool {
+    let host = endpoint.uri().host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An address ready to dial: the endpoint (for the caller's options), TLS, and the token.
+pub struct Dial {
+    endpoint: Endpoint,
+    tls: Option<TlsConnector>,
+    bearer: BearerToken,
+}
+
+impl Dial {
+    /// Changes the endpoint's options (windows, timeouts, `tcp_nodelay` for plain TCP).
+    pub fn map_endpoint(self, f: impl FnOnce(Endpoint) -> Endpoint) -> Dial {
+        Dial {
+            endpoint: f(self.endpoint),
+            ..self
+        }
+    }
+
+    /// Connects now. Pass a failure to [`crate::describe`] for the words.
+    pub async fn connect(self) -> Result<Channel, tonic::transport::Error> {
+        let channel = match self.tls {
+            Some(tls) => self.endpoint.connect_with_connector(tls).await?,
+            None => self.endpoint.connect().await?,
+        };
+        Ok(InterceptedService::new(channel, self.bearer))
+    }
+
+    /// A channel that connects at its first call (and again after losing the connection).
+    pub fn connect_lazy(self) -> Channel {
+        let channel = match self.tls {
+            Some(tls) => self.endpoint.connect_with_connector_lazy(tls),
+            None => self.endpoint.connect_lazy(),
+        };
+        InterceptedService::new(channel, self.bearer)
     }
 }
 

@@ -9,8 +9,10 @@
 //! - a server calls [`ServerConfig::check_listen`] before binding, then
 //!   [`ServerConfig::apply`] to its `tonic::transport::Server` builder: TLS, client
 //!   certificates and the token check ([`TokenLayer`]; `grpc.health.v1.Health` needs no token);
-//! - a client calls [`ClientConfig::endpoint`] for an address, sets its own endpoint options,
-//!   connects, and wraps the channel with [`ClientConfig::channel`], which adds the token.
+//! - a client calls [`ClientConfig::dial`] for an address, sets its own endpoint options with
+//!   [`client::Dial::map_endpoint`], and connects: the [`Channel`] adds the token to each call.
+//!   TLS is done by tokio-rustls in `client::dial`, which waits for the server's first bytes so
+//!   that a client certificate refused after the TLS 1.3 handshake fails the connect by name.
 //!
 //! Errors: setup problems (unreadable files, a refused listen address) are [`GrpcError`];
 //! connection and call failures are explained by [`describe`] and [`describe_status`], which
@@ -55,6 +57,15 @@ pub enum GrpcError {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// PEM content that rustls cannot use (a malformed certificate or key, a key that does
+    /// not match).
+    #[error("{what}: {reason}")]
+    Pem {
+        /// What the content is for, e.g. "--grpc-cert".
+        what: &'static str,
+        /// What rustls said.
         reason: String,
     },
     /// A server would accept unauthenticated connections from other machines.

@@ -122,16 +122,16 @@ fn leaf(
     let key = KeyPair::generate().expect("ring generates P-256 keys");
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let mut params = CertificateParams::new(names.clone()).expect("valid test names");
-    params.distinguished_name.push(DnType::CommonName, &names[0]);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, &names[0]);
     params.extended_key_usages = vec![usage];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     if expired {
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2021, 1, 1);
     }
-    let cert = params
-        .signed_by(&key, issuer)
-        .expect("signing a test leaf");
+    let cert = params.signed_by(&key, issuer).expect("signing a test leaf");
     CertFiles {
         cert: write(dir, &format!("{name}.pem"), &cert.pem()),
         key: write(dir, &format!("{name}-key.pem"), &key.serialize_pem()),

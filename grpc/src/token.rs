@@ -140,7 +140,9 @@ pub struct BearerToken {
 impl BearerToken {
     /// Sends `token` when it is `Some`. Fails if the token cannot be a metadata value
     /// ([`read_token`] only returns tokens that can).
-    pub fn new(token: Option<&str>) -> Result<BearerToken, tonic::metadata::errors::InvalidMetadataValue> {
+    pub fn new(
+        token: Option<&str>,
+    ) -> Result<BearerToken, tonic::metadata::errors::InvalidMetadataValue> {
         let value = token
             .map(|t| MetadataValue::try_from(format!("Bearer {t}")))
             .transpose()?;
@@ -177,14 +179,23 @@ mod tests {
         let layer = TokenLayer::new(Some("s3cret"));
         let missing = layer.check("/x.Y/Z", None).unwrap_err();
         assert_eq!(missing.code(), tonic::Code::Unauthenticated);
-        assert!(missing.message().starts_with("missing token"), "{missing:?}");
+        assert!(
+            missing.message().starts_with("missing token"),
+            "{missing:?}"
+        );
         let wrong = layer
             .check("/x.Y/Z", Some(&header("Bearer s3creT")))
             .unwrap_err();
         assert!(wrong.message().starts_with("wrong token"), "{wrong:?}");
-        let short = layer.check("/x.Y/Z", Some(&header("Bearer s3"))).unwrap_err();
+        let short = layer
+            .check("/x.Y/Z", Some(&header("Bearer s3")))
+            .unwrap_err();
         assert!(short.message().starts_with("wrong token"), "{short:?}");
-        assert!(layer.check("/x.Y/Z", Some(&header("Bearer s3cret"))).is_ok());
+        assert!(
+            layer
+                .check("/x.Y/Z", Some(&header("Bearer s3cret")))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -391,17 +391,17 @@ pub(crate) async fn connect(
     grpc: &flowtap_grpc::ClientConfig,
 ) -> Result<flowtap_grpc::Channel, String> {
     let channel = match address.strip_prefix("unix:") {
-        Some(path) => flowtap_transport::unix_channel(path).await,
+        Some(path) => flowtap_transport::unix_channel(path)
+            .await
+            .map(|c| grpc.channel(c)),
         None => {
-            grpc.endpoint(address)
+            grpc.dial(address)
                 .map_err(|e| e.to_string())?
-                .tcp_nodelay(true)
+                .map_endpoint(|e| e.tcp_nodelay(true))
                 .connect()
                 .await
         }
     };
-    channel
-        .map(|c| grpc.channel(c))
-        .map_err(|e| flowtap_grpc::describe(&e))
+    channel.map_err(|e| flowtap_grpc::describe(&e))
 }
 

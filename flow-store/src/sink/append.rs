@@ -8,11 +8,11 @@
 //! wire they are the same `FlowPart` messages.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use flowtap_grpc::Channel;
 use flowtap_proto::v1::{AppendResult, BodyChunk, BodyKind, Flow, FlowPart, flow_part};
 use prost::Message;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
-use flowtap_grpc::Channel;
 use tonic::{Request, Status};
 
 use crate::StoreError;
@@ -95,14 +95,12 @@ pub(super) async fn append(channel: Channel, parts: Parts) -> Result<u64, StoreE
     let mut grpc = tonic::client::Grpc::new(channel)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    grpc.ready()
-        .await
-        .map_err(|e| {
-            Status::unavailable(format!(
-                "flow store not ready: {}",
-                flowtap_grpc::describe(&e)
-            ))
-        })?;
+    grpc.ready().await.map_err(|e| {
+        Status::unavailable(format!(
+            "flow store not ready: {}",
+            flowtap_grpc::describe(&e)
+        ))
+    })?;
     let path = PathAndQuery::from_static("/flowtap.v1.FlowStore/Append");
     let request = Request::new(tokio_stream::iter(parts));
     let response = grpc.client_streaming(request, path, Encoded).await?;

@@ -219,9 +219,15 @@ pub struct StoreProcess {
 impl StoreProcess {
     /// Starts `flow-store --listen LISTEN --store STORE` and waits for its listen line.
     pub fn start(listen: &str, store: &str) -> StoreProcess {
+        StoreProcess::start_with(listen, store, &[])
+    }
+
+    /// [`StoreProcess::start`] with more arguments (`--tls-cert ...`).
+    pub fn start_with(listen: &str, store: &str, extra: &[&str]) -> StoreProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flow-store"))
             .args(["--listen", listen, "--store", store])
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
