@@ -46,13 +46,14 @@ async fn run(
         };
         match attempt {
             Ok((link, ready)) if ready.startup_error.is_empty() => {
+                // Joined before start-up hears of it: `start` returns with the member up.
+                env.joined(&member, &link, &ready);
                 match first.take() {
                     Some(first) => {
                         let _ = first.send(Ok(ready.clone()));
                     }
                     None => tracing::info!(worker = %member.name, "script-host worker joined"),
                 }
-                env.joined(&member, &link, &ready);
                 backoff.reset();
                 let stopped = tokio::select! {
                     _ = link.closed() => false,
