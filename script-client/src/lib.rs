@@ -258,6 +258,22 @@ impl ScriptClient {
 }
 
 impl Env {
+    /// An environment whose members' tasks run on the current runtime, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(config: Config) -> Arc<Self> {
+        Arc::new(Env {
+            interest: Arc::new(Interest::none()),
+            control: Arc::new(OnceLock::new()),
+            pool: Pool::new(),
+            stats: Stats::new(config.failed_open_log_interval),
+            io: tokio::runtime::Handle::current(),
+            policies: RwLock::new(None),
+            tasks: Mutex::new(Vec::new()),
+            stopping: watch::channel(false).0,
+            config,
+        })
+    }
+
     /// The failure policy for calls of `hook`: the scripts' (closed if any script implementing
     /// it is closed), else the configured default.
     pub(crate) fn policy(&self, hook: Hook) -> FailurePolicy {

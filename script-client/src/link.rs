@@ -93,24 +93,29 @@ impl Link {
         let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|message| (message, rx))
         });
-        let mut inbound = client
-            .session(outbound)
-            .await
-            .map_err(|e| {
-                worker_error(format!(
-                    "opening the session: {}",
-                    flowtap_grpc::describe_status(&e)
-                ))
-            })?
-            .into_inner();
-        let _ = tx.send(CoreMessage {
-            kind: Some(core_message::Kind::Hello(v1::Hello {
-                protocol_version: ProtocolVersion::ProtocolVersion1 as i32,
-                core_options: config.core_options.clone(),
-                deferred: config.deferred.clone(),
-            })),
-        });
-        let ready = tokio::time::timeout(config.startup_timeout, wait_ready(&mut inbound))
+        let handshake = async {
+            let mut inbound = client
+                .session(outbound)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "opening the session: {}",
+                        flowtap_grpc::describe_status(&e)
+                    )
+                })?
+                .into_inner();
+            let _ = tx.send(CoreMessage {
+                kind: Some(core_message::Kind::Hello(v1::Hello {
+                    protocol_version: ProtocolVersion::ProtocolVersion1 as i32,
+                    core_options: config.core_options.clone(),
+                    deferred: config.deferred.clone(),
+                })),
+            });
+            let ready = wait_ready(&mut inbound).await?;
+            Ok::<_, String>((inbound, ready))
+        };
+        // A peer that accepts and never answers must not hold the member forever.
+        let (inbound, ready) = tokio::time::timeout(config.startup_timeout, handshake)
             .await
             .map_err(|_| worker_error("no Ready in time".into()))?
             .map_err(worker_error)?;

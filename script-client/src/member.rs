@@ -46,13 +46,14 @@ async fn run(
         };
         match attempt {
             Ok((link, ready)) if ready.startup_error.is_empty() => {
+                // Joined before start-up hears of it: `start` returns with the member up.
+                env.joined(&member, &link, &ready);
                 match first.take() {
                     Some(first) => {
                         let _ = first.send(Ok(ready.clone()));
                     }
                     None => tracing::info!(worker = %member.name, "script-host worker joined"),
                 }
-                env.joined(&member, &link, &ready);
                 backoff.reset();
                 let stopped = tokio::select! {
                     _ = link.closed() => false,
@@ -215,7 +216,82 @@ pub(crate) async fn follow(env: Arc<Env>, mut names: Names, resolver: Arc<dyn Re
 
 #[cfg(test)]
 mod tests {
+    use futures_util::future::BoxFuture;
+    use tokio::sync::mpsc;
+
     use super::*;
+    use crate::Config;
+
+    /// Answers each resolution with the next list the test sends (waiting for it).
+    struct Steps(tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<String>>>);
+
+    impl Resolve for Steps {
+        fn resolve<'a>(&'a self, _: &'a str) -> BoxFuture<'a, std::io::Result<Vec<String>>> {
+            Box::pin(async move {
+                self.0
+                    .lock()
+                    .await
+                    .recv()
+                    .await
+                    .ok_or_else(|| std::io::Error::other("no more answers"))
+            })
+        }
+    }
+
+    /// Waits (at most 10 s) until the pool's members are exactly `addresses`.
+    async fn until_members(env: &Env, addresses: &[&str]) {
+        let wanted: BTreeSet<String> = addresses.iter().map(|a| a.to_string()).collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now: BTreeSet<String> = env
+                .pool
+                .members()
+                .iter()
+                .map(|member| member.name.clone())
+                .collect();
+            if now == wanted {
+                return;
+            }
+            assert!(Instant::now() < deadline, "members {now:?}, not {wanted:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The loop that follows the names, with a resolver the test drives and addresses where
+    /// no worker listens (the members keep retrying): new addresses become members, vanished
+    /// ones are drained and leave, a failed lookup changes nothing.
+    #[tokio::test]
+    async fn following_a_name_joins_new_addresses_and_drains_vanished_ones() {
+        let env = Env::for_test(Config {
+            addresses: vec!["workers:9000".into()],
+            resolve_interval: Duration::from_millis(5),
+            ..Config::default()
+        });
+        let (answers, rx) = mpsc::unbounded_channel();
+        let names = Names::new(env.config.addresses.clone());
+        let task = tokio::spawn(follow(
+            Arc::clone(&env),
+            names,
+            Arc::new(Steps(tokio::sync::Mutex::new(rx))),
+        ));
+        let a = "unix:/nonexistent/flowtap-a.sock";
+        let b = "unix:/nonexistent/flowtap-b.sock";
+        let c = "unix:/nonexistent/flowtap-c.sock";
+        answers.send(vec![a.into(), b.into()]).expect("send");
+        until_members(&env, &[a, b]).await;
+        answers.send(vec![b.into(), c.into()]).expect("send");
+        until_members(&env, &[b, c]).await;
+        answers.send(vec![]).expect("send");
+        answers.send(vec![c.into(), b.into()]).expect("send");
+        until_members(&env, &[b, c]).await;
+
+        env.stopping.send_replace(true);
+        task.await.expect("the loop ends when the client stops");
+        for member in env.pool.members() {
+            member.drain();
+        }
+        until_members(&env, &[]).await;
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_with_jitter_and_resets() {

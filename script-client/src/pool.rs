@@ -12,7 +12,7 @@
 //! member's session.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
+use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -208,10 +208,7 @@ fn mix(mut x: u64) -> u64 {
 /// A hash that is the same in every process (SipHash with fixed keys), so that a restarted
 /// worker at the same address wins the same keys.
 fn stable_hash(text: &str) -> u64 {
-    let mut hasher =
-        std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().build_hasher();
-    text.hash(&mut hasher);
-    hasher.finish()
+    std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(text)
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
