@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod origin;
+pub mod scaled;
 pub mod scripts;
 pub mod websocket;
 
