@@ -177,12 +177,32 @@ fn a_worker_is_ready_once_it_takes_sessions_and_counts_them() {
     );
 
     let ok = Origin::fixed(fixed_response("text/plain", "ok"));
-    let (flowtap, proxy) = Flowtap::start(&["--script-host", &address]);
+    let (flowtap, proxy) = Flowtap::start(&[
+        "--script-host",
+        &address,
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let proxy_metrics = metrics_address(&flowtap.stderr);
     scrape_until(metrics, "one session open", |s| {
         s.value("flowtap_worker_sessions_open", &[]) == Some(1.0)
     });
+    scrape_until(proxy_metrics, "the proxy's session up", |s| {
+        s.value("flowtap_script_sessions_up", &[]) == Some(1.0)
+    });
     let out = curl_via(proxy, &format!("http://127.0.0.1:{}/", ok.port()), &[]).ok();
     assert!(out.stdout.contains("x-marked: 1"), "{}", out.stdout);
+    // The proxy's script client counts the hook call and its latency.
+    let after = scrape_until(proxy_metrics, "one response hook call", |s| {
+        s.value(
+            "flowtap_hook_calls_total",
+            &[("hook", "response"), ("outcome", "ok")],
+        ) == Some(1.0)
+    });
+    assert_eq!(
+        after.value("flowtap_hook_duration_seconds_count", &[("hook", "response")]),
+        Some(1.0)
+    );
     drop(flowtap);
 }
 

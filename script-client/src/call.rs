@@ -80,10 +80,14 @@ impl ScriptClient {
         let policy = self.env.policy(hook);
         match policy {
             FailurePolicy::Open => {
+                flowtap_telemetry::script::failed_open(hook);
                 let (key, _) = routing_key(flow);
                 stats.failed_open(key, &flow.id, failure.describe());
             }
-            FailurePolicy::Closed => stats.failed_closed(),
+            FailurePolicy::Closed => {
+                flowtap_telemetry::script::failed_closed(hook);
+                stats.failed_closed();
+            }
         }
         policy::apply(policy, failure, hook, flow)
     }

@@ -39,6 +39,17 @@ impl Outcome {
         Outcome::Unreachable,
     ];
 
+    /// The outcome as the Prometheus metrics label it (`flowtap_hook_calls_total`).
+    fn metric(self) -> flowtap_telemetry::script::HookOutcome {
+        use flowtap_telemetry::script::HookOutcome;
+        match self {
+            Outcome::Ok => HookOutcome::Ok,
+            Outcome::Error => HookOutcome::Error,
+            Outcome::Timeout => HookOutcome::TimedOut,
+            Outcome::Crashed | Outcome::Unreachable => HookOutcome::Unavailable,
+        }
+    }
+
     /// The outcome as a metric label: `ok`, `error`, `timeout`, `crashed`, `unreachable`.
     pub fn name(self) -> &'static str {
         match self {
@@ -131,6 +142,7 @@ impl Stats {
         else {
             return;
         };
+        flowtap_telemetry::script::hook_call(hook, outcome.metric(), latency);
         let slot = outcome as usize;
         calls[slot].fetch_add(1, Ordering::Relaxed);
         let nanos_now = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
@@ -138,10 +150,12 @@ impl Stats {
     }
 
     pub(crate) fn session_up(&self) {
+        flowtap_telemetry::script::session_up();
         self.sessions_up.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn session_down(&self) {
+        flowtap_telemetry::script::session_down();
         self.sessions_up.fetch_sub(1, Ordering::Relaxed);
     }
 

@@ -5,6 +5,7 @@
 //! bench-hook --script bench/scripts/noop_response.py
 //! bench-hook --script bench/scripts/add_header.py --calls 5000
 //! bench-hook --script x.py --worker target/release/script-host
+//! bench-hook --script x.py --script-host 127.0.0.1:PORT [--grpc-ca ca.pem --grpc-cert c.pem --grpc-key c.key]
 //! ```
 //!
 //! One `response` call at a time (the latency of a lone call, not throughput): the time from
@@ -43,6 +44,12 @@ struct Args {
     /// Bound on the whole run, in seconds.
     #[arg(long, default_value_t = 120)]
     max_seconds: u64,
+    /// A worker started elsewhere (`script-host --listen ADDR -s SCRIPT`), over TCP, instead of
+    /// one spawned on a unix socket; `--grpc-*` say how to reach it (TLS, token).
+    #[arg(long = "script-host", value_name = "ADDR")]
+    script_host: Option<String>,
+    #[command(flatten)]
+    grpc: flowtap_grpc::ClientArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +67,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config {
         scripts: vec![args.script.to_string_lossy().into_owned()],
         binary: args.worker.clone(),
+        addresses: args.script_host.iter().cloned().collect(),
+        grpc: args.grpc.config().context("reading the --grpc-* files")?,
         ..Config::default()
     };
     let (client, scripts) = ScriptClient::start(config)
