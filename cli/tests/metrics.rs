@@ -177,12 +177,7 @@ fn a_worker_is_ready_once_it_takes_sessions_and_counts_them() {
     );
 
     let ok = Origin::fixed(fixed_response("text/plain", "ok"));
-    let (flowtap, proxy) = Flowtap::start(&[
-        "--script-host",
-        &address,
-        "--metrics",
-        "127.0.0.1:0",
-    ]);
+    let (flowtap, proxy) = Flowtap::start(&["--script-host", &address, "--metrics", "127.0.0.1:0"]);
     let proxy_metrics = metrics_address(&flowtap.stderr);
     scrape_until(metrics, "one session open", |s| {
         s.value("flowtap_worker_sessions_open", &[]) == Some(1.0)
@@ -200,7 +195,10 @@ fn a_worker_is_ready_once_it_takes_sessions_and_counts_them() {
         ) == Some(1.0)
     });
     assert_eq!(
-        after.value("flowtap_hook_duration_seconds_count", &[("hook", "response")]),
+        after.value(
+            "flowtap_hook_duration_seconds_count",
+            &[("hook", "response")]
+        ),
         Some(1.0)
     );
     drop(flowtap);

@@ -136,8 +136,7 @@ impl Traffic {
         for thread in self.threads {
             thread.join().expect("traffic thread");
         }
-        let outcomes = self.outcomes.lock().expect("outcomes").clone();
-        outcomes
+        self.outcomes.lock().expect("outcomes").clone()
     }
 }
 
@@ -356,7 +355,7 @@ fn the_scaled_layout_survives_killed_and_restarted_services() {
     );
     proxy_a = restarted;
     assert_eq!(addr, proxy_a_addr);
-    traffic.set_rotation(both.clone());
+    traffic.set_rotation(both);
 
     // The killed worker comes back on its address: it takes traffic again within 2 s.
     workers[0] = layout.worker(0);

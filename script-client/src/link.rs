@@ -97,12 +97,7 @@ impl Link {
             let mut inbound = client
                 .session(outbound)
                 .await
-                .map_err(|e| {
-                    format!(
-                        "opening the session: {}",
-                        flowtap_grpc::describe_status(&e)
-                    )
-                })?
+                .map_err(|e| format!("opening the session: {}", flowtap_grpc::describe_status(&e)))?
                 .into_inner();
             let _ = tx.send(CoreMessage {
                 kind: Some(core_message::Kind::Hello(v1::Hello {
@@ -409,4 +404,3 @@ pub(crate) async fn connect(
     };
     channel.map_err(|e| flowtap_grpc::describe(&e))
 }
-

@@ -51,7 +51,10 @@ async fn main() -> anyhow::Result<()> {
         true,
     )?;
     flowtap_telemetry::store::register();
-    let security = args.security.config().context("reading the TLS and token files")?;
+    let security = args
+        .security
+        .config()
+        .context("reading the TLS and token files")?;
     security.check_listen(args.listen)?;
     let _metrics = args.metrics.start()?;
     let location = args.store.unwrap_or_else(default_store);
