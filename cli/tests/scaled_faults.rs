@@ -287,9 +287,9 @@ fn the_scaled_layout_survives_killed_and_restarted_services() {
         is_root(),
         "this test runs proxies in private mount namespaces (unshare -m): run it as root, as CI does"
     );
-    let mut server_names = vec![WORKER_NAME, "localhost", "127.0.0.1"];
-    server_names.extend(WORKER_IPS);
-    let pki = Pki::new(&server_names);
+    // The workers' certificate names the host name only, as in Kubernetes, where pod IPs
+    // change: the proxies check it for the name they resolved, not for the address.
+    let pki = Pki::new(&[WORKER_NAME, "localhost", "127.0.0.1"]);
     let mut hosts = tempfile::NamedTempFile::new().expect("hosts file");
     let mut text = String::from("127.0.0.1 localhost\n");
     for ip in WORKER_IPS {
@@ -453,16 +453,26 @@ fn the_scaled_layout_survives_killed_and_restarted_services() {
     );
 
     // A client without a valid certificate is refused by every service; with one it gets in.
-    let mut services: Vec<String> = WORKER_IPS
+    // (service URL, curl's --resolve for it)
+    let mut services: Vec<(String, Option<String>)> = WORKER_IPS
         .iter()
-        .map(|ip| format!("{ip}:{}", layout.worker_port))
+        .map(|ip| {
+            let port = layout.worker_port;
+            (
+                format!("https://{WORKER_NAME}:{port}/"),
+                Some(format!("{WORKER_NAME}:{port}:{ip}")),
+            )
+        })
         .collect();
-    services.push(store_a_addr.to_string());
-    services.push(store_b_addr.to_string());
+    services.push((format!("https://{store_a_addr}/"), None));
+    services.push((format!("https://{store_b_addr}/"), None));
     let ca = layout.pki.path("ca.pem");
-    for service in &services {
-        let url = format!("https://{service}/");
-        let base = ["--http2", "--max-time", "10", "--cacert", &ca];
+    for (url, resolve) in &services {
+        let mut base = vec!["--http2", "--max-time", "10", "--cacert", &ca];
+        if let Some(resolve) = resolve {
+            base.extend(["--resolve", resolve]);
+        }
+        let service = resolve.as_deref().unwrap_or(url);
         let none = curl(&[&base[..], &[url.as_str()]].concat());
         assert_ne!(
             none.code, 0,
@@ -476,7 +486,7 @@ fn the_scaled_layout_survives_killed_and_restarted_services() {
                     &layout.pki.path("rogue.pem"),
                     "--key",
                     &layout.pki.path("rogue.key"),
-                    &url,
+                    url,
                 ],
             ]
             .concat(),
@@ -493,7 +503,7 @@ fn the_scaled_layout_survives_killed_and_restarted_services() {
                     &layout.pki.path("client.pem"),
                     "--key",
                     &layout.pki.path("client.key"),
-                    &url,
+                    url,
                 ],
             ]
             .concat(),

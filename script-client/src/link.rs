@@ -383,13 +383,26 @@ fn log(record: &v1::LogRecord) {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A channel to a worker at `unix:PATH` (plain) or `HOST:PORT`, `http://` or `https://` (TLS
-/// as `grpc` says); calls carry `grpc`'s token, if any. The error names the cause (expired
+/// as `grpc` says; a [`crate::resolve::dial_address`] with a name checks the certificate for
+/// that name); calls carry `grpc`'s token, if any. The error names the cause (expired
 /// certificate, unknown CA, refused client certificate). The one place that connects: must
 /// run on the I/O thread, which then serves the channel's connection.
 pub(crate) async fn connect(
     address: &str,
     grpc: &flowtap_grpc::ClientConfig,
 ) -> Result<flowtap_grpc::Channel, String> {
+    let (address, name) = crate::resolve::split_dial_address(address);
+    let named;
+    let grpc = match name {
+        Some(name) if grpc.server_name.is_none() => {
+            named = flowtap_grpc::ClientConfig {
+                server_name: Some(name.to_string()),
+                ..grpc.clone()
+            };
+            &named
+        }
+        _ => grpc,
+    };
     let channel = match address.strip_prefix("unix:") {
         Some(path) => flowtap_transport::unix_channel(path)
             .await

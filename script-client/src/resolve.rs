@@ -21,11 +21,48 @@ impl Resolve for SystemResolver {
             if name.starts_with("unix:") {
                 return Ok(vec![name.to_string()]);
             }
-            Ok(tokio::net::lookup_host(name)
+            let (scheme, host_port) = match name.split_once("://") {
+                Some((scheme, rest)) => (Some(scheme), rest.trim_end_matches('/')),
+                None => (None, name),
+            };
+            let host = host_port
+                .rsplit_once(':')
+                .map_or(host_port, |(host, _)| host)
+                .trim_matches(['[', ']']);
+            let named = host.parse::<std::net::IpAddr>().is_err();
+            Ok(tokio::net::lookup_host(host_port)
                 .await?
-                .map(|address| address.to_string())
+                .map(|address| dial_address(scheme, address, named.then_some(host)))
                 .collect())
         })
+    }
+}
+
+/// How a resolved address is dialled: `[SCHEME://]IP:PORT`, followed by `#NAME` when it came
+/// from a DNS name. TLS then checks the worker's certificate for NAME (the Service name a
+/// Kubernetes operator puts in the worker certificates), not for the pod's IP, unless
+/// `--grpc-server-name` says otherwise.
+pub(crate) fn dial_address(
+    scheme: Option<&str>,
+    address: std::net::SocketAddr,
+    name: Option<&str>,
+) -> String {
+    let mut dial = match scheme {
+        Some(scheme) => format!("{scheme}://{address}"),
+        None => address.to_string(),
+    };
+    if let Some(name) = name {
+        dial.push('#');
+        dial.push_str(name);
+    }
+    dial
+}
+
+/// Splits a [`dial_address`] into the address and the name its certificate is checked for.
+pub(crate) fn split_dial_address(dial: &str) -> (&str, Option<&str>) {
+    match dial.split_once('#') {
+        Some((address, name)) => (address, Some(name)),
+        None => (dial, None),
     }
 }
 
@@ -116,6 +153,24 @@ mod tests {
                 .unwrap_or_else(|| Err(std::io::Error::other("no more answers")));
             Box::pin(async move { answer })
         }
+    }
+
+    #[tokio::test]
+    async fn names_resolve_to_addresses_that_keep_the_name_for_tls() {
+        let resolved = SystemResolver
+            .resolve("https://localhost:9000")
+            .await
+            .unwrap();
+        assert!(!resolved.is_empty());
+        for dial in &resolved {
+            let (address, name) = split_dial_address(dial);
+            assert!(address.starts_with("https://"), "{dial}");
+            assert!(address.ends_with(":9000"), "{dial}");
+            assert_eq!(name, Some("localhost"));
+        }
+        let resolved = SystemResolver.resolve("127.0.0.1:9000").await.unwrap();
+        assert_eq!(resolved, vec!["127.0.0.1:9000".to_string()]);
+        assert_eq!(split_dial_address(&resolved[0]), ("127.0.0.1:9000", None));
     }
 
     fn set(items: &[&str]) -> BTreeSet<String> {
