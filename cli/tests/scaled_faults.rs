@@ -25,8 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::flow_store_binary;
 use support::origin::Origin;
-use support::scaled::{Pki, Postgres, Service, address_after, flow_store_binary, port_free_on};
+use support::scaled::{Pki, Postgres, Service, address_after, port_free_on};
 use support::scripts::TempScript;
 use support::{binary, curl};
 

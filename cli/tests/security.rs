@@ -8,22 +8,12 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use flowtap_grpc::testing::{CertFiles, TestPki};
 use support::scripts::{TempScript, echo_origin, header_value, poll};
-use support::{Flowtap, Lines, binary, curl};
-
-fn flow_store_binary() -> PathBuf {
-    let path = Path::new(binary()).with_file_name("flow-store");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build --workspace --bins`",
-        path.display()
-    );
-    path
-}
+use support::{Flowtap, Lines, binary, curl, flow_store_binary};
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp paths")

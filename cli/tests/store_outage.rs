@@ -10,24 +10,13 @@ mod support;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Flowtap, WAIT, binary};
+use support::{Flowtap, WAIT, binary, flow_store_binary};
 
 const FLOWS: usize = 1000;
-
-/// The `flow-store` binary built beside `flowtap` (`cargo build --workspace --bins`).
-fn flow_store_binary() -> PathBuf {
-    let path = Path::new(binary()).with_file_name("flow-store");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build --workspace --bins`",
-        path.display()
-    );
-    path
-}
 
 /// Starts flow-store on `listen` with the database `db`; returns it and its address.
 fn start_store(listen: &str, db: &Path) -> (Child, SocketAddr) {

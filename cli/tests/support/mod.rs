@@ -78,6 +78,17 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_flowtap")
 }
 
+/// The `flow-store` binary built beside `flowtap` (`cargo build --workspace --bins`).
+pub fn flow_store_binary() -> PathBuf {
+    let path = Path::new(binary()).with_file_name("flow-store");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
 impl Flowtap {
     /// Starts `flowtap ARGS --set confdir=<temp dir>` without waiting for it.
     pub fn spawn(args: &[&str]) -> Flowtap {

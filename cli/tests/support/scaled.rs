@@ -6,7 +6,7 @@
 //! addresses as a Kubernetes headless Service resolves to its pods.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-use super::{Lines, WAIT, binary};
+use super::{Lines, WAIT};
 
 /// PEM files of a private PKI, in a temporary directory.
 pub struct Pki {
@@ -245,17 +245,6 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The `flow-store` binary built beside `flowtap` (`cargo build --workspace --bins`).
-pub fn flow_store_binary() -> PathBuf {
-    let path = Path::new(binary()).with_file_name("flow-store");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build --workspace --bins`",
-        path.display()
-    );
-    path
 }
 
 /// A port free on every address of `hosts` at once (bound on the first, checked on the rest).
