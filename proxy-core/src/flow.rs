@@ -155,9 +155,14 @@ pub(crate) fn parse_absolute(target: &[u8]) -> Option<Target> {
     })
 }
 
+/// `text` after an ASCII `prefix` matched without regard to case. Compared as bytes: the text
+/// may hold a multi-byte character where the prefix would end (then it does not match).
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-    (text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &text[prefix.len()..])
+    let head = text.as_bytes().get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix.as_bytes()) {
+        return None;
+    }
+    text.get(prefix.len()..)
 }
 
 /// Parses `host[:port]` (IPv6 literals in brackets); userinfo is not allowed.
@@ -244,5 +249,8 @@ mod tests {
         assert!(parse_absolute(b"/relative").is_none());
         assert!(parse_absolute(b"http://user@h/").is_none());
         assert!(parse_absolute(b"http://h:99999/").is_none());
+        assert!(parse_absolute("/abcde\u{e9}".as_bytes()).is_none());
+        assert!(parse_absolute("http:/\u{e9}/".as_bytes()).is_none());
+        assert_eq!(parse_absolute(b"HTTPS://h/").map(|t| t.scheme), Some("https"));
     }
 }

@@ -68,6 +68,9 @@ async fn a_malformed_request_line_gives_400() {
         &b"GET /\x01bad HTTP/1.1\r\n\r\n"[..],
         b"THIS IS NOT HTTP\r\n\r\n",
         b"GET /relative HTTP/1.1\r\nHost: x\r\n\r\n",
+        // A multi-byte character where a scheme prefix would end once panicked the task.
+        "GET /abcde\u{e9} HTTP/1.1\r\nHost: x\r\n\r\n".as_bytes(),
+        "GET http:/\u{e9}/x HTTP/1.1\r\nHost: x\r\n\r\n".as_bytes(),
     ] {
         let mut tcp = TcpStream::connect(proxy.addr).await.expect("connect");
         tcp.write_all(bad).await.expect("write");
