@@ -76,6 +76,7 @@ impl CertificateAuthority {
             }
         }
         let ca = Self::from_file(&ca_path)?;
+        files::warn_if_shared(&ca_path);
         let cert_pem_path = confdir.join(CERT_PEM_FILE);
         let cert_cer_path = confdir.join(CERT_CER_FILE);
         files::sync_public_file(&cert_pem_path, ca.cert_pem.as_bytes())?;
@@ -100,6 +101,7 @@ impl CertificateAuthority {
             path.to_path_buf()
         };
         let ca = Self::from_file(&file)?;
+        files::warn_if_shared(&file);
         let sibling = |name: &str| {
             let candidate = file.with_file_name(name);
             candidate.exists().then_some(candidate)

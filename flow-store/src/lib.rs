@@ -28,7 +28,8 @@
 //! - [`server`]: the tonic service and [`server::serve_with`] (TLS, client certificates and a
 //!   token from `flowtap_grpc`); [`status`] maps errors to statuses.
 //! - [`health`]: `grpc.health.v1.Health`, SERVING while the database answers.
-//! - [`sink`]: [`StoreSink`], the proxy's way in, with its [`spool`].
+//! - [`sink`]: [`StoreSink`], the proxy's way in, with its [`spool`]. What holds flows on disk
+//!   (the SQLite file, the spool) is created owner-only (`private`).
 //! - [`client`]: a gRPC client for the cli (TLS and token as `flowtap_grpc` configures).
 
 pub mod backend;
@@ -37,6 +38,7 @@ mod error;
 pub mod files;
 pub mod filter;
 pub mod health;
+mod private;
 mod row;
 pub mod server;
 pub mod sink;

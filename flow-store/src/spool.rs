@@ -7,7 +7,7 @@
 //! an earlier process, open or sealed, are sealed on [`Spool::open`] and delivered like ours. A
 //! record cut short by a crash ends its segment; the records before it are kept.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -45,7 +45,7 @@ impl Spool {
     /// Opens (creating) the spool directory and seals segments an earlier process left open.
     pub fn open(dir: &Path) -> Result<Spool, StoreError> {
         let action = || format!("opening spool directory {}", dir.display());
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(action(), e))?;
+        crate::private::create_dir(dir).map_err(|e| StoreError::io(action(), e))?;
         for entry in std::fs::read_dir(dir).map_err(|e| StoreError::io(action(), e))? {
             let path = entry.map_err(|e| StoreError::io(action(), e))?.path();
             if path.extension().is_some_and(|e| e == "open") {
@@ -81,11 +81,8 @@ impl Spool {
         let path = self.segment_path(open.index, "open");
         let action = || format!("writing spool file {}", path.display());
         if open.file.is_none() {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| StoreError::io(action(), e))?;
+            let file =
+                crate::private::open_append(&path).map_err(|e| StoreError::io(action(), e))?;
             open.file = Some(file);
         }
         let file = open.file.as_mut().expect("opened above");
@@ -307,7 +304,10 @@ mod tests {
             .unwrap()
             .unwrap()
             .path();
-        let mut file = OpenOptions::new().append(true).open(&open).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&open)
+            .unwrap();
         file.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
         drop(earlier);
 

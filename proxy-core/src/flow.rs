@@ -251,6 +251,9 @@ mod tests {
         assert!(parse_absolute(b"http://h:99999/").is_none());
         assert!(parse_absolute("/abcde\u{e9}".as_bytes()).is_none());
         assert!(parse_absolute("http:/\u{e9}/".as_bytes()).is_none());
-        assert_eq!(parse_absolute(b"HTTPS://h/").map(|t| t.scheme), Some("https"));
+        assert_eq!(
+            parse_absolute(b"HTTPS://h/").map(|t| t.scheme),
+            Some("https")
+        );
     }
 }

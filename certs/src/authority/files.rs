@@ -65,6 +65,26 @@ fn write_then_link(tmp: &Path, path: &Path, contents: &[u8]) -> Result<bool, CaE
     }
 }
 
+/// The mode of `path` when group or others may access it (a CA key should be 0600), else None.
+pub(crate) fn shared_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+/// Logs a warning naming the fix when the CA key file at `path` is open to other users.
+pub(crate) fn warn_if_shared(path: &Path) {
+    if let Some(mode) = shared_mode(path) {
+        tracing::warn!(
+            "the CA private key {} is readable by other users (mode {mode:o}): anyone who can \
+             read it can impersonate every site to clients that trust this CA; \
+             fix with: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+}
+
 /// Makes a public file (a certificate to distribute) hold `contents`: written when missing,
 /// rewritten when it holds something else (say, the certificate of a CA since deleted).
 pub(crate) fn sync_public_file(path: &Path, contents: &[u8]) -> Result<(), CaError> {
@@ -183,7 +203,18 @@ fn der_length(len: usize) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::der_length;
+    use super::{der_length, shared_mode, write_private_new};
+
+    #[test]
+    fn a_key_file_open_to_others_is_noticed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("ca.pem");
+        assert!(write_private_new(&key, b"key").unwrap());
+        assert_eq!(shared_mode(&key), None, "written 0600");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(shared_mode(&key), Some(0o644));
+    }
 
     #[test]
     fn der_lengths() {

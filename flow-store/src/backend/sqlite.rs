@@ -81,8 +81,11 @@ impl SqliteBackend {
             message,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| open_error(e.to_string()))?;
+            crate::private::create_dir(parent).map_err(|e| open_error(e.to_string()))?;
         }
+        // A new database is created 0600 here, before SQLite would create it with the umask's
+        // mode; SQLite gives its -wal and -shm files the database file's mode.
+        crate::private::open_append(path).map_err(|e| open_error(e.to_string()))?;
         let mut connection = connect(path).map_err(|e| open_error(e.to_string()))?;
         connection
             .execute_batch(SCHEMA)
