@@ -249,3 +249,34 @@ fn parse_errors_carry_positions() {
             .starts_with("invalid filter expression at char 1")
     );
 }
+
+#[test]
+fn deep_nesting_is_a_parse_error_not_a_stack_overflow() {
+    // A hundred levels of each parse (and match) as usual.
+    let hundred_nots = format!("{}~q", "!".repeat(100));
+    Filter::parse(&hundred_nots).expect("100 nested '!'");
+    assert_eq!(
+        matching(&hundred_nots),
+        matching("~q"),
+        "an even number of '!'"
+    );
+    let error = Filter::parse(&format!("!{hundred_nots}")).expect_err("101 '!'");
+    assert!(
+        error.message.contains("more than 100 deep"),
+        "{}",
+        error.message
+    );
+    Filter::parse(&format!("{}~q {}", "(".repeat(100), ")".repeat(100))).expect("100 '('");
+    for deep in [
+        format!("{}~q", "!".repeat(100_000)),
+        format!("{}~q{}", "(".repeat(100_000), ")".repeat(100_000)),
+        format!("{}~q", "(!".repeat(60_000)),
+    ] {
+        let error = Filter::parse(&deep).expect_err("too deep");
+        assert!(
+            error.message.contains("more than 100 deep"),
+            "{}",
+            error.message
+        );
+    }
+}

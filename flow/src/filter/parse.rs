@@ -88,6 +88,7 @@ pub(super) fn parse(input: &str, options: FilterOptions) -> Result<Expr, FilterE
         pos: 0,
         options,
         furthest: None,
+        depth: 0,
     };
     if parser.chars.is_empty() {
         return Err(FilterError {
@@ -128,7 +129,14 @@ struct Parser {
     pos: usize,
     options: FilterOptions,
     furthest: Option<FilterError>,
+    /// How many `!` and `(` enclose the current position.
+    depth: usize,
 }
+
+/// How deep `!` and `(` may nest. Real filters nest a few levels; the bound keeps a crafted one
+/// (`!` or `(` a hundred thousand times, sent to flow-store's Query) from overflowing the
+/// stack: it is a parse error instead.
+pub(super) const MAX_DEPTH: usize = 100;
 
 type Parsed<T> = Result<T, ()>;
 
@@ -199,10 +207,26 @@ impl Parser {
         self.skip_space();
         if self.peek() == Some(&'!') {
             self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            let inner = self.nested(Self::not)?;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.pos = start;
         self.primary()
+    }
+
+    /// Runs `parse` one nesting level deeper, failing past [`MAX_DEPTH`].
+    fn nested(&mut self, parse: fn(&mut Self) -> Parsed<Expr>) -> Parsed<Expr> {
+        if self.depth >= MAX_DEPTH {
+            let pos = self.pos;
+            return self.fail(
+                pos,
+                format!("the expression nests '!' and '(' more than {MAX_DEPTH} deep"),
+            );
+        }
+        self.depth += 1;
+        let parsed = parse(self);
+        self.depth -= 1;
+        parsed
     }
 
     fn primary(&mut self) -> Parsed<Expr> {
@@ -210,7 +234,7 @@ impl Parser {
         self.skip_space();
         if self.peek() == Some(&'(') {
             self.pos += 1;
-            let inner = self.or();
+            let inner = self.nested(Self::or);
             self.skip_space();
             if inner.is_ok() && self.peek() == Some(&')') {
                 self.pos += 1;

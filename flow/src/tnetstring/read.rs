@@ -46,7 +46,7 @@ pub fn read_value<R: Read>(reader: &mut R, offset: u64) -> Result<Option<Value>,
     let payload_offset = pos + 1;
     let mut data = read_exact_at(reader, length + 1, payload_offset)?;
     let tag = data.pop().unwrap_or(b'\0');
-    parse_payload(&Bytes::from(data), tag, payload_offset).map(Some)
+    parse_payload(&Bytes::from(data), tag, payload_offset, 0).map(Some)
 }
 
 fn read_byte<R: Read>(
@@ -70,10 +70,16 @@ fn read_byte<R: Read>(
 
 /// Decodes the value at the start of `data`; returns it and the number of bytes it used.
 pub fn decode(data: &[u8]) -> Result<(Value, usize), TnetstringError> {
-    decode_at(&Bytes::copy_from_slice(data), 0)
+    decode_at(&Bytes::copy_from_slice(data), 0, 0)
 }
 
-fn decode_at(data: &Bytes, base: u64) -> Result<(Value, usize), TnetstringError> {
+/// How deep lists and dicts may nest. mitmproxy's flow states nest about six levels; the
+/// bound keeps a crafted file (`]` inside `]` a hundred thousand times) from overflowing the
+/// stack: it is an error instead.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Decodes the value at the start of `data`, a container's item at nesting `depth`.
+fn decode_at(data: &Bytes, base: u64, depth: usize) -> Result<(Value, usize), TnetstringError> {
     let colon = data
         .iter()
         .take(MAX_LENGTH_DIGITS + 1)
@@ -104,11 +110,27 @@ fn decode_at(data: &Bytes, base: u64) -> Result<(Value, usize), TnetstringError>
             message: format!("a value of {length} bytes does not fit in its container"),
         });
     }
-    let value = parse_payload(&data.slice(start..end), data[end], base + start as u64)?;
+    let value = parse_payload(
+        &data.slice(start..end),
+        data[end],
+        base + start as u64,
+        depth,
+    )?;
     Ok((value, end + 1))
 }
 
-fn parse_payload(payload: &Bytes, tag: u8, offset: u64) -> Result<Value, TnetstringError> {
+fn parse_payload(
+    payload: &Bytes,
+    tag: u8,
+    offset: u64,
+    depth: usize,
+) -> Result<Value, TnetstringError> {
+    if matches!(tag, b']' | b'}') && depth >= MAX_DEPTH {
+        return Err(invalid(
+            offset,
+            format!("lists and dicts nested more than {MAX_DEPTH} deep"),
+        ));
+    }
     let text = || {
         std::str::from_utf8(payload).map_err(|e| {
             invalid(
@@ -139,9 +161,9 @@ fn parse_payload(payload: &Bytes, tag: u8, offset: u64) -> Result<Value, Tnetstr
         },
         b'~' if payload.is_empty() => Value::Null,
         b'~' => return Err(invalid(offset, "a null must have an empty payload")),
-        b']' => Value::List(parse_items(payload, offset)?),
+        b']' => Value::List(parse_items(payload, offset, depth + 1)?),
         b'}' => {
-            let items = parse_items(payload, offset)?;
+            let items = parse_items(payload, offset, depth + 1)?;
             if items.len() % 2 != 0 {
                 return Err(invalid(offset, "a dict has a key without a value"));
             }
@@ -162,12 +184,12 @@ fn parse_payload(payload: &Bytes, tag: u8, offset: u64) -> Result<Value, Tnetstr
     })
 }
 
-fn parse_items(payload: &Bytes, offset: u64) -> Result<Vec<Value>, TnetstringError> {
+fn parse_items(payload: &Bytes, offset: u64, depth: usize) -> Result<Vec<Value>, TnetstringError> {
     let mut items = Vec::new();
     let mut pos = 0usize;
     while pos < payload.len() {
         let rest = payload.slice(pos..);
-        let (value, used) = decode_at(&rest, offset + pos as u64).map_err(|e| match e {
+        let (value, used) = decode_at(&rest, offset + pos as u64, depth).map_err(|e| match e {
             // Inside a container whose length was complete, running out is corruption.
             TnetstringError::Truncated { offset, message } => {
                 TnetstringError::Invalid { offset, message }
@@ -191,6 +213,31 @@ fn invalid(offset: u64, message: impl Into<String>) -> TnetstringError {
 mod tests {
     use super::super::{Dict, encode};
     use super::*;
+
+    /// `]` inside `]`, `levels` deep.
+    fn nested_lists(levels: usize) -> Vec<u8> {
+        let mut value = b"0:]".to_vec();
+        for _ in 1..levels {
+            let mut outer = format!("{}:", value.len()).into_bytes();
+            outer.extend_from_slice(&value);
+            outer.push(b']');
+            value = outer;
+        }
+        value
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let (value, _) = decode(&nested_lists(MAX_DEPTH)).expect("the deepest allowed");
+        assert!(matches!(value, Value::List(_)));
+        for levels in [MAX_DEPTH + 1, 10_000] {
+            let data = nested_lists(levels);
+            let error = decode(&data).expect_err("too deep");
+            assert!(error.to_string().contains("nested more than 64"), "{error}");
+            let error = read_value(&mut &data[..], 0).expect_err("too deep");
+            assert!(error.to_string().contains("nested more than 64"), "{error}");
+        }
+    }
 
     #[test]
     fn round_trips_nested_values() {
