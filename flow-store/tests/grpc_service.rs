@@ -217,3 +217,50 @@ async fn a_corrupt_upload_names_the_offset_and_keeps_earlier_flows() {
     assert_eq!(offset, second + 15, "{}", status.message());
     assert_eq!(running.store.list("", |_| ()).await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn deeply_nested_filters_and_uploads_are_refused_and_the_service_lives_on() {
+    let running = start().await;
+    running
+        .remote
+        .client()
+        .append(tokio_stream::iter(flow_parts(http_flow(
+            "kept",
+            "example.com",
+            "/",
+            200,
+        ))))
+        .await
+        .unwrap();
+    for filter in ["!".repeat(100_000) + "~q", "(".repeat(100_000) + "~q"] {
+        let request = QueryRequest {
+            filter,
+            limit: 10,
+            after: String::new(),
+        };
+        let error = running.remote.client().query(request).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        assert!(error.message().contains("more than 100 deep"), "{error}");
+    }
+    // A flow file whose one record is a list inside a list, 10,000 deep.
+    let mut record = b"0:]".to_vec();
+    for _ in 1..10_000 {
+        let mut outer = format!("{}:", record.len()).into_bytes();
+        outer.extend_from_slice(&record);
+        outer.push(b']');
+        record = outer;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("nested.mitm");
+    std::fs::write(&nested, record).unwrap();
+    let error = running.remote.import_file(&nested).await.unwrap_err();
+    assert!(error.to_string().contains("nested more than 64"), "{error}");
+
+    let mut ids = Vec::new();
+    running
+        .remote
+        .list("", |summary| ids.push(summary.id))
+        .await
+        .expect("the service still answers");
+    assert_eq!(ids, ["kept"]);
+}
