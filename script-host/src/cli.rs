@@ -100,8 +100,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             .context("installing the SIGTERM/SIGINT handlers")?;
         runtime.spawn(drain_on_signal(signals, host.clone(), health, grace));
     }
-    announce(&incoming.address);
+    // Ready before the address is announced: whoever reads the announcement may probe at once
+    // (the listener is bound; sessions queue until the server runs).
     flowtap_telemetry::set_ready(true);
+    announce(&incoming.address);
     let server = runtime.spawn(serve(
         host.clone(),
         incoming.stream,
