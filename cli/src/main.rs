@@ -161,6 +161,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Each client takes two descriptors: the usual soft limit of 1024 would end accepting at
+    // about 500 clients.
+    let descriptors = flowtap_proxy_core::limits::raise_descriptor_limit();
+    tracing::debug!("descriptor limit: {descriptors}");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -557,6 +561,12 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
         http2: options.http2,
         shutdown_grace: options.shutdown_grace,
         intercept: intercept_filter(options)?,
+        request_head_timeout: options.request_head_timeout,
+        client_idle_timeout: options.client_idle_timeout,
+        tls_handshake_timeout: options.tls_handshake_timeout,
+        tunnel_idle_timeout: options.tunnel_idle_timeout,
+        max_client_connections: options.max_client_connections,
+        body_size_limit: options.body_size_limit,
         ..Config::default()
     })
 }

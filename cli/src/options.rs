@@ -35,12 +35,24 @@ pub(crate) struct Options {
     pub(crate) script_workers: usize,
     /// With `-r`, keep serving after the file was read.
     pub(crate) keepserving: bool,
+    /// Client deadlines (`request_head_timeout`, `client_idle_timeout`,
+    /// `tls_handshake_timeout`, `tunnel_idle_timeout`, seconds), as the proxy's config has them.
+    pub(crate) request_head_timeout: Duration,
+    pub(crate) client_idle_timeout: Duration,
+    pub(crate) tls_handshake_timeout: Duration,
+    pub(crate) tunnel_idle_timeout: Duration,
+    /// Client connections served at once (`max_client_connections`; 0: from the descriptor
+    /// limit).
+    pub(crate) max_client_connections: usize,
+    /// Larger bodies are refused (`body_size_limit`, mitmproxy's size syntax).
+    pub(crate) body_size_limit: Option<u64>,
     /// Values for options no part of flowtap knows: offered to scripts.
     pub(crate) deferred: BTreeMap<String, String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
+        let defaults = flowtap_proxy_core::Config::default();
         Self {
             confdir: home().join(".flowtap"),
             listen_host: "127.0.0.1".into(),
@@ -57,6 +69,12 @@ impl Default for Options {
             websocket: true,
             shutdown_grace: Duration::from_secs(5),
             keepserving: false,
+            request_head_timeout: defaults.request_head_timeout,
+            client_idle_timeout: defaults.client_idle_timeout,
+            tls_handshake_timeout: defaults.tls_handshake_timeout,
+            tunnel_idle_timeout: defaults.tunnel_idle_timeout,
+            max_client_connections: defaults.max_client_connections,
+            body_size_limit: defaults.body_size_limit,
             hook_timeout: Duration::from_secs(5),
             script_failure: "open".into(),
             script_workers: 1,
@@ -123,6 +141,33 @@ impl Options {
                 Kind::Int(i64::try_from(self.script_workers).unwrap_or(i64::MAX)),
             ),
             ("hook_timeout", Kind::Float(self.hook_timeout.as_secs_f64())),
+            (
+                "body_size_limit",
+                match self.body_size_limit {
+                    Some(bytes) => text(&bytes.to_string()),
+                    None => Kind::Null(true),
+                },
+            ),
+            (
+                "request_head_timeout",
+                Kind::Float(self.request_head_timeout.as_secs_f64()),
+            ),
+            (
+                "client_idle_timeout",
+                Kind::Float(self.client_idle_timeout.as_secs_f64()),
+            ),
+            (
+                "tls_handshake_timeout",
+                Kind::Float(self.tls_handshake_timeout.as_secs_f64()),
+            ),
+            (
+                "tunnel_idle_timeout",
+                Kind::Float(self.tunnel_idle_timeout.as_secs_f64()),
+            ),
+            (
+                "max_client_connections",
+                Kind::Int(i64::try_from(self.max_client_connections).unwrap_or(i64::MAX)),
+            ),
         ];
         values
             .into_iter()
@@ -161,10 +206,15 @@ impl Options {
                 self.shutdown_grace =
                     Duration::from_secs_f64(parse_float(name, required(name, value)?)?)
             }
-            "hook_timeout" => {
-                self.hook_timeout =
-                    Duration::from_secs_f64(parse_float(name, required(name, value)?)?)
+            "hook_timeout" => self.hook_timeout = parse_seconds(name, value)?,
+            "request_head_timeout" => self.request_head_timeout = parse_seconds(name, value)?,
+            "client_idle_timeout" => self.client_idle_timeout = parse_seconds(name, value)?,
+            "tls_handshake_timeout" => self.tls_handshake_timeout = parse_seconds(name, value)?,
+            "tunnel_idle_timeout" => self.tunnel_idle_timeout = parse_seconds(name, value)?,
+            "max_client_connections" => {
+                self.max_client_connections = parse_int(name, required(name, value)?)?
             }
+            "body_size_limit" => self.body_size_limit = value.map(parse_size).transpose()?,
             "script_failure" => match required(name, value)? {
                 policy @ ("open" | "closed") => self.script_failure = policy.to_string(),
                 other => bail!("option script_failure: expected open or closed, got {other:?}"),
@@ -199,6 +249,15 @@ fn parse_int<T: std::str::FromStr>(name: &str, value: &str) -> anyhow::Result<T>
         .parse()
         .ok()
         .with_context(|| format!("option {name}: not an integer: {value:?}"))
+}
+
+/// A positive number of seconds.
+fn parse_seconds(name: &str, value: Option<&str>) -> anyhow::Result<Duration> {
+    let seconds = parse_float(name, required(name, value)?)?;
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("option {name}: expected a positive number of seconds"))
 }
 
 fn parse_float(name: &str, value: &str) -> anyhow::Result<f64> {

@@ -34,6 +34,24 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// How long in-flight flows may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// How long a whole request head may take to arrive once its first byte has
+    /// (`request_head_timeout`); a client that is slower gets 408.
+    pub request_head_timeout: Duration,
+    /// How long a client connection may wait without sending a byte while the proxy reads from
+    /// it: between keep-alive requests, before the first one, inside a body, before the first
+    /// bytes in a tunnel (`client_idle_timeout`).
+    pub client_idle_timeout: Duration,
+    /// How long a client's TLS handshake may take (`tls_handshake_timeout`).
+    pub tls_handshake_timeout: Duration,
+    /// How long a tunnel, WebSocket, raw TCP flow or HTTP/2 connection may carry no byte either
+    /// way before it is closed (`tunnel_idle_timeout`).
+    pub tunnel_idle_timeout: Duration,
+    /// The most client connections served at once; more wait in the listen backlog
+    /// (`max_client_connections`). 0: what the descriptor limit allows.
+    pub max_client_connections: usize,
+    /// Bodies larger than this are refused: a request with 413, a response with 502
+    /// (`body_size_limit`, as mitmproxy's). Streamed bodies are not limited.
+    pub body_size_limit: Option<u64>,
     /// Pause flows that match in `request` and `response` until a script resumes or kills them
     /// (`--set intercept=FILTER`; replayed flows are never paused).
     pub intercept: Option<flowtap_flow::Filter>,
@@ -55,6 +73,12 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             intercept: None,
+            request_head_timeout: Duration::from_secs(30),
+            client_idle_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(15),
+            tunnel_idle_timeout: Duration::from_secs(600),
+            max_client_connections: 0,
+            body_size_limit: None,
         }
     }
 }

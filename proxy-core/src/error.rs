@@ -1,7 +1,5 @@
-//! Errors, and the one place that decides how an error becomes a response to the client.
-
-use bytes::Bytes;
-use flowtap_proto::v1::{Header, Response};
+//! The proxy's errors: setting up, HTTP/1 framing, and reaching servers. How an error becomes
+//! an answer to the client is decided in `respond`.
 
 /// A failure to start the proxy.
 #[derive(Debug, thiserror::Error)]
@@ -55,43 +53,10 @@ pub(crate) enum UpstreamError {
     Tls { host: String, reason: String },
     #[error("{0}")]
     Http(#[from] Http1Error),
+    /// The client's side of a streamed request body broke (bad framing, or the client left).
+    #[error("reading the request body from the client: {0}")]
+    ClientBody(Http1Error),
     /// A script's stream callable could not filter the body.
     #[error("{0}")]
     Stream(#[from] crate::stream::FilterFailed),
-}
-
-/// A response the proxy makes itself to report an error to the client. mitmproxy sends such
-/// pages without storing them in the flow; so does flowtap.
-pub(crate) fn error_response(status: u16, message: &str) -> Response {
-    let body = format!("flowtap: {message}\n");
-    Response {
-        http_version: Bytes::from_static(b"HTTP/1.1"),
-        headers: vec![
-            header("content-type", "text/plain; charset=utf-8"),
-            header("content-length", &body.len().to_string()),
-            header("connection", "close"),
-        ],
-        content: Some(Bytes::from(body)),
-        trailers: None,
-        timestamp_start: crate::flow::now(),
-        timestamp_end: Some(crate::flow::now()),
-        status_code: u32::from(status),
-        reason: Bytes::from_static(reason_phrase(status).as_bytes()),
-        stream: flowtap_proto::v1::StreamMode::Buffer.into(),
-    }
-}
-
-fn header(name: &str, value: &str) -> Header {
-    Header {
-        name: Bytes::copy_from_slice(name.as_bytes()),
-        value: Bytes::copy_from_slice(value.as_bytes()),
-    }
-}
-
-/// The standard reason phrase of a status code, or "" when unknown.
-pub(crate) fn reason_phrase(status: u16) -> &'static str {
-    http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("")
 }

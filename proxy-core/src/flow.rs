@@ -118,6 +118,19 @@ pub fn is_killed(flow: &Flow) -> bool {
     flow.error.as_ref().is_some_and(|e| e.msg == KILLED_MESSAGE)
 }
 
+/// `GET http://host/path` for a log line (the flow's type for flows without a request).
+pub(crate) fn describe(flow: &Flow) -> String {
+    use flowtap_flow::RequestExt as _;
+    match &flow.request {
+        Some(request) => format!(
+            "{} {}",
+            String::from_utf8_lossy(&request.method),
+            request.pretty_url()
+        ),
+        None => format!("{} flow", flow.r#type),
+    }
+}
+
 /// Where a request goes, parsed from its target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Target {

@@ -13,12 +13,12 @@ use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::error::error_response;
-use crate::flow::{self, Target, is_killed, new_http_flow};
-use crate::hooks::{Hook, Verdict};
-use crate::http::ClientCtx;
+use crate::context::{ClientCtx, Shared};
+use crate::flow::{self, Target, new_http_flow};
 use crate::http1::Conn;
-use crate::server::Shared;
+use crate::lifecycle::{self, Step};
+use crate::limits::idle_bounded;
+use crate::respond::Refusal;
 use crate::stream::{self, ChunkFilter};
 use crate::upstream::Io;
 
@@ -71,10 +71,15 @@ pub(crate) async fn serve(
         async move { Ok::<_, std::convert::Infallible>(stream.handle(req).await) }
     });
     let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(conn.io), service)
-        .await;
-    if let Err(e) = served {
-        tracing::debug!("client HTTP/2 connection ended: {e}");
+        .serve_connection(TokioIo::new(conn.io), service);
+    // Boxed so that the connection future is checked for `Send` here, with its lifetimes
+    // known (rustc cannot prove it through the generic `idle_bounded`).
+    let served: std::pin::Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>> =
+        Box::pin(served);
+    match idle_bounded(&ctx.activity, shared.config.tunnel_idle_timeout, served).await {
+        Some(Err(e)) => tracing::debug!("client HTTP/2 connection ended: {e}"),
+        Some(Ok(())) => {}
+        None => tracing::debug!("closing an idle client HTTP/2 connection"),
     }
 }
 
@@ -91,8 +96,8 @@ impl Stream {
         tokio::select! {
             response = self.lifecycle(&mut flow, incoming) => response,
             () = live.killed() => {
-                let responded = flow.response.as_ref().is_some_and(|r| r.timestamp_end.is_some());
-                self.killed(&mut flow, !responded).await
+                let error_hook = !lifecycle::responded(&flow);
+                self.end(&mut flow, Step::Kill { error_hook }).await
             }
         }
     }
@@ -100,46 +105,80 @@ impl Stream {
     /// The hooks and the forwarding of one stream's request, from `requestheaders` on.
     async fn lifecycle(&self, flow: &mut Flow, incoming: Incoming) -> hyper::Response<Body> {
         let shared = &self.shared;
-        if killed_by(&shared.hook(Hook::Requestheaders, flow).await, flow) {
-            return self.killed(flow, true).await;
+        let step = lifecycle::requestheaders(shared, flow).await;
+        if !matches!(step, Step::Go) {
+            return self.end(flow, step).await;
         }
-        let mut body = Some(incoming);
         if shared.buffer_request(flow) && stream::request_mode(flow) == StreamMode::Buffer {
-            let Some(incoming) = body.take() else {
-                unreachable!("the body is taken once")
-            };
-            match collect(incoming).await {
+            match collect(incoming, shared.config.body_size_limit).await {
                 Ok((content, trailers)) => {
-                    let request = flow.request.as_mut().expect("an HTTP flow has a request");
-                    request.content = Some(content);
-                    request.trailers = trailers;
-                    request.timestamp_end = Some(flow::now());
+                    if let Some(request) = flow.request.as_mut() {
+                        request.content = Some(content);
+                        request.trailers = trailers;
+                        request.timestamp_end = Some(flow::now());
+                    }
                 }
-                Err(e) => {
-                    return self
-                        .failed(flow, 400, &format!("reading the request body: {e}"))
-                        .await;
+                Err(Collect::Limit(limit)) => {
+                    return self.end(flow, Step::Fail(over_limit(limit))).await;
+                }
+                Err(Collect::Read(e)) => {
+                    let refusal = Refusal::BadRequest(format!("reading the request body: {e}"));
+                    return self.end(flow, Step::Fail(refusal)).await;
                 }
             }
-            let verdict = shared.hook(Hook::Request, flow).await;
-            if killed_by(&verdict, flow) {
-                return self.killed(flow, true).await;
-            }
-            if verdict == Verdict::Respond || flow.response.is_some() {
-                return self.respond(flow).await;
-            }
+            return match lifecycle::request(shared, flow).await {
+                Step::Go => self.forward(flow, None).await,
+                other => self.end(flow, other).await,
+            };
         }
-        let body = body.map(|incoming| match ChunkFilter::request(&shared.hooks, flow) {
+        let body = match ChunkFilter::request(&shared.hooks, flow) {
             None => incoming.map_err(BoxError::from).boxed(),
             Some(filter) => {
-                let request = flow.request.as_mut().expect("an HTTP flow has a request");
-                request
-                    .headers
-                    .retain(|h| !h.name.eq_ignore_ascii_case(b"content-length"));
+                if let Some(request) = flow.request.as_mut() {
+                    request
+                        .headers
+                        .retain(|h| !h.name.eq_ignore_ascii_case(b"content-length"));
+                }
                 relayed(incoming, Some(filter)).0
             }
-        });
-        self.forward(flow, body).await
+        };
+        self.forward(flow, Some(body)).await
+    }
+
+    /// Ends a stream's flow whose lifecycle step is not `Go`: a kill resets the stream, a
+    /// script's response is answered after its response hooks, a failure with its page.
+    async fn end(&self, flow: &mut Flow, step: Step) -> hyper::Response<Body> {
+        let step = match step {
+            Step::Respond => lifecycle::answered_by_script(&self.shared, flow).await,
+            other => other,
+        };
+        match step {
+            Step::Go | Step::Respond => self.finish(flow),
+            Step::Kill { error_hook } => {
+                lifecycle::killed(&self.shared, flow, error_hook).await;
+                // hyper resets the stream when the body errors out.
+                let reset = futures_util::stream::iter([Err::<Frame<Bytes>, BoxError>(
+                    flow::KILLED_MESSAGE.into(),
+                )]);
+                hyper::Response::new(BodyExt::boxed(StreamBody::new(reset)))
+            }
+            Step::Fail(refusal) => {
+                lifecycle::failed(&self.shared, flow, &refusal).await;
+                refusal.log(&self.client);
+                let response = refusal.response();
+                let headers: Vec<Header> = response
+                    .headers
+                    .iter()
+                    .filter(|h| !h.name.eq_ignore_ascii_case(b"connection"))
+                    .cloned()
+                    .collect();
+                let response = Response {
+                    headers,
+                    ..response
+                };
+                to_hyper_response(&response, buffered_body(response.content.clone(), None))
+            }
+        }
     }
 
     fn request_from_parts(&self, parts: &http::request::Parts) -> Request {
@@ -172,34 +211,37 @@ impl Stream {
 
     async fn forward(&self, flow: &mut Flow, body: Option<Body>) -> hyper::Response<Body> {
         let streamed_request = body.is_some();
-        let request = flow.request.as_ref().expect("an HTTP flow has a request");
+        let Some(request) = flow.request.as_ref() else {
+            let refusal = Refusal::Upstream("a script removed the request".into());
+            return self.end(flow, Step::Fail(refusal)).await;
+        };
         if request.host != self.target.host || request.port != u32::from(self.target.port) {
             let msg = "a script redirected an HTTP/2 request to another server; not supported yet";
-            return self.failed(flow, 502, msg).await;
+            return self
+                .end(flow, Step::Fail(Refusal::Upstream(msg.into())))
+                .await;
         }
         let outgoing = match build_request(request, body) {
             Ok(r) => r,
-            Err(e) => return self.failed(flow, 502, &e).await,
+            Err(e) => return self.end(flow, Step::Fail(Refusal::Upstream(e))).await,
         };
         let mut sender = self.sender.clone();
         let response = match sender.send_request(outgoing).await {
             Ok(r) => r,
             Err(e) => {
-                return self
-                    .failed(flow, 502, &format!("HTTP/2 request to server failed: {e}"))
-                    .await;
+                let refusal = Refusal::Upstream(format!("HTTP/2 request to server failed: {e}"));
+                return self.end(flow, Step::Fail(refusal)).await;
             }
         };
-        if flow
-            .request
-            .as_ref()
-            .is_some_and(|r| r.timestamp_end.is_none())
-        {
-            flow.request.as_mut().expect("checked").timestamp_end = Some(flow::now());
+        if let Some(request) = flow.request.as_mut().filter(|r| r.timestamp_end.is_none()) {
+            request.timestamp_end = Some(flow::now());
         }
         // A streamed request fires `request` once the server answered, as over HTTP/1.
-        if streamed_request && killed_by(&self.shared.hook(Hook::Request, flow).await, flow) {
-            return self.killed(flow, true).await;
+        if streamed_request {
+            let step = lifecycle::request(&self.shared, flow).await;
+            if let Step::Kill { .. } = step {
+                return self.end(flow, step).await;
+            }
         }
         let (parts, incoming) = response.into_parts();
         flow.response = Some(Response {
@@ -214,36 +256,42 @@ impl Stream {
             stream: StreamMode::Buffer.into(),
         });
         let shared = self.shared.clone();
-        if killed_by(&shared.hook(Hook::Responseheaders, flow).await, flow) {
-            return self.killed(flow, true).await;
+        let step = lifecycle::responseheaders(&shared, flow).await;
+        if !matches!(step, Step::Go) {
+            return self.end(flow, step).await;
         }
         if stream::response_mode(flow) != StreamMode::Buffer {
             return self.stream_response(std::mem::take(flow), incoming);
         }
         if !shared.buffer_response(flow) {
-            shared.live.finish(&flow.id);
-            flow.live = false;
-            shared.sink.flow_finished(flow);
-            let response = flow.response.as_ref().expect("set above");
+            lifecycle::finished(&shared, flow);
+            let Some(response) = flow.response.as_ref() else {
+                return self.end(flow, Step::Go).await;
+            };
             return to_hyper_response(response, incoming.map_err(BoxError::from).boxed());
         }
-        match collect(incoming).await {
+        match collect(incoming, shared.config.body_size_limit).await {
             Ok((content, trailers)) => {
-                let response = flow.response.as_mut().expect("set above");
-                response.content = Some(content);
-                response.trailers = trailers;
-                response.timestamp_end = Some(flow::now());
+                if let Some(response) = flow.response.as_mut() {
+                    response.content = Some(content);
+                    response.trailers = trailers;
+                    response.timestamp_end = Some(flow::now());
+                }
             }
-            Err(e) => {
-                return self
-                    .failed(flow, 502, &format!("reading the response body: {e}"))
-                    .await;
+            Err(Collect::Limit(limit)) => {
+                let refusal =
+                    Refusal::Upstream(format!("response: {}", over_limit(limit).message()));
+                return self.end(flow, Step::Fail(refusal)).await;
+            }
+            Err(Collect::Read(e)) => {
+                let refusal = Refusal::Upstream(format!("reading the response body: {e}"));
+                return self.end(flow, Step::Fail(refusal)).await;
             }
         }
-        if killed_by(&shared.hook(Hook::Response, flow).await, flow) {
-            return self.killed(flow, false).await;
+        match lifecycle::response(&shared, flow).await {
+            Step::Go => self.finish(flow),
+            other => self.end(flow, other).await,
         }
-        self.finish(flow)
     }
 
     /// A response a script streams (`flow.response.stream`): the head goes out now, the body
@@ -252,108 +300,96 @@ impl Stream {
         let filter = ChunkFilter::response(&self.shared.hooks, &flow);
         let length_may_change = filter.is_some();
         let (body, pumped) = relayed(incoming, filter);
-        let response = flow.response.as_ref().expect("set before the hooks");
-        let mut out = to_hyper_response(response, body);
+        let mut out = match flow.response.as_ref() {
+            Some(response) => to_hyper_response(response, body),
+            None => hyper::Response::new(body),
+        };
         if length_may_change {
             out.headers_mut().remove(http::header::CONTENT_LENGTH);
         }
         let this = self.clone();
         tokio::spawn(async move {
             let outcome = pumped.await.unwrap_or_else(|e| Err(e.to_string()));
-            let response = flow.response.as_mut().expect("set before the hooks");
-            response.timestamp_end = Some(flow::now());
-            match outcome {
-                Ok(trailers) => {
-                    response.trailers = trailers.map(|t| Headers {
-                        fields: headers_from_map(&t),
+            if let Some(response) = flow.response.as_mut() {
+                response.timestamp_end = Some(flow::now());
+                if let Ok(trailers) = &outcome {
+                    response.trailers = trailers.as_ref().map(|t| Headers {
+                        fields: headers_from_map(t),
                     });
                 }
-                Err(message) => {
-                    let _ = this.failed(&mut flow, 502, &message).await;
-                    return;
-                }
             }
-            if killed_by(&this.shared.hook(Hook::Response, &mut flow).await, &flow) {
-                let _ = this.killed(&mut flow, false).await;
+            if let Err(message) = outcome {
+                // The head has gone out: the failure is recorded, the stream was reset.
+                let refusal = Refusal::Upstream(message);
+                lifecycle::failed(&this.shared, &mut flow, &refusal).await;
+                refusal.log(&this.client);
                 return;
             }
-            let _ = this.finish(&mut flow);
+            match lifecycle::response(&this.shared, &mut flow).await {
+                Step::Kill { error_hook } => {
+                    lifecycle::killed(&this.shared, &mut flow, error_hook).await;
+                }
+                // The body has gone out already: a script that removed the response changes
+                // nothing.
+                _ => lifecycle::finished(&this.shared, &mut flow),
+            }
         });
         out
     }
 
-    async fn respond(&self, flow: &mut Flow) -> hyper::Response<Body> {
-        let shared = self.shared.clone();
-        if killed_by(&shared.hook(Hook::Responseheaders, flow).await, flow) {
-            return self.killed(flow, true).await;
-        }
-        if killed_by(&shared.hook(Hook::Response, flow).await, flow) {
-            return self.killed(flow, false).await;
-        }
-        self.finish(flow)
-    }
-
+    /// The flow's (buffered) response goes to the client and the flow is complete.
     fn finish(&self, flow: &mut Flow) -> hyper::Response<Body> {
-        self.shared.live.finish(&flow.id);
-        flow.live = false;
-        self.shared.sink.flow_finished(flow);
-        let response = flow
-            .response
-            .as_ref()
-            .expect("a finished flow has a response");
-        to_hyper_response(
-            response,
-            buffered_body(response.content.clone(), response.trailers.as_ref()),
-        )
-    }
-
-    async fn failed(&self, flow: &mut Flow, status: u16, message: &str) -> hyper::Response<Body> {
-        self.shared.live.finish(&flow.id);
-        tracing::info!(flow = %flow.id, "{message}");
-        flow::set_error(flow, message);
-        self.shared.hook(Hook::Error, flow).await;
-        flow.live = false;
-        self.shared.sink.flow_finished(flow);
-        let response = error_response(status, message);
-        let headers: Vec<Header> = response
-            .headers
-            .iter()
-            .filter(|h| !h.name.eq_ignore_ascii_case(b"connection"))
-            .cloned()
-            .collect();
-        let response = Response {
-            headers,
-            ..response
-        };
-        to_hyper_response(&response, buffered_body(response.content.clone(), None))
-    }
-
-    /// A killed flow resets its stream: hyper does that when the body errors out.
-    async fn killed(&self, flow: &mut Flow, fire_error: bool) -> hyper::Response<Body> {
-        self.shared.live.finish(&flow.id);
-        flow::set_error(flow, flow::KILLED_MESSAGE);
-        flow.live = false;
-        if fire_error {
-            self.shared.hook(Hook::Error, flow).await;
+        lifecycle::finished(&self.shared, flow);
+        match flow.response.as_ref() {
+            Some(response) => to_hyper_response(
+                response,
+                buffered_body(response.content.clone(), response.trailers.as_ref()),
+            ),
+            None => {
+                let refusal = Refusal::Upstream("the flow has no response to send".into());
+                refusal.log(&self.client);
+                let response = refusal.response();
+                to_hyper_response(&response, buffered_body(response.content.clone(), None))
+            }
         }
-        self.shared.sink.flow_finished(flow);
-        let reset = futures_util::stream::iter([Err::<Frame<Bytes>, BoxError>(
-            flow::KILLED_MESSAGE.into(),
-        )]);
-        hyper::Response::new(BodyExt::boxed(StreamBody::new(reset)))
     }
 }
 
-fn killed_by(verdict: &Verdict, flow: &Flow) -> bool {
-    *verdict == Verdict::Kill || is_killed(flow)
+/// Why a body could not be collected.
+enum Collect {
+    Read(hyper::Error),
+    Limit(u64),
 }
 
-async fn collect(incoming: Incoming) -> Result<(Bytes, Option<Headers>), hyper::Error> {
-    let collected = incoming.collect().await?;
-    let trailers = collected.trailers().map(|t| Headers {
-        fields: headers_from_map(t),
-    });
-    Ok((collected.to_bytes(), trailers))
+fn over_limit(limit: u64) -> Refusal {
+    Refusal::TooLarge(format!(
+        "the body is larger than body_size_limit ({limit} bytes)"
+    ))
+}
+
+async fn collect(
+    mut incoming: Incoming,
+    limit: Option<u64>,
+) -> Result<(Bytes, Option<Headers>), Collect> {
+    let mut content = bytes::BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(Collect::Read)?;
+        match frame.into_data() {
+            Ok(data) => {
+                if let Some(limit) = limit.filter(|l| (content.len() + data.len()) as u64 > *l) {
+                    return Err(Collect::Limit(limit));
+                }
+                content.extend_from_slice(&data);
+            }
+            Err(frame) => {
+                trailers = frame.into_trailers().ok().map(|t| Headers {
+                    fields: headers_from_map(&t),
+                });
+            }
+        }
+    }
+    Ok((content.freeze(), trailers))
 }
 
 fn headers_from_map(map: &HeaderMap) -> Vec<Header> {

@@ -1,36 +1,25 @@
-//! The HTTP/1 flow lifecycle on one client connection: read a request, run the hooks, forward
-//! it, run the response hooks, answer the client; then the next request on the same connection.
-//!
-//! Hook order (mitmproxy 12, spec 1.9): `requestheaders`, `request`, [`server_connect`,
-//! `server_connected` when a new server connection is needed], `responseheaders`, `response`;
-//! or `error` when the flow fails. A response set by a script in `requestheaders` or `request`
-//! skips the server but still goes through `responseheaders` and `response`.
+//! HTTP/1 on one client connection: read a request, drive its flow through `lifecycle`, forward
+//! it, answer the client; then the next request on the same connection. CONNECT requests are
+//! handed back to the caller (the client task), which opens the tunnel.
 
 use bytes::{Bytes, BytesMut};
-use flowtap_proto::v1::{Connection, Flow, Header, Headers, Response, StreamMode};
+use flowtap_proto::v1::{Connection, Flow, Header, Headers, StreamMode};
 use tokio::io::AsyncWriteExt;
 
-use crate::error::{Http1Error, UpstreamError, error_response};
-use crate::flow::{self, Target, is_killed, new_http_flow, request_from_head, response_from_head};
-use crate::hooks::{Hook, Verdict};
+use crate::context::{ClientCtx, Shared};
+use crate::error::{Http1Error, UpstreamError};
+use crate::flow::{self, Target, new_http_flow, request_from_head, response_from_head};
 use crate::http1::{
-    self, BodyReader, Conn, Framing, RequestHead, header, header_has_token, push_header,
-    write_body_end, write_body_piece, write_end_to_end,
+    self, BodyReader, Conn, Framing, RequestHead, buffered_framing, header, header_has_token,
+    push_header, response_head_bytes, write_body_end, write_body_piece, write_end_to_end,
+    write_full_response,
 };
-use crate::server::Shared;
+use crate::lifecycle::{self, Step};
+use crate::limits::{Activity, idle_bounded};
+use crate::respond::{self, Refusal};
 use crate::stream::{self, ChunkFilter};
 use crate::upstream::{Io, PoolKey, Upstream};
 use crate::websocket;
-
-/// The state of one client connection that outlives a single request.
-pub(crate) struct ClientCtx {
-    /// The client connection as flows record it.
-    pub(crate) client: Connection,
-    /// Server connections this client connection has used and may use again.
-    pub(crate) owned: Vec<Upstream>,
-    /// Inside a CONNECT tunnel: where origin-form requests go.
-    pub(crate) tunnel: Option<Target>,
-}
 
 /// What the connection loop does after a request.
 pub(crate) enum Next {
@@ -54,16 +43,14 @@ pub(crate) async fn serve(
 ) -> Next {
     loop {
         let head = tokio::select! {
-            head = conn.read_request_head() => head,
+            head = next_head(shared, conn) => head,
             _ = shutdown.wait_for(|stop| *stop), if conn.buf.is_empty() => return Next::Close,
         };
         let head = match head {
             Ok(Some(head)) => head,
             Ok(None) => return Next::Close,
-            Err(Http1Error::Io(_) | Http1Error::Truncated) => return Next::Close,
-            Err(e) => {
-                tracing::info!(client = ?ctx.client.peername, "bad request: {e}");
-                let _ = write_error(conn, 400, &e.to_string()).await;
+            Err(refusal) => {
+                respond::send_h1(conn, &ctx.client, &refusal).await;
                 return Next::Close;
             }
         };
@@ -75,6 +62,33 @@ pub(crate) async fn serve(
             Next::KeepAlive => return Next::Close,
             other => return other,
         }
+    }
+}
+
+/// Waits for the next request head: the connection's idle deadline applies until its first
+/// byte, then the whole head must arrive within `request_head_timeout`. `Ok(None)`: the client
+/// closed or stayed idle past its deadline, or the connection broke; nothing is answered.
+async fn next_head(shared: &Shared, conn: &mut Conn<Io>) -> Result<Option<RequestHead>, Refusal> {
+    if conn.buf.is_empty() {
+        match conn.fill().await {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    tracing::debug!("closing an idle client connection");
+                }
+                return Ok(None);
+            }
+        }
+    }
+    match tokio::time::timeout(shared.config.request_head_timeout, conn.read_request_head()).await {
+        Err(_) => Err(Refusal::HeadTimeout),
+        Ok(Ok(head)) => Ok(head),
+        Ok(Err(Http1Error::Io(e))) if e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(Refusal::HeadTimeout)
+        }
+        Ok(Err(Http1Error::Io(_) | Http1Error::Truncated)) => Ok(None),
+        Ok(Err(e)) => Err(Refusal::client(&e)),
     }
 }
 
@@ -102,7 +116,7 @@ pub(crate) async fn replay(shared: &Shared, mut flow: Flow) {
     let client = flow.client_conn.clone().unwrap_or_default();
     // The replay's client connection is over when the replay is (it may carry the id of a
     // connection that closed long ago).
-    let _closed = crate::server::ClientClosed {
+    let _closed = crate::context::ClientClosed {
         hooks: std::sync::Arc::clone(&shared.hooks),
         client_id: client.id.clone(),
     };
@@ -110,41 +124,32 @@ pub(crate) async fn replay(shared: &Shared, mut flow: Flow) {
         client,
         owned: Vec::new(),
         tunnel: None,
+        activity: crate::limits::Activity::new(),
     };
-    if shared.hook(Hook::Requestheaders, &mut flow).await == Verdict::Kill || is_killed(&flow) {
-        killed(shared, &mut flow, true).await;
-        return;
-    }
-    let verdict = shared.hook(Hook::Request, &mut flow).await;
-    if verdict == Verdict::Kill || is_killed(&flow) {
-        killed(shared, &mut flow, true).await;
-    } else if verdict == Verdict::Respond || flow.response.is_some() {
-        respond_from_script(shared, &mut conn, &mut flow, false).await;
-    } else {
-        forward(
-            shared,
-            &mut conn,
-            &mut ctx,
-            &mut flow,
-            Body::Buffered,
-            false,
-        )
-        .await;
+    let step = match lifecycle::requestheaders(shared, &mut flow).await {
+        Step::Go => lifecycle::request(shared, &mut flow).await,
+        other => other,
+    };
+    match step {
+        Step::Go => {
+            forward(
+                shared,
+                &mut conn,
+                &mut ctx,
+                &mut flow,
+                Body::Buffered,
+                false,
+            )
+            .await;
+        }
+        other => {
+            end(shared, &mut conn, &ctx.client, &mut flow, other, false).await;
+        }
     }
     let owned = std::mem::take(&mut ctx.owned);
     for up in owned {
         shared.server_closed(&ctx.client, up).await;
     }
-}
-
-/// Writes a proxy-made error page and flushes it.
-pub(crate) async fn write_error(
-    conn: &mut Conn<Io>,
-    status: u16,
-    msg: &str,
-) -> std::io::Result<()> {
-    let response = error_response(status, msg);
-    write_full_response(conn, &response, b"GET", true).await
 }
 
 /// The body of a message: held in the flow, or still on the wire.
@@ -161,54 +166,69 @@ async fn exchange(
     ctx: &mut ClientCtx,
     head: RequestHead,
 ) -> Next {
-    let Some(target) = request_target(&head, ctx.tunnel.as_ref()) else {
-        let form = String::from_utf8_lossy(&head.target).into_owned();
-        let _ = write_error(
-            conn,
-            400,
-            &format!("invalid request target {form:?} (expected absolute form)"),
-        )
-        .await;
-        return Next::Close;
-    };
-    let framing = match http1::request_framing(&head.headers) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = write_error(conn, 400, &e.to_string()).await;
+    let framed = match check_request(&head, ctx.tunnel.as_ref()) {
+        Ok(framed) => framed,
+        Err(refusal) => {
+            respond::send_h1(conn, &ctx.client, &refusal).await;
             return Next::Close;
         }
     };
-    let framed = Framed {
-        framing,
-        keep_alive: client_keep_alive(&head),
-        expect_continue: header_has_token(&head.headers, "expect", "100-continue"),
-    };
-    let mut flow = new_http_flow(&ctx.client, request_from_head(head, &target));
+    let mut flow = new_http_flow(&ctx.client, request_from_head(head, &framed.target));
+    if ctx.tunnel.is_none() {
+        align_host_header(request_mut(&mut flow));
+    }
     let Some(live) = shared.live.register(&flow.id) else {
-        return lifecycle(shared, conn, ctx, &mut flow, framed).await;
+        return http_flow(shared, conn, ctx, &mut flow, framed).await;
     };
     // A script may kill the flow from outside its hooks (a stored flow, another flow's hook,
     // a task): the exchange stops where it is and the client connection is closed.
     tokio::select! {
-        next = lifecycle(shared, conn, ctx, &mut flow, framed) => next,
+        next = http_flow(shared, conn, ctx, &mut flow, framed) => next,
         () = live.killed() => {
-            // Killed once the response was complete, the flow gets no `error` hook.
-            let responded = flow.response.as_ref().is_some_and(|r| r.timestamp_end.is_some());
-            killed(shared, &mut flow, !responded).await
+            let error_hook = !lifecycle::responded(&flow);
+            lifecycle::killed(shared, &mut flow, error_hook).await;
+            Next::Close
         }
     }
 }
 
-/// What the request head says about its body and the connection.
-#[derive(Clone, Copy)]
+/// What the request head says about its target, its body and the connection.
 struct Framed {
+    target: Target,
     framing: Framing,
     keep_alive: bool,
     expect_continue: bool,
 }
 
-/// The hooks and the forwarding of one request, from `requestheaders` on.
-async fn lifecycle(
+/// Checks a request head before anything of it goes anywhere: a target the proxy can serve,
+/// unambiguous framing, a `Host` header that agrees with an absolute-form target.
+fn check_request(head: &RequestHead, tunnel: Option<&Target>) -> Result<Framed, Refusal> {
+    let Some(target) = request_target(head, tunnel) else {
+        let form = String::from_utf8_lossy(&head.target).into_owned();
+        return Err(Refusal::BadRequest(format!(
+            "invalid request target {form:?} (expected absolute form)"
+        )));
+    };
+    let hosts = head
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(b"host"))
+        .count();
+    if hosts > 1 {
+        return Err(Refusal::BadRequest("more than one Host header".into()));
+    }
+    let framing =
+        http1::request_framing(&head.version, &head.headers).map_err(|e| Refusal::client(&e))?;
+    Ok(Framed {
+        target,
+        framing,
+        keep_alive: client_keep_alive(head),
+        expect_continue: header_has_token(&head.headers, "expect", "100-continue"),
+    })
+}
+
+/// The flow's hooks and its forwarding, from `requestheaders` on.
+async fn http_flow(
     shared: &Shared,
     conn: &mut Conn<Io>,
     ctx: &mut ClientCtx,
@@ -219,12 +239,14 @@ async fn lifecycle(
         framing,
         keep_alive,
         expect_continue,
+        ..
     } = framed;
     if shared.too_large(framing) {
         request_mut(flow).stream = StreamMode::Pass.into();
     }
-    if shared.hook(Hook::Requestheaders, flow).await == Verdict::Kill || is_killed(flow) {
-        return killed(shared, flow, true).await;
+    let step = lifecycle::requestheaders(shared, flow).await;
+    if !matches!(step, Step::Go) {
+        return end(shared, conn, &ctx.client, flow, step, keep_alive).await;
     }
     if expect_continue {
         request_mut(flow)
@@ -242,32 +264,71 @@ async fn lifecycle(
 
     let buffer = shared.buffer_request(flow) && stream::request_mode(flow) == StreamMode::Buffer;
     let mut body = BodyReader::new(framing);
-    let request_body = if buffer || framing == Framing::Empty {
-        match read_whole(conn, &mut body).await {
-            Ok((content, trailers)) => {
-                let request = request_mut(flow);
-                request.content = Some(content);
-                request.trailers = trailers.map(|fields| Headers { fields });
-                request.timestamp_end = Some(flow::now());
-            }
-            Err(_) => return Next::Close,
+    if !buffer && framing != Framing::Empty {
+        let body = Body::Streaming(body, ChunkFilter::request(&shared.hooks, flow));
+        return forward(shared, conn, ctx, flow, body, keep_alive).await;
+    }
+    match read_whole(conn, &mut body, shared.config.body_size_limit).await {
+        Ok((content, trailers)) => {
+            let request = request_mut(flow);
+            request.content = Some(content);
+            request.trailers = trailers.map(|fields| Headers { fields });
+            request.timestamp_end = Some(flow::now());
         }
-        Body::Buffered
-    } else {
-        Body::Streaming(body, ChunkFilter::request(&shared.hooks, flow))
-    };
+        Err(BodyError::Limit(refusal)) => {
+            lifecycle::failed(shared, flow, &refusal).await;
+            respond::send_h1(conn, &ctx.client, &refusal).await;
+            return Next::Close;
+        }
+        Err(BodyError::Read(Http1Error::Io(_) | Http1Error::Truncated)) => {
+            // The client left mid-body: nothing to answer.
+            lifecycle::failed(
+                shared,
+                flow,
+                &Refusal::BadRequest("client disconnected".into()),
+            )
+            .await;
+            return Next::Close;
+        }
+        Err(BodyError::Read(e)) => {
+            let refusal = Refusal::client(&e);
+            lifecycle::failed(shared, flow, &refusal).await;
+            respond::send_h1(conn, &ctx.client, &refusal).await;
+            return Next::Close;
+        }
+    }
+    match lifecycle::request(shared, flow).await {
+        Step::Go => forward(shared, conn, ctx, flow, Body::Buffered, keep_alive).await,
+        other => end(shared, conn, &ctx.client, flow, other, keep_alive).await,
+    }
+}
 
-    let mut verdict = Verdict::Continue;
-    if matches!(request_body, Body::Buffered) {
-        verdict = shared.hook(Hook::Request, flow).await;
-        if verdict == Verdict::Kill || is_killed(flow) {
-            return killed(shared, flow, true).await;
+/// Ends a flow whose lifecycle step is not `Go`: a kill closes the connection, a script's
+/// response is answered after its response hooks, a failure is answered with its page.
+async fn end(
+    shared: &Shared,
+    conn: &mut Conn<Io>,
+    client: &Connection,
+    flow: &mut Flow,
+    step: Step,
+    keep_alive: bool,
+) -> Next {
+    let step = match step {
+        Step::Respond => lifecycle::answered_by_script(shared, flow).await,
+        other => other,
+    };
+    match step {
+        Step::Go | Step::Respond => finish_to_client(shared, conn, flow, keep_alive).await,
+        Step::Kill { error_hook } => {
+            lifecycle::killed(shared, flow, error_hook).await;
+            Next::Close
+        }
+        Step::Fail(refusal) => {
+            lifecycle::failed(shared, flow, &refusal).await;
+            respond::send_h1(conn, client, &refusal).await;
+            Next::Close
         }
     }
-    if verdict == Verdict::Respond || flow.response.is_some() {
-        return respond_from_script(shared, conn, flow, keep_alive).await;
-    }
-    forward(shared, conn, ctx, flow, request_body, keep_alive).await
 }
 
 /// Where a request goes: its absolute-form target, or inside a tunnel the tunnel's server.
@@ -293,13 +354,30 @@ fn request_mut(flow: &mut Flow) -> &mut flowtap_proto::v1::Request {
     flow.request.get_or_insert_with(Default::default)
 }
 
-/// Reads a whole body into memory.
+/// Why a body could not be read whole.
+enum BodyError {
+    /// The framing broke or the connection did.
+    Read(Http1Error),
+    /// The body is larger than `body_size_limit`.
+    Limit(Refusal),
+}
+
+/// Reads a whole body into memory, refusing one larger than `limit`.
 async fn read_whole(
     conn: &mut Conn<Io>,
     body: &mut BodyReader,
-) -> Result<(Bytes, Option<Vec<Header>>), Http1Error> {
+    limit: Option<u64>,
+) -> Result<(Bytes, Option<Vec<Header>>), BodyError> {
+    if let (Some(limit), Framing::Length(n)) = (limit, body.framing())
+        && n > limit
+    {
+        return Err(BodyError::Limit(over_limit(limit)));
+    }
     let mut content = BytesMut::new();
-    while let Some(piece) = body.next(conn).await? {
+    while let Some(piece) = body.next(conn).await.map_err(BodyError::Read)? {
+        if limit.is_some_and(|l| (content.len() + piece.len()) as u64 > l) {
+            return Err(BodyError::Limit(over_limit(limit.unwrap_or_default())));
+        }
         if content.is_empty() {
             content = BytesMut::from(piece);
         } else {
@@ -309,33 +387,10 @@ async fn read_whole(
     Ok((content.freeze(), body.take_trailers()))
 }
 
-/// The flow was killed by a script: record it, fire `error` (unless the response hook killed
-/// it), hand it to the sinks and close the client connection.
-async fn killed(shared: &Shared, flow: &mut Flow, fire_error: bool) -> Next {
-    shared.live.finish(&flow.id);
-    flow::set_error(flow, flow::KILLED_MESSAGE);
-    flow.live = false;
-    if fire_error {
-        shared.hook(Hook::Error, flow).await;
-    }
-    shared.sink.flow_finished(flow);
-    Next::Close
-}
-
-/// A script answered the request: the response hooks still run, no server is contacted.
-async fn respond_from_script(
-    shared: &Shared,
-    conn: &mut Conn<Io>,
-    flow: &mut Flow,
-    keep_alive: bool,
-) -> Next {
-    if shared.hook(Hook::Responseheaders, flow).await == Verdict::Kill || is_killed(flow) {
-        return killed(shared, flow, true).await;
-    }
-    if shared.hook(Hook::Response, flow).await == Verdict::Kill || is_killed(flow) {
-        return killed(shared, flow, false).await;
-    }
-    finish_to_client(shared, conn, flow, keep_alive).await
+fn over_limit(limit: u64) -> Refusal {
+    Refusal::TooLarge(format!(
+        "the body is larger than body_size_limit ({limit} bytes)"
+    ))
 }
 
 /// Writes the flow's (buffered) response to the client and completes the flow.
@@ -351,10 +406,11 @@ async fn finish_to_client(
         .map(|r| r.method.clone())
         .unwrap_or_default();
     shared.live.finish(&flow.id);
-    let response = flow.response.clone().unwrap_or_default();
-    let result = write_full_response(conn, &response, &method, !keep_alive).await;
-    flow.live = false;
-    shared.sink.flow_finished(flow);
+    let result = match &flow.response {
+        Some(response) => write_full_response(&mut conn.io, response, &method, !keep_alive).await,
+        None => Ok(()),
+    };
+    lifecycle::finished(shared, flow);
     if result.is_ok() && keep_alive {
         Next::KeepAlive
     } else {
@@ -376,7 +432,7 @@ async fn forward(
         websocket::strip_deflate_offer(&mut request_mut(flow).headers);
     }
     let (key, sni) = {
-        let request = flow.request.as_ref().expect("an HTTP flow has a request");
+        let request = request_mut(flow);
         let key = PoolKey {
             tls: &request.scheme[..] == b"https",
             host: request.host.clone(),
@@ -394,7 +450,7 @@ async fn forward(
                 reused = false;
                 match shared.connect_server(&ctx.client, flow, &key, &sni).await {
                     Ok(up) => up,
-                    Err(e) => return upstream_failed(shared, conn, flow, &e, 502).await,
+                    Err(e) => return upstream_failed(shared, conn, &ctx.client, flow, &e).await,
                 }
             }
         };
@@ -408,14 +464,15 @@ async fn forward(
             {
                 continue;
             }
-            Err(e) => return upstream_failed(shared, conn, flow, &e, 502).await,
+            Err(e) => return upstream_failed(shared, conn, &ctx.client, flow, &e).await,
         }
     };
     if let Body::Streaming(..) = request_body {
         request_mut(flow).timestamp_end = Some(flow::now());
         // A streamed request fires `request` once the body has gone through.
-        if shared.hook(Hook::Request, flow).await == Verdict::Kill || is_killed(flow) {
-            return killed(shared, flow, true).await;
+        let step = lifecycle::request(shared, flow).await;
+        if let Step::Kill { .. } = step {
+            return end(shared, conn, &ctx.client, flow, step, keep_alive).await;
         }
     }
     if response_head.status == 101 {
@@ -436,7 +493,11 @@ async fn send_request(
     flow: &Flow,
     body: &mut Body,
 ) -> Result<http1::ResponseHead, UpstreamError> {
-    let request = flow.request.as_ref().expect("an HTTP flow has a request");
+    let Some(request) = flow.request.as_ref() else {
+        return Err(UpstreamError::Http(Http1Error::Malformed(
+            "a script removed the request".into(),
+        )));
+    };
     let framing = match body {
         Body::Buffered => buffered_framing(&request.headers, request.content.as_deref(), true),
         // A callable may change the length.
@@ -474,7 +535,11 @@ async fn send_request(
         }
         Body::Streaming(reader, filter) => {
             io.write_all(&head).await.map_err(Http1Error::Io)?;
-            while let Some(mut piece) = reader.next(client).await? {
+            while let Some(mut piece) = reader
+                .next(client)
+                .await
+                .map_err(UpstreamError::ClientBody)?
+            {
                 if let Some(filter) = filter {
                     piece = filter.apply(piece).await?;
                 }
@@ -504,6 +569,20 @@ async fn send_request(
     }
 }
 
+/// An absolute-form request's `Host` header is replaced by the target's authority (RFC 9112
+/// 3.2.2): the server must not see a different host than the one the request goes to.
+fn align_host_header(request: &mut flowtap_proto::v1::Request) {
+    let authority = host_header(request);
+    if let Some(found) = request
+        .headers
+        .iter_mut()
+        .find(|h| h.name.eq_ignore_ascii_case(b"host"))
+        .filter(|h| h.value != authority.as_bytes())
+    {
+        found.value = Bytes::from(authority);
+    }
+}
+
 fn host_header(request: &flowtap_proto::v1::Request) -> String {
     let default = if &request.scheme[..] == b"https" {
         443
@@ -522,18 +601,6 @@ fn host_header(request: &flowtap_proto::v1::Request) -> String {
     }
 }
 
-/// The framing for a body held in memory: chunked if the message says so, else a length.
-fn buffered_framing(headers: &[Header], content: Option<&[u8]>, is_request: bool) -> Framing {
-    let len = content.map_or(0, <[u8]>::len) as u64;
-    if header_has_token(headers, "transfer-encoding", "chunked") {
-        Framing::Chunked
-    } else if len > 0 || header(headers, "content-length").is_some() || !is_request {
-        Framing::Length(len)
-    } else {
-        Framing::Empty
-    }
-}
-
 fn streaming_framing(reader: &BodyReader) -> Framing {
     match reader.framing() {
         Framing::Close => Framing::Chunked,
@@ -541,25 +608,24 @@ fn streaming_framing(reader: &BodyReader) -> Framing {
     }
 }
 
-/// The server could not be reached or answered badly: record the error, fire the hooks,
-/// answer the client with an error page naming the cause.
+/// The way to the server or back failed: record the error, fire the hooks, answer the client
+/// with a page naming the cause (400 when it was the client's streamed body, else 502).
 async fn upstream_failed(
     shared: &Shared,
     conn: &mut Conn<Io>,
+    client: &Connection,
     flow: &mut Flow,
     error: &UpstreamError,
-    status: u16,
 ) -> Next {
-    shared.live.finish(&flow.id);
-    let message = error.to_string();
-    tracing::info!(flow = %flow.id, "{message}");
-    flow::set_error(flow, message.clone());
-    // mitmproxy's `error` hook still sees a live flow here (only a kill ends it before).
-    shared.hook(Hook::Error, flow).await;
-    flow.live = false;
-    shared.sink.flow_finished(flow);
-    let _ = write_error(conn, status, &message).await;
-    Next::Close
+    end(
+        shared,
+        conn,
+        client,
+        flow,
+        Step::Fail(Refusal::server(error)),
+        false,
+    )
+    .await
 }
 
 /// Reads the response, runs its hooks and relays it to the client.
@@ -582,32 +648,41 @@ async fn receive_response(
     let framing = match http1::response_framing(&method, head.status, &head.headers) {
         Ok(f) => f,
         Err(e) => {
-            return upstream_failed(shared, conn, flow, &UpstreamError::Http(e), 502).await;
+            return upstream_failed(shared, conn, &ctx.client, flow, &UpstreamError::Http(e)).await;
         }
     };
-    flow.response = Some(response_from_head(head));
+    let mut response = response_from_head(head);
     if shared.too_large(framing) {
-        flow.response.as_mut().expect("set above").stream = StreamMode::Pass.into();
+        response.stream = StreamMode::Pass.into();
     }
-    if shared.hook(Hook::Responseheaders, flow).await == Verdict::Kill || is_killed(flow) {
-        return killed(shared, flow, true).await;
+    flow.response = Some(response);
+    let step = lifecycle::responseheaders(shared, flow).await;
+    if !matches!(step, Step::Go) {
+        return end(shared, conn, &ctx.client, flow, step, keep_alive).await;
     }
     let mut body = BodyReader::new(framing);
     let buffer = shared.buffer_response(flow) && stream::response_mode(flow) == StreamMode::Buffer;
     if buffer || framing == Framing::Empty {
-        match read_whole(&mut up.conn, &mut body).await {
-            Ok((content, trailers)) => {
-                let response = flow.response.as_mut().expect("set above");
-                response.content = Some(content);
-                response.trailers = trailers.map(|fields| Headers { fields });
-                response.timestamp_end = Some(flow::now());
-            }
-            Err(e) => {
-                return upstream_failed(shared, conn, flow, &UpstreamError::Http(e), 502).await;
-            }
+        let (content, trailers) =
+            match read_whole(&mut up.conn, &mut body, shared.config.body_size_limit).await {
+                Ok(whole) => whole,
+                Err(BodyError::Read(e)) => {
+                    let error = UpstreamError::Http(e);
+                    return upstream_failed(shared, conn, &ctx.client, flow, &error).await;
+                }
+                Err(BodyError::Limit(refusal)) => {
+                    let refusal = Refusal::Upstream(format!("response: {}", refusal.message()));
+                    return end(shared, conn, &ctx.client, flow, Step::Fail(refusal), false).await;
+                }
+            };
+        if let Some(response) = flow.response.as_mut() {
+            response.content = Some(content);
+            response.trailers = trailers.map(|fields| Headers { fields });
+            response.timestamp_end = Some(flow::now());
         }
-        if shared.hook(Hook::Response, flow).await == Verdict::Kill || is_killed(flow) {
-            return killed(shared, flow, false).await;
+        let step = lifecycle::response(shared, flow).await;
+        if !matches!(step, Step::Go) {
+            return end(shared, conn, &ctx.client, flow, step, keep_alive).await;
         }
         release_server(
             shared,
@@ -620,7 +695,6 @@ async fn receive_response(
     }
     // Streamed: the head goes out now, the body piece by piece, `response` fires at the end.
     let filter = ChunkFilter::response(&shared.hooks, flow);
-    let response = flow.response.as_ref().expect("set above");
     let out = match (keep_alive, &filter) {
         (true, Some(_)) if framing != Framing::Empty => Framing::Chunked,
         (false, Some(_)) if framing != Framing::Empty => Framing::Close,
@@ -628,6 +702,9 @@ async fn receive_response(
         (false, _) => framing,
     };
     let close = !keep_alive || out == Framing::Close;
+    let Some(response) = flow.response.as_ref() else {
+        unreachable!("responseheaders returned Go, so the response is there")
+    };
     let mut head_bytes = response_head_bytes(response, out, close);
     // A small body already read with the head leaves in the same write: one segment, and
     // one wake-up for the client instead of two.
@@ -645,16 +722,21 @@ async fn receive_response(
     } else {
         relay_body(&mut up.conn, &mut body, conn, out, filter.as_ref()).await
     };
-    let response = flow.response.as_mut().expect("set above");
-    response.timestamp_end = Some(flow::now());
-    response.trailers = body.take_trailers().map(|fields| Headers { fields });
+    if let Some(response) = flow.response.as_mut() {
+        response.timestamp_end = Some(flow::now());
+        response.trailers = body.take_trailers().map(|fields| Headers { fields });
+    }
     if let Err(e) = result {
-        return upstream_failed(shared, conn, flow, &e, 502).await;
+        // The head has gone out: the failure is recorded, and the connection closed.
+        lifecycle::failed(shared, flow, &Refusal::server(&e)).await;
+        Refusal::server(&e).log(&ctx.client);
+        return Next::Close;
     }
-    if shared.hook(Hook::Response, flow).await == Verdict::Kill || is_killed(flow) {
-        return killed(shared, flow, false).await;
+    let step = lifecycle::response(shared, flow).await;
+    if let Step::Kill { error_hook } = step {
+        lifecycle::killed(shared, flow, error_hook).await;
+        return Next::Close;
     }
-    shared.live.finish(&flow.id);
     release_server(
         shared,
         ctx,
@@ -662,8 +744,8 @@ async fn receive_response(
         server_keep_alive && framing != Framing::Close,
     )
     .await;
-    flow.live = false;
-    shared.sink.flow_finished(flow);
+    // The body has gone out already: a script that removed the response changes nothing.
+    lifecycle::finished(shared, flow);
     if close { Next::Close } else { Next::KeepAlive }
 }
 
@@ -707,55 +789,6 @@ async fn release_server(shared: &Shared, ctx: &mut ClientCtx, up: Upstream, reus
     }
 }
 
-/// Serialises a response head for the client.
-fn response_head_bytes(response: &Response, framing: Framing, close: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    let status = u16::try_from(response.status_code).unwrap_or(500);
-    flowtap_telemetry::proxy::response(status);
-    out.extend_from_slice(format!("HTTP/1.1 {status} ").as_bytes());
-    out.extend_from_slice(&response.reason);
-    out.extend_from_slice(b"\r\n");
-    // HEAD, 204 and 304 keep the length the server announced.
-    write_end_to_end(&mut out, &response.headers, status == 101, framing);
-    if close {
-        push_header(&mut out, b"connection", b"close");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// Writes a response held in memory.
-async fn write_full_response(
-    conn: &mut Conn<Io>,
-    response: &Response,
-    method: &[u8],
-    close: bool,
-) -> std::io::Result<()> {
-    let status = u16::try_from(response.status_code).unwrap_or(500);
-    let no_body = method.eq_ignore_ascii_case(b"HEAD")
-        || (100..200).contains(&status)
-        || matches!(status, 204 | 304);
-    let framing = if no_body {
-        Framing::Empty
-    } else {
-        buffered_framing(&response.headers, response.content.as_deref(), false)
-    };
-    let mut out = response_head_bytes(response, framing, close);
-    let content = response.content.as_deref().unwrap_or_default();
-    if framing == Framing::Chunked {
-        conn.io.write_all(&out).await?;
-        write_body_piece(&mut conn.io, framing, content).await?;
-        let trailers = response.trailers.as_ref().map(|t| t.fields.as_slice());
-        write_body_end(&mut conn.io, framing, trailers).await?;
-    } else if !no_body {
-        out.extend_from_slice(content);
-        conn.io.write_all(&out).await?;
-    } else {
-        conn.io.write_all(&out).await?;
-    }
-    conn.io.flush().await
-}
-
 /// A 101 response: the connection switches protocols. A WebSocket becomes the WebSocket part
 /// of this flow (`flow.websocket` is set before `response`); anything else is relayed as bytes.
 async fn upgrade(
@@ -771,42 +804,58 @@ async fn upgrade(
     response.timestamp_end = Some(flow::now());
     let is_websocket = websocket::is_websocket_response(shared, &response.headers);
     flow.response = Some(response);
-    if shared.hook(Hook::Responseheaders, flow).await == Verdict::Kill || is_killed(flow) {
-        return killed(shared, flow, true).await;
+    let step = lifecycle::responseheaders(shared, flow).await;
+    if !matches!(step, Step::Go) {
+        return end(shared, conn, &ctx.client, flow, step, false).await;
     }
     if is_websocket {
         flow.websocket = Some(Default::default());
     }
-    if shared.hook(Hook::Response, flow).await == Verdict::Kill || is_killed(flow) {
-        return killed(shared, flow, false).await;
+    let step = lifecycle::response(shared, flow).await;
+    if !matches!(step, Step::Go) {
+        return end(shared, conn, &ctx.client, flow, step, false).await;
     }
-    let response = flow.response.as_ref().expect("set above");
+    let Some(response) = flow.response.as_ref() else {
+        unreachable!("response returned Go, so the response is there")
+    };
     let head = response_head_bytes(response, Framing::Empty, false);
     if conn.io.write_all(&head).await.is_err() {
         return Next::Close;
     }
     if flow.websocket.is_some() {
-        websocket::relay(shared, conn, &mut up.conn, flow).await;
+        websocket::relay(shared, &ctx.activity, conn, &mut up.conn, flow).await;
     } else {
         shared.live.finish(&flow.id);
-        relay_upgraded(conn, &mut up.conn).await;
-        flow.live = false;
-        shared.sink.flow_finished(flow);
+        relay_upgraded(shared, &ctx.activity, conn, &mut up.conn).await;
+        lifecycle::finished(shared, flow);
     }
     shared.server_closed(&ctx.client, up).await;
     Next::Upgraded
 }
 
-/// Relays an upgraded connection that is not a WebSocket flow as bytes.
-async fn relay_upgraded(client: &mut Conn<Io>, server: &mut Conn<Io>) {
-    // Bytes already read past the heads belong to the other side.
-    let pending = server.buf.split();
-    if client.io.write_all(&pending).await.is_err() {
-        return;
+/// Relays bytes both ways between a client and a server (an upgraded connection that is not a
+/// WebSocket flow) until either side closes or the client connection idles past
+/// `tunnel_idle_timeout`. Bytes already read past the heads go first.
+async fn relay_upgraded(
+    shared: &Shared,
+    activity: &Activity,
+    client: &mut Conn<Io>,
+    server: &mut Conn<Io>,
+) {
+    let copied = async {
+        let pending = server.buf.split();
+        client.io.write_all(&pending).await?;
+        let pending = client.buf.split();
+        server.io.write_all(&pending).await?;
+        tokio::io::copy_bidirectional(&mut client.io, &mut server.io).await
+    };
+    if idle_bounded(activity, shared.config.tunnel_idle_timeout, copied)
+        .await
+        .is_none()
+    {
+        tracing::debug!(
+            "closing a relayed connection idle for {:?}",
+            shared.config.tunnel_idle_timeout
+        );
     }
-    let pending = client.buf.split();
-    if server.io.write_all(&pending).await.is_err() {
-        return;
-    }
-    let _ = tokio::io::copy_bidirectional(&mut client.io, &mut server.io).await;
 }

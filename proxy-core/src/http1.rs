@@ -15,6 +15,8 @@ use crate::error::Http1Error;
 const MAX_HEADERS: usize = 128;
 /// Largest head accepted (request line plus headers).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Longest chunk size line accepted, extensions included.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// How much is read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -53,6 +55,8 @@ pub(crate) enum Framing {
 pub(crate) struct Conn<S> {
     pub(crate) io: S,
     pub(crate) buf: BytesMut,
+    /// How long a read may wait for a byte (client connections); none for servers.
+    pub(crate) idle: Option<std::time::Duration>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -61,15 +65,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     pub(crate) fn with_buffer(io: S, buf: BytesMut) -> Self {
-        Self { io, buf }
+        Self {
+            io,
+            buf,
+            idle: None,
+        }
     }
 
-    /// Reads more bytes into the buffer; 0 means end of stream.
+    /// Reads more bytes into the buffer; 0 means end of stream. On a connection with an idle
+    /// deadline, waiting longer than it for a byte is a `TimedOut` error.
     pub(crate) async fn fill(&mut self) -> std::io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(READ_CHUNK);
         }
-        self.io.read_buf(&mut self.buf).await
+        match self.idle {
+            None => self.io.read_buf(&mut self.buf).await,
+            Some(idle) => tokio::time::timeout(idle, self.io.read_buf(&mut self.buf))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no data from the client for {idle:?}"),
+                    ))
+                }),
+        }
     }
 
     /// Reads the next request head. `Ok(None)` is a clean end of stream between requests.
@@ -192,15 +211,32 @@ pub(crate) fn header_has_token(headers: &[Header], name: &str, token: &str) -> b
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
-/// The framing of a request body (RFC 9112 6.3: chunked wins over Content-Length).
-pub(crate) fn request_framing(headers: &[Header]) -> Result<Framing, Http1Error> {
+/// The framing of a request body (RFC 9112 6.3), refusing what could be read two ways (request
+/// smuggling): Transfer-Encoding together with Content-Length, Transfer-Encoding in HTTP/1.0,
+/// a coding list that does not end in chunked, and a Content-Length that is not digits.
+pub(crate) fn request_framing(version: &[u8], headers: &[Header]) -> Result<Framing, Http1Error> {
     if header(headers, "transfer-encoding").is_some() {
-        return if header_has_token(headers, "transfer-encoding", "chunked") {
-            Ok(Framing::Chunked)
-        } else {
-            Err(Http1Error::Malformed(
-                "request transfer-encoding without chunked".into(),
-            ))
+        if version == b"HTTP/1.0" {
+            return Err(Http1Error::Malformed(
+                "transfer-encoding in an HTTP/1.0 request".into(),
+            ));
+        }
+        if header(headers, "content-length").is_some() {
+            return Err(Http1Error::Malformed(
+                "both transfer-encoding and content-length in a request".into(),
+            ));
+        }
+        let last = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(b"transfer-encoding"))
+            .flat_map(|h| h.value.split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .rfind(|t| !t.is_empty());
+        return match last {
+            Some(coding) if coding.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
+            _ => Err(Http1Error::Malformed(
+                "request transfer-encoding does not end in chunked".into(),
+            )),
         };
     }
     match content_length(headers)? {
@@ -240,10 +276,18 @@ fn content_length(headers: &[Header]) -> Result<Option<u64>, Http1Error> {
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case(b"content-length"))
     {
-        let n = std::str::from_utf8(&h.value)
+        // Digits only (RFC 9110 8.6): `parse` would also take a leading `+`.
+        let digits = h.value.trim_ascii();
+        let n = std::str::from_utf8(digits)
             .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .ok_or_else(|| Http1Error::Malformed("invalid content-length".into()))?;
+            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse::<u64>().ok())
+            .ok_or_else(|| {
+                Http1Error::Malformed(format!(
+                    "invalid content-length {:?}",
+                    String::from_utf8_lossy(&h.value)
+                ))
+            })?;
         if found.is_some_and(|f| f != n) {
             return Err(Http1Error::Malformed("conflicting content-length".into()));
         }
@@ -348,6 +392,78 @@ fn push_framing(out: &mut Vec<u8>, framing: Framing) {
         Framing::Chunked => push_header(out, b"transfer-encoding", b"chunked"),
         Framing::Empty | Framing::Close => {}
     }
+}
+
+/// The framing for a body held in memory: chunked if the message says so, else a length.
+pub(crate) fn buffered_framing(
+    headers: &[Header],
+    content: Option<&[u8]>,
+    is_request: bool,
+) -> Framing {
+    let len = content.map_or(0, <[u8]>::len) as u64;
+    if header_has_token(headers, "transfer-encoding", "chunked") {
+        Framing::Chunked
+    } else if len > 0 || header(headers, "content-length").is_some() || !is_request {
+        Framing::Length(len)
+    } else {
+        Framing::Empty
+    }
+}
+
+/// Serialises a response head for the client.
+pub(crate) fn response_head_bytes(
+    response: &flowtap_proto::v1::Response,
+    framing: Framing,
+    close: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let status = u16::try_from(response.status_code).unwrap_or(500);
+    flowtap_telemetry::proxy::response(status);
+    out.extend_from_slice(format!("HTTP/1.1 {status} ").as_bytes());
+    out.extend_from_slice(&response.reason);
+    out.extend_from_slice(b"\r\n");
+    // HEAD, 204 and 304 keep the length the server announced.
+    write_end_to_end(&mut out, &response.headers, status == 101, framing);
+    if close {
+        push_header(&mut out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Writes a response held in memory, as the answer to a request with `method`, and flushes.
+pub(crate) async fn write_full_response<W>(
+    io: &mut W,
+    response: &flowtap_proto::v1::Response,
+    method: &[u8],
+    close: bool,
+) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    let status = u16::try_from(response.status_code).unwrap_or(500);
+    let no_body = method.eq_ignore_ascii_case(b"HEAD")
+        || (100..200).contains(&status)
+        || matches!(status, 204 | 304);
+    let framing = if no_body {
+        Framing::Empty
+    } else {
+        buffered_framing(&response.headers, response.content.as_deref(), false)
+    };
+    let mut out = response_head_bytes(response, framing, close);
+    let content = response.content.as_deref().unwrap_or_default();
+    if framing == Framing::Chunked {
+        io.write_all(&out).await?;
+        write_body_piece(io, framing, content).await?;
+        let trailers = response.trailers.as_ref().map(|t| t.fields.as_slice());
+        write_body_end(io, framing, trailers).await?;
+    } else if !no_body {
+        out.extend_from_slice(content);
+        io.write_all(&out).await?;
+    } else {
+        io.write_all(&out).await?;
+    }
+    io.flush().await
 }
 
 /// A body being read from a connection, chunk by chunk.
@@ -473,6 +589,13 @@ impl BodyReader {
                     return Ok(Some(piece));
                 }
                 Ok(httparse::Status::Partial) => {
+                    // A size line (with its extensions) has no business being long: one that
+                    // never ends must not grow the buffer, nor be re-scanned without end.
+                    if conn.buf.len() > MAX_CHUNK_LINE {
+                        return Err(Http1Error::Malformed(format!(
+                            "chunk size line longer than {MAX_CHUNK_LINE} bytes"
+                        )));
+                    }
                     if conn.fill().await? == 0 {
                         return Err(Http1Error::Truncated);
                     }
@@ -630,16 +753,28 @@ mod tests {
             name: n.into(),
             value: v.into(),
         };
+        let v11: &[u8] = b"HTTP/1.1";
         assert_eq!(
-            request_framing(&[h("Content-Length", "5")]).unwrap(),
+            request_framing(v11, &[h("Content-Length", "5")]).unwrap(),
             Framing::Length(5)
         );
         assert_eq!(
-            request_framing(&[h("Content-Length", "5"), h("Transfer-Encoding", "chunked")])
-                .unwrap(),
+            request_framing(v11, &[h("Transfer-Encoding", "gzip, chunked")]).unwrap(),
             Framing::Chunked
         );
-        assert!(request_framing(&[h("Content-Length", "5"), h("content-length", "6")]).is_err());
+        // Ambiguous framing is refused, not resolved (request smuggling).
+        for refused in [
+            &[h("Content-Length", "5"), h("Transfer-Encoding", "chunked")][..],
+            &[h("Content-Length", "5"), h("content-length", "6")],
+            &[h("Content-Length", "+5")],
+            &[h("Content-Length", "0x5")],
+            &[h("Content-Length", "")],
+            &[h("Transfer-Encoding", "chunked, gzip")],
+            &[h("Transfer-Encoding", "identity")],
+        ] {
+            assert!(request_framing(v11, refused).is_err(), "{refused:?}");
+        }
+        assert!(request_framing(b"HTTP/1.0", &[h("Transfer-Encoding", "chunked")]).is_err());
         assert_eq!(
             response_framing(b"HEAD", 200, &[h("Content-Length", "5")]).unwrap(),
             Framing::Empty

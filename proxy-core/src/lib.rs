@@ -4,29 +4,46 @@
 //! CONNECT tunnels, with TLS interception by a CA of our own (`flowtap-certs`), HTTP/2 where both
 //! sides speak it, and hooks at each step of a flow's life for the scripts.
 //!
-//! Where to start: [`Proxy`] (`bind`, then `serve` with a shutdown future). A connection's life
-//! is in `server` (accept, disconnect hooks), `http` (the HTTP/1 request lifecycle and its hook
-//! order), `tunnel` (CONNECT, TLS interception, ignored hosts), `h2` (HTTP/2 streams),
-//! `websocket` (WebSocket flows after a 101) and `tcp` (raw TCP flows in tunnels).
+//! Where to start: [`Proxy`] (`bind`, then `serve` with a shutdown future).
 //!
-//! - [`hooks`]: the [`Hooks`] trait the scripts plug into; [`NoHooks`] when there are none.
-//! - [`sink`]: [`FlowSink`], where finished flows go (dump output, files, the store).
-//! - [`config`]: [`Config`], the proxy's settings.
-//! - `http1`: the HTTP/1 codec (heads kept exactly as received, chunked bodies, trailers).
-//! - `upstream`: server connections, TLS to servers, the idle pool.
-//! - `live`: the live flows scripts may kill or inject messages into from outside their hooks.
-//! - `error`: errors and the one place that turns them into responses for clients.
+//! The layers, each using only those above it:
+//! - the connection context, `context` (what every connection shares and what one client
+//!   connection carries), with `dispatch` (running hooks, the intercept pause), `servers`
+//!   (server connections with their hooks) and `respond` (the one place an error becomes the
+//!   proxy's own answer: 400/408/413 for the client's faults, 502 for the server's);
+//! - `lifecycle`: one HTTP flow's hooks and its three endings (finished, killed, failed), driven
+//!   alike by `http` (HTTP/1) and `h2` (HTTP/2);
+//! - the protocols: `http`, `h2`, `tunnel` (CONNECT, TLS interception, ignored hosts),
+//!   `websocket` (WebSocket flows after a 101) and `tcp` (raw TCP flows in tunnels);
+//! - `client` (one client connection from accept to close) and `server` (the listener, which only
+//!   accepts, at most `max_client_connections` at a time); `control` (what scripts ask from
+//!   outside hooks, and [`ClientReplay`]).
+//!
+//! Beside them: [`hooks`] (the [`Hooks`] trait the scripts plug into; [`NoHooks`] when there are
+//! none), [`sink`] ([`FlowSink`], where finished flows go), [`config`] ([`Config`]), [`limits`]
+//! (client deadlines, the descriptor limit), `http1` (the HTTP/1 codec: heads kept exactly as
+//! received, bounded lines, chunked bodies, trailers), `upstream` (server sockets, TLS, the idle
+//! pool), `live` (flows scripts may kill or inject into), `hosts` (ignored, allowed and TCP hosts), `intercept`, `stream` and `error`.
 
+mod client;
 pub mod config;
+mod context;
+mod control;
+mod dispatch;
 mod error;
 mod flow;
 mod h2;
 pub mod hooks;
+mod hosts;
 mod http;
 mod http1;
 mod intercept;
+mod lifecycle;
+pub mod limits;
 mod live;
+mod respond;
 mod server;
+mod servers;
 pub mod sink;
 mod stream;
 mod tcp;
@@ -35,8 +52,9 @@ mod upstream;
 mod websocket;
 
 pub use config::Config;
+pub use control::ClientReplay;
 pub use error::SetupError;
 pub use flow::{KILLED_MESSAGE, is_killed};
 pub use hooks::{CoreControl, HookInterest, Hooks, Interest, NoHooks, Verdict};
-pub use server::{ClientReplay, Proxy};
+pub use server::Proxy;
 pub use sink::{FlowSink, Sinks};

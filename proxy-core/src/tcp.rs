@@ -15,11 +15,12 @@ use flowtap_proto::v1::{Connection, Flow, TcpMessage};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::context::Shared;
 use crate::flow::{self, KILLED_MESSAGE, is_killed};
 use crate::hooks::{Hook, Verdict};
 use crate::http1::Conn;
+use crate::limits::{Activity, idle_bounded};
 use crate::live::{self, HandOver, Killed, MessageKind};
-use crate::server::Shared;
 use crate::upstream::Io;
 
 const HOOKS: [Hook; 4] = [
@@ -34,6 +35,7 @@ const HOOKS: [Hook; 4] = [
 pub(crate) async fn serve(
     shared: &Shared,
     client_conn: &Connection,
+    activity: &Activity,
     client: Conn<Io>,
     server: TcpStream,
     server_conn: Connection,
@@ -56,16 +58,29 @@ pub(crate) async fn serve(
     shared.hook(Hook::TcpStart, &mut flow).await;
     let mut server = Conn::new(Box::new(server) as Io);
     let mut client = client;
-    if messages {
+    let idle = shared.config.tunnel_idle_timeout;
+    let relayed = if messages {
         let mut relay = Relay {
             shared,
             flow: &mut flow,
             client: &mut client,
             server: &mut server,
         };
-        relay.run(handed).await;
+        idle_bounded(activity, idle, relay.run(handed)).await
     } else {
-        relay_bytes(&mut client, &mut server, &mut flow, handed.kill.as_ref()).await;
+        let kill = handed.kill.as_ref();
+        idle_bounded(
+            activity,
+            idle,
+            relay_bytes(&mut client, &mut server, &mut flow, kill),
+        )
+        .await
+    };
+    if relayed.is_none() {
+        flow::set_error(
+            &mut flow,
+            format!("no data either way for {idle:?} (tunnel_idle_timeout)"),
+        );
     }
     shared.live.finish(&flow.id);
     let hook = if flow.error.is_some() {

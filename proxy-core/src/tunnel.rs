@@ -11,70 +11,18 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use flowtap_proto::v1::{Connection, Request};
-use regex::{Regex, RegexBuilder};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::error::{SetupError, UpstreamError};
+use crate::context::{ClientCtx, Shared};
+use crate::error::UpstreamError;
 use crate::flow::{self, Target, is_killed, new_http_flow};
 use crate::hooks::{Hook, Verdict};
-use crate::http::{self, ClientCtx, Next, write_error};
+use crate::http::{self, Next};
 use crate::http1::{Conn, RequestHead};
-use crate::server::Shared;
+use crate::limits::{Activity, idle_bounded};
+use crate::respond::{self, Refusal};
 use crate::upstream::{Io, PoolKey, Upstream, record_tls};
-
-/// Decides which hosts are intercepted (`--ignore-hosts`, `--allow-hosts`) and which carry raw
-/// TCP (`--tcp-hosts`): patterns are searched case-insensitively in `host:port`.
-pub(crate) struct HostMatcher {
-    ignore: Vec<Regex>,
-    allow: Vec<Regex>,
-    tcp: Vec<Regex>,
-}
-
-impl HostMatcher {
-    pub(crate) fn new(
-        ignore: &[String],
-        allow: &[String],
-        tcp: &[String],
-    ) -> Result<Self, SetupError> {
-        let compile = |patterns: &[String]| {
-            patterns
-                .iter()
-                .map(|p| {
-                    RegexBuilder::new(p)
-                        .case_insensitive(true)
-                        .build()
-                        .map_err(|source| SetupError::HostPattern {
-                            pattern: p.clone(),
-                            source,
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
-        Ok(Self {
-            ignore: compile(ignore)?,
-            allow: compile(allow)?,
-            tcp: compile(tcp)?,
-        })
-    }
-
-    /// True when a tunnel to `host:port` is a raw TCP flow whatever the client sends.
-    pub(crate) fn is_tcp(&self, host: &str, port: u16) -> bool {
-        !self.tcp.is_empty() && {
-            let target = format!("{host}:{port}");
-            self.tcp.iter().any(|r| r.is_match(&target))
-        }
-    }
-
-    /// True when traffic to `host:port` is intercepted rather than relayed untouched.
-    pub(crate) fn intercept(&self, host: &str, port: u16) -> bool {
-        let target = format!("{host}:{port}");
-        if !self.allow.is_empty() {
-            return self.allow.iter().any(|r| r.is_match(&target));
-        }
-        !self.ignore.iter().any(|r| r.is_match(&target))
-    }
-}
 
 /// Handles a CONNECT request. Returns true when the tunnel carried intercepted TLS.
 pub(crate) async fn connect(
@@ -86,12 +34,8 @@ pub(crate) async fn connect(
 ) -> bool {
     let authority = String::from_utf8_lossy(&head.target).into_owned();
     let Some((host, port)) = flow::parse_authority(&authority, 443) else {
-        let _ = write_error(
-            &mut conn,
-            400,
-            &format!("invalid CONNECT target {authority:?}"),
-        )
-        .await;
+        let refusal = Refusal::BadRequest(format!("invalid CONNECT target {authority:?}"));
+        respond::send_h1(&mut conn, &ctx.client, &refusal).await;
         return false;
     };
     let mut flow = new_http_flow(&ctx.client, connect_request(head, &host, port));
@@ -117,7 +61,8 @@ pub(crate) async fn connect(
         Err(e) => {
             flow::set_error(&mut flow, e.to_string());
             shared.hook(Hook::HttpConnectError, &mut flow).await;
-            let _ = write_error(&mut conn, 502, &e.to_string()).await;
+            let refusal = Refusal::server(&e);
+            respond::send_h1(&mut conn, &ctx.client, &refusal).await;
             return false;
         }
     };
@@ -136,20 +81,23 @@ pub(crate) async fn connect(
     shared.hook(Hook::HttpConnected, &mut flow).await;
 
     if !shared.hosts.intercept(&host, port) {
-        relay(conn, tcp).await;
+        relay(shared, &ctx.activity, conn, tcp).await;
         return false;
     }
     if shared.hosts.is_tcp(&host, port) {
-        crate::tcp::serve(shared, &ctx.client, conn, tcp, server).await;
+        crate::tcp::serve(shared, &ctx.client, &ctx.activity, conn, tcp, server).await;
         return false;
     }
-    // Peek: what does the client speak inside the tunnel?
+    // Peek: what does the client speak inside the tunnel? (Server-first protocols are raw
+    // TCP: the wait for the client's first bytes is bounded by the tunnel's idle deadline.)
+    conn.idle = Some(shared.config.tunnel_idle_timeout);
     while conn.buf.is_empty() {
         match conn.fill().await {
             Ok(0) | Err(_) => return false,
             Ok(_) => {}
         }
     }
+    conn.idle = Some(shared.config.client_idle_timeout);
     let target = Target {
         scheme: "http",
         host: host.clone(),
@@ -175,7 +123,7 @@ pub(crate) async fn connect(
         let _ = http::serve(shared, &mut conn, ctx, stop).await;
         false
     } else {
-        crate::tcp::serve(shared, &ctx.client, conn, tcp, server).await;
+        crate::tcp::serve(shared, &ctx.client, &ctx.activity, conn, tcp, server).await;
         false
     }
 }
@@ -260,12 +208,19 @@ async fn connect_tcp(
     }
 }
 
-/// Relays bytes both ways until either side closes (ignored hosts).
-async fn relay(mut conn: Conn<Io>, mut server: TcpStream) {
+/// Relays bytes both ways until either side closes or the tunnel idles past
+/// `tunnel_idle_timeout` (ignored hosts).
+async fn relay(shared: &Shared, activity: &Activity, mut conn: Conn<Io>, mut server: TcpStream) {
     if !conn.buf.is_empty() && server.write_all(&conn.buf.split()).await.is_err() {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut conn.io, &mut server).await;
+    let copied = tokio::io::copy_bidirectional(&mut conn.io, &mut server);
+    if idle_bounded(activity, shared.config.tunnel_idle_timeout, copied)
+        .await
+        .is_none()
+    {
+        tracing::debug!("closing an idle tunnel to an ignored host");
+    }
 }
 
 /// A request line starts with an upper-case token and a space.
@@ -291,12 +246,18 @@ async fn intercept_tls(
         prefix,
         inner: conn.io,
     };
+    let handshake_timeout = shared.config.tls_handshake_timeout;
+    let deadline = tokio::time::Instant::now() + handshake_timeout;
     let acceptor =
         tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), rewind);
-    let start = match acceptor.await {
-        Ok(start) => start,
-        Err(e) => {
+    let start = match tokio::time::timeout_at(deadline, acceptor).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(e)) => {
             tracing::warn!(host = %target.host, "client TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(host = %target.host, client = ?ctx.client.peername, "client TLS handshake did not finish within {handshake_timeout:?}");
             return;
         }
     };
@@ -331,10 +292,15 @@ async fn intercept_tls(
             return;
         }
     };
-    let client_tls = match start.into_stream(config).await {
-        Ok(tls) => tls,
-        Err(e) => {
+    let client_tls = match tokio::time::timeout(handshake_timeout, start.into_stream(config)).await
+    {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
             tracing::warn!(host = %server_name, "client TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(host = %server_name, client = ?ctx.client.peername, "client TLS handshake did not finish within {handshake_timeout:?}");
             return;
         }
     };
@@ -344,13 +310,13 @@ async fn intercept_tls(
     record_tls(&mut ctx.client, client_tls.get_ref().1);
     ctx.client.certificate_list.clear();
     let h2 = client_tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let mut conn: Conn<Io> = Conn::new(Box::new(client_tls));
+    let mut conn = shared.client_conn(Box::new(client_tls));
     let upstream = match upstream {
         Ok(tls) => tls,
         Err(e) => {
             // The client is told why, over the TLS connection it just established.
             if !h2 && conn.read_request_head().await.is_ok() {
-                let _ = write_error(&mut conn, 502, &e.to_string()).await;
+                respond::send_h1(&mut conn, &ctx.client, &Refusal::server(&e)).await;
             }
             return;
         }

@@ -23,11 +23,12 @@ use bytes::{Bytes, BytesMut};
 use flowtap_proto::v1::{Flow, Header, WebSocketData, WebSocketMessage};
 use tokio::io::AsyncWriteExt;
 
+use crate::context::Shared;
 use crate::flow::{self, KILLED_MESSAGE, is_killed};
 use crate::hooks::{Hook, Verdict};
 use crate::http1::{Conn, header, header_has_token};
+use crate::limits::{Activity, idle_bounded};
 use crate::live::{self, HandOver, Injection, Killed, MessageKind};
-use crate::server::Shared;
 use crate::upstream::Io;
 use frame::{Assembler, Event, Frame, FrameError, Message, Opcode};
 
@@ -83,6 +84,7 @@ pub(crate) fn strip_deflate_offer(headers: &mut Vec<Header>) {
 /// handshake.
 pub(crate) async fn relay(
     shared: &Shared,
+    activity: &Activity,
     client: &mut Conn<Io>,
     server: &mut Conn<Io>,
     flow: &mut Flow,
@@ -104,16 +106,24 @@ pub(crate) async fn relay(
         .live
         .hand_over(&flow.id, parse.then_some(MessageKind::WebSocket));
     shared.hook(Hook::WebsocketStart, flow).await;
-    if parse {
+    let idle = shared.config.tunnel_idle_timeout;
+    let relayed = if parse {
         let mut relay = Relay {
             shared,
             flow: &mut *flow,
             client: Side::new(client, true, shared.config.websocket_max_message_bytes),
             server: Side::new(server, false, shared.config.websocket_max_message_bytes),
         };
-        relay.run(handed).await;
+        idle_bounded(activity, idle, relay.run(handed)).await
     } else {
-        relay_bytes(client, server, flow, handed.kill.as_ref()).await;
+        let kill = handed.kill.as_ref();
+        idle_bounded(activity, idle, relay_bytes(client, server, flow, kill)).await
+    };
+    if relayed.is_none() {
+        flow::set_error(
+            flow,
+            format!("no data either way for {idle:?} (tunnel_idle_timeout)"),
+        );
     }
     let websocket = flow.websocket.get_or_insert_with(WebSocketData::default);
     websocket.timestamp_end = Some(flow::now());

@@ -1,0 +1,74 @@
+//! One client connection, from accept to close: the `client_connected` hook, HTTP/1 until a
+//! CONNECT, the tunnel, and the disconnect hooks however the connection ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::context::{ClientClosed, ClientCtx, Shared};
+use crate::flow::{self, connection_subject};
+use crate::hooks::Hook;
+use crate::http::{self, Next};
+use crate::limits::{Activity, Tracked};
+use crate::tunnel;
+use crate::upstream::Io;
+
+/// Serves one client connection until it closes.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _open = flowtap_telemetry::proxy::client_connection();
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    let activity = Activity::new();
+    let mut ctx = ClientCtx {
+        client: flow::client_connection(peer, local),
+        owned: Vec::new(),
+        tunnel: None,
+        activity: activity.clone(),
+    };
+    let _closed = ClientClosed {
+        hooks: Arc::clone(&shared.hooks),
+        client_id: ctx.client.id.clone(),
+    };
+    if shared.hooks.interest().wants(Hook::ClientConnected) {
+        let mut subject = connection_subject(&ctx.client, None);
+        shared.hooks.call(Hook::ClientConnected, &mut subject).await;
+        if let Some(client) = subject.client_conn {
+            ctx.client = client;
+        }
+        if ctx.client.error.is_some() {
+            return disconnected(&shared, &mut ctx, false).await;
+        }
+    }
+    let io: Io = Box::new(Tracked::new(stream, activity));
+    let mut conn = shared.client_conn(io);
+    let mut tls_tunnel = false;
+    if let Next::Connect(head) = http::serve(&shared, &mut conn, &mut ctx, &mut stop).await {
+        tls_tunnel = tunnel::connect(&shared, conn, &mut ctx, head, &mut stop).await;
+    }
+    disconnected(&shared, &mut ctx, tls_tunnel).await;
+}
+
+/// The client connection closed: release its server connections and fire the disconnect
+/// hooks (for TLS tunnels mitmproxy reports the client first).
+async fn disconnected(shared: &Shared, ctx: &mut ClientCtx, client_first: bool) {
+    let owned = std::mem::take(&mut ctx.owned);
+    ctx.client.timestamp_end = Some(flow::now());
+    if client_first {
+        shared
+            .connection_hook(Hook::ClientDisconnected, &ctx.client, None)
+            .await;
+        shared.release_owned(&ctx.client, owned).await;
+    } else {
+        shared.release_owned(&ctx.client, owned).await;
+        shared
+            .connection_hook(Hook::ClientDisconnected, &ctx.client, None)
+            .await;
+    }
+}

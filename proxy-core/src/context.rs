@@ -1,0 +1,135 @@
+//! The connection context: what every connection task shares ([`Shared`]) and what one client
+//! connection carries from request to request ([`ClientCtx`]). Data only; what is done with it
+//! lives in the modules that do it (`dispatch` runs hooks, `servers` opens server connections,
+//! `lifecycle` drives a flow, `respond` answers errors).
+
+use std::sync::Arc;
+
+use flowtap_certs::CertificateAuthority;
+use flowtap_proto::v1::{Connection, Flow};
+
+use crate::config::Config;
+use crate::error::SetupError;
+use crate::flow::Target;
+use crate::hooks::{Hook, Hooks};
+use crate::hosts::HostMatcher;
+use crate::http1::{Conn, Framing};
+use crate::intercept::Intercepts;
+use crate::limits::Activity;
+use crate::live::LiveFlows;
+use crate::sink::FlowSink;
+use crate::upstream::{Connector, Io, Pool, Upstream};
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) hooks: Arc<dyn Hooks>,
+    pub(crate) sink: Arc<dyn FlowSink>,
+    pub(crate) ca: Arc<CertificateAuthority>,
+    pub(crate) connector: Connector,
+    pub(crate) pool: Pool,
+    pub(crate) hosts: HostMatcher,
+    pub(crate) intercepts: Intercepts,
+    /// Live flows that scripts may kill or inject into from outside their hooks.
+    pub(crate) live: LiveFlows,
+    sink_bodies: bool,
+}
+
+impl Shared {
+    /// Prepares upstream TLS and the host patterns.
+    pub(crate) fn new(
+        config: Config,
+        ca: Arc<CertificateAuthority>,
+        hooks: Arc<dyn Hooks>,
+        sink: Arc<dyn FlowSink>,
+    ) -> Result<Self, SetupError> {
+        let hosts = HostMatcher::new(&config.ignore_hosts, &config.allow_hosts, &config.tcp_hosts)?;
+        let tls = |alpn: Vec<Vec<u8>>| {
+            flowtap_certs::client_config(&flowtap_certs::UpstreamTls {
+                insecure: config.ssl_insecure,
+                extra_roots: config.upstream_trusted_ca.clone(),
+                alpn,
+            })
+            .map_err(|e| SetupError::UpstreamTls(e.to_string()))
+        };
+        let connector = Connector {
+            tls_h1: tls(vec![b"http/1.1".to_vec()])?,
+            tls_h2: tls(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
+            connect_timeout: config.connect_timeout,
+        };
+        let sink_bodies = sink.needs_bodies();
+        let intercepts = Intercepts::new(config.intercept.clone());
+        // Only scripts act on flows from outside: without them nothing registers.
+        let live = LiveFlows::new(!hooks.interest().is_empty());
+        Ok(Shared {
+            config,
+            hooks,
+            sink,
+            ca,
+            connector,
+            pool: Pool::default(),
+            hosts,
+            intercepts,
+            live,
+            sink_bodies,
+        })
+    }
+
+    /// A sink keeps flows with their contents (`-w`, the store), so WebSocket and TCP
+    /// messages are recorded even when no script reads them.
+    pub(crate) fn records_contents(&self) -> bool {
+        self.sink_bodies
+    }
+
+    /// The request body must be held in memory: a script or a sink reads it.
+    pub(crate) fn buffer_request(&self, _flow: &Flow) -> bool {
+        self.sink_bodies || self.intercepts.active() || self.hooks.interest().wants(Hook::Request)
+    }
+
+    /// The response body must be held in memory: a script or a sink reads it.
+    pub(crate) fn buffer_response(&self, _flow: &Flow) -> bool {
+        self.sink_bodies || self.intercepts.active() || self.hooks.interest().wants(Hook::Response)
+    }
+
+    /// An HTTP/1 connection to a client: its reads wait at most `client_idle_timeout` for a
+    /// byte.
+    pub(crate) fn client_conn(&self, io: Io) -> Conn<Io> {
+        let mut conn = Conn::new(io);
+        conn.idle = Some(self.config.client_idle_timeout);
+        conn
+    }
+
+    /// The body is announced larger than `stream_large_bodies`, so it is streamed.
+    pub(crate) fn too_large(&self, framing: Framing) -> bool {
+        match (self.config.stream_large_bodies_bytes, framing) {
+            (Some(limit), Framing::Length(n)) => n > limit,
+            _ => false,
+        }
+    }
+}
+
+/// The state of one client connection that outlives a single request.
+pub(crate) struct ClientCtx {
+    /// The client connection as flows record it.
+    pub(crate) client: Connection,
+    /// Server connections this client connection has used and may use again.
+    pub(crate) owned: Vec<Upstream>,
+    /// Inside a CONNECT tunnel: where origin-form requests go.
+    pub(crate) tunnel: Option<Target>,
+    /// When the client connection last carried a byte (for the idle deadline of relays).
+    pub(crate) activity: Activity,
+}
+
+/// Tells the hooks that a client connection ended when the connection's task ends, however it
+/// ends (every protocol returns through the client task; a task aborted at the end of the
+/// shutdown grace drops this too).
+pub(crate) struct ClientClosed {
+    pub(crate) hooks: Arc<dyn Hooks>,
+    pub(crate) client_id: String,
+}
+
+impl Drop for ClientClosed {
+    fn drop(&mut self) {
+        self.hooks.client_closed(&self.client_id);
+    }
+}
