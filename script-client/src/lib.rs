@@ -33,12 +33,15 @@
 //! - `spawn`: starting a worker process of our own.
 //! - `io`: the thread that carries every session.
 //! - `call`: one hook call, from routing to the scripts' changes.
+//! - `detached`: the flows that go on without their scripts after a hook was late or the
+//!   flow too large.
 //! - `interest`: the hooks the scripts declare and each hook's failure policy.
 //! - `policy`: what a failed call does to the flow (502/504 responses).
 //! - `stats`: counters for metrics ([`StatsSnapshot`]).
 
 mod call;
 mod config;
+mod detached;
 mod interest;
 mod io;
 mod link;
@@ -109,6 +112,8 @@ pub(crate) struct Env {
     pub(crate) control: Control,
     pub(crate) pool: Pool,
     pub(crate) stats: Stats,
+    /// Flows whose later hooks skip the scripts (see `detached`).
+    pub(crate) detached: detached::Detached,
     /// The I/O thread's runtime, where members' tasks run.
     pub(crate) io: tokio::runtime::Handle,
     /// Each declared hook's failure policy, from the first Ready (None before it).
@@ -143,6 +148,7 @@ impl ScriptClient {
             control: Arc::new(OnceLock::new()),
             pool: Pool::new(),
             stats: Stats::new(config.failed_open_log_interval),
+            detached: detached::Detached::default(),
             io: io.handle.clone(),
             policies: RwLock::new(None),
             tasks: Mutex::new(Vec::new()),
@@ -266,6 +272,7 @@ impl Env {
             control: Arc::new(OnceLock::new()),
             pool: Pool::new(),
             stats: Stats::new(config.failed_open_log_interval),
+            detached: detached::Detached::default(),
             io: tokio::runtime::Handle::current(),
             policies: RwLock::new(None),
             tasks: Mutex::new(Vec::new()),
@@ -342,6 +349,7 @@ impl Hooks for ScriptClient {
     fn client_closed(&self, client_id: &str) {
         self.env.pool.forget_key(client_id);
         self.env.stats.client_closed(client_id);
+        self.env.detached.forget(client_id);
     }
 }
 

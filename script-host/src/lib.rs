@@ -121,6 +121,12 @@ impl ScriptHost {
         self.worker.is_draining()
     }
 
+    /// Whether the host stopped because a hook was stuck past `hook_stuck_timeout` (the
+    /// process should then exit with [`cli::EXIT_STUCK`], to be replaced).
+    pub fn is_stuck(&self) -> bool {
+        self.worker.is_stuck()
+    }
+
     /// Completes when the scripts' `done` hooks ran (the host drained, or the proxy of a
     /// spawned worker sent Done) or Python failed; the error text of a failure.
     pub async fn finished(&self) -> Result<(), String> {

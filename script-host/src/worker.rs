@@ -92,6 +92,8 @@ pub struct Worker {
     spawned: bool,
     /// Draining: no new session is taken.
     draining: AtomicBool,
+    /// A hook got stuck: the host finished to be replaced.
+    stuck: AtomicBool,
     finished: watch::Sender<Option<Result<(), String>>>,
 }
 
@@ -114,6 +116,7 @@ impl Worker {
             next_session: AtomicU64::new(1),
             spawned,
             draining: AtomicBool::new(false),
+            stuck: AtomicBool::new(false),
             finished: watch::channel(None).0,
         }
     }
@@ -288,6 +291,19 @@ impl Worker {
         });
         drop(sessions);
         self.inbox.stop();
+    }
+
+    /// A hook is stuck (see `flowtap_host/watchdog.py`): the host finishes as failed and
+    /// [`Worker::is_stuck`] says why.
+    pub(crate) fn stuck(&self) {
+        self.stuck.store(true, Ordering::Release);
+        self.finish(Err("a hook is stuck past hook_stuck_timeout".into()));
+    }
+
+    /// Whether the host finished because a hook was stuck: the process should exit with
+    /// [`crate::cli::EXIT_STUCK`] so that it is replaced.
+    pub fn is_stuck(&self) -> bool {
+        self.stuck.load(Ordering::Acquire)
     }
 
     /// Completes once [`Worker::finish`] was called.
