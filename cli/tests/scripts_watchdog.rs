@@ -1,7 +1,8 @@
 //! Hooks that never return, through the real binary and real workers: 40 of them fill a
 //! worker's threads; the worker exits once one is stuck past `hook_stuck_timeout` and is
 //! replaced (respawned by the proxy, or restarted by hand as Kubernetes would for a shared
-//! worker), and later traffic gets the script again within 10 s. A `request` hook past its
+//! worker), and later traffic gets the script again within 10 s; so does a hook that holds the
+//! interpreter (a regular expression backtracking for ever). A `request` hook past its
 //! deadline is the one the 504 names: the flow's `response` hook does not time out in its place.
 
 #![allow(missing_docs)]
@@ -18,14 +19,18 @@ use support::scripts::{
 };
 use support::worker::Worker;
 
-/// `/forever/...` waits for an event nobody sets; `/late` sleeps past the deadline; every
+/// `/forever/...` waits for an event nobody sets; `/redos` holds the interpreter for ever;
+/// `/late` sleeps past the deadline; every
 /// request it finishes is marked `x-script: seen`, every response `x-response: seen`.
 const SCRIPT: &str = r#"
-import threading, time
+import re, threading, time
 
 def request(flow):
     if flow.request.path.startswith("/forever"):
         threading.Event().wait()
+    if flow.request.path == "/redos":
+        # Backtracks for ever, in C, holding the GIL: no Python thread runs meanwhile.
+        re.match(r"(a+)+$", "a" * 64 + "b")
     if flow.request.path == "/late":
         time.sleep(1.5)
     flow.request.headers["x-script"] = "seen"
@@ -35,12 +40,7 @@ def response(flow):
 "#;
 
 /// Short bounds so that the test is quick: a hook is late after 0.5 s, stuck after 2 s.
-const BOUNDS: [&str; 4] = [
-    "--set",
-    "hook_timeout=0.5",
-    "--set",
-    "hook_stuck_timeout=2",
-];
+const BOUNDS: [&str; 4] = ["--set", "hook_timeout=0.5", "--set", "hook_stuck_timeout=2"];
 
 /// Sends 40 requests whose hooks never return, at once; each gets the policy's answer (open:
 /// 200 from the origin, without the script's mark).
@@ -113,6 +113,31 @@ fn a_stuck_shared_worker_exits_75_the_pool_goes_on_without_it_and_rejoins_it() {
     eprintln!("the restarted worker ran the script {took:?} after it was up");
     assert!(took < Duration::from_secs(10), "{took:?}");
     drop(restarted);
+    flowtap.stop();
+}
+
+#[test]
+fn a_hook_that_holds_the_interpreter_gets_its_worker_replaced_too() {
+    let script = TempScript::new("stuck.py", SCRIPT);
+    let origin = echo_origin();
+    let (flowtap, proxy) = Flowtap::start(&[&["-s", script.arg()][..], &BOUNDS].concat());
+    let old = flowtap.workers(1);
+    let out = curl_via(
+        proxy,
+        &format!("http://127.0.0.1:{}/redos", origin.port()),
+        &[],
+    )
+    .ok();
+    assert_eq!(status_of(&out), 200, "{out:?}");
+    assert!(header_value(&out.stdout, "x-script").is_none(), "{out:?}");
+    let took = until_the_script_runs_again(proxy, &origin);
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_ne!(flowtap.workers(1), old, "the worker was not replaced");
+    assert!(
+        flowtap.stderr.contains("no Python code has run"),
+        "{:?}",
+        flowtap.stderr.all()
+    );
     flowtap.stop();
 }
 

@@ -35,9 +35,7 @@ impl Failure {
     fn status(self) -> (u32, &'static [u8]) {
         match self {
             Failure::Timeout => (504, b"Gateway Timeout"),
-            Failure::Crashed | Failure::Unreachable | Failure::TooLarge => {
-                (502, b"Bad Gateway")
-            }
+            Failure::Crashed | Failure::Unreachable | Failure::TooLarge => (502, b"Bad Gateway"),
         }
     }
 }

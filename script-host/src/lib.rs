@@ -88,6 +88,9 @@ impl ScriptHost {
     pub fn start(config: &Config) -> Result<Self, ScriptHostError> {
         let worker = Arc::new(Worker::new(config.spawned));
         python::start(config, &worker)?;
+        worker
+            .watch_python()
+            .map_err(|e| ScriptHostError::Python(format!("spawning the Python watch: {e}")))?;
         Ok(Self { worker })
     }
 

@@ -19,8 +19,10 @@ use flowtap_proto::v1::{self, WorkerMessage, worker_message};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
 
+mod heartbeat;
 mod inbox;
 
+use heartbeat::Heartbeat;
 use inbox::Inbox;
 pub(crate) use inbox::{Taken, is_barrier};
 
@@ -94,6 +96,8 @@ pub struct Worker {
     draining: AtomicBool,
     /// A hook got stuck: the host finished to be replaced.
     stuck: AtomicBool,
+    /// When the Python runtime's watchdog last ran.
+    heartbeat: Heartbeat,
     finished: watch::Sender<Option<Result<(), String>>>,
 }
 
@@ -117,6 +121,7 @@ impl Worker {
             spawned,
             draining: AtomicBool::new(false),
             stuck: AtomicBool::new(false),
+            heartbeat: Heartbeat::default(),
             finished: watch::channel(None).0,
         }
     }
@@ -298,6 +303,39 @@ impl Worker {
     pub(crate) fn stuck(&self) {
         self.stuck.store(true, Ordering::Release);
         self.finish(Err("a hook is stuck past hook_stuck_timeout".into()));
+    }
+
+    /// The Python runtime's watchdog ran; it may stay away `limit` (zero: for ever).
+    pub(crate) fn heartbeat(&self, limit: Duration) {
+        self.heartbeat.beat(limit);
+    }
+
+    /// Starts the thread that ends the host as stuck when the Python runtime's watchdog has
+    /// not run for longer than it said it might (a hook holds the GIL; see `heartbeat`).
+    pub(crate) fn watch_python(self: &Arc<Self>) -> std::io::Result<()> {
+        let worker = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("python-watch".into())
+            .spawn(move || {
+                while worker.finished.borrow().is_none() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let Some(away) = worker.heartbeat.overdue(Instant::now()) else {
+                        continue;
+                    };
+                    tracing::error!(
+                        target: "script",
+                        "no Python code has run for {away:.1?} (past hook_stuck_timeout): a hook \
+                         holds the interpreter and does not give it back (C code that does not \
+                         return, such as a regular expression backtracking on its input). This \
+                         worker exits to be replaced."
+                    );
+                    worker.stuck();
+                    // The host's own exit path needs no Python; should it still not end, end it.
+                    std::thread::sleep(Duration::from_secs(5));
+                    std::process::exit(crate::cli::EXIT_STUCK);
+                }
+            })
+            .map(drop)
     }
 
     /// Whether the host finished because a hook was stuck: the process should exit with

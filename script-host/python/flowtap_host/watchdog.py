@@ -15,6 +15,11 @@ stop the loop, and with it a watchdog living there), every `TICK` seconds:
   it; a shared worker (`--script-host`) is restarted by whatever runs it (Kubernetes restarts
   the container); meanwhile the proxies' pools count it down and rejoin it when it is back.
 
+A hook that holds the GIL and never gives it back (C code that does not return: a regular
+expression backtracking for ever) stops every Python thread, this one too. Each tick therefore
+tells the bridge it ran (`bridge.heartbeat`); a Rust thread that needs no GIL ends the worker the
+same way when the ticks stop for longer than `hook_stuck_timeout`.
+
 `hook_stuck_timeout` is a proxy option (the proxy sends it in Hello as one of its own options;
 `--set hook_stuck_timeout=SECONDS`, default four times `hook_timeout`, 0: never). A worker that
 was not told uses four times each call's own deadline.
@@ -49,8 +54,12 @@ class Watchdog:
         host = self._host
         while not host._done and not self._fired:
             time.sleep(TICK)
+            # The Rust side ends the worker when this stops (a hook holds the GIL for ever).
+            host.bridge.heartbeat(_stuck_limit(host.options) or 0.0)
             if host._active:
                 self.check(time.monotonic())
+        # Stopping (the `done` hooks may take their time): no more ticks, and none expected.
+        host.bridge.heartbeat(0.0)
 
     def check(self, now):
         """Times out the calls past their deadline; stops the worker if one is stuck."""

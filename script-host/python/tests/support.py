@@ -100,6 +100,9 @@ class FakeBridge:
     def finished(self):
         self.finished_event.set()
 
+    def heartbeat(self, limit):
+        self.heartbeat_limit = limit
+
     def stuck(self, message):
         self.stuck_messages.put(message)
 

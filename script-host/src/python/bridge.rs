@@ -408,11 +408,18 @@ impl Bridge {
         self.worker.finish(Ok(()));
     }
 
+    /// The runtime's watchdog ran (every few milliseconds); it may stay away `limit` seconds
+    /// (0: for ever) before the worker counts as frozen and exits (see `worker::heartbeat`).
+    fn heartbeat(&self, limit: f64) {
+        self.worker
+            .heartbeat(std::time::Duration::try_from_secs_f64(limit).unwrap_or_default());
+    }
+
     /// A hook is stuck past `hook_stuck_timeout` (`flowtap_host/watchdog.py` says which and
     /// where): the host stops as failed, so that the process exits with
     /// [`crate::cli::EXIT_STUCK`] and is replaced. The sessions' streams end; the proxies
     /// count this worker down until it is back.
-    fn stuck(&self, message: String) {
+    fn stuck(&self, message: &str) {
         tracing::error!(target: "script", "{message}");
         self.worker.stuck();
     }
