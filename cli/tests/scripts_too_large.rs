@@ -1,7 +1,8 @@
 //! A flow too large for the script protocol fails alone: a 300 MiB upload with a script that
 //! reads bodies gets the policy's answer (closed: a 502 naming the cause), while another
 //! client's flow whose hook runs at that moment on the same worker session goes on through the
-//! script, and the worker is the same process afterwards.
+//! script, and the worker is the same process afterwards. A script that makes a 300 MiB body
+//! gets its change dropped, with an error in the log, and the session lives.
 
 #![allow(missing_docs)]
 
@@ -29,6 +30,12 @@ def request(flow):
             time.sleep(0.01)
     flow.request.headers["x-script"] = "seen"
     flow.request.headers["x-size"] = str(size)
+
+def response(flow):
+    if flow.request.path == "/huge":
+        flow.response.content = b"x" * (300 * 1024 * 1024)
+    else:
+        flow.response.headers["x-response"] = "seen"
 "#;
 
 const BIG: usize = 300 * 1024 * 1024;
@@ -98,5 +105,36 @@ fn a_300_mib_body_fails_alone_while_another_flow_goes_through_the_script() {
     let log = flowtap.stderr.all().join("\n");
     assert!(!log.contains("session failed"), "{log}");
     assert!(!log.contains("lost the script-host worker"), "{log}");
+    flowtap.stop();
+}
+
+#[test]
+fn a_300_mib_body_made_by_a_script_is_dropped_and_the_session_lives() {
+    let script = TempScript::new("makes_bodies.py", SCRIPT);
+    let origin = echo_origin();
+    let (flowtap, proxy) = Flowtap::start(&["-s", script.arg(), "--set", "hook_timeout=60"]);
+    let worker = flowtap.workers(1);
+    let out = curl_via(
+        proxy,
+        &format!("http://127.0.0.1:{}/huge", origin.port()),
+        &[],
+    )
+    .ok();
+    // The origin's response, as it was: the script's 300 MiB did not travel.
+    assert_eq!(status_of(&out), 200, "{out:?}");
+    assert!(out.stdout.contains("GET /huge HTTP/1.1"), "{out:?}");
+    assert!(out.stdout.len() < 10_000, "{} bytes", out.stdout.len());
+    flowtap.stderr.wait_for("the dropped change", |l| {
+        l.contains("the scripts' changes were dropped")
+    });
+    let out = curl_via(
+        proxy,
+        &format!("http://127.0.0.1:{}/next", origin.port()),
+        &[],
+    )
+    .ok();
+    assert!(has_header(&out.stdout, "x-response", "seen"), "{out:?}");
+    assert_eq!(flowtap.workers(1), worker, "the worker was replaced");
+    assert!(!flowtap.stderr.contains("lost the script-host worker"));
     flowtap.stop();
 }

@@ -19,6 +19,10 @@
 //! ([`Config::hook_timeout`]); a timeout, a crashed or unreachable worker is handled by the
 //! failure policy ([`FailurePolicy`]), counted ([`ScriptClient::stats`]) and, for flows that go
 //! on without their scripts, logged at most once per [`Config::failed_open_log_interval`]. A
+//! flow whose hook was late, or that is too large for the protocol's 256 MiB messages, gets the
+//! policy alone and goes on without its scripts (its later hooks are not sent). A worker with a
+//! hook stuck past [`Config::hook_stuck_timeout`] (sent in Hello) exits to be replaced: a
+//! spawned one is spawned again, a remote one counted down and rejoined. A
 //! lost session is tried again with backoff. Intercept is handled inside `call`: it returns once
 //! a script resumed or killed the flow. Scripts' control messages reach the core through the
 //! [`CoreControl`] given to [`Hooks::attach`]; their log records go to `tracing` (target

@@ -26,7 +26,10 @@
 //! - the unix socket stream of a session comes from `flowtap-transport` (shared with the proxy).
 //!
 //! The Python side (`python/flowtap_host`, `python/mitmproxy`) does the rest: the addon chain,
-//! the ordering of hook calls (`flowtap_host/order.py`, its one owner), the thread pool for sync hooks and the asyncio loop for async ones.
+//! the ordering of hook calls (`flowtap_host/order.py`, its one owner), the thread pool for sync hooks and the asyncio loop for async ones,
+//! and the watchdog (`flowtap_host/watchdog.py`) that answers late calls and ends the worker
+//! when a hook is stuck past `hook_stuck_timeout` (a Rust thread, `worker::heartbeat`, does it
+//! when a hook holds the GIL for ever); the process then exits with [`cli::EXIT_STUCK`].
 //!
 //! A reader new to the crate starts at [`ScriptHost::start`] and [`server::ScriptHostService`].
 

@@ -8,7 +8,8 @@
 //! session (Done, or its stream closing) takes only that session away. The worker stops when it
 //! is told to ([`Worker::drain`]: it refuses new sessions, lets the calls under way finish within
 //! a grace period, then runs the scripts' `done` hooks), or, when a proxy spawned it for itself,
-//! when that proxy sends Done.
+//! when that proxy sends Done. It also stops, as failed, when a hook is stuck (`Worker::stuck`,
+//! or the `heartbeat` of the Python runtime stopped): the process exits to be replaced.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
