@@ -167,7 +167,8 @@ fn a_late_request_hook_is_the_one_the_504_and_the_log_name() {
     );
     // The response hook was not called for the flow (and so did not time out in its place).
     assert!(header_value(&out.stdout, "x-response").is_none(), "{out:?}");
-    assert!(took < Duration::from_millis(1200), "{took:?}");
+    // The flow did not wait for the hook that sleeps 1.5 s.
+    assert!(took < Duration::from_millis(1500), "{took:?}");
     let line = flowtap.stderr.wait_for("the timeout's log line", |l| {
         l.contains("did not answer in time")
     });
