@@ -146,6 +146,14 @@ impl ScriptClient {
     /// Fails with [`ScriptsError::Startup`] when a worker reports a script that failed to
     /// start, and with the other errors when a worker of its own cannot be spawned.
     pub async fn start(config: Config) -> Result<(Arc<Self>, Vec<ScriptInfo>), ScriptsError> {
+        let stuck = config.stuck_timeout();
+        if !stuck.is_zero() && stuck <= config.hook_timeout {
+            tracing::warn!(
+                "hook_stuck_timeout ({stuck:?}) is not longer than hook_timeout ({:?}): a hook \
+                 that is merely late gets its worker replaced",
+                config.hook_timeout
+            );
+        }
         let io = IoThread::start()?;
         let env = Arc::new(Env {
             interest: Arc::new(Interest::none()),
