@@ -325,6 +325,7 @@ async fn start_scripts(
         binary: std::env::current_exe().ok(),
         binary_args: worker_args(cli.log.log_format),
         hook_timeout: options.hook_timeout,
+        hook_stuck_timeout: options.hook_stuck_timeout,
         failure: options
             .script_failure
             .parse()

@@ -29,6 +29,9 @@ pub(crate) struct Options {
     pub(crate) shutdown_grace: Duration,
     /// The deadline of one hook call (`hook_timeout`, seconds).
     pub(crate) hook_timeout: Duration,
+    /// How long a hook call may run before its worker counts as stuck and is replaced
+    /// (`hook_stuck_timeout`, seconds; default four times `hook_timeout`, 0: never).
+    pub(crate) hook_stuck_timeout: Option<Duration>,
     /// What a failed hook call does to its flow (`script_failure=open|closed`).
     pub(crate) script_failure: String,
     /// Worker processes to run the scripts in (`script_workers`).
@@ -76,6 +79,7 @@ impl Default for Options {
             max_client_connections: defaults.max_client_connections,
             body_size_limit: defaults.body_size_limit,
             hook_timeout: Duration::from_secs(5),
+            hook_stuck_timeout: None,
             script_failure: "open".into(),
             script_workers: 1,
             deferred: BTreeMap::new(),
@@ -215,6 +219,13 @@ impl Options {
                 self.max_client_connections = parse_int(name, required(name, value)?)?
             }
             "body_size_limit" => self.body_size_limit = value.map(parse_size).transpose()?,
+            "hook_stuck_timeout" => {
+                let seconds = parse_float(name, required(name, value)?)?;
+                self.hook_stuck_timeout = Some(
+                    Duration::try_from_secs_f64(seconds)
+                        .with_context(|| format!("option {name}: 0 or more seconds"))?,
+                )
+            }
             "script_failure" => match required(name, value)? {
                 policy @ ("open" | "closed") => self.script_failure = policy.to_string(),
                 other => bail!("option script_failure: expected open or closed, got {other:?}"),

@@ -12,14 +12,15 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use support::origin::Origin;
 use support::scripts::{
     TempScript, curl_parallel, curl_via, echo_origin, header_value, poll, sigkill, status_of,
 };
-use support::{Curl, Flowtap, Lines, binary, free_port, wait_for_port};
+use support::worker::Worker;
+use support::{Curl, Flowtap, free_port, wait_for_port};
 
 /// Tags each request with the pid of the worker that ran the hook and the id of its client
 /// connection.
@@ -30,56 +31,6 @@ def request(flow):
     flow.request.headers["x-worker-pid"] = str(os.getpid())
     flow.request.headers["x-client-conn"] = flow.client_conn.id
 "#;
-
-/// A `flowtap script-host` process and the address it announced.
-struct Worker {
-    child: Child,
-    addr: SocketAddr,
-    _stdout: Lines,
-}
-
-impl Worker {
-    fn start(script: &TempScript) -> Worker {
-        Worker::start_on(script, "127.0.0.1:0")
-    }
-
-    /// A worker listening on `listen` (a port given back by a killed worker, or a free one).
-    fn start_on(script: &TempScript, listen: &str) -> Worker {
-        let mut child = Command::new(binary())
-            .args(["script-host", "-s", script.arg(), "--listen", listen])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start flowtap script-host");
-        let stdout = Lines::collect(child.stdout.take().expect("piped"));
-        let line = stdout.wait_for("announcing the address", |l| {
-            l.starts_with("script-host listening on ")
-        });
-        let addr = line["script-host listening on ".len()..]
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
-        Worker {
-            child,
-            addr,
-            _stdout: stdout,
-        }
-    }
-}
-
-impl Worker {
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn proxy_uses_two_workers_started_by_hand() {

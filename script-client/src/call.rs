@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use flowtap_proto::v1::{self, Flow, Hook, HookCall};
 use flowtap_proxy_core::hooks::{HookInterest, Verdict};
+use prost::Message as _;
 
 use crate::link::{Release, Reply};
 use crate::policy::{self, Failure};
@@ -13,6 +14,17 @@ use crate::{FailurePolicy, ScriptClient};
 
 /// How long past the hook deadline the client waits for the worker's own timeout reply.
 const DEADLINE_GRACE: Duration = Duration::from_millis(200);
+
+/// The largest hook call sent: the session's message limit less room for the message's own
+/// framing.
+const MAX_CALL_BYTES: usize = crate::link::MAX_MESSAGE_BYTES - 1024;
+
+/// `request` for `HOOK_REQUEST`, as log lines and responses name hooks.
+pub(crate) fn hook_name(hook: Hook) -> String {
+    hook.as_str_name()
+        .trim_start_matches("HOOK_")
+        .to_ascii_lowercase()
+}
 
 /// The key a call is routed by: the flow's client connection id (sticky while the connection
 /// lives), else the flow id (not remembered: nothing would tell when to forget it).
@@ -39,6 +51,10 @@ impl ScriptClient {
             return Verdict::Continue;
         }
         let (key, sticky) = routing_key(flow);
+        if self.env.detached.contains(key, &flow.id) {
+            tracing::debug!(target: "script", flow = %flow.id, hook = %hook_name(hook), "skipped: an earlier hook of this flow failed");
+            return Verdict::Continue;
+        }
         let Some(link) = self.env.pool.route(key, sticky) else {
             return self.fail(hook, Failure::Unreachable, flow, Duration::ZERO);
         };
@@ -50,6 +66,15 @@ impl ScriptClient {
             deadline_ms: u32::try_from(hook_timeout.as_millis()).unwrap_or(u32::MAX),
             observe_only: !interest.awaited,
         };
+        // Too large to send: tonic would fail the whole session (every flow on it), so only
+        // this flow fails.
+        if call.encoded_len() > MAX_CALL_BYTES {
+            if !interest.awaited {
+                tracing::warn!(target: "script", flow = %flow.id, hook = %hook_name(hook), "not sent: {}", Failure::TooLarge.describe());
+                return Verdict::Continue;
+            }
+            return self.fail(hook, Failure::TooLarge, flow, Duration::ZERO);
+        }
         if !interest.awaited {
             link.observe(call);
             self.env.stats.call(hook, Outcome::Ok, Duration::ZERO);
@@ -65,17 +90,24 @@ impl ScriptClient {
         self.finish(hook, flow, reply, start).await
     }
 
-    /// Counts a failed call and applies its hook's policy.
+    /// Counts a failed call and applies its hook's policy. A flow whose hook was late or that
+    /// is too large goes on without its scripts from now on (see `detached`).
     fn fail(&self, hook: Hook, failure: Failure, flow: &mut Flow, latency: Duration) -> Verdict {
         let stats = &self.env.stats;
         let outcome = match failure {
             Failure::Timeout => Outcome::Timeout,
             Failure::Crashed => Outcome::Crashed,
+            // Not the worker's fault: counted with the scripts' errors.
+            Failure::TooLarge => Outcome::Error,
             Failure::Unreachable => Outcome::Unreachable,
         };
         stats.call(hook, outcome, latency);
         if failure == Failure::Timeout {
             stats.timed_out();
+        }
+        if matches!(failure, Failure::Timeout | Failure::TooLarge) {
+            let (key, _) = routing_key(flow);
+            self.env.detached.insert(key, &flow.id);
         }
         let policy = self.env.policy(hook);
         match policy {

@@ -62,6 +62,11 @@ pub struct Config {
     pub binary_args: Vec<String>,
     /// The deadline of one hook call.
     pub hook_timeout: Duration,
+    /// How long after it arrived a hook call that is still running counts as stuck: its
+    /// worker then exits to be replaced (a Python thread cannot be stopped), see
+    /// [`Config::stuck_timeout`]. None: four times `hook_timeout`; zero: never. Workers learn
+    /// it in Hello, as the core option `hook_stuck_timeout`.
+    pub hook_stuck_timeout: Option<Duration>,
     /// What a failed call does to its flow, for scripts without an entry in `failure_by_script`.
     pub failure: FailurePolicy,
     /// Per-script policies, keyed by the script's path as given in `scripts` (without
@@ -92,6 +97,7 @@ impl Default for Config {
             binary: None,
             binary_args: Vec::new(),
             hook_timeout: Duration::from_secs(5),
+            hook_stuck_timeout: None,
             failure: FailurePolicy::Open,
             failure_by_script: HashMap::new(),
             deferred: HashMap::new(),
@@ -102,7 +108,33 @@ impl Default for Config {
     }
 }
 
+/// `hook_stuck_timeout` as a multiple of `hook_timeout`, when it is not set.
+const STUCK_FACTOR: u32 = 4;
+
 impl Config {
+    /// `hook_stuck_timeout`, or four times `hook_timeout` when it is not set (zero: never).
+    pub fn stuck_timeout(&self) -> Duration {
+        self.hook_stuck_timeout
+            .unwrap_or(self.hook_timeout * STUCK_FACTOR)
+    }
+
+    /// The proxy's options as the workers are told them in Hello: `core_options` and
+    /// `hook_stuck_timeout` (seconds), which the worker's watchdog reads.
+    pub(crate) fn hello_options(&self) -> Vec<v1::Option> {
+        let mut options = self.core_options.clone();
+        if !options.iter().any(|o| o.name == "hook_stuck_timeout") {
+            options.push(v1::Option {
+                name: "hook_stuck_timeout".into(),
+                value: Some(v1::OptionValue {
+                    kind: Some(v1::option_value::Kind::Float(
+                        self.stuck_timeout().as_secs_f64(),
+                    )),
+                }),
+            });
+        }
+        options
+    }
+
     /// The binary to spawn.
     pub(crate) fn binary_path(&self) -> Result<PathBuf, String> {
         if let Some(binary) = &self.binary {

@@ -19,6 +19,10 @@
 //! ([`Config::hook_timeout`]); a timeout, a crashed or unreachable worker is handled by the
 //! failure policy ([`FailurePolicy`]), counted ([`ScriptClient::stats`]) and, for flows that go
 //! on without their scripts, logged at most once per [`Config::failed_open_log_interval`]. A
+//! flow whose hook was late, or that is too large for the protocol's 256 MiB messages, gets the
+//! policy alone and goes on without its scripts (its later hooks are not sent). A worker with a
+//! hook stuck past [`Config::hook_stuck_timeout`] (sent in Hello) exits to be replaced: a
+//! spawned one is spawned again, a remote one counted down and rejoined. A
 //! lost session is tried again with backoff. Intercept is handled inside `call`: it returns once
 //! a script resumed or killed the flow. Scripts' control messages reach the core through the
 //! [`CoreControl`] given to [`Hooks::attach`]; their log records go to `tracing` (target
@@ -33,12 +37,15 @@
 //! - `spawn`: starting a worker process of our own.
 //! - `io`: the thread that carries every session.
 //! - `call`: one hook call, from routing to the scripts' changes.
+//! - `detached`: the flows that go on without their scripts after a hook was late or the
+//!   flow too large.
 //! - `interest`: the hooks the scripts declare and each hook's failure policy.
 //! - `policy`: what a failed call does to the flow (502/504 responses).
 //! - `stats`: counters for metrics ([`StatsSnapshot`]).
 
 mod call;
 mod config;
+mod detached;
 mod interest;
 mod io;
 mod link;
@@ -109,6 +116,8 @@ pub(crate) struct Env {
     pub(crate) control: Control,
     pub(crate) pool: Pool,
     pub(crate) stats: Stats,
+    /// Flows whose later hooks skip the scripts (see `detached`).
+    pub(crate) detached: detached::Detached,
     /// The I/O thread's runtime, where members' tasks run.
     pub(crate) io: tokio::runtime::Handle,
     /// Each declared hook's failure policy, from the first Ready (None before it).
@@ -137,12 +146,21 @@ impl ScriptClient {
     /// Fails with [`ScriptsError::Startup`] when a worker reports a script that failed to
     /// start, and with the other errors when a worker of its own cannot be spawned.
     pub async fn start(config: Config) -> Result<(Arc<Self>, Vec<ScriptInfo>), ScriptsError> {
+        let stuck = config.stuck_timeout();
+        if !stuck.is_zero() && stuck <= config.hook_timeout {
+            tracing::warn!(
+                "hook_stuck_timeout ({stuck:?}) is not longer than hook_timeout ({:?}): a hook \
+                 that is merely late gets its worker replaced",
+                config.hook_timeout
+            );
+        }
         let io = IoThread::start()?;
         let env = Arc::new(Env {
             interest: Arc::new(Interest::none()),
             control: Arc::new(OnceLock::new()),
             pool: Pool::new(),
             stats: Stats::new(config.failed_open_log_interval),
+            detached: detached::Detached::default(),
             io: io.handle.clone(),
             policies: RwLock::new(None),
             tasks: Mutex::new(Vec::new()),
@@ -266,6 +284,7 @@ impl Env {
             control: Arc::new(OnceLock::new()),
             pool: Pool::new(),
             stats: Stats::new(config.failed_open_log_interval),
+            detached: detached::Detached::default(),
             io: tokio::runtime::Handle::current(),
             policies: RwLock::new(None),
             tasks: Mutex::new(Vec::new()),
@@ -342,6 +361,7 @@ impl Hooks for ScriptClient {
     fn client_closed(&self, client_id: &str) {
         self.env.pool.forget_key(client_id);
         self.env.stats.client_closed(client_id);
+        self.env.detached.forget(client_id);
     }
 }
 

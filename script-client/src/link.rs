@@ -35,7 +35,8 @@ pub(crate) struct Reply {
 }
 
 pub(crate) type Control = Arc<OnceLock<Arc<dyn CoreControl>>>;
-const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// The largest message either side of a session sends or takes.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
 /// The session with one worker.
 pub(crate) struct Link {
@@ -102,7 +103,7 @@ impl Link {
             let _ = tx.send(CoreMessage {
                 kind: Some(core_message::Kind::Hello(v1::Hello {
                     protocol_version: ProtocolVersion::ProtocolVersion1 as i32,
-                    core_options: config.core_options.clone(),
+                    core_options: config.hello_options(),
                     deferred: config.deferred.clone(),
                 })),
             });

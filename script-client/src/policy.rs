@@ -16,6 +16,9 @@ pub(crate) enum Failure {
     Crashed,
     /// No worker to send the call to (none is connected).
     Unreachable,
+    /// The call would exceed the script protocol's message size (a body too large for the
+    /// scripts to read); it was not sent.
+    TooLarge,
 }
 
 impl Failure {
@@ -25,13 +28,14 @@ impl Failure {
             Failure::Timeout => "the script did not answer in time",
             Failure::Crashed => "the script host crashed",
             Failure::Unreachable => "the script host is unreachable",
+            Failure::TooLarge => "the flow is too large for the script host (over 256 MiB)",
         }
     }
 
     fn status(self) -> (u32, &'static [u8]) {
         match self {
             Failure::Timeout => (504, b"Gateway Timeout"),
-            Failure::Crashed | Failure::Unreachable => (502, b"Bad Gateway"),
+            Failure::Crashed | Failure::Unreachable | Failure::TooLarge => (502, b"Bad Gateway"),
         }
     }
 }
@@ -56,10 +60,7 @@ pub(crate) fn apply(
     hook: Hook,
     flow: &mut Flow,
 ) -> Verdict {
-    let hook_name = hook
-        .as_str_name()
-        .trim_start_matches("HOOK_")
-        .to_ascii_lowercase();
+    let hook_name = crate::call::hook_name(hook);
     if failure == Failure::Unreachable {
         // While no worker is connected every call fails so: the pool logs a count instead.
         tracing::debug!(target: "script", flow = %flow.id, hook = %hook_name, ?policy, "{}", failure.describe());

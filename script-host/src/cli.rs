@@ -19,6 +19,12 @@
 //! new sessions refused, the calls under way get `--shutdown-grace` to finish, then the
 //! scripts' `done` hooks run and it exits 0. A worker a proxy spawned (`--exit-with-stdin`)
 //! exits when that proxy sends Done or its standard input closes.
+//!
+//! A worker with a hook still running `hook_stuck_timeout` after it arrived (a proxy option the
+//! proxy sends in Hello; by default four times `hook_timeout`) exits with [`EXIT_STUCK`], since
+//! a Python thread cannot be stopped: a proxy respawns the workers it spawned, and a shared
+//! worker is restarted by whatever runs it (Kubernetes restarts the container). A Python
+//! runtime that failed otherwise exits 1.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +41,11 @@ use tonic_health::server::HealthReporter;
 
 use crate::{Config, ScriptHost};
 use flowtap_transport::UnixConn;
+
+/// The exit status of a worker that stopped because a hook was stuck past
+/// `hook_stuck_timeout` (EX_TEMPFAIL: whatever runs it should start it again; a proxy that
+/// spawned it does).
+pub const EXIT_STUCK: i32 = 75;
 
 /// Runs mitmproxy-style Python scripts for flowtap's proxy.
 #[derive(clap::Args, Debug)]
@@ -121,8 +132,14 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     if let Ok(Ok(Err(e))) = served {
         return Err(e);
     }
-    if let Err(e) = runtime.block_on(host.finished()) {
+    let finished = runtime.block_on(host.finished());
+    if host.is_stuck() {
+        // Python's threads cannot be stopped: a new process is the way to get them back.
+        std::process::exit(EXIT_STUCK);
+    }
+    if let Err(e) = finished {
         tracing::error!("the Python runtime stopped: {e}");
+        std::process::exit(1);
     }
     // Python's worker threads are not joined: the process ends here.
     std::process::exit(0)

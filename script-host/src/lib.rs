@@ -26,7 +26,10 @@
 //! - the unix socket stream of a session comes from `flowtap-transport` (shared with the proxy).
 //!
 //! The Python side (`python/flowtap_host`, `python/mitmproxy`) does the rest: the addon chain,
-//! the ordering of hook calls (`flowtap_host/order.py`, its one owner), the thread pool for sync hooks and the asyncio loop for async ones.
+//! the ordering of hook calls (`flowtap_host/order.py`, its one owner), the thread pool for sync hooks and the asyncio loop for async ones,
+//! and the watchdog (`flowtap_host/watchdog.py`) that answers late calls and ends the worker
+//! when a hook is stuck past `hook_stuck_timeout` (a Rust thread, `worker::heartbeat`, does it
+//! when a hook holds the GIL for ever); the process then exits with [`cli::EXIT_STUCK`].
 //!
 //! A reader new to the crate starts at [`ScriptHost::start`] and [`server::ScriptHostService`].
 
@@ -88,6 +91,9 @@ impl ScriptHost {
     pub fn start(config: &Config) -> Result<Self, ScriptHostError> {
         let worker = Arc::new(Worker::new(config.spawned));
         python::start(config, &worker)?;
+        worker
+            .watch_python()
+            .map_err(|e| ScriptHostError::Python(format!("spawning the Python watch: {e}")))?;
         Ok(Self { worker })
     }
 
@@ -119,6 +125,12 @@ impl ScriptHost {
     /// Whether the host drains or finished (it takes no new session).
     pub fn is_draining(&self) -> bool {
         self.worker.is_draining()
+    }
+
+    /// Whether the host stopped because a hook was stuck past `hook_stuck_timeout` (the
+    /// process should then exit with [`cli::EXIT_STUCK`], to be replaced).
+    pub fn is_stuck(&self) -> bool {
+        self.worker.is_stuck()
     }
 
     /// Completes when the scripts' `done` hooks ran (the host drained, or the proxy of a

@@ -22,6 +22,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::worker::{Event, Worker};
 
+/// The largest message a session takes or sends (the proxy's limit too). A hook reply that
+/// would be larger is sent without the scripts' changes (see `python::bridge`).
+pub(crate) const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
 /// The gRPC service of one script-host process.
 #[derive(Clone, Debug)]
 pub struct ScriptHostService {
@@ -36,8 +40,8 @@ impl ScriptHostService {
     /// The service wrapped for a tonic router.
     pub fn into_server(self) -> ScriptHostServer<Self> {
         ScriptHostServer::new(self)
-            .max_decoding_message_size(256 * 1024 * 1024)
-            .max_encoding_message_size(256 * 1024 * 1024)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 }
 

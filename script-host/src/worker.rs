@@ -8,7 +8,8 @@
 //! session (Done, or its stream closing) takes only that session away. The worker stops when it
 //! is told to ([`Worker::drain`]: it refuses new sessions, lets the calls under way finish within
 //! a grace period, then runs the scripts' `done` hooks), or, when a proxy spawned it for itself,
-//! when that proxy sends Done.
+//! when that proxy sends Done. It also stops, as failed, when a hook is stuck (`Worker::stuck`,
+//! or the `heartbeat` of the Python runtime stopped): the process exits to be replaced.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,8 +20,10 @@ use flowtap_proto::v1::{self, WorkerMessage, worker_message};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
 
+mod heartbeat;
 mod inbox;
 
+use heartbeat::Heartbeat;
 use inbox::Inbox;
 pub(crate) use inbox::{Taken, is_barrier};
 
@@ -92,6 +95,10 @@ pub struct Worker {
     spawned: bool,
     /// Draining: no new session is taken.
     draining: AtomicBool,
+    /// A hook got stuck: the host finished to be replaced.
+    stuck: AtomicBool,
+    /// When the Python runtime's watchdog last ran.
+    heartbeat: Heartbeat,
     finished: watch::Sender<Option<Result<(), String>>>,
 }
 
@@ -114,6 +121,8 @@ impl Worker {
             next_session: AtomicU64::new(1),
             spawned,
             draining: AtomicBool::new(false),
+            stuck: AtomicBool::new(false),
+            heartbeat: Heartbeat::default(),
             finished: watch::channel(None).0,
         }
     }
@@ -288,6 +297,52 @@ impl Worker {
         });
         drop(sessions);
         self.inbox.stop();
+    }
+
+    /// A hook is stuck (see `flowtap_host/watchdog.py`): the host finishes as failed and
+    /// [`Worker::is_stuck`] says why.
+    pub(crate) fn stuck(&self) {
+        self.stuck.store(true, Ordering::Release);
+        self.finish(Err("a hook is stuck past hook_stuck_timeout".into()));
+    }
+
+    /// The Python runtime's watchdog ran; it may stay away `limit` (zero: for ever).
+    pub(crate) fn heartbeat(&self, limit: Duration) {
+        self.heartbeat.beat(limit);
+    }
+
+    /// Starts the thread that ends the host as stuck when the Python runtime's watchdog has
+    /// not run for longer than it said it might (a hook holds the GIL; see `heartbeat`).
+    pub(crate) fn watch_python(self: &Arc<Self>) -> std::io::Result<()> {
+        let worker = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("python-watch".into())
+            .spawn(move || {
+                while worker.finished.borrow().is_none() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let Some(away) = worker.heartbeat.overdue(Instant::now()) else {
+                        continue;
+                    };
+                    tracing::error!(
+                        target: "script",
+                        "no Python code has run for {away:.1?} (past hook_stuck_timeout): a hook \
+                         holds the interpreter and does not give it back (C code that does not \
+                         return, such as a regular expression backtracking on its input). This \
+                         worker exits to be replaced."
+                    );
+                    worker.stuck();
+                    // The host's own exit path needs no Python; should it still not end, end it.
+                    std::thread::sleep(Duration::from_secs(5));
+                    std::process::exit(crate::cli::EXIT_STUCK);
+                }
+            })
+            .map(drop)
+    }
+
+    /// Whether the host finished because a hook was stuck: the process should exit with
+    /// [`crate::cli::EXIT_STUCK`] so that it is replaced.
+    pub fn is_stuck(&self) -> bool {
+        self.stuck.load(Ordering::Acquire)
     }
 
     /// Completes once [`Worker::finish`] was called.

@@ -8,6 +8,7 @@ pub mod origin;
 pub mod scaled;
 pub mod scripts;
 pub mod websocket;
+pub mod worker;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};

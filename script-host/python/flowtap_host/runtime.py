@@ -15,7 +15,8 @@ Threads and the loop:
   rules): per flow (or connection) one call at a time in arrival order; a connection's observed
   calls before its later calls; awaited calls of different flows concurrently. A dispatcher
   runs the first call it lets go in its own thread; others go to the executor.
-- A call past its deadline is answered `timed_out`; its late changes are dropped.
+- A call past its deadline is answered `timed_out`; its late changes are dropped. A call stuck
+  long after that stops the worker so that it is replaced (`watchdog.Watchdog`).
 
 Replies go back through `bridge.hook_reply(...)` from whichever thread finished the chain.
 """
@@ -35,7 +36,7 @@ from mitmproxy.flow import Error, Flow, raw_state
 from mitmproxy.optmanager import Options
 from mitmproxy.log import LogEntry
 
-from . import logs, master, order, scripts
+from . import logs, master, order, scripts, watchdog
 
 log = logging.getLogger("flowtap.host")
 
@@ -75,11 +76,15 @@ class Call:
     """One hook call from the proxy, from arrival to reply."""
 
     __slots__ = ("session", "call_id", "hook", "state", "deadline", "observe_only", "key",
-                 "seq", "lane", "replied", "subject", "before", "flow", "stream")
+                 "seq", "lane", "replied", "subject", "before", "flow", "stream", "arrived",
+                 "deadline_ms", "thread")
 
     def __init__(self, session, call_id, hook, state, deadline_ms, observe_only):
         self.session, self.call_id, self.hook, self.state = session, call_id, hook, state
-        self.deadline = time.monotonic() + deadline_ms / 1000 if deadline_ms else None
+        self.arrived = time.monotonic()
+        self.deadline_ms = deadline_ms
+        self.deadline = self.arrived + deadline_ms / 1000 if deadline_ms else None
+        self.thread = None  # the thread running its handlers, once one does
         self.observe_only = observe_only
         self.key = state.get("id", "")
         self.seq = 0  # its number in the order of arrival
@@ -314,7 +319,7 @@ class Host:
             workers, thread_name_prefix="script-hook"
         )
         self._start_dispatchers(workers - 1)
-        self.loop.create_task(self._watchdog())
+        watchdog.Watchdog(self).start()
         self.loop.create_task(self._watch_files())
         if "tick" in self._table:
             self.loop.create_task(self._tick())
@@ -487,7 +492,8 @@ class Host:
             concurrent.futures.wait([running], timeout=RUNNING_WAIT)
         while call is not None:
             if call.deadline is not None:
-                self._active[call.call_id] = call
+                call.thread = threading.get_ident()
+                self._active[(call.session, call.call_id)] = call
             if call.hook == STREAM_CHUNK:
                 self._stream_chunk(call)
                 call = self._pop_next(call)
@@ -502,7 +508,7 @@ class Host:
     def _pop_next(self, call):
         """The next call to run in this thread after `call` finished; other calls its end lets
         start go to the executor."""
-        self._active.pop(call.call_id, None)
+        self._active.pop((call.session, call.call_id), None)
         with self._qlock:
             started = self._order.finish(call)
         if not started:
@@ -560,6 +566,7 @@ class Host:
 
     async def _run_async(self, call, handlers):
         errors = []
+        call.thread = threading.get_ident()
         try:
             args = self._prepare(call)
             chain = self._chain_async(call, handlers, args, errors)
@@ -754,24 +761,16 @@ class Host:
                 self.bridge.hook_reply(call.session, call.call_id, verdict, state, errors, False,
                                        call.stream)
 
-    async def _watchdog(self):
-        """Answers calls whose deadline passed; their flows go on unchanged."""
-        while not self._done:
-            await asyncio.sleep(0.02)
-            if not self._active:
-                continue
-            now = time.monotonic()
-            for call in list(self._active.values()):
-                if call.deadline is None or now < call.deadline:
-                    continue
-                with self._lock:
-                    if call.replied:
-                        continue
-                    call.replied = True
-                    self._in_hook.discard(call.key)
-                    if not call.observe_only:
-                        self.bridge.hook_reply(call.session, call.call_id, CONTINUE, None, [], True)
-                log.warning("hook %s for %s timed out", call.hook, call.key)
+    def time_out(self, call):
+        """Answers a call whose deadline passed (once); its flow goes on unchanged."""
+        with self._lock:
+            if call.replied:
+                return
+            call.replied = True
+            self._in_hook.discard(call.key)
+            if not call.observe_only:
+                self.bridge.hook_reply(call.session, call.call_id, CONTINUE, None, [], True)
+        log.warning("hook %s for %s timed out", call.hook, call.key)
 
     # -- control -------------------------------------------------------------------------------
 

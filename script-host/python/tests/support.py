@@ -63,6 +63,7 @@ class FakeBridge:
         self.logs = []
         self.streams = []
         self.finished_event = threading.Event()
+        self.stuck_messages = queue.Queue()
 
     # Called by the host.
     def wait_one(self):
@@ -98,6 +99,12 @@ class FakeBridge:
 
     def finished(self):
         self.finished_event.set()
+
+    def heartbeat(self, limit):
+        self.heartbeat_limit = limit
+
+    def stuck(self, message):
+        self.stuck_messages.put(message)
 
     # Called by tests.
     def send(self, *item):

@@ -303,6 +303,46 @@ class ConcurrencyTest(unittest.TestCase):
             h.close()
 
 
+class WatchdogTest(unittest.TestCase):
+    SCRIPT = """
+        import threading
+        def request(flow):
+            if flow.request.path == "/forever":
+                threading.Event().wait()
+    """
+
+    def test_a_hook_stuck_past_the_bound_stops_the_worker_naming_it(self):
+        h = Harness(self.SCRIPT, core_options={"hook_stuck_timeout": 0.3})
+        try:
+            forever = http_state()
+            forever["request"]["path"] = b"/forever"
+            started = time.monotonic()
+            call_id = h.call("request", forever, deadline_ms=100)
+            reply = h.reply()
+            self.assertEqual((reply[0], reply[4]), (call_id, True))
+            message = h.bridge.stuck_messages.get(timeout=5)
+            self.assertGreaterEqual(time.monotonic() - started, 0.3)
+            self.assertIn("hook request", message)
+            self.assertIn("hook_stuck_timeout=0.3s", message)
+            # Where the hook is: the script's line that waits.
+            self.assertIn("threading.Event().wait()", message)
+        finally:
+            h.bridge.send("done", 1)
+
+    def test_a_late_hook_that_returns_within_the_bound_stops_nothing(self):
+        h = Harness("import time\ndef request(flow):\n    time.sleep(0.3)\n",
+                    core_options={"hook_stuck_timeout": 2})
+        try:
+            _, _, _, _, timed_out = h.roundtrip("request", http_state(), deadline_ms=100)
+            self.assertTrue(timed_out)
+            # The hook returns at 0.3 s; its worker keeps answering.
+            _, _, _, _, timed_out = h.roundtrip("request", http_state(), deadline_ms=2000)
+            self.assertFalse(timed_out)
+            self.assertTrue(h.bridge.stuck_messages.empty())
+        finally:
+            h.close()
+
+
 class OptionsTest(unittest.TestCase):
     SCRIPT = """
         from typing import Optional, Sequence

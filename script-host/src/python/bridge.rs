@@ -31,6 +31,30 @@ pub(super) fn hook_name(hook: Hook) -> String {
         .to_ascii_lowercase()
 }
 
+/// A reply too large for the session (a script made a body over the limit) would fail the whole
+/// session, every proxy's flow on it: its changes are dropped instead, with an error the proxy
+/// logs, and the flow goes on as it was sent.
+fn fit_message_limit(reply: &mut v1::HookReply) {
+    use prost::Message as _;
+    let size = reply.encoded_len();
+    if size <= crate::server::MAX_MESSAGE_BYTES - 1024 {
+        return;
+    }
+    reply.flow = None;
+    if reply.verdict == v1::Verdict::Respond as i32 {
+        reply.verdict = v1::Verdict::Continue as i32;
+    }
+    reply.errors.push(v1::ScriptError {
+        script: String::new(),
+        hook: String::new(),
+        traceback: format!(
+            "the scripts' changes were dropped: the changed flow is {size} bytes, over the \
+             script protocol's limit of {} bytes",
+            crate::server::MAX_MESSAGE_BYTES
+        ),
+    });
+}
+
 fn hook_from_name(name: &str) -> Option<Hook> {
     Hook::from_str_name(&format!("HOOK_{}", name.to_ascii_uppercase()))
 }
@@ -193,7 +217,7 @@ impl Bridge {
                 })
                 .ok()
         });
-        let reply = v1::HookReply {
+        let mut reply = v1::HookReply {
             call_id,
             verdict,
             flow,
@@ -201,6 +225,7 @@ impl Bridge {
             timed_out,
             stream,
         };
+        fit_message_limit(&mut reply);
         self.worker.send(Some(session), Kind::HookReply(reply));
     }
 
@@ -381,5 +406,21 @@ impl Bridge {
     /// Done): the host stops and every session's stream ends.
     fn finished(&self) {
         self.worker.finish(Ok(()));
+    }
+
+    /// The runtime's watchdog ran (every few milliseconds); it may stay away `limit` seconds
+    /// (0: for ever) before the worker counts as frozen and exits (see `worker::heartbeat`).
+    fn heartbeat(&self, limit: f64) {
+        self.worker
+            .heartbeat(std::time::Duration::try_from_secs_f64(limit).unwrap_or_default());
+    }
+
+    /// A hook is stuck past `hook_stuck_timeout` (`flowtap_host/watchdog.py` says which and
+    /// where): the host stops as failed, so that the process exits with
+    /// [`crate::cli::EXIT_STUCK`] and is replaced. The sessions' streams end; the proxies
+    /// count this worker down until it is back.
+    fn stuck(&self, message: &str) {
+        tracing::error!(target: "script", "{message}");
+        self.worker.stuck();
     }
 }
