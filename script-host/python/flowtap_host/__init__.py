@@ -8,6 +8,7 @@ The Rust binary (`script-host`) owns the gRPC session and hands events to `Host`
 - `runtime`: `Host`, the event loop, per-flow ordering, the thread pool, deadlines, verdicts.
 - `master`: `ctx.master` (commands, addons, shutdown).
 - `logs`: routing `logging` and `ctx.log` into the proxy's log.
+- `finalise`: `print()` to the console unbuffered, and Python finalised at the end.
 """
 
 from .runtime import Host, main  # noqa: F401

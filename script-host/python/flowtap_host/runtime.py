@@ -35,7 +35,7 @@ from mitmproxy.flow import Error, Flow, raw_state
 from mitmproxy.optmanager import Options
 from mitmproxy.log import LogEntry
 
-from . import logs, master, order, scripts
+from . import finalise, logs, master, order, scripts
 
 log = logging.getLogger("flowtap.host")
 
@@ -839,5 +839,10 @@ def _slim(after, before):
 
 
 def main(bridge, specs):
-    """Entry point used by the Rust worker: runs until the host stops."""
-    Host(bridge, list(specs)).run()
+    """Entry point used by the Rust worker: runs until the host stops, then finalises (see
+    `finalise`: atexit handlers, files the scripts left open flushed and closed)."""
+    finalise.console()
+    try:
+        Host(bridge, list(specs)).run()
+    finally:
+        finalise.finalise()
