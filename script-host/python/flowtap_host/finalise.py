@@ -80,6 +80,9 @@ def finalise():
         atexit._run_exitfuncs()
     except Exception:
         log.exception("script host: an atexit handler failed")
+    # The host's own tasks (watchdog, file watcher) are left pending on the closed loop on
+    # purpose: collecting them is no error worth a log line.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     gc.collect()
     for stream in open_files():
         try:

@@ -35,6 +35,16 @@ class ScriptContext:
     def log(self, message, level="info"):
         self._logger.log(mlog.LEVELS.get(level, logging.INFO), message)
 
+    def add_contentview(self, view):
+        """0.15's content views: registered, shown by the console only (see
+        `libmproxy.contentviews`)."""
+        from libmproxy import contentviews
+        contentviews.add(view)
+
+    def remove_contentview(self, view):
+        from libmproxy import contentviews
+        contentviews.remove(view)
+
     def kill_flow(self, flow):
         unwrap(flow).kill()
 

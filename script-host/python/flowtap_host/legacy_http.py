@@ -208,16 +208,17 @@ def to_modern_headers(headers):
 
 
 class _PrettyHost(str):
-    """0.15's `pretty_host` property, still callable as 0.11-0.13's
-    `pretty_host(hostheader=False)`."""
+    """0.15's `pretty_host` property (the Host header as sent, port included, else the host),
+    still callable as 0.11-0.13's `pretty_host(hostheader=False)`."""
 
     def __new__(cls, request):
-        value = super().__new__(cls, request.pretty_host)
-        value._request = request
+        header = request.headers.get("host")
+        value = super().__new__(cls, header or request.host)
+        value._host, value._header = request.host, header
         return value
 
     def __call__(self, hostheader=False):
-        return self._request.pretty_host if hostheader else self._request.host
+        return self._header if hostheader and self._header else self._host
 
 
 class OldMessage:

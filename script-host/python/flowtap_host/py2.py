@@ -93,7 +93,11 @@ def translate(source, path="<script>"):
 
 def compile_script(path):
     """None when the file compiles as Python 3 (import it as usual); otherwise the code of
-    its translation. Raises the original SyntaxError when the translation fails too."""
+    its translation. Raises the original SyntaxError when the translation fails too.
+    `cStringIO` and `StringIO` become importable either way (Python 3 has neither name)."""
+    compat = _compat_module()
+    sys.modules.setdefault("cStringIO", compat)
+    sys.modules.setdefault("StringIO", compat)
     with open(path, "rb") as f:
         raw = f.read()
     try:
