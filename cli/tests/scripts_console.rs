@@ -79,16 +79,20 @@ fn every_line_kept_after(signal: &str) {
         let url = format!("http://127.0.0.1:{}{path}", origin.port());
         assert_eq!(status_of(&curl_via(addr, &url, &[])), 200);
     }
-    flowtap
-        .stdout
-        .wait_for("for the sixth flow", |l| l.contains("/flow6 HTTP/1.1 << 200"));
+    flowtap.stdout.wait_for("for the sixth flow", |l| {
+        l.contains("/flow6 HTTP/1.1 << 200")
+    });
     let status = Command::new("kill")
         .args([signal, &flowtap.pid().to_string()])
         .status()
         .expect("run kill");
     assert!(status.success());
     let exit = flowtap.wait_exit(WAIT);
-    assert_eq!(exit.code(), Some(0), "flowtap exited with {exit} on {signal}");
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "flowtap exited with {exit} on {signal}"
+    );
     let written = std::fs::read_to_string(&out).expect("the script's file exists");
     let lines: Vec<&str> = written.lines().collect();
     assert_eq!(lines, paths, "the file after {signal}");

@@ -84,11 +84,23 @@ def translate(source, path="<script>"):
     """Python 2 `source` as Python 3 text, and the name of the translator used."""
     for pattern, replacement in _STRINGIO_REWRITES:
         source = pattern.sub(replacement, source)
-    tool, name = _refactoring_tool()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tree = tool.refactor_string(source if source.endswith("\n") else source + "\n", path)
+    root = logging.getLogger()
+    root.addFilter(_quiet_translator)
+    logging.getLogger("RefactoringTool").setLevel(logging.WARNING)
+    try:
+        tool, name = _refactoring_tool()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = tool.refactor_string(source if source.endswith("\n") else source + "\n",
+                                        path)
+    finally:
+        root.removeFilter(_quiet_translator)
     return str(tree), name
+
+
+def _quiet_translator(record):
+    """Drops the translator's own chatter (its grammar loader logs on the root logger)."""
+    return not any(part in record.pathname for part in ("lib2to3", "fissix"))
 
 
 def compile_script(path):
