@@ -58,6 +58,32 @@ fn print_output_reaches_stdout_in_order_with_the_flow_lines() {
     assert!(status.success());
 }
 
+#[test]
+fn every_worker_prints_to_stdout() {
+    let script = TempScript::new(
+        "loaded.py",
+        "import os\nprint('loaded in worker', os.getpid())\n",
+    );
+    let (flowtap, _addr) = Flowtap::start(&["-s", script.arg(), "--set", "script_workers=2"]);
+    flowtap.stdout.wait_for("from the first worker", |l| {
+        l.starts_with("loaded in worker ")
+    });
+    flowtap.stdout.wait_for("from the second worker", |l| {
+        l.starts_with("loaded in worker ")
+    });
+    let mut pids: Vec<String> = flowtap
+        .stdout
+        .all()
+        .into_iter()
+        .filter(|l| l.starts_with("loaded in worker "))
+        .collect();
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let (status, _) = flowtap.stop();
+    assert!(status.success());
+}
+
 /// An old-API script as mitmproxy 0.13's `flowwriter.py` is: the file is opened in `start`
 /// and never closed or flushed.
 const WRITER: &str = r#"

@@ -249,7 +249,8 @@ class Script:
             return OLD_HOOKS[name], _adapt(fn, lambda client: pre + (legacy.RootLayer(client),))
         if name in ("serverconnect", "serverdisconnect"):
             pre = (ctx,) if arity == 2 else ()
-            return OLD_HOOKS[name], _adapt(fn, lambda data: pre + (data.server,))
+            wrap = legacy.OldConn if arity == 2 else (lambda server: server)
+            return OLD_HOOKS[name], _adapt(fn, lambda data: pre + (wrap(data.server),))
         if name in ("websockets_handshake", "websocket_handshake"):
             def only_ws(flow):
                 return (flow,) if legacy.is_websocket_handshake(flow) else None
