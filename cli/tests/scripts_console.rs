@@ -1,7 +1,8 @@
 //! What a script prints and what it leaves in open files, as on mitmdump: `print()` output
 //! reaches flowtap's stdout between the flow lines, in order; a script that writes a line per
 //! flow to a file it never closes keeps every line when flowtap stops on SIGINT or SIGTERM
-//! (the worker finalises Python: `done`, atexit handlers, open files flushed and closed).
+//! (the worker finalises Python: `done`, atexit handlers, open files flushed and closed), and
+//! also when flowtap itself is killed (the worker sees its stdin close and drains).
 
 #![allow(missing_docs)]
 
@@ -9,7 +10,7 @@ mod support;
 
 use std::process::Command;
 
-use support::scripts::{TempScript, curl_via, echo_origin, status_of};
+use support::scripts::{TempScript, children_of, curl_via, echo_origin, poll, status_of};
 use support::{Flowtap, WAIT};
 
 const PRINTS: &str = r#"
@@ -64,7 +65,11 @@ fn every_worker_prints_to_stdout() {
         "loaded.py",
         "import os\nprint('loaded in worker', os.getpid())\n",
     );
-    let (flowtap, _addr) = Flowtap::start(&["-s", script.arg(), "--set", "script_workers=2"]);
+    let origin = echo_origin();
+    let (mut flowtap, addr) = Flowtap::start(&["-s", script.arg(), "--set", "script_workers=2"]);
+    // Serving (a SIGTERM right at start-up can come before flowtap's handler is installed).
+    let url = format!("http://127.0.0.1:{}/", origin.port());
+    assert_eq!(status_of(&curl_via(addr, &url, &[])), 200);
     flowtap.stdout.wait_for("from the first worker", |l| {
         l.starts_with("loaded in worker ")
     });
@@ -80,8 +85,9 @@ fn every_worker_prints_to_stdout() {
     pids.sort();
     pids.dedup();
     assert_eq!(pids.len(), 2, "{pids:?}");
-    let (status, _) = flowtap.stop();
-    assert!(status.success());
+    flowtap.terminate();
+    let status = flowtap.wait_exit(WAIT);
+    assert!(status.success(), "{status}: {:?}", flowtap.stderr.all());
 }
 
 /// An old-API script as mitmproxy 0.13's `flowwriter.py` is: the file is opened in `start`
@@ -94,7 +100,9 @@ def response(context, flow):
     context.out.write(flow.request.path + "\n")
 "#;
 
-fn every_line_kept_after(signal: &str) {
+/// Runs six flows through the writer script, sends `signal` to flowtap, and returns what the
+/// file holds once flowtap and its worker are gone, the paths requested, and flowtap's exit.
+fn lines_kept_after(signal: &str) -> (Vec<String>, Vec<String>, std::process::ExitStatus) {
     let origin = echo_origin();
     let script = TempScript::new("writer.py", WRITER);
     let out = script.sibling("flows.txt");
@@ -108,19 +116,37 @@ fn every_line_kept_after(signal: &str) {
     flowtap.stdout.wait_for("for the sixth flow", |l| {
         l.contains("/flow6 HTTP/1.1 << 200")
     });
+    let workers = children_of(flowtap.pid());
+    assert!(!workers.is_empty(), "flowtap spawned no worker");
     let status = Command::new("kill")
         .args([signal, &flowtap.pid().to_string()])
         .status()
         .expect("run kill");
     assert!(status.success());
     let exit = flowtap.wait_exit(WAIT);
+    // A worker whose proxy was killed drains on its own (its stdin closed); a reaped or
+    // zombie worker has ended.
+    poll("the workers to exit", || {
+        workers.iter().all(|pid| gone(*pid)).then_some(())
+    });
+    let written = std::fs::read_to_string(&out).expect("the script's file exists");
+    (written.lines().map(String::from).collect(), paths, exit)
+}
+
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.contains(") Z "),
+        Err(_) => true,
+    }
+}
+
+fn every_line_kept_after(signal: &str) {
+    let (lines, paths, exit) = lines_kept_after(signal);
     assert_eq!(
         exit.code(),
         Some(0),
         "flowtap exited with {exit} on {signal}"
     );
-    let written = std::fs::read_to_string(&out).expect("the script's file exists");
-    let lines: Vec<&str> = written.lines().collect();
     assert_eq!(lines, paths, "the file after {signal}");
 }
 
@@ -132,4 +158,10 @@ fn an_open_file_keeps_every_line_after_sigint() {
 #[test]
 fn an_open_file_keeps_every_line_after_sigterm() {
     every_line_kept_after("-TERM");
+}
+
+#[test]
+fn an_open_file_keeps_every_line_when_flowtap_is_killed() {
+    let (lines, paths, _) = lines_kept_after("-KILL");
+    assert_eq!(lines, paths, "the file after SIGKILL to flowtap");
 }

@@ -73,9 +73,18 @@ def open_files():
     return found
 
 
+_finalised = False
+
+
 def finalise():
-    """Runs the `atexit` handlers, closes the files scripts left open, flushes stdout/stderr.
-    Never raises: each step's failure is logged and the next step runs."""
+    """Runs the `atexit` handlers, closes the files scripts left open, flushes stdout/stderr;
+    once (later calls do nothing). Never raises: each step's failure is logged and the next
+    step runs. Call it before the Rust side is told the host finished: the process may end
+    at once after that."""
+    global _finalised
+    if _finalised:
+        return
+    _finalised = True
     try:
         atexit._run_exitfuncs()
     except Exception:

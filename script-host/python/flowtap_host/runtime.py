@@ -418,6 +418,8 @@ class Host:
             return
         self._done = True
         await self._run_lifecycle("done")
+        # Before the Rust side learns the host finished: the process may end right after.
+        finalise.finalise()
         self.bridge.finished()
         self.loop.stop()
 
