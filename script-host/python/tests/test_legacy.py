@@ -126,5 +126,51 @@ class Python2(unittest.TestCase):
             os.unlink(f.name)
 
 
+class AppRegistry(unittest.TestCase):
+    def test_wsgi_app_answers_its_virtual_host(self):
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"Hello from ", environ["PATH_INFO"].encode()]
+        registry = legacy.AppRegistry()
+        registry.add(app, "proxapp", 80)
+        flow = make_flow(path="/x")
+        flow.request.host = "proxapp"
+        flow.request.headers["host"] = "proxapp"
+        flow.response = None
+        registry.serve(flow)
+        self.assertEqual(flow.response.content, b"Hello from /x")
+        other = make_flow()
+        other.response = None
+        registry.serve(other)
+        self.assertIsNone(other.response)
+
+
+class Finalise(unittest.TestCase):
+    """In a child process that ends with os._exit, as the worker ends without the
+    interpreter's own shutdown."""
+
+    CHILD = """
+import atexit, os, sys
+sys.path.insert(0, {package!r})
+from flowtap_host import finalise
+left_open = open({path!r}, "w")
+left_open.write("kept\\n")
+atexit.register(lambda: open({path!r} + ".atexit", "w").close())
+finalise.finalise()
+os._exit(0)
+"""
+
+    def test_open_files_flushed_and_atexit_run_before_exit(self):
+        import subprocess
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "out.txt")
+            child = self.CHILD.format(package=package, path=path)
+            subprocess.run([sys.executable, "-c", child], check=True, timeout=60)
+            with open(path) as f:
+                self.assertEqual(f.read(), "kept\n")
+            self.assertTrue(os.path.exists(path + ".atexit"))
+
+
 if __name__ == "__main__":
     unittest.main()
