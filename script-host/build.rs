@@ -26,7 +26,7 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest.join("python");
     let mut files = Vec::new();
-    for package in ["mitmproxy", "flowtap_host"] {
+    for package in ["mitmproxy", "flowtap_host", "libmproxy", "netlib"] {
         collect(&root.join(package), &root, &mut files);
         println!("cargo:rerun-if-changed={}", root.join(package).display());
     }

@@ -18,7 +18,9 @@
 //! session. On SIGTERM or SIGINT the worker drains (see [`ScriptHost::drain`]): NOT_SERVING,
 //! new sessions refused, the calls under way get `--shutdown-grace` to finish, then the
 //! scripts' `done` hooks run and it exits 0. A worker a proxy spawned (`--exit-with-stdin`)
-//! exits when that proxy sends Done or its standard input closes.
+//! exits when that proxy sends Done, or drains as on SIGTERM when its standard input closes.
+//! On every one of these paths Python finalises before the process ends (`done`, atexit
+//! handlers, files the scripts left open flushed and closed; see `flowtap_host/finalise.py`).
 //!
 //! A worker with a hook still running `hook_stuck_timeout` after it arrived (a proxy option the
 //! proxy sends in Hello; by default four times `hook_timeout`) exits with [`EXIT_STUCK`], since
@@ -64,6 +66,10 @@ pub struct Args {
     /// open, so a proxy that dies, even by SIGKILL, leaves no worker behind.
     #[arg(long, hide = true)]
     pub exit_with_stdin: bool,
+    /// Announce the address on this descriptor (opened for the worker by the proxy that spawns
+    /// it) instead of standard output, which then stays the scripts' own (`print()`).
+    #[arg(long, hide = true, value_name = "FD")]
+    pub announce_fd: Option<i32>,
     /// On SIGTERM or SIGINT: how long the hook calls under way may take to finish (seconds)
     /// before they are answered timed out and the scripts' `done` hooks run.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
@@ -100,21 +106,24 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     };
     let host = ScriptHost::start(&config).context("starting the script host")?;
     if args.exit_with_stdin {
-        exit_when_stdin_closes(args.listen.strip_prefix("unix:").map(PathBuf::from));
+        exit_when_stdin_closes(
+            args.listen.strip_prefix("unix:").map(PathBuf::from),
+            host.clone(),
+            runtime.handle().clone(),
+            grace,
+        );
     }
     let incoming = runtime.block_on(bind(&args.listen))?;
     let (health, health_service) = tonic_health::server::health_reporter();
     runtime.block_on(set_health(&health, ServingStatus::Serving));
-    if !args.exit_with_stdin {
-        let signals = runtime
-            .block_on(async { Signals::new() })
-            .context("installing the SIGTERM/SIGINT handlers")?;
-        runtime.spawn(drain_on_signal(signals, host.clone(), health, grace));
-    }
+    let signals = runtime
+        .block_on(async { Signals::new() })
+        .context("installing the SIGTERM/SIGINT handlers")?;
+    runtime.spawn(drain_on_signal(signals, host.clone(), health, grace));
     // Ready before the address is announced: whoever reads the announcement may probe at once
     // (the listener is bound; sessions queue until the server runs).
     flowtap_telemetry::set_ready(true);
-    announce(&incoming.address);
+    announce(&incoming.address, args.announce_fd);
     let server = runtime.spawn(serve(
         host.clone(),
         incoming.stream,
@@ -145,15 +154,24 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     std::process::exit(0)
 }
 
-/// Ends the process once standard input reaches its end (or fails), removing the unix socket.
-fn exit_when_stdin_closes(socket: Option<PathBuf>) {
+/// Once standard input reaches its end (or fails) the worker drains as on SIGTERM (the
+/// scripts' `done` hooks run, Python finalises, `main` returns); if that takes longer than the
+/// grace period and a little more, the process ends anyway, removing the unix socket.
+fn exit_when_stdin_closes(
+    socket: Option<PathBuf>,
+    host: ScriptHost,
+    runtime: tokio::runtime::Handle,
+    grace: Duration,
+) {
     std::thread::Builder::new()
         .name("parent-watch".into())
         .spawn(move || {
             let mut sink = [0u8; 64];
             let mut stdin = std::io::stdin().lock();
             while matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(n) if n > 0) {}
-            tracing::info!("the proxy that started this worker is gone; exiting");
+            tracing::info!("the proxy that started this worker is gone; draining, then exiting");
+            runtime.spawn(async move { host.drain(grace).await });
+            std::thread::sleep(grace + Duration::from_secs(2));
             if let Some(path) = socket {
                 let _ = std::fs::remove_file(path);
             }
@@ -305,9 +323,25 @@ async fn serve(
     served
 }
 
-fn announce(addr: &str) {
+/// Writes `script-host listening on ADDR` to standard output, or to descriptor `fd` (then
+/// closed) when the spawning proxy gave one.
+fn announce(addr: &str, fd: Option<i32>) {
     use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "script-host listening on {addr}");
-    let _ = out.flush();
+    let line = format!("script-host listening on {addr}\n");
+    match fd {
+        // Descriptors 0-2 are the process's own streams: never take them over.
+        Some(fd) if fd > 2 => {
+            use std::os::fd::FromRawFd as _;
+            // SAFETY: the descriptor was opened for this process by its parent for this one
+            // line (`--announce-fd`); nothing else in the process uses it, and the File takes
+            // ownership and closes it.
+            let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+            let _ = file.write_all(line.as_bytes());
+        }
+        _ => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.flush();
+        }
+    }
 }

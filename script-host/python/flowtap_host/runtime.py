@@ -36,7 +36,7 @@ from mitmproxy.flow import Error, Flow, raw_state
 from mitmproxy.optmanager import Options
 from mitmproxy.log import LogEntry
 
-from . import logs, master, order, scripts, watchdog
+from . import finalise, logs, master, order, scripts, watchdog
 
 log = logging.getLogger("flowtap.host")
 
@@ -423,6 +423,8 @@ class Host:
             return
         self._done = True
         await self._run_lifecycle("done")
+        # Before the Rust side learns the host finished: the process may end right after.
+        finalise.finalise()
         self.bridge.finished()
         self.loop.stop()
 
@@ -838,5 +840,10 @@ def _slim(after, before):
 
 
 def main(bridge, specs):
-    """Entry point used by the Rust worker: runs until the host stops."""
-    Host(bridge, list(specs)).run()
+    """Entry point used by the Rust worker: runs until the host stops, then finalises (see
+    `finalise`: atexit handlers, files the scripts left open flushed and closed)."""
+    finalise.console()
+    try:
+        Host(bridge, list(specs)).run()
+    finally:
+        finalise.finalise()

@@ -18,7 +18,7 @@ from mitmproxy import exceptions, hooks
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
-from . import legacy
+from . import legacy, py2
 
 _HOST_DIRS = (os.path.dirname(__file__),)
 
@@ -170,7 +170,12 @@ class Script:
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, directory)
         try:
-            spec.loader.exec_module(module)
+            code = py2.compile_script(self.path)
+            if code is None:
+                spec.loader.exec_module(module)
+            else:
+                py2.prepare_module(module)
+                exec(code, module.__dict__)
         finally:
             try:
                 sys.path.remove(directory)
@@ -229,6 +234,10 @@ class Script:
                         Handler(handler, _is_async(fn), self, f"{label}.{name}",
                                 getattr(fn, "__flowtap_concurrent__", False))
                     )
+        if self.context is not None and self.context.app_registry.apps:
+            # 0.x `context.app_registry`: its apps answer before the script's own hooks.
+            table.setdefault("request", []).insert(
+                0, Handler(self.context.app_registry.serve, False, self, "app_registry"))
         return table
 
     def _adapt(self, name, fn):
@@ -240,7 +249,8 @@ class Script:
             return OLD_HOOKS[name], _adapt(fn, lambda client: pre + (legacy.RootLayer(client),))
         if name in ("serverconnect", "serverdisconnect"):
             pre = (ctx,) if arity == 2 else ()
-            return OLD_HOOKS[name], _adapt(fn, lambda data: pre + (data.server,))
+            wrap = legacy.OldConn if arity == 2 else (lambda server: server)
+            return OLD_HOOKS[name], _adapt(fn, lambda data: pre + (wrap(data.server),))
         if name in ("websockets_handshake", "websocket_handshake"):
             def only_ws(flow):
                 return (flow,) if legacy.is_websocket_handshake(flow) else None
@@ -259,8 +269,12 @@ class Script:
             return "tcp_message", _adapt(
                 fn, lambda flow: (ctx, legacy.TcpMessage(flow)), lambda args: args[1].apply()
             )
+        if old and name == "request":
+            def unless_own_replay(flow):
+                return None if legacy.skip_own_replay(ctx, flow) else (ctx, legacy.old_arg(flow))
+            return name, _adapt_filtered(fn, unless_own_replay)
         if old:
-            return name, _adapt(fn, lambda arg: (ctx, arg))
+            return name, _adapt(fn, lambda arg: (ctx, legacy.old_arg(arg)))
         return name, fn
 
     def hook_names(self):

@@ -1,0 +1,3 @@
+"""`libmproxy.protocol`: `KILL`, the value `flow.reply(KILL)` kills a flow with."""
+
+from flowtap_host.legacy import KILL  # noqa: F401

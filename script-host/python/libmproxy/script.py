@@ -1,0 +1,3 @@
+"""`libmproxy.script`: `@concurrent` (hooks already run concurrently across flows here)."""
+
+from mitmproxy.script import concurrent  # noqa: F401
