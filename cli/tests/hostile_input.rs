@@ -101,7 +101,7 @@ fn a_script_that_removes_the_response_gets_the_client_a_502_naming_the_hook() {
         "\n%{http_code}",
         &url,
     ]);
-    let text = out.stdout.clone();
+    let text = out.stdout;
     assert!(text.ends_with("\n502"), "{text}");
     assert!(
         text.contains("removed the response in `response`"),
