@@ -10,7 +10,7 @@ use bytes::Bytes;
 use flowtap_proto::v1::{Connection, Flow, Header, Headers, Request, Response, StreamMode};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::{Body as _, Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::context::{ClientCtx, Shared};
@@ -371,7 +371,9 @@ async fn collect(
     mut incoming: Incoming,
     limit: Option<u64>,
 ) -> Result<(Bytes, Option<Headers>), Collect> {
-    let mut content = bytes::BytesMut::new();
+    // A body of announced length goes into one buffer of that size (see `http::read_whole`).
+    let announced = incoming.size_hint().exact().unwrap_or(0).min(16 << 20);
+    let mut content = bytes::BytesMut::with_capacity(usize::try_from(announced).unwrap_or(0));
     let mut trailers = None;
     while let Some(frame) = incoming.frame().await {
         let frame = frame.map_err(Collect::Read)?;

@@ -354,6 +354,9 @@ fn request_mut(flow: &mut Flow) -> &mut flowtap_proto::v1::Request {
     flow.request.get_or_insert_with(Default::default)
 }
 
+/// The most reserved ahead for a body of announced length.
+const MAX_RESERVE: u64 = 16 << 20;
+
 /// Why a body could not be read whole.
 enum BodyError {
     /// The framing broke or the connection did.
@@ -373,12 +376,19 @@ async fn read_whole(
     {
         return Err(BodyError::Limit(over_limit(limit)));
     }
-    let mut content = BytesMut::new();
+    // A body of known length starts in a buffer of its size (up to a bound: an announced length
+    // is not yet a body), so that it is not regrown piece by piece.
+    let mut content = match body.framing() {
+        Framing::Length(n) => {
+            BytesMut::with_capacity(usize::try_from(n.min(MAX_RESERVE)).unwrap_or(0))
+        }
+        _ => BytesMut::new(),
+    };
     while let Some(piece) = body.next(conn).await.map_err(BodyError::Read)? {
         if limit.is_some_and(|l| (content.len() + piece.len()) as u64 > l) {
             return Err(BodyError::Limit(over_limit(limit.unwrap_or_default())));
         }
-        if content.is_empty() {
+        if content.is_empty() && content.capacity() < piece.len() {
             content = BytesMut::from(piece);
         } else {
             content.extend_from_slice(&piece);

@@ -15,6 +15,8 @@ use crate::error::Http1Error;
 const MAX_HEADERS: usize = 128;
 /// Largest head accepted (request line plus headers).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Bodies up to this size are written in one piece with their head.
+const COALESCE_BYTES: usize = 16 * 1024;
 /// Longest chunk size line accepted, extensions included.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// How much is read from a socket at a time.
@@ -457,9 +459,14 @@ where
         write_body_piece(io, framing, content).await?;
         let trailers = response.trailers.as_ref().map(|t| t.fields.as_slice());
         write_body_end(io, framing, trailers).await?;
-    } else if !no_body {
+    } else if !no_body && content.len() <= COALESCE_BYTES {
+        // A small body leaves with its head in one write.
         out.extend_from_slice(content);
         io.write_all(&out).await?;
+    } else if !no_body {
+        // A large one is not copied behind the head: two writes.
+        io.write_all(&out).await?;
+        io.write_all(content).await?;
     } else {
         io.write_all(&out).await?;
     }
