@@ -74,6 +74,10 @@ struct Cli {
     /// Treat tunnels to hosts matching this regex (host:port) as raw TCP flows.
     #[arg(long = "tcp-hosts", value_name = "REGEX")]
     tcp_hosts: Vec<String>,
+    /// The proxy mode, as mitmproxy spells it: regular, reverse:URL; SPEC@PORT or
+    /// SPEC@HOST:PORT to listen elsewhere.
+    #[arg(long = "mode", value_name = "SPEC")]
+    mode: Vec<String>,
     /// Use an existing mitmproxy CA instead of flowtap's (default ~/.mitmproxy/mitmproxy-ca.pem).
     #[arg(long = "use-mitmproxy-ca", value_name = "PATH", num_args = 0..=1,
           default_missing_value = "~/.mitmproxy/mitmproxy-ca.pem")]
@@ -207,6 +211,16 @@ fn build_options(cli: &Cli) -> anyhow::Result<Options> {
     o.ignore_hosts.extend(cli.ignore_hosts.iter().cloned());
     o.allow_hosts.extend(cli.allow_hosts.iter().cloned());
     o.tcp_hosts.extend(cli.tcp_hosts.iter().cloned());
+    o.mode.extend(cli.mode.iter().cloned());
+    if o.mode.len() > 1 {
+        anyhow::bail!(
+            "several --mode values ({}): flowtap runs one mode per process for now; start one flowtap per mode",
+            o.mode.join(", ")
+        );
+    }
+    if let Some(spec) = o.mode.first() {
+        flowtap_proxy_core::ModeSpec::parse(spec)?;
+    }
     Ok(o)
 }
 
@@ -413,8 +427,15 @@ async fn serve_or_read(
         sink.close();
         return Ok(ExitCode::SUCCESS);
     }
-    let proxy = Proxy::bind(proxy_config(options)?, ca, hooks, sink).await?;
-    tracing::info!("HTTP(S) proxy listening at {}", proxy.local_addr());
+    let config = proxy_config(options)?;
+    let kind = match &config.mode.mode {
+        flowtap_proxy_core::Mode::Regular => "HTTP(S) proxy".to_string(),
+        flowtap_proxy_core::Mode::Reverse(t) => {
+            format!("Reverse proxy to {}://{}", t.scheme, t.authority())
+        }
+    };
+    let proxy = Proxy::bind(config, ca, hooks, sink).await?;
+    tracing::info!("{kind} listening at {}", proxy.local_addr());
     flowtap_telemetry::set_ready(true);
     proxy
         .serve(async {
@@ -550,8 +571,23 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
             .parse()
             .with_context(|| format!("invalid --listen-host {:?}", options.listen_host))?
     };
+    let mode = match options.mode.first() {
+        Some(spec) => flowtap_proxy_core::ModeSpec::parse(spec)?,
+        None => Config::default().mode,
+    };
+    let listen = match &mode.listen {
+        None => SocketAddr::new(listen_ip, options.listen_port),
+        Some((None, port)) => SocketAddr::new(listen_ip, *port),
+        Some((Some(host), port)) => SocketAddr::new(
+            host.parse()
+                .with_context(|| format!("invalid listen host {host:?} in --mode {mode}"))?,
+            *port,
+        ),
+    };
     Ok(Config {
-        listen: SocketAddr::new(listen_ip, options.listen_port),
+        listen,
+        mode,
+        keep_host_header: options.keep_host_header,
         ignore_hosts: options.ignore_hosts.clone(),
         allow_hosts: options.allow_hosts.clone(),
         tcp_hosts: options.tcp_hosts.clone(),

@@ -38,6 +38,10 @@ pub(crate) struct Options {
     pub(crate) script_workers: usize,
     /// With `-r`, keep serving after the file was read.
     pub(crate) keepserving: bool,
+    /// `--mode` / `--set mode=SPEC` (mitmproxy's syntax; empty: regular).
+    pub(crate) mode: Vec<String>,
+    /// In reverse mode, keep the client's `Host` header (`keep_host_header`).
+    pub(crate) keep_host_header: bool,
     /// Client deadlines (`request_head_timeout`, `client_idle_timeout`,
     /// `tls_handshake_timeout`, `tunnel_idle_timeout`, seconds), as the proxy's config has them.
     pub(crate) request_head_timeout: Duration,
@@ -72,6 +76,8 @@ impl Default for Options {
             websocket: true,
             shutdown_grace: Duration::from_secs(5),
             keepserving: false,
+            mode: Vec::new(),
+            keep_host_header: false,
             request_head_timeout: defaults.request_head_timeout,
             client_idle_timeout: defaults.client_idle_timeout,
             tls_handshake_timeout: defaults.tls_handshake_timeout,
@@ -122,7 +128,15 @@ impl Options {
             })
         };
         let values = [
-            ("mode", list(&["regular".to_string()])),
+            (
+                "mode",
+                list(&if self.mode.is_empty() {
+                    vec!["regular".to_string()]
+                } else {
+                    self.mode.clone()
+                }),
+            ),
+            ("keep_host_header", Kind::Bool(self.keep_host_header)),
             ("confdir", text(&self.confdir.to_string_lossy())),
             ("listen_host", text(&self.listen_host)),
             ("listen_port", Kind::Int(i64::from(self.listen_port))),
@@ -234,6 +248,10 @@ impl Options {
                 self.script_workers = parse_int::<usize>(name, required(name, value)?)?.max(1)
             }
             "keepserving" => self.keepserving = parse_bool(name, value, self.keepserving)?,
+            "mode" => self.mode.push(required(name, value)?.to_string()),
+            "keep_host_header" => {
+                self.keep_host_header = parse_bool(name, value, self.keep_host_header)?
+            }
             _ => {
                 // Repeating `--set name=value` builds a sequence: values joined with newlines.
                 let value = value.unwrap_or_default();

@@ -12,6 +12,7 @@ use crate::flow::{self, connection_subject};
 use crate::hooks::Hook;
 use crate::http::{self, Next};
 use crate::limits::{Activity, Tracked};
+use crate::mode::Mode;
 use crate::tunnel;
 use crate::upstream::Io;
 
@@ -26,8 +27,10 @@ pub(crate) async fn serve(
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
     let activity = Activity::new();
+    let mut client = flow::client_connection(peer, local);
+    client.proxy_mode = shared.config.mode.full.clone();
     let mut ctx = ClientCtx {
-        client: flow::client_connection(peer, local),
+        client,
         owned: Vec::new(),
         tunnel: None,
         activity: activity.clone(),
@@ -49,8 +52,17 @@ pub(crate) async fn serve(
     let io: Io = Box::new(Tracked::new(stream, activity));
     let mut conn = shared.client_conn(io);
     let mut tls_tunnel = false;
-    if let Next::Connect(head) = http::serve(&shared, &mut conn, &mut ctx, &mut stop).await {
-        tls_tunnel = tunnel::connect(&shared, conn, &mut ctx, head, &mut stop).await;
+    match &shared.config.mode.mode {
+        Mode::Regular => {
+            if let Next::Connect(head) = http::serve(&shared, &mut conn, &mut ctx, &mut stop).await
+            {
+                tls_tunnel = tunnel::connect(&shared, conn, &mut ctx, head, &mut stop).await;
+            }
+        }
+        Mode::Reverse(target) => {
+            let target = target.clone();
+            tls_tunnel = tunnel::reverse(&shared, conn, &mut ctx, &target, &mut stop).await;
+        }
     }
     disconnected(&shared, &mut ctx, tls_tunnel).await;
 }

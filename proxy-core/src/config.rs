@@ -7,8 +7,13 @@ use std::time::Duration;
 /// How the proxy behaves. Field names follow mitmproxy's options.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Where to listen (`--listen-host`, `-p`).
+    /// Where to listen (`--listen-host`, `-p`, or the mode's `@PORT`).
     pub listen: SocketAddr,
+    /// What the listener does with its connections (`--mode`, default `regular`).
+    pub mode: crate::mode::ModeSpec,
+    /// In reverse mode, keep the client's `Host` header instead of the target's
+    /// (`keep_host_header`).
+    pub keep_host_header: bool,
     /// Hosts not to intercept: their CONNECT tunnels are relayed untouched (`--ignore-hosts`).
     pub ignore_hosts: Vec<String>,
     /// The inverse: only these hosts are intercepted (`--allow-hosts`).
@@ -61,6 +66,12 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            mode: crate::mode::ModeSpec {
+                mode: crate::mode::Mode::Regular,
+                listen: None,
+                full: "regular".into(),
+            },
+            keep_host_header: false,
             ignore_hosts: Vec::new(),
             allow_hosts: Vec::new(),
             tcp_hosts: Vec::new(),

@@ -174,7 +174,8 @@ async fn exchange(
         }
     };
     let mut flow = new_http_flow(&ctx.client, request_from_head(head, &framed.target));
-    if ctx.tunnel.is_none() {
+    let reverse = matches!(shared.config.mode.mode, crate::mode::Mode::Reverse(_));
+    if ctx.tunnel.is_none() || (reverse && !shared.config.keep_host_header) {
         align_host_header(request_mut(&mut flow));
     }
     let Some(live) = shared.live.register(&flow.id) else {

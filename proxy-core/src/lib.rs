@@ -20,7 +20,7 @@
 //!   outside hooks, and [`ClientReplay`]).
 //!
 //! Beside them: [`hooks`] (the [`Hooks`] trait the scripts plug into; [`NoHooks`] when there are
-//! none), [`sink`] ([`FlowSink`], where finished flows go), [`config`] ([`Config`]), [`limits`]
+//! none), [`sink`] ([`FlowSink`], where finished flows go), [`config`] ([`Config`]), [`mode`] (`--mode`), [`limits`]
 //! (client deadlines, the descriptor limit), `http1` (the HTTP/1 codec: heads kept exactly as
 //! received, bounded lines, chunked bodies, trailers), `upstream` (server sockets, TLS, the idle
 //! pool), `live` (flows scripts may kill or inject into), `hosts` (ignored, allowed and TCP hosts), `intercept`, `stream` and `error`.
@@ -41,6 +41,7 @@ mod intercept;
 mod lifecycle;
 pub mod limits;
 mod live;
+pub mod mode;
 mod respond;
 mod server;
 mod servers;
@@ -56,5 +57,6 @@ pub use control::ClientReplay;
 pub use error::SetupError;
 pub use flow::{KILLED_MESSAGE, is_killed};
 pub use hooks::{CoreControl, HookInterest, Hooks, Interest, NoHooks, Verdict};
+pub use mode::{Mode, ModeSpec, ReverseTarget};
 pub use server::Proxy;
 pub use sink::{FlowSink, Sinks};

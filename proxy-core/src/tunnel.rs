@@ -21,6 +21,7 @@ use crate::hooks::{Hook, Verdict};
 use crate::http::{self, Next};
 use crate::http1::{Conn, RequestHead};
 use crate::limits::{Activity, idle_bounded};
+use crate::mode::{Mode, ReverseTarget};
 use crate::respond::{self, Refusal};
 use crate::upstream::{Io, PoolKey, Upstream, record_tls};
 
@@ -126,6 +127,65 @@ pub(crate) async fn connect(
         crate::tcp::serve(shared, &ctx.client, &ctx.activity, conn, tcp, server).await;
         false
     }
+}
+
+/// A connection to a reverse proxy's listener: every request goes to `target`. A client that
+/// opens with TLS is intercepted (an `https://` target only: the server side speaks TLS when
+/// the client does); plain HTTP is served as HTTP, sent with the target's scheme. Returns true
+/// when the connection carried intercepted TLS.
+pub(crate) async fn reverse(
+    shared: &std::sync::Arc<Shared>,
+    mut conn: Conn<Io>,
+    ctx: &mut ClientCtx,
+    reverse: &ReverseTarget,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let target = Target {
+        scheme: reverse.scheme,
+        host: reverse.host.clone(),
+        port: reverse.port,
+        path: Bytes::from_static(b"/"),
+    };
+    let first = tokio::select! {
+        filled = conn.fill() => filled,
+        _ = stop.wait_for(|stop| *stop) => return false,
+    };
+    if !matches!(first, Ok(n) if n > 0) {
+        return false;
+    }
+    if conn.buf[0] != 0x16 {
+        ctx.tunnel = Some(target);
+        let _ = http::serve(shared, &mut conn, ctx, stop).await;
+        return false;
+    }
+    if reverse.scheme != "https" {
+        tracing::info!(
+            client = ?ctx.client.peername,
+            "a TLS client on a reverse proxy to {}://{}: only https:// targets take TLS clients",
+            reverse.scheme,
+            reverse.authority()
+        );
+        return false;
+    }
+    let mut server = flow::unconnected_server();
+    let tcp = match connect_tcp(
+        shared,
+        &ctx.client,
+        &reverse.host,
+        reverse.port,
+        &mut server,
+    )
+    .await
+    {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            // The client expects TLS: it cannot be told in HTTP.
+            Refusal::server(&e).log(&ctx.client);
+            return false;
+        }
+    };
+    intercept_tls(shared, conn, ctx, tcp, server, target, stop).await;
+    true
 }
 
 fn connect_request(head: RequestHead, host: &str, port: u16) -> Request {
@@ -268,10 +328,15 @@ async fn intercept_tls(
         .map(|i| i.map(<[u8]>::to_vec).collect())
         .unwrap_or_default();
     let server_name = sni.clone().unwrap_or_else(|| target.host.clone());
+    // A reverse proxy's clients name the proxy; its server is the target, by its own name.
+    let upstream_name = match &shared.config.mode.mode {
+        Mode::Reverse(_) => target.host.clone(),
+        Mode::Regular => server_name.clone(),
+    };
     let offer_h2 = shared.config.http2 && offers.iter().any(|p| p == b"h2");
     let upstream = shared
         .connector
-        .tls(tcp, &server_name, offer_h2, &mut server)
+        .tls(tcp, &upstream_name, offer_h2, &mut server)
         .await;
     let server_alpn = match &upstream {
         Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),

@@ -1,0 +1,158 @@
+//! `--mode`: reverse mode in front of an HTTP and an HTTPS server, with plain and TLS clients
+//! (real curl), the `Host` header the server sees, `keep_host_header`, the mode scripts see as
+//! `client_conn.proxy_mode`, `@PORT`, and a clear refusal for modes flowtap lacks.
+
+#![allow(missing_docs)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use flowtap_certs::testing::OriginCert;
+use support::origin::{Origin, read_head};
+use support::{Flowtap, curl};
+
+/// Answers each request with its own head as the body, so a test sees what the server got.
+fn echo(stream: &mut (impl Read + Write)) {
+    while let Some((head, _)) = read_head(stream) {
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{head}",
+            head.len()
+        );
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn echo_origin() -> Origin {
+    Origin::start(|mut tcp| echo(&mut tcp))
+}
+
+fn tls_echo_origin(cert: &OriginCert) -> Origin {
+    let config = cert.server_config(&[b"http/1.1".to_vec()]);
+    Origin::start(move |tcp| {
+        let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&config)) else {
+            return;
+        };
+        echo(&mut rustls::StreamOwned::new(conn, tcp));
+    })
+}
+
+fn host_line(body: &str) -> String {
+    body.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("host:"))
+        .map(|l| l[5..].trim().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn reverse_mode_sends_every_request_to_an_http_target_with_its_host() {
+    let origin = echo_origin();
+    let target = format!("reverse:http://127.0.0.1:{}", origin.port());
+    let (flowtap, addr) = Flowtap::start(&["--mode", &target]);
+    let out = curl(&[&format!("http://{addr}/some/path?q=1")]).ok();
+    assert!(
+        out.stdout.starts_with("GET /some/path?q=1 HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        host_line(&out.stdout),
+        format!("127.0.0.1:{}", origin.port())
+    );
+    flowtap.stop();
+}
+
+#[test]
+fn keep_host_header_passes_the_clients_host_through() {
+    let origin = echo_origin();
+    let target = format!("reverse:http://127.0.0.1:{}", origin.port());
+    let (flowtap, addr) = Flowtap::start(&["--mode", &target, "--set", "keep_host_header=true"]);
+    let out = curl(&["-H", "Host: www.example.test", &format!("http://{addr}/")]).ok();
+    assert_eq!(host_line(&out.stdout), "www.example.test");
+    flowtap.stop();
+}
+
+#[test]
+fn reverse_mode_to_an_https_target_takes_plain_and_tls_clients() {
+    let cert = OriginCert::new(&["localhost"]);
+    let origin = tls_echo_origin(&cert);
+    let target = format!("reverse:https://localhost:{}", origin.port());
+    let trust = format!(
+        "ssl_verify_upstream_trusted_ca={}",
+        cert.ca_path().display()
+    );
+    let (flowtap, addr) = Flowtap::start(&["--mode", &target, "--set", &trust]);
+
+    // A plain client: the proxy speaks TLS to the server.
+    let out = curl(&[&format!("http://{addr}/plain")]).ok();
+    assert!(
+        out.stdout.starts_with("GET /plain HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        host_line(&out.stdout),
+        format!("localhost:{}", origin.port())
+    );
+
+    // A TLS client that asks for its own name gets a certificate for it from flowtap's CA.
+    let ca = flowtap.confdir().join("flowtap-ca-cert.pem");
+    let port = addr.port();
+    let out = curl(&[
+        "--cacert",
+        ca.to_str().expect("utf-8 path"),
+        "--resolve",
+        &format!("shop.example.test:{port}:127.0.0.1"),
+        &format!("https://shop.example.test:{port}/tls"),
+    ])
+    .ok();
+    assert!(
+        out.stdout.starts_with("GET /tls HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        host_line(&out.stdout),
+        format!("localhost:{}", origin.port())
+    );
+    flowtap.stop();
+}
+
+#[test]
+fn scripts_see_the_listeners_mode_and_at_port_chooses_the_port() {
+    let origin = echo_origin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("mode.py");
+    std::fs::write(
+        &script,
+        "def response(flow):\n    flow.response.headers['x-mode'] = flow.client_conn.proxy_mode\n",
+    )
+    .expect("script");
+    let port = support::free_port();
+    let spec = format!("reverse:http://127.0.0.1:{}@{port}", origin.port());
+    let flowtap = Flowtap::spawn(&["--mode", &spec, "-s", script.to_str().expect("utf-8")]);
+    let addr = flowtap.listening_at();
+    assert_eq!(addr.port(), port);
+    let out = curl(&["-D", "-", "-o", "/dev/null", &format!("http://{addr}/")]).ok();
+    assert!(
+        out.stdout
+            .to_ascii_lowercase()
+            .contains(&format!("x-mode: {spec}")),
+        "{}",
+        out.stdout
+    );
+    flowtap.stop();
+}
+
+#[test]
+fn modes_flowtap_lacks_are_refused_with_a_clear_error() {
+    let mut flowtap = Flowtap::spawn(&["--mode", "socks5"]);
+    let status = flowtap.wait_exit(std::time::Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2));
+    flowtap.stderr.wait_for("the error", |l| {
+        l.contains("socks5") && l.contains("not available")
+    });
+}

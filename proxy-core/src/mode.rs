@@ -1,0 +1,206 @@
+//! Proxy modes as mitmproxy 12 spells them (`--mode SPEC`, `SPEC@PORT`, `SPEC@HOST:PORT`): what
+//! a listener does with the connections it accepts. Each listener has one mode; a client
+//! connection records its listener's full spec as `client_conn.proxy_mode`.
+//!
+//! Built so far: `regular` (an explicit HTTP proxy: absolute-form requests and CONNECT) and
+//! `reverse:URL` for `http://` and `https://` targets (every request goes to the target; a TLS
+//! client is intercepted with a certificate for the name it asked for).
+
+use std::fmt;
+
+/// What a listener does with its connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// mitmproxy's regular mode: an explicit HTTP(S) proxy.
+    Regular,
+    /// mitmproxy's reverse mode: every request goes to one server.
+    Reverse(ReverseTarget),
+}
+
+/// The server of a reverse proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReverseTarget {
+    /// `http` or `https`: how the proxy talks to the server.
+    pub scheme: &'static str,
+    /// The server's host name or address.
+    pub host: String,
+    /// The server's port.
+    pub port: u16,
+}
+
+impl ReverseTarget {
+    /// `host` or `host:port` when the port is not the scheme's default, as a `Host` header.
+    pub fn authority(&self) -> String {
+        let default = if self.scheme == "https" { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// A parsed `--mode` value: the mode, where its listener listens if the spec says, and the spec
+/// as given (what scripts see as `proxy_mode`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModeSpec {
+    /// The mode.
+    pub mode: Mode,
+    /// `@PORT` or `@HOST:PORT`: (host if given, port).
+    pub listen: Option<(Option<String>, u16)>,
+    /// The spec as given.
+    pub full: String,
+}
+
+/// A `--mode` value that cannot be used.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid proxy mode {spec:?}: {reason}")]
+pub struct ModeError {
+    spec: String,
+    reason: String,
+}
+
+impl ModeSpec {
+    /// Parses `regular`, `reverse:URL`, with an optional `@PORT` or `@HOST:PORT`. Modes flowtap
+    /// does not have yet are refused with a message that says so.
+    pub fn parse(spec: &str) -> Result<Self, ModeError> {
+        let fail = |reason: String| ModeError {
+            spec: spec.to_string(),
+            reason,
+        };
+        let (body, listen) = match spec.rsplit_once('@') {
+            Some((body, at)) => (body, Some(parse_listen(at).map_err(fail)?)),
+            None => (spec, None),
+        };
+        let (kind, data) = match body.split_once(':') {
+            Some((kind, data)) => (kind, Some(data)),
+            None => (body, None),
+        };
+        let mode = match (kind, data) {
+            ("regular", None) => Mode::Regular,
+            ("reverse", Some(url)) => Mode::Reverse(parse_target(url).map_err(fail)?),
+            ("reverse", None) => return Err(fail("reverse mode needs a URL: reverse:URL".into())),
+            ("regular", Some(_)) => return Err(fail("regular mode takes no argument".into())),
+            ("upstream" | "socks5" | "transparent" | "dns" | "wireguard" | "local" | "tun", _) => {
+                return Err(fail(format!(
+                    "the {kind} mode is not available in flowtap yet (regular and reverse are)"
+                )));
+            }
+            _ => return Err(fail(format!("unknown mode {kind:?}"))),
+        };
+        Ok(ModeSpec {
+            mode,
+            listen,
+            full: spec.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for ModeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+fn parse_listen(at: &str) -> Result<(Option<String>, u16), String> {
+    let (host, port) = match at.rsplit_once(':') {
+        Some((host, port)) => (Some(host.trim_matches(['[', ']']).to_string()), port),
+        None => (None, at),
+    };
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("invalid listen port {port:?} after @"))?;
+    Ok((host, port))
+}
+
+/// `http://host[:port][/]` or `https://...` (mitmproxy also takes `tls`, `dtls`, `tcp`, `udp`
+/// and `dns` targets; flowtap does not yet).
+fn parse_target(url: &str) -> Result<ReverseTarget, String> {
+    let (scheme, rest, default_port) = if let Some(rest) = url.strip_prefix("http://") {
+        ("http", rest, 80)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        ("https", rest, 443)
+    } else if let Some((scheme, _)) = url.split_once("://") {
+        return Err(format!(
+            "reverse targets with scheme {scheme:?} are not available in flowtap yet (http and https are)"
+        ));
+    } else {
+        return Err("the reverse target must be a URL such as https://example.com".into());
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err("the reverse target has no host".into());
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or("unclosed [ in the target's host")?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| format!("invalid port {p:?}"))?,
+                None => default_port,
+            };
+            (host.to_string(), port)
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, p)) => (
+                host.to_string(),
+                p.parse().map_err(|_| format!("invalid port {p:?}"))?,
+            ),
+            None => (authority.to_string(), default_port),
+        },
+    };
+    Ok(ReverseTarget { scheme, host, port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_as_mitmproxy_spells_them() {
+        let spec = ModeSpec::parse("reverse:https://example.com:8443/@9090").unwrap();
+        assert_eq!(
+            spec.mode,
+            Mode::Reverse(ReverseTarget {
+                scheme: "https",
+                host: "example.com".into(),
+                port: 8443
+            })
+        );
+        assert_eq!(spec.listen, Some((None, 9090)));
+        assert_eq!(spec.full, "reverse:https://example.com:8443/@9090");
+        let spec = ModeSpec::parse("reverse:http://[::1]@127.0.0.1:8081").unwrap();
+        assert_eq!(spec.listen, Some((Some("127.0.0.1".into()), 8081)));
+        assert!(matches!(spec.mode, Mode::Reverse(ref t) if t.host == "::1" && t.port == 80));
+        assert_eq!(ModeSpec::parse("regular").unwrap().mode, Mode::Regular);
+        for bad in [
+            "reverse",
+            "reverse:example.com",
+            "reverse:ftp://x",
+            "regular@x",
+            "upstream:http://proxy:3128",
+            "nonsense",
+        ] {
+            assert!(ModeSpec::parse(bad).is_err(), "{bad}");
+        }
+        let e = ModeSpec::parse("socks5").unwrap_err().to_string();
+        assert!(e.contains("not available in flowtap yet"), "{e}");
+    }
+
+    #[test]
+    fn authority_omits_the_default_port() {
+        let t = |scheme, port| ReverseTarget {
+            scheme,
+            host: "h".into(),
+            port,
+        };
+        assert_eq!(t("https", 443).authority(), "h");
+        assert_eq!(t("http", 8080).authority(), "h:8080");
+    }
+}
