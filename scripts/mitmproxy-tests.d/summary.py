@@ -1,6 +1,6 @@
 """Compares two flowtap_report.py results: mitmproxy's tests on mitmproxy, and on ours.
 
-    summary.py REFERENCE.json OURS.json PACKAGE_DIR FILE...
+    summary.py REFERENCE.json OURS.json[,OURS.json...] PACKAGE_DIR FILE...
 
 Prints, per test file, how many tests pass on mitmproxy itself and how many of those pass
 against the package here, then the totals. Exits 1 if a `mitmproxy` module was imported from
@@ -19,7 +19,14 @@ def file_of(nodeid):
 def main():
     ref_path, ours_path, package, *files = sys.argv[1:]
     ref = json.load(open(ref_path))
-    ours = json.load(open(ours_path))
+    ours = {"tests": {}, "collection_errors": {}, "mitmproxy": []}
+    for part in ours_path.split(","):
+        part = json.load(open(part))
+        for key in ours:
+            if isinstance(ours[key], dict):
+                ours[key].update(part[key])
+            else:
+                ours[key] += part[key]
     package = os.path.realpath(package)
     strays = [m for m in ours["mitmproxy"]
               if not os.path.realpath(m).startswith(package + os.sep)]

@@ -64,6 +64,8 @@ class Connection:
             value = getattr(self, name)
             if name in _ADDRESS_FIELDS and value is not None:
                 value = tuple(value)
+            elif name == "proxy_mode" and not isinstance(value, str):
+                value = value.get_state()
             elif isinstance(value, list):
                 value = list(value)
             state[name] = value
@@ -130,6 +132,24 @@ class Client(Connection):
         super().__init__(**kwargs)
         if self.timestamp_start is None and "timestamp_start" not in kwargs:
             self.timestamp_start = time.time()
+
+    @property
+    def proxy_mode(self):
+        """The `ProxyMode` the client came in by (a spec string in the flow's state)."""
+        value = self.__dict__.get("proxy_mode", "regular")
+        if isinstance(value, str):
+            from .proxy.mode_specs import ProxyMode
+
+            try:
+                value = ProxyMode.parse(value)
+            except ValueError:
+                return value
+            self.__dict__["proxy_mode"] = value
+        return value
+
+    @proxy_mode.setter
+    def proxy_mode(self, value):
+        self.__dict__["proxy_mode"] = value
 
     @property
     def address(self):

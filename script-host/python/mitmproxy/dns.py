@@ -25,6 +25,40 @@ class classes:
     IN = 1
 
 
+class op_codes:
+    QUERY = 0
+    IQUERY = 1
+    STATUS = 2
+    NOTIFY = 4
+    UPDATE = 5
+    DSO = 6
+
+    @classmethod
+    def to_str(cls, op_code):
+        return _name_of(cls, op_code, "OPCODE")
+
+    @classmethod
+    def from_str(cls, name):
+        return _value_of(cls, name, "OPCODE")
+
+
+def _name_of(table, value, prefix):
+    """A constant's name in `table`, or `PREFIX(value)` for one it lacks."""
+    for name, v in vars(table).items():
+        if name.isupper() and v == value:
+            return name
+    return f"{prefix}({value})"
+
+
+def _value_of(table, name, prefix):
+    value = vars(table).get(name)
+    if isinstance(value, int) and name.isupper():
+        return value
+    if name.startswith(f"{prefix}(") and name.endswith(")"):
+        return int(name[len(prefix) + 1:-1])
+    raise ValueError(f"unknown {prefix.lower()}: {name}")
+
+
 class response_codes:
     NOERROR = 0
     FORMERR = 1
