@@ -85,6 +85,9 @@ class Question:
     def __repr__(self):
         return f"Question({self.name!r}, {self.type}, {self.class_})"
 
+    def __str__(self):
+        return self.name
+
 
 class ResourceRecord:
     DEFAULT_TTL = 60
@@ -95,6 +98,19 @@ class ResourceRecord:
     def get_state(self):
         return {"name": self.name, "type": self.type, "class_": self.class_, "ttl": self.ttl,
                 "data": self.data}
+
+    def __str__(self):
+        """The record's data as mitmproxy shows it: an address, a text, or hex."""
+        try:
+            if self.type == types.A:
+                return str(self.ipv4_address)
+            if self.type == types.AAAA:
+                return str(self.ipv6_address)
+            if self.type == types.TXT:
+                return self.text
+        except ValueError:
+            return f"0x{self.data.hex()} (invalid data)"
+        return f"0x{self.data.hex()}"
 
     @classmethod
     def from_state(cls, state):
@@ -145,6 +161,10 @@ class DNSMessage:
         self.answers = list(answers)
         self.authorities = list(authorities)
         self.additionals = list(additionals)
+
+    def __str__(self):
+        return "\r\n".join(map(str, [*self.questions, *self.answers, *self.authorities,
+                                       *self.additionals]))
 
     @property
     def question(self):
