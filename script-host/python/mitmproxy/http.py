@@ -15,6 +15,7 @@ from . import _encoding, flow as _flow, websocket as _websocket
 from ._multidict import MultiDict, MultiDictView, _MultiDictBase
 from ._status import RESPONSES
 from .connection import Client, Server
+from .net.http import cookies
 
 
 def _always_bytes(value, encoding="utf-8"):
@@ -570,18 +571,11 @@ class Request(Message):
         self.path = f"{path}?{query}" if query else path
 
     def _get_cookies(self):
-        pairs = []
-        for header in self._headers.get_all("Cookie"):
-            for part in header.split(";"):
-                part = part.strip()
-                if not part:
-                    continue
-                name, _, value = part.partition("=")
-                pairs.append((name.strip(), value.strip()))
-        return tuple(pairs)
+        return tuple(tuple(pair) for pair in cookies.parse_cookie_headers(
+            self._headers.get_all("Cookie")))
 
     def _set_cookies(self, fields):
-        self._headers["cookie"] = "; ".join(f"{k}={v}" for k, v in fields)
+        self._headers["cookie"] = cookies.format_cookie_header(fields)
 
     @property
     def cookies(self):
@@ -722,28 +716,14 @@ class Response(Message):
         self.data_reason = state["reason"]
 
     def _get_cookies(self):
-        result = []
-        for header in self._headers.get_all("set-cookie"):
-            parts = [p.strip() for p in header.split(";")]
-            name, _, value = parts[0].partition("=")
-            attrs = []
-            for attr in parts[1:]:
-                if not attr:
-                    continue
-                k, eq, v = attr.partition("=")
-                attrs.append((k, v if eq else None))
-            result.append((name, (value, MultiDict(attrs))))
-        return tuple(result)
+        return tuple((name, (value, attrs)) for name, value, attrs in
+                     cookies.parse_set_cookie_headers(self._headers.get_all("set-cookie")))
 
     def _set_cookies(self, fields):
-        values = []
-        for name, (value, attrs) in fields:
-            parts = [f"{name}={value}"]
-            items = attrs.items(multi=True) if isinstance(attrs, _MultiDictBase) else attrs
-            for k, v in items:
-                parts.append(k if v is None else f"{k}={v}")
-            values.append("; ".join(parts))
-        self._headers.set_all("set-cookie", values)
+        self._headers.set_all("set-cookie", [
+            cookies.format_set_cookie_header([(name, value, attrs)])
+            for name, (value, attrs) in fields
+        ])
 
     @property
     def cookies(self):
