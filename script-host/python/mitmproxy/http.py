@@ -138,11 +138,62 @@ _XML_ENCODING = re.compile(rb"""<\?xml[^>]+encoding=['"]([^'"]+)""")
 _CSS_CHARSET = re.compile(rb"""@charset "([^"]+)";""")
 
 
+# Where each field of mitmproxy's `RequestData`/`ResponseData` lives on a message here.
+_DATA_FIELDS = {
+    "http_version": "data_http_version", "headers": "_headers", "content": "_raw_content",
+    "trailers": "_trailers", "timestamp_start": "timestamp_start",
+    "timestamp_end": "timestamp_end", "host": "_host", "port": "_port", "method": "data_method",
+    "scheme": "data_scheme", "authority": "data_authority", "path": "data_path",
+    "status_code": "status_code", "reason": "data_reason",
+}
+
+
+class MessageData:
+    """`message.data`: the message's raw fields (bytes where mitmproxy keeps bytes), read and
+    written in place; `get_state()` is the message's state."""
+
+    __slots__ = ("_message",)
+
+    def __init__(self, message):
+        object.__setattr__(self, "_message", message)
+
+    def __getattr__(self, name):
+        try:
+            return getattr(self._message, _DATA_FIELDS[name])
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        if name not in _DATA_FIELDS:
+            raise AttributeError(name)
+        setattr(self._message, _DATA_FIELDS[name], value)
+
+    def __eq__(self, other):
+        return isinstance(other, MessageData) and self.get_state() == other.get_state()
+
+    def get_state(self):
+        return self._message.get_state()
+
+    def set_state(self, state):
+        self._message.set_state(state)
+
+    def copy(self):
+        return self._message.copy().data
+
+    def __repr__(self):
+        return f"{type(self._message).__name__}Data({self.get_state()!r})"
+
+
 class Message:
     """What requests and responses share: version, headers, body, trailers, timestamps."""
 
     def __init__(self):
         self.stream = False
+
+    @property
+    def data(self):
+        """The raw fields (`MessageData`), as mitmproxy's `message.data`."""
+        return MessageData(self)
 
     # -- raw fields ----------------------------------------------------------------------------
 
