@@ -5,6 +5,8 @@ installs `on_change(names)` (runs `configure`, may raise OptionsError to roll ba
 `on_core_change(values)` (forwards changes of the proxy's own options to the core).
 """
 
+import contextlib
+import copy
 import typing
 
 from . import exceptions
@@ -81,15 +83,45 @@ class _Option:
         self.name, self.typespec, self.default = name, typespec, default
         self.help, self.choices, self.value, self.core = help, choices, default, core
 
+    def current(self):
+        return self.value
+
+    def has_changed(self):
+        return self.value != self.default
+
+    def reset(self):
+        self.value = copy.deepcopy(self.default)
+
+
+class _Signal:
+    """A list of receivers called with the signal's arguments (mitmproxy's `changed`)."""
+
+    def __init__(self):
+        self.receivers = []
+
+    def connect(self, receiver):
+        self.receivers.append(receiver)
+
+    def disconnect(self, receiver):
+        self.receivers = [r for r in self.receivers if r != receiver]
+
+    def send(self, *args, **kwargs):
+        for receiver in list(self.receivers):
+            receiver(*args, **kwargs)
+
 
 class Options:
     """Attribute access to option values; `update(**kw)` changes them and fires `configure`."""
 
-    def __init__(self):
+    def __init__(self, **kwargs):
         object.__setattr__(self, "_options", {})
         object.__setattr__(self, "deferred", {})
         object.__setattr__(self, "on_change", None)
         object.__setattr__(self, "on_core_change", None)
+        object.__setattr__(self, "changed", _Signal())
+        object.__setattr__(self, "errored", _Signal())
+        if kwargs:
+            self.update(**kwargs)
 
     def add_option(self, name, typespec, default, help, choices=None, core=False):
         kind = typespec_name(typespec)
@@ -118,7 +150,8 @@ class Options:
         raise AttributeError(f"No such option: {name}")
 
     def __setattr__(self, name, value):
-        if name in ("on_change", "on_core_change", "deferred") or name.startswith("_"):
+        if name in ("on_change", "on_core_change", "deferred", "changed", "errored") \
+                or name.startswith("_"):
             object.__setattr__(self, name, value)
         else:
             self.update(**{name: value})
@@ -178,6 +211,7 @@ class Options:
         try:
             if self.on_change is not None:
                 self.on_change(changed)
+            self.changed.send(changed)
         except Exception:
             for name, value in old.items():
                 self._options[name].value = value
@@ -187,9 +221,68 @@ class Options:
             self.on_core_change(core)
         return changed
 
+    @contextlib.contextmanager
+    def rollback(self, updated, reraise=False):
+        """Undoes the changes to `updated` if the block raises OptionsError (which is re-raised
+        if `reraise`, else sent to `errored`)."""
+        old = {k: copy.deepcopy(self._options[k].value) for k in updated if k in self._options}
+        try:
+            yield
+        except exceptions.OptionsError as e:
+            self.errored.send(e)
+            self.set_quietly(old)
+            self.changed.send(set(old))
+            if reraise:
+                raise
+
+    def subscribe(self, func, opts):
+        """Calls `func(options, updated)` when one of the options `opts` changes."""
+        unknown = set(opts) - set(self._options)
+        if unknown:
+            raise exceptions.OptionsError(f"No such option: {', '.join(sorted(unknown))}")
+
+        def receiver(updated):
+            if updated & set(opts):
+                func(self, updated)
+
+        self.changed.connect(receiver)
+
+    def process_deferred(self):
+        """Applies the deferred `--set` values of options that now exist."""
+        known = {k: v for k, v in self.deferred.items() if k in self._options}
+        for name in known:
+            del self.deferred[name]
+        values = {}
+        for name, value in known.items():
+            opt = self._options[name]
+            values[name] = parse(name, opt.typespec, value, opt.value) \
+                if isinstance(value, str) and opt.typespec != "str" else value
+        if values:
+            self.update(**values)
+
+    def update_known(self, **kwargs):
+        """Sets the options that exist; returns the rest."""
+        known = {k: v for k, v in kwargs.items() if k in self._options}
+        self.update(**known)
+        return {k: v for k, v in kwargs.items() if k not in known}
+
+    def reset(self):
+        """Every option back to its default."""
+        self.update(**{k: copy.deepcopy(o.default) for k, o in self._options.items()})
+
+    def default(self, name):
+        return copy.deepcopy(self._options[name].default)
+
+    def has_changed(self, name):
+        return self._options[name].has_changed()
+
     def set_quietly(self, values):
         """Sets values without firing `configure` (used by the host for core-side changes)."""
         return self._apply(values, notify=False)
 
     def __repr__(self):
         return f"Options({', '.join(f'{k}={o.value!r}' for k, o in self._options.items())})"
+
+
+OptManager = Options
+"""mitmproxy's name for the options container."""
