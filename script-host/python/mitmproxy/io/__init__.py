@@ -1,15 +1,52 @@
 """mitmproxy.io: reading and writing flow files from scripts.
 
-The bytes are mitmproxy's own (tnetstring `get_state()` dicts, format version 21), made by the
-same code that reads `-r` and writes `-w`; files from older versions are migrated on read.
+The bytes are mitmproxy's own (tnetstring `get_state()` dicts, format version 21). Inside the
+script host they are made by the same native code that reads `-r` and writes `-w`, and files
+from older versions are migrated on read. In plain Python (an addon's own tests) the
+`tnetstring` module here reads and writes them; files of older versions need the script host.
 """
 
 import os
 
 from mitmproxy import exceptions, flowfilter
 from mitmproxy.flow import Flow
+from mitmproxy.io import tnetstring
+from mitmproxy.version import FLOW_FORMAT_VERSION
 
-import _flowtap_io
+try:
+    import _flowtap_io
+except ImportError:  # plain Python: no script host around
+    _flowtap_io = None
+
+
+class _PythonIO:
+    """`_flowtap_io`'s `dumps`/`loads` for the current format version, in Python."""
+
+    @staticmethod
+    def dumps(state):
+        return tnetstring.dumps(state)
+
+    @staticmethod
+    def loads(data):
+        states = []
+        while data:
+            try:
+                state, data = tnetstring.pop(data)
+            except ValueError as e:
+                raise ValueError(f"Invalid data format: {e}") from None
+            if not isinstance(state, dict):
+                raise ValueError(f"not a flow: {type(state).__name__}")
+            version = state.get("version")
+            if version != FLOW_FORMAT_VERSION:
+                raise ValueError(
+                    f"cannot read files with flow format version {version} outside the "
+                    f"script host (this one reads version {FLOW_FORMAT_VERSION})")
+            states.append(state)
+        return states
+
+
+if _flowtap_io is None:
+    _flowtap_io = _PythonIO
 
 __all__ = ["FlowReader", "FlowWriter", "FilteredFlowWriter", "read_flows_from_paths"]
 
@@ -51,7 +88,7 @@ class FlowReader:
         for state in states:
             try:
                 yield Flow.from_state(state)
-            except (KeyError, TypeError, ValueError) as e:
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
                 raise exceptions.FlowReadException(f"invalid flow state: {e}") from None
 
 
