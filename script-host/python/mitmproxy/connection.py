@@ -47,7 +47,8 @@ class Connection:
         self.timestamp_end = None
         self.timestamp_tls_setup = None
         self.state = ConnectionState.CLOSED
-        for k, v in kwargs.items():
+        # `state` last: a server's address may not change once its connection is open.
+        for k, v in sorted(kwargs.items(), key=lambda kv: kv[0] == "state"):
             setattr(self, k, _addr(v) if k in _ADDRESS_FIELDS else v)
 
     @property
@@ -95,10 +96,46 @@ class Connection:
         return conn
 
     def __eq__(self, other):
-        return type(self) is type(other) and self.get_state() == other.get_state()
+        # One connection, however its fields change: mitmproxy compares ids.
+        return isinstance(other, Connection) and self.id == other.id
 
     def __hash__(self):
         return hash(self.id)
+
+    def copy(self):
+        """A copy with a new id."""
+        state = self.get_state()
+        state["id"] = str(uuid.uuid4())
+        return type(self).from_state(state)
+
+    def __repr__(self):
+        defaults = type(self)._defaults()
+        attrs = {"id": None, "address": None}
+        for name in ("id", *self._fields, "state"):
+            value = getattr(self, name)
+            if name == "id" or value != defaults.get(name):
+                if name == "cipher_list":
+                    value = f"<{len(value)} ciphers>"
+                elif name == "id":
+                    value = f"\u2026{value[-6:]}"
+                attrs[name] = value
+        if attrs["address"] is None and "address" not in self._fields:
+            del attrs["address"]
+        return f"{type(self).__name__}({attrs!r})"
+
+    @classmethod
+    def _defaults(cls):
+        if "_default_values" not in cls.__dict__:
+            blank = cls.__new__(cls)
+            Connection.__init__(blank)
+            cls._default_values = {n: blank.__dict__.get(n) for n in cls._fields}
+            cls._default_values["state"] = ConnectionState.CLOSED
+        return cls._default_values
+
+    def _tls_state(self):
+        if self.alpn:
+            return f", alpn={self.alpn.decode(errors='replace')}"
+        return ", tls" if self.tls_established else ""
 
     # Deprecated aliases kept for old scripts.
     @property
@@ -159,8 +196,11 @@ class Client(Connection):
     def clientcert(self):
         return self.certificate_list[0] if self.certificate_list else None
 
-    def __repr__(self):
-        return f"Client({self.peername}, state={self.state.name.lower() if self.state.name else 'closed'})"
+    def __str__(self):
+        from mitmproxy.utils.human import format_address
+
+        state = (self.state.name or "closed").lower()
+        return f"Client({format_address(self.peername)}, state={state}{self._tls_state()})"
 
 
 class Server(Connection):
@@ -182,5 +222,16 @@ class Server(Connection):
     def source_address(self):
         return self.sockname
 
-    def __repr__(self):
-        return f"Server({self.address})"
+    def __str__(self):
+        from mitmproxy.utils.human import format_address
+
+        state = (self.state.name or "closed").lower()
+        local_port = f", src_port={self.sockname[1]}" if self.sockname else ""
+        return (f"Server({format_address(self.address)}, state={state}{self._tls_state()}"
+                f"{local_port})")
+
+    def __setattr__(self, name, value):
+        if name in ("address", "via") and self.__dict__.get("state") is ConnectionState.OPEN \
+                and self.__dict__.get(name) != value:
+            raise RuntimeError(f"Cannot change server.{name} on open connection.")
+        super().__setattr__(name, value)

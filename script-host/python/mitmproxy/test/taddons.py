@@ -16,6 +16,7 @@ import sys
 import mitmproxy.master
 import mitmproxy.options
 from mitmproxy import command, eventsequence, hooks
+from mitmproxy.addons import core
 
 
 class context:
@@ -31,6 +32,8 @@ class context:
         self.master = mitmproxy.master.Master(options or mitmproxy.options.Options(),
                                               event_loop=loop)
         self.options = self.master.options
+        if loadcore:
+            self.master.addons.add(core.Core())
         for addon in addons:
             self.master.addons.add(addon)
 
