@@ -16,6 +16,7 @@ from ._multidict import MultiDict, MultiDictView, _MultiDictBase
 from ._status import RESPONSES
 from .connection import Client, Server
 from .net.http import cookies
+from .net.http.headers import assemble_content_type, infer_content_encoding, parse_content_type  # noqa: F401
 
 
 def _always_bytes(value, encoding="utf-8"):
