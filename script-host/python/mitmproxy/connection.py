@@ -52,6 +52,19 @@ class Connection:
             setattr(self, k, _addr(v) if k in _ADDRESS_FIELDS else v)
 
     @property
+    def certificate_list(self):
+        """The peer's certificates as `mitmproxy.certs.Cert`s (leaf first)."""
+        certificates = self.__dict__.get("certificate_list") or []
+        if any(isinstance(c, (bytes, bytearray)) for c in certificates):
+            certificates = [_as_cert(c) for c in certificates]
+            self.__dict__["certificate_list"] = certificates
+        return certificates
+
+    @certificate_list.setter
+    def certificate_list(self, value):
+        self.__dict__["certificate_list"] = list(value) if value is not None else []
+
+    @property
     def connected(self):
         return self.state is ConnectionState.OPEN
 
@@ -62,6 +75,9 @@ class Connection:
     def get_state(self):
         state = {}
         for name in self._fields:
+            if name == "certificate_list":
+                state[name] = _certificates_state(self.__dict__.get(name) or [])
+                continue
             value = getattr(self, name)
             if name in _ADDRESS_FIELDS and value is not None:
                 value = tuple(value)
@@ -149,6 +165,24 @@ class Connection:
     @property
     def alpn_proto_negotiated(self):
         return self.alpn
+
+
+def _as_cert(data):
+    """A `Cert` for certificate bytes from the proxy (kept as bytes if unreadable), which
+    remembers those bytes so the state sent back is unchanged."""
+    try:
+        from .certs import Cert
+
+        cert = Cert.from_state(bytes(data))
+    except Exception:  # no `cryptography`, or not a certificate
+        return data
+    cert._flowtap_raw = bytes(data)
+    return cert
+
+
+def _certificates_state(certificates):
+    return [c if isinstance(c, (bytes, bytearray)) else getattr(c, "_flowtap_raw", None)
+            or c.get_state() for c in certificates]
 
 
 def _via(value):
