@@ -6,6 +6,7 @@ mitmproxy's semantics: `add` runs `load`, sub-addons (`addons = [...]`) are trav
 exception in a hook is logged (not raised) unless it is AddonHalt or OptionsError.
 """
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -182,6 +183,17 @@ class AddonManager:
     async def invoke_addon(self, addon, event):
         """Runs `event` on `addon` and its sub-addons, awaiting async hooks."""
         for _, func in self._iter_hooks(addon, event):
+            if getattr(func, "__flowtap_concurrent__", False):
+                # @concurrent: the hook runs in a thread, the event loop goes on.
+                args = event.args()
+                if inspect.iscoroutinefunction(func):
+                    def run(func=func, args=args):
+                        return asyncio.run(func(*args))
+                else:
+                    def run(func=func, args=args):
+                        return func(*args)
+                await asyncio.get_running_loop().run_in_executor(None, run)
+                continue
             result = func(*event.args())
             if result is not None and inspect.isawaitable(result):
                 await result

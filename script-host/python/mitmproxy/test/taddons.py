@@ -10,6 +10,7 @@ as mitmproxy's does.
 
 import asyncio
 import importlib.util
+import logging
 import os
 import sys
 
@@ -17,6 +18,8 @@ import mitmproxy.master
 import mitmproxy.options
 from mitmproxy import command, eventsequence, hooks
 from mitmproxy.addons import core
+
+logger = logging.getLogger(__name__)
 
 
 class context:
@@ -63,13 +66,17 @@ class context:
                 self.master.addons.invoke_addon_sync(addon, hooks.ConfigureHook(set()))
 
     def script(self, path):
-        """Loads the script at `path` and returns its module (the script's addon)."""
+        """Loads the script at `path` and returns its module (the script's addon); an error
+        in the script is logged, as mitmproxy's script loader does, and gives None."""
         name = "__mitmproxy_script__." + os.path.splitext(os.path.basename(path))[0]
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
         try:
             spec.loader.exec_module(module)
+        except Exception as e:
+            logger.error(f"Script error: {path}: {e}", exc_info=True)
+            return None
         finally:
             sys.path.pop(0)
         return module
