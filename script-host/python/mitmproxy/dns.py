@@ -11,18 +11,59 @@ from .connection import Client, Server
 class types:
     A = 1
     NS = 2
+    MD = 3
+    MF = 4
     CNAME = 5
     SOA = 6
+    MB = 7
+    MG = 8
+    MR = 9
+    NULL = 10
+    WKS = 11
     PTR = 12
+    HINFO = 13
+    MINFO = 14
     MX = 15
     TXT = 16
     AAAA = 28
     SRV = 33
+    NAPTR = 35
+    OPT = 41
+    DS = 43
+    RRSIG = 46
+    NSEC = 47
+    DNSKEY = 48
+    SVCB = 64
     HTTPS = 65
+    SPF = 99
+    AXFR = 252
+    ANY = 255
+    CAA = 257
+
+    @classmethod
+    def to_str(cls, value):
+        return _name_of(cls, value, "TYPE")
+
+    @classmethod
+    def from_str(cls, name):
+        return _value_of(cls, name, "TYPE")
 
 
 class classes:
     IN = 1
+    CS = 2
+    CH = 3
+    HS = 4
+    NONE = 254
+    ANY = 255
+
+    @classmethod
+    def to_str(cls, value):
+        return _name_of(cls, value, "CLASS")
+
+    @classmethod
+    def from_str(cls, name):
+        return _value_of(cls, name, "CLASS")
 
 
 class op_codes:
@@ -66,6 +107,24 @@ class response_codes:
     NXDOMAIN = 3
     NOTIMP = 4
     REFUSED = 5
+    YXDOMAIN = 6
+    YXRRSET = 7
+    NXRRSET = 8
+    NOTAUTH = 9
+    NOTZONE = 10
+
+    @classmethod
+    def to_str(cls, value):
+        return _name_of(cls, value, "RCODE")
+
+    @classmethod
+    def from_str(cls, name):
+        return _value_of(cls, name, "RCODE")
+
+    @staticmethod
+    def http_equiv_status_code(response_code):
+        """The HTTP status code closest to a DNS response code."""
+        return {0: 200, 1: 400, 2: 500, 3: 404, 4: 501, 5: 403}.get(response_code, 500)
 
 
 class Question:
@@ -108,6 +167,8 @@ class ResourceRecord:
                 return str(self.ipv6_address)
             if self.type == types.TXT:
                 return self.text
+            if self.type in (types.NS, types.CNAME, types.PTR):
+                return self.domain_name
         except ValueError:
             return f"0x{self.data.hex()} (invalid data)"
         return f"0x{self.data.hex()}"
@@ -127,6 +188,42 @@ class ResourceRecord:
     @property
     def text(self):
         return self.data.decode("utf-8")
+
+    @text.setter
+    def text(self, value):
+        self.data = value.encode("utf-8")
+
+    @ipv4_address.setter
+    def ipv4_address(self, ip):
+        self.data = ipaddress.IPv4Address(ip).packed
+
+    @ipv6_address.setter
+    def ipv6_address(self, ip):
+        self.data = ipaddress.IPv6Address(ip).packed
+
+    @property
+    def domain_name(self):
+        """The name a CNAME, NS or PTR record points to."""
+        return _unpack_name(self.data, 0)[0]
+
+    @domain_name.setter
+    def domain_name(self, name):
+        self.data = _pack_name(name)
+
+    def __eq__(self, other):
+        return isinstance(other, ResourceRecord) and self.get_state() == other.get_state()
+
+    @classmethod
+    def CNAME(cls, name, alias, ttl=DEFAULT_TTL):
+        return cls(name, types.CNAME, classes.IN, ttl, _pack_name(alias))
+
+    @classmethod
+    def PTR(cls, name, ptr, ttl=DEFAULT_TTL):
+        return cls(name, types.PTR, classes.IN, ttl, _pack_name(ptr))
+
+    @classmethod
+    def NS(cls, name, ns, ttl=DEFAULT_TTL):
+        return cls(name, types.NS, classes.IN, ttl, _pack_name(ns))
 
     @classmethod
     def A(cls, name, ip, ttl=DEFAULT_TTL):
@@ -165,6 +262,37 @@ class DNSMessage:
     def __str__(self):
         return "\r\n".join(map(str, [*self.questions, *self.answers, *self.authorities,
                                        *self.additionals]))
+
+    def __eq__(self, other):
+        return isinstance(other, DNSMessage) and self.get_state() == other.get_state()
+
+    __hash__ = object.__hash__
+
+    def copy(self):
+        return DNSMessage.from_state(self.get_state())
+
+    @property
+    def size(self):
+        """The size of the packed message."""
+        return len(self.packed)
+
+    @property
+    def content(self):
+        """The message in wire format (settable)."""
+        return self.packed
+
+    @content.setter
+    def content(self, data):
+        self.set_state(DNSMessage.unpack(data, self.timestamp).get_state())
+
+    @classmethod
+    def unpack(cls, buffer, timestamp=None):
+        """A message from wire format (RFC 1035 section 4); struct.error or ValueError if
+        the bytes are not one."""
+        try:
+            return _unpack(buffer, timestamp if timestamp is not None else time.time())
+        except (IndexError, UnicodeError) as e:
+            raise ValueError(f"invalid DNS message: {e}") from None
 
     @property
     def question(self):
@@ -220,6 +348,60 @@ class DNSMessage:
 
 
 Message = DNSMessage
+
+
+def _unpack_name(buffer, offset, depth=0):
+    """`(name, offset after it)`, following compression pointers (RFC 1035 4.1.4)."""
+    labels, end = [], None
+    while True:
+        if depth > 64:
+            raise ValueError("DNS name compression loop")
+        length = buffer[offset]
+        if length & 0xC0 == 0xC0:
+            pointer = struct.unpack_from("!H", buffer, offset)[0] & 0x3FFF
+            if end is None:
+                end = offset + 2
+            offset, depth = pointer, depth + 1
+            continue
+        offset += 1
+        if length == 0:
+            break
+        labels.append(buffer[offset:offset + length].decode("idna"))
+        offset += length
+    return ".".join(labels), end if end is not None else offset
+
+
+def _unpack(buffer, timestamp):
+    ident, flags, nq, nan, nau, nad = struct.unpack_from("!HHHHHH", buffer, 0)
+    offset = 12
+    questions = []
+    for _ in range(nq):
+        name, offset = _unpack_name(buffer, offset)
+        qtype, qclass = struct.unpack_from("!HH", buffer, offset)
+        offset += 4
+        questions.append(Question(name, qtype, qclass))
+    sections = []
+    for count in (nan, nau, nad):
+        records = []
+        for _ in range(count):
+            name, offset = _unpack_name(buffer, offset)
+            rtype, rclass, ttl, size = struct.unpack_from("!HHIH", buffer, offset)
+            offset += 10
+            data = buffer[offset:offset + size]
+            if len(data) != size:
+                raise ValueError("truncated resource record")
+            if rtype in (types.NS, types.CNAME, types.PTR):
+                # Names in records may use compression: store them uncompressed.
+                data = _pack_name(_unpack_name(buffer, offset)[0])
+            offset += size
+            records.append(ResourceRecord(name, rtype, rclass, ttl, bytes(data)))
+        sections.append(records)
+    if offset != len(buffer):
+        raise ValueError(f"unexpected trailing data: {len(buffer) - offset} bytes")
+    return DNSMessage(timestamp, ident, not flags >> 15, (flags >> 11) & 0xF,
+                      bool(flags >> 10 & 1), bool(flags >> 9 & 1), bool(flags >> 8 & 1),
+                      bool(flags >> 7 & 1), (flags >> 4) & 0x7, flags & 0xF, questions,
+                      *sections)
 
 
 def _pack_name(name):
