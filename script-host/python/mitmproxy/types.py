@@ -328,16 +328,27 @@ class _MarkerType(_BaseType):
         return val in emoji.emoji or len(val) == 1
 
 
+def _key(t):
+    """`typing.Sequence[X]` and `collections.abc.Sequence[X]` are one type here."""
+    origin = typing.get_origin(t)
+    if origin is not None:
+        return origin, typing.get_args(t)
+    return t
+
+
 class TypeManager:
     """Converters by the type they produce."""
 
     def __init__(self, *types):
-        self.typemap = {t.typ: t() for t in types}
+        self.typemap = {_key(t.typ): t() for t in types}
 
     def get(self, t, default=None):
         if type(t) in self.typemap:
             return self.typemap[type(t)]
-        return self.typemap.get(t, default)
+        try:
+            return self.typemap.get(_key(t), default)
+        except TypeError:  # an unhashable annotation
+            return default
 
 
 CommandTypes = TypeManager(

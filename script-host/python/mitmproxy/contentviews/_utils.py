@@ -48,16 +48,19 @@ def get_data(message):
     return content, ""
 
 
-# A scalar YAML reads back as the same string without quotes.
-_PLAIN = re.compile(r"^[A-Za-z_/.(][^:#\n'\"{}\[\],&*!|>%@`]*$")
+# Strings YAML would read as something else (or not at all) without quotes.
 _KEYWORDS = re.compile(r"^(?:true|false|yes|no|on|off|null|~|y|n)$", re.IGNORECASE)
+_NUMBER = re.compile(r"^[-+]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$"
+                     r"|^[-+]?\.(?:inf|nan)$|^0[xo][0-9a-fA-F]+$", re.IGNORECASE)
 
 
 def _scalar(value):
     value = str(value)
-    if _PLAIN.match(value) and not _KEYWORDS.match(value) and value == value.strip():
-        return value
-    return "'" + value.replace("'", "''") + "'"
+    plain = (value and value == value.strip() and value[0] not in "-?:,[]{}#&*!|>'\"%@`"
+             and ": " not in value and " #" not in value and "\n" not in value
+             and not value.endswith(":") and value.isprintable()
+             and not _KEYWORDS.match(value) and not _NUMBER.match(value))
+    return value if plain else "'" + value.replace("'", "''") + "'"
 
 
 def yaml_dumps(d):
