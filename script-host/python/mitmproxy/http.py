@@ -49,10 +49,10 @@ class Headers(_MultiDictBase):
         for field in fields:
             if len(field) != 2 or not all(isinstance(x, bytes) for x in field):
                 raise TypeError("Header fields must be bytes.")
-        extra = tuple(
-            (_always_bytes(k.replace("_", "-")), _always_bytes(v)) for k, v in headers.items()
-        )
-        self._fields = fields + extra
+        self._fields = fields
+        # Keyword headers replace fields of the same name (`Headers(fields, host=...)`).
+        for name, value in headers.items():
+            self[name.replace("_", "-")] = value
 
     def _get_fields(self):
         return self._fields
@@ -133,10 +133,6 @@ def _make_headers(headers):
     return Headers([(_always_bytes(k), _always_bytes(v)) for k, v in headers])
 
 
-_CHARSET = re.compile(r"charset=[\"']?([\w.-]+)", re.I)
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset=['"]?([^'">]+)""", re.I)
-_XML_ENCODING = re.compile(rb"""<\?xml[^>]+encoding=['"]([^'"]+)""")
-_CSS_CHARSET = re.compile(rb"""@charset "([^"]+)";""")
 
 
 # Where each field of mitmproxy's `RequestData`/`ResponseData` lives on a message here.
@@ -288,26 +284,7 @@ class Message:
     body = property(get_content, set_content)
 
     def _guess_encoding(self, content=b""):
-        ct = self._headers.get("content-type", "")
-        if content.startswith(b"\xef\xbb\xbf"):
-            return "utf-8-sig"
-        m = _CHARSET.search(ct)
-        if m:
-            enc = m.group(1).lower()
-            return "gb18030" if enc in ("gb2312", "gbk") else enc
-        ct = ct.lower()
-        if "json" in ct or "javascript" in ct or "ecmascript" in ct:
-            return "utf-8"
-        if "xml" in ct:
-            m = _XML_ENCODING.search(content)
-            return m.group(1).decode("ascii", "replace") if m else "utf-8"
-        if "text/html" in ct:
-            m = _META_CHARSET.search(content)
-            return m.group(1).decode("ascii", "replace") if m else "utf-8"
-        if "text/css" in ct:
-            m = _CSS_CHARSET.search(content)
-            return m.group(1).decode("ascii", "replace") if m else "utf-8"
-        return "latin-1"
+        return infer_content_encoding(self._headers.get("content-type", ""), content)
 
     def get_text(self, strict=True):
         content = self.get_content(strict)
@@ -316,10 +293,13 @@ class Message:
         enc = self._guess_encoding(content)
         try:
             return content.decode(enc, "strict")
-        except (UnicodeDecodeError, LookupError):
+        except UnicodeDecodeError:
             if strict:
                 raise
-            return content.decode("utf-8", "surrogateescape")
+        except LookupError as e:
+            if strict:
+                raise ValueError(f"unknown text encoding {enc!r}") from e
+        return content.decode("utf-8", "surrogateescape")
 
     def set_text(self, text):
         if text is None:
@@ -329,9 +309,11 @@ class Message:
         try:
             self.set_content(text.encode(enc))
         except (UnicodeEncodeError, LookupError):
-            ct = self._headers.get("content-type", "text/plain")
-            ct = _CHARSET.sub("", ct).rstrip("; ")
-            self._headers["content-type"] = f"{ct}; charset=utf-8"
+            # Not encodable in the declared charset: UTF-8, and say so in the header.
+            parsed = parse_content_type(self._headers.get("content-type", "")) \
+                or ("text", "plain", {})
+            parsed[2]["charset"] = "utf-8"
+            self._headers["content-type"] = assemble_content_type(*parsed)
             self.set_content(text.encode("utf-8", "surrogateescape"))
 
     text = property(get_text, set_text)
@@ -793,7 +775,14 @@ class Response(Message):
                 self._headers[name] = formatdate(now, usegmt=True)
 
     def __repr__(self):
-        return f"Response({self.status_code}, {self._headers.get('content-type', 'unknown content type')})"
+        if self._raw_content:
+            from .utils.human import pretty_size
+
+            details = (f"{self._headers.get('content-type', 'unknown content type')}, "
+                       f"{pretty_size(len(self._raw_content))}")
+        else:
+            details = "no content"
+        return f"Response({self.status_code}, {details})"
 
 
 class HTTPFlow(_flow.Flow):
