@@ -128,6 +128,8 @@ class Options:
         default = check(name, kind, default)
         existing = self._options.get(name)
         if existing and (existing.typespec, existing.default) == (kind, default):
+            # The proxy's own option of a name mitmdump has: now it is forwarded.
+            existing.core = existing.core or core
             return
         opt = _Option(name, kind, default, help, list(choices) if choices else None, core)
         self._options[name] = opt
