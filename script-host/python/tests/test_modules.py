@@ -261,3 +261,27 @@ class CoreUtilsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CertStoreTest(unittest.TestCase):
+    def test_store_mints_and_reuses(self):
+        try:
+            from cryptography import x509
+            from mitmproxy import certs
+        except ImportError:
+            self.skipTest("no cryptography package")
+        import os
+        import pathlib
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            store = certs.CertStore.from_store(d, "flowtap-test", 2048)
+            self.assertEqual(os.stat(pathlib.Path(d) / "flowtap-test-ca.pem").st_mode & 0o77, 0)
+            entry = store.get_cert("example.test", [x509.DNSName("*.example.test")])
+            self.assertEqual(entry.cert.cn, "example.test")
+            self.assertFalse(entry.cert.is_ca)
+            self.assertEqual(entry.cert.issuer, store.default_ca.subject)
+            self.assertIs(store.get_cert("example.test", [x509.DNSName("*.example.test")]), entry)
+            again = certs.CertStore.from_store(d, "flowtap-test", 2048)
+            self.assertEqual(again.default_ca, store.default_ca)
+            self.assertEqual(certs.CertStore.asterisk_forms("a.b.c"), ["a.b.c", "*.b.c", "*.c"])
