@@ -6,8 +6,11 @@ installs `on_change(names)` (runs `configure`, may raise OptionsError to roll ba
 """
 
 import contextlib
+import pathlib
 import copy
+import inspect
 import typing
+import weakref
 
 from . import exceptions
 
@@ -120,6 +123,8 @@ class Options:
         object.__setattr__(self, "on_core_change", None)
         object.__setattr__(self, "changed", _Signal())
         object.__setattr__(self, "errored", _Signal())
+        object.__setattr__(self, "_subscriptions", [])
+        self.changed.connect(self._notify_subscribers)
         if kwargs:
             self.update(**kwargs)
 
@@ -167,6 +172,9 @@ class Options:
     def items(self):
         return [(k, o.value) for k, o in self._options.items()]
 
+    def values(self):
+        return [o.value for o in self._options.values()]
+
     def spec(self, name):
         return self._options[name]
 
@@ -199,7 +207,7 @@ class Options:
     def _apply(self, values, notify):
         unknown = [k for k in values if k not in self._options]
         if unknown:
-            raise KeyError(f"No such option: {', '.join(unknown)}")
+            raise KeyError(f"Unknown options: {', '.join(unknown)}")
         old = {k: self._options[k].value for k in values}
         changed = set()
         for name, value in values.items():
@@ -214,6 +222,13 @@ class Options:
             if self.on_change is not None:
                 self.on_change(changed)
             self.changed.send(changed)
+        except exceptions.OptionsError as e:
+            # Roll back, tell the receivers the values they now have, and report it.
+            for name, value in old.items():
+                self._options[name].value = value
+            self.errored.send(exc=e)
+            self.changed.send(changed)
+            raise
         except Exception:
             for name, value in old.items():
                 self._options[name].value = value
@@ -231,23 +246,62 @@ class Options:
         try:
             yield
         except exceptions.OptionsError as e:
-            self.errored.send(e)
+            self.errored.send(exc=e)
             self.set_quietly(old)
             self.changed.send(set(old))
             if reraise:
                 raise
 
     def subscribe(self, func, opts):
-        """Calls `func(options, updated)` when one of the options `opts` changes."""
+        """Calls `func(options, updated)` when one of the options `opts` changes; holds
+        `func` weakly, so a subscriber that is gone stops being called."""
         unknown = set(opts) - set(self._options)
         if unknown:
             raise exceptions.OptionsError(f"No such option: {', '.join(sorted(unknown))}")
+        ref = weakref.WeakMethod(func) if inspect.ismethod(func) else weakref.ref(func)
+        self._subscriptions.append((ref, set(opts)))
 
-        def receiver(updated):
-            if updated & set(opts):
+    def _notify_subscribers(self, updated):
+        alive = []
+        for ref, names in self._subscriptions:
+            func = ref()
+            if func is None:
+                continue
+            alive.append((ref, names))
+            if updated & names:
                 func(self, updated)
+        self._subscriptions[:] = alive
 
-        self.changed.connect(receiver)
+    def setter(self, attr):
+        """A function that sets option `attr` to its argument."""
+        if attr not in self._options:
+            raise KeyError(f"No such option: {attr}")
+        return lambda value: self.update(**{attr: value})
+
+    def toggler(self, attr):
+        """A function that flips boolean option `attr`."""
+        if attr not in self._options:
+            raise KeyError(f"No such option: {attr}")
+        if self._options[attr].typespec != "bool":
+            raise ValueError("Toggler can only be used with boolean options")
+        return lambda: self.update(**{attr: not getattr(self, attr)})
+
+    def merge(self, opts):
+        """Sets the options of another Options object that changed there and exist here."""
+        self.update(**{k: v for k, v in opts.items() if opts.has_changed(k) and k in self})
+
+    def __deepcopy__(self, memo):
+        copied = type(self).__new__(type(self))
+        Options.__init__(copied)
+        for name, opt in self._options.items():
+            new = _Option(opt.name, opt.typespec, copy.deepcopy(opt.default), opt.help,
+                          opt.choices, opt.core)
+            new.value = copy.deepcopy(opt.value)
+            copied._options[name] = new
+        return copied
+
+    def __copy__(self):
+        return self.__deepcopy__({})
 
     def process_deferred(self):
         """Applies the deferred `--set` values of options that now exist."""
@@ -288,3 +342,10 @@ class Options:
 
 OptManager = Options
 """mitmproxy's name for the options container."""
+
+
+def relative_path(script_path, *, relative_to):
+    """`script_path` (from a config file) made absolute relative to `relative_to` (the
+    config file's directory); `~` expands, absolute paths stay."""
+    script_path = pathlib.Path(script_path).expanduser()
+    return (pathlib.Path(relative_to) / script_path).absolute()
