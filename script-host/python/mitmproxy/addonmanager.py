@@ -69,6 +69,11 @@ class Loader:
     def add_option(self, name, typespec, default, help, choices=None):
         if isinstance(choices, str):
             raise ValueError("choices must be a sequence of strings")
+        if name in self._options:
+            existing = self._options._options[name]
+            if (existing.default, existing.help, existing.choices) != (
+                    default, help, list(choices) if choices else None):
+                logger.warning(f"Over-riding existing option {name}")
         self._options.add_option(name, typespec, default, help, choices)
 
     def add_command(self, path, func):
@@ -171,6 +176,8 @@ class AddonManager:
             await self.trigger_event(hooks.UpdateHook([message]))
 
     def _iter_hooks(self, addon, event):
+        if not isinstance(event, hooks.Hook):
+            raise AssertionError(f"not a hook event: {event!r}")
         for a in traverse([addon]):
             func = getattr(a, event.name, None)
             if func is None or isinstance(func, types.ModuleType):

@@ -174,7 +174,9 @@ class CommandManager:
                 typ = mitmproxy.types.Unknown
             converter = mitmproxy.types.CommandTypes.get(typ, None)
             try:
-                valid = bool(converter) and (converter.parse(self, typ, unquote(part)) or True)
+                valid = bool(converter)
+                if converter:
+                    converter.parse(self, typ, unquote(part))
             except (ValueError, exceptions.CommandError):
                 valid = False
             parsed.append(ParseResult(part, typ, valid))

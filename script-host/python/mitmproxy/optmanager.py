@@ -6,9 +6,9 @@ installs `on_change(names)` (runs `configure`, may raise OptionsError to roll ba
 """
 
 import contextlib
-import pathlib
 import copy
 import inspect
+import pathlib
 import typing
 import weakref
 

@@ -318,6 +318,10 @@ class _MarkerType(_BaseType):
     def parse(self, manager, t, s):
         from mitmproxy.utils import emoji
 
+        if s == "true":
+            return ":default:"
+        if s == "false":
+            return ""
         if s not in emoji.emoji and len(s) != 1:
             raise ValueError(f"Invalid choice: {s}")
         return s

@@ -41,8 +41,28 @@ class _PythonIO:
                 raise ValueError(
                     f"cannot read files with flow format version {version} outside the "
                     f"script host (this one reads version {FLOW_FORMAT_VERSION})")
-            states.append(state)
+            states.append(_tuples(state))
         return states
+
+
+def _tuples(state):
+    """Header fields as tuples, as `get_state()` gives them (tnetstring has only lists)."""
+    for part in ("request", "response"):
+        message = state.get(part)
+        if isinstance(message, dict):
+            for key in ("headers", "trailers"):
+                if isinstance(message.get(key), list):
+                    message[key] = tuple(tuple(field) for field in message[key])
+    for conn in ("client_conn", "server_conn"):
+        fields = state.get(conn)
+        if isinstance(fields, dict):
+            for key in ("peername", "sockname", "address"):
+                if isinstance(fields.get(key), list):
+                    fields[key] = tuple(fields[key])
+            if isinstance(fields.get("via"), list):
+                scheme, address = fields["via"]
+                fields["via"] = (scheme, tuple(address))
+    return state
 
 
 if _flowtap_io is None:
