@@ -5,6 +5,9 @@ import time
 import uuid
 
 
+Address = tuple[str, int]
+
+
 class ConnectionState(enum.Flag):
     CLOSED = 0
     CAN_READ = 1
