@@ -7,7 +7,8 @@ is what `mitmproxy.test.taddons` builds so addons can be tested without a proxy.
 import asyncio
 import logging
 
-from mitmproxy import addonmanager, command, ctx, eventsequence, hooks, options
+from mitmproxy import addonmanager, command, ctx, eventsequence, hooks, http, options
+from mitmproxy.proxy.mode_specs import ReverseMode
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,12 @@ class Master:
         await self.addons.trigger_event(hooks.DoneHook())
 
     async def load_flow(self, f):
-        """Replays a recorded flow's events through the addons."""
+        """Replays a recorded flow's events through the addons. With one reverse mode, the
+        request is pointed at that mode's server (so saved flows replay against it)."""
+        modes = self.options.mode if "mode" in self.options else []
+        if isinstance(f, http.HTTPFlow) and len(modes) == 1 and modes[0].startswith("reverse:"):
+            mode = ReverseMode.parse(modes[0])
+            f.request.host, f.request.port = mode.address
+            f.request.scheme = mode.scheme
         for event in eventsequence.iterate(f):
             await self.addons.handle_lifecycle(event)
