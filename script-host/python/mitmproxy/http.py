@@ -125,6 +125,22 @@ class Headers(_MultiDictBase):
         return f"Headers[{', '.join(repr(f) for f in self._fields)}]"
 
 
+def _ascii(value):
+    return value.encode("ascii", "strict") if isinstance(value, str) else _always_bytes(value)
+
+
+def _checked_content(content):
+    if content is not None and not isinstance(content, bytes):
+        raise ValueError(f"Content must be bytes, not {type(content).__name__}")
+    return content
+
+
+def _checked_headers(headers):
+    if isinstance(headers, (str, bytes)):
+        raise ValueError(f"Headers must be Headers or field pairs, not {type(headers).__name__}")
+    return _make_headers(headers)
+
+
 def _make_headers(headers):
     if isinstance(headers, Headers):
         return headers
@@ -405,14 +421,16 @@ class Request(Message):
         if not isinstance(port, int):
             raise ValueError(f"Invalid port: {port!r}")
         self.port = port
-        self.data_method = _always_bytes(method)
-        self.data_scheme = _always_bytes(scheme)
+        # As mitmproxy's RequestData: text fields must be ASCII (UnicodeEncodeError), the
+        # body bytes or None, headers and trailers Headers or field pairs (ValueError).
+        self.data_method = _ascii(method)
+        self.data_scheme = _ascii(scheme)
         self.data_authority = _always_bytes(authority)
-        self.data_path = _always_bytes(path)
-        self.data_http_version = _always_bytes(http_version)
-        self._headers = _make_headers(headers)
-        self._raw_content = content
-        self._trailers = None if trailers is None else _make_headers(trailers)
+        self.data_path = _ascii(path)
+        self.data_http_version = _ascii(http_version)
+        self._headers = _checked_headers(headers)
+        self._raw_content = _checked_content(content)
+        self._trailers = None if trailers is None else _checked_headers(trailers)
         self.timestamp_start = timestamp_start
         self.timestamp_end = timestamp_end
 
@@ -708,12 +726,12 @@ class Response(Message):
     def __init__(self, http_version, status_code, reason, headers, content, trailers,
                  timestamp_start, timestamp_end):
         super().__init__()
-        self.data_http_version = _always_bytes(http_version)
+        self.data_http_version = _ascii(http_version)
         self.status_code = status_code
-        self.data_reason = _always_bytes(reason, "iso-8859-1")
-        self._headers = _make_headers(headers)
-        self._raw_content = content
-        self._trailers = None if trailers is None else _make_headers(trailers)
+        self.data_reason = _ascii(reason)
+        self._headers = _checked_headers(headers)
+        self._raw_content = _checked_content(content)
+        self._trailers = None if trailers is None else _checked_headers(trailers)
         self.timestamp_start = timestamp_start
         self.timestamp_end = timestamp_end
 
