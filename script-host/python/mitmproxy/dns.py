@@ -1,6 +1,7 @@
 """`mitmproxy.dns`: DNS flows and messages (fields as in mitmproxy's state)."""
 
 import ipaddress
+import random
 import struct
 import time
 
@@ -147,6 +148,14 @@ class Question:
     def __str__(self):
         return self.name
 
+    def to_json(self):
+        return {"name": self.name, "type": types.to_str(self.type),
+                "class": classes.to_str(self.class_)}
+
+    @classmethod
+    def from_json(cls, data):
+        return cls(data["name"], types.from_str(data["type"]), classes.from_str(data["class"]))
+
 
 class ResourceRecord:
     DEFAULT_TTL = 60
@@ -213,6 +222,32 @@ class ResourceRecord:
     def __eq__(self, other):
         return isinstance(other, ResourceRecord) and self.get_state() == other.get_state()
 
+    def to_json(self):
+        return {"name": self.name, "type": types.to_str(self.type),
+                "class": classes.to_str(self.class_), "ttl": self.ttl, "data": str(self)}
+
+    @classmethod
+    def from_json(cls, data):
+        """The inverse of `to_json` (data as the view shows it: an address, a name, a text,
+        or `0x...` hex)."""
+        record = cls(data["name"], types.from_str(data["type"]), classes.from_str(data["class"]),
+                     data["ttl"], b"")
+        text = data["data"]
+        try:
+            if record.type == types.A:
+                record.ipv4_address = text
+            elif record.type == types.AAAA:
+                record.ipv6_address = text
+            elif record.type in (types.NS, types.CNAME, types.PTR):
+                record.domain_name = text
+            elif record.type == types.TXT:
+                record.text = text
+            else:
+                raise ValueError(text)
+        except ValueError:
+            record.data = bytes.fromhex(text.removeprefix("0x").partition(" (")[0])
+        return record
+
     @classmethod
     def CNAME(cls, name, alias, ttl=DEFAULT_TTL):
         return cls(name, types.CNAME, classes.IN, ttl, _pack_name(alias))
@@ -269,12 +304,45 @@ class DNSMessage:
     __hash__ = object.__hash__
 
     def copy(self):
-        return DNSMessage.from_state(self.get_state())
+        """A copy with a new random id."""
+        copied = DNSMessage.from_state(self.get_state())
+        copied.id = random.randint(0, 65535)
+        return copied
 
     @property
     def size(self):
-        """The size of the packed message."""
-        return len(self.packed)
+        """The data size of all resource records."""
+        return sum(len(rr.data) for rr in [*self.answers, *self.authorities, *self.additionals])
+
+    def to_json(self):
+        """The message as mitmweb shows it."""
+        out = {
+            "id": self.id, "query": self.query, "op_code": op_codes.to_str(self.op_code),
+            "authoritative_answer": self.authoritative_answer, "truncation": self.truncation,
+            "recursion_desired": self.recursion_desired,
+            "recursion_available": self.recursion_available,
+            "response_code": response_codes.to_str(self.response_code),
+            "status_code": response_codes.http_equiv_status_code(self.response_code),
+            "questions": [q.to_json() for q in self.questions],
+            "answers": [rr.to_json() for rr in self.answers],
+            "authorities": [rr.to_json() for rr in self.authorities],
+            "additionals": [rr.to_json() for rr in self.additionals],
+            "size": self.size,
+        }
+        if self.timestamp:
+            out["timestamp"] = self.timestamp
+        return out
+
+    @classmethod
+    def from_json(cls, data):
+        return cls(
+            data.get("timestamp"), data["id"], data["query"], op_codes.from_str(data["op_code"]),
+            data["authoritative_answer"], data["truncation"], data["recursion_desired"],
+            data["recursion_available"], 0, response_codes.from_str(data["response_code"]),
+            [Question.from_json(q) for q in data["questions"]],
+            [ResourceRecord.from_json(rr) for rr in data["answers"]],
+            [ResourceRecord.from_json(rr) for rr in data["authorities"]],
+            [ResourceRecord.from_json(rr) for rr in data["additionals"]])
 
     @property
     def content(self):
@@ -287,12 +355,14 @@ class DNSMessage:
 
     @classmethod
     def unpack(cls, buffer, timestamp=None):
-        """A message from wire format (RFC 1035 section 4); struct.error or ValueError if
-        the bytes are not one."""
+        """A message from wire format (RFC 1035 section 4); struct.error if the bytes are
+        truncated or too long, ValueError for an invalid name."""
         try:
             return _unpack(buffer, timestamp if timestamp is not None else time.time())
-        except (IndexError, UnicodeError) as e:
-            raise ValueError(f"invalid DNS message: {e}") from None
+        except IndexError as e:  # a name runs past the end: truncated, as struct reports it
+            raise struct.error(f"truncated DNS message: {e}") from None
+        except UnicodeError as e:
+            raise ValueError(f"invalid DNS name: {e}") from None
 
     @property
     def question(self):
@@ -329,22 +399,32 @@ class DNSMessage:
         return self._response(response_codes.NOERROR, answers)
 
     def fail(self, response_code):
+        if response_code == response_codes.NOERROR:
+            raise ValueError("response_code must be an error code, not NOERROR")
         return self._response(response_code, [])
 
     @property
     def packed(self):
+        """The message in wire format (RFC 1035 section 4), names compressed; ValueError for
+        a header field out of range."""
+        for field, top in (("id", 0xFFFF), ("reserved", 7), ("op_code", 15),
+                           ("response_code", 15)):
+            if not 0 <= getattr(self, field) <= top:
+                raise ValueError(f"{field} must be between 0 and {top}")
         flags = ((0 if self.query else 1) << 15 | self.op_code << 11
                  | self.authoritative_answer << 10 | self.truncation << 9
                  | self.recursion_desired << 8 | self.recursion_available << 7
                  | self.reserved << 4 | self.response_code)
-        out = struct.pack("!HHHHHH", self.id, flags, len(self.questions), len(self.answers),
-                          len(self.authorities), len(self.additionals))
+        out = bytearray(struct.pack("!HHHHHH", self.id, flags, len(self.questions),
+                                    len(self.answers), len(self.authorities),
+                                    len(self.additionals)))
+        offsets = {}
         for q in self.questions:
-            out += _pack_name(q.name) + struct.pack("!HH", q.type, q.class_)
+            out += _pack_name(q.name, offsets, len(out)) + struct.pack("!HH", q.type, q.class_)
         for rr in self.answers + self.authorities + self.additionals:
-            out += _pack_name(rr.name) + struct.pack("!HHIH", rr.type, rr.class_, rr.ttl, len(rr.data))
-            out += rr.data
-        return out
+            out += _pack_name(rr.name, offsets, len(out))
+            out += struct.pack("!HHIH", rr.type, rr.class_, rr.ttl, len(rr.data)) + rr.data
+        return bytes(out)
 
 
 Message = DNSMessage
@@ -389,7 +469,7 @@ def _unpack(buffer, timestamp):
             offset += 10
             data = buffer[offset:offset + size]
             if len(data) != size:
-                raise ValueError("truncated resource record")
+                raise struct.error("truncated resource record")
             if rtype in (types.NS, types.CNAME, types.PTR):
                 # Names in records may use compression: store them uncompressed.
                 data = _pack_name(_unpack_name(buffer, offset)[0])
@@ -397,19 +477,26 @@ def _unpack(buffer, timestamp):
             records.append(ResourceRecord(name, rtype, rclass, ttl, bytes(data)))
         sections.append(records)
     if offset != len(buffer):
-        raise ValueError(f"unexpected trailing data: {len(buffer) - offset} bytes")
+        raise struct.error(f"unpack requires a buffer of {offset} bytes")
     return DNSMessage(timestamp, ident, not flags >> 15, (flags >> 11) & 0xF,
                       bool(flags >> 10 & 1), bool(flags >> 9 & 1), bool(flags >> 8 & 1),
                       bool(flags >> 7 & 1), (flags >> 4) & 0x7, flags & 0xF, questions,
                       *sections)
 
 
-def _pack_name(name):
+def _pack_name(name, offsets=None, at=0):
+    """A name in wire format; with `offsets` (suffix -> position, updated), a suffix already
+    written becomes a pointer (RFC 1035 4.1.4). `at` is where the name will be written."""
+    labels = [label for label in name.rstrip(".").split(".") if label]
     out = b""
-    for label in name.rstrip(".").split("."):
-        if label:
-            encoded = label.encode("idna")
-            out += bytes([len(encoded)]) + encoded
+    for i in range(len(labels)):
+        suffix = ".".join(labels[i:]).lower()
+        if offsets is not None and suffix in offsets:
+            return out + struct.pack("!H", 0xC000 | offsets[suffix])
+        if offsets is not None and at + len(out) < 0x4000:
+            offsets[suffix] = at + len(out)
+        encoded = labels[i].encode("idna")
+        out += bytes([len(encoded)]) + encoded
     return out + b"\x00"
 
 

@@ -4,6 +4,7 @@ proxy.mode_specs, coretypes, utils."""
 import dataclasses
 import datetime
 import io as pyio
+import struct
 import typing
 import unittest
 
@@ -228,8 +229,11 @@ class CertsTlsDnsTest(unittest.TestCase):
         self.assertEqual(str(again.answers[2]), "alias.example")
         self.assertEqual(dns.types.to_str(dns.types.AAAA), "AAAA")
         self.assertEqual(dns.types.from_str("TYPE(999)"), 999)
-        with self.assertRaises(ValueError):
+        with self.assertRaises(struct.error):
             dns.DNSMessage.unpack(resp.packed + b"x")
+        self.assertIn(b"\xc0\x0c", resp.packed)  # the answer's name points at the question's
+        self.assertEqual(dns.DNSMessage.from_json(resp.to_json()), resp)
+        self.assertEqual(resp.size, 8 + len(resp.answers[2].data))
 
 
 @dataclasses.dataclass
