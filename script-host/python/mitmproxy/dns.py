@@ -1,11 +1,13 @@
 """`mitmproxy.dns`: DNS flows and messages (fields as in mitmproxy's state)."""
 
+import base64
 import ipaddress
 import random
 import struct
 import time
 
 from . import flow as _flow
+from .net.dns import https_records
 from .connection import Client, Server
 
 
@@ -167,20 +169,26 @@ class ResourceRecord:
         return {"name": self.name, "type": self.type, "class_": self.class_, "ttl": self.ttl,
                 "data": self.data}
 
-    def __str__(self):
-        """The record's data as mitmproxy shows it: an address, a text, or hex."""
+    def _data_json(self):
+        """The record's data as mitmproxy shows it: an address, a name, a text, an HTTPS
+        record's fields (a dict), or hex."""
         try:
             if self.type == types.A:
                 return str(self.ipv4_address)
             if self.type == types.AAAA:
                 return str(self.ipv6_address)
-            if self.type == types.TXT:
-                return self.text
             if self.type in (types.NS, types.CNAME, types.PTR):
                 return self.domain_name
-        except ValueError:
-            return f"0x{self.data.hex()} (invalid data)"
+            if self.type == types.TXT:
+                return self.text
+            if self.type == types.HTTPS:
+                return https_records.unpack(self.data).to_json()
+        except (ValueError, struct.error, IndexError):
+            return f"0x{self.data.hex()} (invalid {types.to_str(self.type)} data)"
         return f"0x{self.data.hex()}"
+
+    def __str__(self):
+        return str(self._data_json())
 
     @classmethod
     def from_state(cls, state):
@@ -224,7 +232,7 @@ class ResourceRecord:
 
     def to_json(self):
         return {"name": self.name, "type": types.to_str(self.type),
-                "class": classes.to_str(self.class_), "ttl": self.ttl, "data": str(self)}
+                "class": classes.to_str(self.class_), "ttl": self.ttl, "data": self._data_json()}
 
     @classmethod
     def from_json(cls, data):
@@ -242,11 +250,56 @@ class ResourceRecord:
                 record.domain_name = text
             elif record.type == types.TXT:
                 record.text = text
+            elif record.type == types.HTTPS and isinstance(text, dict):
+                record.data = https_records.pack(https_records.HTTPSRecord.from_json(text))
             else:
                 raise ValueError(text)
         except ValueError:
             record.data = bytes.fromhex(text.removeprefix("0x").partition(" (")[0])
         return record
+
+    def _https_param(self, key):
+        return https_records.unpack(self.data).params.get(key.value)
+
+    def _set_https_param(self, key, value):
+        record = https_records.unpack(self.data)
+        if value is None:
+            record.params.pop(key.value, None)
+        else:
+            record.params[key.value] = value
+        self.data = https_records.pack(record)
+
+    @property
+    def https_alpn(self):
+        """The ALPN protocols of an HTTPS record (a tuple of bytes), or None."""
+        raw = self._https_param(https_records.SVCParamKeys.ALPN)
+        if raw is None:
+            return None
+        protocols, i = [], 0
+        while i < len(raw):
+            protocols.append(raw[i + 1:i + 1 + raw[i]])
+            i += raw[i] + 1
+        return tuple(protocols)
+
+    @https_alpn.setter
+    def https_alpn(self, alpn):
+        value = None if alpn is None else b"".join(bytes([len(a)]) + a for a in alpn)
+        self._set_https_param(https_records.SVCParamKeys.ALPN, value)
+
+    @property
+    def https_ech(self):
+        """The ECH configuration of an HTTPS record (base64), or None."""
+        raw = self._https_param(https_records.SVCParamKeys.ECH)
+        return None if raw is None else base64.b64encode(raw).decode()
+
+    @https_ech.setter
+    def https_ech(self, ech):
+        value = None if ech is None else base64.b64decode(ech.encode())
+        self._set_https_param(https_records.SVCParamKeys.ECH, value)
+
+    @classmethod
+    def HTTPS(cls, name, record, ttl=DEFAULT_TTL):
+        return cls(name, types.HTTPS, classes.IN, ttl, https_records.pack(record))
 
     @classmethod
     def CNAME(cls, name, alias, ttl=DEFAULT_TTL):
@@ -451,6 +504,46 @@ def _unpack_name(buffer, offset, depth=0):
     return ".".join(labels), end if end is not None else offset
 
 
+def _name_bytes(buffer, offset, depth=0):
+    """`(uncompressed name in wire format, offset after it)`: labels copied byte for byte,
+    pointers followed (RFC 1035 4.1.4)."""
+    out, end = b"", None
+    while True:
+        if depth > 64:
+            raise ValueError("DNS name compression loop")
+        length = buffer[offset]
+        if length & 0xC0 == 0xC0:
+            if end is None:
+                end = offset + 2
+            offset, depth = struct.unpack_from("!H", buffer, offset)[0] & 0x3FFF, depth + 1
+            continue
+        out += buffer[offset:offset + 1 + length]
+        offset += 1 + length
+        if length == 0:
+            return out, end if end is not None else offset
+
+
+# Where the compressible names sit in a record's data: (fixed bytes before, names, rest).
+_NAMES_IN_DATA = {types.NS: (0, 1), types.CNAME: (0, 1), types.PTR: (0, 1), types.SOA: (0, 2),
+                  types.MX: (2, 1), types.SRV: (6, 1)}
+
+
+def _decompress_record(buffer, offset, rtype, data):
+    """A record's data with its names uncompressed (pointers refer to the whole message);
+    the data as it came if that fails."""
+    if rtype not in _NAMES_IN_DATA:
+        return data
+    prefix, names = _NAMES_IN_DATA[rtype]
+    try:
+        out, pos = buffer[offset:offset + prefix], offset + prefix
+        for _ in range(names):
+            name, pos = _name_bytes(buffer, pos)
+            out += name
+        return out + buffer[pos:offset + len(data)]
+    except (IndexError, ValueError, struct.error):
+        return data
+
+
 def _unpack(buffer, timestamp):
     ident, flags, nq, nan, nau, nad = struct.unpack_from("!HHHHHH", buffer, 0)
     offset = 12
@@ -470,9 +563,7 @@ def _unpack(buffer, timestamp):
             data = buffer[offset:offset + size]
             if len(data) != size:
                 raise struct.error("truncated resource record")
-            if rtype in (types.NS, types.CNAME, types.PTR):
-                # Names in records may use compression: store them uncompressed.
-                data = _pack_name(_unpack_name(buffer, offset)[0])
+            data = _decompress_record(buffer, offset, rtype, bytes(data))
             offset += size
             records.append(ResourceRecord(name, rtype, rclass, ttl, bytes(data)))
         sections.append(records)
