@@ -6,9 +6,12 @@
 //! assert_eq!(filter.to_string(), "(method matches /GET/i and response code is 200) or is a TCP Flow");
 //! ```
 //!
-//! The grammar is mitmproxy's, quirks included: an operator code must be followed by
-//! whitespace or the end (`(~q)` is an error, `( ~q )` is fine), atoms written side by side are
-//! and-ed only at the top level, and a bare regex means `~u regex`. Regexes use Rust's `regex`
+//! The grammar is mitmproxy's, quirks included: an operator code with an argument must be
+//! followed by whitespace or the end (`~h(a)` is an error), atoms written side by side are
+//! and-ed only at the top level, and a bare regex means `~u regex`. One deliberate extension:
+//! an argument-less operator may also end right before `)`, `&` or `|`, so `(~q)` and
+//! `!(~tcp|~dns)` parse here though mitmproxy 12.3.1 rejects them; every expression mitmproxy
+//! accepts means the same here. Regexes use Rust's `regex`
 //! crate, so look-around and back-references (Python `re` features) are not available.
 
 use std::fmt;

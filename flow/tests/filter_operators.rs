@@ -204,6 +204,29 @@ fn grouping_and_implicit_and() {
 }
 
 #[test]
+fn argument_less_operator_may_touch_a_parenthesis_or_an_operator() {
+    // mitmproxy 12.3.1 rejects these (see `mitmproxy_roundtrip.rs`); here they mean what the
+    // spaced-out spelling means.
+    assert_eq!(matching("!(~tcp | ~dns)"), HTTP);
+    assert_eq!(matching("!(~tcp|~dns)"), HTTP);
+    assert_eq!(matching("(~q)"), matching("( ~q )"));
+    assert!(!matching("(~q)").is_empty());
+    assert_eq!(matching("(~a)"), matching("~a"));
+    assert_eq!(matching("(~marked)"), matching("~marked"));
+    assert_eq!(matching("(~replayq)"), ["replayed"]);
+    assert_eq!(matching("~q&~http"), matching("~q & ~http"));
+    assert_eq!(matching("(~tcp|~dns)"), ["tcp", "dns"]);
+    assert_eq!(
+        Filter::parse("!(~tcp | ~dns)").unwrap().to_string(),
+        "not (is a TCP Flow or is a DNS Flow)"
+    );
+    // An operator with an argument still needs whitespace: `~h(a)` is not `~h (a)`.
+    assert_eq!(parse_error("~h(a)").position, 0);
+    assert_eq!(parse_error("(~q))").position, 4);
+    assert_eq!(parse_error("~qx").position, 0);
+}
+
+#[test]
 fn case_sensitivity_is_an_option() {
     assert_eq!(
         matching("~m get"),
@@ -232,9 +255,9 @@ fn parse_errors_carry_positions() {
     assert!(parse_error("~x").message.contains("unknown operator '~x'"));
     assert_eq!(parse_error("~q & ~zz").position, 5);
     assert_eq!(
-        parse_error("(~q)").position,
+        parse_error("(~qq)").position,
         1,
-        "an operator code must end at whitespace"
+        "an operator code must end at whitespace, ')', '&' or '|'"
     );
     assert_eq!(parse_error("( ~q ~s )").position, 5);
     assert_eq!(parse_error("~c abc").position, 3);

@@ -82,6 +82,16 @@ fn at_word_end(c: Option<&char>) -> bool {
     c.is_none_or(|c| !c.is_ascii_graphic())
 }
 
+/// Where an argument-less operator (`~q`) may end: pyparsing's `WordEnd()`, or right before
+/// `)`, `&` or `|`. mitmproxy 12.3.1 itself rejects `(~q)`, `!(~tcp|~dns)` and `~q&~s`
+/// (its `WordEnd()` counts those characters as part of the word), but users write them and
+/// nothing mitmproxy accepts has an operator code right before one of them outside quotes
+/// (`~` cannot start or continue a bare regex), so accepting them changes the meaning of no
+/// expression mitmproxy accepts.
+fn at_flag_end(c: Option<&char>) -> bool {
+    at_word_end(c) || matches!(c, Some(')' | '&' | '|'))
+}
+
 pub(super) fn parse(input: &str, options: FilterOptions) -> Result<Expr, FilterError> {
     let mut parser = Parser {
         chars: input.chars().collect(),
@@ -277,13 +287,14 @@ impl Parser {
     fn operator(&mut self) -> Parsed<Expr> {
         let start = self.pos;
         let rest: String = self.chars[start + 1..].iter().collect();
-        let code_len = |code: &str| {
+        let code_len_until = |code: &str, ends: fn(Option<&char>) -> bool| {
             let after = self.chars.get(start + 1 + code.chars().count());
-            (rest.starts_with(code) && at_word_end(after)).then(|| code.chars().count())
+            (rest.starts_with(code) && ends(after)).then(|| code.chars().count())
         };
+        let code_len = |code: &str| code_len_until(code, at_word_end);
         if let Some((len, flag)) = FLAGS
             .iter()
-            .find_map(|(c, f, _)| code_len(c).map(|l| (l, *f)))
+            .find_map(|(c, f, _)| code_len_until(c, at_flag_end).map(|l| (l, *f)))
         {
             self.pos = start + 1 + len;
             return Ok(Expr::Flag(flag));

@@ -67,6 +67,15 @@ class Addons:
 
     def __init__(self, host):
         self._host = host
+        self._builtin = None
+
+    def _builtins(self):
+        """mitmdump's built-in addons scripts look up (`proxyserver`, ...), made on first use."""
+        if self._builtin is None:
+            from mitmproxy.addons import default_addons
+
+            self._builtin = {a.name: a for a in default_addons()}
+        return self._builtin
 
     def _all(self):
         for script in self._host.scripts:
@@ -78,7 +87,7 @@ class Addons:
             label = getattr(addon, "name", None) or type(addon).__name__.lower()
             if label == name:
                 return addon
-        return None
+        return self._builtins().get(name)
 
     def __contains__(self, name):
         return self.get(name) is not None

@@ -31,9 +31,9 @@ import threading
 import time
 
 from mitmproxy import ctx, exceptions, hooks
+from mitmproxy import options as mitmdump_options
 from mitmproxy.connection import Client, Server
 from mitmproxy.flow import Error, Flow, raw_state
-from mitmproxy.optmanager import Options
 from mitmproxy.log import LogEntry
 
 from . import finalise, logs, master, order, scripts, watchdog
@@ -161,7 +161,8 @@ class Host:
 
     def __init__(self, bridge, specs):
         self.bridge = bridge
-        self.options = Options()
+        # mitmdump's options with mitmdump's defaults, so scripts reading them find them.
+        self.options = mitmdump_options.Options()
         self.master = master.Master(self)
         ctx.options = self.options
         ctx.master = self.master
@@ -290,6 +291,7 @@ class Host:
         for name, value in core_options.items():
             self.options.add_option(name, _infer_typespec(value), value, "proxy option", core=True)
         self.options.deferred.update(deferred)
+        self.options.process_deferred()
         self.options.add_option("script_serial", bool, False,
                                 "Run one sync hook at a time, as mitmproxy does.")
         self.options.add_option("script_threads", int, 32,

@@ -43,8 +43,10 @@ def _too_large(enc, limit):
 
 
 def _decode_gzip(content, limit):
-    with gzip.GzipFile(fileobj=io.BytesIO(content)) as f:
-        decoded = f.read(limit + 1)
+    # wbits 32+15: a gzip or a zlib header, as mitmproxy accepts. A stream cut short gives
+    # what it holds (servers that close early), as in mitmproxy.
+    d = zlib.decompressobj(32 + zlib.MAX_WBITS)
+    decoded = d.decompress(content, limit + 1)
     if len(decoded) > limit:
         raise _too_large("gzip", limit)
     return decoded

@@ -21,4 +21,5 @@ RESPONSES = {
     503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version not supported",
     506: "Variant Also Negotiates", 507: "Insufficient Storage", 508: "Loop Detected",
     510: "Not Extended", 511: "Network Authentication Required",
+    444: "No Response", 499: "Client Closed Request",
 }

@@ -5,6 +5,9 @@ import time
 import uuid
 
 
+Address = tuple[str, int]
+
+
 class ConnectionState(enum.Flag):
     CLOSED = 0
     CAN_READ = 1
@@ -47,8 +50,22 @@ class Connection:
         self.timestamp_end = None
         self.timestamp_tls_setup = None
         self.state = ConnectionState.CLOSED
-        for k, v in kwargs.items():
+        # `state` last: a server's address may not change once its connection is open.
+        for k, v in sorted(kwargs.items(), key=lambda kv: kv[0] == "state"):
             setattr(self, k, _addr(v) if k in _ADDRESS_FIELDS else v)
+
+    @property
+    def certificate_list(self):
+        """The peer's certificates as `mitmproxy.certs.Cert`s (leaf first)."""
+        certificates = self.__dict__.get("certificate_list") or []
+        if any(isinstance(c, (bytes, bytearray)) for c in certificates):
+            certificates = [_as_cert(c) for c in certificates]
+            self.__dict__["certificate_list"] = certificates
+        return certificates
+
+    @certificate_list.setter
+    def certificate_list(self, value):
+        self.__dict__["certificate_list"] = list(value) if value is not None else []
 
     @property
     def connected(self):
@@ -61,9 +78,14 @@ class Connection:
     def get_state(self):
         state = {}
         for name in self._fields:
+            if name == "certificate_list":
+                state[name] = _certificates_state(self.__dict__.get(name) or [])
+                continue
             value = getattr(self, name)
             if name in _ADDRESS_FIELDS and value is not None:
                 value = tuple(value)
+            elif name == "proxy_mode" and not isinstance(value, str):
+                value = value.get_state()
             elif isinstance(value, list):
                 value = list(value)
             state[name] = value
@@ -93,10 +115,46 @@ class Connection:
         return conn
 
     def __eq__(self, other):
-        return type(self) is type(other) and self.get_state() == other.get_state()
+        # One connection, however its fields change: mitmproxy compares ids.
+        return isinstance(other, Connection) and self.id == other.id
 
     def __hash__(self):
         return hash(self.id)
+
+    def copy(self):
+        """A copy with a new id."""
+        state = self.get_state()
+        state["id"] = str(uuid.uuid4())
+        return type(self).from_state(state)
+
+    def __repr__(self):
+        defaults = type(self)._defaults()
+        attrs = {"id": None, "address": None}
+        for name in ("id", *self._fields, "state"):
+            value = getattr(self, name)
+            if name == "id" or value != defaults.get(name):
+                if name == "cipher_list":
+                    value = f"<{len(value)} ciphers>"
+                elif name == "id":
+                    value = f"\u2026{value[-6:]}"
+                attrs[name] = value
+        if attrs["address"] is None and "address" not in self._fields:
+            del attrs["address"]
+        return f"{type(self).__name__}({attrs!r})"
+
+    @classmethod
+    def _defaults(cls):
+        if "_default_values" not in cls.__dict__:
+            blank = cls.__new__(cls)
+            Connection.__init__(blank)
+            cls._default_values = {n: blank.__dict__.get(n) for n in cls._fields}
+            cls._default_values["state"] = ConnectionState.CLOSED
+        return cls._default_values
+
+    def _tls_state(self):
+        if self.alpn:
+            return f", alpn={self.alpn.decode(errors='replace')}"
+        return ", tls" if self.tls_established else ""
 
     # Deprecated aliases kept for old scripts.
     @property
@@ -110,6 +168,24 @@ class Connection:
     @property
     def alpn_proto_negotiated(self):
         return self.alpn
+
+
+def _as_cert(data):
+    """A `Cert` for certificate bytes from the proxy (kept as bytes if unreadable), which
+    remembers those bytes so the state sent back is unchanged."""
+    try:
+        from .certs import Cert
+
+        cert = Cert.from_state(bytes(data))
+    except Exception:  # no `cryptography`, or not a certificate
+        return data
+    cert._flowtap_raw = bytes(data)
+    return cert
+
+
+def _certificates_state(certificates):
+    return [c if isinstance(c, (bytes, bytearray)) else getattr(c, "_flowtap_raw", None)
+            or c.get_state() for c in certificates]
 
 
 def _via(value):
@@ -132,6 +208,24 @@ class Client(Connection):
             self.timestamp_start = time.time()
 
     @property
+    def proxy_mode(self):
+        """The `ProxyMode` the client came in by (a spec string in the flow's state)."""
+        value = self.__dict__.get("proxy_mode", "regular")
+        if isinstance(value, str):
+            from .proxy.mode_specs import ProxyMode
+
+            try:
+                value = ProxyMode.parse(value)
+            except ValueError:
+                return value
+            self.__dict__["proxy_mode"] = value
+        return value
+
+    @proxy_mode.setter
+    def proxy_mode(self, value):
+        self.__dict__["proxy_mode"] = value
+
+    @property
     def address(self):
         return self.peername
 
@@ -139,8 +233,11 @@ class Client(Connection):
     def clientcert(self):
         return self.certificate_list[0] if self.certificate_list else None
 
-    def __repr__(self):
-        return f"Client({self.peername}, state={self.state.name.lower() if self.state.name else 'closed'})"
+    def __str__(self):
+        from mitmproxy.utils.human import format_address
+
+        state = (self.state.name or "closed").lower()
+        return f"Client({format_address(self.peername)}, state={state}{self._tls_state()})"
 
 
 class Server(Connection):
@@ -162,5 +259,16 @@ class Server(Connection):
     def source_address(self):
         return self.sockname
 
-    def __repr__(self):
-        return f"Server({self.address})"
+    def __str__(self):
+        from mitmproxy.utils.human import format_address
+
+        state = (self.state.name or "closed").lower()
+        local_port = f", src_port={self.sockname[1]}" if self.sockname else ""
+        return (f"Server({format_address(self.address)}, state={state}{self._tls_state()}"
+                f"{local_port})")
+
+    def __setattr__(self, name, value):
+        if name in ("address", "via") and self.__dict__.get("state") is ConnectionState.OPEN \
+                and self.__dict__.get(name) != value:
+            raise RuntimeError(f"Cannot change server.{name} on open connection.")
+        super().__setattr__(name, value)

@@ -214,7 +214,7 @@ class Flow:
         kind = state["type"]
         target = _flow_types().get(kind)
         if target is None:
-            raise ValueError(f"unknown flow type {kind!r}")
+            raise ValueError(f"Unknown flow type: {kind}")
         if cls is not Flow and not issubclass(target, cls):
             raise ValueError(f"not a {cls.type} flow state")
         flow = target.__new__(target)

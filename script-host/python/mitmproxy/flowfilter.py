@@ -1,257 +1,443 @@
 """`mitmproxy.flowfilter`: mitmproxy's filter language (`~d host & ~c 404`).
 
-`parse(text)` gives a callable filter; `match(flt_or_text, flow)` tests one flow.
-Precedence `!` > `&` > `|`; atoms side by side are and-ed; a bare regex means `~u regex`.
+`parse(text)` gives a filter object: call it with a flow. Each operator is a class named as in
+mitmproxy (`FReq` for `~q`, `FHead` for `~h regex`, `FAnd`/`FOr`/`FNot`), with `str()` the
+description mitmproxy prints ("has no response and header matches /x/im") and `dump()` the
+tree. Precedence `!` > `&` > `|`; expressions side by side at the top level are and-ed; a bare
+regex means `~u regex`. Like flowtap's proxy (and unlike mitmproxy 12.3.1), an argument-less
+operator may end right before `)`, `&` or `|`: `!(~tcp|~dns)`.
 """
 
 import os
 import re
+import sys
 
-_FLAGS = 0 if os.environ.get("MITMPROXY_CASE_SENSITIVE_FILTERS") == "1" else re.IGNORECASE
-
-
-def _http(f):
-    return f.type == "http"
+from mitmproxy import dns, http, tcp, udp
 
 
-def _rx(pattern, as_bytes, extra=0):
-    if as_bytes:
-        pattern = pattern.encode("utf-8", "surrogateescape")
-    return re.compile(pattern, _FLAGS | extra)
+def _ignore_case():
+    return 0 if os.environ.get("MITMPROXY_CASE_SENSITIVE_FILTERS") == "1" else re.IGNORECASE
 
 
-def _bodies(flow, request_side, response_side):
-    out = []
-    if flow.type == "http":
-        if request_side and flow.request and flow.request.raw_content is not None:
-            out.append(flow.request.get_content(strict=False))
-        if response_side and flow.response and flow.response.raw_content is not None:
-            out.append(flow.response.get_content(strict=False))
-        if flow.websocket:
-            out += [m.content for m in flow.websocket.messages
-                    if (m.from_client and request_side) or (not m.from_client and response_side)]
-    elif flow.type in ("tcp", "udp"):
-        out += [m.content for m in flow.messages
-                if (m.from_client and request_side) or (not m.from_client and response_side)]
-    elif flow.type == "dns":
-        if request_side and flow.request:
-            out.append(str(flow.request.get_state()).encode())
-        if response_side and flow.response:
-            out.append(str(flow.response.get_state()).encode())
-    return out
+def _only(*types):
+    """The decorated `__call__` is False for flows of other types."""
+
+    def decorator(fn):
+        def call(self, flow):
+            return isinstance(flow, types) and fn(self, flow)
+
+        call.__name__, call.__doc__ = fn.__name__, fn.__doc__
+        return call
+
+    return decorator
 
 
-def _content_type(message):
-    return message.headers.get("content-type", "").encode() if message else None
+class _Token:
+    def dump(self, indent=0, fp=sys.stdout):
+        print(f"{chr(9) * indent}{type(self).__name__}{getattr(self, 'expr', '')}", file=fp)
+
+    def __str__(self):
+        raise NotImplementedError
 
 
-_ASSET = re.compile(
-    rb"text/javascript|application/x-javascript|application/javascript|text/css|image/.*|font/.*|application/font.*"
-)
-
-# name -> (takes argument, function(flow, compiled) -> bool, argument kind)
-def _nullary():
-    return {
-        "all": lambda f: True,
-        "a": lambda f: _http(f) and f.response is not None
-        and bool(_ASSET.search(_content_type(f.response) or b"")),
-        "dns": lambda f: f.type == "dns",
-        "e": lambda f: f.error is not None,
-        "http": _http,
-        "marked": lambda f: bool(f.marked),
-        "q": lambda f: f.type in ("http", "dns") and f.response is None,
-        "s": lambda f: f.type in ("http", "dns") and f.response is not None,
-        "replay": lambda f: f.is_replay is not None,
-        "replayq": lambda f: f.is_replay == "request",
-        "replays": lambda f: f.is_replay == "response",
-        "tcp": lambda f: f.type == "tcp",
-        "udp": lambda f: f.type == "udp",
-        "websocket": lambda f: _http(f) and f.websocket is not None,
-    }
+class _Action(_Token):
+    code = ""
+    help = ""
 
 
-def _url(f, rx):
-    if f.type == "http":
-        return bool(rx.search(f.request.pretty_url))
-    if f.type == "dns" and f.request and f.request.questions:
-        return bool(rx.search(f.request.questions[0].name))
-    return False
+def _flag(name, code, help, description, test, types=None):
+    """An operator without argument; `test(flow)` decides."""
+    call = (lambda self, f: bool(test(f))) if types is None else \
+        _only(*types)(lambda self, f: bool(test(f)))
+    return type(name, (_Action,), {"code": code, "help": help, "__call__": call,
+                                   "__str__": lambda self: description})
 
 
-def _headers(message, rx):
-    return message is not None and bool(rx.search(bytes(message.headers)))
+FErr = _flag("FErr", "e", "Match error", "has error", lambda f: f.error)
+FMarked = _flag("FMarked", "marked", "Match marked flows", "is marked", lambda f: f.marked)
+FHTTP = _flag("FHTTP", "http", "Match HTTP flows", "is an HTTP Flow", lambda f: True,
+              (http.HTTPFlow,))
+FWebSocket = _flag("FWebSocket", "websocket", "Match WebSocket flows", "is a Websocket Flow",
+                   lambda f: f.websocket is not None, (http.HTTPFlow,))
+# By type name: here a UDPFlow is a kind of TCPFlow.
+FTCP = _flag("FTCP", "tcp", "Match TCP flows", "is a TCP Flow", lambda f: f.type == "tcp",
+             (tcp.TCPFlow,))
+FUDP = _flag("FUDP", "udp", "Match UDP flows", "is a UDP Flow", lambda f: True, (udp.UDPFlow,))
+FDNS = _flag("FDNS", "dns", "Match DNS flows", "is a DNS Flow", lambda f: True, (dns.DNSFlow,))
+FReq = _flag("FReq", "q", "Match request with no response", "has no response",
+             lambda f: not f.response, (http.HTTPFlow, dns.DNSFlow))
+FResp = _flag("FResp", "s", "Match response", "has response",
+              lambda f: bool(f.response), (http.HTTPFlow, dns.DNSFlow))
+FAll = _flag("FAll", "all", "Match all flows", "all flows", lambda f: True)
+FReplay = _flag("FReplay", "replay", "Match replayed flows", "flow has been replayed",
+                lambda f: f.is_replay)
+FReplayClient = _flag("FReplayClient", "replayq", "Match replayed client request",
+                      "request has been replayed", lambda f: f.is_replay == "request")
+FReplayServer = _flag("FReplayServer", "replays", "Match replayed server response",
+                      "response has been replayed", lambda f: f.is_replay == "response")
+
+_ASSET_TYPES = [re.compile(x) for x in (
+    b"text/javascript", b"application/x-javascript", b"application/javascript", b"text/css",
+    b"image/.*", b"font/.*", b"application/font.*")]
 
 
-def _addr(address):
-    return f"{address[0]}:{address[1]}" if address else None
+def _content_type_matches(rex, message):
+    return any(name.lower() == b"content-type" and rex.search(value)
+               for name, value in message.headers.fields)
 
 
-def _unary():
-    return {
-        "b": (True, re.DOTALL, lambda f, rx: any(rx.search(b) for b in _bodies(f, True, True))),
-        "bq": (True, re.DOTALL, lambda f, rx: any(rx.search(b) for b in _bodies(f, True, False))),
-        "bs": (True, re.DOTALL, lambda f, rx: any(rx.search(b) for b in _bodies(f, False, True))),
-        "comment": (False, re.MULTILINE, lambda f, rx: bool(rx.search(f.comment))),
-        "d": (False, 0, lambda f, rx: _http(f)
-              and bool(rx.search(f.request.host) or rx.search(f.request.pretty_host))),
-        "dst": (False, 0, lambda f, rx: bool(_addr(f.server_conn.address)
-                                            and rx.search(_addr(f.server_conn.address)))),
-        "src": (False, 0, lambda f, rx: bool(_addr(f.client_conn.peername)
-                                            and rx.search(_addr(f.client_conn.peername)))),
-        "h": (True, re.MULTILINE, lambda f, rx: _http(f)
-              and (_headers(f.request, rx) or _headers(f.response, rx))),
-        "hq": (True, re.MULTILINE, lambda f, rx: _http(f) and _headers(f.request, rx)),
-        "hs": (True, re.MULTILINE, lambda f, rx: _http(f) and _headers(f.response, rx)),
-        "m": (True, 0, lambda f, rx: _http(f) and bool(rx.search(f.request.data_method))),
-        "marker": (False, 0, lambda f, rx: bool(rx.search(f.marked))),
-        "meta": (False, re.MULTILINE, lambda f, rx: bool(
-            rx.search("\n".join(f"{k}: {v}" for k, v in f.metadata.items())))),
-        "t": (True, 0, lambda f, rx: _http(f) and any(
-            rx.search(ct) for ct in (_content_type(f.request), _content_type(f.response)) if ct)),
-        "tq": (True, 0, lambda f, rx: _http(f) and bool(rx.search(_content_type(f.request) or b""))
-               and "content-type" in f.request.headers),
-        "ts": (True, 0, lambda f, rx: _http(f) and f.response is not None
-               and "content-type" in f.response.headers
-               and bool(rx.search(_content_type(f.response)))),
-        "u": (False, 0, _url),
-    }
+class FAsset(_Action):
+    code = "a"
+    help = "Match asset in response: CSS, JavaScript, images, fonts."
+    ASSET_TYPES = _ASSET_TYPES
+
+    @_only(http.HTTPFlow)
+    def __call__(self, f):
+        return bool(f.response) and any(_content_type_matches(r, f.response)
+                                        for r in self.ASSET_TYPES)
+
+    def __str__(self):
+        return "is asset"
 
 
-_NULLARY = _nullary()
-_UNARY = _unary()
+class _Rex(_Action):
+    flags = 0
+    binary = False
+    description = ""
+
+    def __init__(self, expr):
+        self.expr = expr
+        try:
+            self.re = re.compile(expr.encode() if self.binary else expr,
+                                 self.flags | _ignore_case())
+        except Exception:
+            raise ValueError("Cannot compile expression.") from None
+
+    @property
+    def regex_str(self):
+        flags = "".join(c for c, bit in (("i", re.IGNORECASE), ("m", re.MULTILINE),
+                                         ("s", re.DOTALL)) if self.re.flags & bit)
+        return f"/{self.expr}/{flags}"
+
+    def __str__(self):
+        return f"{self.description} {self.regex_str}"
+
+
+def _bodies(f, request_side, response_side):
+    """The contents a body filter searches, by side."""
+    if isinstance(f, http.HTTPFlow):
+        for message, side in ((f.request, request_side), (f.response, response_side)):
+            if side and message is not None:
+                content = message.get_content(strict=False)
+                if content is not None:
+                    yield content
+        if f.websocket:
+            yield from (m.content for m in f.websocket.messages if m.content is not None
+                        and (request_side if m.from_client else response_side))
+    elif isinstance(f, (tcp.TCPFlow, udp.UDPFlow)):
+        yield from (m.content for m in f.messages if m.content is not None
+                    and (request_side if m.from_client else response_side))
+    elif isinstance(f, dns.DNSFlow):
+        for message, side in ((f.request, request_side), (f.response, response_side)):
+            if side and message is not None:
+                yield str(message).encode()
+
+
+def _body_filter(name, code, help, description, request_side, response_side):
+    @_only(http.HTTPFlow, tcp.TCPFlow, udp.UDPFlow, dns.DNSFlow)
+    def call(self, f):
+        return any(self.re.search(b) for b in _bodies(f, request_side, response_side))
+
+    return type(name, (_Rex,), {"code": code, "help": help, "description": description,
+                                "flags": re.DOTALL, "binary": True, "__call__": call})
+
+
+FBod = _body_filter("FBod", "b", "Body", "body matches", True, True)
+FBodRequest = _body_filter("FBodRequest", "bq", "Request body", "body request matches",
+                           True, False)
+FBodResponse = _body_filter("FBodResponse", "bs", "Response body", "body response matches",
+                            False, True)
+
+
+def _http_rex(name, code, help, description, test, flags=0, binary=True):
+    """A regex operator on HTTP flows; `test(flow, compiled)` decides."""
+    call = _only(http.HTTPFlow)(lambda self, f: bool(test(f, self.re)))
+    return type(name, (_Rex,), {"code": code, "help": help, "description": description,
+                                "flags": flags, "binary": binary, "__call__": call})
+
+
+def _headers_match(message, rex):
+    return message is not None and bool(rex.search(bytes(message.headers)))
+
+
+FContentType = _http_rex(
+    "FContentType", "t", "Content-type header", "content type matches",
+    lambda f, r: _content_type_matches(r, f.request)
+    or (f.response is not None and _content_type_matches(r, f.response)))
+FContentTypeRequest = _http_rex(
+    "FContentTypeRequest", "tq", "Request Content-Type header", "req. content type matches",
+    lambda f, r: _content_type_matches(r, f.request))
+FContentTypeResponse = _http_rex(
+    "FContentTypeResponse", "ts", "Response Content-Type header",
+    "resp. content type matches",
+    lambda f, r: f.response is not None and _content_type_matches(r, f.response))
+FHead = _http_rex("FHead", "h", "Header", "header matches",
+                  lambda f, r: _headers_match(f.request, r) or _headers_match(f.response, r),
+                  re.MULTILINE)
+FHeadRequest = _http_rex("FHeadRequest", "hq", "Request header", "req. header matches",
+                         lambda f, r: _headers_match(f.request, r), re.MULTILINE)
+FHeadResponse = _http_rex("FHeadResponse", "hs", "Response header", "resp. header matches",
+                          lambda f, r: _headers_match(f.response, r), re.MULTILINE)
+FMethod = _http_rex("FMethod", "m", "Method", "method matches",
+                    lambda f, r: r.search(f.request.data_method))
+FDomain = _http_rex("FDomain", "d", "Domain", "domain matches",
+                    lambda f, r: r.search(f.request.host) or r.search(f.request.pretty_host),
+                    binary=False)
+
+
+class FUrl(_Rex):
+    code = "u"
+    help = "URL"
+    description = "url matches"
+
+    @_only(http.HTTPFlow, dns.DNSFlow)
+    def __call__(self, f):
+        if not f.request:
+            return False
+        if isinstance(f, http.HTTPFlow):
+            return bool(self.re.search(f.request.pretty_url))
+        return bool(f.request.questions and self.re.search(f.request.questions[0].name))
+
+
+def _address(addr):
+    return f"{addr[0]}:{addr[1]}" if addr else None
+
+
+def _str_rex(name, code, help, description, text_of, flags=0):
+    """A regex operator on any flow; `text_of(flow)` is the text searched (None: no match)."""
+
+    def call(self, f):
+        text = text_of(f)
+        return text is not None and bool(self.re.search(text))
+
+    return type(name, (_Rex,), {"code": code, "help": help, "description": description,
+                                "flags": flags, "__call__": call})
+
+
+FSrc = _str_rex("FSrc", "src", "Match source address", "source address matches",
+                lambda f: _address(f.client_conn and f.client_conn.peername))
+FDst = _str_rex("FDst", "dst", "Match destination address", "destination address matches",
+                lambda f: _address(f.server_conn and f.server_conn.address))
+FMeta = _str_rex("FMeta", "meta", "Flow metadata", "flow metadata matches",
+                 lambda f: "\n".join(f"{k}: {v}" for k, v in f.metadata.items()), re.MULTILINE)
+FMarker = _str_rex("FMarker", "marker", "Match marked flows with specified marker",
+                   "marker matches", lambda f: f.marked)
+FComment = _str_rex("FComment", "comment", "Flow comment", "comment matches",
+                    lambda f: f.comment, re.MULTILINE)
+
+
+class FCode(_Action):
+    code = "c"
+    help = "HTTP response code"
+
+    def __init__(self, num):
+        self.num = int(num)
+
+    @_only(http.HTTPFlow)
+    def __call__(self, f):
+        return bool(f.response) and f.response.status_code == self.num
+
+    def __str__(self):
+        return f"response code is {self.num}"
+
+
+def _parenthesize(token):
+    return f"({token})" if isinstance(token, (FAnd, FOr)) else str(token)
+
+
+class FAnd(_Token):
+    def __init__(self, lst):
+        self.lst = lst
+
+    def dump(self, indent=0, fp=sys.stdout):
+        super().dump(indent, fp)
+        for item in self.lst:
+            item.dump(indent + 1, fp)
+
+    def __call__(self, f):
+        return all(item(f) for item in self.lst)
+
+    def __str__(self):
+        return " and ".join(_parenthesize(x) for x in self.lst)
+
+
+class FOr(FAnd):
+    def __call__(self, f):
+        return any(item(f) for item in self.lst)
+
+    def __str__(self):
+        return " or ".join(_parenthesize(x) for x in self.lst)
+
+
+class FNot(_Token):
+    def __init__(self, itm):
+        # mitmproxy's parser hands over the operand as a one-item list.
+        self.itm = itm[0]
+
+    def dump(self, indent=0, fp=sys.stdout):
+        super().dump(indent, fp)
+        self.itm.dump(indent + 1, fp)
+
+    def __call__(self, f):
+        return not self.itm(f)
+
+    def __str__(self):
+        return f"not {_parenthesize(self.itm)}"
+
+
+filter_unary = [FAsset, FErr, FHTTP, FMarked, FReplay, FReplayClient, FReplayServer, FReq,
+                FResp, FTCP, FUDP, FDNS, FWebSocket, FAll]
+filter_rex = [FBod, FBodRequest, FBodResponse, FContentType, FContentTypeRequest,
+              FContentTypeResponse, FDomain, FDst, FHead, FHeadRequest, FHeadResponse, FMethod,
+              FSrc, FUrl, FMeta, FMarker, FComment]
+filter_int = [FCode]
+
+_UNARY = {cls.code: cls for cls in filter_unary}
+_REX = {cls.code: cls for cls in filter_rex}
+_INT = {cls.code: cls for cls in filter_int}
+
 _TOKEN = re.compile(
-    r"""\s*(?:(?P<op>[!&|()])|~(?P<code>[a-z]+)\b|"(?P<dq>(?:\\.|[^"\\])*)"|'(?P<sq>(?:\\.|[^'\\])*)'|(?P<word>[^\s()~'"]+))"""
+    r"""\s*(?:(?P<op>[!&|()])|~(?P<code>[a-z]+)(?=(?P<next>.?))"""
+    r"""|(?P<quote>["'])(?P<quoted>(?:\\.|(?!(?P=quote))[^\\\n])*)(?P=quote)"""
+    r"""|(?P<word>[^\s()~'"]+))""",
+    re.DOTALL,
 )
+_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
 
 
-class TFilter:
-    """A parsed filter: call it with a flow."""
-
-    def __init__(self, fn, pattern):
-        self._fn = fn
-        self.pattern = pattern
-
-    def __call__(self, flow):
-        return bool(self._fn(flow))
-
-    def __repr__(self):
-        return f"<TFilter {self.pattern!r}>"
-
-
-def _tokens(text):
-    pos, out = 0, []
-    text = text.rstrip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            raise ValueError(f"Invalid filter expression: {text!r}")
-        pos = m.end()
-        if m.group("op"):
-            out.append(("op", m.group("op")))
-        elif m.group("code"):
-            out.append(("code", m.group("code")))
-        elif m.group("dq") is not None:
-            out.append(("arg", bytes(m.group("dq"), "utf-8").decode("unicode_escape")))
-        elif m.group("sq") is not None:
-            out.append(("arg", bytes(m.group("sq"), "utf-8").decode("unicode_escape")))
-        else:
-            out.append(("arg", m.group("word")))
-    return out
+def _unescape(text):
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), text, flags=re.DOTALL)
 
 
 class _Parser:
+    """Recursive descent over tokens: [("op", c) | ("code", name, next_char) | ("arg", text)]."""
+
     def __init__(self, text):
         self.text = text
-        self.toks = _tokens(text)
+        self.tokens = self._tokenize(text)
         self.i = 0
 
     def fail(self):
         raise ValueError(f"Invalid filter expression: {self.text!r}")
 
+    def _tokenize(self, text):
+        pos, out, end = 0, [], len(text.rstrip())
+        while pos < end:
+            m = _TOKEN.match(text, pos)
+            if not m or m.end() == pos:
+                self.fail()
+            pos = m.end()
+            if m.group("op"):
+                out.append(("op", m.group("op")))
+            elif m.group("code"):
+                out.append(("code", m.group("code"), m.group("next")))
+            elif m.group("quote"):
+                out.append(("arg", _unescape(m.group("quoted"))))
+            else:
+                out.append(("arg", m.group("word")))
+        return out
+
     def peek(self):
-        return self.toks[self.i] if self.i < len(self.toks) else None
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
 
     def take(self):
-        tok = self.peek()
-        if tok is None:
+        token = self.peek()
+        if token is None:
             self.fail()
         self.i += 1
-        return tok
+        return token
 
     def parse(self):
-        if not self.toks:
-            self.fail()
-        fn = self.or_()
-        if self.peek() is not None:
-            self.fail()
-        return fn
+        items = [self.or_()]
+        while self.peek() is not None:
+            items.append(self.or_())
+        return items[0] if len(items) == 1 else FAnd(items)
+
+    def _binary(self, op, operand, make):
+        items = [operand()]
+        while self.peek() == ("op", op):
+            self.take()
+            items.append(operand())
+        return items[0] if len(items) == 1 else make(items)
 
     def or_(self):
-        fns = [self.and_()]
-        while self.peek() == ("op", "|"):
-            self.take()
-            fns.append(self.and_())
-        return fns[0] if len(fns) == 1 else (lambda f: any(fn(f) for fn in fns))
+        return self._binary("|", self.and_, FOr)
 
     def and_(self):
-        fns = [self.not_()]
-        while True:
-            tok = self.peek()
-            if tok == ("op", "&"):
-                self.take()
-            elif tok is None or tok in (("op", "|"), ("op", ")")):
-                break
-            fns.append(self.not_())
-        return fns[0] if len(fns) == 1 else (lambda f: all(fn(f) for fn in fns))
+        return self._binary("&", self.not_, FAnd)
 
     def not_(self):
         if self.peek() == ("op", "!"):
             self.take()
-            inner = self.not_()
-            return lambda f: not inner(f)
+            return FNot([self.not_()])
         return self.atom()
 
     def atom(self):
-        kind, value = self.take()
-        if (kind, value) == ("op", "("):
-            fn = self.or_()
+        token = self.take()
+        if token == ("op", "("):
+            inner = self.or_()
             if self.take() != ("op", ")"):
                 self.fail()
-            return fn
-        if kind == "arg":
-            return self._unary("u", value)
-        if kind == "code":
-            if value in _NULLARY:
-                return _NULLARY[value]
-            if value == "c":
-                arg = self.take()
-                if arg[0] != "arg" or not arg[1].isdigit():
+            return inner
+        if token[0] == "arg":
+            return FUrl(token[1])
+        if token[0] != "code":
+            self.fail()
+        _, code, after = token
+        # pyparsing's WordEnd(): an operator code ends at whitespace or the end of the text;
+        # flowtap also lets an argument-less one end before ')', '&' or '|'.
+        at_word_end = after == "" or not after.isprintable() or after.isspace() or ord(after) > 126
+        if code in _UNARY and (at_word_end or after in ")&|"):
+            return _UNARY[code]()
+        if not at_word_end:
+            self.fail()
+        if code in _REX or code in _INT:
+            argument = self.take()
+            if argument[0] != "arg":
+                self.fail()
+            if code in _INT:
+                if not argument[1].isdigit():
                     self.fail()
-                code = int(arg[1])
-                return lambda f: _http(f) and f.response is not None and f.response.status_code == code
-            if value in _UNARY:
-                arg = self.take()
-                if arg[0] != "arg":
-                    self.fail()
-                return self._unary(value, arg[1])
+                return _INT[code](argument[1])
+            return _REX[code](argument[1])
         self.fail()
 
-    def _unary(self, code, pattern):
-        as_bytes, flags, fn = _UNARY[code]
-        try:
-            rx = _rx(pattern, as_bytes, flags)
-        except re.error:
-            self.fail()
-        return lambda f: fn(f, rx)
 
-
-def parse(text):
-    """Parses a filter expression; ValueError("Invalid filter expression: ...") if invalid."""
-    return TFilter(_Parser(text).parse(), text)
+def parse(s):
+    """The filter `s` means; ValueError("Invalid filter expression: ...") if it means none."""
+    if not s:
+        raise ValueError("Empty filter expression")
+    try:
+        flt = _Parser(s).parse()
+    except ValueError as e:
+        raise ValueError(f"Invalid filter expression: {s!r}") from e
+    flt.pattern = s
+    return flt
 
 
 def match(flt, flow):
-    """True if `flow` matches `flt` (a TFilter or an expression)."""
+    """True if `flow` matches `flt` (a parsed filter, an expression, or None: everything)."""
     if isinstance(flt, str):
         flt = parse(flt)
     return flt(flow) if flt else True
+
+
+match_all = parse("~all")
+
+help = sorted(
+    [(f"~{a.code}", a.help) for a in filter_unary]
+    + [(f"~{b.code} regex", b.help) for b in filter_rex]
+    + [(f"~{c.code} int", c.help) for c in filter_int]
+) + [("!", "unary not"), ("&", "and"), ("|", "or"), ("(...)", "grouping")]
+
+TFilter = _Token

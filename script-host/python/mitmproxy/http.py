@@ -15,6 +15,8 @@ from . import _encoding, flow as _flow, websocket as _websocket
 from ._multidict import MultiDict, MultiDictView, _MultiDictBase
 from ._status import RESPONSES
 from .connection import Client, Server
+from .net.http import cookies
+from .net.http.headers import assemble_content_type, infer_content_encoding, parse_content_type  # noqa: F401
 
 
 def _always_bytes(value, encoding="utf-8"):
@@ -47,10 +49,10 @@ class Headers(_MultiDictBase):
         for field in fields:
             if len(field) != 2 or not all(isinstance(x, bytes) for x in field):
                 raise TypeError("Header fields must be bytes.")
-        extra = tuple(
-            (_always_bytes(k.replace("_", "-")), _always_bytes(v)) for k, v in headers.items()
-        )
-        self._fields = fields + extra
+        self._fields = fields
+        # Keyword headers replace fields of the same name (`Headers(fields, host=...)`).
+        for name, value in headers.items():
+            self[name.replace("_", "-")] = value
 
     def _get_fields(self):
         return self._fields
@@ -123,6 +125,22 @@ class Headers(_MultiDictBase):
         return f"Headers[{', '.join(repr(f) for f in self._fields)}]"
 
 
+def _ascii(value):
+    return value.encode("ascii", "strict") if isinstance(value, str) else _always_bytes(value)
+
+
+def _checked_content(content):
+    if content is not None and not isinstance(content, bytes):
+        raise ValueError(f"Content must be bytes, not {type(content).__name__}")
+    return content
+
+
+def _checked_headers(headers):
+    if isinstance(headers, (str, bytes)):
+        raise ValueError(f"Headers must be Headers or field pairs, not {type(headers).__name__}")
+    return _make_headers(headers)
+
+
 def _make_headers(headers):
     if isinstance(headers, Headers):
         return headers
@@ -131,10 +149,52 @@ def _make_headers(headers):
     return Headers([(_always_bytes(k), _always_bytes(v)) for k, v in headers])
 
 
-_CHARSET = re.compile(r"charset=[\"']?([\w.-]+)", re.I)
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset=['"]?([^'">]+)""", re.I)
-_XML_ENCODING = re.compile(rb"""<\?xml[^>]+encoding=['"]([^'"]+)""")
-_CSS_CHARSET = re.compile(rb"""@charset "([^"]+)";""")
+
+
+# Where each field of mitmproxy's `RequestData`/`ResponseData` lives on a message here.
+_DATA_FIELDS = {
+    "http_version": "data_http_version", "headers": "_headers", "content": "_raw_content",
+    "trailers": "_trailers", "timestamp_start": "timestamp_start",
+    "timestamp_end": "timestamp_end", "host": "_host", "port": "_port", "method": "data_method",
+    "scheme": "data_scheme", "authority": "data_authority", "path": "data_path",
+    "status_code": "status_code", "reason": "data_reason",
+}
+
+
+class MessageData:
+    """`message.data`: the message's raw fields (bytes where mitmproxy keeps bytes), read and
+    written in place; `get_state()` is the message's state."""
+
+    __slots__ = ("_message",)
+
+    def __init__(self, message):
+        object.__setattr__(self, "_message", message)
+
+    def __getattr__(self, name):
+        try:
+            return getattr(self._message, _DATA_FIELDS[name])
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        if name not in _DATA_FIELDS:
+            raise AttributeError(name)
+        setattr(self._message, _DATA_FIELDS[name], value)
+
+    def __eq__(self, other):
+        return isinstance(other, MessageData) and self.get_state() == other.get_state()
+
+    def get_state(self):
+        return self._message.get_state()
+
+    def set_state(self, state):
+        self._message.set_state(state)
+
+    def copy(self):
+        return self._message.copy().data
+
+    def __repr__(self):
+        return f"{type(self._message).__name__}Data({self.get_state()!r})"
 
 
 class Message:
@@ -142,6 +202,11 @@ class Message:
 
     def __init__(self):
         self.stream = False
+
+    @property
+    def data(self):
+        """The raw fields (`MessageData`), as mitmproxy's `message.data`."""
+        return MessageData(self)
 
     # -- raw fields ----------------------------------------------------------------------------
 
@@ -235,26 +300,7 @@ class Message:
     body = property(get_content, set_content)
 
     def _guess_encoding(self, content=b""):
-        ct = self._headers.get("content-type", "")
-        if content.startswith(b"\xef\xbb\xbf"):
-            return "utf-8-sig"
-        m = _CHARSET.search(ct)
-        if m:
-            enc = m.group(1).lower()
-            return "gb18030" if enc in ("gb2312", "gbk") else enc
-        ct = ct.lower()
-        if "json" in ct or "javascript" in ct or "ecmascript" in ct:
-            return "utf-8"
-        if "xml" in ct:
-            m = _XML_ENCODING.search(content)
-            return m.group(1).decode("ascii", "replace") if m else "utf-8"
-        if "text/html" in ct:
-            m = _META_CHARSET.search(content)
-            return m.group(1).decode("ascii", "replace") if m else "utf-8"
-        if "text/css" in ct:
-            m = _CSS_CHARSET.search(content)
-            return m.group(1).decode("ascii", "replace") if m else "utf-8"
-        return "latin-1"
+        return infer_content_encoding(self._headers.get("content-type", ""), content)
 
     def get_text(self, strict=True):
         content = self.get_content(strict)
@@ -263,10 +309,13 @@ class Message:
         enc = self._guess_encoding(content)
         try:
             return content.decode(enc, "strict")
-        except (UnicodeDecodeError, LookupError):
+        except UnicodeDecodeError:
             if strict:
                 raise
-            return content.decode("utf-8", "surrogateescape")
+        except LookupError as e:
+            if strict:
+                raise ValueError(f"unknown text encoding {enc!r}") from e
+        return content.decode("utf-8", "surrogateescape")
 
     def set_text(self, text):
         if text is None:
@@ -276,9 +325,11 @@ class Message:
         try:
             self.set_content(text.encode(enc))
         except (UnicodeEncodeError, LookupError):
-            ct = self._headers.get("content-type", "text/plain")
-            ct = _CHARSET.sub("", ct).rstrip("; ")
-            self._headers["content-type"] = f"{ct}; charset=utf-8"
+            # Not encodable in the declared charset: UTF-8, and say so in the header.
+            parsed = parse_content_type(self._headers.get("content-type", "")) \
+                or ("text", "plain", {})
+            parsed[2]["charset"] = "utf-8"
+            self._headers["content-type"] = assemble_content_type(*parsed)
             self.set_content(text.encode("utf-8", "surrogateescape"))
 
     text = property(get_text, set_text)
@@ -370,14 +421,16 @@ class Request(Message):
         if not isinstance(port, int):
             raise ValueError(f"Invalid port: {port!r}")
         self.port = port
-        self.data_method = _always_bytes(method)
-        self.data_scheme = _always_bytes(scheme)
+        # As mitmproxy's RequestData: text fields must be ASCII (UnicodeEncodeError), the
+        # body bytes or None, headers and trailers Headers or field pairs (ValueError).
+        self.data_method = _ascii(method)
+        self.data_scheme = _ascii(scheme)
         self.data_authority = _always_bytes(authority)
-        self.data_path = _always_bytes(path)
-        self.data_http_version = _always_bytes(http_version)
-        self._headers = _make_headers(headers)
-        self._raw_content = content
-        self._trailers = None if trailers is None else _make_headers(trailers)
+        self.data_path = _ascii(path)
+        self.data_http_version = _ascii(http_version)
+        self._headers = _checked_headers(headers)
+        self._raw_content = _checked_content(content)
+        self._trailers = None if trailers is None else _checked_headers(trailers)
         self.timestamp_start = timestamp_start
         self.timestamp_end = timestamp_end
 
@@ -570,18 +623,11 @@ class Request(Message):
         self.path = f"{path}?{query}" if query else path
 
     def _get_cookies(self):
-        pairs = []
-        for header in self._headers.get_all("Cookie"):
-            for part in header.split(";"):
-                part = part.strip()
-                if not part:
-                    continue
-                name, _, value = part.partition("=")
-                pairs.append((name.strip(), value.strip()))
-        return tuple(pairs)
+        return tuple(tuple(pair) for pair in cookies.parse_cookie_headers(
+            self._headers.get_all("Cookie")))
 
     def _set_cookies(self, fields):
-        self._headers["cookie"] = "; ".join(f"{k}={v}" for k, v in fields)
+        self._headers["cookie"] = cookies.format_cookie_header(fields)
 
     @property
     def cookies(self):
@@ -680,12 +726,12 @@ class Response(Message):
     def __init__(self, http_version, status_code, reason, headers, content, trailers,
                  timestamp_start, timestamp_end):
         super().__init__()
-        self.data_http_version = _always_bytes(http_version)
+        self.data_http_version = _ascii(http_version)
         self.status_code = status_code
-        self.data_reason = _always_bytes(reason, "iso-8859-1")
-        self._headers = _make_headers(headers)
-        self._raw_content = content
-        self._trailers = None if trailers is None else _make_headers(trailers)
+        self.data_reason = _ascii(reason)
+        self._headers = _checked_headers(headers)
+        self._raw_content = _checked_content(content)
+        self._trailers = None if trailers is None else _checked_headers(trailers)
         self.timestamp_start = timestamp_start
         self.timestamp_end = timestamp_end
 
@@ -722,28 +768,14 @@ class Response(Message):
         self.data_reason = state["reason"]
 
     def _get_cookies(self):
-        result = []
-        for header in self._headers.get_all("set-cookie"):
-            parts = [p.strip() for p in header.split(";")]
-            name, _, value = parts[0].partition("=")
-            attrs = []
-            for attr in parts[1:]:
-                if not attr:
-                    continue
-                k, eq, v = attr.partition("=")
-                attrs.append((k, v if eq else None))
-            result.append((name, (value, MultiDict(attrs))))
-        return tuple(result)
+        return tuple((name, (value, attrs)) for name, value, attrs in
+                     cookies.parse_set_cookie_headers(self._headers.get_all("set-cookie")))
 
     def _set_cookies(self, fields):
-        values = []
-        for name, (value, attrs) in fields:
-            parts = [f"{name}={value}"]
-            items = attrs.items(multi=True) if isinstance(attrs, _MultiDictBase) else attrs
-            for k, v in items:
-                parts.append(k if v is None else f"{k}={v}")
-            values.append("; ".join(parts))
-        self._headers.set_all("set-cookie", values)
+        self._headers.set_all("set-cookie", [
+            cookies.format_set_cookie_header([(name, value, attrs)])
+            for name, (value, attrs) in fields
+        ])
 
     @property
     def cookies(self):
@@ -761,7 +793,14 @@ class Response(Message):
                 self._headers[name] = formatdate(now, usegmt=True)
 
     def __repr__(self):
-        return f"Response({self.status_code}, {self._headers.get('content-type', 'unknown content type')})"
+        if self._raw_content:
+            from .utils.human import pretty_size
+
+            details = (f"{self._headers.get('content-type', 'unknown content type')}, "
+                       f"{pretty_size(len(self._raw_content))}")
+        else:
+            details = "no content"
+        return f"Response({self.status_code}, {details})"
 
 
 class HTTPFlow(_flow.Flow):

@@ -1,5 +1,6 @@
 """`mitmproxy.log`: the ALERT level and the deprecated `ctx.log` object."""
 
+import copy
 import logging
 
 ALERT = logging.INFO + 1
@@ -26,11 +27,19 @@ class LogEntry:
     """What old `log(entry)` / `add_log(entry)` hooks receive."""
 
     def __init__(self, msg, level):
-        self.msg = msg
+        # A copy: later changes to a logged object do not change the entry.
+        self.msg = copy.deepcopy(msg)
         self.level = level
 
+    def __eq__(self, other):
+        if isinstance(other, LogEntry):
+            return self.__dict__ == other.__dict__
+        return False
+
+    __hash__ = object.__hash__
+
     def __repr__(self):
-        return f"LogEntry({self.msg!r}, {self.level!r})"
+        return f"LogEntry({self.msg}, {self.level})"
 
 
 class Log:

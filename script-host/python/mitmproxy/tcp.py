@@ -24,8 +24,8 @@ class TCPMessage:
     def from_state(cls, state):
         return cls(*state)
 
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_state() == other.get_state()
+    def copy(self):
+        return type(self).from_state(self.get_state())
 
     def __repr__(self):
         direction = "->" if self.from_client else "<-"

@@ -60,7 +60,13 @@ class WebSocketMessage:
         return cls(*state)
 
     def __repr__(self):
-        return f"WebSocketMessage({self.type.name}, {self.content!r})"
+        if self.type == Opcode.TEXT:
+            return repr(self.content.decode(errors="replace"))
+        return repr(self.content)
+
+    def _format_ws_message(self):
+        direction = b"[OUTGOING]" if self.from_client else b"[INCOMING]"
+        return direction + b" " + self.content
 
 
 class WebSocketData:
@@ -105,3 +111,6 @@ class WebSocketData:
 
     def __repr__(self):
         return f"<WebSocketData ({len(self.messages)} messages)>"
+
+    def _get_formatted_messages(self):
+        return b"\n".join(m._format_ws_message() for m in self.messages)

@@ -11,3 +11,6 @@ class ServerConnectionHookData:
 
     server: Server
     client: Client
+
+
+globals().update(__import__("mitmproxy.hooks", fromlist=["hooks_of"]).hooks_of(__name__))

@@ -1,0 +1,1 @@
+"""`mitmproxy.coretypes`: container types the flow objects are built from."""

@@ -1,0 +1,1 @@
+"""`mitmproxy.net`: protocol helpers (HTTP parsing pieces, encodings, server specs)."""

@@ -1,0 +1,1 @@
+"""`mitmproxy.net.dns`: DNS wire-format helpers."""

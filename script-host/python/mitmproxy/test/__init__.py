@@ -1,0 +1,1 @@
+"""`mitmproxy.test`: helpers for testing addons (`tflow`, `tutils`, `taddons`), as in mitmproxy."""
