@@ -128,7 +128,7 @@ fn scripts_see_the_listeners_mode_and_at_port_chooses_the_port() {
     let script = dir.path().join("mode.py");
     std::fs::write(
         &script,
-        "def response(flow):\n    flow.response.headers['x-mode'] = flow.client_conn.proxy_mode\n",
+        "def response(flow):\n    flow.response.headers['x-mode'] = flow.client_conn.proxy_mode.full_spec\n",
     )
     .expect("script");
     let port = support::free_port();

@@ -130,7 +130,15 @@ fn a_hook_that_holds_the_interpreter_gets_its_worker_replaced_too() {
     .ok();
     assert_eq!(status_of(&out), 200, "{out:?}");
     assert!(header_value(&out.stdout, "x-script").is_none(), "{out:?}");
-    let took = until_the_script_runs_again(proxy, &origin);
+    let took = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        until_the_script_runs_again(proxy, &origin)
+    }))
+    .unwrap_or_else(|_| {
+        panic!(
+            "the script did not come back; flowtap said: {:#?}",
+            flowtap.stderr.all()
+        )
+    });
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert_ne!(flowtap.workers(1), old, "the worker was not replaced");
     assert!(

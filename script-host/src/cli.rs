@@ -49,6 +49,17 @@ use flowtap_transport::UnixConn;
 /// spawned it does).
 pub const EXIT_STUCK: i32 = 75;
 
+/// Ends the process at once with [`EXIT_STUCK`]. Not `std::process::exit`: the C library's
+/// exit runs handlers and flushes streams, and a stuck Python thread may hold what they need
+/// (the interpreter, a stream's lock), so the exit itself could hang.
+pub fn exit_stuck() -> ! {
+    use std::io::Write as _;
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit ends the process without running anything else; nothing is left to
+    // finalise that could be finalised with a stuck interpreter.
+    unsafe { libc::_exit(EXIT_STUCK) }
+}
+
 /// Runs mitmproxy-style Python scripts for flowtap's proxy.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -144,7 +155,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let finished = runtime.block_on(host.finished());
     if host.is_stuck() {
         // Python's threads cannot be stopped: a new process is the way to get them back.
-        std::process::exit(EXIT_STUCK);
+        exit_stuck();
     }
     if let Err(e) = finished {
         tracing::error!("the Python runtime stopped: {e}");

@@ -333,7 +333,7 @@ impl Worker {
                     worker.stuck();
                     // The host's own exit path needs no Python; should it still not end, end it.
                     std::thread::sleep(Duration::from_secs(5));
-                    std::process::exit(crate::cli::EXIT_STUCK);
+                    crate::cli::exit_stuck();
                 }
             })
             .map(drop)

@@ -321,6 +321,9 @@ class Host:
             workers, thread_name_prefix="script-hook"
         )
         self._start_dispatchers(workers - 1)
+        # The first beat before Ready: a first hook that takes the interpreter for ever is
+        # caught even if the watchdog's thread has not run yet.
+        watchdog.arm(self)
         watchdog.Watchdog(self).start()
         self.loop.create_task(self._watch_files())
         if "tick" in self._table:
@@ -398,6 +401,9 @@ class Host:
             error = str(e)
         finally:
             self._quiet_core = False
+        # Before any call can take the interpreter: a hook that never gives it back is then
+        # judged by the limit just configured, not by the one before it.
+        watchdog.arm(self)
         self.bridge.configure_result(session, error)
 
     # -- lifecycle -----------------------------------------------------------------------------

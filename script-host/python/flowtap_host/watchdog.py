@@ -97,6 +97,16 @@ class Watchdog:
         self._host.bridge.stuck(message)
 
 
+def arm(host):
+    """Beats at once with the `hook_stuck_timeout` just configured.
+
+    The watchdog thread beats every tick, but a hook that takes the interpreter right after the
+    options arrive (before the next tick) would leave the last beat with the limit from before
+    them (none, at start): the Rust side would then wait for ever.
+    """
+    host.bridge.heartbeat(_stuck_limit(host.options) or 0.0)
+
+
 def _stuck_limit(options):
     """`hook_stuck_timeout` in seconds as the proxy sent it, or None."""
     try:
