@@ -32,6 +32,8 @@ mod control;
 mod dispatch;
 mod error;
 mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 mod h2;
 pub mod hooks;
 mod hosts;
