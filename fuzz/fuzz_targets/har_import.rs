@@ -3,15 +3,25 @@
 //! What must hold for any input: no panic; the flows of an accepted document export
 //! (`har::export_json`) to a document that imports again to as many flows with the same
 //! methods and status codes.
+//!
+//! The round trip drops `Host` request headers first: the export writes
+//! `request.pretty_url()`, whose host is the `Host` header's when there is one (mitmproxy's
+//! `pretty_url`, which `savehar` writes too), and a document may give any text there
+//! (`127.0.0.1:q8081`), which then is no URL to import, in mitmproxy as here.
 #![no_main]
 
 use flowtap_flow::har;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(flows) = har::import(data) else {
+    let Ok(mut flows) = har::import(data) else {
         return;
     };
+    for request in flows.iter_mut().filter_map(|f| f.request.as_mut()) {
+        request
+            .headers
+            .retain(|h| !h.name.eq_ignore_ascii_case(b"host"));
+    }
     let exported = har::export_json(&flows);
     let again = match har::import(exported.as_bytes()) {
         Ok(again) => again,
