@@ -74,7 +74,8 @@ pub fn isoformat_utc(timestamp: f64) -> String {
 /// Parses an ISO 8601 timestamp with an optional fraction and a `Z` or `±hh:mm` offset.
 ///
 /// None when it is not one, or its date is not one Python's `datetime` holds (year 1 to
-/// 9999, month 1 to 12, day 1 to 31).
+/// 9999, month 1 to 12, day 1 to 31, hour below 24, minute and second below 60, offset
+/// within a day): the result is always a finite number.
 pub fn parse_iso8601(text: &str) -> Option<f64> {
     let text = text.trim();
     let (date, rest) = text.split_once(['T', ' '])?;
@@ -103,6 +104,13 @@ pub fn parse_iso8601(text: &str) -> Option<f64> {
             sign * (oh.parse::<f64>().ok()? * 3600.0 + om.parse::<f64>().ok()? * 60.0)
         }
     };
+    let in_range = (0.0..24.0).contains(&h)
+        && (0.0..60.0).contains(&min)
+        && (0.0..60.0).contains(&s)
+        && offset_secs.abs() < 86_400.0;
+    if !in_range {
+        return None;
+    }
     let days = days_from_civil(y, m, d) as f64;
     Some(days * 86_400.0 + h * 3600.0 + min * 60.0 + s - offset_secs)
 }
@@ -164,14 +172,32 @@ mod tests {
             isoformat_utc(LAST_SECOND + 0.9999999),
             "9999-12-31T23:59:59+00:00"
         );
-        let far = parse_iso8601("3215-11-21T033334444444444444333E5:20:07+00:00").unwrap();
-        assert!(far > 1e27);
-        assert_eq!(isoformat_utc(far), "9999-12-31T23:59:59+00:00");
         assert_eq!(
-            parse_iso8601(&isoformat_utc(far)),
+            parse_iso8601(&isoformat_utc(1e28)),
             Some(LAST_SECOND),
             "what is written reads back"
         );
+    }
+
+    /// Found by the `har_import` fuzz target: an hour of `1e308` imported as an infinite
+    /// timestamp, whose export has `"time": NaN`, which is no JSON to import. Hours, minutes,
+    /// seconds and offsets out of `datetime`'s range are no time.
+    #[test]
+    fn times_out_of_datetimes_range_do_not_parse() {
+        assert_eq!(
+            parse_iso8601("3215-11-21T033334444444444444333E5:20:07Z"),
+            None
+        );
+        assert_eq!(parse_iso8601("2026-11-21T1e308:00:00Z"), None);
+        assert_eq!(parse_iso8601("2026-11-21T24:00:00Z"), None);
+        assert_eq!(parse_iso8601("2026-11-21T00:60:00Z"), None);
+        assert_eq!(parse_iso8601("2026-11-21T00:00:60Z"), None);
+        assert_eq!(parse_iso8601("2026-11-21T-1:00:00Z"), None);
+        assert_eq!(parse_iso8601("2026-11-21Tnan:00:00Z"), None);
+        assert_eq!(parse_iso8601("2026-11-21T00:00:00+1e308:00"), None);
+        assert_eq!(parse_iso8601("2026-11-21T00:00:00+24:00"), None);
+        let latest = parse_iso8601("2026-11-21T23:59:59.999999-23:59").unwrap();
+        assert!((latest - (1_795_305_599.999_999 + 86_340.0)).abs() < 1e-5);
     }
 
     /// A year, month or day out of `datetime`'s range is no date (it overflowed `i64` in
