@@ -9,8 +9,7 @@
 //! `pretty_url`, which `savehar` writes too), and a document may give any text there
 //! (`127.0.0.1:q8081`), which then is no URL to import, in mitmproxy as here. It skips
 //! documents with an IPv6 host (any host with a `:`): the URL is written without brackets
-//! (`http://::1:8080/`, `model::unparse`), which does not import; docs/fuzzing.md has this
-//! as an open question against mitmproxy.
+//! (`http://::1:8080/`), as mitmproxy 12's `url.hostport` does, and that does not import.
 #![no_main]
 
 use flowtap_flow::har;

@@ -215,7 +215,8 @@ fn set_content_length(headers: &mut Vec<Header>, len: usize) {
     }
 }
 
-/// `scheme://host[:port]/path` → (scheme, host, port, path); the port defaults per scheme.
+/// `scheme://host[:port]/path` → (scheme, host, port, path); the port defaults per scheme
+/// and is at most 65535.
 fn parse_url(url: &str) -> Option<(String, String, u32, String)> {
     let (scheme, rest) = url.split_once("://")?;
     let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -230,7 +231,9 @@ fn parse_url(url: &str) -> Option<(String, String, u32, String)> {
     };
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, Some(p.parse().ok()?)),
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
+            (h, Some(u32::from(p.parse::<u16>().ok()?)))
+        }
         _ => (authority, None),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -283,6 +286,8 @@ mod tests {
 
     #[test]
     fn parses_urls() {
+        assert_eq!(parse_url("http://[::1]:65536/"), None, "no port past 65535");
+        assert_eq!(parse_url("http://h:65535/").map(|u| u.2), Some(65535));
         assert_eq!(
             parse_url("https://example.com/a?b=1"),
             Some(("https".into(), "example.com".into(), 443, "/a?b=1".into()))
