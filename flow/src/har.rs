@@ -40,8 +40,20 @@ fn header(name: &str, value: &str) -> Header {
     }
 }
 
+/// The first and the last second Python's `datetime` holds (years 1 and 9999).
+const FIRST_SECOND: f64 = -62_135_596_800.0;
+const LAST_SECOND: f64 = 253_402_300_799.0;
+
 /// Seconds since the epoch → `2026-11-21T05:19:58.427031+00:00` (Python's `isoformat()`).
+///
+/// A timestamp that Python's `datetime` cannot hold (before year 1, after year 9999; where
+/// mitmproxy's `savehar` fails) is written as the nearest second it can hold, NaN as the epoch.
 pub fn isoformat_utc(timestamp: f64) -> String {
+    let timestamp = if timestamp.is_nan() {
+        0.0
+    } else {
+        timestamp.clamp(FIRST_SECOND, LAST_SECOND)
+    };
     let mut secs = timestamp.floor() as i64;
     let mut micros = ((timestamp - secs as f64) * 1e6).round() as i64;
     if micros >= 1_000_000 {
@@ -60,6 +72,10 @@ pub fn isoformat_utc(timestamp: f64) -> String {
 }
 
 /// Parses an ISO 8601 timestamp with an optional fraction and a `Z` or `±hh:mm` offset.
+///
+/// None when it is not one, or its date is not one Python's `datetime` holds (year 1 to
+/// 9999, month 1 to 12, day 1 to 31, hour below 24, minute and second below 60, offset
+/// within a day): the result is always a finite number.
 pub fn parse_iso8601(text: &str) -> Option<f64> {
     let text = text.trim();
     let (date, rest) = text.split_once(['T', ' '])?;
@@ -67,6 +83,9 @@ pub fn parse_iso8601(text: &str) -> Option<f64> {
     let y: i64 = parts.next()?.parse().ok()?;
     let m: i64 = parts.next()?.parse().ok()?;
     let d: i64 = parts.next()?.parse().ok()?;
+    if !((1..=9999).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&d)) {
+        return None;
+    }
     let offset_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
     let (time, offset) = rest.split_at(offset_at);
     let mut hms = time.splitn(3, ':');
@@ -85,6 +104,13 @@ pub fn parse_iso8601(text: &str) -> Option<f64> {
             sign * (oh.parse::<f64>().ok()? * 3600.0 + om.parse::<f64>().ok()? * 60.0)
         }
     };
+    let in_range = (0.0..24.0).contains(&h)
+        && (0.0..60.0).contains(&min)
+        && (0.0..60.0).contains(&s)
+        && offset_secs.abs() < 86_400.0;
+    if !in_range {
+        return None;
+    }
     let days = days_from_civil(y, m, d) as f64;
     Some(days * 86_400.0 + h * 3600.0 + min * 60.0 + s - offset_secs)
 }
@@ -131,5 +157,62 @@ mod tests {
             Some(1795238398.0)
         );
         assert_eq!(parse_iso8601("2026-11-21T05:19:58Z"), Some(1795238398.0));
+    }
+
+    /// Found by the `har_import` fuzz target: an hour of `033334444444444444333E5` imports as
+    /// a timestamp near 1e28 s, and exporting it overflowed (a panic in debug builds, a
+    /// wrong date in release builds).
+    #[test]
+    fn timestamps_out_of_datetimes_range_are_clamped() {
+        assert_eq!(isoformat_utc(1e28), "9999-12-31T23:59:59+00:00");
+        assert_eq!(isoformat_utc(f64::INFINITY), "9999-12-31T23:59:59+00:00");
+        assert_eq!(isoformat_utc(-1e300), "0001-01-01T00:00:00+00:00");
+        assert_eq!(isoformat_utc(f64::NAN), "1970-01-01T00:00:00+00:00");
+        assert_eq!(
+            isoformat_utc(LAST_SECOND + 0.9999999),
+            "9999-12-31T23:59:59+00:00"
+        );
+        assert_eq!(
+            parse_iso8601(&isoformat_utc(1e28)),
+            Some(LAST_SECOND),
+            "what is written reads back"
+        );
+    }
+
+    /// Found by the `har_import` fuzz target: an hour of `1e308` imported as an infinite
+    /// timestamp, whose export has `"time": NaN`, which is no JSON to import. Hours, minutes,
+    /// seconds and offsets out of `datetime`'s range are no time.
+    #[test]
+    fn times_out_of_datetimes_range_do_not_parse() {
+        assert_eq!(
+            parse_iso8601("3215-11-21T033334444444444444333E5:20:07Z"),
+            None
+        );
+        assert_eq!(parse_iso8601("2026-11-21T1e308:00:00Z"), None);
+        assert_eq!(parse_iso8601("2026-11-21T24:00:00Z"), None);
+        assert_eq!(parse_iso8601("2026-11-21T00:60:00Z"), None);
+        assert_eq!(parse_iso8601("2026-11-21T00:00:60Z"), None);
+        assert_eq!(parse_iso8601("2026-11-21T-1:00:00Z"), None);
+        assert_eq!(parse_iso8601("2026-11-21Tnan:00:00Z"), None);
+        assert_eq!(parse_iso8601("2026-11-21T00:00:00+1e308:00"), None);
+        assert_eq!(parse_iso8601("2026-11-21T00:00:00+24:00"), None);
+        let latest = parse_iso8601("2026-11-21T23:59:59.999999-23:59").unwrap();
+        assert!((latest - (1_795_305_599.999_999 + 86_340.0)).abs() < 1e-5);
+    }
+
+    /// A year, month or day out of `datetime`'s range is no date (it overflowed `i64` in
+    /// the day count before).
+    #[test]
+    fn dates_out_of_datetimes_range_do_not_parse() {
+        assert_eq!(parse_iso8601("99999999999999999-01-01T00:00:00Z"), None);
+        assert_eq!(parse_iso8601("0-01-01T00:00:00Z"), None);
+        assert_eq!(parse_iso8601("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_iso8601("2026-01-9223372036854775807T00:00:00Z"), None);
+        assert_eq!(
+            parse_iso8601("0001-01-01T00:00:00Z"),
+            Some(FIRST_SECOND),
+            "year 1 is datetime.min"
+        );
+        assert_eq!(parse_iso8601("9999-12-31T23:59:59Z"), Some(LAST_SECOND));
     }
 }

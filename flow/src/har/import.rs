@@ -26,6 +26,9 @@ pub fn import(data: &[u8]) -> Result<Vec<Flow>, HarError> {
         .collect()
 }
 
+/// 999,999,999 days in milliseconds.
+const MAX_DURATION_MS: f64 = 999_999_999.0 * 86_400_000.0;
+
 fn field<'a>(v: &'a JsonValue, path: &str) -> Result<&'a JsonValue, String> {
     v.pointer(path).ok_or_else(|| format!("missing {path}"))
 }
@@ -80,6 +83,11 @@ fn entry_to_flow(entry: &JsonValue) -> Result<Flow, String> {
     let time_ms = field(entry, "/time")?
         .as_f64()
         .ok_or("time is not a number")?;
+    // Python's `timedelta.max` (999,999,999 days): longer is no duration, and it keeps every
+    // timing the export computes from the timestamps finite.
+    if time_ms.abs() > MAX_DURATION_MS {
+        return Err(format!("time {time_ms} ms is longer than 999999999 days"));
+    }
     let timestamp_end = timestamp_start + time_ms / 1000.0;
     let url = text(entry, "/request/url")?;
     let (scheme, host, port, path) =
@@ -207,7 +215,8 @@ fn set_content_length(headers: &mut Vec<Header>, len: usize) {
     }
 }
 
-/// `scheme://host[:port]/path` → (scheme, host, port, path); the port defaults per scheme.
+/// `scheme://host[:port]/path` → (scheme, host, port, path); the port defaults per scheme
+/// and is at most 65535.
 fn parse_url(url: &str) -> Option<(String, String, u32, String)> {
     let (scheme, rest) = url.split_once("://")?;
     let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -222,7 +231,9 @@ fn parse_url(url: &str) -> Option<(String, String, u32, String)> {
     };
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, Some(p.parse().ok()?)),
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
+            (h, Some(u32::from(p.parse::<u16>().ok()?)))
+        }
         _ => (authority, None),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -271,10 +282,12 @@ fn reason(status: u32) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_url;
+    use super::{HarError, import, parse_url};
 
     #[test]
     fn parses_urls() {
+        assert_eq!(parse_url("http://[::1]:65536/"), None, "no port past 65535");
+        assert_eq!(parse_url("http://h:65535/").map(|u| u.2), Some(65535));
         assert_eq!(
             parse_url("https://example.com/a?b=1"),
             Some(("https".into(), "example.com".into(), 443, "/a?b=1".into()))
@@ -282,6 +295,31 @@ mod tests {
         assert_eq!(
             parse_url("http://[::1]:8080"),
             Some(("http".into(), "::1".into(), 8080, "/".into()))
+        );
+    }
+
+    fn entry_with_time(time: &str) -> String {
+        format!(
+            r#"{{"log": {{"entries": [{{"startedDateTime": "2026-11-21T05:19:58Z", "time": {time},
+            "request": {{"method": "GET", "url": "http://h/", "httpVersion": "HTTP/1.1", "headers": []}},
+            "response": {{"status": 200, "httpVersion": "HTTP/1.1", "headers": [], "content": {{}}}}}}]}}}}"#
+        )
+    }
+
+    /// A `time` past `timedelta.max` is refused: its timings would overflow to infinity in
+    /// the export, which then writes `Infinity`, no JSON to import again.
+    #[test]
+    fn durations_longer_than_timedelta_max_are_refused() {
+        assert_eq!(
+            import(entry_with_time("86399999913600000").as_bytes())
+                .unwrap()
+                .len(),
+            1
+        );
+        let refused = import(entry_with_time("1.7976931348623157e308").as_bytes());
+        assert!(
+            matches!(&refused, Err(HarError::Entry { index: 0, message }) if message.contains("999999999 days")),
+            "{refused:?}"
         );
     }
 }
