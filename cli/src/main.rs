@@ -433,6 +433,12 @@ async fn serve_or_read(
         flowtap_proxy_core::Mode::Reverse(t) => {
             format!("Reverse proxy to {}://{}", t.scheme, t.authority())
         }
+        flowtap_proxy_core::Mode::Upstream(next) => {
+            format!(
+                "HTTP(S) proxy (upstream mode via {}:{})",
+                next.host, next.port
+            )
+        }
     };
     let proxy = Proxy::bind(config, ca, hooks, sink).await?;
     tracing::info!("{kind} listening at {}", proxy.local_addr());
@@ -588,6 +594,7 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
         listen,
         mode,
         keep_host_header: options.keep_host_header,
+        upstream_auth: options.upstream_auth.clone(),
         ignore_hosts: options.ignore_hosts.clone(),
         allow_hosts: options.allow_hosts.clone(),
         tcp_hosts: options.tcp_hosts.clone(),

@@ -42,6 +42,8 @@ pub(crate) struct Options {
     pub(crate) mode: Vec<String>,
     /// In reverse mode, keep the client's `Host` header (`keep_host_header`).
     pub(crate) keep_host_header: bool,
+    /// In upstream mode, `user:password` for the next proxy (`upstream_auth`).
+    pub(crate) upstream_auth: Option<String>,
     /// Client deadlines (`request_head_timeout`, `client_idle_timeout`,
     /// `tls_handshake_timeout`, `tunnel_idle_timeout`, seconds), as the proxy's config has them.
     pub(crate) request_head_timeout: Duration,
@@ -78,6 +80,7 @@ impl Default for Options {
             keepserving: false,
             mode: Vec::new(),
             keep_host_header: false,
+            upstream_auth: None,
             request_head_timeout: defaults.request_head_timeout,
             client_idle_timeout: defaults.client_idle_timeout,
             tls_handshake_timeout: defaults.tls_handshake_timeout,
@@ -249,6 +252,9 @@ impl Options {
             }
             "keepserving" => self.keepserving = parse_bool(name, value, self.keepserving)?,
             "mode" => self.mode.push(required(name, value)?.to_string()),
+            "upstream_auth" => {
+                self.upstream_auth = value.filter(|v| !v.is_empty()).map(str::to_string)
+            }
             "keep_host_header" => {
                 self.keep_host_header = parse_bool(name, value, self.keep_host_header)?
             }

@@ -156,3 +156,93 @@ fn modes_flowtap_lacks_are_refused_with_a_clear_error() {
         l.contains("socks5") && l.contains("not available")
     });
 }
+
+#[test]
+fn upstream_mode_chains_two_flowtaps_for_http_and_https() {
+    let origin = echo_origin();
+    let cert = OriginCert::new(&["localhost"]);
+    let tls_origin = tls_echo_origin(&cert);
+    let trust_origin = format!(
+        "ssl_verify_upstream_trusted_ca={}",
+        cert.ca_path().display()
+    );
+    let (second, second_addr) = Flowtap::start(&["--set", &trust_origin]);
+    let trust_second = format!(
+        "ssl_verify_upstream_trusted_ca={}",
+        second.confdir().join("flowtap-ca-cert.pem").display()
+    );
+    let upstream = format!("upstream:http://{second_addr}");
+    let (first, first_addr) = Flowtap::start(&["--mode", &upstream, "--set", &trust_second]);
+
+    let url = format!("http://127.0.0.1:{}/chained", origin.port());
+    let out = curl(&["-x", &format!("http://{first_addr}"), &url]).ok();
+    assert!(
+        out.stdout.starts_with("GET /chained HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    second.stdout.wait_for("the second proxy's flow line", |l| {
+        l.contains("GET") && l.contains("/chained")
+    });
+
+    let ca = first.confdir().join("flowtap-ca-cert.pem");
+    let url = format!("https://localhost:{}/secret", tls_origin.port());
+    let out = curl(&[
+        "-x",
+        &format!("http://{first_addr}"),
+        "--cacert",
+        ca.to_str().expect("utf-8 path"),
+        &url,
+    ])
+    .ok();
+    assert!(
+        out.stdout.starts_with("GET /secret HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    // The second proxy saw the request too: the first one tunnelled through it and it
+    // intercepted in turn.
+    second
+        .stdout
+        .wait_for("the second proxy's https flow line", |l| {
+            l.contains("https://localhost:") && l.contains("/secret")
+        });
+    first.stop();
+    second.stop();
+}
+
+#[test]
+fn upstream_auth_is_sent_to_the_next_proxy() {
+    // The "next proxy" here echoes what it is sent: the request in absolute form, with the
+    // credentials.
+    let next = echo_origin();
+    let upstream = format!("upstream:http://127.0.0.1:{}", next.port());
+    let (flowtap, addr) =
+        Flowtap::start(&["--mode", &upstream, "--set", "upstream_auth=user:pass"]);
+    let out = curl(&[
+        "-x",
+        &format!("http://{addr}"),
+        "-H",
+        "Proxy-Authorization: Basic client-secret",
+        "http://www.example.test/x?y=1",
+    ])
+    .ok();
+    assert!(
+        out.stdout
+            .starts_with("GET http://www.example.test/x?y=1 HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("Proxy-Authorization: Basic dXNlcjpwYXNz"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("client-secret"),
+        "the client's own proxy credentials are not passed on: {}",
+        out.stdout
+    );
+    flowtap.stop();
+}

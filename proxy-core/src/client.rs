@@ -53,7 +53,7 @@ pub(crate) async fn serve(
     let mut conn = shared.client_conn(io);
     let mut tls_tunnel = false;
     match &shared.config.mode.mode {
-        Mode::Regular => {
+        Mode::Regular | Mode::Upstream(_) => {
             if let Next::Connect(head) = http::serve(&shared, &mut conn, &mut ctx, &mut stop).await
             {
                 tls_tunnel = tunnel::connect(&shared, conn, &mut ctx, head, &mut stop).await;

@@ -14,6 +14,9 @@ pub struct Config {
     /// In reverse mode, keep the client's `Host` header instead of the target's
     /// (`keep_host_header`).
     pub keep_host_header: bool,
+    /// In upstream mode, `user:password` for the next proxy (`upstream_auth`), sent as
+    /// `Proxy-Authorization: Basic`.
+    pub upstream_auth: Option<String>,
     /// Hosts not to intercept: their CONNECT tunnels are relayed untouched (`--ignore-hosts`).
     pub ignore_hosts: Vec<String>,
     /// The inverse: only these hosts are intercepted (`--allow-hosts`).
@@ -72,6 +75,7 @@ impl Default for Config {
                 full: "regular".into(),
             },
             keep_host_header: false,
+            upstream_auth: None,
             ignore_hosts: Vec::new(),
             allow_hosts: Vec::new(),
             tcp_hosts: Vec::new(),

@@ -18,7 +18,7 @@ use crate::intercept::Intercepts;
 use crate::limits::Activity;
 use crate::live::LiveFlows;
 use crate::sink::FlowSink;
-use crate::upstream::{Connector, Io, Pool, Upstream};
+use crate::upstream::{Connector, Io, NextProxy, Pool, Upstream};
 
 /// What every connection task shares.
 pub(crate) struct Shared {
@@ -56,6 +56,14 @@ impl Shared {
             tls_h1: tls(vec![b"http/1.1".to_vec()])?,
             tls_h2: tls(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
             connect_timeout: config.connect_timeout,
+            next_proxy: match &config.mode.mode {
+                crate::mode::Mode::Upstream(next) => Some(NextProxy {
+                    host: next.host.clone(),
+                    port: next.port,
+                    authorization: config.upstream_auth.as_deref().map(basic_auth),
+                }),
+                _ => None,
+            },
         };
         let sink_bodies = sink.needs_bodies();
         let intercepts = Intercepts::new(config.intercept.clone());
@@ -131,5 +139,39 @@ pub(crate) struct ClientClosed {
 impl Drop for ClientClosed {
     fn drop(&mut self) {
         self.hooks.client_closed(&self.client_id);
+    }
+}
+
+/// `Basic base64(user:password)`, as `Proxy-Authorization` carries `upstream_auth`.
+fn basic_auth(credentials: &str) -> bytes::Bytes {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let input = credentials.as_bytes();
+    let mut out = b"Basic ".to_vec();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> shift) & 63) as usize]);
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn basic_auth_is_base64_of_the_credentials() {
+        assert_eq!(&super::basic_auth("user:pass")[..], b"Basic dXNlcjpwYXNz");
+        assert_eq!(&super::basic_auth("a:b")[..], b"Basic YTpi");
+        assert_eq!(&super::basic_auth("ab:")[..], b"Basic YWI6");
+        assert_eq!(&super::basic_auth("a:")[..], b"Basic YTo=");
     }
 }

@@ -518,10 +518,19 @@ async fn send_request(
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(&request.method);
     head.push(b' ');
+    if up.proxied.is_some() {
+        // To the next proxy (upstream mode): the absolute form.
+        head.extend_from_slice(&request.scheme);
+        head.extend_from_slice(b"://");
+        head.extend_from_slice(host_header(request).as_bytes());
+    }
     head.extend_from_slice(&request.path);
     head.extend_from_slice(b" HTTP/1.1\r\n");
     if header(&request.headers, "host").is_none() {
         push_header(&mut head, b"Host", host_header(request).as_bytes());
+    }
+    if let Some(auth) = up.proxied.as_ref().and_then(|p| p.authorization.as_ref()) {
+        push_header(&mut head, b"Proxy-Authorization", auth);
     }
     let upgrade = header(&request.headers, "upgrade").is_some();
     write_end_to_end(&mut head, &request.headers, upgrade, framing);

@@ -59,6 +59,6 @@ pub use control::ClientReplay;
 pub use error::SetupError;
 pub use flow::{KILLED_MESSAGE, is_killed};
 pub use hooks::{CoreControl, HookInterest, Hooks, Interest, NoHooks, Verdict};
-pub use mode::{Mode, ModeSpec, ReverseTarget};
+pub use mode::{Mode, ModeSpec, ReverseTarget, UpstreamProxy};
 pub use server::Proxy;
 pub use sink::{FlowSink, Sinks};

@@ -2,9 +2,10 @@
 //! a listener does with the connections it accepts. Each listener has one mode; a client
 //! connection records its listener's full spec as `client_conn.proxy_mode`.
 //!
-//! Built so far: `regular` (an explicit HTTP proxy: absolute-form requests and CONNECT) and
+//! Built so far: `regular` (an explicit HTTP proxy: absolute-form requests and CONNECT),
 //! `reverse:URL` for `http://` and `https://` targets (every request goes to the target; a TLS
-//! client is intercepted with a certificate for the name it asked for).
+//! client is intercepted with a certificate for the name it asked for) and `upstream:URL` for an
+//! `http://` next proxy (with `upstream_auth`).
 
 use std::fmt;
 
@@ -15,6 +16,18 @@ pub enum Mode {
     Regular,
     /// mitmproxy's reverse mode: every request goes to one server.
     Reverse(ReverseTarget),
+    /// mitmproxy's upstream mode: a regular proxy whose server connections go through another
+    /// HTTP proxy (plain requests in absolute form, everything else through CONNECT).
+    Upstream(UpstreamProxy),
+}
+
+/// The next proxy of upstream mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamProxy {
+    /// Its host name or address.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
 }
 
 /// The server of a reverse proxy.
@@ -85,10 +98,28 @@ impl ModeSpec {
             ("regular", None) => Mode::Regular,
             ("reverse", Some(url)) => Mode::Reverse(parse_target(url).map_err(fail)?),
             ("reverse", None) => return Err(fail("reverse mode needs a URL: reverse:URL".into())),
+            ("upstream", Some(url)) => {
+                let target = parse_target(url).map_err(fail)?;
+                if target.scheme != "http" {
+                    return Err(fail(
+                        "an https:// upstream proxy is not available in flowtap yet (http:// is)"
+                            .into(),
+                    ));
+                }
+                Mode::Upstream(UpstreamProxy {
+                    host: target.host,
+                    port: target.port,
+                })
+            }
+            ("upstream", None) => {
+                return Err(fail(
+                    "upstream mode needs a URL: upstream:http://HOST:PORT".into(),
+                ));
+            }
             ("regular", Some(_)) => return Err(fail("regular mode takes no argument".into())),
-            ("upstream" | "socks5" | "transparent" | "dns" | "wireguard" | "local" | "tun", _) => {
+            ("socks5" | "transparent" | "dns" | "wireguard" | "local" | "tun", _) => {
                 return Err(fail(format!(
-                    "the {kind} mode is not available in flowtap yet (regular and reverse are)"
+                    "the {kind} mode is not available in flowtap yet (regular, reverse and upstream are)"
                 )));
             }
             _ => return Err(fail(format!("unknown mode {kind:?}"))),
@@ -179,12 +210,22 @@ mod tests {
         assert_eq!(spec.listen, Some((Some("127.0.0.1".into()), 8081)));
         assert!(matches!(spec.mode, Mode::Reverse(ref t) if t.host == "::1" && t.port == 80));
         assert_eq!(ModeSpec::parse("regular").unwrap().mode, Mode::Regular);
+        assert_eq!(
+            ModeSpec::parse("upstream:http://proxy.corp:3128")
+                .unwrap()
+                .mode,
+            Mode::Upstream(UpstreamProxy {
+                host: "proxy.corp".into(),
+                port: 3128
+            })
+        );
         for bad in [
             "reverse",
             "reverse:example.com",
             "reverse:ftp://x",
             "regular@x",
-            "upstream:http://proxy:3128",
+            "upstream:https://proxy:3128",
+            "upstream",
             "nonsense",
         ] {
             assert!(ModeSpec::parse(bad).is_err(), "{bad}");

@@ -119,6 +119,7 @@ pub(crate) async fn connect(
             info: server,
             key,
             h2: false,
+            proxied: None,
         });
         ctx.tunnel = Some(target);
         let _ = http::serve(shared, &mut conn, ctx, stop).await;
@@ -251,7 +252,7 @@ async fn connect_tcp(
             reason,
         });
     }
-    match shared.connector.tcp(host, port, server).await {
+    match shared.connector.tunnel(host, port, server).await {
         Ok(tcp) => {
             shared
                 .connection_hook(Hook::ServerConnected, client, Some(server))
@@ -331,7 +332,7 @@ async fn intercept_tls(
     // A reverse proxy's clients name the proxy; its server is the target, by its own name.
     let upstream_name = match &shared.config.mode.mode {
         Mode::Reverse(_) => target.host.clone(),
-        Mode::Regular => server_name.clone(),
+        Mode::Regular | Mode::Upstream(_) => server_name.clone(),
     };
     let offer_h2 = shared.config.http2 && offers.iter().any(|p| p == b"h2");
     let upstream = shared
@@ -404,6 +405,7 @@ async fn intercept_tls(
         info: server,
         key,
         h2: false,
+        proxied: None,
     });
     ctx.tunnel = Some(target);
     if let Next::Connect(_) = http::serve(shared, &mut conn, ctx, stop).await {

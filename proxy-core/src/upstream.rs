@@ -38,6 +38,23 @@ pub(crate) struct Upstream {
     pub(crate) key: PoolKey,
     /// ALPN agreed HTTP/2.
     pub(crate) h2: bool,
+    /// A connection to the next proxy (upstream mode) that takes absolute-form requests.
+    pub(crate) proxied: Option<Proxied>,
+}
+
+/// How requests go over a connection to the next proxy.
+#[derive(Clone, Debug)]
+pub(crate) struct Proxied {
+    /// The `Proxy-Authorization` value to send, from `upstream_auth`.
+    pub(crate) authorization: Option<Bytes>,
+}
+
+/// The next proxy of upstream mode, as the connector uses it.
+pub(crate) struct NextProxy {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// `Basic base64(user:password)` from `upstream_auth`.
+    pub(crate) authorization: Option<Bytes>,
 }
 
 /// Makes server connections.
@@ -45,6 +62,8 @@ pub(crate) struct Connector {
     pub(crate) tls_h1: Arc<ClientConfig>,
     pub(crate) tls_h2: Arc<ClientConfig>,
     pub(crate) connect_timeout: Duration,
+    /// Upstream mode: every server connection goes through this proxy.
+    pub(crate) next_proxy: Option<NextProxy>,
 }
 
 impl Connector {
@@ -110,7 +129,79 @@ impl Connector {
         Ok(tls)
     }
 
-    /// A new connection for `key`: TCP, then TLS when the key says so.
+    /// A byte stream to `host:port`: a TCP connection, or in upstream mode a CONNECT tunnel
+    /// through the next proxy. `info` records the server as the flow sees it (its address is
+    /// `host:port` either way).
+    pub(crate) async fn tunnel(
+        &self,
+        host: &str,
+        port: u16,
+        info: &mut Connection,
+    ) -> Result<TcpStream, UpstreamError> {
+        let Some(next) = &self.next_proxy else {
+            return self.tcp(host, port, info).await;
+        };
+        let tcp = self.tcp(&next.host, next.port, info).await?;
+        let failed = |reason: String| UpstreamError::ConnectFailed {
+            host: host.to_string(),
+            port: u32::from(port),
+            reason,
+        };
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let mut request =
+            format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n").into_bytes();
+        if let Some(auth) = &next.authorization {
+            crate::http1::push_header(&mut request, b"Proxy-Authorization", auth);
+        }
+        request.extend_from_slice(b"\r\n");
+        let mut conn = Conn::new(tcp);
+        let answered = tokio::time::timeout(self.connect_timeout, async {
+            tokio::io::AsyncWriteExt::write_all(&mut conn.io, &request).await?;
+            conn.read_response_head()
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
+        .await
+        .map_err(|_| {
+            failed(format!(
+                "the upstream proxy {}:{} did not answer CONNECT in time",
+                next.host, next.port
+            ))
+        })?
+        .map_err(|e| {
+            failed(format!(
+                "through the upstream proxy {}:{}: {e}",
+                next.host, next.port
+            ))
+        })?;
+        if !(200..300).contains(&answered.status) {
+            return Err(failed(format!(
+                "the upstream proxy {}:{} answered CONNECT with {} {}",
+                next.host,
+                next.port,
+                answered.status,
+                String::from_utf8_lossy(&answered.reason)
+            )));
+        }
+        if !conn.buf.is_empty() {
+            return Err(failed(
+                "the upstream proxy sent bytes after its CONNECT answer".into(),
+            ));
+        }
+        info.address = Some(Address {
+            host: host.to_string(),
+            port: u32::from(port),
+        });
+        Ok(conn.io)
+    }
+
+    /// A new connection for `key`: TCP (through the next proxy in upstream mode), then TLS when
+    /// the key says so. In upstream mode a plain-HTTP key gets a connection to the next proxy
+    /// itself, which takes requests in absolute form.
     pub(crate) async fn connect(
         &self,
         key: &PoolKey,
@@ -118,7 +209,21 @@ impl Connector {
         offer_h2: bool,
         mut info: Connection,
     ) -> Result<Upstream, (UpstreamError, Connection)> {
-        let tcp = match self.tcp(&key.host, key.port, &mut info).await {
+        let proxied = match &self.next_proxy {
+            Some(next) if !key.tls => Some(next),
+            _ => None,
+        };
+        let tcp = match proxied {
+            Some(next) => self.tcp(&next.host, next.port, &mut info).await.map(|tcp| {
+                info.address = Some(Address {
+                    host: key.host.clone(),
+                    port: u32::from(key.port),
+                });
+                tcp
+            }),
+            None => self.tunnel(&key.host, key.port, &mut info).await,
+        };
+        let tcp = match tcp {
             Ok(tcp) => tcp,
             Err(e) => return Err((e, info)),
         };
@@ -138,6 +243,9 @@ impl Connector {
             info,
             key: key.clone(),
             h2,
+            proxied: proxied.map(|next| Proxied {
+                authorization: next.authorization.clone(),
+            }),
         })
     }
 }
