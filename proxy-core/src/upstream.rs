@@ -214,13 +214,15 @@ impl Connector {
             _ => None,
         };
         let tcp = match proxied {
-            Some(next) => self.tcp(&next.host, next.port, &mut info).await.map(|tcp| {
+            Some(next) => {
+                let tcp = self.tcp(&next.host, next.port, &mut info).await;
+                // The flow's server is the origin; the next proxy is only the way there.
                 info.address = Some(Address {
                     host: key.host.clone(),
                     port: u32::from(key.port),
                 });
                 tcp
-            }),
+            }
             None => self.tunnel(&key.host, key.port, &mut info).await,
         };
         let tcp = match tcp {
