@@ -218,8 +218,22 @@ fn build_options(cli: &Cli) -> anyhow::Result<Options> {
             o.mode.join(", ")
         );
     }
-    if let Some(spec) = o.mode.first() {
-        flowtap_proxy_core::ModeSpec::parse(spec)?;
+    let mode = o
+        .mode
+        .first()
+        .map(|spec| flowtap_proxy_core::ModeSpec::parse(spec))
+        .transpose()?;
+    if o.proxyauth.is_some()
+        && !matches!(
+            mode.as_ref().map(|m| &m.mode),
+            Some(flowtap_proxy_core::Mode::Socks5)
+        )
+    {
+        // Accepting it and checking nothing would leave an open proxy its operator thinks
+        // is closed.
+        anyhow::bail!(
+            "proxyauth is only enforced in socks5 mode so far; flowtap refuses to start without it"
+        );
     }
     Ok(o)
 }
@@ -433,6 +447,7 @@ async fn serve_or_read(
         flowtap_proxy_core::Mode::Reverse(t) => {
             format!("Reverse proxy to {}://{}", t.scheme, t.authority())
         }
+        flowtap_proxy_core::Mode::Socks5 => "SOCKS v5 proxy".to_string(),
         flowtap_proxy_core::Mode::Upstream(next) => {
             format!(
                 "HTTP(S) proxy (upstream mode via {}:{})",
@@ -595,6 +610,7 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
         mode,
         keep_host_header: options.keep_host_header,
         upstream_auth: options.upstream_auth.clone(),
+        proxyauth: options.proxyauth.clone(),
         ignore_hosts: options.ignore_hosts.clone(),
         allow_hosts: options.allow_hosts.clone(),
         tcp_hosts: options.tcp_hosts.clone(),

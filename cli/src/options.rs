@@ -44,6 +44,8 @@ pub(crate) struct Options {
     pub(crate) keep_host_header: bool,
     /// In upstream mode, `user:password` for the next proxy (`upstream_auth`).
     pub(crate) upstream_auth: Option<String>,
+    /// `user:password` clients must give (`proxyauth`; socks5 mode only so far).
+    pub(crate) proxyauth: Option<String>,
     /// Client deadlines (`request_head_timeout`, `client_idle_timeout`,
     /// `tls_handshake_timeout`, `tunnel_idle_timeout`, seconds), as the proxy's config has them.
     pub(crate) request_head_timeout: Duration,
@@ -81,6 +83,7 @@ impl Default for Options {
             mode: Vec::new(),
             keep_host_header: false,
             upstream_auth: None,
+            proxyauth: None,
             request_head_timeout: defaults.request_head_timeout,
             client_idle_timeout: defaults.client_idle_timeout,
             tls_handshake_timeout: defaults.tls_handshake_timeout,
@@ -252,6 +255,15 @@ impl Options {
             }
             "keepserving" => self.keepserving = parse_bool(name, value, self.keepserving)?,
             "mode" => self.mode.push(required(name, value)?.to_string()),
+            "proxyauth" => match value.filter(|v| !v.is_empty()) {
+                Some(v) if v.contains(':') && !v.starts_with('@') => {
+                    self.proxyauth = Some(v.to_string())
+                }
+                Some(other) => bail!(
+                    "option proxyauth: flowtap takes USER:PASSWORD so far (not {other:?}: \"any\", htpasswd and LDAP are not built)"
+                ),
+                None => self.proxyauth = None,
+            },
             "upstream_auth" => {
                 self.upstream_auth = value.filter(|v| !v.is_empty()).map(str::to_string)
             }

@@ -149,7 +149,7 @@ fn scripts_see_the_listeners_mode_and_at_port_chooses_the_port() {
 
 #[test]
 fn modes_flowtap_lacks_are_refused_with_a_clear_error() {
-    let mut flowtap = Flowtap::spawn(&["--mode", "socks5"]);
+    let mut flowtap = Flowtap::spawn(&["--mode", "transparent"]);
     let status = flowtap.wait_exit(std::time::Duration::from_secs(10));
     assert_eq!(status.code(), Some(2));
     flowtap.stderr.wait_for("the error", |l| {
@@ -245,4 +245,72 @@ fn upstream_auth_is_sent_to_the_next_proxy() {
         out.stdout
     );
     flowtap.stop();
+}
+
+#[test]
+fn socks5_mode_serves_curl_for_http_and_https() {
+    let origin = echo_origin();
+    let cert = OriginCert::new(&["localhost"]);
+    let tls_origin = tls_echo_origin(&cert);
+    let trust = format!(
+        "ssl_verify_upstream_trusted_ca={}",
+        cert.ca_path().display()
+    );
+    let (flowtap, addr) = Flowtap::start(&["--mode", "socks5", "--set", &trust]);
+    let proxy = format!("socks5h://{addr}");
+    let url = format!("http://127.0.0.1:{}/socks", origin.port());
+    let out = curl(&["-x", &proxy, &url]).ok();
+    assert!(
+        out.stdout.starts_with("GET /socks HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+
+    let ca = flowtap.confdir().join("flowtap-ca-cert.pem");
+    let url = format!("https://localhost:{}/socks-tls", tls_origin.port());
+    let out = curl(&["-x", &proxy, "--cacert", ca.to_str().expect("utf-8"), &url]).ok();
+    assert!(
+        out.stdout.starts_with("GET /socks-tls HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    flowtap
+        .stdout
+        .wait_for("the flow line of the intercepted request", |l| {
+            l.contains("https://localhost:") && l.contains("/socks-tls")
+        });
+    flowtap.stop();
+}
+
+#[test]
+fn socks5_proxyauth_lets_the_right_password_in_and_no_other() {
+    let origin = echo_origin();
+    let (flowtap, addr) = Flowtap::start(&["--mode", "socks5", "--set", "proxyauth=alice:s3cret"]);
+    let url = format!("http://127.0.0.1:{}/auth", origin.port());
+    let out = curl(&["-x", &format!("socks5h://alice:s3cret@{addr}"), &url]).ok();
+    assert!(
+        out.stdout.starts_with("GET /auth HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    for wrong in ["alice:guess", "bob:s3cret"] {
+        let out = curl(&["-x", &format!("socks5h://{wrong}@{addr}"), &url]);
+        assert_ne!(out.code, 0, "{wrong} got in: {}", out.stdout);
+    }
+    let out = curl(&["-x", &format!("socks5h://{addr}"), &url]);
+    assert_ne!(out.code, 0, "no credentials got in: {}", out.stdout);
+    flowtap.stderr.wait_for("the refusal logged", |l| {
+        l.contains("SOCKS5") && l.contains("wrong username or password")
+    });
+    flowtap.stop();
+}
+
+#[test]
+fn proxyauth_outside_socks5_mode_is_refused_at_start() {
+    let mut flowtap = Flowtap::spawn(&["--set", "proxyauth=alice:s3cret"]);
+    let status = flowtap.wait_exit(std::time::Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2));
+    flowtap.stderr.wait_for("the reason", |l| {
+        l.contains("proxyauth is only enforced in socks5 mode")
+    });
 }

@@ -59,6 +59,9 @@ pub(crate) async fn serve(
                 tls_tunnel = tunnel::connect(&shared, conn, &mut ctx, head, &mut stop).await;
             }
         }
+        Mode::Socks5 => {
+            tls_tunnel = tunnel::socks5(&shared, conn, &mut ctx, &mut stop).await;
+        }
         Mode::Reverse(target) => {
             let target = target.clone();
             tls_tunnel = tunnel::reverse(&shared, conn, &mut ctx, &target, &mut stop).await;

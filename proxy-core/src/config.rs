@@ -17,6 +17,8 @@ pub struct Config {
     /// In upstream mode, `user:password` for the next proxy (`upstream_auth`), sent as
     /// `Proxy-Authorization: Basic`.
     pub upstream_auth: Option<String>,
+    /// `user:password` a client must give (`proxyauth`; socks5 mode only, so far).
+    pub proxyauth: Option<String>,
     /// Hosts not to intercept: their CONNECT tunnels are relayed untouched (`--ignore-hosts`).
     pub ignore_hosts: Vec<String>,
     /// The inverse: only these hosts are intercepted (`--allow-hosts`).
@@ -76,6 +78,7 @@ impl Default for Config {
             },
             keep_host_header: false,
             upstream_auth: None,
+            proxyauth: None,
             ignore_hosts: Vec::new(),
             allow_hosts: Vec::new(),
             tcp_hosts: Vec::new(),

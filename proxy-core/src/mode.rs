@@ -5,7 +5,7 @@
 //! Built so far: `regular` (an explicit HTTP proxy: absolute-form requests and CONNECT),
 //! `reverse:URL` for `http://` and `https://` targets (every request goes to the target; a TLS
 //! client is intercepted with a certificate for the name it asked for) and `upstream:URL` for an
-//! `http://` next proxy (with `upstream_auth`).
+//! `http://` next proxy (with `upstream_auth`), and `socks5` (CONNECT, with `proxyauth`).
 
 use std::fmt;
 
@@ -16,6 +16,8 @@ pub enum Mode {
     Regular,
     /// mitmproxy's reverse mode: every request goes to one server.
     Reverse(ReverseTarget),
+    /// mitmproxy's socks5 mode: a SOCKS5 proxy (CONNECT only; `proxyauth` for a password).
+    Socks5,
     /// mitmproxy's upstream mode: a regular proxy whose server connections go through another
     /// HTTP proxy (plain requests in absolute form, everything else through CONNECT).
     Upstream(UpstreamProxy),
@@ -117,9 +119,11 @@ impl ModeSpec {
                 ));
             }
             ("regular", Some(_)) => return Err(fail("regular mode takes no argument".into())),
-            ("socks5" | "transparent" | "dns" | "wireguard" | "local" | "tun", _) => {
+            ("socks5", None) => Mode::Socks5,
+            ("socks5", Some(_)) => return Err(fail("socks5 mode takes no argument".into())),
+            ("transparent" | "dns" | "wireguard" | "local" | "tun", _) => {
                 return Err(fail(format!(
-                    "the {kind} mode is not available in flowtap yet (regular, reverse and upstream are)"
+                    "the {kind} mode is not available in flowtap yet (regular, reverse, upstream and socks5 are)"
                 )));
             }
             _ => return Err(fail(format!("unknown mode {kind:?}"))),
@@ -230,7 +234,8 @@ mod tests {
         ] {
             assert!(ModeSpec::parse(bad).is_err(), "{bad}");
         }
-        let e = ModeSpec::parse("socks5").unwrap_err().to_string();
+        assert_eq!(ModeSpec::parse("socks5@1080").unwrap().mode, Mode::Socks5);
+        let e = ModeSpec::parse("transparent").unwrap_err().to_string();
         assert!(e.contains("not available in flowtap yet"), "{e}");
     }
 

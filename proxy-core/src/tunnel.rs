@@ -80,7 +80,23 @@ pub(crate) async fn connect(
     }
     flow.server_conn = Some(server.clone());
     shared.hook(Hook::HttpConnected, &mut flow).await;
+    open_tunnel(shared, conn, ctx, host, port, tcp, server, stop).await
+}
 
+/// A tunnel to `host:port` is open (CONNECT answered, or a SOCKS5 request granted): relay it
+/// untouched (ignored hosts), as raw TCP (`tcp_hosts`), or look at the client's first bytes and
+/// intercept TLS, serve HTTP, or make a TCP flow. Returns true when it carried intercepted TLS.
+#[allow(clippy::too_many_arguments)]
+async fn open_tunnel(
+    shared: &std::sync::Arc<Shared>,
+    mut conn: Conn<Io>,
+    ctx: &mut ClientCtx,
+    host: String,
+    port: u16,
+    tcp: TcpStream,
+    server: Connection,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
     if !shared.hosts.intercept(&host, port) {
         relay(shared, &ctx.activity, conn, tcp).await;
         return false;
@@ -134,6 +150,130 @@ pub(crate) async fn connect(
 /// opens with TLS is intercepted (an `https://` target only: the server side speaks TLS when
 /// the client does); plain HTTP is served as HTTP, sent with the target's scheme. Returns true
 /// when the connection carried intercepted TLS.
+/// A connection to a SOCKS5 listener (RFC 1928; RFC 1929 when `proxyauth` is set): the
+/// greeting, the CONNECT request (IPv4, IPv6 or a host name), the server connected with its
+/// hooks, then the tunnel as after an HTTP CONNECT. Other commands (BIND, UDP ASSOCIATE) are
+/// refused with "command not supported". Returns true when the tunnel carried intercepted TLS.
+pub(crate) async fn socks5(
+    shared: &std::sync::Arc<Shared>,
+    mut conn: Conn<Io>,
+    ctx: &mut ClientCtx,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let Some((host, port)) = socks5_handshake(shared, &mut conn, &ctx.client).await else {
+        return false;
+    };
+    let mut server = flow::unconnected_server();
+    let tcp = match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            Refusal::server(&e).log(&ctx.client);
+            // 0x05: connection refused.
+            let _ = conn.io.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).await;
+            return false;
+        }
+    };
+    if conn
+        .io
+        .write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0])
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    open_tunnel(shared, conn, ctx, host, port, tcp, server, stop).await
+}
+
+/// The SOCKS5 greeting, authentication and request; the target asked for, or None when the
+/// client was refused (told so when the protocol has a way to say it) or went away.
+async fn socks5_handshake(
+    shared: &Shared,
+    conn: &mut Conn<Io>,
+    client: &Connection,
+) -> Option<(String, u16)> {
+    let refuse = |why: &str| {
+        Refusal::BadRequest(format!("SOCKS5: {why}")).log(client);
+        None
+    };
+    let greeting = take(conn, 2).await?;
+    if greeting[0] != 5 {
+        return refuse("not a SOCKS5 greeting");
+    }
+    let methods = take(conn, usize::from(greeting[1])).await?;
+    let credentials = shared.config.proxyauth.as_deref();
+    let method = match credentials {
+        Some(_) if methods.contains(&2) => 2,
+        None if methods.contains(&0) => 0,
+        _ => 0xff,
+    };
+    conn.io.write_all(&[5, method]).await.ok()?;
+    if method == 0xff {
+        return refuse("no acceptable authentication method (proxyauth needs username/password)");
+    }
+    if let Some(expected) = credentials {
+        let version = take(conn, 2).await?;
+        let user = take(conn, usize::from(version[1])).await?;
+        let len = take(conn, 1).await?;
+        let password = take(conn, usize::from(len[0])).await?;
+        let given = [&user[..], b":", &password[..]].concat();
+        let good = version[0] == 1 && constant_time_eq(&given, expected.as_bytes());
+        conn.io.write_all(&[1, u8::from(!good)]).await.ok()?;
+        if !good {
+            return refuse("wrong username or password");
+        }
+    }
+    let request = take(conn, 4).await?;
+    if request[0] != 5 {
+        return refuse("not a SOCKS5 request");
+    }
+    if request[1] != 1 {
+        // 0x07: command not supported.
+        let _ = conn.io.write_all(&[5, 7, 0, 1, 0, 0, 0, 0, 0, 0]).await;
+        return refuse("only CONNECT is supported");
+    }
+    let host = match request[3] {
+        1 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(&take(conn, 4).await?[..]).ok()?)
+            .to_string(),
+        4 => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&take(conn, 16).await?[..]).ok()?)
+            .to_string(),
+        3 => {
+            let len = take(conn, 1).await?;
+            let name = take(conn, usize::from(len[0])).await?;
+            match String::from_utf8(name.to_vec()) {
+                Ok(name) if !name.is_empty() => name,
+                _ => {
+                    // 0x08: address type not supported.
+                    let _ = conn.io.write_all(&[5, 8, 0, 1, 0, 0, 0, 0, 0, 0]).await;
+                    return refuse("the host name is not UTF-8");
+                }
+            }
+        }
+        _ => {
+            let _ = conn.io.write_all(&[5, 8, 0, 1, 0, 0, 0, 0, 0, 0]).await;
+            return refuse("unknown address type");
+        }
+    };
+    let port = take(conn, 2).await?;
+    Some((host, u16::from_be_bytes([port[0], port[1]])))
+}
+
+/// The next `n` bytes from the client (bounded by the connection's idle deadline), or None
+/// when it closes first.
+async fn take(conn: &mut Conn<Io>, n: usize) -> Option<Bytes> {
+    while conn.buf.len() < n {
+        match conn.fill().await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+    Some(conn.buf.split_to(n).freeze())
+}
+
+/// Compares secrets without an early exit that would tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub(crate) async fn reverse(
     shared: &std::sync::Arc<Shared>,
     mut conn: Conn<Io>,
@@ -332,7 +472,7 @@ async fn intercept_tls(
     // A reverse proxy's clients name the proxy; its server is the target, by its own name.
     let upstream_name = match &shared.config.mode.mode {
         Mode::Reverse(_) => target.host.clone(),
-        Mode::Regular | Mode::Upstream(_) => server_name.clone(),
+        Mode::Regular | Mode::Upstream(_) | Mode::Socks5 => server_name.clone(),
     };
     let offer_h2 = shared.config.http2 && offers.iter().any(|p| p == b"h2");
     let upstream = shared
