@@ -14,6 +14,12 @@ pub enum DecodeError {
     /// The Content-Encoding is not one mitmproxy decodes.
     #[error("unsupported content encoding {0:?}")]
     UnsupportedEncoding(String),
+    /// The decoded body would be larger than [`MAX_DECODED_BYTES`] (a decompression bomb).
+    #[error("{encoding} data decodes to more than {MAX_DECODED_BYTES} bytes")]
+    TooLarge {
+        /// The encoding that was decoded.
+        encoding: String,
+    },
     /// The body is not valid data for its encoding.
     #[error("invalid {encoding} data: {source}")]
     Invalid {
@@ -24,6 +30,16 @@ pub enum DecodeError {
     },
 }
 
+/// The most a body decodes to, as the script host's codecs allow (`mitmproxy/_encoding.py`):
+/// a few KiB of gzip can claim gigabytes.
+pub const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Reads `reader` to its end into `out`, refusing more than [`MAX_DECODED_BYTES`].
+fn read_bounded(reader: impl Read, out: &mut Vec<u8>) -> std::io::Result<bool> {
+    reader.take(MAX_DECODED_BYTES + 1).read_to_end(out)?;
+    Ok(out.len() as u64 <= MAX_DECODED_BYTES)
+}
+
 /// Decodes `data` per the Content-Encoding value `encoding` (case-insensitive).
 pub fn decode<'a>(data: &'a [u8], encoding: &str) -> Result<Cow<'a, [u8]>, DecodeError> {
     let encoding = encoding.trim().to_ascii_lowercase();
@@ -32,36 +48,33 @@ pub fn decode<'a>(data: &'a [u8], encoding: &str) -> Result<Cow<'a, [u8]>, Decod
         source,
     };
     let mut out = Vec::new();
-    match encoding.as_str() {
+    let within = match encoding.as_str() {
         "" | "none" | "identity" => return Ok(Cow::Borrowed(data)),
         "gzip" => {
-            flate2::read::MultiGzDecoder::new(data)
-                .read_to_end(&mut out)
-                .map_err(invalid)?;
+            read_bounded(flate2::read::MultiGzDecoder::new(data), &mut out).map_err(invalid)?
         }
         "deflate" | "deflateraw" => {
             // Some servers send raw deflate instead of the zlib stream the RFC asks for.
-            if flate2::read::ZlibDecoder::new(data)
-                .read_to_end(&mut out)
-                .is_err()
-            {
-                out.clear();
-                flate2::read::DeflateDecoder::new(data)
-                    .read_to_end(&mut out)
-                    .map_err(invalid)?;
+            match read_bounded(flate2::read::ZlibDecoder::new(data), &mut out) {
+                Ok(within) => within,
+                Err(_) => {
+                    out.clear();
+                    read_bounded(flate2::read::DeflateDecoder::new(data), &mut out)
+                        .map_err(invalid)?
+                }
             }
         }
-        "br" => {
-            brotli_decompressor::Decompressor::new(data, 4096)
-                .read_to_end(&mut out)
-                .map_err(invalid)?;
-        }
+        "br" => read_bounded(brotli_decompressor::Decompressor::new(data, 4096), &mut out)
+            .map_err(invalid)?,
         "zstd" => {
-            let mut decoder = ruzstd::decoding::StreamingDecoder::new(data)
+            let decoder = ruzstd::decoding::StreamingDecoder::new(data)
                 .map_err(|e| invalid(std::io::Error::other(e.to_string())))?;
-            decoder.read_to_end(&mut out).map_err(invalid)?;
+            read_bounded(decoder, &mut out).map_err(invalid)?
         }
         _ => return Err(DecodeError::UnsupportedEncoding(encoding)),
+    };
+    if !within {
+        return Err(DecodeError::TooLarge { encoding });
     }
     Ok(Cow::Owned(out))
 }
@@ -79,6 +92,23 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    #[test]
+    fn a_decompression_bomb_is_refused_not_decoded() {
+        // 300 MiB of zeros compress to about 300 KiB.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let block = vec![0u8; 1 << 20];
+        for _ in 0..300 {
+            gz.write_all(&block).unwrap();
+        }
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 1 << 20, "{}", gz.len());
+        assert!(matches!(
+            decode(&gz, "gzip"),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        assert_eq!(decode_lenient(&gz, Some("gzip")).len(), gz.len());
+    }
 
     #[test]
     fn gzip_and_deflate_round_trip() {
