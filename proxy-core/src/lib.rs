@@ -35,6 +35,7 @@ mod flow;
 #[doc(hidden)]
 pub mod fuzzing;
 mod h2;
+mod hello;
 pub mod hooks;
 mod hosts;
 mod http;

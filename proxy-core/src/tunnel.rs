@@ -122,6 +122,23 @@ async fn open_tunnel(
         path: Bytes::from_static(b"/"),
     };
     if conn.buf[0] == 0x16 {
+        // The name the client asks for may be ignored where the CONNECT target was not: then
+        // the tunnel is relayed untouched, the server's own certificate in place.
+        let hello = tokio::time::timeout(
+            shared.config.tls_handshake_timeout,
+            client_hello_name(&mut conn),
+        );
+        let Ok(sni) = hello.await else {
+            tracing::info!(client = ?ctx.client.peername, "the ClientHello did not arrive within tls_handshake_timeout");
+            return false;
+        };
+        if let Some(sni) = sni
+            && !shared.hosts.intercept(&sni, port)
+        {
+            tracing::debug!(sni = %sni, "not intercepting: the server name is ignored");
+            relay(shared, &ctx.activity, conn, tcp).await;
+            return false;
+        }
         intercept_tls(shared, conn, ctx, tcp, server, target, stop).await;
         true
     } else if looks_like_http(&conn.buf) {
@@ -421,6 +438,22 @@ async fn relay(shared: &Shared, activity: &Activity, mut conn: Conn<Io>, mut ser
         .is_none()
     {
         tracing::debug!("closing an idle tunnel to an ignored host");
+    }
+}
+
+/// Reads until the client's ClientHello record is whole (within the idle deadline and one
+/// record's size) and returns the server name it asks for, if any.
+async fn client_hello_name(conn: &mut Conn<Io>) -> Option<String> {
+    loop {
+        match crate::hello::server_name(&conn.buf) {
+            crate::hello::Hello::Complete(name) => return name,
+            crate::hello::Hello::Other => return None,
+            crate::hello::Hello::Partial(_) => {
+                if !matches!(conn.fill().await, Ok(n) if n > 0) {
+                    return None;
+                }
+            }
+        }
     }
 }
 

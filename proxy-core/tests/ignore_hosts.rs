@@ -87,3 +87,46 @@ async fn the_presented_certificate_is_the_origins() {
         inspect(proxy.ca.cert_der()).expect("parses").subject
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_name_that_is_ignored_is_not_intercepted_whatever_the_connect_target() {
+    let origin = HyperOrigin::tls(&[b"http/1.1"]).await;
+    let origin_ca = origin
+        .cert
+        .as_ref()
+        .expect("tls")
+        .ca_path()
+        .to_str()
+        .expect("path")
+        .to_string();
+    // The CONNECT goes to 127.0.0.1 (not ignored); the ClientHello asks for localhost (ignored).
+    let port = origin.port();
+    let connect_to = format!("localhost:{port}:127.0.0.1:{port}");
+    let url = format!("https://localhost:{port}/by-name");
+    let ignoring = proxy_ignoring(&origin, &[r"^localhost:\d+$"]).await;
+    let out = curl(&[
+        "-x",
+        &ignoring.url(),
+        "--connect-to",
+        &connect_to,
+        "--cacert",
+        &origin_ca,
+        &url,
+    ])
+    .await
+    .ok();
+    assert_eq!(out.text(), "origin: GET /by-name");
+    // Without the rule the same client is intercepted and refuses the proxy's certificate.
+    let intercepting = proxy_ignoring(&origin, &["^example\\.com:"]).await;
+    let out = curl(&[
+        "-x",
+        &intercepting.url(),
+        "--connect-to",
+        &connect_to,
+        "--cacert",
+        &origin_ca,
+        &url,
+    ])
+    .await;
+    assert_eq!(out.code, 60, "{}", out.stderr);
+}
