@@ -144,25 +144,9 @@ impl Drop for ClientClosed {
 
 /// `Basic base64(user:password)`, as `Proxy-Authorization` carries `upstream_auth`.
 fn basic_auth(credentials: &str) -> bytes::Bytes {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let input = credentials.as_bytes();
-    let mut out = b"Basic ".to_vec();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> shift) & 63) as usize]);
-            } else {
-                out.push(b'=');
-            }
-        }
-    }
-    out.into()
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    format!("Basic {encoded}").into()
 }
 
 #[cfg(test)]

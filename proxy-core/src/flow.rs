@@ -118,6 +118,22 @@ pub fn is_killed(flow: &Flow) -> bool {
     flow.error.as_ref().is_some_and(|e| e.msg == KILLED_MESSAGE)
 }
 
+/// `host` or `host:port` as a `Host` header or an absolute URL writes it: an IPv6 address in
+/// brackets, the port left out when it is the scheme's default.
+pub(crate) fn authority(scheme: &str, host: &str, port: u16) -> String {
+    let default = if scheme == "https" { 443 } else { 80 };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if port == default {
+        host
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// `GET http://host/path` for a log line (the flow's type for flows without a request).
 pub(crate) fn describe(flow: &Flow) -> String {
     use flowtap_flow::RequestExt as _;

@@ -119,7 +119,9 @@ impl Stream {
                     }
                 }
                 Err(Collect::Limit(limit)) => {
-                    return self.end(flow, Step::Fail(over_limit(limit))).await;
+                    return self
+                        .end(flow, Step::Fail(Refusal::over_body_size_limit(limit)))
+                        .await;
                 }
                 Err(Collect::Read(e)) => {
                     let refusal = Refusal::BadRequest(format!("reading the request body: {e}"));
@@ -279,8 +281,10 @@ impl Stream {
                 }
             }
             Err(Collect::Limit(limit)) => {
-                let refusal =
-                    Refusal::Upstream(format!("response: {}", over_limit(limit).message()));
+                let refusal = Refusal::Upstream(format!(
+                    "response: {}",
+                    Refusal::over_body_size_limit(limit).message()
+                ));
                 return self.end(flow, Step::Fail(refusal)).await;
             }
             Err(Collect::Read(e)) => {
@@ -361,28 +365,39 @@ enum Collect {
     Limit(u64),
 }
 
-fn over_limit(limit: u64) -> Refusal {
-    Refusal::TooLarge(format!(
-        "the body is larger than body_size_limit ({limit} bytes)"
-    ))
-}
-
 async fn collect(
     mut incoming: Incoming,
     limit: Option<u64>,
 ) -> Result<(Bytes, Option<Headers>), Collect> {
-    // A body of announced length goes into one buffer of that size (see `http::read_whole`).
+    // A body that arrives in one frame is kept as it came; more frames are joined in one buffer
+    // of the announced size (see `http::read_whole`).
     let announced = incoming.size_hint().exact().unwrap_or(0).min(16 << 20);
-    let mut content = bytes::BytesMut::with_capacity(usize::try_from(announced).unwrap_or(0));
+    let mut first: Option<Bytes> = None;
+    let mut joined = bytes::BytesMut::new();
+    let mut total = 0usize;
     let mut trailers = None;
     while let Some(frame) = incoming.frame().await {
         let frame = frame.map_err(Collect::Read)?;
         match frame.into_data() {
             Ok(data) => {
-                if let Some(limit) = limit.filter(|l| (content.len() + data.len()) as u64 > *l) {
+                total += data.len();
+                if let Some(limit) = limit.filter(|l| total as u64 > *l) {
                     return Err(Collect::Limit(limit));
                 }
-                content.extend_from_slice(&data);
+                match first.take() {
+                    None if joined.is_empty() => first = Some(data),
+                    earlier => {
+                        if let Some(earlier) = earlier {
+                            joined.reserve(
+                                usize::try_from(announced)
+                                    .unwrap_or(0)
+                                    .max(earlier.len() + data.len()),
+                            );
+                            joined.extend_from_slice(&earlier);
+                        }
+                        joined.extend_from_slice(&data);
+                    }
+                }
             }
             Err(frame) => {
                 trailers = frame.into_trailers().ok().map(|t| Headers {
@@ -391,7 +406,7 @@ async fn collect(
             }
         }
     }
-    Ok((content.freeze(), trailers))
+    Ok((first.unwrap_or_else(|| joined.freeze()), trailers))
 }
 
 fn headers_from_map(map: &HeaderMap) -> Vec<Header> {

@@ -375,7 +375,7 @@ async fn read_whole(
     if let (Some(limit), Framing::Length(n)) = (limit, body.framing())
         && n > limit
     {
-        return Err(BodyError::Limit(over_limit(limit)));
+        return Err(BodyError::Limit(Refusal::over_body_size_limit(limit)));
     }
     // A body of known length starts in a buffer of its size (up to a bound: an announced length
     // is not yet a body), so that it is not regrown piece by piece.
@@ -387,7 +387,9 @@ async fn read_whole(
     };
     while let Some(piece) = body.next(conn).await.map_err(BodyError::Read)? {
         if limit.is_some_and(|l| (content.len() + piece.len()) as u64 > l) {
-            return Err(BodyError::Limit(over_limit(limit.unwrap_or_default())));
+            return Err(BodyError::Limit(Refusal::over_body_size_limit(
+                limit.unwrap_or_default(),
+            )));
         }
         if content.is_empty() && content.capacity() < piece.len() {
             content = BytesMut::from(piece);
@@ -396,12 +398,6 @@ async fn read_whole(
         }
     }
     Ok((content.freeze(), body.take_trailers()))
-}
-
-fn over_limit(limit: u64) -> Refusal {
-    Refusal::TooLarge(format!(
-        "the body is larger than body_size_limit ({limit} bytes)"
-    ))
 }
 
 /// Writes the flow's (buffered) response to the client and completes the flow.
@@ -604,21 +600,12 @@ fn align_host_header(request: &mut flowtap_proto::v1::Request) {
 }
 
 fn host_header(request: &flowtap_proto::v1::Request) -> String {
-    let default = if &request.scheme[..] == b"https" {
-        443
-    } else {
-        80
-    };
-    let host = if request.host.contains(':') {
-        format!("[{}]", request.host)
-    } else {
-        request.host.clone()
-    };
-    if request.port == default {
-        host
-    } else {
-        format!("{host}:{}", request.port)
-    }
+    let scheme = String::from_utf8_lossy(&request.scheme);
+    flow::authority(
+        &scheme,
+        &request.host,
+        u16::try_from(request.port).unwrap_or(0),
+    )
 }
 
 fn streaming_framing(reader: &BodyReader) -> Framing {

@@ -46,17 +46,7 @@ pub struct ReverseTarget {
 impl ReverseTarget {
     /// `host` or `host:port` when the port is not the scheme's default, as a `Host` header.
     pub fn authority(&self) -> String {
-        let default = if self.scheme == "https" { 443 } else { 80 };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+        crate::flow::authority(self.scheme, &self.host, self.port)
     }
 }
 

@@ -31,6 +31,13 @@ impl Refusal {
         Refusal::BadRequest(error.to_string())
     }
 
+    /// A body larger than `body_size_limit`.
+    pub(crate) fn over_body_size_limit(limit: u64) -> Self {
+        Refusal::TooLarge(format!(
+            "the body is larger than body_size_limit ({limit} bytes)"
+        ))
+    }
+
     /// A failure on the way to the server or back: the client's own when its streamed
     /// request body broke, else the server's.
     pub(crate) fn server(error: &UpstreamError) -> Self {

@@ -233,7 +233,11 @@ async fn socks5_handshake(
         let len = take(conn, 1).await?;
         let password = take(conn, usize::from(len[0])).await?;
         let given = [&user[..], b":", &password[..]].concat();
-        let good = version[0] == 1 && constant_time_eq(&given, expected.as_bytes());
+        let good = version[0] == 1
+            && bool::from(subtle::ConstantTimeEq::ct_eq(
+                &given[..],
+                expected.as_bytes(),
+            ));
         conn.io.write_all(&[1, u8::from(!good)]).await.ok()?;
         if !good {
             return refuse("wrong username or password");
@@ -284,11 +288,6 @@ async fn take(conn: &mut Conn<Io>, n: usize) -> Option<Bytes> {
         }
     }
     Some(conn.buf.split_to(n).freeze())
-}
-
-/// Compares secrets without an early exit that would tell how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub(crate) async fn reverse(
