@@ -314,3 +314,44 @@ fn proxyauth_outside_socks5_mode_is_refused_at_start() {
         l.contains("proxyauth is only enforced in socks5 mode")
     });
 }
+
+#[test]
+fn a_socks5_handshake_sent_byte_by_byte_is_closed_at_the_head_deadline() {
+    use std::time::{Duration, Instant};
+    let (flowtap, addr) = Flowtap::start(&[
+        "--mode",
+        "socks5",
+        "--set",
+        "request_head_timeout=0.5",
+        "--set",
+        "client_idle_timeout=5",
+    ]);
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let start = Instant::now();
+    // A greeting that announces 255 methods and sends one every 100 ms.
+    let mut reader = tcp.try_clone().expect("clone");
+    let dribble = std::thread::spawn(move || {
+        let _ = tcp.write_all(&[5, 255]);
+        for _ in 0..100 {
+            if tcp.write_all(&[0]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let mut rest = Vec::new();
+    let read = reader.read_to_end(&mut rest);
+    assert!(
+        read.is_ok(),
+        "the proxy held the handshake past 10 s: {read:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(dribble);
+    flowtap.stop();
+}

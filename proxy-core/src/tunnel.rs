@@ -177,7 +177,13 @@ pub(crate) async fn socks5(
     ctx: &mut ClientCtx,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
-    let Some((host, port)) = socks5_handshake(shared, &mut conn, &ctx.client).await else {
+    // Each read waits at most the idle deadline; the handshake as a whole gets what a request
+    // head gets, so a client that sends it a byte at a time does not hold the connection.
+    let handshake = tokio::time::timeout(
+        shared.config.request_head_timeout,
+        socks5_handshake(shared, &mut conn, &ctx.client),
+    );
+    let Ok(Some((host, port))) = handshake.await else {
         return false;
     };
     let mut server = flow::unconnected_server();
