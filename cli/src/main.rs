@@ -628,6 +628,7 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
         tunnel_idle_timeout: options.tunnel_idle_timeout,
         max_client_connections: options.max_client_connections,
         body_size_limit: options.body_size_limit,
+        spill_dir: Some(options.confdir.clone()),
         ..Config::default()
     })
 }

@@ -11,6 +11,7 @@
 //! - [`model`]: mitmproxy's convenience accessors (`pretty_url`, `pretty_host`, ...).
 //! - [`har`]: HAR 1.2 export in mitmproxy's `savehar` shape, and HAR import.
 //! - [`content`]: content-encoding decoding (gzip, deflate, br, zstd).
+//! - [`spill`]: large bodies held in an unlinked file instead of the heap.
 //!
 //! A reader new to the crate starts at [`flowfile`] (how files become flows) and [`filter`].
 
@@ -20,6 +21,7 @@ pub mod filter;
 pub mod flowfile;
 pub mod har;
 pub mod model;
+pub mod spill;
 pub mod state;
 pub mod tnetstring;
 

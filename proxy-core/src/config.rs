@@ -62,6 +62,10 @@ pub struct Config {
     /// Bodies larger than this are refused: a request with 413, a response with 502
     /// (`body_size_limit`, as mitmproxy's). Streamed bodies are not limited.
     pub body_size_limit: Option<u64>,
+    /// Where bodies held whole go once they outgrow the heap threshold
+    /// ([`flowtap_flow::spill::SPILL_BYTES`]): unlinked 0600 files in this directory (the
+    /// binaries give the confdir). `None`: every body stays in memory.
+    pub spill_dir: Option<PathBuf>,
     /// Pause flows that match in `request` and `response` until a script resumes or kills them
     /// (`--set intercept=FILTER`; replayed flows are never paused).
     pub intercept: Option<flowtap_flow::Filter>,
@@ -97,6 +101,7 @@ impl Default for Config {
             tunnel_idle_timeout: Duration::from_secs(600),
             max_client_connections: 0,
             body_size_limit: None,
+            spill_dir: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flowtap_flow::spill;
 use flowtap_proto::v1::{Connection, Flow, Header, Headers, Request, Response, StreamMode};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
@@ -110,7 +111,7 @@ impl Stream {
             return self.end(flow, step).await;
         }
         if shared.buffer_request(flow) && stream::request_mode(flow) == StreamMode::Buffer {
-            match collect(incoming, shared.config.body_size_limit).await {
+            match collect(shared, incoming, shared.config.body_size_limit).await {
                 Ok((content, trailers)) => {
                     if let Some(request) = flow.request.as_mut() {
                         request.content = Some(content);
@@ -126,6 +127,9 @@ impl Stream {
                 Err(Collect::Read(e)) => {
                     let refusal = Refusal::BadRequest(format!("reading the request body: {e}"));
                     return self.end(flow, Step::Fail(refusal)).await;
+                }
+                Err(Collect::Unheld(e)) => {
+                    return self.end(flow, Step::Fail(Refusal::unheld(&e))).await;
                 }
             }
             return match lifecycle::request(shared, flow).await {
@@ -272,7 +276,7 @@ impl Stream {
             };
             return to_hyper_response(response, incoming.map_err(BoxError::from).boxed());
         }
-        match collect(incoming, shared.config.body_size_limit).await {
+        match collect(&shared, incoming, shared.config.body_size_limit).await {
             Ok((content, trailers)) => {
                 if let Some(response) = flow.response.as_mut() {
                     response.content = Some(content);
@@ -290,6 +294,9 @@ impl Stream {
             Err(Collect::Read(e)) => {
                 let refusal = Refusal::Upstream(format!("reading the response body: {e}"));
                 return self.end(flow, Step::Fail(refusal)).await;
+            }
+            Err(Collect::Unheld(e)) => {
+                return self.end(flow, Step::Fail(Refusal::unheld(&e))).await;
             }
         }
         match lifecycle::response(&shared, flow).await {
@@ -363,41 +370,28 @@ impl Stream {
 enum Collect {
     Read(hyper::Error),
     Limit(u64),
+    /// The spill file failed.
+    Unheld(std::io::Error),
 }
 
+/// Reads a whole body (a single frame is kept as it came; a large body goes to a spill file,
+/// see `http::read_whole`), refusing one larger than `limit`.
 async fn collect(
+    shared: &Shared,
     mut incoming: Incoming,
     limit: Option<u64>,
 ) -> Result<(Bytes, Option<Headers>), Collect> {
-    // A body that arrives in one frame is kept as it came; more frames are joined in one buffer
-    // of the announced size (see `http::read_whole`).
-    let announced = incoming.size_hint().exact().unwrap_or(0).min(16 << 20);
-    let mut first: Option<Bytes> = None;
-    let mut joined = bytes::BytesMut::new();
-    let mut total = 0usize;
+    let announced = incoming.size_hint().exact().unwrap_or(0);
+    let mut content = spill::Collector::new(shared.config.spill_dir.as_deref(), announced);
     let mut trailers = None;
     while let Some(frame) = incoming.frame().await {
         let frame = frame.map_err(Collect::Read)?;
         match frame.into_data() {
             Ok(data) => {
-                total += data.len();
-                if let Some(limit) = limit.filter(|l| total as u64 > *l) {
+                if let Some(limit) = limit.filter(|l| (content.len() + data.len()) as u64 > *l) {
                     return Err(Collect::Limit(limit));
                 }
-                match first.take() {
-                    None if joined.is_empty() => first = Some(data),
-                    earlier => {
-                        if let Some(earlier) = earlier {
-                            joined.reserve(
-                                usize::try_from(announced)
-                                    .unwrap_or(0)
-                                    .max(earlier.len() + data.len()),
-                            );
-                            joined.extend_from_slice(&earlier);
-                        }
-                        joined.extend_from_slice(&data);
-                    }
-                }
+                content.push_owned(data).map_err(Collect::Unheld)?;
             }
             Err(frame) => {
                 trailers = frame.into_trailers().ok().map(|t| Headers {
@@ -406,7 +400,7 @@ async fn collect(
             }
         }
     }
-    Ok((first.unwrap_or_else(|| joined.freeze()), trailers))
+    Ok((content.finish().map_err(Collect::Unheld)?, trailers))
 }
 
 fn headers_from_map(map: &HeaderMap) -> Vec<Header> {
@@ -447,6 +441,9 @@ fn header_map(headers: &[Header]) -> HeaderMap {
 
 fn buffered_body(content: Option<Bytes>, trailers: Option<&Headers>) -> Body {
     let content = content.unwrap_or_default();
+    if spill::is_spilled(&content) {
+        return spilled_body(&content, trailers);
+    }
     match trailers {
         None => Full::new(content).map_err(|never| match never {}).boxed(),
         Some(t) => {
@@ -457,6 +454,24 @@ fn buffered_body(content: Option<Bytes>, trailers: Option<&Headers>) -> Body {
             BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
         }
     }
+}
+
+/// A body held on disk, sent in slices whose pages are given back once the next is asked for.
+fn spilled_body(content: &Bytes, trailers: Option<&Headers>) -> Body {
+    let mut sent: Option<Bytes> = None;
+    let data = spill::slices(content)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(move |slice| {
+            if let Some(earlier) = sent.replace(slice.clone()) {
+                spill::release(&earlier);
+            }
+            Ok(Frame::data(slice))
+        });
+    let trailers = trailers.map(|t| Ok(Frame::trailers(header_map(&t.fields))));
+    BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
+        data.chain(trailers),
+    )))
 }
 
 /// How a relayed body ended: its trailers, or why it broke off.

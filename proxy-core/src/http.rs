@@ -2,7 +2,8 @@
 //! it, answer the client; then the next request on the same connection. CONNECT requests are
 //! handed back to the caller (the client task), which opens the tunnel.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use flowtap_flow::spill;
 use flowtap_proto::v1::{Connection, Flow, Header, Headers, StreamMode};
 use tokio::io::AsyncWriteExt;
 
@@ -269,14 +270,14 @@ async fn http_flow(
         let body = Body::Streaming(body, ChunkFilter::request(&shared.hooks, flow));
         return forward(shared, conn, ctx, flow, body, keep_alive).await;
     }
-    match read_whole(conn, &mut body, shared.config.body_size_limit).await {
+    match read_whole(shared, conn, &mut body, shared.config.body_size_limit).await {
         Ok((content, trailers)) => {
             let request = request_mut(flow);
             request.content = Some(content);
             request.trailers = trailers.map(|fields| Headers { fields });
             request.timestamp_end = Some(flow::now());
         }
-        Err(BodyError::Limit(refusal)) => {
+        Err(BodyError::Refused(refusal)) => {
             lifecycle::failed(shared, flow, &refusal).await;
             respond::send_h1(conn, &ctx.client, &refusal).await;
             return Next::Close;
@@ -355,49 +356,42 @@ fn request_mut(flow: &mut Flow) -> &mut flowtap_proto::v1::Request {
     flow.request.get_or_insert_with(Default::default)
 }
 
-/// The most reserved ahead for a body of announced length.
-const MAX_RESERVE: u64 = 16 << 20;
-
 /// Why a body could not be read whole.
 enum BodyError {
     /// The framing broke or the connection did.
     Read(Http1Error),
-    /// The body is larger than `body_size_limit`.
-    Limit(Refusal),
+    /// The body is larger than `body_size_limit`, or could not be held (disk full).
+    Refused(Refusal),
 }
 
-/// Reads a whole body into memory, refusing one larger than `limit`.
+/// Reads a whole body (into memory, or into a spill file once it is large), refusing one larger
+/// than `limit`.
 async fn read_whole(
+    shared: &Shared,
     conn: &mut Conn<Io>,
     body: &mut BodyReader,
     limit: Option<u64>,
 ) -> Result<(Bytes, Option<Vec<Header>>), BodyError> {
-    if let (Some(limit), Framing::Length(n)) = (limit, body.framing())
-        && n > limit
-    {
-        return Err(BodyError::Limit(Refusal::over_body_size_limit(limit)));
-    }
-    // A body of known length starts in a buffer of its size (up to a bound: an announced length
-    // is not yet a body), so that it is not regrown piece by piece.
-    let mut content = match body.framing() {
-        Framing::Length(n) => {
-            BytesMut::with_capacity(usize::try_from(n.min(MAX_RESERVE)).unwrap_or(0))
-        }
-        _ => BytesMut::new(),
+    let announced = match body.framing() {
+        Framing::Length(n) => n,
+        _ => 0,
     };
-    while let Some(piece) = body.next(conn).await.map_err(BodyError::Read)? {
-        if limit.is_some_and(|l| (content.len() + piece.len()) as u64 > l) {
-            return Err(BodyError::Limit(Refusal::over_body_size_limit(
-                limit.unwrap_or_default(),
-            )));
-        }
-        if content.is_empty() && content.capacity() < piece.len() {
-            content = BytesMut::from(piece);
-        } else {
-            content.extend_from_slice(&piece);
-        }
+    if let Some(limit) = limit.filter(|l| announced > *l) {
+        return Err(BodyError::Refused(Refusal::over_body_size_limit(limit)));
     }
-    Ok((content.freeze(), body.take_trailers()))
+    let mut content = spill::Collector::new(shared.config.spill_dir.as_deref(), announced);
+    while let Some(piece) = body.next(conn).await.map_err(BodyError::Read)? {
+        if let Some(limit) = limit.filter(|l| (content.len() + piece.len()) as u64 > *l) {
+            return Err(BodyError::Refused(Refusal::over_body_size_limit(limit)));
+        }
+        content
+            .push_owned(piece)
+            .map_err(|e| BodyError::Refused(Refusal::unheld(&e)))?;
+    }
+    let content = content
+        .finish()
+        .map_err(|e| BodyError::Refused(Refusal::unheld(&e)))?;
+    Ok((content, body.take_trailers()))
 }
 
 /// Writes the flow's (buffered) response to the client and completes the flow.
@@ -670,18 +664,24 @@ async fn receive_response(
     let mut body = BodyReader::new(framing);
     let buffer = shared.buffer_response(flow) && stream::response_mode(flow) == StreamMode::Buffer;
     if buffer || framing == Framing::Empty {
-        let (content, trailers) =
-            match read_whole(&mut up.conn, &mut body, shared.config.body_size_limit).await {
-                Ok(whole) => whole,
-                Err(BodyError::Read(e)) => {
-                    let error = UpstreamError::Http(e);
-                    return upstream_failed(shared, conn, &ctx.client, flow, &error).await;
-                }
-                Err(BodyError::Limit(refusal)) => {
-                    let refusal = Refusal::Upstream(format!("response: {}", refusal.message()));
-                    return end(shared, conn, &ctx.client, flow, Step::Fail(refusal), false).await;
-                }
-            };
+        let (content, trailers) = match read_whole(
+            shared,
+            &mut up.conn,
+            &mut body,
+            shared.config.body_size_limit,
+        )
+        .await
+        {
+            Ok(whole) => whole,
+            Err(BodyError::Read(e)) => {
+                let error = UpstreamError::Http(e);
+                return upstream_failed(shared, conn, &ctx.client, flow, &error).await;
+            }
+            Err(BodyError::Refused(refusal)) => {
+                let refusal = Refusal::Upstream(format!("response: {}", refusal.message()));
+                return end(shared, conn, &ctx.client, flow, Step::Fail(refusal), false).await;
+            }
+        };
         if let Some(response) = flow.response.as_mut() {
             response.content = Some(content);
             response.trailers = trailers.map(|fields| Headers { fields });

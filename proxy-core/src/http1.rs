@@ -6,6 +6,7 @@
 //! collected only when a hook or a sink needs them.
 
 use bytes::{Bytes, BytesMut};
+use flowtap_flow::spill;
 use flowtap_proto::v1::Header;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -466,7 +467,7 @@ where
     } else if !no_body {
         // A large one is not copied behind the head: two writes.
         io.write_all(&out).await?;
-        io.write_all(content).await?;
+        write_held(io, content).await?;
     } else {
         io.write_all(&out).await?;
     }
@@ -654,11 +655,27 @@ where
     if framing == Framing::Chunked {
         let size = format!("{:x}\r\n", piece.len());
         out.write_all(size.as_bytes()).await?;
-        out.write_all(piece).await?;
+        write_held(out, piece).await?;
         out.write_all(b"\r\n").await
     } else {
-        out.write_all(piece).await
+        write_held(out, piece).await
     }
+}
+
+/// Writes body bytes. A body held on disk (`flowtap_flow::spill`) goes in slices whose pages
+/// are given back once written, so that sending it does not make it resident.
+pub(crate) async fn write_held<W>(out: &mut W, data: &[u8]) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    if !spill::is_spilled(data) {
+        return out.write_all(data).await;
+    }
+    for slice in data.chunks(spill::SLICE_BYTES) {
+        out.write_all(slice).await?;
+        spill::release(slice);
+    }
+    Ok(())
 }
 
 /// Ends a body: for chunked framing the last chunk and the trailers.

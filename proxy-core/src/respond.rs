@@ -31,6 +31,11 @@ impl Refusal {
         Refusal::BadRequest(error.to_string())
     }
 
+    /// A body could not be held (its spill file failed: disk full, confdir gone).
+    pub(crate) fn unheld(error: &std::io::Error) -> Self {
+        Refusal::Upstream(format!("the proxy could not hold the body: {error}"))
+    }
+
     /// A body larger than `body_size_limit`.
     pub(crate) fn over_body_size_limit(limit: u64) -> Self {
         Refusal::TooLarge(format!(

@@ -65,6 +65,7 @@ impl ScriptClient {
             flow: Some(flow.clone()),
             deadline_ms: u32::try_from(hook_timeout.as_millis()).unwrap_or(u32::MAX),
             observe_only: !interest.awaited,
+            chunked_bodies: Vec::new(),
         };
         // Too large to send: tonic would fail the whole session (every flow on it), so only
         // this flow fails.

@@ -37,6 +37,7 @@
 //! - `spawn`: starting a worker process of our own.
 //! - `io`: the thread that carries every session.
 //! - `call`: one hook call, from routing to the scripts' changes.
+//! - `pieces`: bodies over 1 MiB, sent before their call in pieces.
 //! - `detached`: the flows that go on without their scripts after a hook was late or the
 //!   flow too large.
 //! - `interest`: the hooks the scripts declare and each hook's failure policy.
@@ -50,6 +51,7 @@ mod interest;
 mod io;
 mod link;
 mod member;
+mod pieces;
 mod policy;
 mod pool;
 mod resolve;

@@ -16,6 +16,7 @@ use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Streaming;
 
+use crate::pieces;
 use crate::spawn::SocketFile;
 use crate::{Config, ScriptsError};
 
@@ -91,9 +92,19 @@ impl Link {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let (tx, rx) = mpsc::unbounded_channel::<CoreMessage>();
-        let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|message| (message, rx))
-        });
+        // When the next message is asked for, tonic has encoded the one before: a body piece
+        // it copied can give its pages back (a body held on disk, see flowtap_flow::spill).
+        let outbound = futures_util::stream::unfold(
+            (rx, None::<bytes::Bytes>),
+            |(mut rx, encoded)| async move {
+                let message = rx.recv().await?;
+                if let Some(encoded) = encoded {
+                    flowtap_flow::spill::release(&encoded);
+                }
+                let piece = pieces::data_of(&message);
+                Some((message, (rx, piece)))
+            },
+        );
         let handshake = async {
             let mut inbound = client
                 .session(outbound)
@@ -182,6 +193,7 @@ impl Link {
     /// Sends an awaited call; None if the worker's session ended first.
     pub(crate) async fn call(&self, mut call: HookCall) -> Option<Reply> {
         call.call_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let large = pieces::take_large(&mut call);
         let flow_id = call.flow.as_ref().map(|f| f.id.clone()).unwrap_or_default();
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(call.call_id, (flow_id, tx));
@@ -189,13 +201,22 @@ impl Link {
             lock(&self.pending).remove(&call.call_id);
             return None;
         }
-        self.send(core_message::Kind::HookCall(call));
+        self.send_call(call, large);
         rx.await.ok()
     }
 
     /// Sends a call the worker does not answer.
     pub(crate) fn observe(&self, mut call: HookCall) {
         call.call_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let large = pieces::take_large(&mut call);
+        self.send_call(call, large);
+    }
+
+    /// Sends a call after the pieces of its large bodies.
+    fn send_call(&self, call: HookCall, large: Vec<(v1::BodyKind, bytes::Bytes)>) {
+        for piece in pieces::messages(call.call_id, large) {
+            let _ = self.tx.send(piece);
+        }
         self.send(core_message::Kind::HookCall(call));
     }
 

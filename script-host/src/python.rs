@@ -1,6 +1,7 @@
 //! The embedded interpreter: start-up, the embedded package, and the thread that runs the
 //! Python runtime (`flowtap_host.main`). All PyO3 code of the crate is in this module.
 
+mod body;
 mod bridge;
 mod convert;
 mod embed;
@@ -21,6 +22,8 @@ use crate::codecs::python_module;
 use crate::worker::Worker;
 use crate::{Config, ScriptHostError};
 use flowio::python_module as flowio_module;
+
+pub(crate) use body::Body;
 
 /// Starts the interpreter (once per process) and the runtime on a dedicated thread.
 pub(crate) fn start(config: &Config, worker: &Arc<Worker>) -> Result<(), ScriptHostError> {

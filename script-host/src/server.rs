@@ -9,17 +9,19 @@
 //! itself ([`Worker::ends_with_done`]): then Done runs the scripts' `done` hooks and ends the
 //! worker.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use flowtap_proto::v1::{
-    CoreMessage, ProtocolVersion, WorkerMessage, core_message, script_host_server::ScriptHost,
-    script_host_server::ScriptHostServer,
+    self, CoreMessage, ProtocolVersion, WorkerMessage, core_message,
+    script_host_server::ScriptHost, script_host_server::ScriptHostServer,
 };
 use tokio_stream::Stream;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::python::Body;
 use crate::worker::{Event, Worker};
 
 /// The largest message a session takes or sends (the proxy's limit too). A hook reply that
@@ -63,9 +65,10 @@ impl ScriptHost for ScriptHostService {
         };
         let worker = Arc::clone(&self.worker);
         tokio::spawn(async move {
+            let mut pieces = Pieces::default();
             loop {
                 match inbound.message().await {
-                    Ok(Some(message)) => match dispatch(&worker, session, message) {
+                    Ok(Some(message)) => match dispatch(&worker, session, &mut pieces, message) {
                         Ok(Next::Read) => {}
                         Ok(Next::Close) => break,
                         Err(status) => {
@@ -94,7 +97,68 @@ enum Next {
     Close,
 }
 
-fn dispatch(worker: &Worker, session: u64, message: CoreMessage) -> Result<Next, Status> {
+/// The bodies of hook calls arriving in pieces (`CallBody`), by call and kind, until their call.
+#[derive(Default)]
+struct Pieces {
+    bodies: HashMap<(u64, i32), Body>,
+}
+
+/// The most calls with bodies in pieces under way at once on one session (the core sends a
+/// call's pieces right before it, so there is one at a time from a well-behaved core).
+const MAX_CALLS_IN_PIECES: usize = 64;
+
+impl Pieces {
+    fn add(&mut self, piece: v1::CallBody) -> Result<(), Status> {
+        let key = (piece.call_id, piece.kind);
+        if !self.bodies.contains_key(&key) {
+            if self.bodies.len() >= MAX_CALLS_IN_PIECES {
+                return Err(Status::resource_exhausted(
+                    "too many hook-call bodies under way in pieces",
+                ));
+            }
+            let body = Body::allocate(piece.total).map_err(Status::invalid_argument)?;
+            self.bodies.insert(key, body);
+        }
+        let body = self
+            .bodies
+            .get_mut(&key)
+            .expect("inserted above when it was missing");
+        if body.total() != piece.total {
+            return Err(Status::invalid_argument(
+                "the pieces of one body announce different lengths",
+            ));
+        }
+        body.write(&piece.data).map_err(Status::invalid_argument)
+    }
+
+    /// The whole bodies `call` lists as sent in pieces.
+    fn take(&mut self, call: &v1::HookCall) -> Result<Vec<(v1::BodyKind, Body)>, Status> {
+        let mut bodies = Vec::with_capacity(call.chunked_bodies.len());
+        for &kind in &call.chunked_bodies {
+            let body = self
+                .bodies
+                .remove(&(call.call_id, kind))
+                .filter(Body::is_complete)
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "hook call {}: a body listed as sent in pieces did not arrive whole",
+                        call.call_id
+                    ))
+                })?;
+            let kind = v1::BodyKind::try_from(kind)
+                .map_err(|_| Status::invalid_argument("unknown body kind"))?;
+            bodies.push((kind, body));
+        }
+        Ok(bodies)
+    }
+}
+
+fn dispatch(
+    worker: &Worker,
+    session: u64,
+    pieces: &mut Pieces,
+    message: CoreMessage,
+) -> Result<Next, Status> {
     use core_message::Kind;
     let Some(kind) = message.kind else {
         return Err(Status::invalid_argument("empty CoreMessage"));
@@ -114,8 +178,13 @@ fn dispatch(worker: &Worker, session: u64, message: CoreMessage) -> Result<Next,
             }
         }
         Kind::Running(_) => Event::Running { session },
+        Kind::CallBody(piece) => {
+            pieces.add(piece)?;
+            return Ok(Next::Read);
+        }
         Kind::HookCall(call) => Event::Hook {
             session,
+            bodies: pieces.take(&call)?,
             call: Box::new(call),
         },
         Kind::Configure(configure) => Event::Configure {

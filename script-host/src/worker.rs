@@ -29,7 +29,7 @@ pub(crate) use inbox::{Taken, is_barrier};
 
 /// An event for the Python runtime.
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     /// A session said Hello.
     Hello {
         /// The session.
@@ -50,6 +50,8 @@ pub enum Event {
         session: u64,
         /// The call.
         call: Box<v1::HookCall>,
+        /// The call's bodies that came in pieces (their content in the call's flow is absent).
+        bodies: Vec<(v1::BodyKind, crate::python::Body)>,
     },
     /// Options changed.
     Configure {
@@ -178,7 +180,7 @@ impl Worker {
     }
 
     /// Hands an event to Python (see [`inbox`]).
-    pub fn submit(&self, event: Event) {
+    pub(crate) fn submit(&self, event: Event) {
         self.inbox.submit(event);
     }
 

@@ -180,18 +180,7 @@ impl Flowtap {
 
     /// The process's peak resident set size in bytes (VmHWM).
     pub fn peak_rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc/PID/status");
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .expect("a VmHWM line");
-        let kib: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .expect("VmHWM in kB");
-        kib * 1024
+        peak_rss_of(self.pid())
     }
 
     pub fn confdir(&self) -> &Path {
@@ -204,6 +193,23 @@ impl Drop for Flowtap {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A process's peak resident set size in bytes (VmHWM).
+#[allow(dead_code)]
+pub fn peak_rss_of(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("a VmHWM line");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("VmHWM in kB");
+    kib * 1024
 }
 
 /// Waits (bounded) until something accepts connections on `addr`.

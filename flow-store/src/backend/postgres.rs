@@ -212,6 +212,9 @@ async fn write_part(
         transaction
             .execute(INSERT_CHUNKS, &[&chunk_ids, &kinds, &parts, &data])
             .await?;
+        // Sent: a body held on disk gives its pages back (flowtap_flow::spill).
+        data.iter()
+            .for_each(|chunk| flowtap_flow::spill::release(chunk));
     }
     if !rows.is_empty() {
         if !*numbering {

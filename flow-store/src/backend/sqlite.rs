@@ -236,6 +236,8 @@ fn apply(connection: &Connection, op: &WriteOp) -> Result<u64, StoreError> {
             connection
                 .prepare_cached("INSERT OR REPLACE INTO bodies (flow_id, kind, part, data) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![id, *kind as i32, part, &data[..]])?;
+            // Written: a body held on disk gives its pages back (flowtap_flow::spill).
+            flowtap_flow::spill::release(data);
         }
         WriteOp::Finish(row) => insert_row(connection, row)?,
     }

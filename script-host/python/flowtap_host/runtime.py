@@ -72,6 +72,33 @@ RUNNING_WAIT = 5.0
 NOT_SENT = frozenset({"configure", "running", "done", "update", "add_log", "tick", "load"})
 
 
+# Bodies over this size are not kept in a flow between its hook calls (see `_forget_large_bodies`):
+# the proxy sends them in pieces of this size.
+LARGE_BODY_BYTES = 1024 * 1024
+
+
+def _forget_large_bodies(flow):
+    """Drops the request and response bodies over `LARGE_BODY_BYTES` from a flow kept for its
+    next hook call. Every call that needs a body brings it again, so keeping the old one would
+    only hold a large body twice while the next call's copy arrives (a 200 MiB upload cost the
+    worker 400 MiB). A script that reads such a body outside its hooks sees None."""
+    for name in ("request", "response"):
+        attrs = flow.__dict__
+        state_name, part_name = "_part_state_" + name, "_part_" + name
+        state = attrs.get(state_name)
+        if state is not None:
+            content = state.get("content")
+            if content is not None and len(content) > LARGE_BODY_BYTES:
+                slim = dict(state.items())
+                slim["content"] = None
+                attrs[state_name] = slim
+            continue
+        message = attrs.get(part_name)
+        content = getattr(message, "_raw_content", None)
+        if content is not None and len(content) > LARGE_BODY_BYTES:
+            message._raw_content = None
+
+
 class Call:
     """One hook call from the proxy, from arrival to reply."""
 
@@ -681,6 +708,8 @@ class Host:
         else:
             verdict, state = self._flow_outcome(call)
         self._reply(call, verdict, state, errors)
+        if call.hook not in CONNECTION_HOOKS and self.flows.get(call.key) is call.flow:
+            _forget_large_bodies(call.flow)
 
     def _connection_outcome(self, call):
         client, server = call.flow

@@ -107,7 +107,11 @@ impl Bridge {
             Event::ControlResult { session, result } => {
                 ("control_result", session, result.control_id, result.error).into_pyobject(py)
             }
-            Event::Hook { session, call } => self.hook_to_py(py, session, call),
+            Event::Hook {
+                session,
+                call,
+                bodies,
+            } => self.hook_to_py(py, session, call, bodies),
         }
     }
 
@@ -116,6 +120,7 @@ impl Bridge {
         py: Python<'py>,
         session: u64,
         call: Box<v1::HookCall>,
+        bodies: Vec<(v1::BodyKind, super::Body)>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let call = *call;
         let hook = call.hook();
@@ -124,7 +129,7 @@ impl Bridge {
         let (state, connection_subject) = if is_connection_hook(hook) {
             (parts::connection_subject_to_py(py, &flow)?, Some(flow))
         } else {
-            (parts::flow_to_py(py, flow)?, None)
+            (parts::flow_to_py(py, flow, bodies)?, None)
         };
         if !call.observe_only {
             self.worker.lock_pending().insert(

@@ -39,20 +39,30 @@ pub(super) enum Part {
 #[pyclass(module = "flowtap_host", frozen)]
 pub(super) struct PartState {
     part: Part,
+    /// An HTTP message's body that came in pieces (the message's own `content` is then absent):
+    /// the dict's `content` is this very object.
+    content: Option<Py<PyBytes>>,
     state: PyOnceLock<Py<PyDict>>,
 }
 
 impl PartState {
-    fn new(part: Part) -> Self {
+    fn new(part: Part, content: Option<Py<PyBytes>>) -> Self {
         Self {
             part,
+            content,
             state: PyOnceLock::new(),
         }
     }
 
     fn dict<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, PyDict>> {
         self.state
-            .get_or_try_init(py, || part_to_py(py, &self.part).map(Bound::unbind))
+            .get_or_try_init(py, || {
+                let dict = part_to_py(py, &self.part)?;
+                if let Some(content) = &self.content {
+                    dict.set_item(intern!(py, "content"), content.bind(py))?;
+                }
+                Ok(dict.unbind())
+            })
             .map(|dict| dict.bind(py))
     }
 }
@@ -125,7 +135,13 @@ impl PartState {
         op: CompareOp,
     ) -> PyResult<Py<PyAny>> {
         let equal = if let Ok(other) = other.cast::<PartState>() {
-            self.part == other.get().part
+            let other = other.get();
+            let same_content = match (&self.content, &other.content) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.bind(py).as_bytes() == b.bind(py).as_bytes(),
+                _ => false,
+            };
+            self.part == other.part && same_content
         } else if other.is_instance_of::<PyDict>() {
             self.dict(py)?.as_any().eq(other)?
         } else {
@@ -188,7 +204,21 @@ fn part_to_py<'py>(py: Python<'py>, part: &Part) -> PyResult<Bound<'py, PyDict>>
 
 /// The state dict of a flow for a flow hook, with `live` added (mitmproxy's state lacks it).
 /// Its connections and HTTP messages are [`PartState`]s.
-pub(super) fn flow_to_py(py: Python<'_>, mut flow: Flow) -> PyResult<Bound<'_, PyDict>> {
+/// `bodies` are the call's bodies that came in pieces.
+pub(super) fn flow_to_py(
+    py: Python<'_>,
+    mut flow: Flow,
+    bodies: Vec<(v1::BodyKind, super::Body)>,
+) -> PyResult<Bound<'_, PyDict>> {
+    let mut request_body = None;
+    let mut response_body = None;
+    for (kind, body) in bodies {
+        match kind {
+            v1::BodyKind::Request => request_body = Some(body.into_bytes()),
+            v1::BodyKind::Response => response_body = Some(body.into_bytes()),
+            v1::BodyKind::Unspecified => {}
+        }
+    }
     let d = PyDict::new(py);
     d.set_item(intern!(py, "version"), state::FLOW_FORMAT_VERSION)?;
     d.set_item(intern!(py, "type"), &flow.r#type)?;
@@ -200,8 +230,14 @@ pub(super) fn flow_to_py(py: Python<'_>, mut flow: Flow) -> PyResult<Bound<'_, P
     d.set_item(intern!(py, "error"), error)?;
     let client = flow.client_conn.take().unwrap_or_default();
     let server = flow.server_conn.take().unwrap_or_default();
-    d.set_item(intern!(py, "client_conn"), lazy(py, Part::Client(client))?)?;
-    d.set_item(intern!(py, "server_conn"), lazy(py, Part::Server(server))?)?;
+    d.set_item(
+        intern!(py, "client_conn"),
+        lazy(py, Part::Client(client), None)?,
+    )?;
+    d.set_item(
+        intern!(py, "server_conn"),
+        lazy(py, Part::Server(server), None)?,
+    )?;
     d.set_item(intern!(py, "intercepted"), flow.intercepted)?;
     d.set_item(intern!(py, "is_replay"), &flow.is_replay)?;
     d.set_item(intern!(py, "marked"), &flow.marked)?;
@@ -225,9 +261,10 @@ pub(super) fn flow_to_py(py: Python<'_>, mut flow: Flow) -> PyResult<Bound<'_, P
         "dns" => dns_to_py(py, &d, &mut flow)?,
         _ => {
             let request = flow.request.take().unwrap_or_default();
-            d.set_item(intern!(py, "request"), lazy(py, Part::Request(request))?)?;
+            let request = lazy(py, Part::Request(request), request_body)?;
+            d.set_item(intern!(py, "request"), request)?;
             let response = match flow.response.take() {
-                Some(response) => lazy(py, Part::Response(response))?.into_any(),
+                Some(response) => lazy(py, Part::Response(response), response_body)?.into_any(),
                 None => py.None().into_bound(py),
             };
             d.set_item(intern!(py, "response"), response)?;
@@ -242,8 +279,12 @@ pub(super) fn flow_to_py(py: Python<'_>, mut flow: Flow) -> PyResult<Bound<'_, P
     Ok(d)
 }
 
-fn lazy(py: Python<'_>, part: Part) -> PyResult<Bound<'_, PartState>> {
-    Bound::new(py, PartState::new(part))
+fn lazy(
+    py: Python<'_>,
+    part: Part,
+    content: Option<Py<PyBytes>>,
+) -> PyResult<Bound<'_, PartState>> {
+    Bound::new(py, PartState::new(part, content))
 }
 
 /// A DNS flow's `request` and `response`, through the flow-file state (not a hot path).
@@ -614,7 +655,7 @@ pub(super) mod tests {
             }
             let full = convert::value_to_py(py, &full).expect("converts");
             let full = full.cast::<PyDict>().expect("a dict");
-            let lazy = flow_to_py(py, flow).expect("converts");
+            let lazy = flow_to_py(py, flow, Vec::new()).expect("converts");
             assert_eq!(lazy.len(), full.len());
             for (key, value) in lazy.iter() {
                 let expected = full.get_item(&key).expect("get").expect("same keys");
@@ -678,7 +719,7 @@ pub(super) mod tests {
     fn parts_sent_back_unread_are_the_parts_sent_without_bodies() {
         Python::attach(|py| {
             let flow = http_flow();
-            let state = flow_to_py(py, flow.clone()).expect("converts");
+            let state = flow_to_py(py, flow.clone(), Vec::new()).expect("converts");
             state.set_item("comment", "changed").expect("set");
             let back = convert::flow_from_py(state.as_any(), true).expect("parses");
             assert_eq!(back.comment, "changed");
@@ -700,7 +741,7 @@ pub(super) mod tests {
     #[test]
     fn a_part_is_a_mapping_equal_to_its_state() {
         Python::attach(|py| {
-            let state = flow_to_py(py, http_flow()).expect("converts");
+            let state = flow_to_py(py, http_flow(), Vec::new()).expect("converts");
             let request = state.get_item("request").expect("get").expect("request");
             let dict = request.call_method0("state").expect("state");
             assert!(request.eq(&dict).expect("compares"));

@@ -319,7 +319,7 @@ mod tests {
     fn left_out_and_unread_parts() {
         Python::attach(|py| {
             let flow = http_flow();
-            let state = parts::flow_to_py(py, flow.clone()).expect("converts");
+            let state = parts::flow_to_py(py, flow.clone(), Vec::new()).expect("converts");
             state.set_item("client_conn", py.None()).expect("set");
             state.set_item("request", py.None()).expect("set");
             state

@@ -262,6 +262,7 @@ impl Session {
             flow: Some(flow),
             deadline_ms,
             observe_only: false,
+            chunked_bodies: Vec::new(),
         }))
         .await;
         call_id
