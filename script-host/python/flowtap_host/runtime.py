@@ -248,31 +248,37 @@ class Host:
             got = self.bridge.wait_one()
             if got is None:
                 return
-            seq, after, item = got
-            # An observed call (or one that never reached Python as a call) holds the calls
-            # after it until `Order` admitted it; so does Running (its hooks start first).
-            observed = (item[0] in ("hook", "error") and bool(item[-1])) or item[0] == "running"
-            call = None
-            try:
-                if item[0] == "hook":
-                    call = Call(*item[1:])
-                    call.seq = seq
-                else:
-                    self._take(item)
-                    if observed:
-                        call = Lost(seq, True)
-            except Exception:
-                log.exception("script host: failed to take %s", item[0])
-                call = Lost(seq, observed)
-            if call is None:
-                continue
-            with self._qlock:
-                started = self._order.arrive(call, after)
-            if not started:
-                continue
-            for other in started[1:]:
-                self.executor.submit(self._drive, other)
-            self._drive(started[0])
+            self._arrived(*got)
+            # Nothing of the event stays referenced while this thread waits for the next (it
+            # may read the next call's bodies meanwhile: a large body must not be held twice).
+            got = None
+
+    def _arrived(self, seq, after, item):
+        """One event from the proxy (see `_dispatcher`)."""
+        # An observed call (or one that never reached Python as a call) holds the calls
+        # after it until `Order` admitted it; so does Running (its hooks start first).
+        observed = (item[0] in ("hook", "error") and bool(item[-1])) or item[0] == "running"
+        call = None
+        try:
+            if item[0] == "hook":
+                call = Call(*item[1:])
+                call.seq = seq
+            else:
+                self._take(item)
+                if observed:
+                    call = Lost(seq, True)
+        except Exception:
+            log.exception("script host: failed to take %s", item[0])
+            call = Lost(seq, observed)
+        if call is None:
+            return
+        with self._qlock:
+            started = self._order.arrive(call, after)
+        if not started:
+            return
+        for other in started[1:]:
+            self.executor.submit(self._drive, other)
+        self._drive(started[0])
 
     def _take(self, item):
         """Handles an event that is no hook call."""
@@ -710,6 +716,8 @@ class Host:
         self._reply(call, verdict, state, errors)
         if call.hook not in CONNECTION_HOOKS and self.flows.get(call.key) is call.flow:
             _forget_large_bodies(call.flow)
+        # The call is answered: its states (and the bodies in them) are not needed any more.
+        call.state = call.before = None
 
     def _connection_outcome(self, call):
         client, server = call.flow
