@@ -138,7 +138,12 @@ impl Encoder for Encoded {
     fn encode(&mut self, item: Part, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         match item {
             Part::Encoded(bytes) => dst.put(bytes),
-            Part::Body(chunk) => part(flow_part::Kind::Body(chunk)).encode_raw(dst),
+            Part::Body(chunk) => {
+                let data = chunk.data.clone();
+                part(flow_part::Kind::Body(chunk)).encode_raw(dst);
+                // Copied into the stream: a body held on disk gives its pages back.
+                flowtap_flow::spill::release(&data);
+            }
         }
         Ok(())
     }
