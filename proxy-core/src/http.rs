@@ -849,13 +849,7 @@ async fn relay_upgraded(
     client: &mut Conn<Io>,
     server: &mut Conn<Io>,
 ) {
-    let copied = async {
-        let pending = server.buf.split();
-        client.io.write_all(&pending).await?;
-        let pending = client.buf.split();
-        server.io.write_all(&pending).await?;
-        tokio::io::copy_bidirectional(&mut client.io, &mut server.io).await
-    };
+    let copied = crate::http1::splice(client, server);
     if idle_bounded(activity, shared.config.tunnel_idle_timeout, copied)
         .await
         .is_none()

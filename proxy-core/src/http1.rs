@@ -474,6 +474,22 @@ where
     io.flush().await
 }
 
+/// Relays bytes both ways between two connections until both sides closed: first what each
+/// read past what was parsed (it belongs to the other side), then whatever arrives. The one
+/// byte relay of tunnels to ignored hosts, upgraded connections, and WebSocket and TCP flows
+/// that are not inspected; callers bound it (idle deadline, kill).
+pub(crate) async fn splice<A, B>(a: &mut Conn<A>, b: &mut Conn<B>) -> std::io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let pending = b.buf.split();
+    a.io.write_all(&pending).await?;
+    let pending = a.buf.split();
+    b.io.write_all(&pending).await?;
+    tokio::io::copy_bidirectional(&mut a.io, &mut b.io).await
+}
+
 /// A body being read from a connection, chunk by chunk.
 pub(crate) struct BodyReader {
     framing: Framing,

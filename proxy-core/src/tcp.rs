@@ -110,11 +110,7 @@ async fn relay_bytes(
     flow: &mut Flow,
     kill: Option<&Killed>,
 ) {
-    let copied = async {
-        let pending = client.buf.split();
-        server.io.write_all(&pending).await?;
-        tokio::io::copy_bidirectional(&mut client.io, &mut server.io).await
-    };
+    let copied = crate::http1::splice(client, server);
     tokio::select! {
         copied = copied => if let Err(e) = copied {
             flow::set_error(flow, e.to_string());

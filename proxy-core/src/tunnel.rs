@@ -433,11 +433,9 @@ async fn connect_tcp(
 
 /// Relays bytes both ways until either side closes or the tunnel idles past
 /// `tunnel_idle_timeout` (ignored hosts).
-async fn relay(shared: &Shared, activity: &Activity, mut conn: Conn<Io>, mut server: TcpStream) {
-    if !conn.buf.is_empty() && server.write_all(&conn.buf.split()).await.is_err() {
-        return;
-    }
-    let copied = tokio::io::copy_bidirectional(&mut conn.io, &mut server);
+async fn relay(shared: &Shared, activity: &Activity, mut conn: Conn<Io>, server: TcpStream) {
+    let mut server = Conn::with_buffer(server, bytes::BytesMut::new());
+    let copied = crate::http1::splice(&mut conn, &mut server);
     if idle_bounded(activity, shared.config.tunnel_idle_timeout, copied)
         .await
         .is_none()

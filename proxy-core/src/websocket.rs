@@ -139,14 +139,8 @@ async fn relay_bytes(
     flow: &mut Flow,
     kill: Option<&Killed>,
 ) {
-    let copied = async {
-        // Bytes already read past the handshake belong to the other side.
-        let pending = server.buf.split();
-        client.io.write_all(&pending).await?;
-        let pending = client.buf.split();
-        server.io.write_all(&pending).await?;
-        tokio::io::copy_bidirectional(&mut client.io, &mut server.io).await
-    };
+    // Bytes already read past the handshake belong to the other side: splice sends them first.
+    let copied = crate::http1::splice(client, server);
     tokio::select! {
         _ = copied => {}
         () = live::killed(kill) => flow::set_error(flow, KILLED_MESSAGE),
