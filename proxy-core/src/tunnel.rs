@@ -146,6 +146,7 @@ async fn open_tunnel(
             tls: false,
             host,
             port,
+            via: None,
         };
         ctx.owned.push(Upstream {
             conn: Conn::new(Box::new(tcp)),
@@ -414,7 +415,7 @@ async fn connect_tcp(
             reason,
         });
     }
-    match shared.connector.tunnel(host, port, server).await {
+    match shared.connector.tunnel(host, port, None, server).await {
         Ok(tcp) => {
             shared
                 .connection_hook(Hook::ServerConnected, client, Some(server))
@@ -573,6 +574,7 @@ async fn intercept_tls(
         tls: true,
         host: target.host.clone(),
         port: target.port,
+        via: None,
     };
     if h2 {
         crate::h2::serve(shared, conn, ctx, Box::new(upstream), server, target).await;

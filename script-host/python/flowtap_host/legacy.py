@@ -5,13 +5,15 @@ attributes and semantics (its request and response are `legacy_http` views); `co
 `ScriptContext`. Modern hooks (`def request(flow)`) get today's objects untouched.
 """
 
+import collections
 import io
 import logging
 import sys
 import urllib.parse
 
-from mitmproxy import flowfilter, http
+from mitmproxy import connection, flowfilter, http
 from mitmproxy import log as mlog
+from mitmproxy.proxy import mode_specs
 from netlib.tcp import Address
 
 from .legacy_http import LegacyBytes, OldRequest, OldResponse, to_bytes, unwrap
@@ -31,6 +33,9 @@ class ScriptContext:
         # Ids of flows this script replayed: their `request` hook is not called again, as
         # 0.13-0.18 sent a script's own replay once (see `skip_own_replay`).
         self.replayed = set()
+        # The next proxy `flow.live.change_server(..., persistent_change=True)` chose, by client
+        # connection id: later flows of that connection go there too (see `LiveConnection`).
+        self.upstream_by_client = collections.OrderedDict()
 
     def log(self, message, level="info"):
         self._logger.log(mlog.LEVELS.get(level, logging.INFO), message)
@@ -150,10 +155,11 @@ class _TlsConnection:
 
 class OldFlow:
     """An HTTP flow as 0.11-0.18 scripts used it: old request/response views, `reply(...)`,
-    `match(...)`, connections with the old names; everything else is today's flow."""
+    `match(...)`, connections with the old names, `live`; everything else is today's flow."""
 
-    def __init__(self, flow):
+    def __init__(self, flow, context=None):
         object.__setattr__(self, "_flow", flow)
+        object.__setattr__(self, "_context", context)
 
     @property
     def modern(self):
@@ -188,6 +194,12 @@ class OldFlow:
         return OldConn(self._flow.client_conn) if self._flow.client_conn else None
 
     @property
+    def live(self):
+        """0.11-0.15's `flow.live`: the live connection while the flow is under way (a
+        `LiveConnection`), else None."""
+        return LiveConnection(self._flow, self._context) if self._flow.live else None
+
+    @property
     def server_conn(self):
         return OldConn(self._flow.server_conn) if self._flow.server_conn else None
 
@@ -209,7 +221,7 @@ class OldFlow:
         return bool(spec(self._flow))
 
     def copy(self):
-        return OldFlow(self._flow.copy())
+        return OldFlow(self._flow.copy(), self._context)
 
     def __repr__(self):
         return repr(self._flow)
@@ -219,11 +231,143 @@ class OldFlow:
 KILL = "KILL"
 
 
-def old_arg(value):
+def old_arg(value, context=None):
     """What an old-API hook receives for today's `value` (an HTTP flow gets its view)."""
     if isinstance(value, http.HTTPFlow):
-        return OldFlow(value)
+        return OldFlow(value, context)
     return value
+
+
+# How many client connections' persistent upstream choices a script context remembers.
+_PERSISTENT_LIMIT = 4096
+
+
+def _upstream_mode(flow):
+    """The listener's `UpstreamMode` when the flow came through one, else None."""
+    client = getattr(flow, "client_conn", None)
+    mode = getattr(client, "proxy_mode", None)
+    return mode if isinstance(mode, mode_specs.UpstreamMode) else None
+
+
+def _set_via(flow, address):
+    """`flow.server_conn.via = ("http", address)`; a server connection already open is
+    replaced by a new one to the same address (an open one cannot change its way), as
+    mitmproxy 12's own `change_upstream_proxy.py` does."""
+    server = flow.server_conn
+    if server is None or server.state == connection.ConnectionState.OPEN:
+        flow.server_conn = connection.Server(address=server.address if server else None)
+    flow.server_conn.via = ("http", tuple(address))
+
+
+class LiveConnection:
+    """0.11-0.15's `flow.live`: the old proxy's connection handler, as far as scripts used it
+    to choose the upstream proxy of upstream mode.
+
+    The old proxy held one server connection per client connection and let the script swap
+    it; flowtap sets the flow's `server_conn.via` (mitmproxy 12's way to choose the next
+    proxy per flow), and the proxy sends the request there: in absolute form for plain HTTP,
+    through a CONNECT and TLS for HTTPS. Outside upstream mode the old proxy replaced the
+    script's choice by the request's own server right after the `request` hook, so there it
+    changes nothing here either.
+    """
+
+    def __init__(self, flow, context):
+        self._flow = flow
+        self._context = context
+        self.c = _ConnectionHandler(flow)
+
+    def _current(self):
+        """The server the flow's connection goes to: a chosen next proxy, upstream mode's,
+        else the server itself."""
+        via = getattr(self._flow.server_conn, "via", None)
+        if via:
+            return tuple(via[1])
+        mode = _upstream_mode(self._flow)
+        if mode is not None:
+            return tuple(mode.address)
+        address = getattr(self._flow.server_conn, "address", None)
+        return tuple(address) if address else None
+
+    def change_server(self, address, ssl=None, sni=None, force=False, persistent_change=False):
+        """0.11-0.13: "change the server connection to `address`"; True when that is a new
+        connection. In upstream mode the flow then goes through the proxy at `address`, and
+        with `persistent_change` so do the later flows of the same client connection (the
+        old proxy kept the swapped connection; without it, it restored the old one after the
+        flow)."""
+        address = tuple(Address(address))
+        changed = force or address != self._current()
+        if _upstream_mode(self._flow) is not None:
+            _set_via(self._flow, address)
+            if persistent_change:
+                self._remember(address)
+        return changed
+
+    def change_upstream_proxy_server(self, address):
+        """0.15: the upstream proxy for this client connection's plain-HTTP requests. The
+        0.15 proxy changed nothing for a request inside a CONNECT tunnel (its TLS layer put
+        the tunnel's own server back before connecting), nor outside upstream mode."""
+        address = tuple(Address(address))
+        if _upstream_mode(self._flow) is None or self._flow.request.scheme != "http":
+            return None
+        if address != self._current():
+            _set_via(self._flow, address)
+            self._remember(address)
+        return None
+
+    def restore_server(self):
+        """Undoes a change that was not persistent: the flow goes the listener's way."""
+        if getattr(self._flow.server_conn, "via", None):
+            _set_via_none(self._flow)
+
+    def _remember(self, address):
+        client = getattr(self._flow.client_conn, "id", None)
+        if self._context is None or client is None:
+            return
+        chosen = self._context.upstream_by_client
+        chosen[client] = address
+        chosen.move_to_end(client)
+        while len(chosen) > _PERSISTENT_LIMIT:
+            chosen.popitem(last=False)
+
+
+def _set_via_none(flow):
+    server = flow.server_conn
+    if server.state == connection.ConnectionState.OPEN:
+        flow.server_conn = connection.Server(address=server.address)
+    else:
+        server.via = None
+
+
+def persistent_upstream(context, flow):
+    """Before an old `request` hook: a flow of a client connection whose next proxy a script
+    changed persistently goes there too, unless something chose already."""
+    client = getattr(getattr(flow, "client_conn", None), "id", None)
+    address = context.upstream_by_client.get(client) if client is not None else None
+    if address is not None and not getattr(flow.server_conn, "via", None):
+        _set_via(flow, address)
+
+
+class _ConnectionHandler:
+    """`flow.live.c`, the old `ConnectionHandler`: its connections, and TLS to the server as a
+    request that flowtap fulfils itself."""
+
+    def __init__(self, flow):
+        self._flow = flow
+
+    @property
+    def client_conn(self):
+        return OldConn(self._flow.client_conn)
+
+    @property
+    def server_conn(self):
+        return OldConn(self._flow.server_conn)
+
+    def establish_ssl(self, client=False, server=False, sni=None):
+        """After `send_connect_request`: TLS to the server through the tunnel. flowtap makes
+        the tunnel and its TLS itself for an https flow whose `via` is set: nothing to do."""
+
+    def log(self, message, level="info"):
+        logging.getLogger("flowtap.script").log(mlog.LEVELS.get(level, logging.INFO), message)
 
 
 def skip_own_replay(context, flow):

@@ -271,10 +271,13 @@ class Script:
             )
         if old and name == "request":
             def unless_own_replay(flow):
-                return None if legacy.skip_own_replay(ctx, flow) else (ctx, legacy.old_arg(flow))
+                if legacy.skip_own_replay(ctx, flow):
+                    return None
+                legacy.persistent_upstream(ctx, flow)
+                return ctx, legacy.old_arg(flow, ctx)
             return name, _adapt_filtered(fn, unless_own_replay)
         if old:
-            return name, _adapt(fn, lambda arg: (ctx, legacy.old_arg(arg)))
+            return name, _adapt(fn, lambda arg: (ctx, legacy.old_arg(arg, ctx)))
         return name, fn
 
     def hook_names(self):
