@@ -242,7 +242,7 @@ def old_arg(value, context=None):
 _PERSISTENT_LIMIT = 4096
 
 
-def _upstream_mode(flow):
+def upstream_mode(flow):
     """The listener's `UpstreamMode` when the flow came through one, else None."""
     client = getattr(flow, "client_conn", None)
     mode = getattr(client, "proxy_mode", None)
@@ -282,7 +282,7 @@ class LiveConnection:
         via = getattr(self._flow.server_conn, "via", None)
         if via:
             return tuple(via[1])
-        mode = _upstream_mode(self._flow)
+        mode = upstream_mode(self._flow)
         if mode is not None:
             return tuple(mode.address)
         address = getattr(self._flow.server_conn, "address", None)
@@ -296,7 +296,7 @@ class LiveConnection:
         flow)."""
         address = tuple(Address(address))
         changed = force or address != self._current()
-        if _upstream_mode(self._flow) is not None:
+        if upstream_mode(self._flow) is not None:
             _set_via(self._flow, address)
             if persistent_change:
                 self._remember(address)
@@ -307,7 +307,7 @@ class LiveConnection:
         0.15 proxy changed nothing for a request inside a CONNECT tunnel (its TLS layer put
         the tunnel's own server back before connecting), nor outside upstream mode."""
         address = tuple(Address(address))
-        if _upstream_mode(self._flow) is None or self._flow.request.scheme != "http":
+        if upstream_mode(self._flow) is None or self._flow.request.scheme != "http":
             return None
         if address != self._current():
             _set_via(self._flow, address)
