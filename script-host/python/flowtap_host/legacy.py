@@ -10,13 +10,18 @@ import io
 import logging
 import sys
 import urllib.parse
+import weakref
 
 from mitmproxy import connection, flowfilter, http
 from mitmproxy import log as mlog
 from mitmproxy.proxy import mode_specs
 from netlib.tcp import Address
 
-from .legacy_http import LegacyBytes, OldRequest, OldResponse, to_bytes, unwrap
+from .legacy_http import (LegacyBytes, OldRequest, OldResponse, assemble_response, to_bytes,
+                          unwrap)
+
+# Flows whose upgraded connection a script handed to `TcpRelay` (0.11-0.13's `TCPHandler`).
+_HANDED_OVER = weakref.WeakSet()
 
 
 class ScriptContext:
@@ -102,8 +107,23 @@ def is_websocket_handshake(flow):
 class OldConn:
     """A client or server connection as 0.13-0.18 scripts used it."""
 
-    def __init__(self, conn):
+    def __init__(self, conn, flow=None):
         object.__setattr__(self, "_conn", conn)
+        object.__setattr__(self, "_flow", flow)
+
+    def send(self, data):
+        """0.11-0.13 wrote bytes straight to the connection. flowtap writes to connections
+        itself; adapted is the one use the examples made of it: a script sending the flow's
+        own upgrade answer (`flow.response.assemble()`, a 101) to the client before handing
+        the connection to `TCPHandler`. The proxy sends that answer itself."""
+        flow = self._flow
+        response = getattr(flow, "response", None)
+        if (flow is not None and response is not None and response.status_code == 101
+                and flow.client_conn is self._conn and to_bytes(data) == assemble_response(response)):
+            return
+        raise NotImplementedError(
+            "flowtap: writing bytes to a connection (conn.send) is not adapted, except a 101 "
+            "response sent before TCPHandler(flow.live.c).handle_messages()")
 
     @property
     def modern(self):
@@ -191,7 +211,7 @@ class OldFlow:
 
     @property
     def client_conn(self):
-        return OldConn(self._flow.client_conn) if self._flow.client_conn else None
+        return OldConn(self._flow.client_conn, self._flow) if self._flow.client_conn else None
 
     @property
     def live(self):
@@ -209,7 +229,9 @@ class OldFlow:
         value = unwrap(value)
         if isinstance(value, http.Response):
             self._flow.response = value
-        elif value is KILL:
+        elif value is KILL and self._flow not in _HANDED_OVER:
+            # After `TCPHandler(...).handle_messages()` the old relay had ended and KILL closed
+            # what was left; here the relay is still to come (see `TcpRelay`).
             self._flow.kill()
 
     def match(self, spec):
@@ -368,6 +390,30 @@ class _ConnectionHandler:
 
     def log(self, message, level="info"):
         logging.getLogger("flowtap.script").log(mlog.LEVELS.get(level, logging.INFO), message)
+
+
+class TcpRelay:
+    """0.11-0.13's `TCPHandler(flow.live.c).handle_messages()`: relay the connection's bytes
+    both ways until a side closes, which scripts did in `response` for an upgraded connection
+    (a 101 answer), then `flow.reply(KILL)`. flowtap relays an upgraded connection itself once
+    the `response` hook returns (as WebSocket messages, or as bytes with `websocket=false`), so
+    `handle_messages()` hands the flow over and returns at once, and the `KILL` that followed
+    it no longer kills. For any other connection it raises: flowtap's proxy runs no relay a
+    script starts."""
+
+    chunk_size = 4096
+
+    def __init__(self, c, log=True):
+        self.c = c
+
+    def handle_messages(self):
+        flow = getattr(self.c, "_flow", None)
+        response = getattr(flow, "response", None)
+        if response is None or response.status_code != 101:
+            raise NotImplementedError(
+                "flowtap: TCPHandler(...).handle_messages() is adapted for an upgraded "
+                "connection (a 101 response) only")
+        _HANDED_OVER.add(flow)
 
 
 def skip_own_replay(context, flow):

@@ -1,8 +1,19 @@
 """`libmproxy.protocol.http` (0.11-0.13): `decoded`, `HTTPResponse`, `HTTPRequest`,
 `send_connect_request`."""
 
-from ..models import HTTPRequest, HTTPResponse, decoded  # noqa: F401
+from ..models import HTTPRequest as _Request
+from ..models import HTTPResponse, decoded  # noqa: F401
 from flowtap_host.legacy import OldFlow as HTTPFlow  # noqa: F401
+
+
+class HTTPRequest(_Request):
+    """Today's request, with 0.11-0.13's class attribute `_headers_to_strip_off`: the headers
+    the old proxy removed before sending a request on. Scripts edited the list (to let
+    `Connection` and `Upgrade` through for WebSockets); flowtap strips only hop-by-hop headers
+    and passes an upgrade through by itself, so the list is kept and read by nothing."""
+
+    _headers_to_strip_off = ["Proxy-Connection", "Keep-Alive", "Connection",
+                             "Transfer-Encoding", "Upgrade"]
 
 
 def send_connect_request(conn, host, port, update_state=True):
