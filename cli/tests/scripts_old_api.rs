@@ -17,6 +17,7 @@ use support::origin::{Origin, read_head};
 use support::scripts::{
     TempScript, curl_via, echo_origin, header_value, http10_origin, status_of,
 };
+use support::websocket::{WsClient, WsOrigin};
 
 /// Python 2 source, as 0.11's examples were written (print statements, cStringIO).
 const PYTHON2: &str = r#"
@@ -311,4 +312,60 @@ fn a_modern_script_chooses_the_next_proxy_with_server_conn_via() {
         out.stdout
     );
     flowtap.stop();
+}
+
+/// 0.13's `ignore_websocket.py` as it shipped: the old proxy stripped `Connection` and
+/// `Upgrade`, so the script let them through, answered the 101 itself and relayed the
+/// connection as bytes in its `response` hook, then killed the flow.
+const IGNORE_WEBSOCKET: &str = r#"
+from libmproxy.protocol.http import HTTPRequest
+from libmproxy.protocol.tcp import TCPHandler
+from libmproxy.protocol import KILL
+from libmproxy.script import concurrent
+
+
+def start(context, argv):
+    HTTPRequest._headers_to_strip_off.remove("Connection")
+    HTTPRequest._headers_to_strip_off.remove("Upgrade")
+
+
+def done(context):
+    HTTPRequest._headers_to_strip_off.append("Connection")
+    HTTPRequest._headers_to_strip_off.append("Upgrade")
+
+
+@concurrent
+def response(context, flow):
+    value = flow.response.headers.get_first("Connection", None)
+    if value and value.upper() == "UPGRADE":
+        # We need to send the response manually now...
+        flow.client_conn.send(flow.response.assemble())
+        # ...and then delegate to tcp passthrough.
+        TCPHandler(flow.live.c, log=False).handle_messages()
+        flow.reply(KILL)
+"#;
+
+#[test]
+fn the_013_websocket_passthrough_hands_the_upgraded_connection_to_the_relay() {
+    let origin = WsOrigin::start();
+    let script = TempScript::new("ignore_websocket.py", IGNORE_WEBSOCKET);
+    let (flowtap, addr) = Flowtap::start(&["-s", script.arg()]);
+    let mut client = WsClient::connect(addr, origin.port(), "/ws");
+    client.send_text("through");
+    assert_eq!(client.text(), "echo: through");
+    assert_eq!(origin.received(), ["through"]);
+    client.close("done");
+    // A plain request is no upgrade: the script leaves it alone.
+    let plain = echo_origin();
+    let url = format!("http://127.0.0.1:{}/plain", plain.port());
+    assert_eq!(status_of(&curl_via(addr, &url, &[])), 200);
+    let errors: Vec<String> = flowtap
+        .stderr
+        .all()
+        .into_iter()
+        .filter(|l| l.contains("Error") || l.contains("Traceback"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let (status, _) = flowtap.stop();
+    assert!(status.success());
 }
