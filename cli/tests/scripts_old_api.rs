@@ -14,9 +14,7 @@ use std::sync::Arc;
 use flowtap_certs::testing::OriginCert;
 use support::Flowtap;
 use support::origin::{Origin, read_head};
-use support::scripts::{
-    TempScript, curl_via, echo_origin, header_value, http10_origin, status_of,
-};
+use support::scripts::{TempScript, curl_via, echo_origin, header_value, http10_origin, status_of};
 use support::websocket::{WsClient, WsOrigin};
 
 /// Python 2 source, as 0.11's examples were written (print statements, cStringIO).
@@ -252,9 +250,11 @@ fn flow_live_change_server_sends_a_flow_through_another_upstream_proxy() {
         "not through the alternative proxy: {}",
         out.stdout
     );
-    alternative.stdout.wait_for("the alternative's flow line", |l| {
-        l.contains("GET http://localhost:") && l.contains("/switched")
-    });
+    alternative
+        .stdout
+        .wait_for("the alternative's flow line", |l| {
+            l.contains("GET http://localhost:") && l.contains("/switched")
+        });
 
     let url = format!("http://127.0.0.1:{}/kept", origin.port());
     let out = curl_via(addr, &url, &[]);
@@ -308,6 +308,23 @@ fn a_modern_script_chooses_the_next_proxy_with_server_conn_via() {
     assert!(
         out.stdout
             .contains("\r\n\r\nGET http://origin.test/same HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    flowtap.stop();
+
+    // Regular mode: the flow the script sends `via` a proxy goes there; others go direct.
+    let (flowtap, addr) = Flowtap::start(&["-s", script.arg()]);
+    let out = curl_via(addr, "http://origin.test/other", &[]);
+    assert!(
+        out.stdout.ends_with("the alternative answered"),
+        "{}",
+        out.stdout
+    );
+    let url = format!("http://127.0.0.1:{}/same", default_next.port());
+    let out = curl_via(addr, &url, &[]);
+    assert!(
+        out.stdout.contains("\r\n\r\nGET /same HTTP/1.1"),
         "{}",
         out.stdout
     );

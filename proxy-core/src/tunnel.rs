@@ -148,11 +148,7 @@ async fn open_tunnel(
             tls: false,
             host,
             port,
-            via: shared
-                .connector
-                .via_for(server.via.as_ref())
-                .ok()
-                .flatten(),
+            via: shared.connector.via_for(server.via.as_ref()).ok().flatten(),
         };
         ctx.owned.push(Upstream {
             conn: Conn::new(Box::new(tcp)),
@@ -423,7 +419,11 @@ async fn connect_tcp(
     }
     // `server.via`: a next proxy a script chose (in `http_connect` or `server_connect`).
     let via = shared.connector.via_for(server.via.as_ref())?;
-    match shared.connector.tunnel(host, port, via.as_ref(), server).await {
+    match shared
+        .connector
+        .tunnel(host, port, via.as_ref(), server)
+        .await
+    {
         Ok(tcp) => {
             shared
                 .connection_hook(Hook::ServerConnected, client, Some(server))
@@ -583,11 +583,7 @@ async fn intercept_tls(
         host: target.host.clone(),
         port: target.port,
         // The way the tunnel went (`server.via` as the connector recorded it).
-        via: shared
-            .connector
-            .via_for(server.via.as_ref())
-            .ok()
-            .flatten(),
+        via: shared.connector.via_for(server.via.as_ref()).ok().flatten(),
     };
     if h2 {
         crate::h2::serve(shared, conn, ctx, Box::new(upstream), server, target).await;
