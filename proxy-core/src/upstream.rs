@@ -415,3 +415,84 @@ fn still_open(mut up: Upstream) -> Option<Upstream> {
         Some(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connector(next_proxy: Option<NextProxy>) -> Connector {
+        let tls = flowtap_certs::client_config(&flowtap_certs::UpstreamTls {
+            insecure: false,
+            extra_roots: Vec::new(),
+            alpn: vec![b"http/1.1".to_vec()],
+        })
+        .expect("client TLS config");
+        Connector {
+            tls_h1: tls.clone(),
+            tls_h2: tls,
+            connect_timeout: Duration::from_secs(1),
+            next_proxy,
+        }
+    }
+
+    fn spec(scheme: &str, host: &str, port: u32) -> ServerSpec {
+        ServerSpec {
+            scheme: scheme.into(),
+            address: Some(Address {
+                host: host.into(),
+                port,
+            }),
+        }
+    }
+
+    #[test]
+    fn via_names_another_proxy_or_the_listeners_own_way() {
+        let upstream = connector(Some(NextProxy {
+            host: "proxy.corp".into(),
+            port: 3128,
+            authorization: Some(Bytes::from_static(b"Basic dXNlcjpwYXNz")),
+        }));
+        assert_eq!(upstream.via_for(None).ok(), Some(None));
+        // Upstream mode's own next proxy is the listener's way: pooled with the rest.
+        assert_eq!(
+            upstream
+                .via_for(Some(&spec("http", "proxy.corp", 3128)))
+                .ok(),
+            Some(None)
+        );
+        let other = upstream
+            .via_for(Some(&spec("http", "localhost", 8082)))
+            .expect("an http next proxy")
+            .expect("another proxy");
+        assert_eq!((other.host.as_str(), other.port), ("localhost", 8082));
+        // `upstream_auth` goes to the chosen proxy too.
+        let next = upstream.next_for(Some(&other)).expect("a next proxy");
+        assert_eq!(
+            next.authorization.as_deref(),
+            Some(&b"Basic dXNlcjpwYXNz"[..])
+        );
+        assert!(
+            upstream
+                .via_for(Some(&spec("https", "localhost", 8082)))
+                .is_err()
+        );
+        assert!(
+            upstream
+                .via_for(Some(&spec("http", "localhost", 70_000)))
+                .is_err()
+        );
+
+        let regular = connector(None);
+        assert!(regular.next_for(None).is_none());
+        let via = regular
+            .via_for(Some(&spec("http", "127.0.0.1", 8080)))
+            .expect("an http next proxy");
+        assert_eq!(
+            via,
+            Some(Via {
+                host: "127.0.0.1".into(),
+                port: 8080
+            })
+        );
+    }
+}
