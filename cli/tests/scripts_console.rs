@@ -13,6 +13,9 @@ use std::process::Command;
 use support::scripts::{TempScript, children_of, curl_via, echo_origin, poll, status_of};
 use support::{Flowtap, WAIT};
 
+/// `PYTHONUNBUFFERED` set empty is unset for Python (only a non-empty value counts).
+const UNSET_UNBUFFERED: [(&str, &str); 1] = [("PYTHONUNBUFFERED", "")];
+
 const PRINTS: &str = r#"
 def request(flow):
     print("request hook for " + flow.request.path)
@@ -26,7 +29,9 @@ def response(flow):
 fn print_output_reaches_stdout_in_order_with_the_flow_lines() {
     let origin = echo_origin();
     let script = TempScript::new("prints.py", PRINTS);
-    let (flowtap, addr) = Flowtap::start(&["-s", script.arg()]);
+    // Python left to its defaults (a pipe is block-buffered), whatever the caller's
+    // environment says: the worker itself must write each print at once.
+    let (flowtap, addr) = Flowtap::start_with_env(&["-s", script.arg()], &UNSET_UNBUFFERED);
     for path in ["/one", "/two"] {
         let url = format!("http://127.0.0.1:{}{path}", origin.port());
         assert_eq!(status_of(&curl_via(addr, &url, &[])), 200);
@@ -66,7 +71,10 @@ fn every_worker_prints_to_stdout() {
         "import os\nprint('loaded in worker', os.getpid())\n",
     );
     let origin = echo_origin();
-    let (mut flowtap, addr) = Flowtap::start(&["-s", script.arg(), "--set", "script_workers=2"]);
+    let (mut flowtap, addr) = Flowtap::start_with_env(
+        &["-s", script.arg(), "--set", "script_workers=2"],
+        &UNSET_UNBUFFERED,
+    );
     // Serving (a SIGTERM right at start-up can come before flowtap's handler is installed).
     let url = format!("http://127.0.0.1:{}/", origin.port());
     assert_eq!(status_of(&curl_via(addr, &url, &[])), 200);

@@ -432,12 +432,21 @@ async fn forward(
     {
         websocket::strip_deflate_offer(&mut request_mut(flow).headers);
     }
+    // A next proxy the `request` hook chose for this flow (`flow.server_conn.via`).
+    let via = shared
+        .connector
+        .via_for(flow.server_conn.as_ref().and_then(|s| s.via.as_ref()));
+    let via = match via {
+        Ok(via) => via,
+        Err(e) => return upstream_failed(shared, conn, &ctx.client, flow, &e).await,
+    };
     let (key, sni) = {
         let request = request_mut(flow);
         let key = PoolKey {
             tls: &request.scheme[..] == b"https",
             host: request.host.clone(),
             port: u16::try_from(request.port).unwrap_or(80),
+            via,
         };
         (key, request.host.clone())
     };

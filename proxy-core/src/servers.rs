@@ -36,13 +36,25 @@ impl Shared {
                 reason: error,
             });
         }
+        // `server_connect` may choose the next proxy too.
+        let via = match info.via.as_ref() {
+            Some(spec) => match self.connector.via_for(Some(spec)) {
+                Ok(via) => via,
+                Err(e) => {
+                    flow.server_conn = Some(info);
+                    return Err(e);
+                }
+            },
+            None => key.via.clone(),
+        };
         let key = match &info.address {
             Some(a) => PoolKey {
                 tls: key.tls,
                 host: a.host.clone(),
                 port: u16::try_from(a.port).unwrap_or(key.port),
+                via,
             },
-            None => key.clone(),
+            None => PoolKey { via, ..key.clone() },
         };
         match self.connector.connect(&key, sni, false, info).await {
             Ok(mut up) => {

@@ -57,6 +57,8 @@ pub(crate) async fn connect(
         u16::try_from(request.port).unwrap_or(port),
     );
     let mut server = flow::unconnected_server();
+    // A next proxy `http_connect` chose for the tunnel (`flow.server_conn.via`).
+    server.via = flow.server_conn.as_ref().and_then(|s| s.via.clone());
     let tcp = match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
         Ok(tcp) => tcp,
         Err(e) => {
@@ -146,6 +148,7 @@ async fn open_tunnel(
             tls: false,
             host,
             port,
+            via: shared.connector.via_for(server.via.as_ref()).ok().flatten(),
         };
         ctx.owned.push(Upstream {
             conn: Conn::new(Box::new(tcp)),
@@ -414,7 +417,13 @@ async fn connect_tcp(
             reason,
         });
     }
-    match shared.connector.tunnel(host, port, server).await {
+    // `server.via`: a next proxy a script chose (in `http_connect` or `server_connect`).
+    let via = shared.connector.via_for(server.via.as_ref())?;
+    match shared
+        .connector
+        .tunnel(host, port, via.as_ref(), server)
+        .await
+    {
         Ok(tcp) => {
             shared
                 .connection_hook(Hook::ServerConnected, client, Some(server))
@@ -571,6 +580,8 @@ async fn intercept_tls(
         tls: true,
         host: target.host.clone(),
         port: target.port,
+        // The way the tunnel went (`server.via` as the connector recorded it).
+        via: shared.connector.via_for(server.via.as_ref()).ok().flatten(),
     };
     if h2 {
         crate::h2::serve(shared, conn, ctx, Box::new(upstream), server, target).await;

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use flowtap_proto::v1::{Address, Connection};
+use flowtap_proto::v1::{Address, Connection, ServerSpec};
 use futures_util::FutureExt;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
@@ -29,6 +29,16 @@ pub(crate) struct PoolKey {
     pub(crate) tls: bool,
     pub(crate) host: String,
     pub(crate) port: u16,
+    /// An HTTP proxy a script chose for this flow (`flow.server_conn.via`) other than the
+    /// listener's own way there (direct, or upstream mode's next proxy): None for that way.
+    pub(crate) via: Option<Via>,
+}
+
+/// A next proxy a script chose with `flow.server_conn.via = ("http", (host, port))`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Via {
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 /// An open connection to a server.
@@ -49,12 +59,26 @@ pub(crate) struct Proxied {
     pub(crate) authorization: Option<Bytes>,
 }
 
-/// The next proxy of upstream mode, as the connector uses it.
+/// The next proxy of upstream mode (or one a script chose), as the connector uses it.
+#[derive(Clone)]
 pub(crate) struct NextProxy {
     pub(crate) host: String,
     pub(crate) port: u16,
     /// `Basic base64(user:password)` from `upstream_auth`.
     pub(crate) authorization: Option<Bytes>,
+}
+
+impl NextProxy {
+    /// The proxy as `server_conn.via` records it.
+    fn spec(&self) -> ServerSpec {
+        ServerSpec {
+            scheme: "http".into(),
+            address: Some(Address {
+                host: self.host.clone(),
+                port: u32::from(self.port),
+            }),
+        }
+    }
 }
 
 /// Makes server connections.
@@ -67,6 +91,57 @@ pub(crate) struct Connector {
 }
 
 impl Connector {
+    /// The pool key's `via` for a flow whose server connection names `via` (a script's
+    /// `flow.server_conn.via`): None when it names no proxy or the listener's own next proxy.
+    /// Only `http://` next proxies are built; another scheme is an error naming it.
+    pub(crate) fn via_for(&self, via: Option<&ServerSpec>) -> Result<Option<Via>, UpstreamError> {
+        let Some(spec) = via else {
+            return Ok(None);
+        };
+        let Some(address) = &spec.address else {
+            return Ok(None);
+        };
+        let refused = |reason: String| UpstreamError::ConnectFailed {
+            host: address.host.clone(),
+            port: address.port,
+            reason,
+        };
+        if spec.scheme != "http" {
+            return Err(refused(format!(
+                "flow.server_conn.via: only http:// next proxies are supported, not {}://",
+                spec.scheme
+            )));
+        }
+        let port = u16::try_from(address.port)
+            .map_err(|_| refused("flow.server_conn.via: the port is out of range".into()))?;
+        let via = Via {
+            host: address.host.clone(),
+            port,
+        };
+        let own = self
+            .next_proxy
+            .as_ref()
+            .is_some_and(|next| next.host == via.host && next.port == via.port);
+        Ok((!own).then_some(via))
+    }
+
+    /// The next proxy connections for `via` go through: the one a script chose (with
+    /// `upstream_auth`'s credentials, as mitmproxy sends them to any next proxy), else the
+    /// listener's own, else none.
+    fn next_for(&self, via: Option<&Via>) -> Option<NextProxy> {
+        match via {
+            Some(via) => Some(NextProxy {
+                host: via.host.clone(),
+                port: via.port,
+                authorization: self
+                    .next_proxy
+                    .as_ref()
+                    .and_then(|next| next.authorization.clone()),
+            }),
+            None => self.next_proxy.clone(),
+        }
+    }
+
     /// Opens a TCP connection to `host:port`, filling in `info`'s address fields.
     pub(crate) async fn tcp(
         &self,
@@ -129,18 +204,20 @@ impl Connector {
         Ok(tls)
     }
 
-    /// A byte stream to `host:port`: a TCP connection, or in upstream mode a CONNECT tunnel
-    /// through the next proxy. `info` records the server as the flow sees it (its address is
-    /// `host:port` either way).
+    /// A byte stream to `host:port`: a TCP connection, or in upstream mode (or with a `via`
+    /// a script chose) a CONNECT tunnel through the next proxy. `info` records the server as
+    /// the flow sees it (its address is `host:port` either way; `via` the next proxy).
     pub(crate) async fn tunnel(
         &self,
         host: &str,
         port: u16,
+        via: Option<&Via>,
         info: &mut Connection,
     ) -> Result<TcpStream, UpstreamError> {
-        let Some(next) = &self.next_proxy else {
+        let Some(next) = self.next_for(via) else {
             return self.tcp(host, port, info).await;
         };
+        let next = &next;
         let tcp = self.tcp(&next.host, next.port, info).await?;
         let failed = |reason: String| UpstreamError::ConnectFailed {
             host: host.to_string(),
@@ -196,6 +273,7 @@ impl Connector {
             host: host.to_string(),
             port: u32::from(port),
         });
+        info.via = Some(next.spec());
         Ok(conn.io)
     }
 
@@ -209,11 +287,11 @@ impl Connector {
         offer_h2: bool,
         mut info: Connection,
     ) -> Result<Upstream, (UpstreamError, Connection)> {
-        let proxied = match &self.next_proxy {
+        let proxied = match self.next_for(key.via.as_ref()) {
             Some(next) if !key.tls => Some(next),
             _ => None,
         };
-        let tcp = match proxied {
+        let tcp = match &proxied {
             Some(next) => {
                 let tcp = self.tcp(&next.host, next.port, &mut info).await;
                 // The flow's server is the origin; the next proxy is only the way there.
@@ -221,9 +299,13 @@ impl Connector {
                     host: key.host.clone(),
                     port: u32::from(key.port),
                 });
+                info.via = Some(next.spec());
                 tcp
             }
-            None => self.tunnel(&key.host, key.port, &mut info).await,
+            None => {
+                self.tunnel(&key.host, key.port, key.via.as_ref(), &mut info)
+                    .await
+            }
         };
         let tcp = match tcp {
             Ok(tcp) => tcp,
@@ -246,7 +328,7 @@ impl Connector {
             key: key.clone(),
             h2,
             proxied: proxied.map(|next| Proxied {
-                authorization: next.authorization.clone(),
+                authorization: next.authorization,
             }),
         })
     }
@@ -331,5 +413,86 @@ fn still_open(mut up: Upstream) -> Option<Upstream> {
     match up.conn.fill().now_or_never() {
         None => Some(up),
         Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connector(next_proxy: Option<NextProxy>) -> Connector {
+        let tls = flowtap_certs::client_config(&flowtap_certs::UpstreamTls {
+            insecure: false,
+            extra_roots: Vec::new(),
+            alpn: vec![b"http/1.1".to_vec()],
+        })
+        .expect("client TLS config");
+        Connector {
+            tls_h1: tls.clone(),
+            tls_h2: tls,
+            connect_timeout: Duration::from_secs(1),
+            next_proxy,
+        }
+    }
+
+    fn spec(scheme: &str, host: &str, port: u32) -> ServerSpec {
+        ServerSpec {
+            scheme: scheme.into(),
+            address: Some(Address {
+                host: host.into(),
+                port,
+            }),
+        }
+    }
+
+    #[test]
+    fn via_names_another_proxy_or_the_listeners_own_way() {
+        let upstream = connector(Some(NextProxy {
+            host: "proxy.corp".into(),
+            port: 3128,
+            authorization: Some(Bytes::from_static(b"Basic dXNlcjpwYXNz")),
+        }));
+        assert_eq!(upstream.via_for(None).ok(), Some(None));
+        // Upstream mode's own next proxy is the listener's way: pooled with the rest.
+        assert_eq!(
+            upstream
+                .via_for(Some(&spec("http", "proxy.corp", 3128)))
+                .ok(),
+            Some(None)
+        );
+        let other = upstream
+            .via_for(Some(&spec("http", "localhost", 8082)))
+            .expect("an http next proxy")
+            .expect("another proxy");
+        assert_eq!((other.host.as_str(), other.port), ("localhost", 8082));
+        // `upstream_auth` goes to the chosen proxy too.
+        let next = upstream.next_for(Some(&other)).expect("a next proxy");
+        assert_eq!(
+            next.authorization.as_deref(),
+            Some(&b"Basic dXNlcjpwYXNz"[..])
+        );
+        assert!(
+            upstream
+                .via_for(Some(&spec("https", "localhost", 8082)))
+                .is_err()
+        );
+        assert!(
+            upstream
+                .via_for(Some(&spec("http", "localhost", 70_000)))
+                .is_err()
+        );
+
+        let regular = connector(None);
+        assert!(regular.next_for(None).is_none());
+        let via = regular
+            .via_for(Some(&spec("http", "127.0.0.1", 8080)))
+            .expect("an http next proxy");
+        assert_eq!(
+            via,
+            Some(Via {
+                host: "127.0.0.1".into(),
+                port: 8080
+            })
+        );
     }
 }

@@ -352,6 +352,19 @@ class OldResponse(OldMessage):
         return {name: [value, ODictCaseless(list(attrs.items(multi=True)))]
                 for name, (value, attrs) in self._message.cookies.items(multi=True)}
 
+    def assemble(self):
+        """0.11-0.13's `assemble()`: the response as bytes on the wire (status line, headers,
+        body as it is)."""
+        return assemble_response(self._message)
+
+
+def assemble_response(response):
+    """A response's HTTP/1 bytes: status line, headers in order, the content."""
+    head = b"%s %d %s\r\n" % (to_bytes(response.http_version), response.status_code,
+                              to_bytes(response.reason))
+    head += b"".join(b"%s: %s\r\n" % (k, v) for k, v in response.headers.fields)
+    return head + b"\r\n" + (response.raw_content or b"")
+
 
 def make_response(httpversion, code, msg, headers, content, timestamp_start=None,
                   timestamp_end=None):

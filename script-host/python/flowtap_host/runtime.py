@@ -268,6 +268,9 @@ class Host:
                 if observed:
                     call = Lost(seq, True)
         except Exception:
+            if self.loop.is_closed():
+                # The host finished (`done` ran): an event after that reaches nothing.
+                return
             log.exception("script host: failed to take %s", item[0])
             call = Lost(seq, observed)
         if call is None:

@@ -234,6 +234,15 @@ class Script:
                         Handler(handler, _is_async(fn), self, f"{label}.{name}",
                                 getattr(fn, "__flowtap_concurrent__", False))
                     )
+                if name == "request" and self.context is not None and _arity(fn) == 2:
+                    # 0.11-0.15 in upstream mode passed the CONNECT request through `request`
+                    # too (it went to the next proxy as a request); mitmproxy 12 has
+                    # `http_connect` for it.
+                    table.setdefault("http_connect", []).append(
+                        Handler(_adapt_filtered(fn, self._old_upstream_connect), _is_async(fn),
+                                self, f"{label}.{name}",
+                                getattr(fn, "__flowtap_concurrent__", False))
+                    )
         if self.context is not None and self.context.app_registry.apps:
             # 0.x `context.app_registry`: its apps answer before the script's own hooks.
             table.setdefault("request", []).insert(
@@ -271,11 +280,21 @@ class Script:
             )
         if old and name == "request":
             def unless_own_replay(flow):
-                return None if legacy.skip_own_replay(ctx, flow) else (ctx, legacy.old_arg(flow))
+                if legacy.skip_own_replay(ctx, flow):
+                    return None
+                legacy.persistent_upstream(ctx, flow)
+                return ctx, legacy.old_arg(flow, ctx)
             return name, _adapt_filtered(fn, unless_own_replay)
         if old:
-            return name, _adapt(fn, lambda arg: (ctx, legacy.old_arg(arg)))
+            return name, _adapt(fn, lambda arg: (ctx, legacy.old_arg(arg, ctx)))
         return name, fn
+
+    def _old_upstream_connect(self, flow):
+        """The arguments of an old `request` hook for a CONNECT flow, in upstream mode only."""
+        if legacy.upstream_mode(flow) is None:
+            return None
+        legacy.persistent_upstream(self.context, flow)
+        return self.context, legacy.old_arg(flow, self.context)
 
     def hook_names(self):
         """The modern hook names this script implements."""

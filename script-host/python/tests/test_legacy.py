@@ -83,6 +83,74 @@ class OldMessages(unittest.TestCase):
         self.assertFalse(flow.match("~d other.org"))
 
 
+class LiveConnection(unittest.TestCase):
+    """`flow.live`: the upstream proxy a 0.11-0.15 script chose becomes `server_conn.via`."""
+
+    def upstream_flow(self, scheme=b"http", client_id=None):
+        from mitmproxy.proxy import mode_specs
+        flow = make_flow()
+        flow.live = True
+        flow.client_conn.proxy_mode = mode_specs.ProxyMode.parse("upstream:http://10.0.0.1:3128")
+        if client_id:
+            flow.client_conn.id = client_id
+        flow.request.scheme = scheme.decode()
+        return flow
+
+    def test_change_server_in_upstream_mode_sets_via_and_persists_per_client(self):
+        context = legacy.ScriptContext.__new__(legacy.ScriptContext)
+        context.upstream_by_client = __import__("collections").OrderedDict()
+        modern = self.upstream_flow(client_id="c1")
+        flow = legacy.OldFlow(modern, context)
+        self.assertTrue(flow.live)
+        self.assertTrue(flow.live.change_server(("localhost", 8082), persistent_change=True))
+        self.assertEqual(modern.server_conn.via, ("http", ("localhost", 8082)))
+        # The same proxy again is no new connection.
+        self.assertFalse(flow.live.change_server(("localhost", 8082)))
+        # A later flow of the same client connection goes there before its hook runs; one of
+        # another connection does not.
+        later = self.upstream_flow(client_id="c1")
+        legacy.persistent_upstream(context, later)
+        self.assertEqual(later.server_conn.via, ("http", ("localhost", 8082)))
+        other = self.upstream_flow(client_id="c2")
+        legacy.persistent_upstream(context, other)
+        self.assertIsNone(other.server_conn.via)
+
+    def test_an_open_server_connection_is_replaced_not_changed(self):
+        modern = self.upstream_flow()
+        modern.server_conn.state = connection.ConnectionState.OPEN
+        opened = modern.server_conn
+        legacy.OldFlow(modern).live.change_server(("localhost", 8082))
+        self.assertIsNot(modern.server_conn, opened)
+        self.assertEqual(modern.server_conn.address, ("example.com", 80))
+        self.assertEqual(modern.server_conn.via, ("http", ("localhost", 8082)))
+
+    def test_015_change_upstream_proxy_server_is_for_plain_http_only(self):
+        modern = self.upstream_flow()
+        legacy.OldFlow(modern).live.change_upstream_proxy_server(("localhost", 8081))
+        self.assertEqual(modern.server_conn.via, ("http", ("localhost", 8081)))
+        tunnelled = self.upstream_flow(b"https")
+        legacy.OldFlow(tunnelled).live.change_upstream_proxy_server(("localhost", 8081))
+        self.assertIsNone(tunnelled.server_conn.via)
+
+    def test_outside_upstream_mode_nothing_changes(self):
+        modern = make_flow()
+        modern.live = True
+        flow = legacy.OldFlow(modern)
+        self.assertTrue(flow.live.change_server(("localhost", 8082), persistent_change=True))
+        self.assertIsNone(modern.server_conn.via)
+        modern.live = False
+        self.assertIsNone(flow.live)
+
+    def test_send_connect_request_and_establish_ssl_are_left_to_the_proxy(self):
+        from libmproxy.protocol.http import send_connect_request
+        flow = legacy.OldFlow(self.upstream_flow(b"https"))
+        response = send_connect_request(flow.live.c.server_conn, "example.com", 443)
+        self.assertEqual(response.status_code, 200)
+        flow.live.c.establish_ssl(server=True)
+        from netlib.tcp import Address
+        self.assertEqual(Address.wrap(("h", 1)).port, 1)
+
+
 class Streaming(unittest.TestCase):
     def test_generator_over_all_chunks(self):
         def modify(chunks):
