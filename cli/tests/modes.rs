@@ -149,7 +149,7 @@ fn scripts_see_the_listeners_mode_and_at_port_chooses_the_port() {
 
 #[test]
 fn modes_flowtap_lacks_are_refused_with_a_clear_error() {
-    let mut flowtap = Flowtap::spawn(&["--mode", "transparent"]);
+    let mut flowtap = Flowtap::spawn(&["--mode", "wireguard"]);
     let status = flowtap.wait_exit(std::time::Duration::from_secs(10));
     assert_eq!(status.code(), Some(2));
     flowtap.stderr.wait_for("the error", |l| {
@@ -354,4 +354,147 @@ fn a_socks5_handshake_sent_byte_by_byte_is_closed_at_the_head_deadline() {
     );
     drop(dribble);
     flowtap.stop();
+}
+
+/// Runs a command that must succeed (set-up inside the test's network namespace).
+fn run(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} could not run: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Transparent mode in a network namespace of its own (this test's thread and what it
+/// starts), so that the firewall rule touches nothing else: nftables redirects connections
+/// from 127.0.0.3 to the two origins' ports to flowtap's listener; flowtap reads where each was
+/// going from the socket and sends it there: plain HTTP, and TLS intercepted with a
+/// certificate for the name the client asked for. Scripts see the mode; a connection made
+/// straight to the listener (not redirected) is refused with a log line.
+#[test]
+fn transparent_mode_sends_redirected_connections_where_they_were_going() {
+    // SAFETY: unshare has no memory-safety preconditions; it moves this thread (and the
+    // threads and processes it starts from now on) into a new, empty network namespace.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET) failed ({}): this test needs root (CAP_SYS_ADMIN)",
+        std::io::Error::last_os_error()
+    );
+    run("ip", &["link", "set", "lo", "up"]);
+    let origin = echo_origin();
+    let cert = OriginCert::new(&["localhost"]);
+    let tls_origin = tls_echo_origin(&cert);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("mode.py");
+    std::fs::write(
+        &script,
+        "def response(flow):\n    flow.response.headers['x-mode'] = flow.client_conn.proxy_mode.full_spec\n",
+    )
+    .expect("script");
+    let trust = format!(
+        "ssl_verify_upstream_trusted_ca={}",
+        cert.ca_path().display()
+    );
+    let (flowtap, addr) = Flowtap::start(&[
+        "--mode",
+        "transparent",
+        "--set",
+        &trust,
+        "-s",
+        script.to_str().expect("utf-8"),
+    ]);
+    run("nft", &["add", "table", "ip", "flowtap"]);
+    run(
+        "nft",
+        &[
+            "add",
+            "chain",
+            "ip",
+            "flowtap",
+            "out",
+            "{ type nat hook output priority -100 ; }",
+        ],
+    );
+    let ports = format!("{{ {}, {} }}", origin.port(), tls_origin.port());
+    let to = format!(":{}", addr.port());
+    run(
+        "nft",
+        &[
+            "add",
+            "rule",
+            "ip",
+            "flowtap",
+            "out",
+            "ip",
+            "saddr",
+            "127.0.0.3",
+            "tcp",
+            "dport",
+            &ports,
+            "redirect",
+            "to",
+            &to,
+        ],
+    );
+
+    let out = curl(&[
+        "--interface",
+        "127.0.0.3",
+        "-D",
+        "-",
+        &format!("http://127.0.0.1:{}/plain", origin.port()),
+    ])
+    .ok();
+    assert!(out.stdout.contains("GET /plain HTTP/1.1"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .to_ascii_lowercase()
+            .contains("x-mode: transparent"),
+        "{}",
+        out.stdout
+    );
+    let cacert = flowtap.confdir().join("flowtap-ca-cert.pem");
+    let out = curl(&[
+        "--interface",
+        "127.0.0.3",
+        "--cacert",
+        cacert.to_str().expect("utf-8"),
+        "--resolve",
+        &format!("localhost:{}:127.0.0.1", tls_origin.port()),
+        "-D",
+        "-",
+        &format!("https://localhost:{}/secure", tls_origin.port()),
+    ])
+    .ok();
+    assert!(
+        out.stdout.contains("GET /secure HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .to_ascii_lowercase()
+            .contains("x-mode: transparent"),
+        "the TLS connection was intercepted: {}",
+        out.stdout
+    );
+
+    // Not redirected: nobody knows where it was going.
+    let direct = curl(&[&format!("http://{addr}/direct")]);
+    assert_ne!(direct.code, 0, "{}", direct.stdout);
+    flowtap
+        .stderr
+        .wait_for("the refusal", |l| l.contains("transparent mode failure"));
+    let (_, stdout) = flowtap.stop();
+    let flows = stdout.join("\n");
+    assert!(flows.contains("/plain"), "{flows}");
+    // The server is the original destination, an address (as in mitmdump without showhost).
+    let secure = format!("GET https://127.0.0.1:{}/secure", tls_origin.port());
+    assert!(flows.contains(&secure), "{flows}");
 }

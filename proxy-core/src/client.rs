@@ -26,6 +26,8 @@ pub(crate) async fn serve(
     let _open = flowtap_telemetry::proxy::client_connection();
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
+    let original = (shared.config.mode.mode == Mode::Transparent)
+        .then(|| crate::transparent::original_destination(&stream));
     let activity = Activity::new();
     let mut client = flow::client_connection(peer, local);
     client.proxy_mode = shared.config.mode.full.clone();
@@ -66,6 +68,18 @@ pub(crate) async fn serve(
             let target = target.clone();
             tls_tunnel = tunnel::reverse(&shared, conn, &mut ctx, &target, &mut stop).await;
         }
+        Mode::Transparent => match original {
+            Some(Ok(original)) => {
+                tls_tunnel =
+                    tunnel::transparent(&shared, conn, &mut ctx, original, &mut stop).await;
+            }
+            Some(Err(e)) => crate::respond::Refusal::BadRequest(format!(
+                "transparent mode failure: the original destination is unknown ({e}); was the \
+                 connection redirected to this port by the firewall?"
+            ))
+            .log(&ctx.client),
+            None => {}
+        },
     }
     disconnected(&shared, &mut ctx, tls_tunnel).await;
 }

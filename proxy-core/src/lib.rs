@@ -51,6 +51,7 @@ mod servers;
 pub mod sink;
 mod stream;
 mod tcp;
+mod transparent;
 mod tunnel;
 mod upstream;
 mod websocket;

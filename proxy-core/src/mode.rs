@@ -5,7 +5,8 @@
 //! Built so far: `regular` (an explicit HTTP proxy: absolute-form requests and CONNECT),
 //! `reverse:URL` for `http://` and `https://` targets (every request goes to the target; a TLS
 //! client is intercepted with a certificate for the name it asked for) and `upstream:URL` for an
-//! `http://` next proxy (with `upstream_auth`), and `socks5` (CONNECT, with `proxyauth`).
+//! `http://` next proxy (with `upstream_auth`), `socks5` (CONNECT, with `proxyauth`) and
+//! `transparent` (the original destination of a redirected connection, see `transparent`).
 
 use std::fmt;
 
@@ -21,6 +22,10 @@ pub enum Mode {
     /// mitmproxy's upstream mode: a regular proxy whose server connections go through another
     /// HTTP proxy (plain requests in absolute form, everything else through CONNECT).
     Upstream(UpstreamProxy),
+    /// mitmproxy's transparent mode (Linux): connections redirected to the listener by the
+    /// firewall (nftables/iptables `REDIRECT`) go where the client sent them, the original
+    /// destination the kernel kept for the socket; then as after a CONNECT to it.
+    Transparent,
 }
 
 /// The next proxy of upstream mode.
@@ -111,9 +116,13 @@ impl ModeSpec {
             ("regular", Some(_)) => return Err(fail("regular mode takes no argument".into())),
             ("socks5", None) => Mode::Socks5,
             ("socks5", Some(_)) => return Err(fail("socks5 mode takes no argument".into())),
-            ("transparent" | "dns" | "wireguard" | "local" | "tun", _) => {
+            ("transparent", None) => Mode::Transparent,
+            ("transparent", Some(_)) => {
+                return Err(fail("transparent mode takes no argument".into()));
+            }
+            ("dns" | "wireguard" | "local" | "tun", _) => {
                 return Err(fail(format!(
-                    "the {kind} mode is not available in flowtap yet (regular, reverse, upstream and socks5 are)"
+                    "the {kind} mode is not available in flowtap yet (regular, reverse, upstream, socks5 and transparent are)"
                 )));
             }
             _ => return Err(fail(format!("unknown mode {kind:?}"))),
@@ -225,7 +234,12 @@ mod tests {
             assert!(ModeSpec::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(ModeSpec::parse("socks5@1080").unwrap().mode, Mode::Socks5);
-        let e = ModeSpec::parse("transparent").unwrap_err().to_string();
+        assert_eq!(
+            ModeSpec::parse("transparent@127.0.0.1:8080").unwrap().mode,
+            Mode::Transparent
+        );
+        assert!(ModeSpec::parse("transparent:x").is_err());
+        let e = ModeSpec::parse("wireguard").unwrap_err().to_string();
         assert!(e.contains("not available in flowtap yet"), "{e}");
     }
 

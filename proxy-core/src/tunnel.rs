@@ -210,6 +210,27 @@ pub(crate) async fn socks5(
     open_tunnel(shared, conn, ctx, host, port, tcp, server, stop).await
 }
 
+/// A connection redirected to a transparent listener: the server it was going to (`original`)
+/// connected with its hooks, then the tunnel as after an HTTP CONNECT to it. Returns true when
+/// the tunnel carried intercepted TLS.
+pub(crate) async fn transparent(
+    shared: &std::sync::Arc<Shared>,
+    conn: Conn<Io>,
+    ctx: &mut ClientCtx,
+    original: std::net::SocketAddr,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let (host, port) = (original.ip().to_string(), original.port());
+    let mut server = flow::unconnected_server();
+    match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
+        Ok(tcp) => open_tunnel(shared, conn, ctx, host, port, tcp, server, stop).await,
+        Err(e) => {
+            Refusal::server(&e).log(&ctx.client);
+            false
+        }
+    }
+}
+
 /// The SOCKS5 greeting, authentication and request; the target asked for, or None when the
 /// client was refused (told so when the protocol has a way to say it) or went away.
 async fn socks5_handshake(
@@ -517,7 +538,7 @@ async fn intercept_tls(
     // A reverse proxy's clients name the proxy; its server is the target, by its own name.
     let upstream_name = match &shared.config.mode.mode {
         Mode::Reverse(_) => target.host.clone(),
-        Mode::Regular | Mode::Upstream(_) | Mode::Socks5 => server_name.clone(),
+        Mode::Regular | Mode::Upstream(_) | Mode::Socks5 | Mode::Transparent => server_name.clone(),
     };
     let offer_h2 = shared.config.http2 && offers.iter().any(|p| p == b"h2");
     let upstream = shared
