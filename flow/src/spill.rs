@@ -71,31 +71,34 @@ impl Collector {
 
     /// Adds a piece. Fails only when the body is on disk and the write failed (disk full).
     pub fn push(&mut self, piece: &[u8]) -> io::Result<()> {
-        if let Some(first) = self.first.take() {
-            self.heap
-                .reserve(self.reserve.max(first.len() + piece.len()));
-            self.heap.extend_from_slice(&first);
-        } else if self.heap.capacity() == 0 {
-            self.heap.reserve(self.reserve.max(piece.len()));
-        }
         self.len += piece.len();
         if let Some(file) = self.file.as_mut() {
             return file.write_all(piece);
         }
-        match self.dir.as_deref() {
-            Some(dir) if self.heap.len() + piece.len() > SPILL_BYTES => {
-                let mut file = unlinked_file(dir)?;
-                file.write_all(&self.heap)?;
-                file.write_all(piece)?;
-                self.heap = BytesMut::new();
-                self.file = Some(file);
-                Ok(())
-            }
-            _ => {
-                self.heap.extend_from_slice(piece);
-                Ok(())
-            }
+        let first = self.first.take();
+        let held = first.as_ref().map_or(self.heap.len(), Bytes::len);
+        if let Some(dir) = self.dir.as_deref()
+            && held + piece.len() > SPILL_BYTES
+        {
+            let mut file = unlinked_file(dir)?;
+            file.write_all(first.as_deref().unwrap_or(&self.heap))?;
+            file.write_all(piece)?;
+            self.heap = BytesMut::new();
+            self.file = Some(file);
+            return Ok(());
         }
+        match first {
+            Some(first) => {
+                self.heap.reserve(self.reserve.max(first.len() + piece.len()));
+                self.heap.extend_from_slice(&first);
+            }
+            None if self.heap.capacity() == 0 => {
+                self.heap.reserve(self.reserve.max(piece.len()));
+            }
+            None => {}
+        }
+        self.heap.extend_from_slice(piece);
+        Ok(())
     }
 
     /// Adds a piece the caller owns: a first piece that fits is kept without a copy.
