@@ -76,8 +76,11 @@ struct Cli {
     tcp_hosts: Vec<String>,
     /// The proxy mode, as mitmproxy spells it: regular, reverse:URL; SPEC@PORT or
     /// SPEC@HOST:PORT to listen elsewhere.
-    #[arg(long = "mode", value_name = "SPEC")]
+    #[arg(short = 'm', long = "mode", value_name = "SPEC")]
     mode: Vec<String>,
+    /// mitmdump's flags for its built-in addons (`-M`, `-H`, `-B`, `--anticache`, ...).
+    #[command(flatten)]
+    builtins: BuiltinFlags,
     /// Use an existing mitmproxy CA instead of flowtap's (default ~/.mitmproxy/mitmproxy-ca.pem).
     #[arg(long = "use-mitmproxy-ca", value_name = "PATH", num_args = 0..=1,
           default_missing_value = "~/.mitmproxy/mitmproxy-ca.pem")]
@@ -132,6 +135,104 @@ struct Cli {
     log: flowtap_telemetry::LogArgs,
 }
 
+/// mitmdump's flags for the built-in addons and the proxy options it has flags for; each is
+/// the same as its `--set` (applied after the `--set` values).
+#[derive(clap::Args, Debug, Default)]
+struct BuiltinFlags {
+    /// Map remote resources to another URL: "[/flow-filter]/url-regex/replacement" (any
+    /// separator; repeatable).
+    #[arg(short = 'M', long = "map-remote", value_name = "PATTERN")]
+    map_remote: Vec<String>,
+    /// Map remote resources to a local file: "[/flow-filter]/url-regex/file-or-directory-path".
+    #[arg(long = "map-local", value_name = "PATTERN")]
+    map_local: Vec<String>,
+    /// Replace in bodies: "[/flow-filter]/regex/[@]replacement".
+    #[arg(short = 'B', long = "modify-body", value_name = "PATTERN")]
+    modify_body: Vec<String>,
+    /// Set or remove headers: "[/flow-filter]/header-name/[@]header-value" (empty removes).
+    #[arg(short = 'H', long = "modify-headers", value_name = "PATTERN")]
+    modify_headers: Vec<String>,
+    /// Strip request headers that might make the server answer 304-not-modified.
+    #[arg(long = "anticache", overrides_with = "no_anticache")]
+    anticache: bool,
+    #[arg(long = "no-anticache", hide = true)]
+    no_anticache: bool,
+    /// Ask servers for uncompressed responses.
+    #[arg(long = "anticomp", overrides_with = "no_anticomp")]
+    anticomp: bool,
+    #[arg(long = "no-anticomp", hide = true)]
+    no_anticomp: bool,
+    /// Show URLs with the Host header's host in the flow output.
+    #[arg(long = "showhost", overrides_with = "no_showhost")]
+    showhost: bool,
+    #[arg(long = "no-showhost", hide = true)]
+    no_showhost: bool,
+    /// Sticky cookie filter: matching requests get the cookies servers set earlier.
+    #[arg(long = "stickycookie", value_name = "FILTER")]
+    stickycookie: Option<String>,
+    /// Sticky auth filter: matching requests get the Authorization header last seen for their
+    /// host.
+    #[arg(long = "stickyauth", value_name = "FILTER")]
+    stickyauth: Option<String>,
+    /// Require proxy authentication: "USER:PASS", "any" or "@HTPASSWD-FILE".
+    #[arg(long = "proxyauth", value_name = "SPEC")]
+    proxyauth: Option<String>,
+    /// Credentials for the next proxy in upstream mode: USER:PASS.
+    #[arg(long = "upstream-auth", value_name = "USER:PASS")]
+    upstream_auth: Option<String>,
+    /// HTTP/2 towards clients and servers (on by default; --no-http2 turns it off).
+    #[arg(long = "http2", overrides_with = "no_http2")]
+    http2: bool,
+    #[arg(long = "no-http2")]
+    no_http2: bool,
+    /// Verify server certificates (the default; undoes -k).
+    #[arg(long = "no-ssl-insecure")]
+    no_ssl_insecure: bool,
+    /// Start the proxy server (the default; undoes -n).
+    #[arg(long = "server", hide = true)]
+    server: bool,
+}
+
+impl BuiltinFlags {
+    /// The flags as `--set` values, in mitmdump's names.
+    fn as_set(&self) -> Vec<String> {
+        let mut set = Vec::new();
+        let each = |set: &mut Vec<String>, name: &str, values: &[String]| {
+            set.extend(values.iter().map(|v| format!("{name}={v}")));
+        };
+        each(&mut set, "map_remote", &self.map_remote);
+        each(&mut set, "map_local", &self.map_local);
+        each(&mut set, "modify_body", &self.modify_body);
+        each(&mut set, "modify_headers", &self.modify_headers);
+        for (name, on, off) in [
+            ("anticache", self.anticache, self.no_anticache),
+            ("anticomp", self.anticomp, self.no_anticomp),
+            ("showhost", self.showhost, self.no_showhost),
+            ("http2", self.http2, self.no_http2),
+        ] {
+            if on {
+                set.push(format!("{name}=true"));
+            } else if off {
+                set.push(format!("{name}=false"));
+            }
+        }
+        if self.no_ssl_insecure {
+            set.push("ssl_insecure=false".into());
+        }
+        for (name, value) in [
+            ("stickycookie", &self.stickycookie),
+            ("stickyauth", &self.stickyauth),
+            ("proxyauth", &self.proxyauth),
+            ("upstream_auth", &self.upstream_auth),
+        ] {
+            if let Some(value) = value {
+                set.push(format!("{name}={value}"));
+            }
+        }
+        set
+    }
+}
+
 /// Subcommands over the flow archive.
 #[derive(clap::Subcommand, Debug)]
 enum Command {
@@ -154,6 +255,17 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&options.termlog_verbosity, cli.log.log_format);
+    if cli.command.is_none() {
+        if let Err(e) = check_builtins(&options) {
+            eprintln!("flowtap: {e}");
+            return ExitCode::FAILURE;
+        }
+        if options.connection_strategy == "lazy" {
+            tracing::warn!(
+                "connection_strategy=lazy is not built: flowtap opens a CONNECT's server connection when the CONNECT arrives (eager)"
+            );
+        }
+    }
     if matches!(cli.command, Some(Command::ScriptHost(_)))
         && let Some(Command::ScriptHost(args)) = cli.command.take()
     {
@@ -207,6 +319,9 @@ fn build_options(cli: &Cli) -> anyhow::Result<Options> {
     if let Some(detail) = cli.flow_detail {
         o.flow_detail = detail;
     }
+    for spec in cli.builtins.as_set() {
+        o.set(&spec)?;
+    }
     o.ssl_insecure |= cli.ssl_insecure;
     o.ignore_hosts.extend(cli.ignore_hosts.iter().cloned());
     o.allow_hosts.extend(cli.allow_hosts.iter().cloned());
@@ -218,24 +333,27 @@ fn build_options(cli: &Cli) -> anyhow::Result<Options> {
             o.mode.join(", ")
         );
     }
-    let mode = o
-        .mode
-        .first()
-        .map(|spec| flowtap_proxy_core::ModeSpec::parse(spec))
-        .transpose()?;
-    if o.proxyauth.is_some()
-        && !matches!(
-            mode.as_ref().map(|m| &m.mode),
-            Some(flowtap_proxy_core::Mode::Socks5)
-        )
-    {
-        // Accepting it and checking nothing would leave an open proxy its operator thinks
-        // is closed.
-        anyhow::bail!(
-            "proxyauth is only enforced in socks5 mode so far; flowtap refuses to start without it"
-        );
+    if let Some(spec) = o.mode.first() {
+        flowtap_proxy_core::ModeSpec::parse(spec)?;
     }
     Ok(o)
+}
+
+/// Checks the built-in addons' options as mitmdump does when it configures them: a spec that
+/// does not parse stops the command with mitmdump's message (and, as mitmdump, status 1).
+fn check_builtins(options: &Options) -> Result<(), flowtap_proxy_core::builtins::BuiltinError> {
+    let mode = match options.mode.first() {
+        Some(spec) => flowtap_proxy_core::ModeSpec::parse(spec)
+            .map(|m| m.mode)
+            .unwrap_or(flowtap_proxy_core::Mode::Regular),
+        None => flowtap_proxy_core::Mode::Regular,
+    };
+    flowtap_proxy_core::builtins::Builtins::new(
+        &options.builtins,
+        options.proxyauth.as_deref(),
+        &mode,
+    )
+    .map(drop)
 }
 
 fn init_logging(verbosity: &str, format: flowtap_telemetry::LogFormat) {
@@ -532,6 +650,7 @@ async fn build_sinks(
     let mut sinks: Vec<Arc<dyn FlowSink>> = Vec::new();
     let dumper = dump::Dumper {
         detail: options.flow_detail,
+        showhost: options.showhost,
     };
     match filter {
         Some(filter) => sinks.push(Arc::new(save::Filtered {
@@ -612,6 +731,7 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
         keep_host_header: options.keep_host_header,
         upstream_auth: options.upstream_auth.clone(),
         proxyauth: options.proxyauth.clone(),
+        builtins: options.builtins.clone(),
         ignore_hosts: options.ignore_hosts.clone(),
         allow_hosts: options.allow_hosts.clone(),
         tcp_hosts: options.tcp_hosts.clone(),

@@ -44,8 +44,15 @@ pub(crate) struct Options {
     pub(crate) keep_host_header: bool,
     /// In upstream mode, `user:password` for the next proxy (`upstream_auth`).
     pub(crate) upstream_auth: Option<String>,
-    /// `user:password` clients must give (`proxyauth`; socks5 mode only so far).
+    /// Who may use the proxy (`proxyauth`: `USER:PASS`, `any`, `@HTPASSWD`).
     pub(crate) proxyauth: Option<String>,
+    /// mitmdump's built-in addons (`map_remote`, `modify_headers`, `anticache`, ...).
+    pub(crate) builtins: flowtap_proxy_core::builtins::BuiltinOptions,
+    /// Show URLs with the `Host` header's host in the flow output (`showhost`).
+    pub(crate) showhost: bool,
+    /// When server connections are opened (`connection_strategy`): flowtap connects when a
+    /// CONNECT arrives and when a request is sent, as mitmproxy's `eager`.
+    pub(crate) connection_strategy: String,
     /// Client deadlines (`request_head_timeout`, `client_idle_timeout`,
     /// `tls_handshake_timeout`, `tunnel_idle_timeout`, seconds), as the proxy's config has them.
     pub(crate) request_head_timeout: Duration,
@@ -84,6 +91,9 @@ impl Default for Options {
             keep_host_header: false,
             upstream_auth: None,
             proxyauth: None,
+            builtins: flowtap_proxy_core::builtins::BuiltinOptions::default(),
+            showhost: false,
+            connection_strategy: "eager".into(),
             request_head_timeout: defaults.request_head_timeout,
             client_idle_timeout: defaults.client_idle_timeout,
             tls_handshake_timeout: defaults.tls_handshake_timeout,
@@ -133,6 +143,10 @@ impl Options {
                 items: items.to_vec(),
             })
         };
+        let optional = |value: &Option<String>| match value {
+            Some(v) => Kind::Text(v.clone()),
+            None => Kind::Null(true),
+        };
         let values = [
             (
                 "mode",
@@ -143,6 +157,19 @@ impl Options {
                 }),
             ),
             ("keep_host_header", Kind::Bool(self.keep_host_header)),
+            ("map_remote", list(&self.builtins.map_remote)),
+            ("map_local", list(&self.builtins.map_local)),
+            ("modify_headers", list(&self.builtins.modify_headers)),
+            ("modify_body", list(&self.builtins.modify_body)),
+            ("anticache", Kind::Bool(self.builtins.anticache)),
+            ("anticomp", Kind::Bool(self.builtins.anticomp)),
+            ("stickycookie", optional(&self.builtins.stickycookie)),
+            ("stickyauth", optional(&self.builtins.stickyauth)),
+            ("block_global", Kind::Bool(self.builtins.block_global)),
+            ("block_private", Kind::Bool(self.builtins.block_private)),
+            ("block_list", list(&self.builtins.block_list)),
+            ("showhost", Kind::Bool(self.showhost)),
+            ("connection_strategy", text(&self.connection_strategy)),
             ("confdir", text(&self.confdir.to_string_lossy())),
             ("listen_host", text(&self.listen_host)),
             ("listen_port", Kind::Int(i64::from(self.listen_port))),
@@ -255,14 +282,37 @@ impl Options {
             }
             "keepserving" => self.keepserving = parse_bool(name, value, self.keepserving)?,
             "mode" => self.mode.push(required(name, value)?.to_string()),
-            "proxyauth" => match value.filter(|v| !v.is_empty()) {
-                Some(v) if v.contains(':') && !v.starts_with('@') => {
-                    self.proxyauth = Some(v.to_string())
+            // Checked when the proxy is configured, as mitmproxy's addon does.
+            "proxyauth" => self.proxyauth = value.filter(|v| !v.is_empty()).map(str::to_string),
+            "map_remote" => sequence(&mut self.builtins.map_remote, value),
+            "map_local" => sequence(&mut self.builtins.map_local, value),
+            "modify_headers" => sequence(&mut self.builtins.modify_headers, value),
+            "modify_body" => sequence(&mut self.builtins.modify_body, value),
+            "block_list" => sequence(&mut self.builtins.block_list, value),
+            "anticache" => {
+                self.builtins.anticache = parse_bool(name, value, self.builtins.anticache)?
+            }
+            "anticomp" => self.builtins.anticomp = parse_bool(name, value, self.builtins.anticomp)?,
+            "block_global" => {
+                self.builtins.block_global = parse_bool(name, value, self.builtins.block_global)?
+            }
+            "block_private" => {
+                self.builtins.block_private = parse_bool(name, value, self.builtins.block_private)?
+            }
+            "stickycookie" => {
+                self.builtins.stickycookie = value.filter(|v| !v.is_empty()).map(str::to_string)
+            }
+            "stickyauth" => {
+                self.builtins.stickyauth = value.filter(|v| !v.is_empty()).map(str::to_string)
+            }
+            "showhost" => self.showhost = parse_bool(name, value, self.showhost)?,
+            "connection_strategy" => match value.map(str::trim) {
+                None | Some("eager") => self.connection_strategy = "eager".into(),
+                // Warned about at start: logging is not set up yet.
+                Some("lazy") => self.connection_strategy = "lazy".into(),
+                Some(other) => {
+                    bail!("option connection_strategy: expected eager or lazy, got {other:?}")
                 }
-                Some(other) => bail!(
-                    "option proxyauth: flowtap takes USER:PASSWORD so far (not {other:?}: \"any\", htpasswd and LDAP are not built)"
-                ),
-                None => self.proxyauth = None,
             },
             "upstream_auth" => {
                 self.upstream_auth = value.filter(|v| !v.is_empty()).map(str::to_string)
@@ -283,6 +333,14 @@ impl Options {
             }
         }
         Ok(())
+    }
+}
+
+/// A sequence option: each `--set name=value` adds one entry; `--set name` empties it.
+fn sequence(items: &mut Vec<String>, value: Option<&str>) {
+    match value {
+        Some(v) => items.push(v.to_string()),
+        None => items.clear(),
     }
 }
 

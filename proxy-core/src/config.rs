@@ -17,8 +17,11 @@ pub struct Config {
     /// In upstream mode, `user:password` for the next proxy (`upstream_auth`), sent as
     /// `Proxy-Authorization: Basic`.
     pub upstream_auth: Option<String>,
-    /// `user:password` a client must give (`proxyauth`; socks5 mode only, so far).
+    /// Who may use the proxy (`proxyauth`: `USER:PASS`, `any` or `@HTPASSWD`): SOCKS5 clients in
+    /// the handshake, HTTP clients with 407 (401 in reverse mode) until they send credentials.
     pub proxyauth: Option<String>,
+    /// mitmdump's built-in addons (`map_remote`, `modify_headers`, `block_global`, ...).
+    pub builtins: crate::builtins::BuiltinOptions,
     /// Hosts not to intercept: their CONNECT tunnels are relayed untouched (`--ignore-hosts`).
     pub ignore_hosts: Vec<String>,
     /// The inverse: only these hosts are intercepted (`--allow-hosts`).
@@ -79,6 +82,7 @@ impl Default for Config {
             keep_host_header: false,
             upstream_auth: None,
             proxyauth: None,
+            builtins: crate::builtins::BuiltinOptions::default(),
             ignore_hosts: Vec::new(),
             allow_hosts: Vec::new(),
             tcp_hosts: Vec::new(),

@@ -40,6 +40,8 @@ pub(crate) async fn connect(
         return false;
     };
     let mut flow = new_http_flow(&ctx.client, connect_request(head, &host, port));
+    // `proxyauth` comes before the scripts: without credentials the CONNECT gets 407.
+    let authenticated = shared.builtins().is_none_or(|b| b.http_connect(&mut flow));
     if shared.hook(Hook::HttpConnect, &mut flow).await == Verdict::Kill || is_killed(&flow) {
         return false;
     }
@@ -80,6 +82,10 @@ pub(crate) async fn connect(
     }
     flow.server_conn = Some(server.clone());
     shared.hook(Hook::HttpConnected, &mut flow).await;
+    let _authenticated = shared
+        .proxyauth()
+        .filter(|_| authenticated)
+        .map(|auth| auth.tunnel(&ctx.client.id, &flow));
     open_tunnel(shared, conn, ctx, host, port, tcp, server, stop).await
 }
 
@@ -223,7 +229,7 @@ async fn socks5_handshake(
         return refuse("not a SOCKS5 greeting");
     }
     let methods = take(conn, usize::from(greeting[1])).await?;
-    let credentials = shared.config.proxyauth.as_deref();
+    let credentials = shared.proxyauth().map(|auth| auth.validator());
     let method = match credentials {
         Some(_) if methods.contains(&2) => 2,
         None if methods.contains(&0) => 0,
@@ -233,17 +239,12 @@ async fn socks5_handshake(
     if method == 0xff {
         return refuse("no acceptable authentication method (proxyauth needs username/password)");
     }
-    if let Some(expected) = credentials {
+    if let Some(validator) = credentials {
         let version = take(conn, 2).await?;
         let user = take(conn, usize::from(version[1])).await?;
         let len = take(conn, 1).await?;
         let password = take(conn, usize::from(len[0])).await?;
-        let given = [&user[..], b":", &password[..]].concat();
-        let good = version[0] == 1
-            && bool::from(subtle::ConstantTimeEq::ct_eq(
-                &given[..],
-                expected.as_bytes(),
-            ));
+        let good = version[0] == 1 && validator.check(&user, &password);
         conn.io.write_all(&[1, u8::from(!good)]).await.ok()?;
         if !good {
             return refuse("wrong username or password");
