@@ -256,9 +256,14 @@ fn main() -> ExitCode {
     };
     init_logging(&options.termlog_verbosity, cli.log.log_format);
     if cli.command.is_none() {
-        if let Err(e) = check_builtins(&options) {
-            eprintln!("flowtap: {e}");
-            return ExitCode::FAILURE;
+        match check_builtins(&options) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("flowtap: {e}");
+                return ExitCode::FAILURE;
+            }
+            // The proxy's configuration itself is reported where it is used, as before.
+            Err(_) => {}
         }
         if options.connection_strategy == "lazy" {
             tracing::warn!(
@@ -341,19 +346,11 @@ fn build_options(cli: &Cli) -> anyhow::Result<Options> {
 
 /// Checks the built-in addons' options as mitmdump does when it configures them: a spec that
 /// does not parse stops the command with mitmdump's message (and, as mitmdump, status 1).
-fn check_builtins(options: &Options) -> Result<(), flowtap_proxy_core::builtins::BuiltinError> {
-    let mode = match options.mode.first() {
-        Some(spec) => flowtap_proxy_core::ModeSpec::parse(spec)
-            .map(|m| m.mode)
-            .unwrap_or(flowtap_proxy_core::Mode::Regular),
-        None => flowtap_proxy_core::Mode::Regular,
-    };
-    flowtap_proxy_core::builtins::Builtins::new(
-        &options.builtins,
-        options.proxyauth.as_deref(),
-        &mode,
-    )
-    .map(drop)
+fn check_builtins(options: &Options) -> anyhow::Result<Result<(), String>> {
+    let config = proxy_config(options)?;
+    Ok(flowtap_proxy_core::builtins::Builtins::new(&config)
+        .map(drop)
+        .map_err(|e| e.to_string()))
 }
 
 fn init_logging(verbosity: &str, format: flowtap_telemetry::LogFormat) {

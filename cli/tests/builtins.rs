@@ -106,8 +106,18 @@ fn map_local_answers_from_local_files() {
     assert_eq!(body_of(&out), "<h1>local</h1>");
     let out = curl_via(proxy, "http://example.test/static/missing.css", &[]).ok();
     assert_eq!(status_of(&out), 404, "{}", out.stdout);
-    let out = curl_via(proxy, "http://example.test/static/../../etc/passwd", &["--path-as-is"]).ok();
-    assert_eq!(status_of(&out), 502, "a path out of the directory is no candidate: {}", out.stdout);
+    let out = curl_via(
+        proxy,
+        "http://example.test/static/../../etc/passwd",
+        &["--path-as-is"],
+    )
+    .ok();
+    assert_eq!(
+        status_of(&out),
+        502,
+        "a path out of the directory is no candidate: {}",
+        out.stdout
+    );
     flowtap.stop();
 }
 
@@ -127,7 +137,11 @@ fn modify_headers_sets_and_removes_headers_both_ways() {
     let echoed = body_of(&out);
     assert!(has_header(echoed, "x-added", "yes"), "{echoed}");
     assert!(header_value(echoed, "user-agent").is_none(), "{echoed}");
-    assert!(has_header(&out.stdout, "x-origin", "replaced"), "{}", out.stdout);
+    assert!(
+        has_header(&out.stdout, "x-origin", "replaced"),
+        "{}",
+        out.stdout
+    );
     assert!(has_header(&out.stdout, "x-keep", "1"));
     flowtap.stop();
 }
@@ -199,8 +213,14 @@ fn anticache_and_anticomp_change_the_request_headers() {
     .ok();
     let echoed = body_of(&out);
     assert!(header_value(echoed, "if-none-match").is_none(), "{echoed}");
-    assert!(header_value(echoed, "if-modified-since").is_none(), "{echoed}");
-    assert!(has_header(echoed, "accept-encoding", "identity"), "{echoed}");
+    assert!(
+        header_value(echoed, "if-modified-since").is_none(),
+        "{echoed}"
+    );
+    assert!(
+        has_header(echoed, "accept-encoding", "identity"),
+        "{echoed}"
+    );
     flowtap.stop();
 
     // Off by default: the headers pass.
@@ -216,7 +236,11 @@ fn stickycookie_adds_the_cookies_a_server_set() {
     let (flowtap, proxy) = Flowtap::start(&["--stickycookie", "~d 127.0.0.1"]);
     let base = format!("http://127.0.0.1:{}", origin.port());
     let out = curl_via(proxy, &format!("{base}/login"), &[]).ok();
-    assert!(has_header(&out.stdout, "set-cookie", "session=abc123; Path=/"));
+    assert!(has_header(
+        &out.stdout,
+        "set-cookie",
+        "session=abc123; Path=/"
+    ));
     let out = curl_via(proxy, &format!("{base}/page"), &[]).ok();
     assert!(
         has_header(body_of(&out), "cookie", "session=abc123"),
@@ -260,7 +284,11 @@ fn proxyauth_asks_http_clients_with_407() {
     let url = format!("http://127.0.0.1:{}/p", origin.port());
     let out = curl_via(proxy, &url, &[]).ok();
     assert_eq!(status_of(&out), 407, "{}", out.stdout);
-    assert!(has_header(&out.stdout, "proxy-authenticate", "Basic realm=\"mitmproxy\""));
+    assert!(has_header(
+        &out.stdout,
+        "proxy-authenticate",
+        "Basic realm=\"mitmproxy\""
+    ));
     let out = curl_via(proxy, &url, &["-U", "alice:wrong"]).ok();
     assert_eq!(status_of(&out), 407);
     let out = curl_via(proxy, &url, &["-U", "alice:s3cret"]).ok();
@@ -279,7 +307,11 @@ fn proxyauth_asks_http_clients_with_407() {
     assert_ne!(out.code, 0, "a CONNECT without credentials got through");
     assert!(out.stdout.contains("407"), "{out:?}");
     let out = curl_via(proxy, &url, &["--cacert", ca, "-U", "alice:s3cret"]).ok();
-    assert!(body_of(&out).starts_with("GET /tls HTTP/1.1"), "{}", out.stdout);
+    assert!(
+        body_of(&out).starts_with("GET /tls HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
     flowtap.stop();
 }
 
@@ -289,7 +321,10 @@ fn proxyauth_takes_any_and_htpasswd_files() {
     let url = format!("http://127.0.0.1:{}/", origin.port());
     let (flowtap, proxy) = Flowtap::start(&["--set", "proxyauth=any"]);
     assert_eq!(status_of(&curl_via(proxy, &url, &[]).ok()), 407);
-    assert_eq!(status_of(&curl_via(proxy, &url, &["-U", "who:ever"]).ok()), 200);
+    assert_eq!(
+        status_of(&curl_via(proxy, &url, &["-U", "who:ever"]).ok()),
+        200
+    );
     flowtap.stop();
 
     // `htpasswd -s`: base64 of the password's SHA-1, made here with openssl.
@@ -306,12 +341,25 @@ fn proxyauth_takes_any_and_htpasswd_files() {
         .expect("run openssl");
     let hash = String::from_utf8(output.stdout).expect("base64");
     let htpasswd = dir.path().join("users");
-    std::fs::write(&htpasswd, format!("# users\nalice:{{SHA}}{}\n", hash.trim())).expect("write");
+    std::fs::write(
+        &htpasswd,
+        format!("# users\nalice:{{SHA}}{}\n", hash.trim()),
+    )
+    .expect("write");
     let spec = format!("@{}", htpasswd.display());
     let (flowtap, proxy) = Flowtap::start(&["--proxyauth", &spec]);
-    assert_eq!(status_of(&curl_via(proxy, &url, &["-U", "alice:s3cret"]).ok()), 200);
-    assert_eq!(status_of(&curl_via(proxy, &url, &["-U", "alice:other"]).ok()), 407);
-    assert_eq!(status_of(&curl_via(proxy, &url, &["-U", "bob:s3cret"]).ok()), 407);
+    assert_eq!(
+        status_of(&curl_via(proxy, &url, &["-U", "alice:s3cret"]).ok()),
+        200
+    );
+    assert_eq!(
+        status_of(&curl_via(proxy, &url, &["-U", "alice:other"]).ok()),
+        407
+    );
+    assert_eq!(
+        status_of(&curl_via(proxy, &url, &["-U", "bob:s3cret"]).ok()),
+        407
+    );
     flowtap.stop();
 }
 
@@ -322,7 +370,11 @@ fn proxyauth_in_reverse_mode_asks_as_a_server_with_401() {
     let (flowtap, addr) = Flowtap::start(&["--mode", &target, "--proxyauth", "alice:s3cret"]);
     let out = curl(&["-i", &format!("http://{addr}/r")]).ok();
     assert_eq!(status_of(&out), 401, "{}", out.stdout);
-    assert!(has_header(&out.stdout, "www-authenticate", "Basic realm=\"mitmproxy\""));
+    assert!(has_header(
+        &out.stdout,
+        "www-authenticate",
+        "Basic realm=\"mitmproxy\""
+    ));
     let out = curl(&["-i", "-u", "alice:s3cret", &format!("http://{addr}/r")]).ok();
     assert_eq!(status_of(&out), 200);
     assert!(header_value(body_of(&out), "authorization").is_none());
@@ -345,13 +397,19 @@ fn block_list_answers_or_closes_matching_requests() {
     assert!(has_header(&out.stdout, "server", "mitmproxy 12.3.1"));
     let out = curl_via(proxy, &format!("{base}/gone"), &[]);
     assert_eq!(out.code, 52, "444 closes without a response: {out:?}");
-    assert_eq!(status_of(&curl_via(proxy, &format!("{base}/fine"), &[]).ok()), 200);
+    assert_eq!(
+        status_of(&curl_via(proxy, &format!("{base}/fine"), &[]).ok()),
+        200
+    );
     flowtap.stop();
 }
 
 /// A private, non-loopback address of this machine (clients from loopback are never blocked).
 fn private_address() -> Option<String> {
-    let out = std::process::Command::new("hostname").arg("-I").output().ok()?;
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .ok()?;
     String::from_utf8(out.stdout)
         .ok()?
         .split_whitespace()
@@ -369,16 +427,34 @@ fn block_private_refuses_clients_from_private_addresses() {
     let origin = echo_origin();
     let url = format!("http://127.0.0.1:{}/", origin.port());
     let (flowtap, proxy) = Flowtap::start(&["--listen-host", &address]);
-    let out = curl(&["--interface", &address, "-x", &format!("http://{proxy}"), &url]).ok();
-    assert!(out.stdout.starts_with("GET / HTTP/1.1"), "allowed by default");
+    let out = curl(&[
+        "--interface",
+        &address,
+        "-x",
+        &format!("http://{proxy}"),
+        &url,
+    ])
+    .ok();
+    assert!(
+        out.stdout.starts_with("GET / HTTP/1.1"),
+        "allowed by default"
+    );
     flowtap.stop();
 
     let (flowtap, proxy) =
         Flowtap::start(&["--listen-host", &address, "--set", "block_private=true"]);
-    let out = curl(&["--interface", &address, "-x", &format!("http://{proxy}"), &url]);
+    let out = curl(&[
+        "--interface",
+        &address,
+        "-x",
+        &format!("http://{proxy}"),
+        &url,
+    ]);
     assert_ne!(out.code, 0, "a private client got through: {out:?}");
     flowtap.stderr.wait_for("the refusal", |l| {
-        l.contains(&format!("Client connection from {address} killed by block_private option."))
+        l.contains(&format!(
+            "Client connection from {address} killed by block_private option."
+        ))
     });
     flowtap.stop();
 }
@@ -454,8 +530,14 @@ fn a_spec_that_does_not_parse_stops_the_command_as_in_mitmdump() {
             vec!["--set", "block_list=/~q/abc"],
             "Cannot parse block_list option /~q/abc: Invalid HTTP status code: abc",
         ),
-        (vec!["--proxyauth", "bad"], "Invalid proxyauth specification."),
-        (vec!["--stickycookie", "~~bad"], "Invalid filter expression: \"~~bad\""),
+        (
+            vec!["--proxyauth", "bad"],
+            "Invalid proxyauth specification.",
+        ),
+        (
+            vec!["--stickycookie", "~~bad"],
+            "Invalid filter expression: \"~~bad\"",
+        ),
         (
             vec!["-B", "/(?<=a)b/c"],
             "Cannot parse modify_body option /(?<=a)b/c: Invalid regular expression",
@@ -464,8 +546,27 @@ fn a_spec_that_does_not_parse_stops_the_command_as_in_mitmdump() {
         let mut flowtap = Flowtap::spawn(&[&["-p", "0"], &args[..]].concat());
         let status = flowtap.wait_exit(Duration::from_secs(20));
         assert_eq!(status.code(), Some(1), "{args:?}");
-        flowtap
-            .stderr
-            .wait_for(message, |l| l.contains(message));
+        flowtap.stderr.wait_for(message, |l| l.contains(message));
     }
 }
+
+#[test]
+fn upstream_auth_in_reverse_mode_is_the_requests_authorization() {
+    let origin = echo_origin();
+    let target = format!("reverse:http://127.0.0.1:{}", origin.port());
+    let (flowtap, addr) = Flowtap::start(&["--mode", &target, "--upstream-auth", "svc:t0ken"]);
+    let out = curl(&["-i", &format!("http://{addr}/u")]).ok();
+    // base64("svc:t0ken")
+    assert!(
+        has_header(body_of(&out), "authorization", "Basic c3ZjOnQwa2Vu"),
+        "{}",
+        out.stdout
+    );
+    flowtap.stop();
+    let mut flowtap = Flowtap::spawn(&["-p", "0", "--upstream-auth", "nocolon"]);
+    assert_eq!(flowtap.wait_exit(Duration::from_secs(20)).code(), Some(1));
+    flowtap.stderr.wait_for("the reason", |l| {
+        l.contains("Invalid upstream auth specification: nocolon")
+    });
+}
+

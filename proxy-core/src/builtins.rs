@@ -93,20 +93,36 @@ pub struct Builtins {
     modify: modify::Modify,
     sticky: sticky::Sticky,
     proxyauth: Option<proxyauth::ProxyAuth>,
+    /// In reverse mode, `upstream_auth` as the `Authorization` of every request.
+    reverse_auth: Option<Bytes>,
 }
 
 impl Builtins {
     /// Parses every spec, as mitmproxy's `configure` does: the first bad one is the error.
-    /// `proxyauth` is the proxy's `proxyauth` option; `mode` decides how clients are asked
-    /// for credentials (as a proxy in regular and upstream mode: 407 and
+    /// `config.proxyauth` decides who may use the proxy, and `config.mode` how clients are
+    /// asked for credentials (as a proxy in regular and upstream mode: 407 and
     /// `Proxy-Authorization`; as a server in reverse mode: 401 and `Authorization`; in the
-    /// SOCKS5 handshake).
-    pub fn new(
-        options: &BuiltinOptions,
-        proxyauth: Option<&str>,
-        mode: &crate::mode::Mode,
-    ) -> Result<Builtins, BuiltinError> {
+    /// SOCKS5 handshake). `config.upstream_auth` must be `USER:PASS`; in reverse mode it
+    /// becomes every request's `Authorization`.
+    pub fn new(config: &crate::Config) -> Result<Builtins, BuiltinError> {
+        let options = &config.builtins;
+        let mode = &config.mode.mode;
+        let proxyauth = config.proxyauth.as_deref();
+        let upstream_auth = config
+            .upstream_auth
+            .as_deref()
+            .map(|auth| {
+                if auth.find(':').is_some_and(|i| i > 0) {
+                    Ok(crate::context::basic_auth(auth))
+                } else {
+                    Err(BuiltinError(format!(
+                        "Invalid upstream auth specification: {auth}"
+                    )))
+                }
+            })
+            .transpose()?;
         Ok(Builtins {
+            reverse_auth: upstream_auth.filter(|_| matches!(mode, crate::mode::Mode::Reverse(_))),
             anticache: options.anticache,
             anticomp: options.anticomp,
             block: block::Block::new(options)?,
@@ -129,6 +145,7 @@ impl Builtins {
             && self.modify.is_idle()
             && self.sticky.is_idle()
             && self.proxyauth.is_none()
+            && self.reverse_auth.is_none()
     }
 
     /// The response body must be held in memory before `response`.
@@ -167,10 +184,14 @@ impl Builtins {
         }
     }
 
-    /// `requestheaders`, after the scripts: `modify_headers`.
+    /// `requestheaders`, after the scripts: `modify_headers`, then `upstream_auth` in reverse
+    /// mode.
     pub(crate) fn requestheaders_after(&self, flow: &mut Flow) {
         if flow.response.is_none() && flow.error.is_none() && flow.live {
             self.modify.request_headers(flow);
+        }
+        if let (Some(auth), Some(request)) = (&self.reverse_auth, flow.request.as_mut()) {
+            set_header(&mut request.headers, b"Authorization", auth);
         }
     }
 

@@ -73,11 +73,7 @@ impl Shared {
         let intercepts = Intercepts::new(config.intercept.clone());
         // Only scripts act on flows from outside: without them nothing registers.
         let live = LiveFlows::new(!hooks.interest().is_empty());
-        let builtins = Builtins::new(
-            &config.builtins,
-            config.proxyauth.as_deref(),
-            &config.mode.mode,
-        )?;
+        let builtins = Builtins::new(&config)?;
         let builtins_active = !builtins.is_idle();
         Ok(Shared {
             config,
@@ -177,7 +173,7 @@ impl Drop for ClientClosed {
 }
 
 /// `Basic base64(user:password)`, as `Proxy-Authorization` carries `upstream_auth`.
-fn basic_auth(credentials: &str) -> bytes::Bytes {
+pub(crate) fn basic_auth(credentials: &str) -> bytes::Bytes {
     use base64::Engine as _;
     let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
     format!("Basic {encoded}").into()

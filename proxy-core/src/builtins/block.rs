@@ -181,8 +181,17 @@ mod tests {
 
     #[test]
     fn addresses_are_classified_as_python_does() {
-        for private in ["10.1.2.3", "192.168.0.1", "172.31.255.255", "169.254.1.1", "fd00::1"] {
-            assert!(is_private(ip(private)) && !is_global(ip(private)), "{private}");
+        for private in [
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.31.255.255",
+            "169.254.1.1",
+            "fd00::1",
+        ] {
+            assert!(
+                is_private(ip(private)) && !is_global(ip(private)),
+                "{private}"
+            );
         }
         for global in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "192.0.0.9"] {
             assert!(is_global(ip(global)) && !is_private(ip(global)), "{global}");

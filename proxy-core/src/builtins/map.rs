@@ -157,12 +157,16 @@ fn map_remote(remote: &Remote, flow: &mut Flow) {
     let url = request.pretty_url();
     let new_url = remote
         .regex
-        .replace_all(&url, |caps: &regex::Captures<'_>| remote.template.expand(caps));
+        .replace_all(&url, |caps: &regex::Captures<'_>| {
+            remote.template.expand(caps)
+        });
     if new_url == url {
         return;
     }
     let Some(target) = crate::flow::parse_absolute(new_url.as_bytes()) else {
-        tracing::warn!("map_remote: {new_url:?} is not an http or https URL; the request is left as it was");
+        tracing::warn!(
+            "map_remote: {new_url:?} is not an http or https URL; the request is left as it was"
+        );
         return;
     };
     request.scheme = Bytes::from_static(target.scheme.as_bytes());
@@ -195,7 +199,11 @@ fn file_candidates(url: &str, local: &Local) -> Vec<PathBuf> {
     } else {
         let whole = caps.get(0).map_or(url.len(), |m| m.end());
         let rest = &url[whole..];
-        rest.split('?').next().unwrap_or("").trim_matches('/').to_string()
+        rest.split('?')
+            .next()
+            .unwrap_or("")
+            .trim_matches('/')
+            .to_string()
     };
     if suffix.is_empty() {
         return vec![local.path.join("index.html")];
@@ -329,6 +337,9 @@ mod tests {
     #[test]
     fn a_missing_path_is_a_startup_error() {
         let err = parse_local("|x|/definitely/not/here").unwrap_err();
-        assert!(err.starts_with("Invalid file path: /definitely/not/here ("), "{err}");
+        assert!(
+            err.starts_with("Invalid file path: /definitely/not/here ("),
+            "{err}"
+        );
     }
 }

@@ -222,7 +222,11 @@ fn replace_in_body(
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case(b"content-length"))
     {
-        super::set_header(headers, b"content-length", body.len().to_string().as_bytes());
+        super::set_header(
+            headers,
+            b"content-length",
+            body.len().to_string().as_bytes(),
+        );
     }
     *content = Some(Bytes::from(body));
 }
@@ -267,7 +271,13 @@ mod tests {
         m.apply_headers(&[true, true, true], &mut headers);
         let got: Vec<_> = headers
             .iter()
-            .map(|h| format!("{}={}", String::from_utf8_lossy(&h.name), String::from_utf8_lossy(&h.value)))
+            .map(|h| {
+                format!(
+                    "{}={}",
+                    String::from_utf8_lossy(&h.name),
+                    String::from_utf8_lossy(&h.value)
+                )
+            })
             .collect();
         assert_eq!(got, ["keep=3", "X-A=new", "X-C=A"]);
     }
@@ -289,6 +299,9 @@ mod tests {
     #[test]
     fn a_missing_replacement_file_is_a_startup_error() {
         let err = ModifySpec::parse("|x|@/no/such/file").unwrap_err();
-        assert!(err.starts_with("Invalid file path: /no/such/file ("), "{err}");
+        assert!(
+            err.starts_with("Invalid file path: /no/such/file ("),
+            "{err}"
+        );
     }
 }

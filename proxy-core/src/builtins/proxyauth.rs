@@ -100,7 +100,8 @@ fn parse_htpasswd(text: &str) -> Result<HashMap<String, String>, String> {
         let Some((user, hash)) = line.split_once(':').filter(|(u, _)| !u.is_empty()) else {
             return Err(format!("Malformed htpasswd line: {line:?}"));
         };
-        if !hash.starts_with("{SHA}") && !["$2y$", "$2b$", "$2a$"].iter().any(|p| hash.starts_with(p))
+        if !hash.starts_with("{SHA}")
+            && !["$2y$", "$2b$", "$2a$"].iter().any(|p| hash.starts_with(p))
         {
             return Err(format!("Unsupported htpasswd format for user {user:?}"));
         }
@@ -186,7 +187,9 @@ impl ProxyAuth {
                 .and_then(|h| parse_basic(&h.value))
         });
         match credentials {
-            Some((user, password)) if self.validator.check(user.as_bytes(), password.as_bytes()) => {
+            Some((user, password))
+                if self.validator.check(user.as_bytes(), password.as_bytes()) =>
+            {
                 if let Some(request) = flow.request.as_mut() {
                     remove_header(&mut request.headers, header);
                 }
@@ -253,11 +256,14 @@ fn metadata_credentials(flow: &Flow) -> Option<(String, String)> {
         return None;
     };
     match list.items.as_slice() {
-        [Value {
-            kind: Some(Kind::Text(user)),
-        }, Value {
-            kind: Some(Kind::Text(password)),
-        }] => Some((user.clone(), password.clone())),
+        [
+            Value {
+                kind: Some(Kind::Text(user)),
+            },
+            Value {
+                kind: Some(Kind::Text(password)),
+            },
+        ] => Some((user.clone(), password.clone())),
         _ => None,
     }
 }
@@ -271,7 +277,9 @@ fn parse_basic(value: &[u8]) -> Option<(String, String)> {
     if words.next().is_some() || !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(info).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(info)
+        .ok()?;
     let decoded = String::from_utf8_lossy(&decoded);
     let mut parts = decoded.split(':');
     let (user, password) = (parts.next()?, parts.next()?);
@@ -294,7 +302,6 @@ fn auth_required(is_proxy: bool) -> flowtap_proto::v1::Response {
     let challenge = format!("Basic realm=\"{REALM}\"");
     make_response(status, Bytes::from(page), &[(name, &challenge)])
 }
-
 
 #[cfg(test)]
 mod tests {

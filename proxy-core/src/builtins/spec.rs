@@ -212,8 +212,7 @@ fn check_group(piece: &Piece, regex: &regex::Regex) -> Result<(), String> {
 /// A Python regular expression compiled for Rust's engine, with mitmproxy's wording when it
 /// does not compile (Rust lacks look-around and backreferences).
 pub(crate) fn regex(pattern: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(pattern)
-        .map_err(|e| format!("Invalid regular expression {pattern:?} ({e})"))
+    regex::Regex::new(pattern).map_err(|e| format!("Invalid regular expression {pattern:?} ({e})"))
 }
 
 #[cfg(test)]

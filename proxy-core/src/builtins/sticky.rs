@@ -249,7 +249,6 @@ fn is_hdn(text: &str) -> bool {
     !ends_in_number && !text.is_empty() && !text.starts_with('.') && !text.ends_with('.')
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
