@@ -247,6 +247,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
+    flag_options_from_set(&mut cli);
     let options = match build_options(&cli) {
         Ok(o) => o,
         Err(e) => {
@@ -300,6 +301,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Options mitmdump also takes as flags (`-w`, `-r`, `-s`, `-C`, `-S`, `-n`) are read from
+/// `--set` too, as mitmdump reads them: `--set save_stream_file=out.mitm` is `-w out.mitm`.
+fn flag_options_from_set(cli: &mut Cli) {
+    let mut rest = Vec::new();
+    for spec in std::mem::take(&mut cli.set) {
+        let Some((name, value)) = spec.split_once('=') else {
+            rest.push(spec);
+            continue;
+        };
+        let value = value.to_string();
+        match name.trim() {
+            "save_stream_file" => cli.save_stream_file = Some(value).filter(|v| !v.is_empty()),
+            "rfile" => cli.rfile = Some(PathBuf::from(value)).filter(|v| !v.as_os_str().is_empty()),
+            "scripts" => cli.scripts.push(value),
+            "client_replay" => cli.client_replay.push(PathBuf::from(value)),
+            "server_replay" => cli.server_replay.push(PathBuf::from(value)),
+            "server" => cli.no_server = matches!(value.trim(), "false"),
+            _ => rest.push(spec),
+        }
+    }
+    cli.set = rest;
 }
 
 fn build_options(cli: &Cli) -> anyhow::Result<Options> {
@@ -830,6 +854,32 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flag_options_are_taken_from_set_too() {
+        let mut cli = Cli::try_parse_from([
+            "flowtap",
+            "--set",
+            "save_stream_file=out.mitm",
+            "--set",
+            "scripts=a.py",
+            "--set",
+            "server=false",
+            "--set",
+            "anticache=true",
+            "-M",
+            "|a|b",
+        ])
+        .unwrap();
+        flag_options_from_set(&mut cli);
+        assert_eq!(cli.save_stream_file.as_deref(), Some("out.mitm"));
+        assert_eq!(cli.scripts, ["a.py"]);
+        assert!(cli.no_server);
+        assert_eq!(cli.set, ["anticache=true"]);
+        let options = build_options(&cli).unwrap();
+        assert!(options.builtins.anticache);
+        assert_eq!(options.builtins.map_remote, ["|a|b"]);
+    }
 
     /// Arguments of the same name on several levels must not collide (clap panics at parse time
     /// when one id has two types).
