@@ -191,6 +191,25 @@ struct BuiltinFlags {
     /// Start the proxy server (the default; undoes -n).
     #[arg(long = "server", hide = true)]
     server: bool,
+    /// What requests without a recorded response get in server replay: forward, kill or a
+    /// status code.
+    #[arg(long = "server-replay-extra", value_name = "forward|kill|STATUS")]
+    server_replay_extra: Option<String>,
+    /// Kill requests without a recorded response (deprecated: --server-replay-extra kill).
+    #[arg(long = "server-replay-kill-extra", overrides_with = "no_server_replay_kill_extra")]
+    server_replay_kill_extra: bool,
+    #[arg(long = "no-server-replay-kill-extra", hide = true)]
+    no_server_replay_kill_extra: bool,
+    /// Serve each recorded response as often as it matches.
+    #[arg(long = "server-replay-reuse", overrides_with = "no_server_replay_reuse")]
+    server_replay_reuse: bool,
+    #[arg(long = "no-server-replay-reuse", hide = true)]
+    no_server_replay_reuse: bool,
+    /// Move a replayed response's dates forward by its age (on by default).
+    #[arg(long = "server-replay-refresh", overrides_with = "no_server_replay_refresh")]
+    server_replay_refresh: bool,
+    #[arg(long = "no-server-replay-refresh")]
+    no_server_replay_refresh: bool,
 }
 
 impl BuiltinFlags {
@@ -209,6 +228,21 @@ impl BuiltinFlags {
             ("anticomp", self.anticomp, self.no_anticomp),
             ("showhost", self.showhost, self.no_showhost),
             ("http2", self.http2, self.no_http2),
+            (
+                "server_replay_kill_extra",
+                self.server_replay_kill_extra,
+                self.no_server_replay_kill_extra,
+            ),
+            (
+                "server_replay_reuse",
+                self.server_replay_reuse,
+                self.no_server_replay_reuse,
+            ),
+            (
+                "server_replay_refresh",
+                self.server_replay_refresh,
+                self.no_server_replay_refresh,
+            ),
         ] {
             if on {
                 set.push(format!("{name}=true"));
@@ -224,6 +258,7 @@ impl BuiltinFlags {
             ("stickyauth", &self.stickyauth),
             ("proxyauth", &self.proxyauth),
             ("upstream_auth", &self.upstream_auth),
+            ("server_replay_extra", &self.server_replay_extra),
         ] {
             if let Some(value) = value {
                 set.push(format!("{name}={value}"));

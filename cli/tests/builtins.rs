@@ -570,3 +570,53 @@ fn upstream_auth_in_reverse_mode_is_the_requests_authorization() {
     });
 }
 
+
+/// Records what the script saw: the request after the addons that run before scripts
+/// (anticache) and before those that run after (map_remote, modify_headers); the response
+/// before modify_body.
+const ORDER_SCRIPT: &str = r#"
+def request(flow):
+    flow.request.headers["x-script-saw"] = (
+        f"{flow.request.pretty_url}|{'if-none-match' in flow.request.headers}"
+        f"|{'x-added' in flow.request.headers}"
+    )
+
+def response(flow):
+    flow.response.headers["x-script-body-had-world"] = str(b"world" in flow.response.content)
+"#;
+
+#[test]
+fn scripts_run_between_the_addons_as_in_mitmproxys_chain() {
+    let script = TempScript::new("order.py", ORDER_SCRIPT);
+    let origin = echo_origin();
+    let map = format!("|//mapped.test/|//127.0.0.1:{}/", origin.port());
+    let (flowtap, proxy) = Flowtap::start(&[
+        "-s",
+        script.arg(),
+        "--anticache",
+        "-M",
+        &map,
+        "-H",
+        "/~q/X-Added/yes",
+        "-B",
+        "/~s/world/there",
+    ]);
+    let out = curl_via(
+        proxy,
+        "http://mapped.test/o",
+        &["-H", "If-None-Match: \"1\"", "--data-binary", "hello world"],
+    )
+    .ok();
+    let echoed = body_of(&out);
+    assert!(
+        has_header(echoed, "x-script-saw", "http://mapped.test/o|False|True"),
+        "anticache ran before the script, map_remote after; modify_headers ran in requestheaders: {echoed}"
+    );
+    assert!(echoed.ends_with("hello there"), "{echoed}");
+    assert!(
+        has_header(&out.stdout, "x-script-body-had-world", "True"),
+        "modify_body changed the response after the script saw it: {}",
+        out.stdout
+    );
+    flowtap.stop();
+}
