@@ -196,17 +196,26 @@ struct BuiltinFlags {
     #[arg(long = "server-replay-extra", value_name = "forward|kill|STATUS")]
     server_replay_extra: Option<String>,
     /// Kill requests without a recorded response (deprecated: --server-replay-extra kill).
-    #[arg(long = "server-replay-kill-extra", overrides_with = "no_server_replay_kill_extra")]
+    #[arg(
+        long = "server-replay-kill-extra",
+        overrides_with = "no_server_replay_kill_extra"
+    )]
     server_replay_kill_extra: bool,
     #[arg(long = "no-server-replay-kill-extra", hide = true)]
     no_server_replay_kill_extra: bool,
     /// Serve each recorded response as often as it matches.
-    #[arg(long = "server-replay-reuse", overrides_with = "no_server_replay_reuse")]
+    #[arg(
+        long = "server-replay-reuse",
+        overrides_with = "no_server_replay_reuse"
+    )]
     server_replay_reuse: bool,
     #[arg(long = "no-server-replay-reuse", hide = true)]
     no_server_replay_reuse: bool,
     /// Move a replayed response's dates forward by its age (on by default).
-    #[arg(long = "server-replay-refresh", overrides_with = "no_server_replay_refresh")]
+    #[arg(
+        long = "server-replay-refresh",
+        overrides_with = "no_server_replay_refresh"
+    )]
     server_replay_refresh: bool,
     #[arg(long = "no-server-replay-refresh")]
     no_server_replay_refresh: bool,

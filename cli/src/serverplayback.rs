@@ -406,7 +406,10 @@ mod tests {
             headers: vec![
                 header("Date", "Wed, 21 Oct 2015 07:28:00 GMT"),
                 header("Last-Modified", "Tue, 20 Oct 2015 07:28:00 GMT"),
-                header("Set-Cookie", "a=1; Expires=Thu, 22 Oct 2015 07:28:00 GMT; Path=/"),
+                header(
+                    "Set-Cookie",
+                    "a=1; Expires=Thu, 22 Oct 2015 07:28:00 GMT; Path=/",
+                ),
                 header("ETag", "\"x\""),
             ],
             ..Default::default()

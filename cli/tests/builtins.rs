@@ -570,7 +570,6 @@ fn upstream_auth_in_reverse_mode_is_the_requests_authorization() {
     });
 }
 
-
 /// Records what the script saw: the request after the addons that run before scripts
 /// (anticache) and before those that run after (map_remote, modify_headers); the response
 /// before modify_body.

@@ -259,3 +259,49 @@ fn client_replay_resends_and_records_the_replayed_flow() {
     };
     assert_eq!(without_running(&got), without_running(&want));
 }
+
+#[test]
+fn a_strftime_save_path_opens_a_new_file_when_it_changes() {
+    use std::time::{Duration, Instant};
+    let origin = echo_origin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A directory per year (created on the way) and a file per second.
+    let pattern = dir.path().join("%Y").join("flows-%H%M%S.mitm");
+    let (flowtap, proxy) =
+        Flowtap::start(&["--set", &format!("save_stream_file={}", path_arg(&pattern))]);
+    let proxy = format!("http://{proxy}");
+    let url = format!("http://127.0.0.1:{}/rotate", origin.port());
+    let files = || -> Vec<std::path::PathBuf> {
+        let Ok(years) = std::fs::read_dir(dir.path()) else {
+            return Vec::new();
+        };
+        years
+            .flatten()
+            .flat_map(|year| {
+                std::fs::read_dir(year.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .map(|f| f.path())
+            .collect()
+    };
+    // Requests until the formatted name has changed at least once (about a second).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut sent = 0;
+    while files().len() < 2 {
+        assert!(Instant::now() < deadline, "no second file: {:?}", files());
+        curl(&["-x", &proxy, &url]).ok();
+        sent += 1;
+    }
+    let (status, _) = flowtap.stop();
+    assert!(status.success(), "{status}");
+    let files = files();
+    let year = files[0]
+        .parent()
+        .and_then(|p| p.file_name())
+        .expect("year dir");
+    assert_eq!(year.len(), 4, "{files:?}");
+    let saved: usize = files.iter().map(|f| read_flows(f).len()).sum();
+    assert_eq!(saved, sent, "every flow is in one of {files:?}");
+}

@@ -21,7 +21,10 @@ async fn the_addons_act_on_http2_flows() {
     let proxy = TestProxy::start(Config {
         upstream_trusted_ca: vec![origin.cert.as_ref().expect("tls").ca_path().to_path_buf()],
         builtins: BuiltinOptions {
-            modify_headers: vec!["/~q/X-Added/yes".into(), "/~s/X-Origin-Method/changed".into()],
+            modify_headers: vec![
+                "/~q/X-Added/yes".into(),
+                "/~s/X-Origin-Method/changed".into(),
+            ],
             modify_body: vec!["/~s/origin/ORIGIN".into()],
             map_local: vec![format!("|/local/|{}", dir.path().display())],
             ..BuiltinOptions::default()
@@ -59,6 +62,10 @@ async fn the_addons_act_on_http2_flows() {
     assert!(text.starts_with("HTTP/2 200"), "{text}");
     assert!(text.contains("content-type: text/plain\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\nfrom disk"), "{text}");
-    assert_eq!(origin.seen().len(), 1, "map_local answered without the origin");
+    assert_eq!(
+        origin.seen().len(),
+        1,
+        "map_local answered without the origin"
+    );
     proxy.stop().await;
 }
