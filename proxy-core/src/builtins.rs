@@ -144,8 +144,20 @@ impl Builtins {
             && self.map.is_idle()
             && self.modify.is_idle()
             && self.sticky.is_idle()
-            && self.proxyauth.is_none()
+            && self.proxyauth.as_ref().is_none_or(|auth| !auth.asks_http())
             && self.reverse_auth.is_none()
+    }
+
+    /// An addon acts in `request`, before the request goes to the server: the request body is
+    /// then held in memory (as mitmproxy holds every body it does not stream), so that
+    /// `request` runs before anything is sent.
+    pub(crate) fn acts_in_request(&self) -> bool {
+        self.anticache
+            || self.anticomp
+            || !self.block.is_idle()
+            || !self.map.is_idle()
+            || !self.modify.body_is_idle()
+            || !self.sticky.is_idle()
     }
 
     /// The response body must be held in memory before `response`.

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     /// mitmdump's built-in addons; `builtins_active` is false when none acts on flows.
     builtins: Builtins,
     builtins_active: bool,
+    /// A built-in addon acts in `request` (the request body is then buffered).
+    builtins_in_request: bool,
     sink_bodies: bool,
 }
 
@@ -75,6 +77,7 @@ impl Shared {
         let live = LiveFlows::new(!hooks.interest().is_empty());
         let builtins = Builtins::new(&config)?;
         let builtins_active = !builtins.is_idle();
+        let builtins_in_request = builtins_active && builtins.acts_in_request();
         Ok(Shared {
             config,
             hooks,
@@ -87,6 +90,7 @@ impl Shared {
             live,
             builtins,
             builtins_active,
+            builtins_in_request,
             sink_bodies,
         })
     }
@@ -117,7 +121,7 @@ impl Shared {
     pub(crate) fn buffer_request(&self, _flow: &Flow) -> bool {
         self.sink_bodies
             || self.intercepts.active()
-            || self.builtins_active
+            || self.builtins_in_request
             || self.hooks.interest().wants(Hook::Request)
     }
 
