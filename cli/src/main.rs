@@ -607,11 +607,19 @@ async fn serve_or_read(
             hooks.clone(),
             sink.clone(),
         )?;
+        let mut flows = Vec::new();
         for path in &cli.client_replay {
-            for flow in read_flow_file(path)?
-                .into_iter()
-                .filter(|f| f.r#type == "http" && f.request.is_some())
-            {
+            flows.extend(
+                read_flow_file(path)?
+                    .into_iter()
+                    .filter(|f| f.r#type == "http" && f.request.is_some()),
+            );
+        }
+        if options.client_replay_concurrency == -1 {
+            // No limit: every request is in flight at once.
+            futures_util::future::join_all(flows.into_iter().map(|flow| replay.replay(flow))).await;
+        } else {
+            for flow in flows {
                 replay.replay(flow).await;
             }
         }

@@ -53,6 +53,9 @@ pub(crate) struct Options {
     /// When server connections are opened (`connection_strategy`): flowtap connects when a
     /// CONNECT arrives and when a request is sent, as mitmproxy's `eager`.
     pub(crate) connection_strategy: String,
+    /// Client replay requests in flight at once: 1, or -1 for no limit
+    /// (`client_replay_concurrency`, as mitmproxy allows).
+    pub(crate) client_replay_concurrency: i64,
     /// Client deadlines (`request_head_timeout`, `client_idle_timeout`,
     /// `tls_handshake_timeout`, `tunnel_idle_timeout`, seconds), as the proxy's config has them.
     pub(crate) request_head_timeout: Duration,
@@ -94,6 +97,7 @@ impl Default for Options {
             builtins: flowtap_proxy_core::builtins::BuiltinOptions::default(),
             showhost: false,
             connection_strategy: "eager".into(),
+            client_replay_concurrency: 1,
             request_head_timeout: defaults.request_head_timeout,
             client_idle_timeout: defaults.client_idle_timeout,
             tls_handshake_timeout: defaults.tls_handshake_timeout,
@@ -170,6 +174,10 @@ impl Options {
             ("block_list", list(&self.builtins.block_list)),
             ("showhost", Kind::Bool(self.showhost)),
             ("connection_strategy", text(&self.connection_strategy)),
+            (
+                "client_replay_concurrency",
+                Kind::Int(self.client_replay_concurrency),
+            ),
             ("confdir", text(&self.confdir.to_string_lossy())),
             ("listen_host", text(&self.listen_host)),
             ("listen_port", Kind::Int(i64::from(self.listen_port))),
@@ -306,6 +314,12 @@ impl Options {
                 self.builtins.stickyauth = value.filter(|v| !v.is_empty()).map(str::to_string)
             }
             "showhost" => self.showhost = parse_bool(name, value, self.showhost)?,
+            "client_replay_concurrency" => match parse_int(name, required(name, value)?)? {
+                n @ (-1 | 1) => self.client_replay_concurrency = n,
+                _ => {
+                    bail!("Currently the only valid client_replay_concurrency values are -1 and 1.")
+                }
+            },
             "connection_strategy" => match value.map(str::trim) {
                 None | Some("eager") => self.connection_strategy = "eager".into(),
                 // Warned about at start: logging is not set up yet.
