@@ -1,7 +1,7 @@
 //! mitmdump's built-in addons, run in the proxy without Python: `map_remote`, `map_local`,
 //! `modify_headers`, `modify_body`, `anticache`, `anticomp`, `stickycookie`, `stickyauth`,
-//! `proxyauth`, `block_global`, `block_private` and `block_list`, with mitmproxy's option names,
-//! spec syntax and semantics.
+//! `proxyauth`, `block_global`, `block_private`, `block_list` and (in reverse mode)
+//! `upstream_auth`, with mitmproxy's option names, spec syntax and semantics.
 //!
 //! Where a reader starts: [`BuiltinOptions`] (the options as given, part of the proxy's
 //! `Config`), then [`Builtins`], which the flow lifecycle calls at mitmproxy's points. mitmproxy
@@ -135,8 +135,8 @@ impl Builtins {
         })
     }
 
-    /// True when no addon would change anything: the proxy then skips them altogether.
-    /// (`block_global` alone counts: it acts on connections, not flows.)
+    /// True when no addon acts on flows: the lifecycle then skips them altogether.
+    /// (`block_global` and `block_private` act on connections and do not count here.)
     pub fn is_idle(&self) -> bool {
         !self.anticache
             && !self.anticomp
