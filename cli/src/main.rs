@@ -505,9 +505,20 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
         let options = serverplayback::PlaybackOptions::from_options(&options)?;
         hooks = Arc::new(serverplayback::ServerPlayback::new(hooks, flows, options));
     }
+    for name in options
+        .deferred
+        .keys()
+        .filter(|n| options::NOT_BUILT.contains(&n.as_str()))
+    {
+        tracing::warn!(
+            "option {name:?} is mitmdump's but not built in flowtap: it does not change the proxy (docs/options.md)"
+        );
+    }
     if scripts.is_none() {
         let known = |name: &str| {
-            options::CLI_OPTIONS.contains(&name) || serverplayback::OPTION_NAMES.contains(&name)
+            options::CLI_OPTIONS.contains(&name)
+                || serverplayback::OPTION_NAMES.contains(&name)
+                || options::NOT_BUILT.contains(&name)
         };
         for name in options.deferred.keys().filter(|n| !known(n)) {
             tracing::warn!("unknown option {name:?}: no script registered it");

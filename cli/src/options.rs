@@ -121,6 +121,47 @@ pub(crate) const CLI_OPTIONS: [&str; 4] = [
     "intercept_active",
 ];
 
+/// mitmdump's options flowtap does not act on (docs/options.md): a `--set` of one is offered to
+/// scripts and warned about, since it changes nothing in the proxy.
+pub(crate) const NOT_BUILT: [&str; 36] = [
+    "add_upstream_certs_to_client_chain",
+    "cert_passphrase",
+    "certs",
+    "ciphers_client",
+    "ciphers_server",
+    "client_certs",
+    "connect_addr",
+    "dns_name_servers",
+    "dns_use_hosts_file",
+    "dumper_default_contentview",
+    "dumper_filter",
+    "emudhra",
+    "emudhra_old",
+    "http_connect_send_host_header",
+    "keep_alt_svc_header",
+    "key_size",
+    "normalize_outbound_headers",
+    "onboarding",
+    "onboarding_host",
+    "protobuf_definitions",
+    "proxy_debug",
+    "rawtcp",
+    "readfile_filter",
+    "request_client_cert",
+    "show_ignored_hosts",
+    "ssl_verify_upstream_trusted_confdir",
+    "store_streamed_bodies",
+    "strip_ech",
+    "tls_ecdh_curve_client",
+    "tls_ecdh_curve_server",
+    "tls_version_client_max",
+    "tls_version_client_min",
+    "tls_version_server_max",
+    "tls_version_server_min",
+    "udp_hosts",
+    "upstream_cert",
+];
+
 /// The user's home directory (for `~` and the default confdir).
 pub(crate) fn home() -> PathBuf {
     std::env::var_os("HOME")
