@@ -9,7 +9,7 @@ mod support;
 
 use flowtap_proxy_core::Config;
 use flowtap_proxy_core::builtins::BuiltinOptions;
-use support::{HyperOrigin, TestProxy, curl};
+use support::{HyperOrigin, RawOrigin, TestProxy, curl};
 
 const H2_AND_H1: &[&[u8]] = &[b"h2", b"http/1.1"];
 
@@ -67,5 +67,103 @@ async fn the_addons_act_on_http2_flows() {
         1,
         "map_local answered without the origin"
     );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn map_remote_points_an_http2_request_at_another_server() {
+    let origin = HyperOrigin::tls(H2_AND_H1).await;
+    let other = HyperOrigin::plain().await;
+    let proxy = TestProxy::start(Config {
+        upstream_trusted_ca: vec![origin.cert.as_ref().expect("tls").ca_path().to_path_buf()],
+        builtins: BuiltinOptions {
+            map_remote: vec![format!(
+                "|https://localhost:\\d+/moved/|http://127.0.0.1:{}/new/",
+                other.port()
+            )],
+            ..BuiltinOptions::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let cacert = proxy.ca_cert_path();
+    let url = format!("https://localhost:{}/moved/x", origin.port());
+    let out = curl(&[
+        "-x",
+        &proxy.url(),
+        "--cacert",
+        cacert.to_str().expect("path"),
+        "--http2",
+        "-D",
+        "-",
+        "--suppress-connect-headers",
+        &url,
+    ])
+    .await
+    .ok();
+    let text = out.text();
+    assert!(text.starts_with("HTTP/2 200"), "{text}");
+    assert!(text.ends_with("origin: GET /new/x"), "{text}");
+    assert!(
+        origin.seen().is_empty(),
+        "the original server was not asked"
+    );
+    assert_eq!(other.seen()[0].path_and_query, "/new/x");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_request_sent_to_an_http1_server_gets_its_chunked_answer() {
+    let origin = HyperOrigin::tls(H2_AND_H1).await;
+    let other = RawOrigin::start(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-Other: 1\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let proxy = TestProxy::start(Config {
+        upstream_trusted_ca: vec![origin.cert.as_ref().expect("tls").ca_path().to_path_buf()],
+        builtins: BuiltinOptions {
+            map_remote: vec![format!(
+                "|https://localhost:\\d+/|http://127.0.0.1:{}/",
+                other.port()
+            )],
+            ..BuiltinOptions::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let cacert = proxy.ca_cert_path();
+    let url = format!("https://localhost:{}/chunked", origin.port());
+    let out = curl(&[
+        "-x",
+        &proxy.url(),
+        "--cacert",
+        cacert.to_str().expect("path"),
+        "--http2",
+        "-D",
+        "-",
+        "--suppress-connect-headers",
+        "--data-binary",
+        "ping",
+        &url,
+    ])
+    .await
+    .ok();
+    let text = out.text();
+    assert!(text.starts_with("HTTP/2 200"), "{text}");
+    assert!(text.contains("x-other: 1\r\n"), "{text}");
+    assert!(!text.contains("keep-alive"), "{text}");
+    assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+    let request = String::from_utf8_lossy(&other.requests()[0]).into_owned();
+    assert!(
+        request.starts_with("POST /chunked HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains(&format!("host: 127.0.0.1:{}\r\n", other.port())),
+        "{request}"
+    );
+    assert!(request.ends_with("ping"), "{request}");
     proxy.stop().await;
 }
