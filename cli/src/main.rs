@@ -310,6 +310,11 @@ fn main() -> ExitCode {
             // The proxy's configuration itself is reported where it is used, as before.
             Err(_) => {}
         }
+        if !options.builtins.modify_body.is_empty() && options.stream_large_bodies.is_some() {
+            tracing::warn!(
+                "Both modify_body and stream_large_bodies are active. Streamed bodies will not be modified."
+            );
+        }
         if options.connection_strategy == "lazy" {
             tracing::warn!(
                 "connection_strategy=lazy is not built: flowtap opens a CONNECT's server connection when the CONNECT arrives (eager)"
