@@ -175,11 +175,6 @@ fn main() -> ExitCode {
                 "Both modify_body and stream_large_bodies are active. Streamed bodies will not be modified."
             );
         }
-        if options.connection_strategy == "lazy" {
-            tracing::warn!(
-                "connection_strategy=lazy is not built: flowtap opens a CONNECT's server connection when the CONNECT arrives (eager)"
-            );
-        }
     }
     if matches!(cli.command, Some(Command::ScriptHost(_)))
         && let Some(Command::ScriptHost(args)) = cli.command.take()
@@ -658,6 +653,11 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
         upstream_auth: options.upstream_auth.clone(),
         proxyauth: options.proxyauth.clone(),
         builtins: options.builtins.clone(),
+        connection_strategy: if options.connection_strategy == "lazy" {
+            flowtap_proxy_core::ConnectionStrategy::Lazy
+        } else {
+            flowtap_proxy_core::ConnectionStrategy::Eager
+        },
         ignore_hosts: options.ignore_hosts.clone(),
         allow_hosts: options.allow_hosts.clone(),
         tcp_hosts: options.tcp_hosts.clone(),

@@ -50,8 +50,8 @@ pub(crate) struct Options {
     pub(crate) builtins: flowtap_proxy_core::builtins::BuiltinOptions,
     /// Show URLs with the `Host` header's host in the flow output (`showhost`).
     pub(crate) showhost: bool,
-    /// When server connections are opened (`connection_strategy`): flowtap connects when a
-    /// CONNECT arrives and when a request is sent, as mitmproxy's `eager`.
+    /// When a tunnel's server connection is opened (`connection_strategy`: `eager` or
+    /// `lazy`).
     pub(crate) connection_strategy: String,
     /// Client replay requests in flight at once: 1, or -1 for no limit
     /// (`client_replay_concurrency`, as mitmproxy allows).
@@ -363,7 +363,6 @@ impl Options {
             },
             "connection_strategy" => match value.map(str::trim) {
                 None | Some("eager") => self.connection_strategy = "eager".into(),
-                // Warned about at start: logging is not set up yet.
                 Some("lazy") => self.connection_strategy = "lazy".into(),
                 Some(other) => {
                     bail!("option connection_strategy: expected eager or lazy, got {other:?}")

@@ -633,3 +633,82 @@ fn a_mitmdump_option_flowtap_lacks_is_warned_about() {
     );
     flowtap.stop();
 }
+
+/// `https-get.mitm` (recorded by mitmdump) pointed at a port nothing listens on.
+fn offline_recording(dir: &std::path::Path) -> (std::path::PathBuf, u16) {
+    let file = std::fs::File::open(support::scripts::fixture("https-get.mitm")).expect("fixture");
+    let (mut flows, error) =
+        flowtap_flow::FlowReader::new(std::io::BufReader::new(file)).read_all();
+    assert!(error.is_none());
+    let port = support::free_port();
+    flows[0].request.as_mut().expect("a request").port = u32::from(port);
+    let path = dir.join("offline.mitm");
+    let mut writer = flowtap_flow::FlowWriter::new(std::fs::File::create(&path).expect("create"));
+    writer.add(&flows[0]).expect("write");
+    (path, port)
+}
+
+#[test]
+fn connection_strategy_lazy_serves_https_replays_with_the_server_offline() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (recording, port) = offline_recording(dir.path());
+    let url = format!("https://127.0.0.1:{port}/secure/path?q=abc");
+    for (strategy, served) in [("eager", false), ("lazy", true)] {
+        let (flowtap, proxy) = Flowtap::start(&[
+            "-S",
+            recording.to_str().expect("utf-8"),
+            "--set",
+            &format!("connection_strategy={strategy}"),
+        ]);
+        let ca = flowtap.confdir().join("flowtap-ca-cert.pem");
+        let out = curl_via(proxy, &url, &["--cacert", ca.to_str().expect("utf-8")]);
+        if served {
+            let out = out.ok();
+            assert_eq!(status_of(&out), 200, "{}", out.stdout);
+        } else {
+            // Eager: the CONNECT needs the server, which is not there.
+            assert!(out.stdout.contains("502"), "{out:?}");
+        }
+        flowtap.stop();
+    }
+}
+
+#[test]
+fn connection_strategy_lazy_connects_when_the_first_request_goes_out() {
+    let cert = OriginCert::new(&["localhost"]);
+    let config = cert.server_config(&[b"http/1.1".to_vec()]);
+    let tls_origin = Origin::start(move |tcp| {
+        let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&config)) else {
+            return;
+        };
+        serve_echo(&mut rustls::StreamOwned::new(conn, tcp), "");
+    });
+    let plain = echo_origin();
+    let trust = format!(
+        "ssl_verify_upstream_trusted_ca={}",
+        cert.ca_path().display()
+    );
+    let (flowtap, proxy) = Flowtap::start(&["--set", &trust, "--set", "connection_strategy=lazy"]);
+    let ca = flowtap.confdir().join("flowtap-ca-cert.pem");
+    let url = format!("https://localhost:{}/lazy", tls_origin.port());
+    let out = curl_via(
+        proxy,
+        &url,
+        &["--cacert", ca.to_str().expect("utf-8"), "--http2"],
+    )
+    .ok();
+    assert!(
+        body_of(&out).starts_with("GET /lazy HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    // Plain HTTP inside a CONNECT tunnel too.
+    let url = format!("http://127.0.0.1:{}/tunnelled", plain.port());
+    let out = curl_via(proxy, &url, &["--proxytunnel"]).ok();
+    assert!(
+        body_of(&out).starts_with("GET /tunnelled HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    flowtap.stop();
+}

@@ -22,6 +22,8 @@ pub struct Config {
     pub proxyauth: Option<String>,
     /// mitmdump's built-in addons (`map_remote`, `modify_headers`, `block_global`, ...).
     pub builtins: crate::builtins::BuiltinOptions,
+    /// When a tunnel's server connection is opened (`connection_strategy`).
+    pub connection_strategy: ConnectionStrategy,
     /// Hosts not to intercept: their CONNECT tunnels are relayed untouched (`--ignore-hosts`).
     pub ignore_hosts: Vec<String>,
     /// The inverse: only these hosts are intercepted (`--allow-hosts`).
@@ -83,6 +85,7 @@ impl Default for Config {
             upstream_auth: None,
             proxyauth: None,
             builtins: crate::builtins::BuiltinOptions::default(),
+            connection_strategy: ConnectionStrategy::Eager,
             ignore_hosts: Vec::new(),
             allow_hosts: Vec::new(),
             tcp_hosts: Vec::new(),
@@ -103,4 +106,17 @@ impl Default for Config {
             body_size_limit: None,
         }
     }
+}
+
+/// mitmproxy's `connection_strategy`: when a tunnel's server connection is opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConnectionStrategy {
+    /// At once: a CONNECT (or SOCKS5 request) is answered after the server connected, a TLS
+    /// client's handshake waits for the server's (its certificate names, its ALPN choice).
+    #[default]
+    Eager,
+    /// As late as possible: the CONNECT is answered at once, a TLS client is served
+    /// HTTP/1.1 with a certificate for the name it asked for, and the server is connected
+    /// when the first request goes to it (so server replay works with the server offline).
+    Lazy,
 }

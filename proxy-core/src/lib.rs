@@ -57,7 +57,7 @@ mod tunnel;
 mod upstream;
 mod websocket;
 
-pub use config::Config;
+pub use config::{Config, ConnectionStrategy};
 pub use control::ClientReplay;
 pub use error::SetupError;
 pub use flow::{KILLED_MESSAGE, is_killed};

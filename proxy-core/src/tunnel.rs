@@ -59,14 +59,18 @@ pub(crate) async fn connect(
         u16::try_from(request.port).unwrap_or(port),
     );
     let mut server = flow::unconnected_server();
-    let tcp = match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            flow::set_error(&mut flow, e.to_string());
-            shared.hook(Hook::HttpConnectError, &mut flow).await;
-            let refusal = Refusal::server(&e);
-            respond::send_h1(&mut conn, &ctx.client, &refusal).await;
-            return false;
+    let tcp = if lazy(shared) {
+        None
+    } else {
+        match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
+            Ok(tcp) => Some(tcp),
+            Err(e) => {
+                flow::set_error(&mut flow, e.to_string());
+                shared.hook(Hook::HttpConnectError, &mut flow).await;
+                let refusal = Refusal::server(&e);
+                respond::send_h1(&mut conn, &ctx.client, &refusal).await;
+                return false;
+            }
         }
     };
     if flow.response.is_none() {
@@ -80,7 +84,9 @@ pub(crate) async fn connect(
         }
         flow.response = Some(established());
     }
-    flow.server_conn = Some(server.clone());
+    if tcp.is_some() {
+        flow.server_conn = Some(server.clone());
+    }
     shared.hook(Hook::HttpConnected, &mut flow).await;
     let _authenticated = shared
         .proxyauth()
@@ -89,9 +95,16 @@ pub(crate) async fn connect(
     open_tunnel(shared, conn, ctx, host, port, tcp, server, stop).await
 }
 
+/// `connection_strategy=lazy`: tunnels connect their server when they must.
+fn lazy(shared: &Shared) -> bool {
+    shared.config.connection_strategy == crate::config::ConnectionStrategy::Lazy
+}
+
 /// A tunnel to `host:port` is open (CONNECT answered, or a SOCKS5 request granted): relay it
 /// untouched (ignored hosts), as raw TCP (`tcp_hosts`), or look at the client's first bytes and
 /// intercept TLS, serve HTTP, or make a TCP flow. Returns true when it carried intercepted TLS.
+/// Without a server connection yet (`connection_strategy=lazy`), one is made here when the
+/// tunnel needs it before its first request (relays and TCP flows).
 #[allow(clippy::too_many_arguments)]
 async fn open_tunnel(
     shared: &std::sync::Arc<Shared>,
@@ -99,15 +112,22 @@ async fn open_tunnel(
     ctx: &mut ClientCtx,
     host: String,
     port: u16,
-    tcp: TcpStream,
-    server: Connection,
+    tcp: Option<TcpStream>,
+    mut server: Connection,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
+    let client = ctx.client.clone();
     if !shared.hosts.intercept(&host, port) {
+        let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
+            return false;
+        };
         relay(shared, &ctx.activity, conn, tcp).await;
         return false;
     }
     if shared.hosts.is_tcp(&host, port) {
+        let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
+            return false;
+        };
         crate::tcp::serve(shared, &ctx.client, &ctx.activity, conn, tcp, server).await;
         return false;
     }
@@ -142,30 +162,60 @@ async fn open_tunnel(
             && !shared.hosts.intercept(&sni, port)
         {
             tracing::debug!(sni = %sni, "not intercepting: the server name is ignored");
+            let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
+                return false;
+            };
             relay(shared, &ctx.activity, conn, tcp).await;
             return false;
         }
         intercept_tls(shared, conn, ctx, tcp, server, target, stop).await;
         true
     } else if looks_like_http(&conn.buf) {
-        let key = PoolKey {
-            tls: false,
-            host,
-            port,
-        };
-        ctx.owned.push(Upstream {
-            conn: Conn::new(Box::new(tcp)),
-            info: server,
-            key,
-            h2: false,
-            proxied: None,
-        });
+        if let Some(tcp) = tcp {
+            ctx.owned.push(Upstream {
+                conn: Conn::new(Box::new(tcp)),
+                info: server,
+                key: PoolKey {
+                    tls: false,
+                    host,
+                    port,
+                },
+                h2: false,
+                proxied: None,
+            });
+        }
+        // Without a server connection yet, the first request makes one.
         ctx.tunnel = Some(target);
         let _ = http::serve(shared, &mut conn, ctx, stop).await;
         false
     } else {
+        let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
+            return false;
+        };
         crate::tcp::serve(shared, &ctx.client, &ctx.activity, conn, tcp, server).await;
         false
+    }
+}
+
+/// The tunnel's server connection: the one made when the tunnel opened, or (lazily) one made
+/// now, with its hooks. None, logged, when the server cannot be reached.
+async fn server_tcp(
+    shared: &Shared,
+    client: &Connection,
+    host: &str,
+    port: u16,
+    tcp: Option<TcpStream>,
+    server: &mut Connection,
+) -> Option<TcpStream> {
+    if tcp.is_some() {
+        return tcp;
+    }
+    match connect_tcp(shared, client, host, port, server).await {
+        Ok(tcp) => Some(tcp),
+        Err(e) => {
+            Refusal::server(&e).log(client);
+            None
+        }
     }
 }
 
@@ -193,13 +243,17 @@ pub(crate) async fn socks5(
         return false;
     };
     let mut server = flow::unconnected_server();
-    let tcp = match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            Refusal::server(&e).log(&ctx.client);
-            // 0x05: connection refused.
-            let _ = conn.io.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).await;
-            return false;
+    let tcp = if lazy(shared) {
+        None
+    } else {
+        match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
+            Ok(tcp) => Some(tcp),
+            Err(e) => {
+                Refusal::server(&e).log(&ctx.client);
+                // 0x05: connection refused.
+                let _ = conn.io.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).await;
+                return false;
+            }
         }
     };
     if conn
@@ -332,20 +386,24 @@ pub(crate) async fn reverse(
         return false;
     }
     let mut server = flow::unconnected_server();
-    let tcp = match connect_tcp(
-        shared,
-        &ctx.client,
-        &reverse.host,
-        reverse.port,
-        &mut server,
-    )
-    .await
-    {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            // The client expects TLS: it cannot be told in HTTP.
-            Refusal::server(&e).log(&ctx.client);
-            return false;
+    let tcp = if lazy(shared) {
+        None
+    } else {
+        match connect_tcp(
+            shared,
+            &ctx.client,
+            &reverse.host,
+            reverse.port,
+            &mut server,
+        )
+        .await
+        {
+            Ok(tcp) => Some(tcp),
+            Err(e) => {
+                // The client expects TLS: it cannot be told in HTTP.
+                Refusal::server(&e).log(&ctx.client);
+                return false;
+            }
         }
     };
     intercept_tls(shared, conn, ctx, tcp, server, target, stop).await;
@@ -471,12 +529,14 @@ fn looks_like_http(buf: &[u8]) -> bool {
 
 /// TLS interception: read the ClientHello, handshake with the server using the client's SNI
 /// and ALPN offers, then finish the client handshake with a minted certificate and the
-/// protocol the server chose, so both sides speak the same HTTP version.
+/// protocol the server chose, so both sides speak the same HTTP version. Without a server
+/// connection (`connection_strategy=lazy`) the client gets HTTP/1.1 at once and the first
+/// request connects the server.
 async fn intercept_tls(
     shared: &std::sync::Arc<Shared>,
     mut conn: Conn<Io>,
     ctx: &mut ClientCtx,
-    tcp: TcpStream,
+    tcp: Option<TcpStream>,
     mut server: Connection,
     target: Target,
     stop: &mut tokio::sync::watch::Receiver<bool>,
@@ -514,16 +574,22 @@ async fn intercept_tls(
         Mode::Regular | Mode::Upstream(_) | Mode::Socks5 => server_name.clone(),
     };
     let offer_h2 = shared.config.http2 && offers.iter().any(|p| p == b"h2");
-    let upstream = shared
-        .connector
-        .tls(tcp, &upstream_name, offer_h2, &mut server)
-        .await;
+    let upstream = match tcp {
+        Some(tcp) => Some(
+            shared
+                .connector
+                .tls(tcp, &upstream_name, offer_h2, &mut server)
+                .await,
+        ),
+        None => None,
+    };
     let server_alpn = match &upstream {
-        Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
-        Err(e) => {
+        Some(Ok(tls)) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
+        Some(Err(e)) => {
             tracing::warn!(host = %target.host, "{e}");
             None
         }
+        None => None,
     };
     let alpn = match &server_alpn {
         Some(p) if offers.contains(p) => vec![p.clone()],
@@ -556,19 +622,27 @@ async fn intercept_tls(
     ctx.client.certificate_list.clear();
     let h2 = client_tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let mut conn = shared.client_conn(Box::new(client_tls));
+    let target = Target {
+        scheme: "https",
+        ..target
+    };
     let upstream = match upstream {
-        Ok(tls) => tls,
-        Err(e) => {
+        Some(Ok(tls)) => tls,
+        Some(Err(e)) => {
             // The client is told why, over the TLS connection it just established.
             if !h2 && conn.read_request_head().await.is_ok() {
                 respond::send_h1(&mut conn, &ctx.client, &Refusal::server(&e)).await;
             }
             return;
         }
-    };
-    let target = Target {
-        scheme: "https",
-        ..target
+        None => {
+            // Lazy: HTTP/1.1 (the only protocol offered), the first request connects.
+            ctx.tunnel = Some(target);
+            if let Next::Connect(_) = http::serve(shared, &mut conn, ctx, stop).await {
+                tracing::debug!("nested CONNECT refused");
+            }
+            return;
+        }
     };
     let key = PoolKey {
         tls: true,
