@@ -14,6 +14,8 @@ use flowtap_proxy_core::FlowSink;
 pub(crate) struct Dumper {
     /// 0: nothing; 1: one line; 2: plus headers; 3: plus bodies cut at 512 lines; 4: whole.
     pub(crate) detail: u8,
+    /// `showhost`: URLs with the `Host` header's host (`pretty_url`), else the request's.
+    pub(crate) showhost: bool,
 }
 
 impl FlowSink for Dumper {
@@ -25,7 +27,7 @@ impl FlowSink for Dumper {
         if self.detail == 0 {
             return;
         }
-        let text = render(flow, self.detail);
+        let text = render_with(flow, self.detail, self.showhost);
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
@@ -33,13 +35,27 @@ impl FlowSink for Dumper {
 }
 
 /// The text printed for one flow.
+#[cfg(test)]
 pub(crate) fn render(flow: &Flow, detail: u8) -> String {
+    render_with(flow, detail, false)
+}
+
+/// The text printed for one flow, the URL as `showhost` says.
+pub(crate) fn render_with(flow: &Flow, detail: u8, showhost: bool) -> String {
     let Some(request) = &flow.request else {
         return String::new();
     };
-    let Some(request_line) = flow.request_line() else {
+    let Some(mut request_line) = flow.request_line() else {
         return String::new();
     };
+    if showhost {
+        use flowtap_flow::RequestExt as _;
+        request_line = format!(
+            "{} {}",
+            String::from_utf8_lossy(&request.method),
+            request.pretty_url()
+        );
+    }
     let mut line = format!(
         "{}: {request_line} {}",
         flow.client_label(),

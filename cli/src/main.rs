@@ -4,11 +4,13 @@
 //! 127.0.0.1:8080, creates the CA in the confdir on first start (`~/.flowtap`), prints one line
 //! per flow and stops gracefully on SIGINT or SIGTERM.
 //!
-//! Modules: `options` (`--set` parsing), `dump` (the per-flow output), `save` (`-w`,
-//! `hardump`), `readfile` (`-r`: saved flows through the scripts).
+//! Modules: `options` (`--set` parsing), `flags` (mitmdump's flags for its options), `dump`
+//! (the per-flow output), `save` (`-w`, `hardump`), `readfile` (`-r`: saved flows through the
+//! scripts).
 
 mod archive;
 mod dump;
+mod flags;
 mod flows;
 mod options;
 mod readfile;
@@ -76,8 +78,11 @@ struct Cli {
     tcp_hosts: Vec<String>,
     /// The proxy mode, as mitmproxy spells it: regular, reverse:URL; SPEC@PORT or
     /// SPEC@HOST:PORT to listen elsewhere.
-    #[arg(long = "mode", value_name = "SPEC")]
+    #[arg(short = 'm', long = "mode", value_name = "SPEC")]
     mode: Vec<String>,
+    /// mitmdump's flags for its built-in addons (`-M`, `-H`, `-B`, `--anticache`, ...).
+    #[command(flatten)]
+    builtins: flags::BuiltinFlags,
     /// Use an existing mitmproxy CA instead of flowtap's (default ~/.mitmproxy/mitmproxy-ca.pem).
     #[arg(long = "use-mitmproxy-ca", value_name = "PATH", num_args = 0..=1,
           default_missing_value = "~/.mitmproxy/mitmproxy-ca.pem")]
@@ -146,6 +151,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
+    flags::flag_options_from_set(&mut cli);
     let options = match build_options(&cli) {
         Ok(o) => o,
         Err(e) => {
@@ -154,6 +160,22 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&options.termlog_verbosity, cli.log.log_format);
+    if cli.command.is_none() {
+        match check_builtins(&options) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("flowtap: {e}");
+                return ExitCode::FAILURE;
+            }
+            // The proxy's configuration itself is reported where it is used, as before.
+            Err(_) => {}
+        }
+        if !options.builtins.modify_body.is_empty() && options.stream_large_bodies.is_some() {
+            tracing::warn!(
+                "Both modify_body and stream_large_bodies are active. Streamed bodies will not be modified."
+            );
+        }
+    }
     if matches!(cli.command, Some(Command::ScriptHost(_)))
         && let Some(Command::ScriptHost(args)) = cli.command.take()
     {
@@ -207,6 +229,9 @@ fn build_options(cli: &Cli) -> anyhow::Result<Options> {
     if let Some(detail) = cli.flow_detail {
         o.flow_detail = detail;
     }
+    for spec in cli.builtins.as_set() {
+        o.set(&spec)?;
+    }
     o.ssl_insecure |= cli.ssl_insecure;
     o.ignore_hosts.extend(cli.ignore_hosts.iter().cloned());
     o.allow_hosts.extend(cli.allow_hosts.iter().cloned());
@@ -218,24 +243,19 @@ fn build_options(cli: &Cli) -> anyhow::Result<Options> {
             o.mode.join(", ")
         );
     }
-    let mode = o
-        .mode
-        .first()
-        .map(|spec| flowtap_proxy_core::ModeSpec::parse(spec))
-        .transpose()?;
-    if o.proxyauth.is_some()
-        && !matches!(
-            mode.as_ref().map(|m| &m.mode),
-            Some(flowtap_proxy_core::Mode::Socks5)
-        )
-    {
-        // Accepting it and checking nothing would leave an open proxy its operator thinks
-        // is closed.
-        anyhow::bail!(
-            "proxyauth is only enforced in socks5 mode so far; flowtap refuses to start without it"
-        );
+    if let Some(spec) = o.mode.first() {
+        flowtap_proxy_core::ModeSpec::parse(spec)?;
     }
     Ok(o)
+}
+
+/// Checks the built-in addons' options as mitmdump does when it configures them: a spec that
+/// does not parse stops the command with mitmdump's message (and, as mitmdump, status 1).
+fn check_builtins(options: &Options) -> anyhow::Result<Result<(), String>> {
+    let config = proxy_config(options)?;
+    Ok(flowtap_proxy_core::builtins::Builtins::new(&config)
+        .map(drop)
+        .map_err(|e| e.to_string()))
 }
 
 fn init_logging(verbosity: &str, format: flowtap_telemetry::LogFormat) {
@@ -322,9 +342,20 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
         let options = serverplayback::PlaybackOptions::from_options(&options)?;
         hooks = Arc::new(serverplayback::ServerPlayback::new(hooks, flows, options));
     }
+    for name in options
+        .deferred
+        .keys()
+        .filter(|n| options::NOT_BUILT.contains(&n.as_str()))
+    {
+        tracing::warn!(
+            "option {name:?} is mitmdump's but not built in flowtap: it does not change the proxy (docs/options.md)"
+        );
+    }
     if scripts.is_none() {
         let known = |name: &str| {
-            options::CLI_OPTIONS.contains(&name) || serverplayback::OPTION_NAMES.contains(&name)
+            options::CLI_OPTIONS.contains(&name)
+                || serverplayback::OPTION_NAMES.contains(&name)
+                || options::NOT_BUILT.contains(&name)
         };
         for name in options.deferred.keys().filter(|n| !known(n)) {
             tracing::warn!("unknown option {name:?}: no script registered it");
@@ -424,11 +455,19 @@ async fn serve_or_read(
             hooks.clone(),
             sink.clone(),
         )?;
+        let mut flows = Vec::new();
         for path in &cli.client_replay {
-            for flow in read_flow_file(path)?
-                .into_iter()
-                .filter(|f| f.r#type == "http" && f.request.is_some())
-            {
+            flows.extend(
+                read_flow_file(path)?
+                    .into_iter()
+                    .filter(|f| f.r#type == "http" && f.request.is_some()),
+            );
+        }
+        if options.client_replay_concurrency == -1 {
+            // No limit: every request is in flight at once.
+            futures_util::future::join_all(flows.into_iter().map(|flow| replay.replay(flow))).await;
+        } else {
+            for flow in flows {
                 replay.replay(flow).await;
             }
         }
@@ -533,6 +572,7 @@ async fn build_sinks(
     let mut sinks: Vec<Arc<dyn FlowSink>> = Vec::new();
     let dumper = dump::Dumper {
         detail: options.flow_detail,
+        showhost: options.showhost,
     };
     match filter {
         Some(filter) => sinks.push(Arc::new(save::Filtered {
@@ -613,6 +653,12 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
         keep_host_header: options.keep_host_header,
         upstream_auth: options.upstream_auth.clone(),
         proxyauth: options.proxyauth.clone(),
+        builtins: options.builtins.clone(),
+        connection_strategy: if options.connection_strategy == "lazy" {
+            flowtap_proxy_core::ConnectionStrategy::Lazy
+        } else {
+            flowtap_proxy_core::ConnectionStrategy::Eager
+        },
         ignore_hosts: options.ignore_hosts.clone(),
         allow_hosts: options.allow_hosts.clone(),
         tcp_hosts: options.tcp_hosts.clone(),
@@ -715,6 +761,32 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flag_options_are_taken_from_set_too() {
+        let mut cli = Cli::try_parse_from([
+            "flowtap",
+            "--set",
+            "save_stream_file=out.mitm",
+            "--set",
+            "scripts=a.py",
+            "--set",
+            "server=false",
+            "--set",
+            "anticache=true",
+            "-M",
+            "|a|b",
+        ])
+        .unwrap();
+        flags::flag_options_from_set(&mut cli);
+        assert_eq!(cli.save_stream_file.as_deref(), Some("out.mitm"));
+        assert_eq!(cli.scripts, ["a.py"]);
+        assert!(cli.no_server);
+        assert_eq!(cli.set, ["anticache=true"]);
+        let options = build_options(&cli).unwrap();
+        assert!(options.builtins.anticache);
+        assert_eq!(options.builtins.map_remote, ["|a|b"]);
+    }
 
     /// Arguments of the same name on several levels must not collide (clap panics at parse time
     /// when one id has two types).

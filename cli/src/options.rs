@@ -44,8 +44,18 @@ pub(crate) struct Options {
     pub(crate) keep_host_header: bool,
     /// In upstream mode, `user:password` for the next proxy (`upstream_auth`).
     pub(crate) upstream_auth: Option<String>,
-    /// `user:password` clients must give (`proxyauth`; socks5 mode only so far).
+    /// Who may use the proxy (`proxyauth`: `USER:PASS`, `any`, `@HTPASSWD`).
     pub(crate) proxyauth: Option<String>,
+    /// mitmdump's built-in addons (`map_remote`, `modify_headers`, `anticache`, ...).
+    pub(crate) builtins: flowtap_proxy_core::builtins::BuiltinOptions,
+    /// Show URLs with the `Host` header's host in the flow output (`showhost`).
+    pub(crate) showhost: bool,
+    /// When a tunnel's server connection is opened (`connection_strategy`: `eager` or
+    /// `lazy`).
+    pub(crate) connection_strategy: String,
+    /// Client replay requests in flight at once: 1, or -1 for no limit
+    /// (`client_replay_concurrency`, as mitmproxy allows).
+    pub(crate) client_replay_concurrency: i64,
     /// Client deadlines (`request_head_timeout`, `client_idle_timeout`,
     /// `tls_handshake_timeout`, `tunnel_idle_timeout`, seconds), as the proxy's config has them.
     pub(crate) request_head_timeout: Duration,
@@ -84,6 +94,10 @@ impl Default for Options {
             keep_host_header: false,
             upstream_auth: None,
             proxyauth: None,
+            builtins: flowtap_proxy_core::builtins::BuiltinOptions::default(),
+            showhost: false,
+            connection_strategy: "eager".into(),
+            client_replay_concurrency: 1,
             request_head_timeout: defaults.request_head_timeout,
             client_idle_timeout: defaults.client_idle_timeout,
             tls_handshake_timeout: defaults.tls_handshake_timeout,
@@ -105,6 +119,47 @@ pub(crate) const CLI_OPTIONS: [&str; 4] = [
     "hardump",
     "intercept",
     "intercept_active",
+];
+
+/// mitmdump's options flowtap does not act on (docs/options.md): a `--set` of one is offered to
+/// scripts and warned about, since it changes nothing in the proxy.
+pub(crate) const NOT_BUILT: [&str; 36] = [
+    "add_upstream_certs_to_client_chain",
+    "cert_passphrase",
+    "certs",
+    "ciphers_client",
+    "ciphers_server",
+    "client_certs",
+    "connect_addr",
+    "dns_name_servers",
+    "dns_use_hosts_file",
+    "dumper_default_contentview",
+    "dumper_filter",
+    "emudhra",
+    "emudhra_old",
+    "http_connect_send_host_header",
+    "keep_alt_svc_header",
+    "key_size",
+    "normalize_outbound_headers",
+    "onboarding",
+    "onboarding_host",
+    "protobuf_definitions",
+    "proxy_debug",
+    "rawtcp",
+    "readfile_filter",
+    "request_client_cert",
+    "show_ignored_hosts",
+    "ssl_verify_upstream_trusted_confdir",
+    "store_streamed_bodies",
+    "strip_ech",
+    "tls_ecdh_curve_client",
+    "tls_ecdh_curve_server",
+    "tls_version_client_max",
+    "tls_version_client_min",
+    "tls_version_server_max",
+    "tls_version_server_min",
+    "udp_hosts",
+    "upstream_cert",
 ];
 
 /// The user's home directory (for `~` and the default confdir).
@@ -133,6 +188,10 @@ impl Options {
                 items: items.to_vec(),
             })
         };
+        let optional = |value: &Option<String>| match value {
+            Some(v) => Kind::Text(v.clone()),
+            None => Kind::Null(true),
+        };
         let values = [
             (
                 "mode",
@@ -143,6 +202,23 @@ impl Options {
                 }),
             ),
             ("keep_host_header", Kind::Bool(self.keep_host_header)),
+            ("map_remote", list(&self.builtins.map_remote)),
+            ("map_local", list(&self.builtins.map_local)),
+            ("modify_headers", list(&self.builtins.modify_headers)),
+            ("modify_body", list(&self.builtins.modify_body)),
+            ("anticache", Kind::Bool(self.builtins.anticache)),
+            ("anticomp", Kind::Bool(self.builtins.anticomp)),
+            ("stickycookie", optional(&self.builtins.stickycookie)),
+            ("stickyauth", optional(&self.builtins.stickyauth)),
+            ("block_global", Kind::Bool(self.builtins.block_global)),
+            ("block_private", Kind::Bool(self.builtins.block_private)),
+            ("block_list", list(&self.builtins.block_list)),
+            ("showhost", Kind::Bool(self.showhost)),
+            ("connection_strategy", text(&self.connection_strategy)),
+            (
+                "client_replay_concurrency",
+                Kind::Int(self.client_replay_concurrency),
+            ),
             ("confdir", text(&self.confdir.to_string_lossy())),
             ("listen_host", text(&self.listen_host)),
             ("listen_port", Kind::Int(i64::from(self.listen_port))),
@@ -255,14 +331,42 @@ impl Options {
             }
             "keepserving" => self.keepserving = parse_bool(name, value, self.keepserving)?,
             "mode" => self.mode.push(required(name, value)?.to_string()),
-            "proxyauth" => match value.filter(|v| !v.is_empty()) {
-                Some(v) if v.contains(':') && !v.starts_with('@') => {
-                    self.proxyauth = Some(v.to_string())
+            // Checked when the proxy is configured, as mitmproxy's addon does.
+            "proxyauth" => self.proxyauth = value.filter(|v| !v.is_empty()).map(str::to_string),
+            "map_remote" => sequence(&mut self.builtins.map_remote, value),
+            "map_local" => sequence(&mut self.builtins.map_local, value),
+            "modify_headers" => sequence(&mut self.builtins.modify_headers, value),
+            "modify_body" => sequence(&mut self.builtins.modify_body, value),
+            "block_list" => sequence(&mut self.builtins.block_list, value),
+            "anticache" => {
+                self.builtins.anticache = parse_bool(name, value, self.builtins.anticache)?
+            }
+            "anticomp" => self.builtins.anticomp = parse_bool(name, value, self.builtins.anticomp)?,
+            "block_global" => {
+                self.builtins.block_global = parse_bool(name, value, self.builtins.block_global)?
+            }
+            "block_private" => {
+                self.builtins.block_private = parse_bool(name, value, self.builtins.block_private)?
+            }
+            "stickycookie" => {
+                self.builtins.stickycookie = value.filter(|v| !v.is_empty()).map(str::to_string)
+            }
+            "stickyauth" => {
+                self.builtins.stickyauth = value.filter(|v| !v.is_empty()).map(str::to_string)
+            }
+            "showhost" => self.showhost = parse_bool(name, value, self.showhost)?,
+            "client_replay_concurrency" => match parse_int(name, required(name, value)?)? {
+                n @ (-1 | 1) => self.client_replay_concurrency = n,
+                _ => {
+                    bail!("Currently the only valid client_replay_concurrency values are -1 and 1.")
                 }
-                Some(other) => bail!(
-                    "option proxyauth: flowtap takes USER:PASSWORD so far (not {other:?}: \"any\", htpasswd and LDAP are not built)"
-                ),
-                None => self.proxyauth = None,
+            },
+            "connection_strategy" => match value.map(str::trim) {
+                None | Some("eager") => self.connection_strategy = "eager".into(),
+                Some("lazy") => self.connection_strategy = "lazy".into(),
+                Some(other) => {
+                    bail!("option connection_strategy: expected eager or lazy, got {other:?}")
+                }
             },
             "upstream_auth" => {
                 self.upstream_auth = value.filter(|v| !v.is_empty()).map(str::to_string)
@@ -283,6 +387,14 @@ impl Options {
             }
         }
         Ok(())
+    }
+}
+
+/// A sequence option: each `--set name=value` adds one entry; `--set name` empties it.
+fn sequence(items: &mut Vec<String>, value: Option<&str>) {
+    match value {
+        Some(v) => items.push(v.to_string()),
+        None => items.clear(),
     }
 }
 

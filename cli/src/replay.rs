@@ -60,6 +60,7 @@ pub(crate) async fn run(
     let sink = Arc::new(Sinks(vec![
         Arc::new(crate::dump::Dumper {
             detail: options.flow_detail,
+            showhost: options.showhost,
         }),
         archive,
     ]));

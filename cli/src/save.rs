@@ -1,5 +1,9 @@
 //! `-w FILE` (mitmproxy's `save_stream_file`) and `--set hardump=FILE`.
 //!
+//! As in mitmdump, the `-w` path may hold strftime patterns (`flows-%Y-%m-%d-%H.mitm`), filled
+//! in with the local time for each flow: a new file is opened (its directories created)
+//! whenever the formatted path changes.
+//!
 //! Flows are written after the scripts ran, so files hold their changes. The `-w` writer runs on
 //! its own thread: the proxy hands it finished flows through a channel and never waits for the
 //! disk. As in mitmdump, a failed write ends the process with status 1 rather than silently
@@ -46,12 +50,15 @@ pub(crate) struct FileSaver {
 }
 
 impl FileSaver {
-    /// Opens `spec` for writing: `+path` appends, `path` truncates.
+    /// Opens `spec` for writing: `+path` appends, `path` truncates; strftime patterns in it
+    /// are filled in with the local time, now and for every flow.
     pub(crate) fn open(spec: &str) -> anyhow::Result<Self> {
-        let (append, path) = match spec.strip_prefix('+') {
+        let (append, pattern) = match spec.strip_prefix('+') {
             Some(rest) => (true, crate::options::expand_tilde(rest)),
             None => (false, crate::options::expand_tilde(spec)),
         };
+        let pattern = pattern.to_string_lossy().into_owned();
+        let mut path = PathBuf::from(strftime_now(&pattern));
         let file = open_file(&path, append)?;
         let (sender, receiver) = channel::<Flow>();
         let writer = std::thread::Builder::new()
@@ -59,7 +66,19 @@ impl FileSaver {
             .spawn(move || {
                 let mut writer = FlowWriter::new(BufWriter::new(file));
                 for flow in receiver {
-                    if let Err(e) = writer.add(&flow) {
+                    let now = PathBuf::from(strftime_now(&pattern));
+                    let result = if now == path {
+                        writer.add(&flow)
+                    } else {
+                        path = now;
+                        open_file(&path, append)
+                            .map_err(|e| std::io::Error::other(format!("{e:#}")))
+                            .and_then(|file| {
+                                writer = FlowWriter::new(BufWriter::new(file));
+                                writer.add(&flow)
+                            })
+                    };
+                    if let Err(e) = result {
                         eprintln!("flowtap: error writing flows to {}: {e}", path.display());
                         std::process::exit(1);
                     }
@@ -70,6 +89,41 @@ impl FileSaver {
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
         })
+    }
+}
+
+/// `pattern` formatted with the local time by the C library's `strftime`, as Python's
+/// `datetime.today().strftime` does it (a pattern without `%` is returned as is).
+fn strftime_now(pattern: &str) -> String {
+    if !pattern.contains('%') {
+        return pattern.to_string();
+    }
+    let Ok(format) = std::ffi::CString::new(pattern) else {
+        return pattern.to_string();
+    };
+    // SAFETY: `time` accepts a null pointer; `localtime_r` writes into the zeroed `tm` we own
+    // and returns null on failure (checked).
+    let tm = unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            return pattern.to_string();
+        }
+        tm
+    };
+    let mut size = 256 + pattern.len() * 4;
+    loop {
+        let mut buf = vec![0u8; size];
+        // SAFETY: `buf` has `size` writable bytes, `format` is NUL-terminated and `tm` was
+        // filled by `localtime_r`; strftime writes at most `size` bytes including the NUL and
+        // returns the length without it, or 0 when the result does not fit.
+        let written =
+            unsafe { libc::strftime(buf.as_mut_ptr().cast(), size, format.as_ptr(), &tm) };
+        if written > 0 || size > 64 * 1024 {
+            buf.truncate(written);
+            return String::from_utf8_lossy(&buf).into_owned();
+        }
+        size *= 4;
     }
 }
 
@@ -151,5 +205,22 @@ impl FlowSink for HarDump {
             ),
             Err(e) => tracing::error!("writing HAR to {}: {e}", self.path.display()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strftime_patterns_take_the_local_time() {
+        assert_eq!(strftime_now("flows.mitm"), "flows.mitm");
+        let year = strftime_now("x-%Y-%%.mitm");
+        assert!(
+            year.starts_with("x-") && year.ends_with("-%.mitm"),
+            "{year}"
+        );
+        let digits = &year[2..6];
+        assert!(digits.bytes().all(|b| b.is_ascii_digit()), "{year}");
     }
 }

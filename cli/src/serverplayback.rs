@@ -8,10 +8,12 @@
 //! the host (unless `server_replay_ignore_host`), the port (unless `server_replay_ignore_port`)
 //! and the headers named in `server_replay_use_headers`. Each recorded response is served once,
 //! in order, unless `server_replay_reuse`. Unmatched requests follow `server_replay_extra`:
-//! `forward` (the default), `kill`, or a status code answered by the proxy.
+//! `forward` (the default), `kill`, or a status code answered by the proxy. A served response's
+//! dates move forward by its age unless `server_replay_refresh=false`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use flowtap_flow::model::RequestExt;
@@ -33,6 +35,8 @@ pub(crate) struct PlaybackOptions {
     pub(crate) ignore_params: Vec<String>,
     pub(crate) ignore_payload_params: Vec<String>,
     pub(crate) use_headers: Vec<String>,
+    /// Shift the dates of a served response by its age (`server_replay_refresh`, default on).
+    pub(crate) refresh: bool,
 }
 
 impl PlaybackOptions {
@@ -72,12 +76,16 @@ impl PlaybackOptions {
             ignore_params: list("server_replay_ignore_params"),
             ignore_payload_params: list("server_replay_ignore_payload_params"),
             use_headers: list("server_replay_use_headers"),
+            refresh: get("server_replay_refresh").map_or(Ok(true), |v| {
+                parse_bool("server_replay_refresh", (!v.is_empty()).then_some(v), true)
+            })?,
         })
     }
 }
 
 /// The option names this module reads, so they are not reported as unknown.
-pub(crate) const OPTION_NAMES: [&str; 10] = [
+pub(crate) const OPTION_NAMES: [&str; 11] = [
+    "server_replay_refresh",
     "server_replay_extra",
     "server_replay_kill_extra",
     "server_replay_reuse",
@@ -146,7 +154,10 @@ impl ServerPlayback {
         if flow.is_replay.as_deref() == Some("request") || flow.response.is_some() {
             return Verdict::Continue;
         }
-        if let Some(response) = self.next_response(request) {
+        if let Some(mut response) = self.next_response(request) {
+            if self.options.refresh {
+                refresh(&mut response, SystemTime::now());
+            }
             flow.response = Some(response);
             flow.is_replay = Some("response".into());
             return Verdict::Respond;
@@ -172,6 +183,55 @@ impl ServerPlayback {
             }
         }
     }
+}
+
+/// mitmproxy's `Response.refresh`: `Date`, `Expires`, `Last-Modified` and the `Expires` of
+/// each `Set-Cookie` move forward by the time since the response was recorded, so a replayed
+/// response is as fresh as it was then. Dates that do not parse are left as they are.
+fn refresh(response: &mut Response, now: SystemTime) {
+    let recorded = UNIX_EPOCH + Duration::from_secs_f64(response.timestamp_start.max(0.0));
+    let Ok(delta) = now.duration_since(recorded) else {
+        return;
+    };
+    let shift = |text: &str| {
+        httpdate::parse_http_date(text.trim())
+            .ok()
+            .and_then(|t| t.checked_add(delta))
+            .map(httpdate::fmt_http_date)
+    };
+    for header in &mut response.headers {
+        let name = String::from_utf8_lossy(&header.name).to_ascii_lowercase();
+        let value = String::from_utf8_lossy(&header.value).into_owned();
+        let refreshed = match name.as_str() {
+            "date" | "expires" | "last-modified" => shift(&value),
+            "set-cookie" => refresh_cookie(&value, &shift),
+            _ => None,
+        };
+        if let Some(new) = refreshed {
+            header.value = Bytes::from(new);
+        }
+    }
+}
+
+/// A `Set-Cookie` value with its `Expires` attribute shifted (None when it has none).
+fn refresh_cookie(value: &str, shift: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let mut changed = false;
+    let parts: Vec<String> = value
+        .split(';')
+        .map(|part| match part.split_once('=') {
+            Some((name, date)) if name.trim().eq_ignore_ascii_case("expires") => {
+                match shift(date) {
+                    Some(new) => {
+                        changed = true;
+                        format!("{name}={new}")
+                    }
+                    None => part.to_string(),
+                }
+            }
+            _ => part.to_string(),
+        })
+        .collect();
+    changed.then(|| parts.join(";"))
 }
 
 fn http_reason(code: u16) -> &'static str {
@@ -332,6 +392,43 @@ mod tests {
         );
         let mut other = live("/a?x=2", "b");
         assert_eq!(p.call(Hook::Request, &mut other).await, Verdict::Continue);
+    }
+
+    #[test]
+    fn refresh_moves_dates_and_cookie_expiry_by_the_age() {
+        let header = |n: &str, v: &str| Header {
+            name: Bytes::copy_from_slice(n.as_bytes()),
+            value: Bytes::copy_from_slice(v.as_bytes()),
+        };
+        let recorded = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        let mut response = Response {
+            timestamp_start: recorded.duration_since(UNIX_EPOCH).unwrap().as_secs_f64(),
+            headers: vec![
+                header("Date", "Wed, 21 Oct 2015 07:28:00 GMT"),
+                header("Last-Modified", "Tue, 20 Oct 2015 07:28:00 GMT"),
+                header(
+                    "Set-Cookie",
+                    "a=1; Expires=Thu, 22 Oct 2015 07:28:00 GMT; Path=/",
+                ),
+                header("ETag", "\"x\""),
+            ],
+            ..Default::default()
+        };
+        refresh(&mut response, recorded + Duration::from_secs(86400));
+        let values: Vec<_> = response
+            .headers
+            .iter()
+            .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+            .collect();
+        assert_eq!(
+            values,
+            [
+                "Thu, 22 Oct 2015 07:28:00 GMT",
+                "Wed, 21 Oct 2015 07:28:00 GMT",
+                "a=1; Expires=Fri, 23 Oct 2015 07:28:00 GMT; Path=/",
+                "\"x\"",
+            ]
+        );
     }
 
     #[tokio::test]

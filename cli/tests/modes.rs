@@ -306,16 +306,6 @@ fn socks5_proxyauth_lets_the_right_password_in_and_no_other() {
 }
 
 #[test]
-fn proxyauth_outside_socks5_mode_is_refused_at_start() {
-    let mut flowtap = Flowtap::spawn(&["--set", "proxyauth=alice:s3cret"]);
-    let status = flowtap.wait_exit(std::time::Duration::from_secs(10));
-    assert_eq!(status.code(), Some(2));
-    flowtap.stderr.wait_for("the reason", |l| {
-        l.contains("proxyauth is only enforced in socks5 mode")
-    });
-}
-
-#[test]
 fn a_socks5_handshake_sent_byte_by_byte_is_closed_at_the_head_deadline() {
     use std::time::{Duration, Instant};
     let (flowtap, addr) = Flowtap::start(&[

@@ -259,3 +259,126 @@ fn client_replay_resends_and_records_the_replayed_flow() {
     };
     assert_eq!(without_running(&got), without_running(&want));
 }
+
+#[test]
+fn a_strftime_save_path_opens_a_new_file_when_it_changes() {
+    use std::time::{Duration, Instant};
+    let origin = echo_origin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A directory per year (created on the way) and a file per second.
+    let pattern = dir.path().join("%Y").join("flows-%H%M%S.mitm");
+    let (flowtap, proxy) =
+        Flowtap::start(&["--set", &format!("save_stream_file={}", path_arg(&pattern))]);
+    let proxy = format!("http://{proxy}");
+    let url = format!("http://127.0.0.1:{}/rotate", origin.port());
+    let files = || -> Vec<std::path::PathBuf> {
+        let Ok(years) = std::fs::read_dir(dir.path()) else {
+            return Vec::new();
+        };
+        years
+            .flatten()
+            .flat_map(|year| {
+                std::fs::read_dir(year.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .map(|f| f.path())
+            .collect()
+    };
+    // Requests until the formatted name has changed at least once (about a second).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut sent = 0;
+    while files().len() < 2 {
+        assert!(Instant::now() < deadline, "no second file: {:?}", files());
+        curl(&["-x", &proxy, &url]).ok();
+        sent += 1;
+    }
+    let (status, _) = flowtap.stop();
+    assert!(status.success(), "{status}");
+    let files = files();
+    let year = files[0]
+        .parent()
+        .and_then(|p| p.file_name())
+        .expect("year dir");
+    assert_eq!(year.len(), 4, "{files:?}");
+    let saved: usize = files.iter().map(|f| read_flows(f).len()).sum();
+    assert_eq!(saved, sent, "every flow is in one of {files:?}");
+}
+
+#[test]
+fn client_replay_concurrency_minus_one_has_every_request_in_flight_at_once() {
+    use std::io::Write as _;
+    use std::sync::{Arc, Condvar, Mutex};
+    use support::origin::{Origin, read_head};
+    // The origin answers only once both requests have arrived: one at a time, the first would
+    // wait for ever (it gives up after 10 s with 504).
+    let arrived = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let origin = Origin::start(move |mut stream| {
+        if read_head(&mut stream).is_none() {
+            return;
+        }
+        let (count, changed) = &*arrived;
+        let mut count = count.lock().expect("lock");
+        *count += 1;
+        changed.notify_all();
+        let (count, _) = changed
+            .wait_timeout_while(count, std::time::Duration::from_secs(10), |n| *n < 2)
+            .expect("lock");
+        let status = if *count >= 2 {
+            "200 OK"
+        } else {
+            "504 Gateway Timeout"
+        };
+        drop(count);
+        let _ =
+            stream.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes());
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut flow = read_flows(Path::new(&fixture("http-post-body.mitm"))).remove(0);
+    flow.request.as_mut().expect("a request").port = u32::from(origin.port());
+    let input = dir.path().join("two.mitm");
+    let mut writer = FlowWriter::new(std::fs::File::create(&input).expect("create"));
+    for id in ["a", "b"] {
+        let mut copy = flow.clone();
+        copy.id = format!("{id}-{}", flow.id);
+        writer.add(&copy).expect("write the flow");
+    }
+    drop(writer);
+    let out = dir.path().join("replayed.mitm");
+    let (code, _, stderr) = Flowtap::run(
+        &[
+            "-n",
+            "-C",
+            path_arg(&input),
+            "--set",
+            "client_replay_concurrency=-1",
+            "-w",
+            path_arg(&out),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let replayed = read_flows(&out);
+    let statuses: Vec<u32> = replayed
+        .iter()
+        .filter_map(|f| f.response.as_ref().map(|r| r.status_code))
+        .collect();
+    assert_eq!(statuses, [200, 200]);
+
+    let (code, _, stderr) = Flowtap::run(
+        &[
+            "-n",
+            "-C",
+            path_arg(&input),
+            "--set",
+            "client_replay_concurrency=4",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("Currently the only valid client_replay_concurrency values are -1 and 1."),
+        "{stderr}"
+    );
+}

@@ -41,15 +41,19 @@ pub(crate) async fn serve(
         hooks: Arc::clone(&shared.hooks),
         client_id: ctx.client.id.clone(),
     };
+    // `block_global`/`block_private` come before the scripts, as in mitmproxy's chain.
+    if let Some(error) = shared.blocked_client(peer.ip()) {
+        ctx.client.error = Some(error.to_string());
+    }
     if shared.hooks.interest().wants(Hook::ClientConnected) {
         let mut subject = connection_subject(&ctx.client, None);
         shared.hooks.call(Hook::ClientConnected, &mut subject).await;
         if let Some(client) = subject.client_conn {
             ctx.client = client;
         }
-        if ctx.client.error.is_some() {
-            return disconnected(&shared, &mut ctx, false).await;
-        }
+    }
+    if ctx.client.error.is_some() {
+        return disconnected(&shared, &mut ctx, false).await;
     }
     let io: Io = Box::new(Tracked::new(stream, activity));
     let mut conn = shared.client_conn(io);

@@ -17,8 +17,13 @@ pub struct Config {
     /// In upstream mode, `user:password` for the next proxy (`upstream_auth`), sent as
     /// `Proxy-Authorization: Basic`.
     pub upstream_auth: Option<String>,
-    /// `user:password` a client must give (`proxyauth`; socks5 mode only, so far).
+    /// Who may use the proxy (`proxyauth`: `USER:PASS`, `any` or `@HTPASSWD`): SOCKS5 clients in
+    /// the handshake, HTTP clients with 407 (401 in reverse mode) until they send credentials.
     pub proxyauth: Option<String>,
+    /// mitmdump's built-in addons (`map_remote`, `modify_headers`, `block_global`, ...).
+    pub builtins: crate::builtins::BuiltinOptions,
+    /// When a tunnel's server connection is opened (`connection_strategy`).
+    pub connection_strategy: ConnectionStrategy,
     /// Hosts not to intercept: their CONNECT tunnels are relayed untouched (`--ignore-hosts`).
     pub ignore_hosts: Vec<String>,
     /// The inverse: only these hosts are intercepted (`--allow-hosts`).
@@ -83,6 +88,8 @@ impl Default for Config {
             keep_host_header: false,
             upstream_auth: None,
             proxyauth: None,
+            builtins: crate::builtins::BuiltinOptions::default(),
+            connection_strategy: ConnectionStrategy::Eager,
             ignore_hosts: Vec::new(),
             allow_hosts: Vec::new(),
             tcp_hosts: Vec::new(),
@@ -104,4 +111,17 @@ impl Default for Config {
             spill_dir: None,
         }
     }
+}
+
+/// mitmproxy's `connection_strategy`: when a tunnel's server connection is opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConnectionStrategy {
+    /// At once: a CONNECT (or SOCKS5 request) is answered after the server connected, a TLS
+    /// client's handshake waits for the server's (its certificate names, its ALPN choice).
+    #[default]
+    Eager,
+    /// As late as possible: the CONNECT is answered at once, a TLS client is served
+    /// HTTP/1.1 with a certificate for the name it asked for, and the server is connected
+    /// when the first request goes to it (so server replay works with the server offline).
+    Lazy,
 }

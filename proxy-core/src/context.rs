@@ -8,6 +8,7 @@ use std::sync::Arc;
 use flowtap_certs::CertificateAuthority;
 use flowtap_proto::v1::{Connection, Flow};
 
+use crate::builtins::Builtins;
 use crate::config::Config;
 use crate::error::SetupError;
 use crate::flow::Target;
@@ -32,6 +33,11 @@ pub(crate) struct Shared {
     pub(crate) intercepts: Intercepts,
     /// Live flows that scripts may kill or inject into from outside their hooks.
     pub(crate) live: LiveFlows,
+    /// mitmdump's built-in addons; `builtins_active` is false when none acts on flows.
+    builtins: Builtins,
+    builtins_active: bool,
+    /// A built-in addon acts in `request` (the request body is then buffered).
+    builtins_in_request: bool,
     sink_bodies: bool,
 }
 
@@ -69,6 +75,9 @@ impl Shared {
         let intercepts = Intercepts::new(config.intercept.clone());
         // Only scripts act on flows from outside: without them nothing registers.
         let live = LiveFlows::new(!hooks.interest().is_empty());
+        let builtins = Builtins::new(&config)?;
+        let builtins_active = !builtins.is_idle();
+        let builtins_in_request = builtins_active && builtins.acts_in_request();
         Ok(Shared {
             config,
             hooks,
@@ -79,8 +88,27 @@ impl Shared {
             hosts,
             intercepts,
             live,
+            builtins,
+            builtins_active,
+            builtins_in_request,
             sink_bodies,
         })
+    }
+
+    /// The built-in addons that act on flows, or None when no option asks for one (the flow
+    /// lifecycle then pays one branch per hook).
+    pub(crate) fn builtins(&self) -> Option<&Builtins> {
+        self.builtins_active.then_some(&self.builtins)
+    }
+
+    /// `block_global`/`block_private`: the error of a client connection that is refused.
+    pub(crate) fn blocked_client(&self, peer: std::net::IpAddr) -> Option<&'static str> {
+        self.builtins.client_connected(peer)
+    }
+
+    /// `proxyauth`, when set.
+    pub(crate) fn proxyauth(&self) -> Option<&crate::builtins::ProxyAuth> {
+        self.builtins.proxyauth()
     }
 
     /// A sink keeps flows with their contents (`-w`, the store), so WebSocket and TCP
@@ -91,12 +119,18 @@ impl Shared {
 
     /// The request body must be held in memory: a script or a sink reads it.
     pub(crate) fn buffer_request(&self, _flow: &Flow) -> bool {
-        self.sink_bodies || self.intercepts.active() || self.hooks.interest().wants(Hook::Request)
+        self.sink_bodies
+            || self.intercepts.active()
+            || self.builtins_in_request
+            || self.hooks.interest().wants(Hook::Request)
     }
 
     /// The response body must be held in memory: a script or a sink reads it.
     pub(crate) fn buffer_response(&self, _flow: &Flow) -> bool {
-        self.sink_bodies || self.intercepts.active() || self.hooks.interest().wants(Hook::Response)
+        self.sink_bodies
+            || self.intercepts.active()
+            || (self.builtins_active && self.builtins.needs_response_body())
+            || self.hooks.interest().wants(Hook::Response)
     }
 
     /// An HTTP/1 connection to a client: its reads wait at most `client_idle_timeout` for a
@@ -143,7 +177,7 @@ impl Drop for ClientClosed {
 }
 
 /// `Basic base64(user:password)`, as `Proxy-Authorization` carries `upstream_auth`.
-fn basic_auth(credentials: &str) -> bytes::Bytes {
+pub(crate) fn basic_auth(credentials: &str) -> bytes::Bytes {
     use base64::Engine as _;
     let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
     format!("Basic {encoded}").into()

@@ -20,6 +20,9 @@ pub enum SetupError {
         /// Why it failed.
         source: regex::Error,
     },
+    /// A built-in addon's option does not parse (the message is mitmdump's).
+    #[error(transparent)]
+    Builtin(#[from] crate::builtins::BuiltinError),
     /// The upstream TLS configuration could not be built.
     #[error("upstream TLS: {0}")]
     UpstreamTls(String),

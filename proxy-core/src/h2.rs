@@ -221,22 +221,28 @@ impl Stream {
             let refusal = Refusal::Upstream("a script removed the request".into());
             return self.end(flow, Step::Fail(refusal)).await;
         };
-        if request.host != self.target.host || request.port != u32::from(self.target.port) {
-            let msg = "a script redirected an HTTP/2 request to another server; not supported yet";
-            return self
-                .end(flow, Step::Fail(Refusal::Upstream(msg.into())))
-                .await;
-        }
-        let outgoing = match build_request(request, body) {
-            Ok(r) => r,
-            Err(e) => return self.end(flow, Step::Fail(Refusal::Upstream(e))).await,
-        };
-        let mut sender = self.sender.clone();
-        let response = match sender.send_request(outgoing).await {
-            Ok(r) => r,
-            Err(e) => {
-                let refusal = Refusal::Upstream(format!("HTTP/2 request to server failed: {e}"));
-                return self.end(flow, Step::Fail(refusal)).await;
+        let elsewhere = request.host != self.target.host
+            || request.port != u32::from(self.target.port)
+            || &request.scheme[..] != b"https";
+        let response = if elsewhere {
+            // A script or map_remote pointed the request at another server.
+            match self.send_elsewhere(flow, body).await {
+                Ok(r) => r,
+                Err(refusal) => return self.end(flow, Step::Fail(refusal)).await,
+            }
+        } else {
+            let outgoing = match build_request(request, body) {
+                Ok(r) => r,
+                Err(e) => return self.end(flow, Step::Fail(Refusal::Upstream(e))).await,
+            };
+            let mut sender = self.sender.clone();
+            match sender.send_request(outgoing).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let refusal =
+                        Refusal::Upstream(format!("HTTP/2 request to server failed: {e}"));
+                    return self.end(flow, Step::Fail(refusal)).await;
+                }
             }
         };
         if let Some(request) = flow.request.as_mut().filter(|r| r.timestamp_end.is_none()) {
@@ -303,6 +309,94 @@ impl Stream {
             Step::Go => self.finish(flow),
             other => self.end(flow, other).await,
         }
+    }
+
+    /// Sends a request whose server is no longer the tunnel's over a new HTTP/1.1 connection to
+    /// its own server (with `server_connect`/`server_connected`, and `server_disconnected` when
+    /// that connection ends after the exchange). One connection per such request.
+    async fn send_elsewhere(
+        &self,
+        flow: &mut Flow,
+        body: Option<Body>,
+    ) -> Result<hyper::Response<Incoming>, Refusal> {
+        let request = flow
+            .request
+            .as_ref()
+            .ok_or_else(|| Refusal::Upstream("a script removed the request".into()))?;
+        // A next proxy a script chose for this flow (`flow.server_conn.via`), as on HTTP/1.
+        let via = self
+            .shared
+            .connector
+            .via_for(flow.server_conn.as_ref().and_then(|s| s.via.as_ref()))
+            .map_err(|e| Refusal::server(&e))?;
+        let key = crate::upstream::PoolKey {
+            tls: &request.scheme[..] == b"https",
+            host: request.host.clone(),
+            port: u16::try_from(request.port).unwrap_or(443),
+            via,
+        };
+        let sni = request.host.clone();
+        let up = self
+            .shared
+            .connect_server(&self.client, flow, &key, &sni)
+            .await
+            .map_err(|e| Refusal::server(&e))?;
+        flow.server_conn = Some(up.info.clone());
+        let request = flow
+            .request
+            .as_ref()
+            .ok_or_else(|| Refusal::Upstream("a script removed the request".into()))?;
+        let outgoing =
+            build_http1_request(request, body, up.proxied.as_ref()).map_err(Refusal::Upstream)?;
+        let (mut sender, driver) =
+            hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(up.conn.io))
+                .await
+                .map_err(|e| {
+                    Refusal::Upstream(format!("HTTP/1 connection to server failed: {e}"))
+                })?;
+        let (shared, client, mut info) = (self.shared.clone(), self.client.clone(), up.info);
+        tokio::spawn(async move {
+            if let Err(e) = driver.await {
+                tracing::debug!("server HTTP/1 connection ended: {e}");
+            }
+            if shared
+                .hooks
+                .interest()
+                .wants(crate::hooks::Hook::ServerDisconnected)
+            {
+                info.timestamp_end = Some(flow::now());
+                shared
+                    .connection_hook(
+                        crate::hooks::Hook::ServerDisconnected,
+                        &client,
+                        Some(&mut info),
+                    )
+                    .await;
+            }
+        });
+        let mut response = sender
+            .send_request(outgoing)
+            .await
+            .map_err(|e| Refusal::Upstream(format!("HTTP/1 request to server failed: {e}")))?;
+        // HTTP/2 has no connection-specific fields (RFC 9113, 8.2.2).
+        let headers = response.headers_mut();
+        let named: Vec<HeaderName> = headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named.iter().chain(&[
+            http::header::CONNECTION,
+            HeaderName::from_static("keep-alive"),
+            HeaderName::from_static("proxy-connection"),
+            http::header::TRANSFER_ENCODING,
+            http::header::UPGRADE,
+        ]) {
+            headers.remove(name);
+        }
+        Ok(response)
     }
 
     /// A response a script streams (`flow.response.stream`): the head goes out now, the body
@@ -557,6 +651,44 @@ fn build_request(request: &Request, body: Option<Body>) -> Result<hyper::Request
         .body(body)
         .map_err(|e| e.to_string())?;
     *out.headers_mut() = header_map(&request.headers);
+    Ok(out)
+}
+
+/// An HTTP/2 request as HTTP/1.1 for another server: origin form with a `Host` header (from
+/// the authority), or absolute form with the next proxy's credentials in upstream mode.
+fn build_http1_request(
+    request: &Request,
+    body: Option<Body>,
+    proxied: Option<&crate::upstream::Proxied>,
+) -> Result<hyper::Request<Body>, String> {
+    let scheme = String::from_utf8_lossy(&request.scheme).into_owned();
+    let port = u16::try_from(request.port).unwrap_or(443);
+    let host = flow::authority(&scheme, &request.host, port);
+    let path = String::from_utf8_lossy(&request.path).into_owned();
+    let uri = match proxied {
+        Some(_) => format!("{scheme}://{host}{path}"),
+        None => path,
+    };
+    let body = match body {
+        Some(body) => body,
+        None => buffered_body(request.content.clone(), request.trailers.as_ref()),
+    };
+    let mut out = hyper::Request::builder()
+        .method(http::Method::from_bytes(&request.method).map_err(|e| e.to_string())?)
+        .uri(uri)
+        .version(http::Version::HTTP_11)
+        .body(body)
+        .map_err(|e| e.to_string())?;
+    let mut headers = header_map(&request.headers);
+    if !headers.contains_key(http::header::HOST) {
+        let value = HeaderValue::from_str(&host).map_err(|e| e.to_string())?;
+        headers.insert(http::header::HOST, value);
+    }
+    if let Some(auth) = proxied.and_then(|p| p.authorization.as_ref()) {
+        let value = HeaderValue::from_bytes(auth).map_err(|e| e.to_string())?;
+        headers.insert(http::header::PROXY_AUTHORIZATION, value);
+    }
+    *out.headers_mut() = headers;
     Ok(out)
 }
 

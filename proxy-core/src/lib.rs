@@ -19,12 +19,14 @@
 //!   accepts, at most `max_client_connections` at a time); `control` (what scripts ask from
 //!   outside hooks, and [`ClientReplay`]).
 //!
-//! Beside them: [`hooks`] (the [`Hooks`] trait the scripts plug into; [`NoHooks`] when there are
+//! Beside them: [`builtins`] (mitmdump's built-in addons: map_remote, modify_headers,
+//! proxyauth, ...; the lifecycle calls them around the scripts' hooks), [`hooks`] (the [`Hooks`] trait the scripts plug into; [`NoHooks`] when there are
 //! none), [`sink`] ([`FlowSink`], where finished flows go), [`config`] ([`Config`]), [`mode`] (`--mode`), [`limits`]
 //! (client deadlines, the descriptor limit), `http1` (the HTTP/1 codec: heads kept exactly as
 //! received, bounded lines, chunked bodies, trailers), `upstream` (server sockets, TLS, the idle
 //! pool), `live` (flows scripts may kill or inject into), `hosts` (ignored, allowed and TCP hosts), `intercept`, `stream` and `error`.
 
+pub mod builtins;
 mod client;
 pub mod config;
 mod context;
@@ -56,7 +58,7 @@ mod tunnel;
 mod upstream;
 mod websocket;
 
-pub use config::Config;
+pub use config::{Config, ConnectionStrategy};
 pub use control::ClientReplay;
 pub use error::SetupError;
 pub use flow::{KILLED_MESSAGE, is_killed};

@@ -7,6 +7,10 @@
 //! `server_connected` when a new server connection is needed], `responseheaders`, `response`;
 //! or `error` when the flow fails. A response set by a script in `requestheaders` or `request`
 //! skips the server but still goes through `responseheaders` and `response`.
+//!
+//! mitmdump's built-in addons (`builtins`) run around the scripts' hooks where mitmproxy's
+//! addon chain puts them: proxyauth, block_list, anticache and anticomp before the scripts;
+//! map_remote, map_local, modify_headers, modify_body, stickyauth and stickycookie after.
 
 use flowtap_proto::v1::Flow;
 
@@ -31,17 +35,34 @@ pub(crate) enum Step {
 
 /// `requestheaders`.
 pub(crate) async fn requestheaders(shared: &Shared, flow: &mut Flow) -> Step {
+    if let Some(builtins) = shared.builtins() {
+        builtins.requestheaders_before(flow);
+    }
     match shared.hook(Hook::Requestheaders, flow).await {
         Verdict::Kill => Step::Kill { error_hook: true },
         _ if is_killed(flow) => Step::Kill { error_hook: true },
         // A response made here is answered after `request`, as mitmproxy does.
-        _ => Step::Go,
+        _ => {
+            if let Some(builtins) = shared.builtins() {
+                builtins.requestheaders_after(flow);
+            }
+            Step::Go
+        }
     }
 }
 
 /// `request`, once the request body is known (or has been streamed).
 pub(crate) async fn request(shared: &Shared, flow: &mut Flow) -> Step {
+    if let Some(builtins) = shared.builtins() {
+        builtins.request_before(flow);
+    }
     let verdict = shared.hook(Hook::Request, flow).await;
+    if verdict != Verdict::Kill
+        && !is_killed(flow)
+        && let Some(builtins) = shared.builtins()
+    {
+        builtins.request_after(flow);
+    }
     if verdict == Verdict::Kill || is_killed(flow) {
         Step::Kill { error_hook: true }
     } else if verdict == Verdict::Respond || flow.response.is_some() {
@@ -57,6 +78,9 @@ pub(crate) async fn responseheaders(shared: &Shared, flow: &mut Flow) -> Step {
     if verdict == Verdict::Kill || is_killed(flow) {
         Step::Kill { error_hook: true }
     } else {
+        if let Some(builtins) = shared.builtins() {
+            builtins.responseheaders_after(flow);
+        }
         response_still_there(flow, "responseheaders")
     }
 }
@@ -67,6 +91,9 @@ pub(crate) async fn response(shared: &Shared, flow: &mut Flow) -> Step {
     if verdict == Verdict::Kill || is_killed(flow) {
         Step::Kill { error_hook: false }
     } else {
+        if let Some(builtins) = shared.builtins() {
+            builtins.response_after(flow);
+        }
         response_still_there(flow, "response")
     }
 }

@@ -40,6 +40,8 @@ pub(crate) async fn connect(
         return false;
     };
     let mut flow = new_http_flow(&ctx.client, connect_request(head, &host, port));
+    // `proxyauth` comes before the scripts: without credentials the CONNECT gets 407.
+    let authenticated = shared.builtins().is_none_or(|b| b.http_connect(&mut flow));
     if shared.hook(Hook::HttpConnect, &mut flow).await == Verdict::Kill || is_killed(&flow) {
         return false;
     }
@@ -59,14 +61,18 @@ pub(crate) async fn connect(
     let mut server = flow::unconnected_server();
     // A next proxy `http_connect` chose for the tunnel (`flow.server_conn.via`).
     server.via = flow.server_conn.as_ref().and_then(|s| s.via.clone());
-    let tcp = match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            flow::set_error(&mut flow, e.to_string());
-            shared.hook(Hook::HttpConnectError, &mut flow).await;
-            let refusal = Refusal::server(&e);
-            respond::send_h1(&mut conn, &ctx.client, &refusal).await;
-            return false;
+    let tcp = if lazy(shared) {
+        None
+    } else {
+        match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
+            Ok(tcp) => Some(tcp),
+            Err(e) => {
+                flow::set_error(&mut flow, e.to_string());
+                shared.hook(Hook::HttpConnectError, &mut flow).await;
+                let refusal = Refusal::server(&e);
+                respond::send_h1(&mut conn, &ctx.client, &refusal).await;
+                return false;
+            }
         }
     };
     if flow.response.is_none() {
@@ -80,14 +86,27 @@ pub(crate) async fn connect(
         }
         flow.response = Some(established());
     }
-    flow.server_conn = Some(server.clone());
+    if tcp.is_some() {
+        flow.server_conn = Some(server.clone());
+    }
     shared.hook(Hook::HttpConnected, &mut flow).await;
+    let _authenticated = shared
+        .proxyauth()
+        .filter(|_| authenticated)
+        .map(|auth| auth.tunnel(&ctx.client.id, &flow));
     open_tunnel(shared, conn, ctx, host, port, tcp, server, stop).await
+}
+
+/// `connection_strategy=lazy`: tunnels connect their server when they must.
+fn lazy(shared: &Shared) -> bool {
+    shared.config.connection_strategy == crate::config::ConnectionStrategy::Lazy
 }
 
 /// A tunnel to `host:port` is open (CONNECT answered, or a SOCKS5 request granted): relay it
 /// untouched (ignored hosts), as raw TCP (`tcp_hosts`), or look at the client's first bytes and
 /// intercept TLS, serve HTTP, or make a TCP flow. Returns true when it carried intercepted TLS.
+/// Without a server connection yet (`connection_strategy=lazy`), one is made here when the
+/// tunnel needs it before its first request (relays and TCP flows).
 #[allow(clippy::too_many_arguments)]
 async fn open_tunnel(
     shared: &std::sync::Arc<Shared>,
@@ -95,15 +114,22 @@ async fn open_tunnel(
     ctx: &mut ClientCtx,
     host: String,
     port: u16,
-    tcp: TcpStream,
-    server: Connection,
+    tcp: Option<TcpStream>,
+    mut server: Connection,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
+    let client = ctx.client.clone();
     if !shared.hosts.intercept(&host, port) {
+        let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
+            return false;
+        };
         relay(shared, &ctx.activity, conn, tcp).await;
         return false;
     }
     if shared.hosts.is_tcp(&host, port) {
+        let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
+            return false;
+        };
         crate::tcp::serve(shared, &ctx.client, &ctx.activity, conn, tcp, server).await;
         return false;
     }
@@ -138,31 +164,62 @@ async fn open_tunnel(
             && !shared.hosts.intercept(&sni, port)
         {
             tracing::debug!(sni = %sni, "not intercepting: the server name is ignored");
+            let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
+                return false;
+            };
             relay(shared, &ctx.activity, conn, tcp).await;
             return false;
         }
         intercept_tls(shared, conn, ctx, tcp, server, target, stop).await;
         true
     } else if looks_like_http(&conn.buf) {
-        let key = PoolKey {
-            tls: false,
-            host,
-            port,
-            via: shared.connector.via_for(server.via.as_ref()).ok().flatten(),
-        };
-        ctx.owned.push(Upstream {
-            conn: Conn::new(Box::new(tcp)),
-            info: server,
-            key,
-            h2: false,
-            proxied: None,
-        });
+        if let Some(tcp) = tcp {
+            let key = PoolKey {
+                tls: false,
+                host,
+                port,
+                via: shared.connector.via_for(server.via.as_ref()).ok().flatten(),
+            };
+            ctx.owned.push(Upstream {
+                conn: Conn::new(Box::new(tcp)),
+                info: server,
+                key,
+                h2: false,
+                proxied: None,
+            });
+        }
+        // Without a server connection yet, the first request makes one.
         ctx.tunnel = Some(target);
         let _ = http::serve(shared, &mut conn, ctx, stop).await;
         false
     } else {
+        let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
+            return false;
+        };
         crate::tcp::serve(shared, &ctx.client, &ctx.activity, conn, tcp, server).await;
         false
+    }
+}
+
+/// The tunnel's server connection: the one made when the tunnel opened, or (lazily) one made
+/// now, with its hooks. None, logged, when the server cannot be reached.
+async fn server_tcp(
+    shared: &Shared,
+    client: &Connection,
+    host: &str,
+    port: u16,
+    tcp: Option<TcpStream>,
+    server: &mut Connection,
+) -> Option<TcpStream> {
+    if tcp.is_some() {
+        return tcp;
+    }
+    match connect_tcp(shared, client, host, port, server).await {
+        Ok(tcp) => Some(tcp),
+        Err(e) => {
+            Refusal::server(&e).log(client);
+            None
+        }
     }
 }
 
@@ -190,13 +247,17 @@ pub(crate) async fn socks5(
         return false;
     };
     let mut server = flow::unconnected_server();
-    let tcp = match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            Refusal::server(&e).log(&ctx.client);
-            // 0x05: connection refused.
-            let _ = conn.io.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).await;
-            return false;
+    let tcp = if lazy(shared) {
+        None
+    } else {
+        match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
+            Ok(tcp) => Some(tcp),
+            Err(e) => {
+                Refusal::server(&e).log(&ctx.client);
+                // 0x05: connection refused.
+                let _ = conn.io.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).await;
+                return false;
+            }
         }
     };
     if conn
@@ -222,13 +283,18 @@ pub(crate) async fn transparent(
 ) -> bool {
     let (host, port) = (original.ip().to_string(), original.port());
     let mut server = flow::unconnected_server();
-    match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
-        Ok(tcp) => open_tunnel(shared, conn, ctx, host, port, tcp, server, stop).await,
-        Err(e) => {
-            Refusal::server(&e).log(&ctx.client);
-            false
+    let tcp = if lazy(shared) {
+        None
+    } else {
+        match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
+            Ok(tcp) => Some(tcp),
+            Err(e) => {
+                Refusal::server(&e).log(&ctx.client);
+                return false;
+            }
         }
-    }
+    };
+    open_tunnel(shared, conn, ctx, host, port, tcp, server, stop).await
 }
 
 /// The SOCKS5 greeting, authentication and request; the target asked for, or None when the
@@ -247,7 +313,7 @@ async fn socks5_handshake(
         return refuse("not a SOCKS5 greeting");
     }
     let methods = take(conn, usize::from(greeting[1])).await?;
-    let credentials = shared.config.proxyauth.as_deref();
+    let credentials = shared.proxyauth().map(|auth| auth.validator());
     let method = match credentials {
         Some(_) if methods.contains(&2) => 2,
         None if methods.contains(&0) => 0,
@@ -257,17 +323,12 @@ async fn socks5_handshake(
     if method == 0xff {
         return refuse("no acceptable authentication method (proxyauth needs username/password)");
     }
-    if let Some(expected) = credentials {
+    if let Some(validator) = credentials {
         let version = take(conn, 2).await?;
         let user = take(conn, usize::from(version[1])).await?;
         let len = take(conn, 1).await?;
         let password = take(conn, usize::from(len[0])).await?;
-        let given = [&user[..], b":", &password[..]].concat();
-        let good = version[0] == 1
-            && bool::from(subtle::ConstantTimeEq::ct_eq(
-                &given[..],
-                expected.as_bytes(),
-            ));
+        let good = version[0] == 1 && validator.check(&user, &password);
         conn.io.write_all(&[1, u8::from(!good)]).await.ok()?;
         if !good {
             return refuse("wrong username or password");
@@ -355,20 +416,24 @@ pub(crate) async fn reverse(
         return false;
     }
     let mut server = flow::unconnected_server();
-    let tcp = match connect_tcp(
-        shared,
-        &ctx.client,
-        &reverse.host,
-        reverse.port,
-        &mut server,
-    )
-    .await
-    {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            // The client expects TLS: it cannot be told in HTTP.
-            Refusal::server(&e).log(&ctx.client);
-            return false;
+    let tcp = if lazy(shared) {
+        None
+    } else {
+        match connect_tcp(
+            shared,
+            &ctx.client,
+            &reverse.host,
+            reverse.port,
+            &mut server,
+        )
+        .await
+        {
+            Ok(tcp) => Some(tcp),
+            Err(e) => {
+                // The client expects TLS: it cannot be told in HTTP.
+                Refusal::server(&e).log(&ctx.client);
+                return false;
+            }
         }
     };
     intercept_tls(shared, conn, ctx, tcp, server, target, stop).await;
@@ -498,12 +563,14 @@ fn looks_like_http(buf: &[u8]) -> bool {
 
 /// TLS interception: read the ClientHello, handshake with the server using the client's SNI
 /// and ALPN offers, then finish the client handshake with a minted certificate and the
-/// protocol the server chose, so both sides speak the same HTTP version.
+/// protocol the server chose, so both sides speak the same HTTP version. Without a server
+/// connection (`connection_strategy=lazy`) the client gets HTTP/1.1 at once and the first
+/// request connects the server.
 async fn intercept_tls(
     shared: &std::sync::Arc<Shared>,
     mut conn: Conn<Io>,
     ctx: &mut ClientCtx,
-    tcp: TcpStream,
+    tcp: Option<TcpStream>,
     mut server: Connection,
     target: Target,
     stop: &mut tokio::sync::watch::Receiver<bool>,
@@ -541,16 +608,22 @@ async fn intercept_tls(
         Mode::Regular | Mode::Upstream(_) | Mode::Socks5 | Mode::Transparent => server_name.clone(),
     };
     let offer_h2 = shared.config.http2 && offers.iter().any(|p| p == b"h2");
-    let upstream = shared
-        .connector
-        .tls(tcp, &upstream_name, offer_h2, &mut server)
-        .await;
+    let upstream = match tcp {
+        Some(tcp) => Some(
+            shared
+                .connector
+                .tls(tcp, &upstream_name, offer_h2, &mut server)
+                .await,
+        ),
+        None => None,
+    };
     let server_alpn = match &upstream {
-        Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
-        Err(e) => {
+        Some(Ok(tls)) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
+        Some(Err(e)) => {
             tracing::warn!(host = %target.host, "{e}");
             None
         }
+        None => None,
     };
     let alpn = match &server_alpn {
         Some(p) if offers.contains(p) => vec![p.clone()],
@@ -583,19 +656,27 @@ async fn intercept_tls(
     ctx.client.certificate_list.clear();
     let h2 = client_tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let mut conn = shared.client_conn(Box::new(client_tls));
+    let target = Target {
+        scheme: "https",
+        ..target
+    };
     let upstream = match upstream {
-        Ok(tls) => tls,
-        Err(e) => {
+        Some(Ok(tls)) => tls,
+        Some(Err(e)) => {
             // The client is told why, over the TLS connection it just established.
             if !h2 && conn.read_request_head().await.is_ok() {
                 respond::send_h1(&mut conn, &ctx.client, &Refusal::server(&e)).await;
             }
             return;
         }
-    };
-    let target = Target {
-        scheme: "https",
-        ..target
+        None => {
+            // Lazy: HTTP/1.1 (the only protocol offered), the first request connects.
+            ctx.tunnel = Some(target);
+            if let Next::Connect(_) = http::serve(shared, &mut conn, ctx, stop).await {
+                tracing::debug!("nested CONNECT refused");
+            }
+            return;
+        }
     };
     let key = PoolKey {
         tls: true,
