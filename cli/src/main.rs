@@ -298,8 +298,10 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
     }
     let scripts = match start_scripts(&cli, &options, &security).await {
         Ok(scripts) => scripts,
+        // An error logged while the scripts started: the worker printed it on stdout (as
+        // mitmdump's log does) and says what to print here.
         Err(ScriptsError::Startup { traceback }) => {
-            eprintln!("flowtap: error in script:\n{traceback}");
+            eprintln!("{traceback}");
             return Ok(ExitCode::FAILURE);
         }
         Err(e) => return Err(e.into()),
@@ -333,6 +335,12 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
     let code = serve_or_read(&cli, &options, &security, (filter, save_filter), hooks).await;
     if let Some(client) = scripts {
         client.shutdown().await;
+        // An error logged during the scripts' `running` hooks stopped the proxy: mitmdump
+        // exits with status 1 then.
+        if let Some(message) = client.startup_failure() {
+            eprintln!("{message}");
+            return Ok(ExitCode::FAILURE);
+        }
     }
     code
 }

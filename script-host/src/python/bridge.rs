@@ -402,6 +402,12 @@ impl Bridge {
         }
     }
 
+    /// True when a proxy spawned this worker for itself: the worker then shares that proxy's
+    /// standard output and prints the scripts' log lines there itself, as mitmdump does.
+    fn spawned(&self) -> bool {
+        self.worker.ends_with_done()
+    }
+
     /// The scripts' `done` hooks ran (the host drained, or a spawned worker's proxy sent
     /// Done): the host stops and every session's stream ends.
     fn finished(&self) {
