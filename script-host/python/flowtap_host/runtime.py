@@ -266,6 +266,10 @@ class Host:
                                                                     self.loop)
         elif kind == "error":
             log.error("script host: an event from the proxy was lost: %s", item[1])
+        elif self.loop.is_closed():
+            # The host finished (its `done` hooks ran): a late Done or Configure finds no
+            # loop, and there is nothing left to do with it.
+            return
         else:
             self.loop.call_soon_threadsafe(self._dispatch, item)
 
