@@ -238,6 +238,10 @@ fn without_hook_timeout_one_hook_past_the_stuck_bound_is_waited_for() {
     assert!(has_header(&out.stdout, "x-script", "seen"), "{out:?}");
     assert!(has_header(&out.stdout, "x-response", "seen"), "{out:?}");
     assert_eq!(flowtap.workers(1), old, "the worker was replaced");
-    assert!(!flowtap.stderr.contains("is stuck"), "{:?}", flowtap.stderr.all());
+    assert!(
+        !flowtap.stderr.contains("is stuck"),
+        "{:?}",
+        flowtap.stderr.all()
+    );
     flowtap.stop();
 }

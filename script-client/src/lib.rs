@@ -79,17 +79,30 @@ use link::{Control, Link, StartupFailure};
 use pool::{Member, Pool, Target};
 use stats::Stats;
 
+/// What the command prints on stderr for a start-up report (see [`ScriptsError::Startup`])
+/// before it exits with status 1. `printed`: the errors are on stdout already (workers this
+/// process spawned print their scripts' lines themselves): mitmdump's one line, "Error logged
+/// during startup, exiting..."; else the whole report.
+pub fn exit_message(report: &str, printed: bool) -> String {
+    match report.split_once('\n') {
+        Some((head, _)) if printed && head.ends_with("logged during startup:") => {
+            format!("{}, exiting...", head.trim_end_matches(':'))
+        }
+        _ => report.to_string(),
+    }
+}
+
 /// Why the scripts could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ScriptsError {
     /// An error was logged while the scripts started (syntax error, exception in import,
-    /// `load` or `configure`, or a script's own error record). The text is what the command
-    /// prints on stderr before it exits with status 1: mitmdump's "Error logged during startup,
-    /// exiting..." from a spawned worker (which printed the errors on stdout), the errors
-    /// themselves from a shared one.
+    /// `load` or `configure`, or a script's own error record); the command exits with status 1.
+    /// The text is mitmdump's words ("Error logged during startup:") and the lines logged, or
+    /// a refusal before any script ran ("flowtap: No such script: x.py"); see
+    /// [`exit_message`] for what to print.
     #[error("{traceback}")]
     Startup {
-        /// The worker's message.
+        /// The worker's report.
         traceback: String,
     },
     /// The `script-host` binary could not be found or started.
@@ -289,9 +302,9 @@ impl ScriptClient {
         Ok(())
     }
 
-    /// The message to print (on stderr) when a worker reported an error logged during the
-    /// scripts' `running` hooks: the proxy was told to stop, and the command exits with status
-    /// 1, as mitmdump does. None otherwise.
+    /// The report (as in [`ScriptsError::Startup`]) when a worker said an error was logged
+    /// during the scripts' `running` hooks: the proxy was told to stop, and the command exits
+    /// with status 1, as mitmdump does. None otherwise.
     pub fn startup_failure(&self) -> Option<String> {
         self.env.failure.get().cloned()
     }
@@ -409,4 +422,26 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write()
         .expect("client locks are never poisoned: no code panics while holding them")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_message;
+
+    #[test]
+    fn exit_message_is_mitmdumps_line_when_the_errors_were_printed() {
+        let one = "Error logged during startup:\n[12:00:00.000] error in script x.py\nTraceback";
+        assert_eq!(
+            exit_message(one, true),
+            "Error logged during startup, exiting..."
+        );
+        assert_eq!(exit_message(one, false), one);
+        let two = "Errors logged during startup:\n[12:00:00.000] a\n[12:00:00.001] b";
+        assert_eq!(
+            exit_message(two, true),
+            "Errors logged during startup, exiting..."
+        );
+        let refused = "flowtap: No such script: x.py";
+        assert_eq!(exit_message(refused, true), refused);
+    }
 }

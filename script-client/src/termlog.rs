@@ -9,7 +9,8 @@
 //! Records below `termlog_verbosity` are left out. A worker the proxy spawned prints its
 //! scripts' lines itself (it shares this process's standard output, and its lines stay in order
 //! with the scripts' `print()`); this module prints the records a shared worker sends, and the
-//! errors the worker reports in a hook's reply without logging them.
+//! errors the worker reports in a hook's reply without logging them. With `--log-format json`
+//! they go into the JSON log on stderr instead (target `script`), one object per record.
 
 use std::io::{IsTerminal, Write};
 
@@ -32,6 +33,9 @@ fn rank(level: &str) -> u8 {
 pub(crate) struct Termlog {
     threshold: u8,
     colorize: bool,
+    /// `--log-format json`: the lines go into the process's (JSON) log instead, target
+    /// `script`, for a log pipeline.
+    json: bool,
 }
 
 impl Termlog {
@@ -49,6 +53,7 @@ impl Termlog {
         Self {
             threshold: rank(verbosity),
             colorize: std::io::stdout().is_terminal(),
+            json: flowtap_telemetry::logging::is_json(),
         }
     }
 
@@ -56,6 +61,15 @@ impl Termlog {
     /// below the verbosity.
     pub(crate) fn print(&self, level: &str, message: &str) {
         if rank(level) < self.threshold {
+            return;
+        }
+        if self.json {
+            match level {
+                "error" => tracing::error!(target: "script", "{message}"),
+                "warn" | "warning" => tracing::warn!(target: "script", "{message}"),
+                "debug" => tracing::debug!(target: "script", "{message}"),
+                _ => tracing::info!(target: "script", %level, "{message}"),
+            }
             return;
         }
         let line = format_line(&clock(), level, message, self.colorize);

@@ -24,6 +24,10 @@ import time
 
 from mitmproxy import log as mlog
 
+# The logger of the worker's own operational lines ("hook X timed out", its internal errors):
+# they go to the process's log on stderr, not among the scripts' lines.
+OPERATIONAL = "flowtap.worker"
+
 # The script whose hook is running in this thread or task, for the record's `script` field.
 current_script = contextvars.ContextVar("flowtap_current_script", default="")
 
@@ -100,16 +104,14 @@ class StartupErrors:
             self.watching = False
             return list(self.lines)
 
-    def message(self, spawned, lines=None):
-        """What the proxy prints on stderr before it exits with status 1 ("" when no error was
-        logged): mitmdump's words; a shared worker's proxies did not see the lines printed, so
-        it also carries them."""
+    def message(self, lines=None):
+        """The Ready's `startup_error` ("" when no error was logged): mitmdump's words, then
+        the lines. A proxy whose worker printed them already prints only the first line, as
+        mitmdump does ("Error logged during startup, exiting..."); others print it all."""
         lines = self.lines if lines is None else lines
         if not lines:
             return ""
         plural = "s" if len(lines) > 1 else ""
-        if spawned:
-            return f"Error{plural} logged during startup, exiting..."
         return f"Error{plural} logged during startup:\n" + "\n".join(lines)
 
 
@@ -121,7 +123,7 @@ class BridgeHandler(logging.Handler):
         super().__init__(logging.DEBUG)
         self._host = host
         self._local = threading.local()
-        self._spawned = bool(getattr(host.bridge, "spawned", lambda: False)())
+        self._spawned = bool(getattr(host.bridge, "prints_log_lines", lambda: False)())
         out = sys.stdout
         self._colorize = self._spawned and _isatty(out)
 
@@ -132,6 +134,14 @@ class BridgeHandler(logging.Handler):
         try:
             host = self._host
             level = mlog.level_name(record.levelno)
+            if record.name == OPERATIONAL:
+                message = record.getMessage()
+                if record.exc_info:
+                    message = f"{message}\n{_EXC_FORMATTER.formatException(record.exc_info)}"
+                oplog = getattr(host.bridge, "oplog", None)
+                if oplog is not None:
+                    oplog(level, message)
+                return
             # asyncio's own complaints (a finished host's loop collected) are not the
             # scripts' start-up errors.
             if record.levelno >= logging.ERROR and host.startup_errors.watching \

@@ -39,6 +39,8 @@ from mitmproxy.log import LogEntry
 from . import finalise, logs, master, order, scripts, watchdog
 
 log = logging.getLogger("flowtap.host")
+# The worker's own operational log (stderr, with the process's other log lines; see `logs`).
+oplog = logging.getLogger(logs.OPERATIONAL)
 
 CONTINUE, RESPOND, KILL, INTERCEPT = 1, 2, 3, 4
 
@@ -176,8 +178,6 @@ class Host:
         self.startup_error = ""
         # mitmdump's errorcheck: error records logged until the `running` hooks finished.
         self.startup_errors = logs.StartupErrors()
-        # A proxy spawned this worker for itself (and shares its standard output).
-        self.spawned = bool(getattr(bridge, "spawned", lambda: False)())
         self._table = {}
         self._async_hooks = set()
         # Which calls may start (see `order.Order`), under `_qlock`.
@@ -246,7 +246,7 @@ class Host:
                     if observed:
                         call = Lost(seq, True)
             except Exception:
-                log.exception("script host: failed to take %s", item[0])
+                oplog.exception("script host: failed to take %s", item[0])
                 call = Lost(seq, observed)
             if call is None:
                 continue
@@ -265,7 +265,7 @@ class Host:
             self._running_future = asyncio.run_coroutine_threadsafe(self._running(item[1]),
                                                                     self.loop)
         elif kind == "error":
-            log.error("script host: an event from the proxy was lost: %s", item[1])
+            oplog.error("script host: an event from the proxy was lost: %s", item[1])
         elif self.loop.is_closed():
             # The host finished (its `done` hooks ran): a late Done or Configure finds no
             # loop, and there is nothing left to do with it.
@@ -277,7 +277,7 @@ class Host:
         try:
             self._handle(item)
         except Exception:
-            log.exception("script host: failed to handle %s", item[0])
+            oplog.exception("script host: failed to handle %s", item[0])
 
     def _handle(self, item):
         kind = item[0]
@@ -288,7 +288,7 @@ class Host:
         elif kind == "control_result":
             _, _, control_id, error = item
             if error:
-                log.warning("the proxy refused control %s: %s", control_id, error)
+                oplog.warning("the proxy refused control %s: %s", control_id, error)
         elif kind == "done":
             self.loop.create_task(self._shutdown())
 
@@ -302,7 +302,7 @@ class Host:
             except Exception as e:
                 log.error("script host failed to start:\n%s", scripts.format_traceback(e))
             if not self.startup_error:
-                self.startup_error = self.startup_errors.message(self.spawned)
+                self.startup_error = self.startup_errors.message()
             if self.startup_error:
                 self.startup_errors.finish()
         self.bridge.ready(session, self._script_infos(), self.startup_error)
@@ -459,7 +459,7 @@ class Host:
             await asyncio.sleep(0)
             lines = self.startup_errors.finish()
             if lines and not self.startup_error:
-                self.startup_error = self.startup_errors.message(self.spawned, lines)
+                self.startup_error = self.startup_errors.message(lines)
                 self.bridge.ready(session, self._script_infos(), self.startup_error)
         else:
             self.startup_errors.finish()
@@ -583,7 +583,7 @@ class Host:
                     skip = handler.script
             self._after_chain(call, errors)
         except Exception:
-            log.exception("script host: hook %s failed", call.hook)
+            oplog.exception("script host: hook %s failed", call.hook)
             self._reply(call, CONTINUE, None, errors)
 
     def _call_sync(self, call, handler, args, errors, serial):
@@ -626,7 +626,7 @@ class Host:
                 await chain
             self._after_chain(call, errors)
         except Exception:
-            log.exception("script host: hook %s failed", call.hook)
+            oplog.exception("script host: hook %s failed", call.hook)
             self._reply(call, CONTINUE, None, errors)
         finally:
             nxt = self._pop_next(call)
@@ -818,7 +818,7 @@ class Host:
             self._in_hook.discard(call.key)
             if not call.observe_only:
                 self.bridge.hook_reply(call.session, call.call_id, CONTINUE, None, [], True)
-        log.warning("hook %s for %s timed out", call.hook, call.key)
+        oplog.warning("hook %s for %s timed out", call.hook, call.key)
 
     # -- control -------------------------------------------------------------------------------
 

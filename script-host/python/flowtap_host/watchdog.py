@@ -30,13 +30,11 @@ same way when the ticks stop for longer than `hook_stuck_timeout`.
 never). A worker that was not told uses four times each call's own deadline, or 60 s.
 """
 
-import logging
 import sys
 import threading
 import time
 import traceback
 
-log = logging.getLogger("flowtap.host")
 
 # How often the watchdog looks (seconds).
 TICK = 0.02
@@ -120,7 +118,7 @@ class Watchdog:
             f"Python threads cannot be stopped: this worker exits to be replaced.\n"
             f"Where the hook is:\n{stack}"
         )
-        log.error("%s", message)
+        # Into the worker's own log (stderr), where the replacement is logged too.
         self._host.bridge.stuck(message)
 
 
