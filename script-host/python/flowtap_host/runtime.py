@@ -455,12 +455,13 @@ class Host:
             self.is_running = True
             await self._run_lifecycle("running")
             # As mitmdump's errorcheck: an error logged before the `running` hooks finished
-            # ends the proxy that started them with status 1 (a second Ready says so).
+            # ends the proxy that started them with status 1 (a second Ready says so). Later
+            # proxies of a shared worker are not refused for it: its `running` hooks ran.
             await asyncio.sleep(0)
             lines = self.startup_errors.finish()
             if lines and not self.startup_error:
-                self.startup_error = self.startup_errors.message(lines)
-                self.bridge.ready(session, self._script_infos(), self.startup_error)
+                report = self.startup_errors.message(lines)
+                self.bridge.ready(session, self._script_infos(), report)
         else:
             self.startup_errors.finish()
 
