@@ -318,8 +318,13 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
     }
     let scripts = match start_scripts(&cli, &options, &security).await {
         Ok(scripts) => scripts,
+        // An error logged while the scripts started: workers of our own printed it on stdout
+        // (as mitmdump's log does); a shared worker's report is printed whole.
         Err(ScriptsError::Startup { traceback }) => {
-            eprintln!("flowtap: error in script:\n{traceback}");
+            eprintln!(
+                "{}",
+                scripts::exit_message(&traceback, cli.script_host.is_empty())
+            );
             return Ok(ExitCode::FAILURE);
         }
         Err(e) => return Err(e.into()),
@@ -364,6 +369,15 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
     let code = serve_or_read(&cli, &options, &security, (filter, save_filter), hooks).await;
     if let Some(client) = scripts {
         client.shutdown().await;
+        // An error logged during the scripts' `running` hooks stopped the proxy: mitmdump
+        // exits with status 1 then.
+        if let Some(report) = client.startup_failure() {
+            eprintln!(
+                "{}",
+                scripts::exit_message(&report, cli.script_host.is_empty())
+            );
+            return Ok(ExitCode::FAILURE);
+        }
     }
     code
 }

@@ -27,10 +27,12 @@ pub(crate) struct Options {
     /// WebSocket connections become WebSocket flows (`websocket`).
     pub(crate) websocket: bool,
     pub(crate) shutdown_grace: Duration,
-    /// The deadline of one hook call (`hook_timeout`, seconds).
-    pub(crate) hook_timeout: Duration,
-    /// How long a hook call may run before its worker counts as stuck and is replaced
-    /// (`hook_stuck_timeout`, seconds; default four times `hook_timeout`, 0: never).
+    /// The deadline of one hook call (`hook_timeout`, seconds); None (unset, or 0): no
+    /// deadline, as in mitmdump.
+    pub(crate) hook_timeout: Option<Duration>,
+    /// How long a hook call may run before it counts as stuck (`hook_stuck_timeout`, seconds;
+    /// default four times `hook_timeout`, or 60 without one; 0: never). With a deadline one
+    /// stuck call gets its worker replaced; without one, all of its hook threads stuck do.
     pub(crate) hook_stuck_timeout: Option<Duration>,
     /// What a failed hook call does to its flow (`script_failure=open|closed`).
     pub(crate) script_failure: String,
@@ -104,7 +106,7 @@ impl Default for Options {
             tunnel_idle_timeout: defaults.tunnel_idle_timeout,
             max_client_connections: defaults.max_client_connections,
             body_size_limit: defaults.body_size_limit,
-            hook_timeout: Duration::from_secs(5),
+            hook_timeout: None,
             hook_stuck_timeout: None,
             script_failure: "open".into(),
             script_workers: 1,
@@ -240,7 +242,10 @@ impl Options {
                 "script_workers",
                 Kind::Int(i64::try_from(self.script_workers).unwrap_or(i64::MAX)),
             ),
-            ("hook_timeout", Kind::Float(self.hook_timeout.as_secs_f64())),
+            (
+                "hook_timeout",
+                Kind::Float(self.hook_timeout.map_or(0.0, |t| t.as_secs_f64())),
+            ),
             (
                 "body_size_limit",
                 match self.body_size_limit {
@@ -289,7 +294,15 @@ impl Options {
             "listen_host" => self.listen_host = value.unwrap_or_default().to_string(),
             "listen_port" => self.listen_port = parse_int(name, required(name, value)?)?,
             "flow_detail" => self.flow_detail = parse_int(name, required(name, value)?)?,
-            "termlog_verbosity" => self.termlog_verbosity = required(name, value)?.to_string(),
+            "termlog_verbosity" => match required(name, value)? {
+                level @ ("error" | "warn" | "info" | "alert" | "debug") => {
+                    self.termlog_verbosity = level.to_string()
+                }
+                other => bail!(
+                    "option termlog_verbosity: expected error, warn, info, alert or debug, got \
+                     {other:?}"
+                ),
+            },
             "ssl_insecure" => self.ssl_insecure = parse_bool(name, value, self.ssl_insecure)?,
             "http2" => self.http2 = parse_bool(name, value, self.http2)?,
             "ssl_verify_upstream_trusted_ca" => self
@@ -306,7 +319,12 @@ impl Options {
                 self.shutdown_grace =
                     Duration::from_secs_f64(parse_float(name, required(name, value)?)?)
             }
-            "hook_timeout" => self.hook_timeout = parse_seconds(name, value)?,
+            "hook_timeout" => {
+                let seconds = parse_float(name, required(name, value)?)?;
+                let timeout = Duration::try_from_secs_f64(seconds)
+                    .with_context(|| format!("option {name}: 0 or more seconds"))?;
+                self.hook_timeout = (!timeout.is_zero()).then_some(timeout);
+            }
             "request_head_timeout" => self.request_head_timeout = parse_seconds(name, value)?,
             "client_idle_timeout" => self.client_idle_timeout = parse_seconds(name, value)?,
             "tls_handshake_timeout" => self.tls_handshake_timeout = parse_seconds(name, value)?,

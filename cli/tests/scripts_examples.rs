@@ -130,18 +130,22 @@ fn count_requests_keeps_state_across_requests() {
             out.stdout
         );
     }
-    // The script's logging reaches flowtap's log.
-    flowtap
-        .stderr
+    // The script's logging reaches flowtap's stdout, as mitmdump prints it.
+    let line = flowtap
+        .stdout
         .wait_for("with the script's log record", |l| {
             l.contains("We've seen 3 flows")
         });
+    assert!(
+        line.starts_with('[') && line.ends_with("] We've seen 3 flows"),
+        "{line}"
+    );
     flowtap.stop();
 }
 
 #[test]
 fn option_configure_rejects_a_bad_value_and_applies_a_good_one() {
-    let (code, _, stderr) = Flowtap::run(
+    let (code, stdout, stderr) = Flowtap::run(
         &[
             "-p",
             "0",
@@ -153,8 +157,13 @@ fn option_configure_rejects_a_bad_value_and_applies_a_good_one() {
         &[],
     );
     assert_eq!(code, 1, "{stderr}");
+    // As mitmdump: the error on stdout, then the reason for exiting on stderr.
     assert!(
-        stderr.contains("max_body_kb must be at least 1"),
+        stdout.contains("max_body_kb must be at least 1"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("Error logged during startup, exiting..."),
         "{stderr}"
     );
 
@@ -245,7 +254,8 @@ fn old_api_script_gets_its_arguments() {
     flowtap.stop();
 
     // Without its arguments start() raises: a start-up error.
-    let (code, _, stderr) = Flowtap::run(&["-p", "0", "-s", &example("old_api.py")], &[]);
+    let (code, stdout, stderr) = Flowtap::run(&["-p", "0", "-s", &example("old_api.py")], &[]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("Usage: -s"), "{stderr}");
+    assert!(stdout.contains("Usage: -s"), "{stdout}");
+    assert!(stderr.contains("Error logged during startup"), "{stderr}");
 }

@@ -202,10 +202,16 @@ fn hook_past_its_deadline_passes_unmodified_with_fail_open() {
 #[test]
 fn syntax_error_exits_1_with_the_python_error() {
     let script = TempScript::new("broken.py", "def request(flow):\n    return (\n");
-    let (code, _, stderr) = Flowtap::run(&["-p", "0", "-s", script.arg()], &[]);
+    let (code, stdout, stderr) = Flowtap::run(&["-p", "0", "-s", script.arg()], &[]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("SyntaxError"), "{stderr}");
-    assert!(stderr.contains("broken.py"), "{stderr}");
+    // As mitmdump: the error in the script on stdout, why it exits on stderr.
+    assert!(stdout.contains("SyntaxError"), "{stdout}");
+    assert!(stdout.contains("error in script"), "{stdout}");
+    assert!(stdout.contains("broken.py"), "{stdout}");
+    assert!(
+        stderr.contains("Error logged during startup, exiting..."),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -225,12 +231,16 @@ fn exception_in_a_hook_is_logged_and_the_flow_passes_unmodified() {
     assert_eq!(status_of(&out), 200, "{out:?}");
     assert!(out.stdout.contains("GET /p?a=1 HTTP/1.1"), "{out:?}");
     assert!(has_header(&out.stdout, "x-client", "1"), "{out:?}");
-    flowtap.stderr.wait_for("with the exception", |l| {
+    flowtap.stdout.wait_for("with the exception", |l| {
         l.contains("ValueError: boom in request")
     });
-    let log = flowtap.stderr.all().join("\n");
+    let log = flowtap.stdout.all().join("\n");
+    assert!(log.contains("Addon error: boom in request"), "{log}");
     assert!(log.contains("Traceback"), "{log}");
     assert!(log.contains("raises.py"), "{log}");
+    // Reported once, on stdout only.
+    assert_eq!(log.matches("Addon error").count(), 1, "{log}");
+    assert!(!flowtap.stderr.contains("boom in request"));
     flowtap.stop();
 }
 

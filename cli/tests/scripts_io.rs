@@ -45,8 +45,14 @@ fn scripts_read_and_write_flow_files() {
     let script = TempScript::new("flowfiles.py", &source);
     let origin = echo_origin();
     let (flowtap, proxy) = Flowtap::start(&["-s", script.arg()]);
-    // `load` ran before the proxy said where it listens.
-    let log = flowtap.stderr.all().join("\n");
+    // `load` ran before the proxy said where it listens; its log lines are on stdout.
+    flowtap.stdout.wait_for("from the load hook", |l| {
+        l.contains("read 6 flows") || l.contains("bad file refused")
+    });
+    let log = poll("both lines of the load hook", || {
+        let log = flowtap.stdout.all().join("\n");
+        (log.contains("read 6 flows") && log.contains("bad file refused")).then_some(log)
+    });
     assert!(
         log.contains(
             "read 6 flows (http,http,http,http,tcp,dns), first http://127.0.0.1:18081/hello.txt"

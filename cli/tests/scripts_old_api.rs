@@ -58,6 +58,7 @@ fn a_python2_script_of_the_011_era_runs_as_on_the_old_mitmdump() {
     let script = TempScript::new("old011.py", PYTHON2);
     let spec = format!("{} foo bar", script.arg());
     let (flowtap, addr) = Flowtap::start(&["-s", &spec]);
+    // The worker's own notice: in flowtap's log on stderr, not among the script's lines.
     let translated: Vec<String> = flowtap
         .stderr
         .all()

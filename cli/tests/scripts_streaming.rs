@@ -170,8 +170,9 @@ fn a_streamed_response_reaches_the_client_before_the_origin_finished() {
     go.store(true, Ordering::SeqCst);
     let all = read_to_end(&mut client, &mut received);
     assert!(all.contains("second-part"), "the whole body: {all}");
+    // The script's log line, on stdout as mitmdump prints it.
     flowtap
-        .stderr
+        .stdout
         .wait_for("the response hook after streaming", |l| {
             l.contains("streamed response kept content=None")
         });

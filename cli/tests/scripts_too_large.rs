@@ -124,7 +124,8 @@ fn a_300_mib_body_made_by_a_script_is_dropped_and_the_session_lives() {
     assert_eq!(status_of(&out), 200, "{out:?}");
     assert!(out.stdout.contains("GET /huge HTTP/1.1"), "{out:?}");
     assert!(out.stdout.len() < 10_000, "{} bytes", out.stdout.len());
-    flowtap.stderr.wait_for("the dropped change", |l| {
+    // The worker's report of the script's error, on stdout as a script's error line.
+    flowtap.stdout.wait_for("the dropped change", |l| {
         l.contains("the scripts' changes were dropped")
     });
     let out = curl_via(

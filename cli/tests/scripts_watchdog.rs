@@ -4,6 +4,9 @@
 //! worker), and later traffic gets the script again within 10 s; so does a hook that holds the
 //! interpreter (a regular expression backtracking for ever). A `request` hook past its
 //! deadline is the one the 504 names: the flow's `response` hook does not time out in its place.
+//! Without `hook_timeout` (the default: no deadline, as in mitmdump) a hook running past
+//! `hook_stuck_timeout` is waited for while other threads are free, and the worker is replaced
+//! once the stuck hooks hold all of its threads.
 
 #![allow(missing_docs)]
 
@@ -41,6 +44,33 @@ def response(flow):
 
 /// Short bounds so that the test is quick: a hook is late after 0.5 s, stuck after 2 s.
 const BOUNDS: [&str; 4] = ["--set", "hook_timeout=0.5", "--set", "hook_stuck_timeout=2"];
+
+/// No deadline (hook_timeout unset, as by default): only the stuck bound.
+const NO_DEADLINE: [&str; 2] = ["--set", "hook_stuck_timeout=1"];
+
+/// As `SCRIPT`, but `/forever` blocks only in the first worker that loaded it: without a
+/// deadline a request that reaches the replacement would otherwise wait there for ever (as it
+/// would in mitmdump), and a slow machine may start some of the 40 requests that late.
+const FIRST_WORKER_STUCK: &str = r#"
+import os, threading, time
+
+MARK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "first-worker")
+if not os.path.exists(MARK):
+    with open(MARK, "w") as f:
+        f.write(str(os.getpid()))
+with open(MARK) as f:
+    FIRST = f.read() == str(os.getpid())
+
+def request(flow):
+    if flow.request.path.startswith("/forever") and FIRST:
+        threading.Event().wait()
+    if flow.request.path == "/late":
+        time.sleep(1.5)
+    flow.request.headers["x-script"] = "seen"
+
+def response(flow):
+    flow.response.headers["x-response"] = "seen"
+"#;
 
 /// Sends 40 requests whose hooks never return, at once; each gets the policy's answer (open:
 /// 200 from the origin, without the script's mark).
@@ -192,5 +222,65 @@ fn a_late_request_hook_is_the_one_the_504_and_the_log_name() {
     assert!(has_header(&out.stdout, "x-response", "seen"), "{out:?}");
     let log = flowtap.stderr.all().join("\n");
     assert!(!log.contains("hook=response"), "{log}");
+    flowtap.stop();
+}
+
+#[test]
+fn without_hook_timeout_forty_stuck_hooks_still_get_the_worker_replaced() {
+    let script = TempScript::new("stuck.py", FIRST_WORKER_STUCK);
+    let origin = echo_origin();
+    let (flowtap, proxy) = Flowtap::start(&[&["-s", script.arg()][..], &NO_DEADLINE].concat());
+    let old = flowtap.workers(1);
+    // No deadline: each request stuck in the first worker waits until that worker is gone,
+    // then gets the policy's answer (open: 200 without the script's mark); one that only
+    // reached its replacement has the mark.
+    let (outs, took) = curl_parallel(proxy, 40, |i| {
+        format!("http://127.0.0.1:{}/forever/{i}", origin.port())
+    });
+    let mut answered_by_the_policy = 0;
+    for out in &outs {
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_eq!(status_of(out), 200, "{out:?}");
+        if header_value(&out.stdout, "x-script").is_none() {
+            answered_by_the_policy += 1;
+        }
+    }
+    eprintln!("{answered_by_the_policy} of 40 stuck hooks answered by the policy in {took:?}");
+    // The worker's 32 hook threads were all stuck before it was replaced.
+    assert!(answered_by_the_policy >= 32, "{answered_by_the_policy}");
+    let took = until_the_script_runs_again(proxy, &origin);
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_ne!(flowtap.workers(1), old, "the worker was not replaced");
+    let log = flowtap.stderr.all().join("\n");
+    assert!(
+        log.contains("is stuck") && log.contains("every hook thread is taken by a stuck hook"),
+        "no line says the worker's threads are all stuck: {log}"
+    );
+    flowtap.stop();
+}
+
+#[test]
+fn without_hook_timeout_one_hook_past_the_stuck_bound_is_waited_for() {
+    let script = TempScript::new("late.py", SCRIPT);
+    let origin = echo_origin();
+    let (flowtap, proxy) = Flowtap::start(&[&["-s", script.arg()][..], &NO_DEADLINE].concat());
+    let old = flowtap.workers(1);
+    let started = Instant::now();
+    // Sleeps 1.5 s, past hook_stuck_timeout=1: with threads to spare it is not cut.
+    let out = curl_via(
+        proxy,
+        &format!("http://127.0.0.1:{}/late", origin.port()),
+        &[],
+    )
+    .ok();
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert!(has_header(&out.stdout, "x-script", "seen"), "{out:?}");
+    assert!(has_header(&out.stdout, "x-response", "seen"), "{out:?}");
+    assert_eq!(flowtap.workers(1), old, "the worker was replaced");
+    assert!(
+        !flowtap.stderr.contains("is stuck"),
+        "{:?}",
+        flowtap.stderr.all()
+    );
     flowtap.stop();
 }

@@ -32,13 +32,14 @@ fn websocket_simple_logs_rewrites_and_drops_messages() {
     assert_eq!(close.opcode, 8);
     assert_eq!(origin.received(), vec!["HAPPY world", "after"]);
 
+    // The script's log lines, on stdout as mitmdump prints them.
     flowtap
-        .stderr
+        .stdout
         .wait_for("logging the client's message", |l| {
             l.contains("client sent a message: b'Hello world'")
         });
     flowtap
-        .stderr
+        .stdout
         .wait_for("logging the server's message", |l| {
             l.contains("server sent a message: b'echo: HAPPY world'")
         });
@@ -90,7 +91,7 @@ fn tcp_simple_rewrites_chunks_of_tcp_hosts() {
     );
     exchange(&mut stream, b"food", b"ECHO bard");
     drop(stream);
-    flowtap.stderr.wait_for("logging a chunk", |l| {
+    flowtap.stdout.wait_for("logging a chunk", |l| {
         l.contains("tcp_message from the server: b'ECHO bard'")
     });
     flowtap.stop();
@@ -115,7 +116,7 @@ fn an_old_api_tcp_message_script_changes_the_chunks() {
     // Neither TLS nor HTTP: a TCP flow without `--tcp-hosts`.
     exchange(&mut stream, b"\x00ping", b"ECHO \x00PONG");
     drop(stream);
-    flowtap.stderr.wait_for("the old hook's log line", |l| {
+    flowtap.stdout.wait_for("the old hook's log line", |l| {
         l.contains(r"old tcp_message from client: b'\x00PONG'")
     });
     flowtap.stop();

@@ -7,8 +7,9 @@ Run by scripts/validate-k8s (with the kubernetes-validate package installed), on
 errors) against the Kubernetes API schemas of release KUBERNETES_VERSION; a kind without a
 schema is an error too. Then each Deployment is checked for what docs/operations.md promises:
 probes on the metrics port, scrape annotations, requests and limits, a locked-down security
-context, files the flags name mounted, a termination grace period above the process's drain;
-Services and policies must select pods that exist.
+context, files the flags name mounted, a termination grace period above the process's drain,
+a hook deadline (`hook_timeout`) on every proxy that uses shared script workers; Services and
+policies must select pods that exist.
 
 Prints one line per problem, naming the file and the object, and exits 1 if there was any.
 """
@@ -81,6 +82,24 @@ def drain_seconds(container, pairs):
     return default
 
 
+def deadline_problems(container, pairs):
+    """A proxy that uses shared workers (`--script-host`) must set `hook_timeout`: without one
+    a hook takes the time it takes (mitmdump's behaviour, flowtap's default for one machine),
+    and one slow script would hold flows for as long as it likes (docs/operations.md)."""
+    binary = (container.get("command") or ["flowtap"])[0]
+    if binary != "flowtap" or not any(flag == "--script-host" for flag, _ in pairs):
+        return []
+    for flag, value in pairs:
+        if flag == "--set" and value and value.startswith("hook_timeout="):
+            try:
+                if float(value.split("=", 1)[1]) > 0:
+                    return []
+            except ValueError:
+                pass
+    return [f"container {container['name']}: uses --script-host workers without a hook "
+            f"deadline (--set=hook_timeout=SECONDS)"]
+
+
 def probe_problems(container, pod_meta):
     problems = []
     ports = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
@@ -124,6 +143,7 @@ def container_problems(container, pod, pod_meta):
         for var in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", value or ""):
             if var not in env:
                 problems.append(f"container {name}: $({var}) in {flag} is not in env")
+    problems += deadline_problems(container, pairs)
     drain = drain_seconds(container, pairs)
     grace = pod.get("terminationGracePeriodSeconds", 30)
     if drain is not None and grace < drain + GRACE_HEADROOM:

@@ -63,7 +63,10 @@ impl ScriptClient {
             call_id: 0,
             hook: hook as i32,
             flow: Some(flow.clone()),
-            deadline_ms: u32::try_from(hook_timeout.as_millis()).unwrap_or(u32::MAX),
+            // 0: no deadline.
+            deadline_ms: hook_timeout.map_or(0, |t| {
+                u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
+            }),
             observe_only: !interest.awaited,
             chunked_bodies: Vec::new(),
         };
@@ -82,11 +85,18 @@ impl ScriptClient {
             return Verdict::Continue;
         }
         let start = Instant::now();
-        let reply = match tokio::time::timeout(hook_timeout + DEADLINE_GRACE, link.call(call)).await
-        {
-            Ok(Some(reply)) => reply,
-            Ok(None) => return self.fail(hook, Failure::Crashed, flow, start.elapsed()),
-            Err(_) => return self.fail(hook, Failure::Timeout, flow, start.elapsed()),
+        let reply = match hook_timeout {
+            Some(hook_timeout) => {
+                match tokio::time::timeout(hook_timeout + DEADLINE_GRACE, link.call(call)).await {
+                    Ok(reply) => reply.ok_or(Failure::Crashed),
+                    Err(_) => Err(Failure::Timeout),
+                }
+            }
+            None => link.call(call).await.ok_or(Failure::Crashed),
+        };
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(failure) => return self.fail(hook, failure, flow, start.elapsed()),
         };
         self.finish(hook, flow, reply, start).await
     }
@@ -127,8 +137,11 @@ impl ScriptClient {
 
     async fn finish(&self, hook: Hook, flow: &mut Flow, reply: Reply, start: Instant) -> Verdict {
         let Reply { reply, release } = reply;
-        for error in &reply.errors {
-            tracing::error!(target: "script", script = %error.script, hook = %error.hook, "Addon error:\n{}", error.traceback);
+        // A script's exception was logged by the worker when it happened (one report per
+        // exception); the errors the worker adds itself (a change it could not send back) were
+        // not, and are printed here as mitmdump prints a script's error.
+        for error in reply.errors.iter().filter(|e| e.script.is_empty()) {
+            self.env.termlog.print("error", &error.traceback);
         }
         if reply.timed_out {
             return self.fail(hook, Failure::Timeout, flow, start.elapsed());

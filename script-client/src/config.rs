@@ -60,12 +60,15 @@ pub struct Config {
     /// Arguments put before the worker's own, e.g. `["script-host"]` when `binary` is a
     /// program that runs the worker as a subcommand.
     pub binary_args: Vec<String>,
-    /// The deadline of one hook call.
-    pub hook_timeout: Duration,
-    /// How long after it arrived a hook call that is still running counts as stuck: its
-    /// worker then exits to be replaced (a Python thread cannot be stopped), see
-    /// [`Config::stuck_timeout`]. None: four times `hook_timeout`; zero: never. Workers learn
-    /// it in Hello, as the core option `hook_stuck_timeout`.
+    /// The deadline of one hook call; None: no deadline (mitmdump's behaviour: a hook takes the
+    /// time it takes). Operators of shared deployments set one.
+    pub hook_timeout: Option<Duration>,
+    /// How long after it arrived a hook call that is still running counts as stuck, see
+    /// [`Config::stuck_timeout`]. With a `hook_timeout`, one stuck call makes its worker exit
+    /// to be replaced (a Python thread cannot be stopped); without one, only a worker whose
+    /// hook threads are all stuck does. None: four times `hook_timeout`, or
+    /// [`STUCK_WITHOUT_DEADLINE`]; zero: never. Workers learn it in Hello, as the core option
+    /// `hook_stuck_timeout`.
     pub hook_stuck_timeout: Option<Duration>,
     /// What a failed call does to its flow, for scripts without an entry in `failure_by_script`.
     pub failure: FailurePolicy,
@@ -96,7 +99,7 @@ impl Default for Config {
             failed_open_log_interval: Duration::from_secs(5),
             binary: None,
             binary_args: Vec::new(),
-            hook_timeout: Duration::from_secs(5),
+            hook_timeout: None,
             hook_stuck_timeout: None,
             failure: FailurePolicy::Open,
             failure_by_script: HashMap::new(),
@@ -111,11 +114,26 @@ impl Default for Config {
 /// `hook_stuck_timeout` as a multiple of `hook_timeout`, when it is not set.
 const STUCK_FACTOR: u32 = 4;
 
+/// `hook_stuck_timeout` when neither it nor `hook_timeout` is set: a worker whose hook threads
+/// have all been busy with the same calls this long is replaced.
+pub const STUCK_WITHOUT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long a run-time Configure may take when hooks have no deadline.
+const CONFIGURE_WITHOUT_DEADLINE: Duration = Duration::from_secs(30);
+
 impl Config {
-    /// `hook_stuck_timeout`, or four times `hook_timeout` when it is not set (zero: never).
+    /// `hook_stuck_timeout`, or four times `hook_timeout` when it is not set, or
+    /// [`STUCK_WITHOUT_DEADLINE`] when neither is (zero: never).
     pub fn stuck_timeout(&self) -> Duration {
-        self.hook_stuck_timeout
-            .unwrap_or(self.hook_timeout * STUCK_FACTOR)
+        self.hook_stuck_timeout.unwrap_or(match self.hook_timeout {
+            Some(hook_timeout) => hook_timeout * STUCK_FACTOR,
+            None => STUCK_WITHOUT_DEADLINE,
+        })
+    }
+
+    /// How long the scripts' `configure` hooks may take at run time.
+    pub(crate) fn configure_timeout(&self) -> Duration {
+        self.hook_timeout.unwrap_or(CONFIGURE_WITHOUT_DEADLINE)
     }
 
     /// The proxy's options as the workers are told them in Hello: `core_options` and

@@ -15,18 +15,21 @@
 //! at start-up does not stop the client, which joins it when it comes up.
 //!
 //! A flow's calls go to one worker for the life of its client connection (rendezvous hashing
-//! over the workers that are up, then an affinity table). Every awaited call has a deadline
-//! ([`Config::hook_timeout`]); a timeout, a crashed or unreachable worker is handled by the
-//! failure policy ([`FailurePolicy`]), counted ([`ScriptClient::stats`]) and, for flows that go
+//! over the workers that are up, then an affinity table). An awaited call has a deadline only
+//! when [`Config::hook_timeout`] sets one (as in mitmdump, a hook otherwise takes the time it
+//! takes); a timeout, a crashed or unreachable worker is handled by the failure policy ([`FailurePolicy`]), counted ([`ScriptClient::stats`]) and, for flows that go
 //! on without their scripts, logged at most once per [`Config::failed_open_log_interval`]. A
 //! flow whose hook was late, or that is too large for the protocol's 256 MiB messages, gets the
 //! policy alone and goes on without its scripts (its later hooks are not sent). A worker with a
-//! hook stuck past [`Config::hook_stuck_timeout`] (sent in Hello) exits to be replaced: a
-//! spawned one is spawned again, a remote one counted down and rejoined. A
+//! hook stuck past [`Config::hook_stuck_timeout`] (sent in Hello; without a deadline, once all
+//! its hook threads are stuck) exits to be replaced: a spawned one is spawned again, a remote
+//! one counted down and rejoined. A
 //! lost session is tried again with backoff. Intercept is handled inside `call`: it returns once
 //! a script resumed or killed the flow. Scripts' control messages reach the core through the
-//! [`CoreControl`] given to [`Hooks::attach`]; their log records go to `tracing` (target
-//! `script`).
+//! [`CoreControl`] given to [`Hooks::attach`]. The scripts' log lines go to standard output as
+//! mitmdump prints them (`termlog`): a spawned worker prints them itself, a shared worker's
+//! records are printed here. An error logged before the scripts' `running` hooks finished
+//! stops the proxy ([`ScriptClient::startup_failure`]), as mitmdump exits then.
 //!
 //! - `config`: [`Config`] and [`FailurePolicy`].
 //! - `pool`: the members and the routing (rendezvous hashing, affinity).
@@ -43,6 +46,7 @@
 //! - `interest`: the hooks the scripts declare and each hook's failure policy.
 //! - `policy`: what a failed call does to the flow (502/504 responses).
 //! - `stats`: counters for metrics ([`StatsSnapshot`]).
+//! - `termlog`: the scripts' log lines on standard output, in mitmdump's format.
 
 mod call;
 mod config;
@@ -57,6 +61,7 @@ mod pool;
 mod resolve;
 mod spawn;
 mod stats;
+mod termlog;
 
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
@@ -67,23 +72,39 @@ use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{Config, FailurePolicy};
+pub use config::{Config, FailurePolicy, STUCK_WITHOUT_DEADLINE};
 pub use flowtap_proto::v1::ScriptInfo;
 pub use stats::{HookCalls, Outcome, StatsSnapshot};
 
 use io::IoThread;
-use link::{Control, Link};
+use link::{Control, Link, StartupFailure};
 use pool::{Member, Pool, Target};
 use stats::Stats;
+
+/// What the command prints on stderr for a start-up report (see [`ScriptsError::Startup`])
+/// before it exits with status 1. `printed`: the errors are on stdout already (workers this
+/// process spawned print their scripts' lines themselves): mitmdump's one line, "Error logged
+/// during startup, exiting..."; else the whole report.
+pub fn exit_message(report: &str, printed: bool) -> String {
+    match report.split_once('\n') {
+        Some((head, _)) if printed && head.ends_with("logged during startup:") => {
+            format!("{}, exiting...", head.trim_end_matches(':'))
+        }
+        _ => report.to_string(),
+    }
+}
 
 /// Why the scripts could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ScriptsError {
-    /// A script failed at start-up (syntax error, exception in import, `load` or `configure`).
-    /// The text is the Python traceback; the command prints it and exits with status 1.
+    /// An error was logged while the scripts started (syntax error, exception in import,
+    /// `load` or `configure`, or a script's own error record); the command exits with status 1.
+    /// The text is mitmdump's words ("Error logged during startup:") and the lines logged, or
+    /// a refusal before any script ran ("flowtap: No such script: x.py"); see
+    /// [`exit_message`] for what to print.
     #[error("{traceback}")]
     Startup {
-        /// The Python traceback(s), as the worker reported them.
+        /// The worker's report.
         traceback: String,
     },
     /// The `script-host` binary could not be found or started.
@@ -116,6 +137,10 @@ pub(crate) struct Env {
     pub(crate) config: Config,
     pub(crate) interest: Arc<Interest>,
     pub(crate) control: Control,
+    /// An error logged during the scripts' `running` hooks, reported after the handshake.
+    pub(crate) failure: StartupFailure,
+    /// Prints the errors a worker reports in replies without having logged them.
+    pub(crate) termlog: termlog::Termlog,
     pub(crate) pool: Pool,
     pub(crate) stats: Stats,
     /// Flows whose later hooks skip the scripts (see `detached`).
@@ -149,17 +174,21 @@ impl ScriptClient {
     /// start, and with the other errors when a worker of its own cannot be spawned.
     pub async fn start(config: Config) -> Result<(Arc<Self>, Vec<ScriptInfo>), ScriptsError> {
         let stuck = config.stuck_timeout();
-        if !stuck.is_zero() && stuck <= config.hook_timeout {
+        if let Some(hook_timeout) = config.hook_timeout
+            && !stuck.is_zero()
+            && stuck <= hook_timeout
+        {
             tracing::warn!(
-                "hook_stuck_timeout ({stuck:?}) is not longer than hook_timeout ({:?}): a hook \
-                 that is merely late gets its worker replaced",
-                config.hook_timeout
+                "hook_stuck_timeout ({stuck:?}) is not longer than hook_timeout \
+                 ({hook_timeout:?}): a hook that is merely late gets its worker replaced"
             );
         }
         let io = IoThread::start()?;
         let env = Arc::new(Env {
             interest: Arc::new(Interest::none()),
             control: Arc::new(OnceLock::new()),
+            failure: Arc::new(OnceLock::new()),
+            termlog: termlog::Termlog::from_options(&config.core_options),
             pool: Pool::new(),
             stats: Stats::new(config.failed_open_log_interval),
             detached: detached::Detached::default(),
@@ -251,7 +280,12 @@ impl ScriptClient {
             member.drain();
         }
         let tasks = std::mem::take(&mut *lock(&self.env.tasks));
-        let bound = self.env.config.hook_timeout + Duration::from_secs(11);
+        let bound = self
+            .env
+            .config
+            .hook_timeout
+            .unwrap_or(Duration::from_secs(10))
+            + Duration::from_secs(11);
         let all = futures_util::future::join_all(tasks);
         if tokio::time::timeout(bound, all).await.is_err() {
             tracing::warn!("script-host sessions still open after {bound:?}; leaving them");
@@ -263,11 +297,18 @@ impl ScriptClient {
     pub async fn configure(&self, options: Vec<v1::Option>) -> Result<(), String> {
         for member in self.env.pool.up().iter() {
             if let Some(link) = member.routable() {
-                link.configure(options.clone(), self.env.config.hook_timeout)
+                link.configure(options.clone(), self.env.config.configure_timeout())
                     .await?;
             }
         }
         Ok(())
+    }
+
+    /// The report (as in [`ScriptsError::Startup`]) when a worker said an error was logged
+    /// during the scripts' `running` hooks: the proxy was told to stop, and the command exits
+    /// with status 1, as mitmdump does. None otherwise.
+    pub fn startup_failure(&self) -> Option<String> {
+        self.env.failure.get().cloned()
     }
 
     /// The counters now: sessions up, failed and timed-out calls, calls per hook and outcome
@@ -284,6 +325,8 @@ impl Env {
         Arc::new(Env {
             interest: Arc::new(Interest::none()),
             control: Arc::new(OnceLock::new()),
+            failure: Arc::new(OnceLock::new()),
+            termlog: termlog::Termlog::from_options(&config.core_options),
             pool: Pool::new(),
             stats: Stats::new(config.failed_open_log_interval),
             detached: detached::Detached::default(),
@@ -381,4 +424,26 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write()
         .expect("client locks are never poisoned: no code panics while holding them")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_message;
+
+    #[test]
+    fn exit_message_is_mitmdumps_line_when_the_errors_were_printed() {
+        let one = "Error logged during startup:\n[12:00:00.000] error in script x.py\nTraceback";
+        assert_eq!(
+            exit_message(one, true),
+            "Error logged during startup, exiting..."
+        );
+        assert_eq!(exit_message(one, false), one);
+        let two = "Errors logged during startup:\n[12:00:00.000] a\n[12:00:00.001] b";
+        assert_eq!(
+            exit_message(two, true),
+            "Errors logged during startup, exiting..."
+        );
+        let refused = "flowtap: No such script: x.py";
+        assert_eq!(exit_message(refused, true), refused);
+    }
 }

@@ -18,6 +18,7 @@ use tonic::Streaming;
 
 use crate::pieces;
 use crate::spawn::SocketFile;
+use crate::termlog::Termlog;
 use crate::{Config, ScriptsError};
 
 /// How an intercepted flow was released.
@@ -36,6 +37,9 @@ pub(crate) struct Reply {
 }
 
 pub(crate) type Control = Arc<OnceLock<Arc<dyn CoreControl>>>;
+/// What a worker said about the scripts' start-up after its handshake: an error was logged
+/// before their `running` hooks finished (mitmdump then exits with status 1). Set once.
+pub(crate) type StartupFailure = Arc<OnceLock<String>>;
 /// The largest message either side of a session sends or takes.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
@@ -56,6 +60,10 @@ pub(crate) struct Link {
     control: Control,
     /// The client's interest, widened when a reloaded script declares more hooks.
     interest: Arc<Interest>,
+    /// Where a start-up failure reported after the handshake goes.
+    failure: StartupFailure,
+    /// Prints the log records the worker sends (a shared worker's scripts' lines).
+    termlog: Termlog,
     _socket: Option<SocketFile>,
 }
 
@@ -75,6 +83,7 @@ impl Link {
         config: &Config,
         control: Control,
         interest: Arc<Interest>,
+        failure: StartupFailure,
     ) -> Result<(Arc<Self>, Ready), ScriptsError> {
         let worker_error = |reason: String| ScriptsError::Worker {
             address: address.to_string(),
@@ -91,6 +100,7 @@ impl Link {
         let mut client = ScriptHostClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let termlog = Termlog::from_options(&config.core_options);
         let (tx, rx) = mpsc::unbounded_channel::<CoreMessage>();
         // When the next message is asked for, tonic has encoded the one before: a body piece
         // it copied can give its pages back (a body held on disk, see flowtap_flow::spill).
@@ -118,7 +128,7 @@ impl Link {
                     deferred: config.deferred.clone(),
                 })),
             });
-            let ready = wait_ready(&mut inbound).await?;
+            let ready = wait_ready(&mut inbound, &termlog).await?;
             Ok::<_, String>((inbound, ready))
         };
         // A peer that accepts and never answers must not hold the member forever.
@@ -139,6 +149,8 @@ impl Link {
             running: AtomicBool::new(false),
             control,
             interest,
+            failure,
+            termlog,
             _socket: socket,
         });
         tokio::spawn(Arc::clone(&link).read(inbound));
@@ -162,6 +174,8 @@ impl Link {
             running: AtomicBool::new(false),
             control: Arc::new(OnceLock::new()),
             interest: Arc::new(Interest::none()),
+            failure: Arc::new(OnceLock::new()),
+            termlog: Termlog::from_options(&[]),
             _socket: None,
         })
     }
@@ -298,10 +312,19 @@ impl Link {
                     }));
                 }
             }
-            worker_message::Kind::Log(record) => log(&record),
+            worker_message::Kind::Log(record) => self.termlog.print(&record.level, &record.message),
             worker_message::Kind::ConfigureResult(result) => {
                 if let Some(tx) = lock(&self.configures).pop_front() {
                     let _ = tx.send(result.error);
+                }
+            }
+            // An error was logged before the scripts' `running` hooks finished: the proxy
+            // stops, and the command exits with status 1 (as mitmdump's errorcheck).
+            worker_message::Kind::Ready(ready) if !ready.startup_error.is_empty() => {
+                if self.failure.set(ready.startup_error).is_ok()
+                    && let Some(control) = self.control.get()
+                {
+                    control.shutdown();
                 }
             }
             // A script was reloaded (or the worker restarted) and may implement more hooks.
@@ -376,7 +399,10 @@ impl Link {
     }
 }
 
-async fn wait_ready(inbound: &mut Streaming<WorkerMessage>) -> Result<Ready, String> {
+async fn wait_ready(
+    inbound: &mut Streaming<WorkerMessage>,
+    termlog: &Termlog,
+) -> Result<Ready, String> {
     loop {
         let message = inbound
             .message()
@@ -385,19 +411,11 @@ async fn wait_ready(inbound: &mut Streaming<WorkerMessage>) -> Result<Ready, Str
             .ok_or("session ended before Ready")?;
         match message.kind {
             Some(worker_message::Kind::Ready(ready)) => return Ok(ready),
-            Some(worker_message::Kind::Log(record)) => log(&record),
+            Some(worker_message::Kind::Log(record)) => {
+                termlog.print(&record.level, &record.message)
+            }
             _ => {}
         }
-    }
-}
-
-fn log(record: &v1::LogRecord) {
-    let (script, message) = (&record.script, &record.message);
-    match record.level.as_str() {
-        "error" => tracing::error!(target: "script", %script, "{message}"),
-        "warn" => tracing::warn!(target: "script", %script, "{message}"),
-        "debug" => tracing::debug!(target: "script", %script, "{message}"),
-        _ => tracing::info!(target: "script", %script, "{message}"),
     }
 }
 

@@ -108,8 +108,11 @@ async fn run(
 /// Reaches the member's worker and completes the handshake.
 async fn open(env: &Env, member: &Member) -> Result<(Arc<Link>, Ready), ScriptsError> {
     let (control, interest) = (Arc::clone(&env.control), Arc::clone(&env.interest));
+    let failure = Arc::clone(&env.failure);
     match &member.target {
-        Target::Remote(address) => Link::open(address, None, &env.config, control, interest).await,
+        Target::Remote(address) => {
+            Link::open(address, None, &env.config, control, interest, failure).await
+        }
         Target::Spawned(_) => {
             let (address, child, socket) = spawn::spawn(&env.config).await?;
             Link::open(
@@ -118,21 +121,27 @@ async fn open(env: &Env, member: &Member) -> Result<(Arc<Link>, Ready), ScriptsE
                 &env.config,
                 control,
                 interest,
+                failure,
             )
             .await
         }
     }
 }
 
-/// Lets the calls already sent finish (within the hook deadline), then ends the session with
-/// Done: a worker this client spawned exits, a shared one ends just this session.
+/// Lets the calls already sent finish (within the hook deadline, or [`DRAIN_WITHOUT_DEADLINE`]
+/// when hooks have none), then ends the session with Done: a worker this client spawned exits,
+/// a shared one ends just this session.
 async fn drain(env: &Env, link: &Link) {
-    let deadline = Instant::now() + env.config.hook_timeout + Duration::from_millis(200);
+    let wait = env.config.hook_timeout.unwrap_or(DRAIN_WITHOUT_DEADLINE);
+    let deadline = Instant::now() + wait + Duration::from_millis(200);
     while !link.is_idle() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     link.shutdown(Duration::from_secs(5)).await;
 }
+
+/// How long a draining session waits for the calls in flight when hooks have no deadline.
+const DRAIN_WITHOUT_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Exponential backoff with jitter: each wait is a random time between half and all of the
 /// current step, which doubles up to the cap.

@@ -158,7 +158,7 @@ async fn timeout_fails_open_or_closed_by_policy() {
         "import time\ndef request(flow):\n    time.sleep(3)\n    flow.request.headers['x-late'] = '1'\n",
     )];
     let (_dir, mut config) = config(&slow);
-    config.hook_timeout = Duration::from_millis(300);
+    config.hook_timeout = Some(Duration::from_millis(300));
     // The default stays open; this script's own policy is closed.
     let mut closed = config.clone();
     closed

@@ -251,7 +251,7 @@ async fn done_runs_done_hooks_and_a_spawned_worker_exits() {
         "bye.py",
         "import logging\ndef done():\n    logging.info('goodbye from done')\n",
     )]);
-    let host = Host::start_with_args(
+    let mut host = Host::start_with_args(
         dir,
         &[paths[0].display().to_string()],
         "127.0.0.1:0",
@@ -263,14 +263,30 @@ async fn done_runs_done_hooks_and_a_spawned_worker_exits() {
     session
         .send(core_message::Kind::Done(Default::default()))
         .await;
-    // The stream ends after the done hook's log record.
+    // The stream ends after the done hooks ran.
     while let Ok(Some(message)) = session.inbound.message().await {
         if let Some(flowtap_proto::v1::worker_message::Kind::Log(log)) = message.kind {
             session.logs.push(log);
         }
     }
+    // A spawned worker prints its scripts' log lines on its (its proxy's) stdout itself, as
+    // mitmdump prints them, and sends no LogRecord for them.
+    let mut printed = Vec::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(std::time::Duration::from_secs(20), host.stdout.next_line()).await
+    {
+        printed.push(line);
+    }
+    let line = printed
+        .iter()
+        .find(|l| l.contains("goodbye from done"))
+        .unwrap_or_else(|| panic!("{printed:?}"));
     assert!(
-        session.log_text().contains("goodbye from done"),
+        line.starts_with('[') && line.ends_with("] goodbye from done"),
+        "{line}"
+    );
+    assert!(
+        !session.log_text().contains("goodbye"),
         "{}",
         session.log_text()
     );

@@ -56,6 +56,12 @@ pub fn init_logging(
     installed.map_err(|e| TelemetryError::Logging(e.to_string()))
 }
 
+/// True once [`init_logging`] installed the JSON format: then the scripts' log lines go into
+/// this log too (one JSON object each), not to stdout in mitmdump's format.
+pub fn is_json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
 /// Writes a line that must reach stderr whatever the log filter says (an address a caller waits
 /// for), in the installed format.
 pub(crate) fn announce(message: &str) {

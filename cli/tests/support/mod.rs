@@ -97,9 +97,19 @@ impl Flowtap {
     }
 
     fn spawn_inner(args: &[&str], env: &[(&str, &str)]) -> Flowtap {
+        Flowtap::spawn_in(None, args, env)
+    }
+
+    /// Starts `flowtap ARGS --set confdir=<temp dir>` in directory `dir` (the current one when
+    /// None) with extra environment variables, without waiting for it.
+    pub fn spawn_in(dir: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Flowtap {
         let confdir = tempfile::tempdir().expect("confdir");
         let confdir_arg = format!("confdir={}", confdir.path().display());
-        let mut child = Command::new(binary())
+        let mut command = Command::new(binary());
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .args(args)
             .args(["--set", &confdir_arg])
             .env_remove("FLOWTAP_LOG")

@@ -19,7 +19,8 @@ import io
 import logging
 import sys
 
-log = logging.getLogger("flowtap.host")
+# The worker's own log (stderr), see `logs.OPERATIONAL`.
+log = logging.getLogger("flowtap.worker")
 
 
 def console():
@@ -102,7 +103,8 @@ def finalise():
         try:
             stream.close()
         except Exception as e:
-            log.warning("script host: closing %r at exit failed: %s", stream, e)
+            log.warning(
+                "script host: closing %r at exit failed: %s", stream, e)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

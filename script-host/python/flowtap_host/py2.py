@@ -18,7 +18,8 @@ import warnings
 
 from .legacy_http import LegacyBytes, to_bytes
 
-log = logging.getLogger("flowtap.host")
+# The worker's own log (stderr), see `logs.OPERATIONAL`.
+log = logging.getLogger("flowtap.worker")
 
 _COMPAT_MODULE = "_flowtap_cStringIO"
 _STRINGIO_REWRITES = (
@@ -123,7 +124,8 @@ def compile_script(path):
         code = compile(translated, path, "exec", dont_inherit=True)
     except Exception:
         raise original from None
-    log.info("%s is Python 2 source: translated to Python 3 with %s", path, name)
+    log.info(
+        "%s is Python 2 source: translated to Python 3 with %s", path, name)
     return code
 
 

@@ -39,6 +39,8 @@ from mitmproxy.log import LogEntry
 from . import finalise, logs, master, order, scripts, watchdog
 
 log = logging.getLogger("flowtap.host")
+# The worker's own operational log (stderr, with the process's other log lines; see `logs`).
+oplog = logging.getLogger(logs.OPERATIONAL)
 
 CONTINUE, RESPOND, KILL, INTERCEPT = 1, 2, 3, 4
 
@@ -201,6 +203,8 @@ class Host:
         self.started = False
         self.is_running = False
         self.startup_error = ""
+        # mitmdump's errorcheck: error records logged until the `running` hooks finished.
+        self.startup_errors = logs.StartupErrors()
         self._table = {}
         self._async_hooks = set()
         # Which calls may start (see `order.Order`), under `_qlock`.
@@ -208,7 +212,13 @@ class Host:
         self._qlock = threading.Lock()
         self._lock = threading.Lock()
         self._in_hook = set()
+        # The calls running (with or without a deadline), for the watchdog.
         self._active = {}
+        # The threads that take the proxy's events (`_dispatcher`), and how many threads run
+        # hooks besides them (the executor's): the watchdog replaces a worker whose hook
+        # threads are all stuck.
+        self.dispatcher_threads = set()
+        self.executor_threads = 0
         self._serial = threading.Lock()
         self._control_ids = itertools.count(1)
         self._quiet_core = False
@@ -244,6 +254,7 @@ class Host:
         others on the executor), hands the rest to the loop. Never waits for another
         dispatcher: a call that may not start yet is left to the thread that finishes what it
         waits for."""
+        self.dispatcher_threads.add(threading.get_ident())
         while True:
             got = self.bridge.wait_one()
             if got is None:
@@ -271,7 +282,7 @@ class Host:
             if self.loop.is_closed():
                 # The host finished (`done` ran): an event after that reaches nothing.
                 return
-            log.exception("script host: failed to take %s", item[0])
+            oplog.exception("script host: failed to take %s", item[0])
             call = Lost(seq, observed)
         if call is None:
             return
@@ -287,9 +298,14 @@ class Host:
         """Handles an event that is no hook call."""
         kind = item[0]
         if kind == "running":
-            self._running_future = asyncio.run_coroutine_threadsafe(self._running(), self.loop)
+            self._running_future = asyncio.run_coroutine_threadsafe(self._running(item[1]),
+                                                                    self.loop)
         elif kind == "error":
-            log.error("script host: an event from the proxy was lost: %s", item[1])
+            oplog.error("script host: an event from the proxy was lost: %s", item[1])
+        elif self.loop.is_closed():
+            # The host finished (its `done` hooks ran): a late Done or Configure finds no
+            # loop, and there is nothing left to do with it.
+            return
         else:
             self.loop.call_soon_threadsafe(self._dispatch, item)
 
@@ -297,7 +313,7 @@ class Host:
         try:
             self._handle(item)
         except Exception:
-            log.exception("script host: failed to handle %s", item[0])
+            oplog.exception("script host: failed to handle %s", item[0])
 
     def _handle(self, item):
         kind = item[0]
@@ -308,7 +324,7 @@ class Host:
         elif kind == "control_result":
             _, _, control_id, error = item
             if error:
-                log.warning("the proxy refused control %s: %s", control_id, error)
+                oplog.warning("the proxy refused control %s: %s", control_id, error)
         elif kind == "done":
             self.loop.create_task(self._shutdown())
 
@@ -320,7 +336,11 @@ class Host:
             try:
                 self._start(core_options, deferred)
             except Exception as e:
-                self.startup_error = f"script host failed to start:\n{scripts.format_traceback(e)}"
+                log.error("script host failed to start:\n%s", scripts.format_traceback(e))
+            if not self.startup_error:
+                self.startup_error = self.startup_errors.message()
+            if self.startup_error:
+                self.startup_errors.finish()
         self.bridge.ready(session, self._script_infos(), self.startup_error)
 
     def _start(self, core_options, deferred):
@@ -333,21 +353,28 @@ class Host:
         self.options.add_option("script_threads", int, 32,
                                 "Threads that run sync hooks of different flows concurrently.")
         self._serial_option = self.options.spec("script_serial")
-        errors = []
+        # Each failure is logged as mitmdump logs it; an error logged during start-up ends the
+        # proxy with status 1 (see `_hello`).
+        failed = False
         for script in self.scripts:
             before = self.options.keys()
             try:
                 script.load(self.options)
+            except scripts.LoadHookError as e:
+                failed = True
+                log.error("Addon error: %s\n%s", e.original, scripts.format_traceback(e.original))
+            except exceptions.OptionsError as e:
+                # mitmdump refuses a missing script before anything is logged.
+                failed = True
+                self.startup_error = f"flowtap: {e}"
             except Exception as e:
-                errors.append(f"error in script {script.path}:\n{scripts.format_traceback(e)}")
+                failed = True
+                log.error("error in script %s\n%s", script.path, scripts.format_traceback(e))
             script.option_names = sorted(self.options.keys() - before)
         self._rebuild_table()
-        if not errors:
+        if not failed:
             for script in self.scripts:
-                error = self._configure_script(script, self.options.keys(), startup=True)
-                if error:
-                    errors.append(error)
-        self.startup_error = "\n".join(errors)
+                self._configure_script(script, self.options.keys())
         self.options.on_change = self._on_options_changed
         self.options.on_core_change = self._on_core_options_changed
         if self.options.deferred:
@@ -356,6 +383,7 @@ class Host:
         self.executor = concurrent.futures.ThreadPoolExecutor(
             workers, thread_name_prefix="script-hook"
         )
+        self.executor_threads = workers
         self._start_dispatchers(workers - 1)
         # The first beat before Ready: a first hook that takes the interpreter for ever is
         # caught even if the watchdog's thread has not run yet.
@@ -365,15 +393,16 @@ class Host:
         if "tick" in self._table:
             self.loop.create_task(self._tick())
 
-    def _configure_script(self, script, updated, startup=False):
+    def _configure_script(self, script, updated):
+        """Runs the script's `configure` hooks; a failure is logged (as mitmdump logs it) and
+        returned."""
         for handler in script.handlers.get("configure", []):
             token = logs.current_script.set(script.name)
             try:
                 handler.fn(set(updated))
             except Exception as e:
-                text = f"error in script {script.path}:\n{scripts.format_traceback(e)}"
-                if not startup:
-                    log.error(text)
+                text = f"error in script {script.path}\n{scripts.format_traceback(e)}"
+                log.error("%s", text)
                 return text
             finally:
                 logs.current_script.reset(token)
@@ -416,7 +445,7 @@ class Host:
                 except exceptions.OptionsError:
                     raise
                 except Exception as e:
-                    log.error("error in script %s:\n%s", script.path, scripts.format_traceback(e))
+                    log.error("error in script %s\n%s", script.path, scripts.format_traceback(e))
                 finally:
                     logs.current_script.reset(token)
 
@@ -457,10 +486,20 @@ class Host:
                 finally:
                     logs.current_script.reset(token)
 
-    async def _running(self):
+    async def _running(self, session):
         if not self.is_running:
             self.is_running = True
             await self._run_lifecycle("running")
+            # As mitmdump's errorcheck: an error logged before the `running` hooks finished
+            # ends the proxy that started them with status 1 (a second Ready says so). Later
+            # proxies of a shared worker are not refused for it: its `running` hooks ran.
+            await asyncio.sleep(0)
+            lines = self.startup_errors.finish()
+            if lines and not self.startup_error:
+                report = self.startup_errors.message(lines)
+                self.bridge.ready(session, self._script_infos(), report)
+        else:
+            self.startup_errors.finish()
 
     async def _shutdown(self):
         if self._done:
@@ -499,7 +538,7 @@ class Host:
         except Exception as e:
             script.module = None
             script.handlers = {}
-            log.error("error in script %s:\n%s", script.path, scripts.format_traceback(e))
+            log.error("error in script %s\n%s", script.path, scripts.format_traceback(e))
         else:
             script.option_names = sorted(set(getattr(script, "option_names", []))
                                          | (self.options.keys() - before))
@@ -537,9 +576,8 @@ class Host:
             # Hook calls wait for the `running` hooks, as in mitmproxy.
             concurrent.futures.wait([running], timeout=RUNNING_WAIT)
         while call is not None:
-            if call.deadline is not None:
-                call.thread = threading.get_ident()
-                self._active[(call.session, call.call_id)] = call
+            call.thread = threading.get_ident()
+            self._active[(call.session, call.call_id)] = call
             if call.hook == STREAM_CHUNK:
                 self._stream_chunk(call)
                 call = self._pop_next(call)
@@ -582,7 +620,7 @@ class Host:
                     skip = handler.script
             self._after_chain(call, errors)
         except Exception:
-            log.exception("script host: hook %s failed", call.hook)
+            oplog.exception("script host: hook %s failed", call.hook)
             self._reply(call, CONTINUE, None, errors)
 
     def _call_sync(self, call, handler, args, errors, serial):
@@ -625,7 +663,7 @@ class Host:
                 await chain
             self._after_chain(call, errors)
         except Exception:
-            log.exception("script host: hook %s failed", call.hook)
+            oplog.exception("script host: hook %s failed", call.hook)
             self._reply(call, CONTINUE, None, errors)
         finally:
             nxt = self._pop_next(call)
@@ -661,6 +699,7 @@ class Host:
 
     def _record_error(self, call, handler, exc, errors):
         tb = scripts.format_traceback(exc)
+        # Logged here, once; the proxy does not log the reply's copy again.
         errors.append((handler.script.path, call.hook, tb))
         log.error("Addon error: %s\n%s", exc, tb)
 
@@ -820,7 +859,7 @@ class Host:
             self._in_hook.discard(call.key)
             if not call.observe_only:
                 self.bridge.hook_reply(call.session, call.call_id, CONTINUE, None, [], True)
-        log.warning("hook %s for %s timed out", call.hook, call.key)
+        oplog.warning("hook %s for %s timed out", call.hook, call.key)
 
     # -- control -------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ directory on sys.path while it is imported). The module is the first addon; obje
 wrapped into handlers that take the modern argument (see `OLD_HOOKS` and `_adapt`).
 """
 
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -54,11 +55,29 @@ def split_spec(spec):
 
 
 def format_traceback(exc):
-    """The traceback of `exc` without the host's own frames at its top."""
+    """The traceback of `exc` without the host's own frames at its top (and, as `logging`
+    formats one, without the final newline)."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_HOST_DIRS):
         tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    # Importing a module: importlib's frames up to the module's own are cut, as mitmproxy
+    # cuts them (addonmanager.cut_traceback).
+    cut = tb
+    while cut is not None:
+        if cut.tb_frame.f_code.co_name == "_call_with_frames_removed":
+            tb = cut.tb_next
+            break
+        cut = cut.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip("\n")
+
+
+class LoadHookError(Exception):
+    """An exception raised by a script's `load` hook (`original`): mitmdump reports it as an
+    addon error, not as an error in the script file."""
+
+    def __init__(self, original):
+        super().__init__(str(original))
+        self.original = original
 
 
 def _arity(fn):
@@ -152,7 +171,10 @@ class Script:
                     raise exceptions.AddonManagerError(
                         f"Async handler {self.name}.load cannot be called from sync context"
                     )
-                fn(loader)
+                try:
+                    fn(loader)
+                except Exception as e:
+                    raise LoadHookError(e) from e
             for attr in dir(addon):
                 member = getattr(addon, attr, None)
                 name = getattr(member, "command_name", None)
@@ -166,7 +188,10 @@ class Script:
         modname = f"__mitmproxy_script__.{stem}"
         sys.modules.pop(modname, None)
         directory = os.path.dirname(os.path.abspath(self.path))
-        spec = importlib.util.spec_from_file_location(modname, self.path)
+        # As mitmproxy loads it: the path as given (spec_from_file_location would make it
+        # absolute), so that tracebacks name the file as the user did.
+        loader = importlib.machinery.SourceFileLoader(modname, self.path)
+        spec = importlib.util.spec_from_loader(modname, loader=loader)
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, directory)
         try:

@@ -1,12 +1,17 @@
-"""`Watchdog`: answers hook calls past their deadline, and restarts the worker when a hook is
+"""`Watchdog`: answers hook calls past their deadline, and restarts the worker when hooks are
 stuck.
 
 It runs on a thread of its own (not the asyncio loop: an `async def` hook that blocks would
 stop the loop, and with it a watchdog living there), every `TICK` seconds:
 
 - A running call whose deadline passed is answered `timed_out`: the proxy applies its failure
-  policy to the flow and goes on; the hook's late changes are dropped.
-- A call still running `hook_stuck_timeout` seconds after it arrived is *stuck*. CPython cannot
+  policy to the flow and goes on; the hook's late changes are dropped. A call has a deadline
+  only when the proxy sets `hook_timeout`; without one a hook takes the time it takes, as in
+  mitmdump (an `await asyncio.sleep(5)` is waited for).
+- A call with a deadline still running `hook_stuck_timeout` seconds after it arrived is
+  *stuck*. Without deadlines, the worker counts as stuck once all the threads that take the
+  proxy's events (or all the threads that run hooks beside them) are busy with calls that
+  have been running that long: it answers nobody any more. Either way: CPython cannot
   kill a thread, so a stuck hook keeps its thread (and its flow's later calls) forever, and
   enough of them leave no thread for anyone: the worker stops answering. The only sound way to
   get the threads back is a new process. The watchdog logs which hook is stuck, where (its
@@ -21,22 +26,22 @@ tells the bridge it ran (`bridge.heartbeat`); a Rust thread that needs no GIL en
 same way when the ticks stop for longer than `hook_stuck_timeout`.
 
 `hook_stuck_timeout` is a proxy option (the proxy sends it in Hello as one of its own options;
-`--set hook_stuck_timeout=SECONDS`, default four times `hook_timeout`, 0: never). A worker that
-was not told uses four times each call's own deadline.
+`--set hook_stuck_timeout=SECONDS`, default four times `hook_timeout`, or 60 s without one; 0:
+never). A worker that was not told uses four times each call's own deadline, or 60 s.
 """
 
-import logging
 import sys
 import threading
 import time
 import traceback
 
-log = logging.getLogger("flowtap.host")
 
 # How often the watchdog looks (seconds).
 TICK = 0.02
 # `hook_stuck_timeout` as a multiple of the call's deadline, when the proxy did not send it.
 STUCK_FACTOR = 4
+# `hook_stuck_timeout` for calls without a deadline, when the proxy did not send it (seconds).
+STUCK_WITHOUT_DEADLINE = 60.0
 
 
 class Watchdog:
@@ -62,10 +67,12 @@ class Watchdog:
         host.bridge.heartbeat(0.0)
 
     def check(self, now):
-        """Times out the calls past their deadline; stops the worker if one is stuck."""
+        """Times out the calls past their deadline; stops the worker if one with a deadline is
+        stuck, or if its hook threads are all stuck."""
         host = self._host
         limit = _stuck_limit(host.options)
-        for call in list(host._active.values()):
+        calls = list(host._active.values())
+        for call in calls:
             if call.deadline is None or now < call.deadline:
                 continue
             host.time_out(call)
@@ -74,10 +81,27 @@ class Watchdog:
                 self._fired = True
                 self._stuck(call, now - call.arrived, stuck_after)
                 return
+        stuck_after = limit if limit is not None else STUCK_WITHOUT_DEADLINE
+        if stuck_after <= 0 or self._fired:
+            return
+        stuck = [c for c in calls if c.thread is not None and now >= c.arrived + stuck_after]
+        if not stuck:
+            return
+        loop_thread = getattr(host, "_loop_thread_obj", None)
+        loop_ident = loop_thread.ident if loop_thread is not None else None
+        threads = {c.thread for c in stuck} - {loop_ident}
+        dispatchers = host.dispatcher_threads
+        taking = len(threads & dispatchers)
+        running = len(threads - dispatchers)
+        if (dispatchers and taking >= len(dispatchers)) or (
+                host.executor_threads and running >= host.executor_threads):
+            self._fired = True
+            oldest = min(stuck, key=lambda c: c.arrived)
+            self._stuck(oldest, now - oldest.arrived, stuck_after, every_thread=True)
 
-    def _stuck(self, call, running, limit):
+    def _stuck(self, call, running, limit, every_thread=False):
         stuck = [c for c in list(self._host._active.values())
-                 if c.deadline is not None and c.arrived + limit <= time.monotonic()]
+                 if c.arrived + limit <= time.monotonic()]
         frames = sys._current_frames()
         stack = ""
         frame = frames.get(call.thread) if call.thread is not None else None
@@ -87,13 +111,14 @@ class Watchdog:
             calls = [i for i, line in enumerate(lines) if "in _call_sync" in line
                      or "in _chain_async" in line]
             stack = "".join(lines[calls[-1] + 1:] if calls else lines)
+        every = "; every hook thread is taken by a stuck hook" if every_thread else ""
         message = (
             f"hook {call.hook} of {call.key} is stuck: still running {running:.1f}s after it "
-            f"arrived (hook_stuck_timeout={limit:g}s; hooks stuck now: {len(stuck)}). Python "
-            f"threads cannot be stopped: this worker exits to be replaced.\n"
+            f"arrived (hook_stuck_timeout={limit:g}s; hooks stuck now: {len(stuck)}{every}). "
+            f"Python threads cannot be stopped: this worker exits to be replaced.\n"
             f"Where the hook is:\n{stack}"
         )
-        log.error("%s", message)
+        # Into the worker's own log (stderr), where the replacement is logged too.
         self._host.bridge.stuck(message)
 
 

@@ -97,6 +97,9 @@ class FakeBridge:
     def log(self, level, message, script):
         self.logs.append((level, message, script))
 
+    def oplog(self, level, message):
+        self.logs.append((level, message, "flowtap.worker"))
+
     def finished(self):
         self.finished_event.set()
 

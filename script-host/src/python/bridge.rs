@@ -393,10 +393,18 @@ impl Bridge {
         );
     }
 
-    /// A log record from a script (or the runtime): to every session, and to this process's
-    /// log when no session is open.
+    /// A log record from a script (or the runtime) that the runtime did not print: into this
+    /// process's log for a spawned worker with a JSON log (its proxy would log it again) or
+    /// when no session is open, else to every session (each proxy prints it).
     fn log(&self, level: String, message: String, script: String) {
-        if self.worker.has_sessions() {
+        if self.worker.ends_with_done() && flowtap_telemetry::logging::is_json() {
+            match level.as_str() {
+                "error" => tracing::error!(target: "script", %script, "{message}"),
+                "warn" => tracing::warn!(target: "script", %script, "{message}"),
+                "debug" => tracing::debug!(target: "script", %script, "{message}"),
+                _ => tracing::info!(target: "script", %level, %script, "{message}"),
+            }
+        } else if self.worker.has_sessions() {
             self.worker.broadcast(&Kind::Log(v1::LogRecord {
                 level,
                 message,
@@ -404,6 +412,23 @@ impl Bridge {
             }));
         } else {
             tracing::info!(target: "script", %level, %script, "{message}");
+        }
+    }
+
+    /// True when the Python runtime prints the scripts' log lines on standard output itself, as
+    /// mitmdump does: a spawned worker, unless the log is JSON (then `log` writes them there).
+    fn prints_log_lines(&self) -> bool {
+        self.worker.ends_with_done() && !flowtap_telemetry::logging::is_json()
+    }
+
+    /// A line of the worker's own operational log (a hook that timed out, an internal error):
+    /// into this process's log on stderr, not among the scripts' lines.
+    fn oplog(&self, level: &str, message: &str) {
+        match level {
+            "error" => tracing::error!(target: "script_host", "{message}"),
+            "warn" => tracing::warn!(target: "script_host", "{message}"),
+            "debug" => tracing::debug!(target: "script_host", "{message}"),
+            _ => tracing::info!(target: "script_host", "{message}"),
         }
     }
 

@@ -15,7 +15,7 @@ use flowtap_proto::v1::{
     script_host_client::ScriptHostClient, worker_message,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -28,6 +28,9 @@ pub struct Host {
     /// The worker's standard input, kept open (a `--exit-with-stdin` worker exits when it
     /// closes).
     pub stdin: Option<ChildStdin>,
+    /// The rest of its standard output after the address (a spawned worker prints its
+    /// scripts' log lines there).
+    pub stdout: tokio::io::Lines<BufReader<ChildStdout>>,
 }
 
 /// Writes `scripts` (name, source) into a temporary directory.
@@ -87,6 +90,7 @@ impl Host {
             addr,
             dir,
             stdin,
+            stdout: lines,
         }
     }
 
