@@ -1,7 +1,7 @@
 //! Hook order: `fixtures/mitmproxy-12/eventlog.py` loaded with `flowtap -s` logs one line per
 //! hook; each scenario must give the lines mitmdump 12.3.1 recorded for it
-//! (`fixtures/mitmproxy-12/*.events.txt`), except the hooks flowtap does not fire (`next_layer`,
-//! `tls_*`). The argument descriptions are compared too (method, URL, status, error, `live`),
+//! (`fixtures/mitmproxy-12/*.events.txt`), except the hook flowtap does not fire (`next_layer`).
+//! The argument descriptions are compared too (method, URL, status, error, `live`),
 //! with ports and the option count normalized.
 
 #![allow(missing_docs)]

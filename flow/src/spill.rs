@@ -89,7 +89,8 @@ impl Collector {
         }
         match first {
             Some(first) => {
-                self.heap.reserve(self.reserve.max(first.len() + piece.len()));
+                self.heap
+                    .reserve(self.reserve.max(first.len() + piece.len()));
                 self.heap.extend_from_slice(&first);
             }
             None if self.heap.capacity() == 0 => {

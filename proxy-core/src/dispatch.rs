@@ -58,4 +58,26 @@ impl Shared {
         }
         verdict
     }
+
+    /// `tls_clienthello`, with the client's ClientHello (`record`: the TLS record it came in)
+    /// and the name it asks for. True when a script set `ignore_connection`: the connection is
+    /// then passed through untouched.
+    pub(crate) async fn tls_clienthello(
+        &self,
+        client: &Connection,
+        server: Option<&Connection>,
+        sni: Option<&str>,
+        record: &[u8],
+    ) -> bool {
+        if !self.hooks.interest().wants(Hook::TlsClienthello) {
+            return false;
+        }
+        let mut subject = connection_subject(client, server);
+        if let Some(client) = subject.client_conn.as_mut() {
+            client.sni = sni.map(str::to_string);
+            client.client_hello =
+                bytes::Bytes::copy_from_slice(crate::hello::client_hello_body(record));
+        }
+        self.hooks.call(Hook::TlsClienthello, &mut subject).await == Verdict::IgnoreConnection
+    }
 }

@@ -17,6 +17,20 @@ pub(crate) enum Hello {
 /// Largest record looked at (a TLS record's maximum plaintext plus its header).
 pub(crate) const MAX_RECORD: usize = 16_384 + 5;
 
+/// The ClientHello handshake message's body (from the client version on) in the TLS record at
+/// the start of `buf`, as mitmproxy's `tls.ClientHello` takes it; empty when it is not there
+/// whole.
+pub(crate) fn client_hello_body(buf: &[u8]) -> &[u8] {
+    let Some(&[kind, a, b, c]) = buf.get(5..9) else {
+        return &[];
+    };
+    if kind != 1 {
+        return &[];
+    }
+    let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+    buf.get(9..9 + len).unwrap_or_default()
+}
+
 /// Reads the server name of the ClientHello at the start of `buf`.
 pub(crate) fn server_name(buf: &[u8]) -> Hello {
     if buf.len() < 5 {

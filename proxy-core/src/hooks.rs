@@ -39,7 +39,7 @@ pub struct Interest {
 }
 
 /// More than the highest hook number of script.proto.
-const HOOK_SLOTS: usize = 64;
+const HOOK_SLOTS: usize = 72;
 const WANTED: u8 = 1;
 const NEEDS_BODY: u8 = 2;
 const AWAITED: u8 = 4;
@@ -139,6 +139,9 @@ pub enum Verdict {
     /// A script killed the flow: the core sets the error "Connection killed.", fires `error`
     /// (except after `response`) and resets the client connection or stream.
     Kill,
+    /// After `tls_clienthello`: a script set `ignore_connection`; the connection is passed
+    /// through untouched.
+    IgnoreConnection,
 }
 
 /// The scripts, as the flow lifecycle sees them.

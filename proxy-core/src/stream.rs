@@ -84,7 +84,7 @@ impl ChunkFilter {
             });
         }
         match self.hooks.call(Hook::StreamChunk, &mut subject).await {
-            Verdict::Continue => {}
+            Verdict::Continue | Verdict::IgnoreConnection => {}
             Verdict::Kill => return Err(FilterFailed("the flow was killed".into())),
             // Only a fail-closed policy answers here: the worker could not run the callable.
             Verdict::Respond => {

@@ -170,8 +170,7 @@ async fn open_tunnel(
             relay(shared, &ctx.activity, conn, tcp).await;
             return false;
         }
-        intercept_tls(shared, conn, ctx, tcp, server, target, stop).await;
-        true
+        intercept_tls(shared, conn, ctx, tcp, server, target, stop).await
     } else if looks_like_http(&conn.buf) {
         if let Some(tcp) = tcp {
             let key = PoolKey {
@@ -436,8 +435,7 @@ pub(crate) async fn reverse(
             }
         }
     };
-    intercept_tls(shared, conn, ctx, tcp, server, target, stop).await;
-    true
+    intercept_tls(shared, conn, ctx, tcp, server, target, stop).await
 }
 
 fn connect_request(head: RequestHead, host: &str, port: u16) -> Request {
@@ -561,11 +559,28 @@ fn looks_like_http(buf: &[u8]) -> bool {
     token > 0 && (token == buf.len() || buf[token] == b' ')
 }
 
-/// TLS interception: read the ClientHello, handshake with the server using the client's SNI
+/// `tls_failed_client`: the client's handshake failed for `why`.
+async fn tls_failed_client(
+    shared: &Shared,
+    client: &Connection,
+    server: &mut Connection,
+    why: String,
+) {
+    let failed = Connection {
+        error: Some(why),
+        ..client.clone()
+    };
+    shared
+        .connection_hook(Hook::TlsFailedClient, &failed, Some(server))
+        .await;
+}
+
+/// TLS interception: read the ClientHello (`tls_clienthello` may pass the connection through), handshake with the server using the client's SNI
 /// and ALPN offers, then finish the client handshake with a minted certificate and the
 /// protocol the server chose, so both sides speak the same HTTP version. Without a server
 /// connection (`connection_strategy=lazy`) the client gets HTTP/1.1 at once and the first
 /// request connects the server.
+/// Returns true when the client's TLS was taken on (intercepted, or its handshake failed).
 async fn intercept_tls(
     shared: &std::sync::Arc<Shared>,
     mut conn: Conn<Io>,
@@ -574,7 +589,31 @@ async fn intercept_tls(
     mut server: Connection,
     target: Target,
     stop: &mut tokio::sync::watch::Receiver<bool>,
-) {
+) -> bool {
+    if shared.hooks.interest().wants(Hook::TlsClienthello) {
+        // The whole ClientHello for the hook (already read when the SNI was matched).
+        let hello = tokio::time::timeout(
+            shared.config.tls_handshake_timeout,
+            client_hello_name(&mut conn),
+        );
+        let Ok(sni) = hello.await else {
+            tracing::info!(client = ?ctx.client.peername, "the ClientHello did not arrive within tls_handshake_timeout");
+            return false;
+        };
+        let passthrough = shared
+            .tls_clienthello(&ctx.client, Some(&server), sni.as_deref(), &conn.buf)
+            .await;
+        if passthrough {
+            tracing::debug!(host = %target.host, "not intercepting: tls_clienthello set ignore_connection");
+            let (host, port) = (target.host.clone(), target.port);
+            let client = ctx.client.clone();
+            let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
+                return false;
+            };
+            relay(shared, &ctx.activity, conn, tcp).await;
+            return false;
+        }
+    }
     let prefix = conn.buf.split().freeze();
     let rewind = Rewind {
         prefix,
@@ -588,15 +627,17 @@ async fn intercept_tls(
         Ok(Ok(start)) => start,
         Ok(Err(e)) => {
             tracing::warn!(host = %target.host, "client TLS handshake failed: {e}");
-            return;
+            return true;
         }
         Err(_) => {
             tracing::info!(host = %target.host, client = ?ctx.client.peername, "client TLS handshake did not finish within {handshake_timeout:?}");
-            return;
+            return true;
         }
     };
     let hello = start.client_hello();
     let sni = hello.server_name().map(str::to_string);
+    // Known from here on, as in mitmproxy (the TLS hooks' `context.client.sni`).
+    ctx.client.sni.clone_from(&sni);
     let offers: Vec<Vec<u8>> = hello
         .alpn()
         .map(|i| i.map(<[u8]>::to_vec).collect())
@@ -609,12 +650,26 @@ async fn intercept_tls(
     };
     let offer_h2 = shared.config.http2 && offers.iter().any(|p| p == b"h2");
     let upstream = match tcp {
-        Some(tcp) => Some(
+        Some(tcp) => {
             shared
+                .connection_hook(Hook::TlsStartServer, &ctx.client, Some(&mut server))
+                .await;
+            let tls = shared
                 .connector
                 .tls(tcp, &upstream_name, offer_h2, &mut server)
-                .await,
-        ),
+                .await;
+            let hook = match &tls {
+                Ok(_) => Hook::TlsEstablishedServer,
+                Err(e) => {
+                    server.error = Some(e.to_string());
+                    Hook::TlsFailedServer
+                }
+            };
+            shared
+                .connection_hook(hook, &ctx.client, Some(&mut server))
+                .await;
+            Some(tls)
+        }
         None => None,
     };
     let server_alpn = match &upstream {
@@ -634,19 +689,25 @@ async fn intercept_tls(
         Ok(config) => config,
         Err(e) => {
             tracing::warn!(host = %server_name, "cannot mint a certificate: {e}");
-            return;
+            return true;
         }
     };
+    shared
+        .connection_hook(Hook::TlsStartClient, &ctx.client, Some(&mut server))
+        .await;
     let client_tls = match tokio::time::timeout(handshake_timeout, start.into_stream(config)).await
     {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::warn!(host = %server_name, "client TLS handshake failed: {e}");
-            return;
+            tls_failed_client(shared, &ctx.client, &mut server, e.to_string()).await;
+            return true;
         }
         Err(_) => {
             tracing::info!(host = %server_name, client = ?ctx.client.peername, "client TLS handshake did not finish within {handshake_timeout:?}");
-            return;
+            let why = format!("the TLS handshake did not finish within {handshake_timeout:?}");
+            tls_failed_client(shared, &ctx.client, &mut server, why).await;
+            return true;
         }
     };
     ctx.client.tls = true;
@@ -654,6 +715,9 @@ async fn intercept_tls(
     ctx.client.alpn_offers = offers.into_iter().map(Bytes::from).collect();
     record_tls(&mut ctx.client, client_tls.get_ref().1);
     ctx.client.certificate_list.clear();
+    shared
+        .connection_hook(Hook::TlsEstablishedClient, &ctx.client, Some(&mut server))
+        .await;
     let h2 = client_tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let mut conn = shared.client_conn(Box::new(client_tls));
     let target = Target {
@@ -667,7 +731,7 @@ async fn intercept_tls(
             if !h2 && conn.read_request_head().await.is_ok() {
                 respond::send_h1(&mut conn, &ctx.client, &Refusal::server(&e)).await;
             }
-            return;
+            return true;
         }
         None => {
             // Lazy: HTTP/1.1 (the only protocol offered), the first request connects.
@@ -675,7 +739,7 @@ async fn intercept_tls(
             if let Next::Connect(_) = http::serve(shared, &mut conn, ctx, stop).await {
                 tracing::debug!("nested CONNECT refused");
             }
-            return;
+            return true;
         }
     };
     let key = PoolKey {
@@ -687,7 +751,7 @@ async fn intercept_tls(
     };
     if h2 {
         crate::h2::serve(shared, conn, ctx, Box::new(upstream), server, target).await;
-        return;
+        return true;
     }
     ctx.owned.push(Upstream {
         conn: Conn::new(Box::new(upstream)),
@@ -700,6 +764,7 @@ async fn intercept_tls(
     if let Next::Connect(_) = http::serve(shared, &mut conn, ctx, stop).await {
         tracing::debug!("nested CONNECT refused");
     }
+    true
 }
 
 /// A stream that first yields bytes already read from it.

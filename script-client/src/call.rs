@@ -154,6 +154,7 @@ impl ScriptClient {
         self.env.stats.call(hook, outcome, start.elapsed());
         let verdict = reply.verdict();
         let stream = reply.stream();
+        let ignore_connection = reply.ignore_connection;
         if let Some(changed) = reply.flow {
             apply_changes(flow, changed);
         }
@@ -166,6 +167,9 @@ impl ScriptClient {
             && stream != v1::StreamMode::Buffer
         {
             *mode = stream.into();
+        }
+        if ignore_connection && hook == Hook::TlsClienthello {
+            return Verdict::IgnoreConnection;
         }
         match verdict {
             v1::Verdict::Respond => Verdict::Respond,

@@ -682,6 +682,7 @@ fn connection(id: &str, peer: &str, port: u32, sni: &str, server: bool) -> Conne
         address: if server { address(sni, 443) } else { None },
         timestamp_tcp_setup: server.then_some(1_700_000_000.002),
         via: None,
+        client_hello: Bytes::new(),
     }
 }
 

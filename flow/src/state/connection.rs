@@ -116,6 +116,8 @@ pub(crate) fn from_state(f: &Fields<'_>) -> Result<Connection, StateError> {
         address: address_opt(f, "address")?,
         timestamp_tcp_setup: f.opt_float("timestamp_tcp_setup")?,
         via,
+        // Not state.
+        client_hello: Bytes::new(),
     })
 }
 

@@ -44,7 +44,13 @@ oplog = logging.getLogger(logs.OPERATIONAL)
 
 CONTINUE, RESPOND, KILL, INTERCEPT = 1, 2, 3, 4
 
-CONNECTION_HOOKS = frozenset(hooks.CONNECTION)
+# The TLS hooks the proxy fires (mitmproxy's `next_layer`, `socks5_auth` and the QUIC ones it
+# does not): their subject is a connection hook's, given to scripts as `tls.ClientHelloData` or
+# `tls.TlsData`.
+TLS_HOOKS = frozenset({"tls_clienthello", "tls_start_client", "tls_start_server",
+                       "tls_established_client", "tls_established_server", "tls_failed_client",
+                       "tls_failed_server"})
+CONNECTION_HOOKS = frozenset(hooks.CONNECTION) | TLS_HOOKS
 FLOW_HOOKS = frozenset(hooks.HTTP + hooks.WEBSOCKET + hooks.TCP + hooks.UDP + hooks.DNS)
 # Hooks after which the proxy is done with the flow (unless a script intercepted it).
 FINAL_HOOKS = frozenset({"error", "websocket_end", "tcp_end", "tcp_error", "udp_end", "udp_error",
@@ -53,7 +59,10 @@ NEEDS_BODY = frozenset({"request", "response", "websocket_message", "tcp_message
 OBSERVE_ONLY = frozenset({"client_disconnected", "server_connected", "server_disconnected",
                           "server_connect_error", "http_connected", "http_connect_error",
                           "websocket_start", "websocket_end", "tcp_start", "tcp_end", "tcp_error",
-                          "udp_start", "udp_end", "udp_error", "dns_error"})
+                          "udp_start", "udp_end", "udp_error", "dns_error",
+                          # flowtap's TLS settings are not scripts' to change (no ssl_conn).
+                          "tls_start_client", "tls_start_server", "tls_established_client",
+                          "tls_established_server", "tls_failed_client", "tls_failed_server"})
 RESPOND_HOOKS = frozenset({"requestheaders", "request", "http_connect", "dns_request"})
 # Each flow type's hooks in the order they fire. The worker keeps a flow object (so that a script
 # sees the same object in each hook) only while a later hook may still come for it.
@@ -99,6 +108,19 @@ def _forget_large_bodies(flow):
         content = getattr(message, "_raw_content", None)
         if content is not None and len(content) > LARGE_BODY_BYTES:
             message._raw_content = None
+
+
+def _tls_data(hook, client, server, state, options):
+    """The argument of a TLS hook: `ClientHelloData` for `tls_clienthello`, else `TlsData` for
+    the connection the hook is about (`*_client`: the client's, `*_server`: the server's)."""
+    from mitmproxy import tls
+    from mitmproxy.proxy.context import Context
+    context = Context(client, options)
+    if server is not None:
+        context.server = server
+    if hook == "tls_clienthello":
+        return tls.ClientHelloData(context, tls.ClientHello(state.get("client_hello") or b""))
+    return tls.TlsData(client if hook.endswith("_client") else server, context)
 
 
 class Call:
@@ -714,6 +736,9 @@ class Host:
             call.flow = (client, server)
             call.before = (client.get_state() if client else None,
                            server.get_state() if server else None)
+            if call.hook in TLS_HOOKS:
+                call.subject = _tls_data(call.hook, client, server, state, self.options)
+                return (call.subject,)
             if call.hook.startswith("client"):
                 return (client,)
             return (scripts.server_hook_data(client, server),)
@@ -847,8 +872,10 @@ class Host:
             call.replied = True
             self._in_hook.discard(call.key)
             if not call.observe_only:
+                ignore = call.hook == "tls_clienthello" and bool(
+                    getattr(call.subject, "ignore_connection", False))
                 self.bridge.hook_reply(call.session, call.call_id, verdict, state, errors, False,
-                                       call.stream)
+                                       call.stream, ignore)
 
     def time_out(self, call):
         """Answers a call whose deadline passed (once); its flow goes on unchanged."""

@@ -68,6 +68,13 @@ fn is_connection_hook(hook: Hook) -> bool {
             | Hook::ServerConnected
             | Hook::ServerDisconnected
             | Hook::ServerConnectError
+            | Hook::TlsClienthello
+            | Hook::TlsStartClient
+            | Hook::TlsStartServer
+            | Hook::TlsEstablishedClient
+            | Hook::TlsEstablishedServer
+            | Hook::TlsFailedClient
+            | Hook::TlsFailedServer
     )
 }
 
@@ -183,8 +190,8 @@ impl Bridge {
 
     /// The outcome of one hook call (`state` is None when nothing changed). `stream`: after
     /// a `*headers` hook, the message's `stream` as the scripts set it (0 buffer, 1 pass, 2
-    /// a callable).
-    #[pyo3(signature = (session, call_id, verdict, state, errors, timed_out, stream=0))]
+    /// a callable). `ignore_connection`: after `tls_clienthello`, a script set it.
+    #[pyo3(signature = (session, call_id, verdict, state, errors, timed_out, stream=0, ignore_connection=false))]
     #[allow(clippy::too_many_arguments)]
     fn hook_reply(
         &self,
@@ -195,6 +202,7 @@ impl Bridge {
         errors: Vec<(String, String, String)>,
         timed_out: bool,
         stream: i32,
+        ignore_connection: bool,
     ) {
         let Some(pending) = self.worker.lock_pending().remove(&(session, call_id)) else {
             return; // the session ended meanwhile
@@ -229,6 +237,7 @@ impl Bridge {
             errors,
             timed_out,
             stream,
+            ignore_connection,
         };
         fit_message_limit(&mut reply);
         self.worker.send(Some(session), Kind::HookReply(reply));

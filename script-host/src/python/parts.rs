@@ -324,6 +324,14 @@ pub(super) fn connection_subject_to_py<'py>(
         None => py.None().into_bound(py),
     };
     out.set_item(intern!(py, "server_conn"), server)?;
+    // `tls_clienthello`: the ClientHello (not part of the connection's state).
+    if let Some(client) = flow
+        .client_conn
+        .as_ref()
+        .filter(|c| !c.client_hello.is_empty())
+    {
+        out.set_item(intern!(py, "client_hello"), bytes(py, &client.client_hello))?;
+    }
     Ok(out)
 }
 

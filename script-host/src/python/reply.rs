@@ -228,6 +228,8 @@ fn connection(f: &Fields<'_>) -> Result<Connection, FieldError> {
         address: f.address("address")?,
         timestamp_tcp_setup: f.opt_float("timestamp_tcp_setup")?,
         via,
+        // Not state.
+        client_hello: bytes::Bytes::new(),
     })
 }
 
