@@ -62,6 +62,7 @@ class FakeBridge:
         self.configure_results = queue.Queue()
         self.logs = []
         self.streams = []
+        self.ignored_connections = []
         self.finished_event = threading.Event()
         self.stuck_messages = queue.Queue()
 
@@ -78,9 +79,11 @@ class FakeBridge:
                 self._last_observed = seq
             return (seq, after, item)
 
-    def hook_reply(self, session, call_id, verdict, state, errors, timed_out, stream=0):
+    def hook_reply(self, session, call_id, verdict, state, errors, timed_out, stream=0,
+                   ignore_connection=False):
         self.replies.put((call_id, verdict, state, list(errors), timed_out))
         self.streams.append(stream)
+        self.ignored_connections.append(ignore_connection)
 
     def chunk_reply(self, session, call_id, is_response, data):
         self.replies.put((call_id, is_response, data))

@@ -563,6 +563,7 @@ pub(super) mod tests {
                 scheme: "http".into(),
                 address: address("upstream", 3128),
             }),
+            client_hello: Bytes::new(),
         }
     }
 
