@@ -35,6 +35,7 @@ from mitmproxy import options as mitmdump_options
 from mitmproxy.connection import Client, Server
 from mitmproxy.flow import Error, Flow, raw_state
 from mitmproxy.log import LogEntry
+from mitmproxy.utils import human
 
 from . import finalise, logs, master, order, scripts, watchdog
 
@@ -653,6 +654,8 @@ class Host:
         flow._flowtap_control = self
         flow._flowtap_session = call.session
         call.flow = flow
+        if call.hook in ("requestheaders", "responseheaders"):
+            _preset_stream(flow, call.hook[:-len("headers")], self.options)
         # The bridge gives the state in get_state()'s own shape (tuples where it has tuples), so
         # the state as received is the "before" of the change test.
         call.before = state
@@ -803,6 +806,23 @@ class Host:
             if flow.id in self._in_hook:
                 return
         self.send_control(flow, "kill", flow.id)
+
+
+def _preset_stream(flow, name, options):
+    """mitmproxy's `stream_large_bodies`, as the proxy applies it (a body announced by its
+    Content-Length as larger than the limit goes through streamed): the script's `*headers`
+    hook sees `flow.<name>.stream = True`, as under mitmdump, and may replace it."""
+    limit = getattr(options, "stream_large_bodies", None)
+    message = getattr(flow, name, None) if limit else None
+    if message is None or message.stream:
+        return
+    try:
+        announced = int(message.headers.get("content-length", ""))
+        limit = human.parse_size(limit)
+    except ValueError:
+        return
+    if limit is not None and announced > limit:
+        message.stream = True
 
 
 def _stream_mode(flow, name):
