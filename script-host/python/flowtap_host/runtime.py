@@ -70,6 +70,8 @@ STREAM_CHUNK = "stream_chunk"
 STREAM_BUFFER, STREAM_PASS, STREAM_CALLBACK = 0, 1, 2
 # How long hook calls wait for the `running` hooks (seconds).
 RUNNING_WAIT = 5.0
+# The core's announcement of its bound address (not an option: see _set_listen_addrs).
+LISTEN_ADDRS_OPTION = "flowtap_listen_addrs"
 NOT_SENT = frozenset({"configure", "running", "done", "update", "add_log", "tick", "load"})
 
 
@@ -391,13 +393,17 @@ class Host:
 
     def _configure_from_core(self, session, values):
         error = ""
+        bound = values.pop(LISTEN_ADDRS_OPTION, None)
+        if bound is not None:
+            self._set_listen_addrs(bound)
         self._quiet_core = True
         try:
             for name, value in values.items():
                 if name not in self.options:
                     self.options.add_option(name, _infer_typespec(value), value, "proxy option",
                                             core=True)
-            self.options.update(**values)
+            if values:
+                self.options.update(**values)
         except (exceptions.OptionsError, KeyError) as e:
             error = str(e)
         finally:
@@ -406,6 +412,17 @@ class Host:
         # judged by the limit just configured, not by the one before it.
         watchdog.arm(self)
         self.bridge.configure_result(session, error)
+
+    def _set_listen_addrs(self, text):
+        """`SPEC=HOST:PORT` from the proxy once it is bound: what `proxyserver.servers` shows."""
+        spec, _, addr = text.rpartition("=")
+        host, _, port = addr.rpartition(":")
+        try:
+            listen = (host.strip("[]"), int(port))
+        except ValueError:
+            log.warning("script host: unreadable listen address %r", text)
+            return
+        self.master.addons._builtins()["proxyserver"].set_listen_addrs(spec, [listen])
 
     # -- lifecycle -----------------------------------------------------------------------------
 
