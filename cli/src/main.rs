@@ -486,6 +486,7 @@ async fn serve_or_read(
             format!("Reverse proxy to {}://{}", t.scheme, t.authority())
         }
         flowtap_proxy_core::Mode::Socks5 => "SOCKS v5 proxy".to_string(),
+        flowtap_proxy_core::Mode::Dns => "DNS server".to_string(),
         flowtap_proxy_core::Mode::Upstream(next) => {
             format!(
                 "HTTP(S) proxy (upstream mode via {}:{})",

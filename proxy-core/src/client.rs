@@ -66,6 +66,8 @@ pub(crate) async fn serve(
             let target = target.clone();
             tls_tunnel = tunnel::reverse(&shared, conn, &mut ctx, &target, &mut stop).await;
         }
+        // A DNS proxy listens on UDP only (`dns::serve`): no TCP client reaches here.
+        Mode::Dns => {}
     }
     disconnected(&shared, &mut ctx, tls_tunnel).await;
 }

@@ -17,7 +17,8 @@
 //!   `websocket` (WebSocket flows after a 101) and `tcp` (raw TCP flows in tunnels);
 //! - `client` (one client connection from accept to close) and `server` (the listener, which only
 //!   accepts, at most `max_client_connections` at a time); `control` (what scripts ask from
-//!   outside hooks, and [`ClientReplay`]).
+//!   outside hooks, and [`ClientReplay`]); `dns` (`--mode dns`: a UDP DNS server whose queries
+//!   are DNS flows, with its wire codec).
 //!
 //! Beside them: [`hooks`] (the [`Hooks`] trait the scripts plug into; [`NoHooks`] when there are
 //! none), [`sink`] ([`FlowSink`], where finished flows go), [`config`] ([`Config`]), [`mode`] (`--mode`), [`limits`]
@@ -30,6 +31,7 @@ pub mod config;
 mod context;
 mod control;
 mod dispatch;
+mod dns;
 mod error;
 mod flow;
 #[doc(hidden)]

@@ -21,6 +21,8 @@ pub enum Mode {
     /// mitmproxy's upstream mode: a regular proxy whose server connections go through another
     /// HTTP proxy (plain requests in absolute form, everything else through CONNECT).
     Upstream(UpstreamProxy),
+    /// mitmproxy's dns mode: a DNS server on UDP whose queries are DNS flows (`dns`).
+    Dns,
 }
 
 /// The next proxy of upstream mode.
@@ -111,9 +113,11 @@ impl ModeSpec {
             ("regular", Some(_)) => return Err(fail("regular mode takes no argument".into())),
             ("socks5", None) => Mode::Socks5,
             ("socks5", Some(_)) => return Err(fail("socks5 mode takes no argument".into())),
-            ("transparent" | "dns" | "wireguard" | "local" | "tun", _) => {
+            ("dns", None) => Mode::Dns,
+            ("dns", Some(_)) => return Err(fail("dns mode takes no argument".into())),
+            ("transparent" | "wireguard" | "local" | "tun", _) => {
                 return Err(fail(format!(
-                    "the {kind} mode is not available in flowtap yet (regular, reverse, upstream and socks5 are)"
+                    "the {kind} mode is not available in flowtap yet (regular, reverse, upstream, socks5 and dns are)"
                 )));
             }
             _ => return Err(fail(format!("unknown mode {kind:?}"))),
