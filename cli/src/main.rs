@@ -366,7 +366,15 @@ async fn run(mut cli: Cli, options: Options) -> anyhow::Result<ExitCode> {
             tracing::warn!("unknown option {name:?}: no script registered it");
         }
     }
-    let code = serve_or_read(&cli, &options, &security, (filter, save_filter), hooks).await;
+    let code = serve_or_read(
+        &cli,
+        &options,
+        &security,
+        (filter, save_filter),
+        hooks,
+        scripts.as_ref(),
+    )
+    .await;
     if let Some(client) = scripts {
         client.shutdown().await;
         // An error logged during the scripts' `running` hooks stopped the proxy: mitmdump
@@ -419,6 +427,35 @@ async fn start_scripts(
     Ok(Some(client))
 }
 
+/// The option through which the workers learn where the proxy listens (a `--listen-port 0`
+/// becomes a real port only at bind): `SPEC=HOST:PORT`, for the `proxyserver` addon's
+/// `listen_addrs` that scripts read in `running` (portfile-style scripts). The worker takes it
+/// out before the scripts' `configure` sees anything.
+const LISTEN_ADDRS_OPTION: &str = "flowtap_listen_addrs";
+
+/// Tells the workers the bound address, before `running` fires (that comes with the proxy's
+/// control, when it starts to serve). A worker that does not answer in time is logged, not
+/// fatal: its scripts then see the configured port.
+async fn announce_listen_addr(client: &ScriptClient, options: &Options, addr: SocketAddr) {
+    let spec = options
+        .mode
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "regular".to_string());
+    let value = flowtap_proto::v1::OptionValue {
+        kind: Some(flowtap_proto::v1::option_value::Kind::Text(format!(
+            "{spec}={addr}"
+        ))),
+    };
+    let announce = vec![flowtap_proto::v1::Option {
+        name: LISTEN_ADDRS_OPTION.to_string(),
+        value: Some(value),
+    }];
+    if let Err(e) = client.configure(announce).await {
+        tracing::warn!("could not tell the script workers the listen address: {e}");
+    }
+}
+
 /// The subcommand that runs a worker, logging as this process does.
 fn worker_args(format: flowtap_telemetry::LogFormat) -> Vec<String> {
     let mut args = vec!["script-host".to_string()];
@@ -435,6 +472,7 @@ async fn serve_or_read(
     security: &flowtap_grpc::ClientConfig,
     (filter, save_filter): (Option<Filter>, Option<Filter>),
     hooks: Arc<dyn Hooks>,
+    scripts: Option<&Arc<ScriptClient>>,
 ) -> anyhow::Result<ExitCode> {
     let sink = Arc::new(Sinks(
         build_sinks(cli, options, security, filter.clone(), save_filter).await?,
@@ -502,6 +540,7 @@ async fn serve_or_read(
         }
         flowtap_proxy_core::Mode::Socks5 => "SOCKS v5 proxy".to_string(),
         flowtap_proxy_core::Mode::Transparent => "Transparent proxy".to_string(),
+        flowtap_proxy_core::Mode::Dns => "DNS server".to_string(),
         flowtap_proxy_core::Mode::Upstream(next) => {
             format!(
                 "HTTP(S) proxy (upstream mode via {}:{})",
@@ -512,6 +551,9 @@ async fn serve_or_read(
     let signalled = shutdown_signal();
     let proxy = Proxy::bind(config, ca, hooks, sink).await?;
     tracing::info!("{kind} listening at {}", proxy.local_addr());
+    if let Some(client) = scripts {
+        announce_listen_addr(client, options, proxy.local_addr()).await;
+    }
     flowtap_telemetry::set_ready(true);
     proxy
         .serve(async {

@@ -1,6 +1,7 @@
 //! `--mode`: reverse mode in front of an HTTP and an HTTPS server, with plain and TLS clients
 //! (real curl), the `Host` header the server sees, `keep_host_header`, the mode scripts see as
-//! `client_conn.proxy_mode`, `@PORT`, and a clear refusal for modes flowtap lacks.
+//! `client_conn.proxy_mode`, `@PORT`, a clear refusal for modes flowtap lacks, and `dns` mode
+//! (real UDP queries answered by a script and by the system resolver).
 
 #![allow(missing_docs)]
 
@@ -487,4 +488,88 @@ fn transparent_mode_sends_redirected_connections_where_they_were_going() {
     // The server is the original destination, an address (as in mitmdump without showhost).
     let secure = format!("GET https://127.0.0.1:{}/secure", tls_origin.port());
     assert!(flows.contains(&secure), "{flows}");
+}
+
+/// A DNS query over UDP for `name` (type `qtype`, class IN): the reply's response code and
+/// the data of its answers.
+fn dns_query(server: std::net::SocketAddr, name: &str, qtype: u16) -> (u8, Vec<Vec<u8>>) {
+    let mut query = vec![0xAB, 0xCD, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(u8::try_from(label.len()).expect("a short label"));
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.push(0);
+    query.extend_from_slice(&qtype.to_be_bytes());
+    query.extend_from_slice(&[0, 1]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("a read timeout");
+    socket.send_to(&query, server).expect("the query is sent");
+    let mut reply = [0u8; 1024];
+    let (len, _) = socket.recv_from(&mut reply).expect("an answer");
+    let reply = &reply[..len];
+    assert_eq!(
+        reply[..2],
+        [0xAB, 0xCD],
+        "the answer carries the query's id"
+    );
+    assert_eq!(reply[2] & 0x80, 0x80, "the answer is a response");
+    // Skip the header and the question (echoed as sent), then read each answer record, whose
+    // name is written uncompressed.
+    let mut at = query.len();
+    let answers = u16::from_be_bytes([reply[6], reply[7]]);
+    let mut data = Vec::new();
+    for _ in 0..answers {
+        while reply[at] != 0 {
+            at += usize::from(reply[at]) + 1;
+        }
+        at += 1 + 8;
+        let length = usize::from(u16::from_be_bytes([reply[at], reply[at + 1]]));
+        data.push(reply[at + 2..at + 2 + length].to_vec());
+        at += 2 + length;
+    }
+    (reply[3] & 0x0F, data)
+}
+
+#[test]
+fn dns_mode_answers_from_scripts_and_the_system_resolver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("dns_spoof.py");
+    std::fs::write(
+        &script,
+        "import ipaddress\n\
+         from mitmproxy import dns\n\
+         def dns_request(flow):\n\
+         \x20   q = flow.request.question\n\
+         \x20   if q.name == 'spoofed.test':\n\
+         \x20       flow.response = flow.request.succeed([dns.ResourceRecord(\n\
+         \x20           q.name, dns.types.AAAA, dns.classes.IN, 60,\n\
+         \x20           ipaddress.ip_address('::1').packed)])\n\
+         \x20   elif q.name == 'blocked.test':\n\
+         \x20       flow.response = flow.request.fail(dns.response_codes.NXDOMAIN)\n\
+         def dns_response(flow):\n\
+         \x20   print('dns_response', flow.request.question.name, flow.response.response_code)\n",
+    )
+    .expect("write the script");
+    let script = script.to_str().expect("utf-8 path");
+    let (flowtap, addr) = Flowtap::start(&["--mode", "dns@0", "-s", script]);
+
+    let (rcode, answers) = dns_query(addr, "spoofed.test", 28);
+    assert_eq!(rcode, 0);
+    let mut loopback_v6 = vec![0u8; 16];
+    loopback_v6[15] = 1;
+    assert_eq!(answers, vec![loopback_v6]);
+    assert_eq!(dns_query(addr, "blocked.test", 1), (3, vec![]));
+    // Not answered by the script: the system resolver answers (localhost is in /etc/hosts).
+    let (rcode, answers) = dns_query(addr, "localhost", 1);
+    assert_eq!(rcode, 0);
+    assert!(answers.contains(&vec![127, 0, 0, 1]), "{answers:?}");
+    // Types the proxy does not resolve itself: NOTIMP.
+    assert_eq!(dns_query(addr, "localhost", 16).0, 4);
+
+    let (_, stdout) = flowtap.stop();
+    let seen = stdout.join("\n");
+    assert!(seen.contains("dns_response spoofed.test 0"), "{seen}");
+    assert!(seen.contains("dns_response blocked.test 3"), "{seen}");
 }

@@ -235,3 +235,58 @@ fn a_rewritten_body_is_sent_chunked_on_a_kept_alive_connection() {
     );
     assert_eq!(body, "bar one bartwo bar<end>");
 }
+
+/// Logs what mitmdump's scripts see: the `stream` preset of `stream_large_bodies` in the
+/// `*headers` hooks, and (with only a `response` hook reading it) the request's content.
+const PRESET: &str = r#"
+import logging
+
+def requestheaders(flow):
+    logging.info("requestheaders %s stream=%r", flow.request.path, flow.request.stream)
+
+def responseheaders(flow):
+    logging.info("responseheaders %s stream=%r", flow.request.path, flow.response.stream)
+"#;
+
+const RESPONSE_ONLY: &str = r#"
+import logging
+
+def response(flow):
+    logging.info("response sees request content=%r", flow.request.content)
+"#;
+
+#[test]
+fn scripts_see_the_stream_large_bodies_preset_as_on_mitmdump() {
+    let script = TempScript::new("preset.py", PRESET);
+    let origin = support::scripts::echo_origin();
+    let (flowtap, proxy) = Flowtap::start(&["-s", script.arg(), "--set", "stream_large_bodies=1k"]);
+    let large = "x".repeat(2000);
+    for (path, body) in [("/large", large.as_str()), ("/small", "tiny")] {
+        let url = format!("http://127.0.0.1:{}{path}", origin.port());
+        let out = curl_via(proxy, &url, &["--data-binary", body]).ok();
+        assert_eq!(status_of(&out), 200, "{out:?}");
+    }
+    for line in [
+        "requestheaders /large stream=True",
+        "responseheaders /large stream=True",
+        "requestheaders /small stream=False",
+        "responseheaders /small stream=False",
+    ] {
+        flowtap.stderr.wait_for(line, |l| l.contains(line));
+    }
+}
+
+#[test]
+fn a_response_hook_sees_the_request_body() {
+    let script = TempScript::new("response_only.py", RESPONSE_ONLY);
+    let origin = support::scripts::echo_origin();
+    let (flowtap, proxy) = Flowtap::start(&["-s", script.arg()]);
+    let url = format!("http://127.0.0.1:{}/form", origin.port());
+    let out = curl_via(proxy, &url, &["-d", "a=1"]).ok();
+    assert_eq!(status_of(&out), 200, "{out:?}");
+    flowtap
+        .stderr
+        .wait_for("the request content in response", |l| {
+            l.contains("response sees request content=b'a=1'")
+        });
+}

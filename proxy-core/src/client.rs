@@ -84,6 +84,8 @@ pub(crate) async fn serve(
             .log(&ctx.client),
             None => {}
         },
+        // A DNS proxy listens on UDP only (`dns::serve`): no TCP client reaches here.
+        Mode::Dns => {}
     }
     disconnected(&shared, &mut ctx, tls_tunnel).await;
 }

@@ -117,12 +117,17 @@ impl Shared {
         self.sink_bodies
     }
 
-    /// The request body must be held in memory: a script or a sink reads it.
+    /// The request body must be held in memory: a script or a sink reads it. As in mitmproxy,
+    /// a `response` or `error` hook sees the request's content too (jsondump-style scripts
+    /// serialise the whole flow there).
     pub(crate) fn buffer_request(&self, _flow: &Flow) -> bool {
+        let interest = self.hooks.interest();
         self.sink_bodies
             || self.intercepts.active()
             || self.builtins_in_request
-            || self.hooks.interest().wants(Hook::Request)
+            || [Hook::Request, Hook::Response, Hook::Error]
+                .into_iter()
+                .any(|hook| interest.wants(hook))
     }
 
     /// The response body must be held in memory: a script or a sink reads it.

@@ -17,7 +17,8 @@
 //!   `websocket` (WebSocket flows after a 101) and `tcp` (raw TCP flows in tunnels);
 //! - `client` (one client connection from accept to close) and `server` (the listener, which only
 //!   accepts, at most `max_client_connections` at a time); `control` (what scripts ask from
-//!   outside hooks, and [`ClientReplay`]).
+//!   outside hooks, and [`ClientReplay`]); `dns` (`--mode dns`: a UDP DNS server whose queries
+//!   are DNS flows, with its wire codec).
 //!
 //! Beside them: [`builtins`] (mitmdump's built-in addons: map_remote, modify_headers,
 //! proxyauth, ...; the lifecycle calls them around the scripts' hooks), [`hooks`] (the [`Hooks`] trait the scripts plug into; [`NoHooks`] when there are
@@ -32,6 +33,7 @@ pub mod config;
 mod context;
 mod control;
 mod dispatch;
+mod dns;
 mod error;
 mod flow;
 #[doc(hidden)]

@@ -26,6 +26,8 @@ pub enum Mode {
     /// firewall (nftables/iptables `REDIRECT`) go where the client sent them, the original
     /// destination the kernel kept for the socket; then as after a CONNECT to it.
     Transparent,
+    /// mitmproxy's dns mode: a DNS server on UDP whose queries are DNS flows (`dns`).
+    Dns,
 }
 
 /// The next proxy of upstream mode.
@@ -120,9 +122,11 @@ impl ModeSpec {
             ("transparent", Some(_)) => {
                 return Err(fail("transparent mode takes no argument".into()));
             }
-            ("dns" | "wireguard" | "local" | "tun", _) => {
+            ("dns", None) => Mode::Dns,
+            ("dns", Some(_)) => return Err(fail("dns mode takes no argument".into())),
+            ("wireguard" | "local" | "tun", _) => {
                 return Err(fail(format!(
-                    "the {kind} mode is not available in flowtap yet (regular, reverse, upstream, socks5 and transparent are)"
+                    "the {kind} mode is not available in flowtap yet (regular, reverse, upstream, socks5, transparent and dns are)"
                 )));
             }
             _ => return Err(fail(format!("unknown mode {kind:?}"))),

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use flowtap_certs::CertificateAuthority;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -21,8 +21,14 @@ use crate::sink::FlowSink;
 
 /// A bound proxy, ready to serve.
 pub struct Proxy {
-    listener: TcpListener,
+    listener: Listener,
     shared: Arc<Shared>,
+}
+
+/// TCP for the HTTP modes and socks5; UDP for dns.
+enum Listener {
+    Tcp(TcpListener),
+    Udp(Arc<UdpSocket>),
 }
 
 impl Proxy {
@@ -33,13 +39,17 @@ impl Proxy {
         hooks: Arc<dyn Hooks>,
         sink: Arc<dyn FlowSink>,
     ) -> Result<Self, SetupError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| SetupError::Bind {
-                    addr: config.listen.to_string(),
-                    source,
-                })?;
+        let bind_error = |source| SetupError::Bind {
+            addr: config.listen.to_string(),
+            source,
+        };
+        let listener = if config.mode.mode == crate::mode::Mode::Dns {
+            Listener::Udp(Arc::new(
+                UdpSocket::bind(config.listen).await.map_err(bind_error)?,
+            ))
+        } else {
+            Listener::Tcp(TcpListener::bind(config.listen).await.map_err(bind_error)?)
+        };
         let shared = Shared::new(config, ca, hooks, sink)?;
         Ok(Self {
             listener,
@@ -49,9 +59,11 @@ impl Proxy {
 
     /// The address the proxy listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        match &self.listener {
+            Listener::Tcp(listener) => listener.local_addr(),
+            Listener::Udp(socket) => socket.local_addr(),
+        }
+        .expect("a bound listener has an address")
     }
 
     /// Serves clients until `shutdown` completes (or a script asks for shutdown); then stops
@@ -72,6 +84,17 @@ impl Proxy {
             }
         };
         tokio::pin!(shutdown);
+        let listener = match self.listener {
+            Listener::Tcp(listener) => listener,
+            Listener::Udp(socket) => {
+                let queries = tokio::spawn(crate::dns::serve(socket, self.shared.clone(), stop_rx));
+                shutdown.await;
+                let _ = stop_tx.send(true);
+                let _ = queries.await;
+                self.shared.sink.close();
+                return;
+            }
+        };
         let cap = match self.shared.config.max_client_connections {
             0 => crate::limits::default_max_clients(crate::limits::descriptor_limit()),
             n => n.min(Semaphore::MAX_PERMITS),
@@ -104,7 +127,7 @@ impl Proxy {
                 }
             };
             tokio::select! {
-                accepted = self.listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let shared = self.shared.clone();
                         let stop = stop_rx.clone();
@@ -122,7 +145,7 @@ impl Proxy {
                 _ = &mut shutdown => break,
             }
         }
-        drop(self.listener);
+        drop(listener);
         let _ = stop_tx.send(true);
         let grace = self.shared.config.shutdown_grace;
         let drained =

@@ -646,7 +646,9 @@ async fn intercept_tls(
     // A reverse proxy's clients name the proxy; its server is the target, by its own name.
     let upstream_name = match &shared.config.mode.mode {
         Mode::Reverse(_) => target.host.clone(),
-        Mode::Regular | Mode::Upstream(_) | Mode::Socks5 | Mode::Transparent => server_name.clone(),
+        Mode::Regular | Mode::Upstream(_) | Mode::Socks5 | Mode::Transparent | Mode::Dns => {
+            server_name.clone()
+        }
     };
     let offer_h2 = shared.config.http2 && offers.iter().any(|p| p == b"h2");
     let upstream = match tcp {

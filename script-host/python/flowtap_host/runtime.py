@@ -35,6 +35,7 @@ from mitmproxy import options as mitmdump_options
 from mitmproxy.connection import Client, Server
 from mitmproxy.flow import Error, Flow, raw_state
 from mitmproxy.log import LogEntry
+from mitmproxy.utils import human
 
 from . import finalise, logs, master, order, scripts, watchdog
 
@@ -80,6 +81,8 @@ STREAM_CHUNK = "stream_chunk"
 STREAM_BUFFER, STREAM_PASS, STREAM_CALLBACK = 0, 1, 2
 # How long hook calls wait for the `running` hooks (seconds).
 RUNNING_WAIT = 5.0
+# The core's announcement of its bound address (not an option: see _set_listen_addrs).
+LISTEN_ADDRS_OPTION = "flowtap_listen_addrs"
 NOT_SENT = frozenset({"configure", "running", "done", "update", "add_log", "tick", "load"})
 
 
@@ -477,13 +480,17 @@ class Host:
 
     def _configure_from_core(self, session, values):
         error = ""
+        bound = values.pop(LISTEN_ADDRS_OPTION, None)
+        if bound is not None:
+            self._set_listen_addrs(bound)
         self._quiet_core = True
         try:
             for name, value in values.items():
                 if name not in self.options:
                     self.options.add_option(name, _infer_typespec(value), value, "proxy option",
                                             core=True)
-            self.options.update(**values)
+            if values:
+                self.options.update(**values)
         except (exceptions.OptionsError, KeyError) as e:
             error = str(e)
         finally:
@@ -492,6 +499,17 @@ class Host:
         # judged by the limit just configured, not by the one before it.
         watchdog.arm(self)
         self.bridge.configure_result(session, error)
+
+    def _set_listen_addrs(self, text):
+        """`SPEC=HOST:PORT` from the proxy once it is bound: what `proxyserver.servers` shows."""
+        spec, _, addr = text.rpartition("=")
+        host, _, port = addr.rpartition(":")
+        try:
+            listen = (host.strip("[]"), int(port))
+        except ValueError:
+            log.warning("script host: unreadable listen address %r", text)
+            return
+        self.master.addons._builtins()["proxyserver"].set_listen_addrs(spec, [listen])
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -753,6 +771,8 @@ class Host:
         flow._flowtap_control = self
         flow._flowtap_session = call.session
         call.flow = flow
+        if call.hook in ("requestheaders", "responseheaders"):
+            _preset_stream(flow, call.hook[:-len("headers")], self.options)
         # The bridge gives the state in get_state()'s own shape (tuples where it has tuples), so
         # the state as received is the "before" of the change test.
         call.before = state
@@ -909,6 +929,23 @@ class Host:
             if flow.id in self._in_hook:
                 return
         self.send_control(flow, "kill", flow.id)
+
+
+def _preset_stream(flow, name, options):
+    """mitmproxy's `stream_large_bodies`, as the proxy applies it (a body announced by its
+    Content-Length as larger than the limit goes through streamed): the script's `*headers`
+    hook sees `flow.<name>.stream = True`, as under mitmdump, and may replace it."""
+    limit = getattr(options, "stream_large_bodies", None)
+    message = getattr(flow, name, None) if limit else None
+    if message is None or message.stream:
+        return
+    try:
+        announced = int(message.headers.get("content-length", ""))
+        limit = human.parse_size(limit)
+    except ValueError:
+        return
+    if limit is not None and announced > limit:
+        message.stream = True
 
 
 def _stream_mode(flow, name):

@@ -848,7 +848,11 @@ class HTTPFlow(_flow.Flow):
         return super().copy()
 
     def __repr__(self):
-        return f"<HTTPFlow request={self.request!r} response={self.response!r}>"
+        # mitmproxy's form: one `name = value` line (CRLF) per part the flow has.
+        parts = ("request", "response", "websocket", "error", "client_conn", "server_conn")
+        lines = [f"\r\n  {name} = {getattr(self, name)}" for name in parts
+                 if getattr(self, name, None)]
+        return "<HTTPFlow" + "".join(lines) + ">"
 
 
 # Make `Request.from_state` build requests without the constructor's checks.
