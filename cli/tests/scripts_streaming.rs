@@ -272,7 +272,7 @@ fn scripts_see_the_stream_large_bodies_preset_as_on_mitmdump() {
         "requestheaders /small stream=False",
         "responseheaders /small stream=False",
     ] {
-        flowtap.stderr.wait_for(line, |l| l.contains(line));
+        flowtap.stdout.wait_for(line, |l| l.contains(line));
     }
 }
 
@@ -285,7 +285,7 @@ fn a_response_hook_sees_the_request_body() {
     let out = curl_via(proxy, &url, &["-d", "a=1"]).ok();
     assert_eq!(status_of(&out), 200, "{out:?}");
     flowtap
-        .stderr
+        .stdout
         .wait_for("the request content in response", |l| {
             l.contains("response sees request content=b'a=1'")
         });
