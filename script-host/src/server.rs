@@ -108,7 +108,7 @@ struct Pieces {
 const MAX_CALLS_IN_PIECES: usize = 64;
 
 impl Pieces {
-    fn add(&mut self, piece: v1::CallBody) -> Result<(), Status> {
+    fn add(&mut self, piece: &v1::CallBody) -> Result<(), Status> {
         let key = (piece.call_id, piece.kind);
         if !self.bodies.contains_key(&key) {
             if self.bodies.len() >= MAX_CALLS_IN_PIECES {
@@ -179,7 +179,7 @@ fn dispatch(
         }
         Kind::Running(_) => Event::Running { session },
         Kind::CallBody(piece) => {
-            pieces.add(piece)?;
+            pieces.add(&piece)?;
             return Ok(Next::Read);
         }
         Kind::HookCall(call) => Event::Hook {
