@@ -573,3 +573,31 @@ fn dns_mode_answers_from_scripts_and_the_system_resolver() {
     assert!(seen.contains("dns_response spoofed.test 0"), "{seen}");
     assert!(seen.contains("dns_response blocked.test 3"), "{seen}");
 }
+
+/// `reverse:tcp://HOST:PORT`: every connection is relayed to the target as a TCP flow (not
+/// looked at as HTTP), whose messages scripts see and may change.
+#[test]
+fn reverse_mode_to_a_tcp_target_relays_tcp_flows() {
+    let origin = support::websocket::tcp_echo_origin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("tcp.py");
+    std::fs::write(
+        &script,
+        "def tcp_message(flow):\n    m = flow.messages[-1]\n    if m.from_client:\n        m.content = m.content.upper()\n",
+    )
+    .expect("script");
+    let target = format!("reverse:tcp://127.0.0.1:{}", origin.port());
+    let (flowtap, addr) =
+        Flowtap::start(&["--mode", &target, "-s", script.to_str().expect("utf-8")]);
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to flowtap");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("read timeout");
+    // Looks like HTTP, and is still relayed as bytes.
+    stream.write_all(b"get / http/1.1\r\n").expect("send");
+    let mut reply = vec![0u8; 64];
+    let n = stream.read(&mut reply).expect("the echo");
+    assert_eq!(&reply[..n], b"ECHO GET / HTTP/1.1\r\n");
+    drop(stream);
+    flowtap.stop();
+}

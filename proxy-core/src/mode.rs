@@ -42,7 +42,8 @@ pub struct UpstreamProxy {
 /// The server of a reverse proxy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReverseTarget {
-    /// `http` or `https`: how the proxy talks to the server.
+    /// `http`, `https` or `tcp`: how the proxy talks to the server (`tcp`: every connection
+    /// is relayed to it as a TCP flow).
     pub scheme: &'static str,
     /// The server's host name or address.
     pub host: String,
@@ -156,16 +157,22 @@ fn parse_listen(at: &str) -> Result<(Option<String>, u16), String> {
     Ok((host, port))
 }
 
-/// `http://host[:port][/]` or `https://...` (mitmproxy also takes `tls`, `dtls`, `tcp`, `udp`
-/// and `dns` targets; flowtap does not yet).
+/// `http://host[:port][/]`, `https://...` or `tcp://host:port` (mitmproxy also takes `tls`,
+/// `dtls`, `udp` and `dns` targets; flowtap does not yet).
 fn parse_target(url: &str) -> Result<ReverseTarget, String> {
     let (scheme, rest, default_port) = if let Some(rest) = url.strip_prefix("http://") {
         ("http", rest, 80)
     } else if let Some(rest) = url.strip_prefix("https://") {
         ("https", rest, 443)
+    } else if let Some(rest) = url.strip_prefix("tcp://") {
+        // No default port, as in mitmproxy.
+        if !rest.trim_end_matches('/').contains(':') || rest.ends_with(']') {
+            return Err("a tcp:// target needs a port: tcp://HOST:PORT".into());
+        }
+        ("tcp", rest, 0)
     } else if let Some((scheme, _)) = url.split_once("://") {
         return Err(format!(
-            "reverse targets with scheme {scheme:?} are not available in flowtap yet (http and https are)"
+            "reverse targets with scheme {scheme:?} are not available in flowtap yet (http, https and tcp are)"
         ));
     } else {
         return Err("the reverse target must be a URL such as https://example.com".into());
@@ -233,11 +240,23 @@ mod tests {
             "regular@x",
             "upstream:https://proxy:3128",
             "upstream",
+            "reverse:tcp://db.internal",
+            "reverse:udp://x:53",
             "nonsense",
         ] {
             assert!(ModeSpec::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(ModeSpec::parse("socks5@1080").unwrap().mode, Mode::Socks5);
+        assert_eq!(
+            ModeSpec::parse("reverse:tcp://db.internal:5432")
+                .unwrap()
+                .mode,
+            Mode::Reverse(ReverseTarget {
+                scheme: "tcp",
+                host: "db.internal".into(),
+                port: 5432
+            })
+        );
         assert_eq!(
             ModeSpec::parse("transparent@127.0.0.1:8080").unwrap().mode,
             Mode::Transparent

@@ -222,10 +222,6 @@ async fn server_tcp(
     }
 }
 
-/// A connection to a reverse proxy's listener: every request goes to `target`. A client that
-/// opens with TLS is intercepted (an `https://` target only: the server side speaks TLS when
-/// the client does); plain HTTP is served as HTTP, sent with the target's scheme. Returns true
-/// when the connection carried intercepted TLS.
 /// A connection to a SOCKS5 listener (RFC 1928; RFC 1929 when `proxyauth` is set): the
 /// greeting, the CONNECT request (IPv4, IPv6 or a host name), the server connected with its
 /// hooks, then the tunnel as after an HTTP CONNECT. Other commands (BIND, UDP ASSOCIATE) are
@@ -380,6 +376,11 @@ async fn take(conn: &mut Conn<Io>, n: usize) -> Option<Bytes> {
     Some(conn.buf.split_to(n).freeze())
 }
 
+/// A connection to a reverse proxy's listener: every request goes to `target`. A client that
+/// opens with TLS is intercepted (an `https://` target only: the server side speaks TLS when
+/// the client does); plain HTTP is served as HTTP, sent with the target's scheme. A `tcp://`
+/// target gets every connection as a TCP flow, whatever the client sends (or without waiting for
+/// it: the server may speak first). Returns true when the connection carried intercepted TLS.
 pub(crate) async fn reverse(
     shared: &std::sync::Arc<Shared>,
     mut conn: Conn<Io>,
@@ -387,6 +388,24 @@ pub(crate) async fn reverse(
     reverse: &ReverseTarget,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
+    if reverse.scheme == "tcp" {
+        let mut server = flow::unconnected_server();
+        let client = ctx.client.clone();
+        let Some(tcp) = server_tcp(
+            shared,
+            &client,
+            &reverse.host,
+            reverse.port,
+            None,
+            &mut server,
+        )
+        .await
+        else {
+            return false;
+        };
+        crate::tcp::serve(shared, &ctx.client, &ctx.activity, conn, tcp, server).await;
+        return false;
+    }
     let target = Target {
         scheme: reverse.scheme,
         host: reverse.host.clone(),
