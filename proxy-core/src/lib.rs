@@ -13,8 +13,9 @@
 //!   proxy's own answer: 400/408/413 for the client's faults, 502 for the server's);
 //! - `lifecycle`: one HTTP flow's hooks and its three endings (finished, killed, failed), driven
 //!   alike by `http` (HTTP/1) and `h2` (HTTP/2);
-//! - the protocols: `http`, `h2`, `tunnel` (CONNECT, TLS interception, ignored hosts),
-//!   `websocket` (WebSocket flows after a 101) and `tcp` (raw TCP flows in tunnels);
+//! - the protocols: `http`, `h2`, `tunnel` (CONNECT, SOCKS5, reverse and transparent
+//!   connections, TLS interception with the TLS hooks, ignored hosts), `websocket` (WebSocket
+//!   flows after a 101) and `tcp` (raw TCP flows in tunnels);
 //! - `client` (one client connection from accept to close) and `server` (the listener, which only
 //!   accepts, at most `max_client_connections` at a time); `control` (what scripts ask from
 //!   outside hooks, and [`ClientReplay`]); `dns` (`--mode dns`: a UDP DNS server whose queries
@@ -25,7 +26,11 @@
 //! none), [`sink`] ([`FlowSink`], where finished flows go), [`config`] ([`Config`]), [`mode`] (`--mode`), [`limits`]
 //! (client deadlines, the descriptor limit), `http1` (the HTTP/1 codec: heads kept exactly as
 //! received, bounded lines, chunked bodies, trailers), `upstream` (server sockets, TLS, the idle
-//! pool), `live` (flows scripts may kill or inject into), `hosts` (ignored, allowed and TCP hosts), `intercept`, `stream` and `error`.
+//! pool), `live` (flows scripts may kill or inject into), `hosts` (ignored, allowed and TCP
+//! hosts), `hello` (the ClientHello read before any TLS library sees it), `transparent` (the
+//! original destination of a redirected connection), `intercept`, `stream` and `error`. Bodies
+//! held whole go to disk once large (`flowtap_flow::spill`, `Config::spill_dir`); the writers
+//! give their pages back as they stream them out.
 
 pub mod builtins;
 mod client;
