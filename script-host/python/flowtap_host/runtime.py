@@ -101,8 +101,10 @@ def _forget_large_bodies(flow):
         state_name, part_name = "_part_state_" + name, "_part_" + name
         state = attrs.get(state_name)
         if state is not None:
-            content = state.get("content")
-            if content is not None and len(content) > LARGE_BODY_BYTES:
+            # A part no script read stays unbuilt: the host's PartState knows its length.
+            size = getattr(state, "content_length", None) if type(state) is not dict \
+                else len(state.get("content") or b"")
+            if size is not None and size > LARGE_BODY_BYTES:
                 slim = dict(state.items())
                 slim["content"] = None
                 attrs[state_name] = slim

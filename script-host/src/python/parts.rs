@@ -74,6 +74,20 @@ impl PartState {
         self.dict(py).cloned()
     }
 
+    /// An HTTP message's body length without building its state dict (None for connections
+    /// and for a message without a body).
+    #[getter]
+    fn content_length(&self, py: Python<'_>) -> Option<usize> {
+        if let Some(content) = &self.content {
+            return Some(content.bind(py).as_bytes().len());
+        }
+        match &self.part {
+            Part::Request(r) => r.content.as_ref().map(Bytes::len),
+            Part::Response(r) => r.content.as_ref().map(Bytes::len),
+            Part::Client(_) | Part::Server(_) => None,
+        }
+    }
+
     /// A connection's `id` without building its state dict; None for other parts.
     #[getter]
     fn connection_id(&self) -> Option<String> {
