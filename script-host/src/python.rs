@@ -23,7 +23,7 @@ use crate::worker::Worker;
 use crate::{Config, ScriptHostError};
 use flowio::python_module as flowio_module;
 
-pub(crate) use body::Body;
+pub(crate) use body::{Body, MAX_BODY_BYTES};
 
 /// Starts the interpreter (once per process) and the runtime on a dedicated thread.
 pub(crate) fn start(config: &Config, worker: &Arc<Worker>) -> Result<(), ScriptHostError> {

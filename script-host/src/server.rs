@@ -101,7 +101,13 @@ enum Next {
 #[derive(Default)]
 struct Pieces {
     bodies: HashMap<(u64, i32), Body>,
+    /// The bytes announced by the bodies being assembled.
+    announced: u64,
 }
+
+/// The most bytes of bodies assembled at once on one session: one call's request and response
+/// at their largest (the core sends a call's pieces right before the call).
+const MAX_BYTES_IN_PIECES: u64 = 2 * crate::python::MAX_BODY_BYTES;
 
 /// The most calls with bodies in pieces under way at once on one session (the core sends a
 /// call's pieces right before it, so there is one at a time from a well-behaved core).
@@ -116,7 +122,13 @@ impl Pieces {
                     "too many hook-call bodies under way in pieces",
                 ));
             }
+            if self.announced.saturating_add(piece.total) > MAX_BYTES_IN_PIECES {
+                return Err(Status::resource_exhausted(
+                    "hook-call bodies under way in pieces exceed what one call may carry",
+                ));
+            }
             let body = Body::allocate(piece.total).map_err(Status::invalid_argument)?;
+            self.announced += piece.total;
             self.bodies.insert(key, body);
         }
         let body = self
@@ -138,6 +150,7 @@ impl Pieces {
             let body = self
                 .bodies
                 .remove(&(call.call_id, kind))
+                .inspect(|body| self.announced -= body.total())
                 .filter(Body::is_complete)
                 .ok_or_else(|| {
                     Status::invalid_argument(format!(
