@@ -61,18 +61,14 @@ pub(crate) async fn connect(
     let mut server = flow::unconnected_server();
     // A next proxy `http_connect` chose for the tunnel (`flow.server_conn.via`).
     server.via = flow.server_conn.as_ref().and_then(|s| s.via.clone());
-    let tcp = if lazy(shared) {
-        None
-    } else {
-        match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
-            Ok(tcp) => Some(tcp),
-            Err(e) => {
-                flow::set_error(&mut flow, e.to_string());
-                shared.hook(Hook::HttpConnectError, &mut flow).await;
-                let refusal = Refusal::server(&e);
-                respond::send_h1(&mut conn, &ctx.client, &refusal).await;
-                return false;
-            }
+    let tcp = match eager_tcp(shared, &ctx.client, &host, port, &mut server).await {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            flow::set_error(&mut flow, e.to_string());
+            shared.hook(Hook::HttpConnectError, &mut flow).await;
+            let refusal = Refusal::server(&e);
+            respond::send_h1(&mut conn, &ctx.client, &refusal).await;
+            return false;
         }
     };
     if flow.response.is_none() {
@@ -98,6 +94,23 @@ pub(crate) async fn connect(
 }
 
 /// `connection_strategy=lazy`: tunnels connect their server when they must.
+/// The tunnel's server connection, made now; none yet under `connection_strategy=lazy` (the
+/// first request that needs it makes it).
+async fn eager_tcp(
+    shared: &Shared,
+    client: &Connection,
+    host: &str,
+    port: u16,
+    server: &mut Connection,
+) -> Result<Option<TcpStream>, UpstreamError> {
+    if lazy(shared) {
+        return Ok(None);
+    }
+    connect_tcp(shared, client, host, port, server)
+        .await
+        .map(Some)
+}
+
 fn lazy(shared: &Shared) -> bool {
     shared.config.connection_strategy == crate::config::ConnectionStrategy::Lazy
 }
@@ -242,17 +255,13 @@ pub(crate) async fn socks5(
         return false;
     };
     let mut server = flow::unconnected_server();
-    let tcp = if lazy(shared) {
-        None
-    } else {
-        match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
-            Ok(tcp) => Some(tcp),
-            Err(e) => {
-                Refusal::server(&e).log(&ctx.client);
-                // 0x05: connection refused.
-                let _ = conn.io.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).await;
-                return false;
-            }
+    let tcp = match eager_tcp(shared, &ctx.client, &host, port, &mut server).await {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            Refusal::server(&e).log(&ctx.client);
+            // 0x05: connection refused.
+            let _ = conn.io.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]).await;
+            return false;
         }
     };
     if conn
@@ -278,15 +287,11 @@ pub(crate) async fn transparent(
 ) -> bool {
     let (host, port) = (original.ip().to_string(), original.port());
     let mut server = flow::unconnected_server();
-    let tcp = if lazy(shared) {
-        None
-    } else {
-        match connect_tcp(shared, &ctx.client, &host, port, &mut server).await {
-            Ok(tcp) => Some(tcp),
-            Err(e) => {
-                Refusal::server(&e).log(&ctx.client);
-                return false;
-            }
+    let tcp = match eager_tcp(shared, &ctx.client, &host, port, &mut server).await {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            Refusal::server(&e).log(&ctx.client);
+            return false;
         }
     };
     open_tunnel(shared, conn, ctx, host, port, tcp, server, stop).await
@@ -434,24 +439,20 @@ pub(crate) async fn reverse(
         return false;
     }
     let mut server = flow::unconnected_server();
-    let tcp = if lazy(shared) {
-        None
-    } else {
-        match connect_tcp(
-            shared,
-            &ctx.client,
-            &reverse.host,
-            reverse.port,
-            &mut server,
-        )
-        .await
-        {
-            Ok(tcp) => Some(tcp),
-            Err(e) => {
-                // The client expects TLS: it cannot be told in HTTP.
-                Refusal::server(&e).log(&ctx.client);
-                return false;
-            }
+    let tcp = match eager_tcp(
+        shared,
+        &ctx.client,
+        &reverse.host,
+        reverse.port,
+        &mut server,
+    )
+    .await
+    {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            // The client expects TLS: it cannot be told in HTTP.
+            Refusal::server(&e).log(&ctx.client);
+            return false;
         }
     };
     intercept_tls(shared, conn, ctx, tcp, server, target, stop).await
