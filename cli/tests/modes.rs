@@ -8,37 +8,17 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::sync::Arc;
 
 use flowtap_certs::testing::OriginCert;
-use support::origin::{Origin, read_head};
+use support::origin::Origin;
 use support::{Flowtap, curl};
 
-/// Answers each request with its own head as the body, so a test sees what the server got.
-fn echo(stream: &mut (impl Read + Write)) {
-    while let Some((head, _)) = read_head(stream) {
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{head}",
-            head.len()
-        );
-        if stream.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
 fn echo_origin() -> Origin {
-    Origin::start(|mut tcp| echo(&mut tcp))
+    Origin::start(|mut tcp| support::origin::echo_heads(&mut tcp))
 }
 
 fn tls_echo_origin(cert: &OriginCert) -> Origin {
-    let config = cert.server_config(&[b"http/1.1".to_vec()]);
-    Origin::start(move |tcp| {
-        let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&config)) else {
-            return;
-        };
-        echo(&mut rustls::StreamOwned::new(conn, tcp));
-    })
+    Origin::tls_echo(cert)
 }
 
 fn host_line(body: &str) -> String {

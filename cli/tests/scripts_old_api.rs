@@ -8,12 +8,9 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::Arc;
-
 use flowtap_certs::testing::OriginCert;
 use support::Flowtap;
-use support::origin::{Origin, read_head};
+use support::origin::Origin;
 use support::scripts::{TempScript, curl_via, echo_origin, header_value, http10_origin, status_of};
 use support::websocket::{WsClient, WsOrigin};
 
@@ -194,26 +191,6 @@ def request(context, flow):
             flow.live.c.establish_ssl(server=True)
 "#;
 
-/// A TLS origin for `localhost` that echoes each request head.
-fn tls_echo_origin(cert: &OriginCert) -> Origin {
-    let config = cert.server_config(&[b"http/1.1".to_vec()]);
-    Origin::start(move |tcp| {
-        let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&config)) else {
-            return;
-        };
-        let mut stream = rustls::StreamOwned::new(conn, tcp);
-        while let Some((head, _)) = read_head(&mut stream) {
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{head}",
-                head.len()
-            );
-            if stream.write_all(reply.as_bytes()).is_err() {
-                return;
-            }
-        }
-    })
-}
-
 #[test]
 fn flow_live_change_server_sends_a_flow_through_another_upstream_proxy() {
     // Upstream mode's own next proxy echoes what reaches it (absolute-form requests); the
@@ -222,7 +199,7 @@ fn flow_live_change_server_sends_a_flow_through_another_upstream_proxy() {
     let default_next = echo_origin();
     let origin = echo_origin();
     let cert = OriginCert::new(&["localhost"]);
-    let tls_origin = tls_echo_origin(&cert);
+    let tls_origin = Origin::tls_echo(&cert);
     let trust_origin = format!(
         "ssl_verify_upstream_trusted_ca={}",
         cert.ca_path().display()

@@ -44,6 +44,19 @@ impl Origin {
         })
     }
 
+    /// A TLS origin (HTTP/1.1) that answers each request with its own head as the body, so a
+    /// test sees what the server got.
+    #[allow(dead_code)]
+    pub fn tls_echo(cert: &OriginCert) -> Origin {
+        let config = cert.server_config(&[b"http/1.1".to_vec()]);
+        Origin::start(move |tcp| {
+            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                return;
+            };
+            echo_heads(&mut rustls::StreamOwned::new(conn, tcp));
+        })
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
@@ -95,4 +108,18 @@ pub fn content_length(head: &str) -> usize {
         .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
         .and_then(|(_, value)| value.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Answers each request with its own head as the body.
+#[allow(dead_code)]
+pub fn echo_heads(stream: &mut (impl Read + Write)) {
+    while let Some((head, _)) = read_head(stream) {
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{head}",
+            head.len()
+        );
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
 }
