@@ -128,6 +128,130 @@ fn scripts_see_the_listeners_mode_and_at_port_chooses_the_port() {
     flowtap.stop();
 }
 
+/// The address of the listener whose start-up line starts with `what` ("SOCKS v5 proxy", ...).
+fn listening(flowtap: &Flowtap, what: &str) -> std::net::SocketAddr {
+    let line = flowtap
+        .stderr
+        .wait_for(what, |l| l.contains(what) && l.contains(" listening at "));
+    let addr = line.rsplit("listening at ").next().expect("an address");
+    addr.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"))
+}
+
+#[test]
+fn one_process_serves_several_modes_each_listener_with_its_own() {
+    let origin = echo_origin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("mode.py");
+    std::fs::write(
+        &script,
+        "def response(flow):\n    flow.response.headers['x-mode'] = flow.client_conn.proxy_mode.full_spec\n",
+    )
+    .expect("script");
+    let reverse = format!("reverse:http://127.0.0.1:{}@127.0.0.1:0", origin.port());
+    let flowtap = Flowtap::spawn(&[
+        "--mode",
+        "regular@0",
+        "--mode",
+        &reverse,
+        "--mode",
+        "socks5@0",
+        "-s",
+        script.to_str().expect("utf-8"),
+    ]);
+    let regular = listening(&flowtap, "HTTP(S) proxy");
+    let reverse_at = listening(&flowtap, "Reverse proxy to http://127.0.0.1");
+    let socks5 = listening(&flowtap, "SOCKS v5 proxy");
+    assert!(regular != reverse_at && reverse_at != socks5 && regular != socks5);
+    let url = format!("http://127.0.0.1:{}/x", origin.port());
+    let mode_of = |args: &[&str]| {
+        let out = curl(&[&["-s", "-D", "-", "-o", "/dev/null"], args].concat()).ok();
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("x-mode: "))
+            .map(|m| m.trim().to_string())
+            .unwrap_or_else(|| panic!("no x-mode in {}", out.stdout))
+    };
+    assert_eq!(
+        mode_of(&["-x", &format!("http://{regular}"), &url]),
+        "regular@0"
+    );
+    assert_eq!(mode_of(&[&format!("http://{reverse_at}/y")]), reverse);
+    assert_eq!(
+        mode_of(&["-x", &format!("socks5h://{socks5}"), &url]),
+        "socks5@0"
+    );
+    // The reverse listener sent its request to its target, the others where they were asked.
+    flowtap.stdout.wait_for("the reverse flow's line", |l| {
+        l.contains("GET") && l.contains("/y")
+    });
+    flowtap.stop();
+}
+
+#[test]
+fn proxyauth_asks_each_listeners_clients_as_its_mode_does() {
+    let origin = echo_origin();
+    let reverse = format!("reverse:http://127.0.0.1:{}@0", origin.port());
+    let flowtap = Flowtap::spawn(&[
+        "--mode",
+        "regular@0",
+        "--mode",
+        &reverse,
+        "--mode",
+        "socks5@0",
+        "--set",
+        "proxyauth=alice:s3cret",
+    ]);
+    let regular = listening(&flowtap, "HTTP(S) proxy");
+    let reverse_at = listening(&flowtap, "Reverse proxy to http://127.0.0.1");
+    let socks5 = listening(&flowtap, "SOCKS v5 proxy");
+    let url = format!("http://127.0.0.1:{}/auth", origin.port());
+    let status = |args: &[&str]| {
+        curl(&[&["-s", "-o", "/dev/null", "-w", "%{http_code}"], args].concat())
+            .stdout
+            .trim()
+            .to_string()
+    };
+    // A proxy asks with 407, a reverse proxy as a server with 401.
+    assert_eq!(status(&["-x", &format!("http://{regular}"), &url]), "407");
+    assert_eq!(status(&[&format!("http://{reverse_at}/auth")]), "401");
+    assert_eq!(
+        status(&["-x", &format!("http://alice:s3cret@{regular}"), &url]),
+        "200"
+    );
+    assert_eq!(
+        status(&["-u", "alice:s3cret", &format!("http://{reverse_at}/auth")]),
+        "200"
+    );
+    // SOCKS5 clients authenticate in the handshake, and are not asked again in HTTP.
+    assert_eq!(
+        status(&["-x", &format!("socks5h://alice:s3cret@{socks5}"), &url]),
+        "200"
+    );
+    assert_ne!(
+        curl(&["-s", "-x", &format!("socks5h://alice:guess@{socks5}"), &url]).code,
+        0
+    );
+    flowtap.stop();
+}
+
+#[test]
+fn two_modes_on_one_address_are_refused_as_mitmproxy_refuses_them() {
+    let port = support::free_port();
+    let mut flowtap = Flowtap::spawn(&[
+        "--mode",
+        &format!("regular@{port}"),
+        "--mode",
+        &format!("socks5@{port}"),
+    ]);
+    let status = flowtap.wait_exit(std::time::Duration::from_secs(10));
+    assert_ne!(status.code(), Some(0));
+    flowtap.stderr.wait_for("the error", |l| {
+        l.contains("Cannot spawn multiple servers on the same address")
+    });
+}
+
 #[test]
 fn modes_flowtap_lacks_are_refused_with_a_clear_error() {
     let mut flowtap = Flowtap::spawn(&["--mode", "wireguard"]);

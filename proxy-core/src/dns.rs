@@ -42,6 +42,7 @@ pub(crate) enum WireError {
 pub(crate) async fn serve(
     socket: Arc<UdpSocket>,
     shared: Arc<Shared>,
+    spec: Arc<crate::mode::ModeSpec>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let local = socket
@@ -60,9 +61,9 @@ pub(crate) async fn serve(
             _ = stop.changed() => return,
         };
         let datagram = buf[..len].to_vec();
-        let (socket, shared) = (socket.clone(), shared.clone());
+        let (socket, shared, spec) = (socket.clone(), shared.clone(), spec.clone());
         tokio::spawn(async move {
-            if let Some(answer) = answer(&shared, &datagram, peer, local).await
+            if let Some(answer) = answer(&shared, &spec, &datagram, peer, local).await
                 && let Err(e) = socket.send_to(&answer, peer).await
             {
                 tracing::debug!("dns: sending to {peer} failed: {e}");
@@ -74,6 +75,7 @@ pub(crate) async fn serve(
 /// The answer to one query datagram (None: not answered).
 async fn answer(
     shared: &Shared,
+    spec: &crate::mode::ModeSpec,
     datagram: &[u8],
     peer: SocketAddr,
     local: SocketAddr,
@@ -88,7 +90,7 @@ async fn answer(
     };
     let mut client = client_connection(peer, local);
     client.transport_protocol = "udp".into();
-    client.proxy_mode = shared.config.mode.full.clone();
+    client.proxy_mode = spec.full.clone();
     let mut flow = Flow {
         id: new_id(),
         r#type: "dns".into(),

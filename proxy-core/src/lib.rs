@@ -65,7 +65,7 @@ mod tunnel;
 mod upstream;
 mod websocket;
 
-pub use config::{Config, ConnectionStrategy};
+pub use config::{Config, ConnectionStrategy, Listener};
 pub use control::ClientReplay;
 pub use error::SetupError;
 pub use flow::{KILLED_MESSAGE, is_killed};

@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use flowtap_proto::v1::{Connection, Request};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::context::{ClientCtx, Shared};
 use crate::error::UpstreamError;
@@ -21,7 +20,7 @@ use crate::hooks::{Hook, Verdict};
 use crate::http::{self, Next};
 use crate::http1::{Conn, RequestHead};
 use crate::limits::{Activity, idle_bounded};
-use crate::mode::{Mode, ReverseTarget};
+use crate::mode::ReverseTarget;
 use crate::respond::{self, Refusal};
 use crate::upstream::{Io, PoolKey, Upstream, record_tls};
 
@@ -58,9 +57,11 @@ pub(crate) async fn connect(
         request.host.clone(),
         u16::try_from(request.port).unwrap_or(port),
     );
-    let mut server = flow::unconnected_server();
+    let mut server = ctx.unconnected_server();
     // A next proxy `http_connect` chose for the tunnel (`flow.server_conn.via`).
-    server.via = flow.server_conn.as_ref().and_then(|s| s.via.clone());
+    if let Some(via) = flow.server_conn.as_ref().and_then(|s| s.via.clone()) {
+        server.via = Some(via);
+    }
     let tcp = match eager_tcp(shared, &ctx.client, &host, port, &mut server).await {
         Ok(tcp) => tcp,
         Err(e) => {
@@ -102,7 +103,7 @@ async fn eager_tcp(
     host: &str,
     port: u16,
     server: &mut Connection,
-) -> Result<Option<TcpStream>, UpstreamError> {
+) -> Result<Option<Io>, UpstreamError> {
     if lazy(shared) {
         return Ok(None);
     }
@@ -127,7 +128,7 @@ async fn open_tunnel(
     ctx: &mut ClientCtx,
     host: String,
     port: u16,
-    tcp: Option<TcpStream>,
+    tcp: Option<Io>,
     mut server: Connection,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
@@ -190,10 +191,14 @@ async fn open_tunnel(
                 tls: false,
                 host,
                 port,
-                via: shared.connector.via_for(server.via.as_ref()).ok().flatten(),
+                via: shared
+                    .connector
+                    .via_for(server.via.as_ref(), None)
+                    .ok()
+                    .flatten(),
             };
             ctx.owned.push(Upstream {
-                conn: Conn::new(Box::new(tcp)),
+                conn: Conn::new(tcp),
                 info: server,
                 key,
                 h2: false,
@@ -220,9 +225,9 @@ async fn server_tcp(
     client: &Connection,
     host: &str,
     port: u16,
-    tcp: Option<TcpStream>,
+    tcp: Option<Io>,
     server: &mut Connection,
-) -> Option<TcpStream> {
+) -> Option<Io> {
     if tcp.is_some() {
         return tcp;
     }
@@ -254,7 +259,7 @@ pub(crate) async fn socks5(
     let Ok(Some((host, port))) = handshake.await else {
         return false;
     };
-    let mut server = flow::unconnected_server();
+    let mut server = ctx.unconnected_server();
     let tcp = match eager_tcp(shared, &ctx.client, &host, port, &mut server).await {
         Ok(tcp) => tcp,
         Err(e) => {
@@ -286,7 +291,7 @@ pub(crate) async fn transparent(
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
     let (host, port) = (original.ip().to_string(), original.port());
-    let mut server = flow::unconnected_server();
+    let mut server = ctx.unconnected_server();
     let tcp = match eager_tcp(shared, &ctx.client, &host, port, &mut server).await {
         Ok(tcp) => tcp,
         Err(e) => {
@@ -394,7 +399,7 @@ pub(crate) async fn reverse(
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
     if reverse.scheme == "tcp" {
-        let mut server = flow::unconnected_server();
+        let mut server = ctx.unconnected_server();
         let client = ctx.client.clone();
         let Some(tcp) = server_tcp(
             shared,
@@ -438,7 +443,7 @@ pub(crate) async fn reverse(
         );
         return false;
     }
-    let mut server = flow::unconnected_server();
+    let mut server = ctx.unconnected_server();
     let tcp = match eager_tcp(
         shared,
         &ctx.client,
@@ -506,7 +511,7 @@ async fn connect_tcp(
     host: &str,
     port: u16,
     server: &mut Connection,
-) -> Result<TcpStream, UpstreamError> {
+) -> Result<Io, UpstreamError> {
     server.address = Some(flowtap_proto::v1::Address {
         host: host.to_string(),
         port: u32::from(port),
@@ -521,8 +526,9 @@ async fn connect_tcp(
             reason,
         });
     }
-    // `server.via`: a next proxy a script chose (in `http_connect` or `server_connect`).
-    let via = shared.connector.via_for(server.via.as_ref())?;
+    // `server.via`: the listener's next proxy, or one a script chose (in `http_connect` or
+    // `server_connect`).
+    let via = shared.connector.via_for(server.via.as_ref(), None)?;
     match shared
         .connector
         .tunnel(host, port, via.as_ref(), server)
@@ -546,7 +552,7 @@ async fn connect_tcp(
 
 /// Relays bytes both ways until either side closes or the tunnel idles past
 /// `tunnel_idle_timeout` (ignored hosts).
-async fn relay(shared: &Shared, activity: &Activity, mut conn: Conn<Io>, server: TcpStream) {
+async fn relay(shared: &Shared, activity: &Activity, mut conn: Conn<Io>, server: Io) {
     let mut server = Conn::with_buffer(server, bytes::BytesMut::new());
     let copied = crate::http1::splice(&mut conn, &mut server);
     if idle_bounded(activity, shared.config.tunnel_idle_timeout, copied)
@@ -605,7 +611,7 @@ async fn intercept_tls(
     shared: &std::sync::Arc<Shared>,
     mut conn: Conn<Io>,
     ctx: &mut ClientCtx,
-    tcp: Option<TcpStream>,
+    tcp: Option<Io>,
     mut server: Connection,
     target: Target,
     stop: &mut tokio::sync::watch::Receiver<bool>,
@@ -664,11 +670,10 @@ async fn intercept_tls(
         .unwrap_or_default();
     let server_name = sni.clone().unwrap_or_else(|| target.host.clone());
     // A reverse proxy's clients name the proxy; its server is the target, by its own name.
-    let upstream_name = match &shared.config.mode.mode {
-        Mode::Reverse(_) => target.host.clone(),
-        Mode::Regular | Mode::Upstream(_) | Mode::Socks5 | Mode::Transparent | Mode::Dns => {
-            server_name.clone()
-        }
+    let upstream_name = if ctx.is_reverse() {
+        target.host.clone()
+    } else {
+        server_name.clone()
     };
     let offer_h2 = shared.config.http2 && offers.iter().any(|p| p == b"h2");
     let upstream = match tcp {
@@ -769,7 +774,11 @@ async fn intercept_tls(
         host: target.host.clone(),
         port: target.port,
         // The way the tunnel went (`server.via` as the connector recorded it).
-        via: shared.connector.via_for(server.via.as_ref()).ok().flatten(),
+        via: shared
+            .connector
+            .via_for(server.via.as_ref(), None)
+            .ok()
+            .flatten(),
     };
     if h2 {
         crate::h2::serve(shared, conn, ctx, Box::new(upstream), server, target).await;
