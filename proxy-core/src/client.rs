@@ -62,6 +62,17 @@ pub(crate) async fn serve(
     let mut tls_tunnel = false;
     match &mode.mode {
         Mode::Regular | Mode::Upstream(_) => {
+            // A client may speak TLS to the proxy itself (an HTTPS proxy). One that sends
+            // nothing within `client_idle_timeout`, or closes, is done with.
+            if !matches!(conn.fill().await, Ok(n) if n > 0) {
+                return disconnected(&shared, &mut ctx, false).await;
+            }
+            if conn.buf[0] == 0x16 {
+                match tunnel::proxy_tls(&shared, conn, &mut ctx).await {
+                    Some(tls) => conn = tls,
+                    None => return disconnected(&shared, &mut ctx, true).await,
+                }
+            }
             if let Next::Connect(head) = http::serve(&shared, &mut conn, &mut ctx, &mut stop).await
             {
                 tls_tunnel = tunnel::connect(&shared, conn, &mut ctx, head, &mut stop).await;

@@ -62,6 +62,7 @@ impl Shared {
         let connector = Connector {
             tls_h1: tls(vec![b"http/1.1".to_vec()])?,
             tls_h2: tls(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
+            tls_raw: tls(Vec::new())?,
             connect_timeout: config.connect_timeout,
             upstream_auth: config.upstream_auth.as_deref().map(basic_auth),
         };

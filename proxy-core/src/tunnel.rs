@@ -22,7 +22,7 @@ use crate::http1::{Conn, RequestHead};
 use crate::limits::{Activity, idle_bounded};
 use crate::mode::ReverseTarget;
 use crate::respond::{self, Refusal};
-use crate::upstream::{Io, PoolKey, Upstream, record_tls};
+use crate::upstream::{Alpn, Io, PoolKey, Upstream, record_tls};
 
 /// Handles a CONNECT request. Returns true when the tunnel carried intercepted TLS.
 pub(crate) async fn connect(
@@ -184,6 +184,10 @@ async fn open_tunnel(
             relay(shared, &ctx.activity, conn, tcp).await;
             return false;
         }
+        let target = Target {
+            scheme: "https",
+            ..target
+        };
         intercept_tls(shared, conn, ctx, tcp, server, target, stop).await
     } else if looks_like_http(&conn.buf) {
         if let Some(tcp) = tcp {
@@ -386,11 +390,13 @@ async fn take(conn: &mut Conn<Io>, n: usize) -> Option<Bytes> {
     Some(conn.buf.split_to(n).freeze())
 }
 
-/// A connection to a reverse proxy's listener: every request goes to `target`. A client that
-/// opens with TLS is intercepted (an `https://` target only: the server side speaks TLS when
-/// the client does); plain HTTP is served as HTTP, sent with the target's scheme. A `tcp://`
-/// target gets every connection as a TCP flow, whatever the client sends (or without waiting for
-/// it: the server may speak first). Returns true when the connection carried intercepted TLS.
+/// A connection to a reverse proxy's listener: everything goes to `reverse`, as mitmproxy's
+/// reverse modes stack their layers. A `tcp://` target gets every connection as a TCP flow,
+/// without waiting for the client (the server may speak first). Otherwise the client's first
+/// byte tells whether it speaks TLS; if so its TLS is intercepted with a certificate for the
+/// name it asked for. The server side speaks TLS for `https://` and `tls://` targets. Inside,
+/// `http://` and `https://` targets carry HTTP, `tls://` a TCP flow. Returns true when the
+/// client's TLS was taken on.
 pub(crate) async fn reverse(
     shared: &std::sync::Arc<Shared>,
     mut conn: Conn<Io>,
@@ -398,19 +404,11 @@ pub(crate) async fn reverse(
     reverse: &ReverseTarget,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
+    let client = ctx.client.clone();
+    let (host, port) = (reverse.host.clone(), reverse.port);
+    let mut server = ctx.unconnected_server();
     if reverse.scheme == "tcp" {
-        let mut server = ctx.unconnected_server();
-        let client = ctx.client.clone();
-        let Some(tcp) = server_tcp(
-            shared,
-            &client,
-            &reverse.host,
-            reverse.port,
-            None,
-            &mut server,
-        )
-        .await
-        else {
+        let Some(tcp) = server_tcp(shared, &client, &host, port, None, &mut server).await else {
             return false;
         };
         crate::tcp::serve(shared, &ctx.client, &ctx.activity, conn, tcp, server).await;
@@ -418,8 +416,8 @@ pub(crate) async fn reverse(
     }
     let target = Target {
         scheme: reverse.scheme,
-        host: reverse.host.clone(),
-        port: reverse.port,
+        host: host.clone(),
+        port,
         path: Bytes::from_static(b"/"),
     };
     let first = tokio::select! {
@@ -429,38 +427,47 @@ pub(crate) async fn reverse(
     if !matches!(first, Ok(n) if n > 0) {
         return false;
     }
-    if conn.buf[0] != 0x16 {
-        ctx.tunnel = Some(target);
-        let _ = http::serve(shared, &mut conn, ctx, stop).await;
-        return false;
-    }
-    if reverse.scheme != "https" {
-        tracing::info!(
-            client = ?ctx.client.peername,
-            "a TLS client on a reverse proxy to {}://{}: only https:// targets take TLS clients",
-            reverse.scheme,
-            reverse.authority()
-        );
-        return false;
-    }
-    let mut server = ctx.unconnected_server();
-    let tcp = match eager_tcp(
-        shared,
-        &ctx.client,
-        &reverse.host,
-        reverse.port,
-        &mut server,
-    )
-    .await
-    {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            // The client expects TLS: it cannot be told in HTTP.
-            Refusal::server(&e).log(&ctx.client);
-            return false;
+    let client_tls = conn.buf[0] == 0x16;
+    match (reverse.scheme, client_tls) {
+        ("tls", false) => {
+            let Some(tcp) = server_tcp(shared, &client, &host, port, None, &mut server).await
+            else {
+                return false;
+            };
+            let Ok(tls) = server_tls(shared, &client, tcp, &host, Alpn::None, &mut server).await
+            else {
+                return false;
+            };
+            crate::tcp::serve(shared, &client, &ctx.activity, conn, Box::new(tls), server).await;
+            false
         }
-    };
-    intercept_tls(shared, conn, ctx, tcp, server, target, stop).await
+        ("tls", true) => {
+            // The TCP flow inside needs its server at once, whatever `connection_strategy`.
+            let Some(tcp) = server_tcp(shared, &client, &host, port, None, &mut server).await
+            else {
+                return false;
+            };
+            intercept_tls(shared, conn, ctx, Some(tcp), server, target, stop).await
+        }
+        (_, false) => {
+            ctx.tunnel = Some(target);
+            let _ = http::serve(shared, &mut conn, ctx, stop).await;
+            false
+        }
+        // A plain-HTTP server: only the client's side is TLS; the first request connects.
+        ("http", true) => intercept_tls(shared, conn, ctx, None, server, target, stop).await,
+        (_, true) => {
+            let tcp = match eager_tcp(shared, &client, &host, port, &mut server).await {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    // The client expects TLS: it cannot be told in HTTP.
+                    Refusal::server(&e).log(&client);
+                    return false;
+                }
+            };
+            intercept_tls(shared, conn, ctx, tcp, server, target, stop).await
+        }
+    }
 }
 
 fn connect_request(head: RequestHead, host: &str, port: u16) -> Request {
@@ -601,11 +608,13 @@ async fn tls_failed_client(
         .await;
 }
 
-/// TLS interception: read the ClientHello (`tls_clienthello` may pass the connection through), handshake with the server using the client's SNI
-/// and ALPN offers, then finish the client handshake with a minted certificate and the
-/// protocol the server chose, so both sides speak the same HTTP version. Without a server
-/// connection (`connection_strategy=lazy`) the client gets HTTP/1.1 at once and the first
-/// request connects the server.
+/// TLS interception: read the ClientHello (`tls_clienthello` may pass the connection through),
+/// handshake with the server using the client's SNI and ALPN offers, then finish the client
+/// handshake with a minted certificate and the protocol the server chose, so both sides speak
+/// the same HTTP version. Without a server connection (`connection_strategy=lazy`, or an
+/// `http://` reverse target) the client gets HTTP/1.1 at once and the first request connects
+/// the server. `target` is where the requests inside go (its scheme is the server's: `https`,
+/// `http` for a plain reverse target, `tls` for a TCP flow inside TLS).
 /// Returns true when the client's TLS was taken on (intercepted, or its handshake failed).
 async fn intercept_tls(
     shared: &std::sync::Arc<Shared>,
@@ -675,41 +684,28 @@ async fn intercept_tls(
     } else {
         server_name.clone()
     };
-    let offer_h2 = shared.config.http2 && offers.iter().any(|p| p == b"h2");
+    let alpn = if target.scheme == "tls" {
+        Alpn::None
+    } else if shared.config.http2 && offers.iter().any(|p| p == b"h2") {
+        Alpn::H2
+    } else {
+        Alpn::Http1
+    };
     let upstream = match tcp {
         Some(tcp) => {
-            shared
-                .connection_hook(Hook::TlsStartServer, &ctx.client, Some(&mut server))
-                .await;
-            let tls = shared
-                .connector
-                .tls(tcp, &upstream_name, offer_h2, &mut server)
-                .await;
-            let hook = match &tls {
-                Ok(_) => Hook::TlsEstablishedServer,
-                Err(e) => {
-                    server.error = Some(e.to_string());
-                    Hook::TlsFailedServer
-                }
-            };
-            shared
-                .connection_hook(hook, &ctx.client, Some(&mut server))
-                .await;
-            Some(tls)
+            Some(server_tls(shared, &ctx.client, tcp, &upstream_name, alpn, &mut server).await)
         }
         None => None,
     };
     let server_alpn = match &upstream {
         Some(Ok(tls)) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
-        Some(Err(e)) => {
-            tracing::warn!(host = %target.host, "{e}");
-            None
-        }
-        None => None,
+        _ => None,
     };
     let alpn = match &server_alpn {
         Some(p) if offers.contains(p) => vec![p.clone()],
-        _ if offers.iter().any(|p| p == b"http/1.1") => vec![b"http/1.1".to_vec()],
+        _ if alpn != Alpn::None && offers.iter().any(|p| p == b"http/1.1") => {
+            vec![b"http/1.1".to_vec()]
+        }
         _ => Vec::new(),
     };
     let config = match shared.ca.server_config(&server_name, &alpn) {
@@ -747,10 +743,21 @@ async fn intercept_tls(
         .await;
     let h2 = client_tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let mut conn = shared.client_conn(Box::new(client_tls));
-    let target = Target {
-        scheme: "https",
-        ..target
-    };
+    if target.scheme == "tls" {
+        // A `tls://` reverse target: a TCP flow inside TLS on both sides.
+        if let Some(Ok(tls)) = upstream {
+            crate::tcp::serve(
+                shared,
+                &ctx.client,
+                &ctx.activity,
+                conn,
+                Box::new(tls),
+                server,
+            )
+            .await;
+        }
+        return true;
+    }
     let upstream = match upstream {
         Some(Ok(tls)) => tls,
         Some(Err(e)) => {
@@ -796,6 +803,103 @@ async fn intercept_tls(
         tracing::debug!("nested CONNECT refused");
     }
     true
+}
+
+/// A client that opens its connection to a regular or upstream listener with TLS, as to an
+/// HTTPS proxy (`curl --proxy https://...`, or another proxy's `upstream:https://`): its TLS is
+/// taken on with a certificate for the name it asked for (else the listener's address), with
+/// HTTP/1.1 inside and the client TLS hooks. None when the handshake fails or is too slow.
+pub(crate) async fn proxy_tls(
+    shared: &Shared,
+    mut conn: Conn<Io>,
+    ctx: &mut ClientCtx,
+) -> Option<Conn<Io>> {
+    let prefix = conn.buf.split().freeze();
+    let rewind = Rewind {
+        prefix,
+        inner: conn.io,
+    };
+    let local = ctx
+        .client
+        .sockname
+        .as_ref()
+        .map(|a| a.host.clone())
+        .unwrap_or_default();
+    let handshake = async {
+        let acceptor =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), rewind);
+        let start = acceptor.await.map_err(|e| e.to_string())?;
+        let hello = start.client_hello();
+        let sni = hello.server_name().map(str::to_string);
+        let http1 = hello
+            .alpn()
+            .is_some_and(|mut offers| offers.any(|p| p == b"http/1.1"));
+        let alpn = if http1 {
+            vec![b"http/1.1".to_vec()]
+        } else {
+            Vec::new()
+        };
+        let name = sni.clone().unwrap_or_else(|| local.clone());
+        let config = shared
+            .ca
+            .server_config(&name, &alpn)
+            .map_err(|e| e.to_string())?;
+        shared
+            .connection_hook(Hook::TlsStartClient, &ctx.client, None)
+            .await;
+        let tls = start.into_stream(config).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((tls, sni))
+    };
+    let limit = shared.config.tls_handshake_timeout;
+    let failed = match tokio::time::timeout(limit, handshake).await {
+        Ok(Ok((tls, sni))) => {
+            ctx.client.tls = true;
+            ctx.client.sni = sni;
+            record_tls(&mut ctx.client, tls.get_ref().1);
+            ctx.client.certificate_list.clear();
+            shared
+                .connection_hook(Hook::TlsEstablishedClient, &ctx.client, None)
+                .await;
+            return Some(shared.client_conn(Box::new(tls)));
+        }
+        Ok(Err(e)) => e,
+        Err(_) => format!("the TLS handshake did not finish within {limit:?}"),
+    };
+    tracing::info!(client = ?ctx.client.peername, "TLS from a proxy client failed: {failed}");
+    let client = Connection {
+        error: Some(failed),
+        ..ctx.client.clone()
+    };
+    shared
+        .connection_hook(Hook::TlsFailedClient, &client, None)
+        .await;
+    None
+}
+
+/// The TLS handshake with the server over `tcp`, by the name `sni`, with the
+/// `tls_start_server` and `tls_established_server` (or `tls_failed_server`) hooks around it.
+async fn server_tls(
+    shared: &Shared,
+    client: &Connection,
+    tcp: Io,
+    sni: &str,
+    alpn: Alpn,
+    server: &mut Connection,
+) -> Result<tokio_rustls::client::TlsStream<Io>, UpstreamError> {
+    shared
+        .connection_hook(Hook::TlsStartServer, client, Some(server))
+        .await;
+    let tls = shared.connector.tls(tcp, sni, alpn, server).await;
+    let hook = match &tls {
+        Ok(_) => Hook::TlsEstablishedServer,
+        Err(e) => {
+            tracing::warn!(host = %sni, "{e}");
+            server.error = Some(e.to_string());
+            Hook::TlsFailedServer
+        }
+    };
+    shared.connection_hook(hook, client, Some(server)).await;
+    tls
 }
 
 /// A stream that first yields bytes already read from it.

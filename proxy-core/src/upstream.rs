@@ -95,10 +95,22 @@ pub(crate) struct NextProxy {
     pub(crate) authorization: Option<Bytes>,
 }
 
+/// What a TLS client offers in ALPN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Alpn {
+    /// `http/1.1`.
+    Http1,
+    /// `h2`, then `http/1.1`.
+    H2,
+    /// Nothing: the connection carries no HTTP (a `tls://` reverse target).
+    None,
+}
+
 /// Makes server connections.
 pub(crate) struct Connector {
     pub(crate) tls_h1: Arc<ClientConfig>,
     pub(crate) tls_h2: Arc<ClientConfig>,
+    pub(crate) tls_raw: Arc<ClientConfig>,
     pub(crate) connect_timeout: Duration,
     /// `Basic base64(user:password)` from `upstream_auth`, for every next proxy.
     pub(crate) upstream_auth: Option<Bytes>,
@@ -159,7 +171,7 @@ impl Connector {
         // The handshake with the proxy is not the flow's: its details stay out of `info`.
         let mut proxy_info = Connection::default();
         let tls = self
-            .tls(tcp, &next.via.host, false, &mut proxy_info)
+            .tls(tcp, &next.via.host, Alpn::Http1, &mut proxy_info)
             .await?;
         Ok(Box::new(tls))
     }
@@ -192,16 +204,20 @@ impl Connector {
         Ok(stream)
     }
 
-    /// Runs a TLS handshake over `stream` with SNI `sni`, offering HTTP/2 when `offer_h2`.
-    /// Records the TLS details in `info`.
+    /// Runs a TLS handshake over `stream` with SNI `sni`, offering `alpn`. Records the TLS
+    /// details in `info`.
     pub(crate) async fn tls<S: IoStream>(
         &self,
         stream: S,
         sni: &str,
-        offer_h2: bool,
+        alpn: Alpn,
         info: &mut Connection,
     ) -> Result<tokio_rustls::client::TlsStream<S>, UpstreamError> {
-        let config = if offer_h2 { &self.tls_h2 } else { &self.tls_h1 };
+        let config = match alpn {
+            Alpn::Http1 => &self.tls_h1,
+            Alpn::H2 => &self.tls_h2,
+            Alpn::None => &self.tls_raw,
+        };
         let failed = |reason: String| UpstreamError::Tls {
             host: sni.to_string(),
             reason,
@@ -334,7 +350,8 @@ impl Connector {
             Err(e) => return Err((e, info)),
         };
         let (io, h2): (Io, bool) = if key.tls {
-            match self.tls(tcp, sni, offer_h2, &mut info).await {
+            let alpn = if offer_h2 { Alpn::H2 } else { Alpn::Http1 };
+            match self.tls(tcp, sni, alpn, &mut info).await {
                 Ok(tls) => {
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     (Box::new(tls), h2)
@@ -451,7 +468,8 @@ mod tests {
         .expect("client TLS config");
         Connector {
             tls_h1: tls.clone(),
-            tls_h2: tls,
+            tls_h2: tls.clone(),
+            tls_raw: tls,
             connect_timeout: Duration::from_secs(1),
             upstream_auth,
         }
