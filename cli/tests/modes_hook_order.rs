@@ -120,17 +120,18 @@ fn trust(cert: &OriginCert) -> String {
 /// The HTTP origin of the recordings (HTTP/1.1, keep-alive) and a TLS one for 127.0.0.1.
 fn http_origins() -> (Origin, Origin, OriginCert) {
     let cert = OriginCert::new(&["127.0.0.1", "localhost"]);
-    let tls = Origin::tls(&cert, fixed_response("application/json", "{}"));
+    let tls = Origin::tls(&cert, fixed_response("application/json", TLS_BODY));
     (echo_origin(), tls, cert)
 }
 
-fn curl_ok(args: &[&str], path: &str) {
+/// The TLS origin's answer to every request.
+const TLS_BODY: &str = "{}";
+
+/// Runs curl, which must succeed with a body containing `want` (the echo origin's body holds
+/// the request line; the TLS origin answers [`TLS_BODY`]).
+fn curl_ok(args: &[&str], want: &str) {
     let out = curl(args).ok();
-    assert!(
-        out.stdout.contains(path) || out.stdout == "{}",
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains(want), "{want:?} not in {}", out.stdout);
 }
 
 /// A difference between flowtap and the recording, known and reported (docs/modes/*.md say
@@ -255,7 +256,7 @@ fn reverse_https() {
     let (_, origin, cert) = http_origins();
     let target = format!("reverse:https://127.0.0.1:{}", origin.port());
     let (proxy, addr) = Logged::start(&["--mode", &target, "--set", &trust(&cert)]);
-    curl_ok(&["-k", &format!("https://{addr}/reverse/https")], "");
+    curl_ok(&["-k", &format!("https://{addr}/reverse/https")], TLS_BODY);
     proxy.wait_disconnects(1);
     let got = proxy.stop();
     let origin_port = origin.port().to_string();
@@ -414,7 +415,7 @@ fn upstream(
             &proxy,
             &format!("https://127.0.0.1:{}/upstream/https", https.port()),
         ],
-        "",
+        TLS_BODY,
     );
     first.wait_disconnects(2);
     next.wait_disconnects(2);
@@ -504,7 +505,7 @@ fn socks5(name: &str, args: &[&str], credentials: Option<&str>) -> (Vec<String>,
     curl_ok(&[&client[..], &[url.as_str()]].concat(), "/socks/http");
     proxy.wait_disconnects(1);
     let url = format!("https://127.0.0.1:{}/socks/https", https.port());
-    curl_ok(&[&client[..], &["-k", url.as_str()]].concat(), "");
+    curl_ok(&[&client[..], &["-k", url.as_str()]].concat(), TLS_BODY);
     proxy.wait_disconnects(2);
     let got = proxy.stop();
     let (http_port, https_port) = (http.port().to_string(), https.port().to_string());
@@ -563,7 +564,7 @@ fn regular_tls_passthrough() -> (Vec<String>, Vec<String>) {
             &format!("http://{addr}"),
             &format!("https://127.0.0.1:{}/passthrough", https.port()),
         ],
-        "",
+        TLS_BODY,
     );
     // Not server_disconnected: flowtap does not report the end of a passed-through
     // connection's server side (a difference; see the modes README).
@@ -647,7 +648,7 @@ fn transparent() -> (Vec<String>, Vec<String>) {
             "-k",
             &format!("https://127.0.0.1:{}/transparent/https", https.port()),
         ],
-        "",
+        TLS_BODY,
     );
     proxy.wait_disconnects(2);
     let got = proxy.stop();
