@@ -50,17 +50,25 @@ impl Shared {
         sink: Arc<dyn FlowSink>,
     ) -> Result<Self, SetupError> {
         let hosts = HostMatcher::new(&config.ignore_hosts, &config.allow_hosts, &config.tcp_hosts)?;
+        let server_tls = flowtap_certs::UpstreamTls {
+            insecure: config.ssl_insecure,
+            extra_roots: config.upstream_trusted_ca.clone(),
+            trusted_dir: config.upstream_trusted_confdir.clone(),
+            versions: config.tls_versions_server,
+            ..Default::default()
+        };
         let tls = |alpn: Vec<Vec<u8>>| {
             flowtap_certs::client_config(&flowtap_certs::UpstreamTls {
-                insecure: config.ssl_insecure,
-                extra_roots: config.upstream_trusted_ca.clone(),
                 alpn,
+                ..server_tls.clone()
             })
             .map_err(|e| SetupError::UpstreamTls(e.to_string()))
         };
         let connector = Connector {
             tls_h1: tls(vec![b"http/1.1".to_vec()])?,
             tls_h2: tls(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
+            server_tls: server_tls.clone(),
+            client_certs: config.client_certs.clone(),
             connect_timeout: config.connect_timeout,
             next_proxy: match &config.mode.mode {
                 crate::mode::Mode::Upstream(next) => Some(NextProxy {

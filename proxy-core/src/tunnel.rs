@@ -707,7 +707,7 @@ async fn intercept_tls(
         _ if offers.iter().any(|p| p == b"http/1.1") => vec![b"http/1.1".to_vec()],
         _ => Vec::new(),
     };
-    let config = match shared.ca.server_config(&server_name, &alpn) {
+    let config = match client_tls_config(shared, &server_name, &target.host, &upstream, &alpn) {
         Ok(config) => config,
         Err(e) => {
             tracing::warn!(host = %server_name, "cannot mint a certificate: {e}");
@@ -787,6 +787,35 @@ async fn intercept_tls(
         tracing::debug!("nested CONNECT refused");
     }
     true
+}
+
+/// The server config the client is served: the certificate for the name it asked for (and,
+/// as mitmproxy's, the server's host), with the names of the server's own certificate when it
+/// was connected first (`upstream_cert`) and its chain appended when
+/// `add_upstream_certs_to_client_chain` says so; a `--certs` certificate where one matches.
+fn client_tls_config(
+    shared: &Shared,
+    asked: &str,
+    server_host: &str,
+    upstream: &Option<Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError>>,
+    alpn: &[Vec<u8>],
+) -> Result<std::sync::Arc<rustls::ServerConfig>, flowtap_certs::CaError> {
+    let server_chain = match upstream {
+        Some(Ok(tls)) => tls.get_ref().1.peer_certificates().unwrap_or_default(),
+        _ => &[],
+    };
+    let upstream_leaf = server_chain
+        .first()
+        .filter(|_| shared.config.upstream_cert)
+        .map(|der| der.as_ref());
+    let names = flowtap_certs::LeafNames::new(asked, Some(server_host), upstream_leaf);
+    let extra: &[rustls_pki_types::CertificateDer<'static>] =
+        if shared.config.add_upstream_certs_to_client_chain {
+            server_chain
+        } else {
+            &[]
+        };
+    shared.ca.server_config_for(&names, alpn, extra)
 }
 
 /// A stream that first yields bytes already read from it.
