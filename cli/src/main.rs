@@ -161,6 +161,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&options.termlog_verbosity, cli.log.log_format);
+    options.tls.warn();
     if cli.command.is_none() {
         match check_builtins(&options) {
             Ok(Ok(())) => {}

@@ -114,29 +114,16 @@ impl TlsOptions {
     }
 
     /// Checks what can be checked before the proxy starts: version bounds that leave no
-    /// version are errors; the rest is logged as warnings.
+    /// version, a trusted directory that is none, a client certificate path that does not
+    /// exist.
     pub(crate) fn check(&self) -> anyhow::Result<()> {
-        for (side, bounds) in [
-            ("client", self.client_versions),
-            ("server", self.server_versions),
-        ] {
+        for (side, bounds) in self.sides() {
             bounds.rustls_versions().with_context(|| {
                 format!(
                     "tls_version_{side}_min={}, tls_version_{side}_max={}",
                     bounds.min, bounds.max
                 )
             })?;
-            if let Some(warning) = bounds.warning(&format!("tls_version_{side}_min")) {
-                tracing::warn!("{warning}");
-            }
-        }
-        if self.key_size != DEFAULT_KEY_SIZE {
-            tracing::warn!(
-                "key_size={} is not applied: flowtap's CA and leaf keys are ECDSA P-256 (about \
-                 the strength of RSA 3072); for an RSA CA, put one made with openssl in the \
-                 confdir as flowtap-ca.pem (docs/tls.md)",
-                self.key_size
-            );
         }
         if let Some(dir) = &self.trusted_confdir
             && !dir.is_dir()
@@ -152,6 +139,31 @@ impl TlsOptions {
             bail!("client_certs: {} does not exist", path.display());
         }
         Ok(())
+    }
+
+    /// Logs what is accepted but not honoured: minimum versions older than TLS 1.2, and a
+    /// `key_size` other than mitmproxy's default.
+    pub(crate) fn warn(&self) {
+        for (side, bounds) in self.sides() {
+            if let Some(warning) = bounds.warning(&format!("tls_version_{side}_min")) {
+                tracing::warn!("{warning}");
+            }
+        }
+        if self.key_size != DEFAULT_KEY_SIZE {
+            tracing::warn!(
+                "key_size={} is not applied: flowtap's CA and leaf keys are ECDSA P-256 (about \
+                 the strength of RSA 3072); for an RSA CA, put one made with openssl in the \
+                 confdir as flowtap-ca.pem (docs/tls.md)",
+                self.key_size
+            );
+        }
+    }
+
+    fn sides(&self) -> [(&'static str, VersionBounds); 2] {
+        [
+            ("client", self.client_versions),
+            ("server", self.server_versions),
+        ]
     }
 
     /// What is served to clients: the `--certs` certificates and the client version bounds.
