@@ -633,3 +633,42 @@ fn tls_version_bounds_hold_on_both_sides() {
     let (status, _) = flowtap.stop();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn key_size_and_old_minimum_versions_are_accepted_with_a_warning() {
+    let origin_cert = OriginCert::new(&["localhost"]);
+    let origin = Origin::tls(&origin_cert, HELLO);
+    // The warnings come before the "listening at" line that `start` waits for.
+    let (flowtap, addr) = Flowtap::start(&[
+        "--set",
+        "key_size=4096",
+        "--set",
+        "tls_version_client_min=TLS1",
+        "--set",
+        &trust(&origin_cert),
+    ]);
+    let lines = flowtap.stderr.all();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("key_size=4096 is not applied") && l.contains("ECDSA P-256")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("tls_version_client_min has been set to TLS1")),
+        "{lines:?}"
+    );
+    // TLS 1.2 clients are still served.
+    let served = tls_via(
+        addr,
+        &format!("localhost:{}", origin.port()),
+        "localhost",
+        flowtap_roots(&flowtap),
+        &[&rustls::version::TLS12],
+    )
+    .expect("a TLS 1.2 client handshake");
+    assert!(served.response.ends_with("hello"), "{}", served.response);
+    flowtap.stop();
+}
