@@ -138,6 +138,13 @@ impl TlsOptions {
         {
             bail!("client_certs: {} does not exist", path.display());
         }
+        // A single client certificate file is checked now; a directory's files when a server
+        // first needs them (their errors fail that server's handshake).
+        if let Some(path) = self.client_certs.as_deref().filter(|p| p.is_file()) {
+            flowtap_certs::KeyAndChain::read(path)
+                .and_then(|read| read.certified(path).map(drop))
+                .context("client_certs")?;
+        }
         Ok(())
     }
 
