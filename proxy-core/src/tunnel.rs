@@ -708,7 +708,7 @@ async fn intercept_tls(
         }
         _ => Vec::new(),
     };
-    let config = match shared.ca.server_config(&server_name, &alpn) {
+    let config = match client_tls_config(shared, &server_name, &target.host, &upstream, &alpn) {
         Ok(config) => config,
         Err(e) => {
             tracing::warn!(host = %server_name, "cannot mint a certificate: {e}");
@@ -840,10 +840,8 @@ pub(crate) async fn proxy_tls(
             Vec::new()
         };
         let name = sni.clone().unwrap_or_else(|| local.clone());
-        let config = shared
-            .ca
-            .server_config(&name, &alpn)
-            .map_err(|e| e.to_string())?;
+        let config =
+            client_tls_config(shared, &name, &name, &None, &alpn).map_err(|e| e.to_string())?;
         shared
             .connection_hook(Hook::TlsStartClient, &ctx.client, None)
             .await;
@@ -900,6 +898,35 @@ async fn server_tls(
     };
     shared.connection_hook(hook, client, Some(server)).await;
     tls
+}
+
+/// The server config the client is served: the certificate for the name it asked for (and,
+/// as mitmproxy's, the server's host), with the names of the server's own certificate when it
+/// was connected first (`upstream_cert`) and its chain appended when
+/// `add_upstream_certs_to_client_chain` says so; a `--certs` certificate where one matches.
+fn client_tls_config(
+    shared: &Shared,
+    asked: &str,
+    server_host: &str,
+    upstream: &Option<Result<tokio_rustls::client::TlsStream<Io>, UpstreamError>>,
+    alpn: &[Vec<u8>],
+) -> Result<std::sync::Arc<rustls::ServerConfig>, flowtap_certs::CaError> {
+    let server_chain = match upstream {
+        Some(Ok(tls)) => tls.get_ref().1.peer_certificates().unwrap_or_default(),
+        _ => &[],
+    };
+    let upstream_leaf = server_chain
+        .first()
+        .filter(|_| shared.config.upstream_cert)
+        .map(|der| der.as_ref());
+    let names = flowtap_certs::LeafNames::new(asked, Some(server_host), upstream_leaf);
+    let extra: &[rustls_pki_types::CertificateDer<'static>] =
+        if shared.config.add_upstream_certs_to_client_chain {
+            server_chain
+        } else {
+            &[]
+        };
+    shared.ca.server_config_for(&names, alpn, extra)
 }
 
 /// A stream that first yields bytes already read from it.
