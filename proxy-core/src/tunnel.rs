@@ -137,7 +137,7 @@ async fn open_tunnel(
         let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
             return false;
         };
-        relay(shared, &ctx.activity, conn, tcp).await;
+        relay(shared, &ctx.activity, &ctx.client, conn, tcp, server).await;
         return false;
     }
     if shared.hosts.is_tcp(&host, port) {
@@ -181,7 +181,7 @@ async fn open_tunnel(
             let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
                 return false;
             };
-            relay(shared, &ctx.activity, conn, tcp).await;
+            relay(shared, &ctx.activity, &ctx.client, conn, tcp, server).await;
             return false;
         }
         let target = Target {
@@ -449,7 +449,34 @@ pub(crate) async fn reverse(
             };
             intercept_tls(shared, conn, ctx, Some(tcp), server, target, stop).await
         }
-        (_, false) => {
+        (scheme, false) => {
+            // As mitmproxy, connect to the server before the first request (unless lazy); a
+            // server that cannot be reached now is tried again for the request, which then
+            // gets the error.
+            if let Ok(Some(tcp)) = eager_tcp(shared, &client, &host, port, &mut server).await {
+                let tls = scheme == "https";
+                let io: Io = if tls {
+                    match server_tls(shared, &client, tcp, &host, Alpn::Http1, &mut server).await {
+                        Ok(tls) => Box::new(tls),
+                        Err(_) => return false,
+                    }
+                } else {
+                    tcp
+                };
+                let key = PoolKey {
+                    tls,
+                    host: host.clone(),
+                    port,
+                    via: None,
+                };
+                ctx.owned.push(Upstream {
+                    conn: Conn::new(io),
+                    info: server,
+                    key,
+                    h2: false,
+                    proxied: None,
+                });
+            }
             ctx.tunnel = Some(target);
             let _ = http::serve(shared, &mut conn, ctx, stop).await;
             false
@@ -558,8 +585,16 @@ async fn connect_tcp(
 }
 
 /// Relays bytes both ways until either side closes or the tunnel idles past
-/// `tunnel_idle_timeout` (ignored hosts).
-async fn relay(shared: &Shared, activity: &Activity, mut conn: Conn<Io>, server: Io) {
+/// `tunnel_idle_timeout` (ignored hosts, passthrough), then reports the server connection's
+/// end (`server_disconnected`, as mitmproxy does for the connections it relays).
+async fn relay(
+    shared: &Shared,
+    activity: &Activity,
+    client: &Connection,
+    mut conn: Conn<Io>,
+    server: Io,
+    mut info: Connection,
+) {
     let mut server = Conn::with_buffer(server, bytes::BytesMut::new());
     let copied = crate::http1::splice(&mut conn, &mut server);
     if idle_bounded(activity, shared.config.tunnel_idle_timeout, copied)
@@ -567,6 +602,12 @@ async fn relay(shared: &Shared, activity: &Activity, mut conn: Conn<Io>, server:
         .is_none()
     {
         tracing::debug!("closing an idle tunnel to an ignored host");
+    }
+    if shared.hooks.interest().wants(Hook::ServerDisconnected) {
+        info.timestamp_end = Some(flow::now());
+        shared
+            .connection_hook(Hook::ServerDisconnected, client, Some(&mut info))
+            .await;
     }
 }
 
@@ -645,7 +686,9 @@ async fn intercept_tls(
             let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
                 return false;
             };
-            relay(shared, &ctx.activity, conn, tcp).await;
+            // The client spoke TLS (to the server, untouched), as mitmproxy records it.
+            ctx.client.tls = true;
+            relay(shared, &ctx.activity, &ctx.client, conn, tcp, server).await;
             return false;
         }
     }

@@ -486,6 +486,14 @@ impl Pool {
     }
 }
 
+impl Upstream {
+    /// The server closed the connection (an end of stream is waiting to be read). Only looks:
+    /// a connection with bytes waiting is not closed.
+    pub(crate) fn closed_by_server(&mut self) -> bool {
+        self.conn.buf.is_empty() && matches!(self.conn.fill().now_or_never(), Some(Ok(0)))
+    }
+}
+
 /// An idle connection is usable when reading from it would block: no EOF, no stray bytes.
 fn still_open(mut up: Upstream) -> Option<Upstream> {
     if !up.conn.buf.is_empty() {
