@@ -27,7 +27,7 @@ use support::modes::{
 use support::origin::Origin;
 use support::scripts::{EventLog, echo_origin, fixed_response};
 use support::websocket::{exchange, tcp_echo_origin};
-use support::{Flowtap, curl, free_port, wait_for_port};
+use support::{Flowtap, curl, free_port};
 
 /// Ports of the recording (see record.py) and what stands for them in a test.
 const PROXY: &str = "18280";
@@ -140,19 +140,10 @@ fn curl_ok(args: &[&str], want: &str) {
 /// proxy-core changes) compare with the recording as it is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Known {
-    /// A plain (not TLS) connection whose server is still open when the client leaves:
-    /// flowtap fires `server_disconnected` first, mitmdump `client_disconnected`.
-    PlainServerFirst,
-    /// reverse `http://`: flowtap connects to the target after `request`, mitmdump when the
-    /// client connects.
-    ReverseConnectsAtRequest,
     /// socks5 with `proxyauth`: flowtap fires no `socks5_auth`.
     NoSocks5Auth,
     /// dns mode: flowtap fires no `client_connected` for the query's client.
     NoDnsClientConnected,
-    /// A connection passed through in `tls_clienthello`: flowtap fires no
-    /// `server_disconnected` for it, and its client shows `tls=False` (mitmdump: `tls=True`).
-    PassthroughUnreported,
     /// upstream mode: the server connection's hooks and `http_connect_upstream` (with its
     /// `update`) are left out, on both sides. mitmdump names the next proxy as the server
     /// (`addr=NEXT via=None`) and connects for https after `tls_clienthello`, then fires
@@ -167,39 +158,8 @@ fn as_today(lines: &[String], known: &[Known]) -> Vec<String> {
     let mut lines = lines.to_vec();
     for k in known {
         match k {
-            Known::PlainServerFirst => {
-                for i in 1..lines.len() {
-                    if hook(&lines[i - 1]) == "client_disconnected"
-                        && lines[i - 1].contains(" tls=False ")
-                        && hook(&lines[i]) == "server_disconnected"
-                    {
-                        lines.swap(i - 1, i);
-                    }
-                }
-            }
-            Known::ReverseConnectsAtRequest => {
-                let connect = lines
-                    .iter()
-                    .position(|l| hook(l) == "server_connect")
-                    .expect("a server_connect");
-                let moved: Vec<String> = lines.drain(connect..connect + 2).collect();
-                let request = lines
-                    .iter()
-                    .position(|l| hook(l) == "request")
-                    .expect("a request");
-                // After the request and its update line.
-                lines.splice(request + 2..request + 2, moved);
-            }
             Known::NoSocks5Auth => lines.retain(|l| hook(l) != "socks5_auth"),
             Known::NoDnsClientConnected => lines.retain(|l| hook(l) != "client_connected"),
-            Known::PassthroughUnreported => {
-                lines.retain(|l| hook(l) != "server_disconnected");
-                for line in &mut lines {
-                    if hook(line) == "client_disconnected" {
-                        *line = line.replace(" tls=True ", " tls=False ");
-                    }
-                }
-            }
             Known::UpstreamServerHooks => {
                 let mut kept = Vec::new();
                 let mut skip_update = false;
