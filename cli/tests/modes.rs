@@ -489,7 +489,10 @@ fn http_connect_upstream_lets_scripts_change_the_connect_the_next_proxy_gets() {
         "{head}"
     );
     assert!(head.contains("x-tenant: blue"), "{head}");
-    assert!(head.contains("Proxy-Authorization: Basic dXNlcjpwYXNz"), "{head}");
+    assert!(
+        head.contains("Proxy-Authorization: Basic dXNlcjpwYXNz"),
+        "{head}"
+    );
     flowtap.stop();
 }
 
@@ -584,6 +587,48 @@ fn socks5_proxyauth_lets_the_right_password_in_and_no_other() {
     flowtap.stderr.wait_for("the refusal logged", |l| {
         l.contains("SOCKS5") && l.contains("wrong username or password")
     });
+    flowtap.stop();
+}
+
+#[test]
+fn socks5_auth_lets_scripts_overrule_proxyauth() {
+    let origin = echo_origin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("socks_auth.py");
+    std::fs::write(
+        &script,
+        "def socks5_auth(data):\n    print('SOCKS5 AUTH', data.username, data.valid)\n    if data.username == 'guest':\n        data.valid = True\n    if data.username == 'mallory':\n        data.valid = False\n",
+    )
+    .expect("script");
+    let (flowtap, addr) = Flowtap::start(&[
+        "--mode",
+        "socks5",
+        "--set",
+        "proxyauth=mallory:pw",
+        "-s",
+        script.to_str().expect("utf-8"),
+    ]);
+    let url = format!("http://127.0.0.1:{}/socks-auth", origin.port());
+    // proxyauth refuses guest; the script lets it in.
+    let out = curl(&["-x", &format!("socks5h://guest:anything@{addr}"), &url]).ok();
+    assert!(
+        out.stdout.starts_with("GET /socks-auth HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    flowtap
+        .stdout
+        .wait_for("the hook saw proxyauth's verdict", |l| {
+            l.contains("SOCKS5 AUTH guest False")
+        });
+    // proxyauth accepts mallory; the script does not.
+    let out = curl(&["-x", &format!("socks5h://mallory:pw@{addr}"), &url]);
+    assert_ne!(out.code, 0, "mallory got in: {}", out.stdout);
+    flowtap
+        .stdout
+        .wait_for("the hook saw proxyauth's verdict", |l| {
+            l.contains("SOCKS5 AUTH mallory True")
+        });
     flowtap.stop();
 }
 

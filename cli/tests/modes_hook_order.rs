@@ -140,8 +140,6 @@ fn curl_ok(args: &[&str], want: &str) {
 /// proxy-core changes) compare with the recording as it is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Known {
-    /// socks5 with `proxyauth`: flowtap fires no `socks5_auth`.
-    NoSocks5Auth,
     /// dns mode: flowtap fires no `client_connected` for the query's client.
     NoDnsClientConnected,
 }
@@ -152,7 +150,6 @@ fn as_today(lines: &[String], known: &[Known]) -> Vec<String> {
     let mut lines = lines.to_vec();
     for k in known {
         match k {
-            Known::NoSocks5Auth => lines.retain(|l| hook(l) != "socks5_auth"),
             Known::NoDnsClientConnected => lines.retain(|l| hook(l) != "client_connected"),
         }
     }
@@ -452,14 +449,6 @@ fn socks5_without_auth_exact() {
 }
 
 #[test]
-fn socks5_with_proxyauth_as_flowtap_does_today() {
-    let (got, want) = socks5_with_proxyauth();
-    let want = as_today(&want, &[Known::NoSocks5Auth]);
-    assert_same_events(&got, &want);
-}
-
-#[test]
-#[ignore = "flowtap differs from mitmdump 12.3.1: no socks5_auth hook; server_disconnected before client_disconnected for plain http"]
 fn socks5_with_proxyauth_exact() {
     let (got, want) = socks5_with_proxyauth();
     assert_same_events(&got, &want);

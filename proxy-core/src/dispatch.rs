@@ -119,6 +119,33 @@ impl Shared {
         verdict
     }
 
+    /// `socks5_auth`: a SOCKS5 client sent `username` and `password`, which `proxyauth` finds
+    /// `valid` or not; the scripts may decide otherwise. True when they are accepted.
+    pub(crate) async fn socks5_auth(
+        &self,
+        client: &Connection,
+        username: &[u8],
+        password: &[u8],
+        valid: bool,
+    ) -> bool {
+        if !self.hooks.interest().wants(Hook::Socks5Auth) {
+            return valid;
+        }
+        let mut subject = connection_subject(client, None);
+        if let Some(client) = subject.client_conn.as_mut() {
+            client.socks5_auth = Some(flowtap_proto::v1::Socks5Auth {
+                username: String::from_utf8_lossy(username).into_owned(),
+                password: String::from_utf8_lossy(password).into_owned(),
+                valid,
+            });
+        }
+        self.hooks.call(Hook::Socks5Auth, &mut subject).await;
+        subject
+            .client_conn
+            .and_then(|c| c.socks5_auth)
+            .map_or(valid, |auth| auth.valid)
+    }
+
     /// `tls_clienthello`, with the client's ClientHello (`record`: the TLS record it came in)
     /// and the name it asks for. True when a script set `ignore_connection`: the connection is
     /// then passed through untouched.

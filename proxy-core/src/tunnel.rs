@@ -345,7 +345,8 @@ async fn socks5_handshake(
         let user = take(conn, usize::from(version[1])).await?;
         let len = take(conn, 1).await?;
         let password = take(conn, usize::from(len[0])).await?;
-        let good = version[0] == 1 && validator.check(&user, &password);
+        let checked = version[0] == 1 && validator.check(&user, &password);
+        let good = shared.socks5_auth(client, &user, &password, checked).await;
         conn.io.write_all(&[1, u8::from(!good)]).await.ok()?;
         if !good {
             return refuse("wrong username or password");

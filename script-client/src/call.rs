@@ -155,8 +155,18 @@ impl ScriptClient {
         let verdict = reply.verdict();
         let stream = reply.stream();
         let ignore_connection = reply.ignore_connection;
+        let socks5_valid = reply.socks5_valid;
         if let Some(changed) = reply.flow {
             apply_changes(flow, changed);
+        }
+        // `socks5_auth`: the scripts' decision goes back on the subject's credentials.
+        if let (Some(valid), Some(auth)) = (
+            socks5_valid,
+            flow.client_conn
+                .as_mut()
+                .and_then(|c| c.socks5_auth.as_mut()),
+        ) {
+            auth.valid = valid;
         }
         let streamed = match hook {
             Hook::Requestheaders => flow.request.as_mut().map(|r| &mut r.stream),

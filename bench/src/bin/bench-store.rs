@@ -683,6 +683,7 @@ fn connection(id: &str, peer: &str, port: u32, sni: &str, server: bool) -> Conne
         timestamp_tcp_setup: server.then_some(1_700_000_000.002),
         via: None,
         client_hello: Bytes::new(),
+        socks5_auth: None,
     }
 }
 

@@ -61,6 +61,7 @@ fn connection(id: &str, host: &str, port: u32) -> Connection {
         timestamp_tcp_setup: Some(1_700_000_000.6),
         via: None,
         client_hello: Bytes::new(),
+        socks5_auth: None,
     }
 }
 

@@ -118,6 +118,7 @@ pub(crate) fn from_state(f: &Fields<'_>) -> Result<Connection, StateError> {
         via,
         // Not state.
         client_hello: Bytes::new(),
+        socks5_auth: None,
     })
 }
 

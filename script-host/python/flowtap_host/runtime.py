@@ -51,7 +51,7 @@ CONTINUE, RESPOND, KILL, INTERCEPT = 1, 2, 3, 4
 TLS_HOOKS = frozenset({"tls_clienthello", "tls_start_client", "tls_start_server",
                        "tls_established_client", "tls_established_server", "tls_failed_client",
                        "tls_failed_server"})
-CONNECTION_HOOKS = frozenset(hooks.CONNECTION) | TLS_HOOKS
+CONNECTION_HOOKS = frozenset(hooks.CONNECTION) | TLS_HOOKS | {"socks5_auth"}
 FLOW_HOOKS = frozenset(hooks.HTTP + hooks.WEBSOCKET + hooks.TCP + hooks.UDP + hooks.DNS)
 # Hooks after which the proxy is done with the flow (unless a script intercepted it).
 FINAL_HOOKS = frozenset({"error", "websocket_end", "tcp_end", "tcp_error", "udp_end", "udp_error",
@@ -763,6 +763,11 @@ class Host:
             if call.hook in TLS_HOOKS:
                 call.subject = _tls_data(call.hook, client, server, state, self.options)
                 return (call.subject,)
+            if call.hook == "socks5_auth":
+                from mitmproxy.proxy.layers.modes import Socks5AuthData
+                username, password, valid = state.get("socks5_auth") or ("", "", False)
+                call.subject = Socks5AuthData(client, username, password, valid)
+                return (call.subject,)
             if call.hook.startswith("client"):
                 return (client,)
             return (scripts.server_hook_data(client, server),)
@@ -900,8 +905,10 @@ class Host:
             if not call.observe_only:
                 ignore = call.hook == "tls_clienthello" and bool(
                     getattr(call.subject, "ignore_connection", False))
+                valid = (bool(getattr(call.subject, "valid", False))
+                         if call.hook == "socks5_auth" else None)
                 self.bridge.hook_reply(call.session, call.call_id, verdict, state, errors, False,
-                                       call.stream, ignore)
+                                       call.stream, ignore, valid)
 
     def time_out(self, call):
         """Answers a call whose deadline passed (once); its flow goes on unchanged."""

@@ -63,6 +63,7 @@ class FakeBridge:
         self.logs = []
         self.streams = []
         self.ignored_connections = []
+        self.socks5_valid = []
         self.finished_event = threading.Event()
         self.stuck_messages = queue.Queue()
 
@@ -80,10 +81,11 @@ class FakeBridge:
             return (seq, after, item)
 
     def hook_reply(self, session, call_id, verdict, state, errors, timed_out, stream=0,
-                   ignore_connection=False):
+                   ignore_connection=False, socks5_valid=None):
         self.replies.put((call_id, verdict, state, list(errors), timed_out))
         self.streams.append(stream)
         self.ignored_connections.append(ignore_connection)
+        self.socks5_valid.append(socks5_valid)
 
     def chunk_reply(self, session, call_id, is_response, data):
         self.replies.put((call_id, is_response, data))

@@ -75,6 +75,7 @@ fn is_connection_hook(hook: Hook) -> bool {
             | Hook::TlsEstablishedServer
             | Hook::TlsFailedClient
             | Hook::TlsFailedServer
+            | Hook::Socks5Auth
     )
 }
 
@@ -191,7 +192,8 @@ impl Bridge {
     /// The outcome of one hook call (`state` is None when nothing changed). `stream`: after
     /// a `*headers` hook, the message's `stream` as the scripts set it (0 buffer, 1 pass, 2
     /// a callable). `ignore_connection`: after `tls_clienthello`, a script set it.
-    #[pyo3(signature = (session, call_id, verdict, state, errors, timed_out, stream=0, ignore_connection=false))]
+    /// `socks5_valid`: after `socks5_auth`, `data.valid` as the scripts left it.
+    #[pyo3(signature = (session, call_id, verdict, state, errors, timed_out, stream=0, ignore_connection=false, socks5_valid=None))]
     #[allow(clippy::too_many_arguments)]
     fn hook_reply(
         &self,
@@ -203,6 +205,7 @@ impl Bridge {
         timed_out: bool,
         stream: i32,
         ignore_connection: bool,
+        socks5_valid: Option<bool>,
     ) {
         let Some(pending) = self.worker.lock_pending().remove(&(session, call_id)) else {
             return; // the session ended meanwhile
@@ -238,6 +241,7 @@ impl Bridge {
             timed_out,
             stream,
             ignore_connection,
+            socks5_valid,
         };
         fit_message_limit(&mut reply);
         self.worker.send(Some(session), Kind::HookReply(reply));

@@ -346,6 +346,15 @@ pub(super) fn connection_subject_to_py<'py>(
     {
         out.set_item(intern!(py, "client_hello"), bytes(py, &client.client_hello))?;
     }
+    // `socks5_auth`: the credentials and `proxyauth`'s verdict (not part of the state either).
+    if let Some(auth) = flow
+        .client_conn
+        .as_ref()
+        .and_then(|c| c.socks5_auth.as_ref())
+    {
+        let data = (&auth.username, &auth.password, auth.valid);
+        out.set_item(intern!(py, "socks5_auth"), data)?;
+    }
     Ok(out)
 }
 
@@ -578,6 +587,7 @@ pub(super) mod tests {
                 address: address("upstream", 3128),
             }),
             client_hello: Bytes::new(),
+            socks5_auth: None,
         }
     }
 

@@ -230,6 +230,7 @@ fn connection(f: &Fields<'_>) -> Result<Connection, FieldError> {
         via,
         // Not state.
         client_hello: bytes::Bytes::new(),
+        socks5_auth: None,
     })
 }
 
