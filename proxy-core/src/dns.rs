@@ -1,29 +1,36 @@
-//! `--mode dns`: a DNS server on UDP whose queries are DNS flows for the scripts.
+//! `--mode dns` and `reverse:dns://HOST[:PORT]`: a DNS server on UDP whose queries are DNS
+//! flows for the scripts.
 //!
 //! Each datagram is one query: it becomes a flow of type "dns" (`dns_request`), the scripts'
 //! `dns_request` hook may answer it (`flow.response = flow.request.succeed([...])` or
-//! `.fail(rcode)`); otherwise the proxy resolves A and AAAA questions with the system resolver
-//! (as mitmproxy's DNS mode does) and answers other types with NOTIMP. `dns_response` runs on
-//! the answer before it goes back; a killed flow is not answered. The wire format (RFC 1035)
-//! is read and written here; names in answers are written uncompressed.
+//! `.fail(rcode)`); otherwise `--mode dns` resolves A and AAAA questions with the system
+//! resolver (as mitmproxy's DNS mode does) and answers other types with NOTIMP, while
+//! `reverse:dns://` sends the query (as the scripts left it) to its server, or to
+//! `flow.server_conn.address` when a script set one, and the server's answer is the response.
+//! `dns_response` runs on the answer before it goes back; a killed flow is not answered. A
+//! query that fails (the server unreachable or silent for [`UDP_TIMEOUT`], or a script set
+//! `flow.error`) gets `dns_error` and a SERVFAIL answer, as in mitmproxy. The wire format
+//! (RFC 1035) is read and written here; names in answers are written uncompressed.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use flowtap_proto::v1::{DnsMessage, DnsQuestion, DnsResourceRecord, Flow};
+use flowtap_proto::v1::{Address, Connection, DnsMessage, DnsQuestion, DnsResourceRecord, Flow};
 use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
 
 use crate::context::Shared;
-use crate::flow::{client_connection, new_id, now};
+use crate::flow::{client_connection, new_id, now, set_error, unconnected_server};
 use crate::hooks::{Hook, Verdict};
+use crate::mode::{Mode, ModeSpec, ReverseTarget};
+use crate::udp::{MAX_DATAGRAM, UDP_TIMEOUT, connected_socket};
 
-/// The largest datagram read; larger ones (EDNS) are cut and then fail to parse.
-const MAX_DATAGRAM: usize = 4096;
 /// Record types the proxy resolves itself.
 const TYPE_A: u32 = 1;
 const TYPE_AAAA: u32 = 28;
 const CLASS_IN: u32 = 1;
 /// Response codes.
+const SERVFAIL: u32 = 2;
 const NXDOMAIN: u32 = 3;
 const NOTIMP: u32 = 4;
 /// The TTL of answers from the system resolver.
@@ -38,15 +45,25 @@ pub(crate) enum WireError {
     BadName,
 }
 
-/// Serves DNS queries on `socket` until `stop` turns true.
+/// Serves DNS queries on `socket` in the mode `spec` (`dns` or `reverse:dns://`) until `stop`
+/// turns true. At most `max_client_connections` queries are answered at once; more are
+/// dropped (the client asks again).
 pub(crate) async fn serve(
     socket: Arc<UdpSocket>,
     shared: Arc<Shared>,
+    spec: Arc<ModeSpec>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let local = socket
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let slots = Arc::new(Semaphore::new(
+        match shared.config.max_client_connections {
+            0 => crate::limits::default_max_clients(crate::limits::descriptor_limit()),
+            n => n,
+        }
+        .min(Semaphore::MAX_PERMITS),
+    ));
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let (len, peer) = tokio::select! {
@@ -59,14 +76,19 @@ pub(crate) async fn serve(
             },
             _ = stop.changed() => return,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("dns: dropping a query from {peer}: too many queries under way");
+            continue;
+        };
         let datagram = buf[..len].to_vec();
-        let (socket, shared) = (socket.clone(), shared.clone());
+        let (socket, shared, spec) = (socket.clone(), shared.clone(), spec.clone());
         tokio::spawn(async move {
-            if let Some(answer) = answer(&shared, &datagram, peer, local).await
+            if let Some(answer) = answer(&shared, &spec, &datagram, peer, local).await
                 && let Err(e) = socket.send_to(&answer, peer).await
             {
                 tracing::debug!("dns: sending to {peer} failed: {e}");
             }
+            drop(slot);
         });
     }
 }
@@ -74,6 +96,7 @@ pub(crate) async fn serve(
 /// The answer to one query datagram (None: not answered).
 async fn answer(
     shared: &Shared,
+    spec: &ModeSpec,
     datagram: &[u8],
     peer: SocketAddr,
     local: SocketAddr,
@@ -88,11 +111,24 @@ async fn answer(
     };
     let mut client = client_connection(peer, local);
     client.transport_protocol = "udp".into();
-    client.proxy_mode = shared.config.mode.full.clone();
+    client.proxy_mode = spec.full.clone();
+    let mut server = unconnected_server();
+    server.transport_protocol = "udp".into();
+    let reverse = match &spec.mode {
+        Mode::Reverse(target) => {
+            server.address = Some(Address {
+                host: target.host.clone(),
+                port: u32::from(target.port),
+            });
+            Some(target)
+        }
+        _ => None,
+    };
     let mut flow = Flow {
         id: new_id(),
         r#type: "dns".into(),
         client_conn: Some(client),
+        server_conn: Some(server),
         timestamp_created: now(),
         live: true,
         dns_request: Some(DnsMessage {
@@ -104,16 +140,107 @@ async fn answer(
     if shared.hook(Hook::DnsRequest, &mut flow).await == Verdict::Kill {
         return None;
     }
-    if flow.dns_response.is_none() {
+    if flow.dns_response.is_none() && flow.error.is_none() {
         let request = flow.dns_request.clone().unwrap_or_default();
-        flow.dns_response = Some(resolve(&request).await);
+        match reverse {
+            Some(target) => match forward(&request, &mut flow, target).await {
+                Ok(response) => flow.dns_response = Some(response),
+                Err(reason) => set_error(&mut flow, reason),
+            },
+            None => flow.dns_response = Some(resolve(&request).await),
+        }
+    }
+    if flow.dns_response.is_none() {
+        return failed(shared, flow).await;
     }
     if shared.hook(Hook::DnsResponse, &mut flow).await == Verdict::Kill {
         return None;
     }
-    let response = flow.dns_response.clone().unwrap_or_default();
+    flow.live = false;
     shared.sink.flow_finished(&flow);
-    Some(pack(&response))
+    // A script may have removed the response: nothing to send then.
+    flow.dns_response.as_ref().map(pack)
+}
+
+/// `dns_error`, then SERVFAIL for the client (mitmproxy's answer to a failed query).
+async fn failed(shared: &Shared, mut flow: Flow) -> Option<Vec<u8>> {
+    if flow.error.is_none() {
+        set_error(&mut flow, "no answer for the query");
+    }
+    if shared.hook(Hook::DnsError, &mut flow).await == Verdict::Kill {
+        return None;
+    }
+    flow.live = false;
+    shared.sink.flow_finished(&flow);
+    let request = flow.dns_request.clone().unwrap_or_default();
+    Some(pack(&DnsMessage {
+        query: false,
+        response_code: SERVFAIL,
+        answers: Vec::new(),
+        authorities: Vec::new(),
+        additionals: Vec::new(),
+        ..request
+    }))
+}
+
+/// `reverse:dns://`: the query to the flow's server (the target unless a script chose
+/// another in `dns_request`), and its answer (the first response with the query's id).
+async fn forward(
+    request: &DnsMessage,
+    flow: &mut Flow,
+    target: &ReverseTarget,
+) -> Result<DnsMessage, String> {
+    let server = flow.server_conn.get_or_insert_with(Connection::default);
+    let address = server.address.clone().unwrap_or_else(|| Address {
+        host: target.host.clone(),
+        port: u32::from(target.port),
+    });
+    let port = u16::try_from(address.port).unwrap_or(target.port);
+    let socket = match connected_socket(&address.host, port).await {
+        Ok(socket) => socket,
+        Err(e) => {
+            server.error = Some(e.clone());
+            return Err(e);
+        }
+    };
+    server.peername = socket.peer_addr().ok().map(crate::flow::address);
+    server.sockname = socket.local_addr().ok().map(crate::flow::address);
+    server.timestamp_start = Some(now());
+    server.timestamp_tcp_setup = server.timestamp_start;
+    let server_name = format!("{}:{port}", address.host);
+    socket
+        .send(&pack(request))
+        .await
+        .map_err(|e| format!("sending the query to {server_name} failed: {e}"))?;
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let answer = async {
+        loop {
+            let len = socket
+                .recv(&mut buf)
+                .await
+                .map_err(|e| format!("the DNS server {server_name} failed: {e}"))?;
+            match parse(&buf[..len]) {
+                Ok(message) if !message.query && message.id == request.id => {
+                    return Ok(DnsMessage {
+                        timestamp: Some(now()),
+                        ..message
+                    });
+                }
+                _ => continue,
+            }
+        }
+    };
+    let answered = tokio::time::timeout(UDP_TIMEOUT, answer)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from the DNS server {server_name} within {UDP_TIMEOUT:?}"
+            ))
+        });
+    if let Some(server) = flow.server_conn.as_mut() {
+        server.timestamp_end = Some(now());
+    }
+    answered
 }
 
 /// The proxy's own answer: A/AAAA through the system resolver, NOTIMP for other types.

@@ -7,6 +7,8 @@
 //! client is intercepted with a certificate for the name it asked for) and `upstream:URL` for an
 //! `http://` next proxy (with `upstream_auth`), `socks5` (CONNECT, with `proxyauth`) and
 //! `transparent` (the original destination of a redirected connection, see `transparent`).
+//! `dns`, `reverse:dns://HOST[:PORT]` and `reverse:udp://HOST:PORT` listen on UDP
+//! ([`Mode::is_udp`], served by `udp`).
 
 use std::fmt;
 
@@ -42,13 +44,26 @@ pub struct UpstreamProxy {
 /// The server of a reverse proxy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReverseTarget {
-    /// `http`, `https` or `tcp`: how the proxy talks to the server (`tcp`: every connection
-    /// is relayed to it as a TCP flow).
+    /// `http`, `https`, `tcp`, `udp` or `dns`: how the proxy talks to the server (`tcp`: every
+    /// connection is relayed to it as a TCP flow; `udp`: the datagrams of each client address
+    /// are relayed as a UDP flow; `dns`: each query is a DNS flow forwarded to the server).
     pub scheme: &'static str,
     /// The server's host name or address.
     pub host: String,
     /// The server's port.
     pub port: u16,
+}
+
+impl Mode {
+    /// True for the modes whose listener is a UDP socket: `dns`, `reverse:dns://` and
+    /// `reverse:udp://`. (mitmproxy's dns modes also take DNS over TCP; flowtap's do not yet.)
+    pub fn is_udp(&self) -> bool {
+        match self {
+            Mode::Dns => true,
+            Mode::Reverse(target) => matches!(target.scheme, "udp" | "dns"),
+            Mode::Regular | Mode::Socks5 | Mode::Upstream(_) | Mode::Transparent => false,
+        }
+    }
 }
 
 impl ReverseTarget {
@@ -157,22 +172,30 @@ fn parse_listen(at: &str) -> Result<(Option<String>, u16), String> {
     Ok((host, port))
 }
 
-/// `http://host[:port][/]`, `https://...` or `tcp://host:port` (mitmproxy also takes `tls`,
-/// `dtls`, `udp` and `dns` targets; flowtap does not yet).
+/// `http://host[:port][/]`, `https://...`, `dns://host[:port]` (port 53 by default),
+/// `tcp://host:port` or `udp://host:port` (mitmproxy also takes `tls`, `dtls`, `quic` and
+/// `http3` targets; flowtap does not yet).
 fn parse_target(url: &str) -> Result<ReverseTarget, String> {
     let (scheme, rest, default_port) = if let Some(rest) = url.strip_prefix("http://") {
         ("http", rest, 80)
     } else if let Some(rest) = url.strip_prefix("https://") {
         ("https", rest, 443)
-    } else if let Some(rest) = url.strip_prefix("tcp://") {
+    } else if let Some(rest) = url.strip_prefix("dns://") {
+        ("dns", rest, 53)
+    } else if let Some((scheme, rest)) = [("tcp", "tcp://"), ("udp", "udp://")]
+        .into_iter()
+        .find_map(|(scheme, prefix)| url.strip_prefix(prefix).map(|rest| (scheme, rest)))
+    {
         // No default port, as in mitmproxy.
         if !rest.trim_end_matches('/').contains(':') || rest.ends_with(']') {
-            return Err("a tcp:// target needs a port: tcp://HOST:PORT".into());
+            return Err(format!(
+                "a {scheme}:// target needs a port: {scheme}://HOST:PORT"
+            ));
         }
-        ("tcp", rest, 0)
+        (scheme, rest, 0)
     } else if let Some((scheme, _)) = url.split_once("://") {
         return Err(format!(
-            "reverse targets with scheme {scheme:?} are not available in flowtap yet (http, https and tcp are)"
+            "reverse targets with scheme {scheme:?} are not available in flowtap yet (http, https, tcp, udp and dns are)"
         ));
     } else {
         return Err("the reverse target must be a URL such as https://example.com".into());
@@ -241,7 +264,8 @@ mod tests {
             "upstream:https://proxy:3128",
             "upstream",
             "reverse:tcp://db.internal",
-            "reverse:udp://x:53",
+            "reverse:udp://x",
+            "reverse:dtls://x:443",
             "nonsense",
         ] {
             assert!(ModeSpec::parse(bad).is_err(), "{bad}");
@@ -264,6 +288,42 @@ mod tests {
         assert!(ModeSpec::parse("transparent:x").is_err());
         let e = ModeSpec::parse("wireguard").unwrap_err().to_string();
         assert!(e.contains("not available in flowtap yet"), "{e}");
+    }
+
+    #[test]
+    fn udp_and_dns_targets_parse_as_mitmproxy_spells_them() {
+        let target = |spec: &str| match ModeSpec::parse(spec).unwrap().mode {
+            Mode::Reverse(target) => target,
+            other => panic!("{spec}: {other:?}"),
+        };
+        let udp = target("reverse:udp://10.0.0.1:5353");
+        assert_eq!(
+            (udp.scheme, udp.host.as_str(), udp.port),
+            ("udp", "10.0.0.1", 5353)
+        );
+        let dns = target("reverse:dns://9.9.9.9");
+        assert_eq!(
+            (dns.scheme, dns.host.as_str(), dns.port),
+            ("dns", "9.9.9.9", 53)
+        );
+        let dns = target("reverse:dns://[::1]:5300/@127.0.0.1:0");
+        assert_eq!(
+            (dns.scheme, dns.host.as_str(), dns.port),
+            ("dns", "::1", 5300)
+        );
+        let e = ModeSpec::parse("reverse:udp://x").unwrap_err().to_string();
+        assert!(e.contains("udp://HOST:PORT"), "{e}");
+        for (spec, udp) in [
+            ("dns", true),
+            ("reverse:dns://1.1.1.1", true),
+            ("reverse:udp://h:1", true),
+            ("reverse:tcp://h:1", false),
+            ("reverse:https://h", false),
+            ("regular", false),
+            ("socks5", false),
+        ] {
+            assert_eq!(ModeSpec::parse(spec).unwrap().mode.is_udp(), udp, "{spec}");
+        }
     }
 
     #[test]

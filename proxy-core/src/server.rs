@@ -25,7 +25,7 @@ pub struct Proxy {
     shared: Arc<Shared>,
 }
 
-/// TCP for the HTTP modes and socks5; UDP for dns.
+/// TCP for the HTTP modes and socks5; UDP for dns, reverse:dns and reverse:udp.
 enum Listener {
     Tcp(TcpListener),
     Udp(Arc<UdpSocket>),
@@ -43,7 +43,7 @@ impl Proxy {
             addr: config.listen.to_string(),
             source,
         };
-        let listener = if config.mode.mode == crate::mode::Mode::Dns {
+        let listener = if config.mode.mode.is_udp() {
             Listener::Udp(Arc::new(
                 UdpSocket::bind(config.listen).await.map_err(bind_error)?,
             ))
@@ -87,7 +87,12 @@ impl Proxy {
         let listener = match self.listener {
             Listener::Tcp(listener) => listener,
             Listener::Udp(socket) => {
-                let queries = tokio::spawn(crate::dns::serve(socket, self.shared.clone(), stop_rx));
+                let queries = tokio::spawn(crate::udp::serve(
+                    socket,
+                    self.shared.clone(),
+                    Arc::new(self.shared.config.mode.clone()),
+                    stop_rx,
+                ));
                 shutdown.await;
                 let _ = stop_tx.send(true);
                 let _ = queries.await;

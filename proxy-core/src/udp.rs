@@ -1,0 +1,432 @@
+//! UDP listeners: `--mode dns` and `reverse:dns://HOST[:PORT]` (each query a DNS flow, served
+//! by `dns`) and `reverse:udp://HOST:PORT`, the UDP relay here.
+//!
+//! The relay: the datagrams from one client address form one flow of type "udp" (mitmproxy's
+//! `UDPFlow`), relayed through a socket of its own connected to the target. Hook order, as
+//! mitmproxy 12 fires them: `client_connected`, `udp_start`, `server_connect`,
+//! `server_connected`, one `udp_message` per datagram either way (awaited: the datagram sent is
+//! `flow.messages[-1].content` as the scripts left it; a killed flow ends and sends nothing
+//! more), then `udp_end` (or `udp_error` when the server could not be reached or the flow was
+//! killed), `server_disconnected`, `client_disconnected`. A flow ends after
+//! [`UDP_TIMEOUT`] without a datagram either way (mitmproxy's `UDP_TIMEOUT`) or at shutdown; the
+//! next datagram from that address starts a new flow.
+//!
+//! Bounds: at most `max_client_connections` flows at once (each holds a socket; datagrams from
+//! new addresses beyond that are dropped), datagrams of at most [`MAX_DATAGRAM`] bytes, and at
+//! most [`FLOW_QUEUE`] datagrams waiting for a flow whose hook is running (more are dropped,
+//! as a full socket buffer would).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flowtap_proto::v1::{Connection, Flow, TcpMessage};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::context::Shared;
+use crate::flow::{self, KILLED_MESSAGE, connection_subject, is_killed};
+use crate::hooks::{Hook, Verdict};
+use crate::live::{self, Killed};
+use crate::mode::{Mode, ModeSpec, ReverseTarget};
+
+/// The largest datagram relayed (the largest a UDP header can announce).
+pub(crate) const MAX_DATAGRAM: usize = 65535;
+/// Datagrams waiting for one flow while its hooks run.
+const FLOW_QUEUE: usize = 64;
+/// A UDP flow ends after this long without a datagram either way (mitmproxy's `UDP_TIMEOUT`).
+pub(crate) const UDP_TIMEOUT: Duration = Duration::from_secs(20);
+
+const HOOKS: [Hook; 4] = [
+    Hook::UdpStart,
+    Hook::UdpMessage,
+    Hook::UdpEnd,
+    Hook::UdpError,
+];
+
+/// Serves the UDP listener `socket` in the mode `spec` (`dns`, `reverse:dns://` or
+/// `reverse:udp://`) until `stop` turns true; then lets the flows under way end (their end
+/// hooks fire) within `shutdown_grace` and returns.
+pub(crate) async fn serve(
+    socket: Arc<UdpSocket>,
+    shared: Arc<Shared>,
+    spec: Arc<ModeSpec>,
+    stop: watch::Receiver<bool>,
+) {
+    match &spec.mode {
+        Mode::Reverse(target) if target.scheme == "udp" => {
+            let target = target.clone();
+            relay(socket, shared, spec, target, stop).await;
+        }
+        _ => crate::dns::serve(socket, shared, spec, stop).await,
+    }
+}
+
+/// What every flow of one relay listener shares.
+struct Listener {
+    socket: Arc<UdpSocket>,
+    shared: Arc<Shared>,
+    spec: Arc<ModeSpec>,
+    target: ReverseTarget,
+    local: SocketAddr,
+}
+
+/// Receives datagrams and hands each to its client address's flow, starting flows as needed.
+async fn relay(
+    socket: Arc<UdpSocket>,
+    shared: Arc<Shared>,
+    spec: Arc<ModeSpec>,
+    target: ReverseTarget,
+    mut stop: watch::Receiver<bool>,
+) {
+    let local = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let cap = match shared.config.max_client_connections {
+        0 => crate::limits::default_max_clients(crate::limits::descriptor_limit()),
+        n => n,
+    };
+    let listener = Arc::new(Listener {
+        socket,
+        shared,
+        spec,
+        target,
+        local,
+    });
+    let mut flows: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut tasks: JoinSet<SocketAddr> = JoinSet::new();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut at_cap = false;
+    loop {
+        let (len, peer) = tokio::select! {
+            received = listener.socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                Err(e) => {
+                    tracing::debug!("udp: receive failed: {e}");
+                    continue;
+                }
+            },
+            Some(ended) = tasks.join_next(), if !tasks.is_empty() => {
+                // A flow that ended may have been replaced by a new one for the same address.
+                if let Ok(peer) = ended
+                    && flows.get(&peer).is_some_and(mpsc::Sender::is_closed)
+                {
+                    flows.remove(&peer);
+                }
+                continue;
+            }
+            _ = stop.changed() => break,
+        };
+        let datagram = Bytes::copy_from_slice(&buf[..len]);
+        let datagram = match flows.get(&peer).map(|f| f.try_send(datagram.clone())) {
+            Some(Ok(())) => continue,
+            Some(Err(TrySendError::Full(_))) => {
+                tracing::debug!("udp: dropping a datagram from {peer}: its flow is busy");
+                continue;
+            }
+            Some(Err(TrySendError::Closed(datagram))) => datagram,
+            None => datagram,
+        };
+        flows.retain(|_, f| !f.is_closed());
+        if flows.len() >= cap {
+            if !at_cap {
+                tracing::warn!(
+                    "{cap} UDP flows open (max_client_connections): datagrams from new clients are dropped until one ends"
+                );
+            }
+            at_cap = true;
+            continue;
+        }
+        at_cap = false;
+        let (sender, receiver) = mpsc::channel(FLOW_QUEUE);
+        // A new channel has room for the first datagram.
+        let _ = sender.try_send(datagram);
+        flows.insert(peer, sender);
+        let listener = listener.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            UdpFlow::run(&listener, peer, receiver, stop).await;
+            peer
+        });
+    }
+    drop(flows);
+    let grace = listener.shared.config.shutdown_grace;
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            "{} UDP flows still open after {grace:?}; ending them",
+            tasks.len()
+        );
+        tasks.shutdown().await;
+    }
+}
+
+/// One client address's flow.
+struct UdpFlow<'a> {
+    listener: &'a Listener,
+    peer: SocketAddr,
+    flow: Flow,
+    server: UdpSocket,
+    /// Messages are kept and shown to `udp_message` (a script implements a UDP hook, or a sink
+    /// keeps contents); else datagrams are relayed as they are.
+    messages: bool,
+}
+
+impl UdpFlow<'_> {
+    /// Runs the flow from its first datagram (in `datagrams`) to its end hooks.
+    async fn run(
+        listener: &Listener,
+        peer: SocketAddr,
+        mut datagrams: mpsc::Receiver<Bytes>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let shared = &*listener.shared;
+        let mut client = flow::client_connection(peer, listener.local);
+        client.transport_protocol = "udp".into();
+        client.proxy_mode = listener.spec.full.clone();
+        if let Some(error) = shared.blocked_client(peer.ip()) {
+            client.error = Some(error.to_string());
+        }
+        if shared.hooks.interest().wants(Hook::ClientConnected) {
+            let mut subject = connection_subject(&client, None);
+            shared.hooks.call(Hook::ClientConnected, &mut subject).await;
+            if let Some(changed) = subject.client_conn {
+                client = changed;
+            }
+        }
+        if client.error.is_none() {
+            Self::relay(listener, peer, &client, &mut datagrams, &mut stop).await;
+        }
+        client.timestamp_end = Some(flow::now());
+        shared
+            .connection_hook(Hook::ClientDisconnected, &client, None)
+            .await;
+        shared.hooks.client_closed(&client.id);
+    }
+
+    /// The flow proper: `udp_start`, the server socket, the messages, the end hooks.
+    async fn relay(
+        listener: &Listener,
+        peer: SocketAddr,
+        client: &Connection,
+        datagrams: &mut mpsc::Receiver<Bytes>,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let shared = &*listener.shared;
+        let mut server_conn = flow::unconnected_server();
+        server_conn.transport_protocol = "udp".into();
+        let mut flow = Flow {
+            id: flow::new_id(),
+            r#type: "udp".into(),
+            client_conn: Some(client.clone()),
+            server_conn: Some(server_conn),
+            timestamp_created: flow::now(),
+            live: true,
+            ..Default::default()
+        };
+        let registered = shared.live.register(&flow.id);
+        let handed = shared.live.hand_over(&flow.id, None);
+        let messages =
+            shared.records_contents() || HOOKS.iter().any(|h| shared.hooks.interest().wants(*h));
+        shared.hook(Hook::UdpStart, &mut flow).await;
+        let mut server = flow.server_conn.take().unwrap_or_default();
+        let connected = connect(shared, client, &listener.target, &mut server).await;
+        flow.server_conn = Some(server);
+        match connected {
+            Ok(socket) => {
+                let mut relay = UdpFlow {
+                    listener,
+                    peer,
+                    flow,
+                    server: socket,
+                    messages,
+                };
+                relay.messages(datagrams, handed.kill.as_ref(), stop).await;
+                flow = relay.flow;
+            }
+            Err(reason) => flow::set_error(&mut flow, reason),
+        }
+        shared.live.finish(&flow.id);
+        let hook = if flow.error.is_some() {
+            Hook::UdpError
+        } else {
+            Hook::UdpEnd
+        };
+        shared.hook(hook, &mut flow).await;
+        flow.live = false;
+        shared.sink.flow_finished(&flow);
+        drop(registered);
+        let mut server = flow.server_conn.unwrap_or_default();
+        if server.timestamp_start.is_some() {
+            server.timestamp_end = Some(flow::now());
+            shared
+                .connection_hook(Hook::ServerDisconnected, client, Some(&mut server))
+                .await;
+        }
+    }
+
+    /// Relays datagrams both ways until the flow idles out, is killed or the proxy stops.
+    async fn messages(
+        &mut self,
+        datagrams: &mut mpsc::Receiver<Bytes>,
+        kill: Option<&Killed>,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let idle = tokio::time::sleep(UDP_TIMEOUT);
+            let (from_client, content) = tokio::select! {
+                biased;
+                () = live::killed(kill) => {
+                    flow::set_error(&mut self.flow, KILLED_MESSAGE);
+                    return;
+                }
+                _ = stop.changed() => return,
+                datagram = datagrams.recv() => match datagram {
+                    Some(datagram) => (true, datagram),
+                    None => return,
+                },
+                received = self.server.recv(&mut buf) => match received {
+                    Ok(len) => (false, Bytes::copy_from_slice(&buf[..len])),
+                    Err(e) => {
+                        // A connected socket learns of ICMP errors (port unreachable).
+                        flow::set_error(
+                            &mut self.flow,
+                            format!("UDP connection to the server failed: {e}"),
+                        );
+                        return;
+                    }
+                },
+                () = idle => return,
+            };
+            if self.message(from_client, content).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A datagram from one side: recorded, shown to `udp_message`, then sent on as the scripts
+    /// left it. Err: the flow ends (killed, or the server cannot be written to).
+    async fn message(&mut self, from_client: bool, content: Bytes) -> Result<(), Ended> {
+        let shared = &*self.listener.shared;
+        let content = if self.messages {
+            self.flow.messages.push(TcpMessage {
+                from_client,
+                content,
+                timestamp: flow::now(),
+            });
+            let verdict = shared.hook(Hook::UdpMessage, &mut self.flow).await;
+            if verdict == Verdict::Kill || is_killed(&self.flow) {
+                flow::set_error(&mut self.flow, KILLED_MESSAGE);
+                return Err(Ended);
+            }
+            match self.flow.messages.last() {
+                Some(message) => message.content.clone(),
+                None => return Ok(()),
+            }
+        } else {
+            content
+        };
+        if from_client {
+            if let Err(e) = self.server.send(&content).await {
+                flow::set_error(
+                    &mut self.flow,
+                    format!("UDP connection to the server failed: {e}"),
+                );
+                return Err(Ended);
+            }
+        } else if let Err(e) = self.listener.socket.send_to(&content, self.peer).await {
+            // The client's address is not ours to hold to account: UDP gives no delivery.
+            tracing::debug!("udp: sending to {} failed: {e}", self.peer);
+        }
+        Ok(())
+    }
+}
+
+/// The flow ended; `flow.error` says whether it failed.
+struct Ended;
+
+/// `server_connect` (which may change the address or refuse), a socket of the flow's own
+/// connected to the server, then `server_connected` or `server_connect_error`.
+async fn connect(
+    shared: &Shared,
+    client: &Connection,
+    target: &ReverseTarget,
+    server: &mut Connection,
+) -> Result<UdpSocket, String> {
+    server.address = Some(flowtap_proto::v1::Address {
+        host: target.host.clone(),
+        port: u32::from(target.port),
+    });
+    shared
+        .connection_hook(Hook::ServerConnect, client, Some(server))
+        .await;
+    let result = match server.error.clone() {
+        Some(reason) => Err(reason),
+        None => {
+            let address = server.address.clone().unwrap_or_default();
+            let port = u16::try_from(address.port).unwrap_or(target.port);
+            connected_socket(&address.host, port).await
+        }
+    };
+    match result {
+        Ok(socket) => {
+            server.peername = socket.peer_addr().ok().map(flow::address);
+            server.sockname = socket.local_addr().ok().map(flow::address);
+            server.timestamp_start = Some(flow::now());
+            server.timestamp_tcp_setup = server.timestamp_start;
+            shared
+                .connection_hook(Hook::ServerConnected, client, Some(server))
+                .await;
+            Ok(socket)
+        }
+        Err(reason) => {
+            server.error = Some(reason.clone());
+            shared
+                .connection_hook(Hook::ServerConnectError, client, Some(server))
+                .await;
+            Err(reason)
+        }
+    }
+}
+
+/// A UDP socket on an ephemeral port, connected to `host:port` (its first address).
+pub(crate) async fn connected_socket(host: &str, port: u16) -> Result<UdpSocket, String> {
+    let unreachable = |e: std::io::Error| format!("cannot reach {host}:{port} over UDP: {e}");
+    let address = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(unreachable)?
+        .next()
+        .ok_or_else(|| format!("{host} has no address"))?;
+    let local: SocketAddr = if address.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let socket = UdpSocket::bind(local).await.map_err(unreachable)?;
+    socket.connect(address).await.map_err(unreachable)?;
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connected_socket_reaches_its_server_only() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        let socket = connected_socket("127.0.0.1", port).await.unwrap();
+        socket.send(b"ping").await.unwrap();
+        let mut buf = [0u8; 16];
+        let (len, from) = server.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..len], b"ping");
+        assert_eq!(from, socket.local_addr().unwrap());
+        assert!(connected_socket("no-such-host.invalid", 53).await.is_err());
+    }
+}
