@@ -1,0 +1,331 @@
+//! The UDP modes: `reverse:dns://` in front of a DNS server the test runs (queried with a real
+//! `dig`; installed by scripts/test), and `reverse:udp://` in front of a UDP echo server, each
+//! with a real script on its hooks and `-w` files read back by flowtap's reader and by
+//! mitmproxy 12.3.1's own (`scripts/install-mitmproxy`; `FLOWTAP_SKIP_MITMPROXY=1` skips that
+//! part, saying so).
+
+#![allow(missing_docs)]
+
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use flowtap_flow::FlowReader;
+use flowtap_proto::v1::Flow;
+use support::Flowtap;
+use support::scripts::TempScript;
+
+/// The address the test's DNS server gives for every A question.
+const ANSWER: [u8; 4] = [192, 0, 2, 7];
+
+/// A UDP server in a thread of its own; counts the datagrams it answered.
+struct UdpServer {
+    addr: SocketAddr,
+    answered: Arc<AtomicUsize>,
+}
+
+impl UdpServer {
+    /// Answers each datagram with `reply(datagram)` (nothing when None).
+    fn start(reply: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static) -> UdpServer {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the test's UDP server");
+        let addr = socket.local_addr().expect("its address");
+        let answered = Arc::new(AtomicUsize::new(0));
+        let count = answered.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65535];
+            while let Ok((len, peer)) = socket.recv_from(&mut buf) {
+                if let Some(answer) = reply(&buf[..len]) {
+                    let _ = socket.send_to(&answer, peer);
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        UdpServer { addr, answered }
+    }
+
+    /// A DNS server answering every query with one A record, [`ANSWER`], TTL 300 (the
+    /// question echoed, the answer's name a pointer to it, no EDNS).
+    fn dns() -> UdpServer {
+        UdpServer::start(|query| {
+            let mut end = 12;
+            while *query.get(end)? != 0 {
+                end += usize::from(query[end]) + 1;
+            }
+            end += 5; // the root label, type and class
+            let mut answer = query.get(..end)?.to_vec();
+            answer[2] = 0x81; // QR, RD
+            answer[3] = 0x80; // RA, NOERROR
+            answer[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+            answer.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4]);
+            answer.extend_from_slice(&ANSWER);
+            Some(answer)
+        })
+    }
+}
+
+fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+time=5", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("run dig (bind9-dnsutils; scripts/test installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn read_flows(path: &Path) -> Vec<Flow> {
+    let file = std::fs::File::open(path).expect("the -w file");
+    let (flows, error) = FlowReader::new(std::io::BufReader::new(file)).read_all();
+    assert!(error.is_none(), "{error:?}");
+    flows
+}
+
+/// mitmproxy 12.3.1's python, or None when `FLOWTAP_SKIP_MITMPROXY=1`.
+fn mitmproxy_python() -> Option<PathBuf> {
+    if std::env::var("FLOWTAP_SKIP_MITMPROXY").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: reading the -w file with mitmproxy (FLOWTAP_SKIP_MITMPROXY=1)");
+        return None;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-mitmproxy");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/install-mitmproxy");
+    assert!(out.status.success(), "scripts/install-mitmproxy failed");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let venv = stdout.lines().last().expect("the venv path").trim();
+    Some(PathBuf::from(venv).join("bin/python"))
+}
+
+/// Runs `code` in mitmproxy's python with the flows of `path` as `flows` (read by
+/// `mitmproxy.io.FlowReader`); its stdout.
+fn with_mitmproxy(python: &Path, path: &Path, code: &str) -> String {
+    let program = format!(
+        "import sys\nfrom mitmproxy import io\nwith open(sys.argv[1], 'rb') as f:\n    flows = list(io.FlowReader(f).stream())\n{code}"
+    );
+    let out = Command::new(python)
+        .args(["-c", &program])
+        .arg(path)
+        .output()
+        .expect("run mitmproxy's python");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "mitmproxy failed to read {path:?}:\n{stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn reverse_dns_mode_forwards_queries_to_its_server() {
+    let server = UdpServer::dns();
+    let script = TempScript::new(
+        "dns_watch.py",
+        "import ipaddress\n\
+         def dns_request(flow):\n\
+         \x20   print('dns_request', flow.request.question.name, flow.client_conn.proxy_mode.full_spec)\n\
+         def dns_response(flow):\n\
+         \x20   a = flow.response.answers[0]\n\
+         \x20   print('dns_response', a.name, ipaddress.ip_address(a.data), a.ttl)\n",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let saved = dir.path().join("dns.mitm");
+    let spec = format!("reverse:dns://127.0.0.1:{}", server.addr.port());
+    let saved_arg = saved.to_str().expect("utf-8 path");
+    let (flowtap, addr) = Flowtap::start(&["--mode", &spec, "-s", script.arg(), "-w", saved_arg]);
+
+    let answer = dig(addr, &["+short", "www.example.test", "A"]);
+    assert_eq!(answer.trim(), "192.0.2.7", "dig's answer");
+    assert_eq!(
+        server.answered.load(Ordering::SeqCst),
+        1,
+        "the server saw the query"
+    );
+
+    let (_, stdout) = flowtap.stop();
+    let seen = stdout.join("\n");
+    assert!(
+        seen.contains(&format!("dns_request www.example.test {spec}")),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("dns_response www.example.test 192.0.2.7 300"),
+        "{seen}"
+    );
+    let flows = read_flows(&saved);
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let flow = &flows[0];
+    assert_eq!(flow.r#type, "dns");
+    let request = flow.dns_request.as_ref().expect("the query");
+    assert_eq!(request.questions[0].name, "www.example.test");
+    let response = flow.dns_response.as_ref().expect("the server's answer");
+    assert_eq!(response.answers[0].data.as_ref(), ANSWER);
+    let client = flow.client_conn.as_ref().expect("client_conn");
+    assert_eq!(
+        (
+            client.transport_protocol.as_str(),
+            client.proxy_mode.as_str()
+        ),
+        ("udp", spec.as_str())
+    );
+    let server_conn = flow.server_conn.as_ref().expect("server_conn");
+    let address = server_conn.address.as_ref().expect("the server's address");
+    assert_eq!(address.port, u32::from(server.addr.port()));
+
+    if let Some(python) = mitmproxy_python() {
+        let described = with_mitmproxy(
+            &python,
+            &saved,
+            "f = flows[0]\n\
+             print(type(f).__name__, f.request.question.name, f.response.answers[0].data.hex(), \
+             f.client_conn.transport_protocol, f.server_conn.address[1])\n",
+        );
+        assert_eq!(
+            described.trim(),
+            format!(
+                "DNSFlow www.example.test c0000207 udp {}",
+                server.addr.port()
+            )
+        );
+    }
+}
+
+#[test]
+fn reverse_dns_mode_answers_servfail_when_its_server_is_unreachable() {
+    // A port that nothing listens on: the kernel refuses the query (ICMP port unreachable).
+    let closed = UdpSocket::bind("127.0.0.1:0").expect("a UDP port");
+    let port = closed.local_addr().expect("its address").port();
+    drop(closed);
+    let spec = format!("reverse:dns://127.0.0.1:{port}");
+    let script = TempScript::new(
+        "dns_error.py",
+        "def dns_error(flow):\n\
+         \x20   print('dns_error', flow.request.question.name, flow.response is None)\n",
+    );
+    let (flowtap, addr) = Flowtap::start(&["--mode", &spec, "-s", script.arg()]);
+    let answer = dig(addr, &["www.example.test", "A"]);
+    assert!(answer.contains("status: SERVFAIL"), "{answer}");
+    let (_, stdout) = flowtap.stop();
+    let seen = stdout.join("\n");
+    assert!(seen.contains("dns_error www.example.test True"), "{seen}");
+}
+
+/// `reverse:udp://`: datagrams round-trip through the proxy, a script changes one on the way
+/// and each client address is its own flow, saved as mitmproxy writes "udp" flows.
+#[test]
+fn reverse_udp_mode_relays_datagrams_as_udp_flows() {
+    let origin = UdpServer::start(|datagram| Some([b"echo:", datagram].concat()));
+    let script = TempScript::new(
+        "udp_watch.py",
+        "def udp_start(flow):\n\
+         \x20   print('udp_start', flow.client_conn.proxy_mode.full_spec)\n\
+         def udp_message(flow):\n\
+         \x20   m = flow.messages[-1]\n\
+         \x20   if m.from_client and m.content == b'change me':\n\
+         \x20       m.content = b'changed'\n\
+         def udp_end(flow):\n\
+         \x20   print('udp_end', len(flow.messages))\n",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let saved = dir.path().join("udp.mitm");
+    let spec = format!("reverse:udp://127.0.0.1:{}", origin.addr.port());
+    let saved_arg = saved.to_str().expect("utf-8 path");
+    let (flowtap, addr) = Flowtap::start(&["--mode", &spec, "-s", script.arg(), "-w", saved_arg]);
+
+    let exchange = |socket: &UdpSocket, send: &[u8]| -> Vec<u8> {
+        socket.send_to(send, addr).expect("send a datagram");
+        let mut buf = [0u8; 2048];
+        let (len, from) = socket.recv_from(&mut buf).expect("a datagram back");
+        assert_eq!(from, addr, "the answer comes from the proxy's address");
+        buf[..len].to_vec()
+    };
+    let client = UdpSocket::bind("127.0.0.1:0").expect("a client socket");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    assert_eq!(exchange(&client, b"hello"), b"echo:hello");
+    assert_eq!(exchange(&client, b"change me"), b"echo:changed");
+    let other = UdpSocket::bind("127.0.0.1:0").expect("a second client socket");
+    other
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    assert_eq!(exchange(&other, b"two"), b"echo:two");
+
+    // The flows end at shutdown (or after 20 s of quiet): udp_end, then -w.
+    let (_, stdout) = flowtap.stop();
+    let seen = stdout.join("\n");
+    assert_eq!(
+        seen.matches(&format!("udp_start {spec}")).count(),
+        2,
+        "{seen}"
+    );
+    assert!(seen.contains("udp_end 4"), "{seen}");
+    assert!(seen.contains("udp_end 2"), "{seen}");
+
+    let mut flows = read_flows(&saved);
+    assert_eq!(flows.len(), 2, "{flows:?}");
+    flows.sort_by_key(|f| std::cmp::Reverse(f.messages.len()));
+    let first = &flows[0];
+    assert_eq!(first.r#type, "udp");
+    let messages: Vec<(bool, &[u8])> = first
+        .messages
+        .iter()
+        .map(|m| (m.from_client, m.content.as_ref()))
+        .collect();
+    assert_eq!(
+        messages,
+        vec![
+            (true, &b"hello"[..]),
+            (false, b"echo:hello"),
+            (true, b"changed"),
+            (false, b"echo:changed"),
+        ]
+    );
+    let client_conn = first.client_conn.as_ref().expect("client_conn");
+    assert_eq!(client_conn.transport_protocol, "udp");
+    assert_eq!(client_conn.proxy_mode, spec);
+    let peer = client_conn.peername.as_ref().expect("peername");
+    assert_eq!(
+        peer.port,
+        u32::from(client.local_addr().expect("address").port())
+    );
+    let server_conn = first.server_conn.as_ref().expect("server_conn");
+    assert_eq!(server_conn.transport_protocol, "udp");
+    assert_eq!(
+        server_conn.address.as_ref().map(|a| a.port),
+        Some(u32::from(origin.addr.port()))
+    );
+    assert!(first.error.is_none(), "{:?}", first.error);
+    assert_eq!(origin.answered.load(Ordering::SeqCst), 3);
+
+    if let Some(python) = mitmproxy_python() {
+        let described = with_mitmproxy(
+            &python,
+            &saved,
+            "for f in sorted(flows, key=lambda f: -len(f.messages)):\n\
+             \x20   print(type(f).__name__, f.client_conn.transport_protocol, f.client_conn.proxy_mode.scheme, \
+             f.server_conn.address[1], [(m.from_client, m.content) for m in f.messages])\n\
+             import io as stdio\n\
+             out = stdio.BytesIO()\n\
+             w = io.FlowWriter(out)\n\
+             for f in flows:\n\
+             \x20   w.add(f)\n\
+             print('rewritten byte for byte:', out.getvalue() == open(sys.argv[1], 'rb').read())\n",
+        );
+        let port = origin.addr.port();
+        assert_eq!(
+            described,
+            format!(
+                "UDPFlow udp udp {port} [(True, b'hello'), (False, b'echo:hello'), (True, b'changed'), (False, b'echo:changed')]\n\
+                 UDPFlow udp udp {port} [(True, b'two'), (False, b'echo:two')]\n\
+                 rewritten byte for byte: True\n"
+            )
+        );
+    }
+}
