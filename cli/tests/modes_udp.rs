@@ -2,7 +2,8 @@
 //! `dig`; installed by scripts/test), and `reverse:udp://` in front of a UDP echo server, each
 //! with a real script on its hooks and `-w` files read back by flowtap's reader and by
 //! mitmproxy 12.3.1's own (`scripts/install-mitmproxy`; `FLOWTAP_SKIP_MITMPROXY=1` skips that
-//! part, saying so).
+//! part, saying so); and each mode's hook order against mitmdump 12.3.1's recording
+//! (`fixtures/mitmproxy-12/{udp,dns}-reverse.events.txt`, `fixtures/mitmproxy-12/eventlog.py`).
 
 #![allow(missing_docs)]
 
@@ -18,7 +19,7 @@ use std::time::Duration;
 use flowtap_flow::FlowReader;
 use flowtap_proto::v1::Flow;
 use support::Flowtap;
-use support::scripts::TempScript;
+use support::scripts::{EventLog, TempScript, fixture, normalize_events, recorded_events};
 
 /// The address the test's DNS server gives for every A question.
 const ANSWER: [u8; 4] = [192, 0, 2, 7];
@@ -328,4 +329,111 @@ fn reverse_udp_mode_relays_datagrams_as_udp_flows() {
             )
         );
     }
+}
+
+/// Runs flowtap in `mode` with eventlog.py, then `scenario` with the proxy's address and the
+/// log; stops flowtap (which ends the UDP sessions, as mitmdump's idle timeout did in the
+/// recording) and returns the normalized event lines.
+fn record(
+    mode: &str,
+    replace: &[(&str, &str)],
+    scenario: impl FnOnce(SocketAddr, &EventLog),
+) -> Vec<String> {
+    let log = EventLog::new();
+    let (name, value) = log.env();
+    let eventlog = fixture("eventlog.py");
+    let (flowtap, addr) = Flowtap::start_with_env(
+        &["--mode", mode, "-s", eventlog.as_str()],
+        &[(name, &value)],
+    );
+    scenario(addr, &log);
+    let (status, _) = flowtap.stop();
+    assert!(status.success(), "{status}");
+    normalize_events(&log.lines(), replace)
+}
+
+/// The recording's lines, in order, except that the worker may run the observed end hooks of
+/// different subjects (the flow, the server, the client) in any order after the last flow hook.
+fn assert_same_order(got: &[String], recorded: &str, replace: &[(&str, &str)]) {
+    let want = normalize_events(&recorded_events(recorded), replace);
+    let is_end = |l: &&String| {
+        ["udp_end:", "server_disconnected:", "client_disconnected:"]
+            .iter()
+            .any(|p| l.starts_with(p))
+    };
+    let split = |lines: &[String]| -> (Vec<String>, Vec<String>) {
+        let (mut ends, rest): (Vec<&String>, Vec<&String>) = lines.iter().partition(is_end);
+        ends.sort();
+        (
+            rest.into_iter().cloned().collect(),
+            ends.into_iter().cloned().collect(),
+        )
+    };
+    let show = |lines: &[String]| lines.join("\n");
+    assert_eq!(
+        split(got),
+        split(&want),
+        "\ngot:\n{}\n\nwant:\n{}\n",
+        show(got),
+        show(&want)
+    );
+    let first_end = got.iter().position(|l| is_end(&l)).expect("end hooks");
+    let last_flow_hook = got
+        .iter()
+        .rposition(|l| l.starts_with("udp_message:") || l.starts_with("dns_response:"))
+        .expect("flow hooks");
+    assert!(first_end > last_flow_hook, "{got:?}");
+}
+
+#[test]
+fn reverse_udp_hook_order_is_mitmdumps() {
+    let origin = UdpServer::start(|datagram| Some([b"ECHO ", datagram].concat()));
+    let port = origin.addr.port().to_string();
+    let replace = [("18185", port.as_str())];
+    let got = record(
+        &format!("reverse:udp://127.0.0.1:{port}"),
+        &replace,
+        |addr, log| {
+            let client = UdpSocket::bind("127.0.0.1:0").expect("a client socket");
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("a read timeout");
+            for (send, want) in [
+                (&b"hello udp"[..], &b"ECHO hello udp"[..]),
+                (b"second", b"ECHO second"),
+            ] {
+                client.send_to(send, addr).expect("send");
+                let mut buf = [0u8; 64];
+                let (len, _) = client.recv_from(&mut buf).expect("the echo");
+                assert_eq!(&buf[..len], want);
+            }
+            // The fourth message's hook has run once its line is there.
+            support::scripts::poll("four udp_message lines", || {
+                (log.lines()
+                    .iter()
+                    .filter(|l| l.starts_with("udp_message:"))
+                    .count()
+                    == 4)
+                    .then_some(())
+            });
+        },
+    );
+    assert_same_order(&got, "udp-reverse.events.txt", &replace);
+}
+
+#[test]
+fn reverse_dns_hook_order_is_mitmdumps() {
+    let server = UdpServer::dns();
+    let port = server.addr.port().to_string();
+    let replace = [("18186", port.as_str())];
+    let got = record(
+        &format!("reverse:dns://127.0.0.1:{port}"),
+        &replace,
+        |addr, log| {
+            let answer = dig(addr, &["+short", "www.example.test", "A"]);
+            assert_eq!(answer.trim(), "192.0.2.7");
+            log.wait_for("dns_response");
+        },
+    );
+    assert_same_order(&got, "dns-reverse.events.txt", &replace);
 }

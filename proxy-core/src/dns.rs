@@ -1,29 +1,33 @@
 //! `--mode dns` and `reverse:dns://HOST[:PORT]`: a DNS server on UDP whose queries are DNS
 //! flows for the scripts.
 //!
-//! Each datagram is one query: it becomes a flow of type "dns" (`dns_request`), the scripts'
-//! `dns_request` hook may answer it (`flow.response = flow.request.succeed([...])` or
-//! `.fail(rcode)`); otherwise `--mode dns` resolves A and AAAA questions with the system
-//! resolver (as mitmproxy's DNS mode does) and answers other types with NOTIMP, while
-//! `reverse:dns://` sends the query (as the scripts left it) to its server, or to
-//! `flow.server_conn.address` when a script set one, and the server's answer is the response.
-//! `dns_response` runs on the answer before it goes back; a killed flow is not answered. A
-//! query that fails (the server unreachable or silent for [`UDP_TIMEOUT`], or a script set
-//! `flow.error`) gets `dns_error` and a SERVFAIL answer, as in mitmproxy. The wire format
-//! (RFC 1035) is read and written here; names in answers are written uncompressed.
+//! Each client address is a session (`udp`): `client_connected` at its first query,
+//! `client_disconnected` when it has been quiet for `UDP_TIMEOUT` or at shutdown. Each query
+//! datagram becomes a flow of type "dns" (`dns_request`); the scripts' `dns_request` hook may
+//! answer it (`flow.response = flow.request.succeed([...])` or `.fail(rcode)`). Otherwise:
+//! when the flow's `server_conn.address` is set (always in `reverse:dns://`; a script may set it
+//! in `--mode dns`, as mitmproxy's resolver does) the query, as the scripts left it, goes to
+//! that server over the session's own UDP socket (`server_connect`, `server_connected` at the
+//! session's first forwarded query, `server_disconnected` at its end) and the server's answer
+//! with the query's id is the response; else `--mode dns` resolves A and AAAA questions with
+//! the system resolver (as mitmproxy's DNS mode does) and answers other types with NOTIMP.
+//! `dns_response` runs on the answer before it goes back; a flow killed in `dns_request` or
+//! `dns_response` is not answered. A query that fails (a script set `flow.error`, the server
+//! cannot be reached or did not answer before the session ended) gets `dns_error` and, while
+//! the client is there, a SERVFAIL answer, as in mitmproxy. The wire format (RFC 1035) is read
+//! and written here; names in answers are written uncompressed.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
 
 use flowtap_proto::v1::{Address, Connection, DnsMessage, DnsQuestion, DnsResourceRecord, Flow};
 use tokio::net::UdpSocket;
-use tokio::sync::Semaphore;
 
 use crate::context::Shared;
-use crate::flow::{client_connection, new_id, now, set_error, unconnected_server};
+use crate::flow::{new_id, now, set_error, unconnected_server};
 use crate::hooks::{Hook, Verdict};
-use crate::mode::{Mode, ModeSpec, ReverseTarget};
-use crate::udp::{MAX_DATAGRAM, UDP_TIMEOUT, connected_socket};
+use crate::mode::Mode;
+use crate::udp::{ClientSession, MAX_DATAGRAM, UDP_TIMEOUT};
 
 /// Record types the proxy resolves itself.
 const TYPE_A: u32 = 1;
@@ -35,6 +39,8 @@ const NXDOMAIN: u32 = 3;
 const NOTIMP: u32 = 4;
 /// The TTL of answers from the system resolver.
 const RESOLVED_TTL: u32 = 60;
+/// Queries of one session waiting for the server's answer; more fail at once.
+const MAX_PENDING: usize = 256;
 
 /// Why a datagram is not a DNS message.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -45,202 +51,245 @@ pub(crate) enum WireError {
     BadName,
 }
 
-/// Serves DNS queries on `socket` in the mode `spec` (`dns` or `reverse:dns://`) until `stop`
-/// turns true. At most `max_client_connections` queries are answered at once; more are
-/// dropped (the client asks again).
-pub(crate) async fn serve(
-    socket: Arc<UdpSocket>,
-    shared: Arc<Shared>,
-    spec: Arc<ModeSpec>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let local = socket
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let slots = Arc::new(Semaphore::new(
-        match shared.config.max_client_connections {
-            0 => crate::limits::default_max_clients(crate::limits::descriptor_limit()),
-            n => n,
-        }
-        .min(Semaphore::MAX_PERMITS),
-    ));
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    loop {
-        let (len, peer) = tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(received) => received,
-                Err(e) => {
-                    tracing::debug!("dns: receive failed: {e}");
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!("dns: dropping a query from {peer}: too many queries under way");
-            continue;
-        };
-        let datagram = buf[..len].to_vec();
-        let (socket, shared, spec) = (socket.clone(), shared.clone(), spec.clone());
-        tokio::spawn(async move {
-            if let Some(answer) = answer(&shared, &spec, &datagram, peer, local).await
-                && let Err(e) = socket.send_to(&answer, peer).await
-            {
-                tracing::debug!("dns: sending to {peer} failed: {e}");
-            }
-            drop(slot);
-        });
-    }
-}
-
-/// The answer to one query datagram (None: not answered).
-async fn answer(
-    shared: &Shared,
-    spec: &ModeSpec,
-    datagram: &[u8],
-    peer: SocketAddr,
-    local: SocketAddr,
-) -> Option<Vec<u8>> {
-    let request = match parse(datagram) {
-        Ok(message) if message.query => message,
-        Ok(_) => return None,
-        Err(e) => {
-            tracing::debug!("dns: an unreadable query from {peer}: {e}");
-            return None;
-        }
-    };
-    let mut client = client_connection(peer, local);
-    client.transport_protocol = "udp".into();
-    client.proxy_mode = spec.full.clone();
+/// Serves the queries of one client session until it ends.
+pub(crate) async fn serve_client(session: &mut ClientSession<'_>) {
     let mut server = unconnected_server();
     server.transport_protocol = "udp".into();
-    let reverse = match &spec.mode {
-        Mode::Reverse(target) => {
-            server.address = Some(Address {
-                host: target.host.clone(),
-                port: u32::from(target.port),
-            });
-            Some(target)
-        }
-        _ => None,
+    if let Mode::Reverse(target) = &session.listener.spec.mode {
+        server.address = Some(Address {
+            host: target.host.clone(),
+            port: u32::from(target.port),
+        });
+    }
+    let mut dns = DnsSession {
+        shared: &session.listener.shared,
+        server,
+        upstream: None,
+        pending: HashMap::new(),
     };
-    let mut flow = Flow {
-        id: new_id(),
-        r#type: "dns".into(),
-        client_conn: Some(client),
-        server_conn: Some(server),
-        timestamp_created: now(),
-        live: true,
-        dns_request: Some(DnsMessage {
-            timestamp: Some(now()),
-            ..request
-        }),
-        ..Default::default()
-    };
-    if shared.hook(Hook::DnsRequest, &mut flow).await == Verdict::Kill {
-        return None;
-    }
-    if flow.dns_response.is_none() && flow.error.is_none() {
-        let request = flow.dns_request.clone().unwrap_or_default();
-        match reverse {
-            Some(target) => match forward(&request, &mut flow, target).await {
-                Ok(response) => flow.dns_response = Some(response),
-                Err(reason) => set_error(&mut flow, reason),
-            },
-            None => flow.dns_response = Some(resolve(&request).await),
-        }
-    }
-    if flow.dns_response.is_none() {
-        return failed(shared, flow).await;
-    }
-    if shared.hook(Hook::DnsResponse, &mut flow).await == Verdict::Kill {
-        return None;
-    }
-    flow.live = false;
-    shared.sink.flow_finished(&flow);
-    // A script may have removed the response: nothing to send then.
-    flow.dns_response.as_ref().map(pack)
-}
-
-/// `dns_error`, then SERVFAIL for the client (mitmproxy's answer to a failed query).
-async fn failed(shared: &Shared, mut flow: Flow) -> Option<Vec<u8>> {
-    if flow.error.is_none() {
-        set_error(&mut flow, "no answer for the query");
-    }
-    if shared.hook(Hook::DnsError, &mut flow).await == Verdict::Kill {
-        return None;
-    }
-    flow.live = false;
-    shared.sink.flow_finished(&flow);
-    let request = flow.dns_request.clone().unwrap_or_default();
-    Some(pack(&DnsMessage {
-        query: false,
-        response_code: SERVFAIL,
-        answers: Vec::new(),
-        authorities: Vec::new(),
-        additionals: Vec::new(),
-        ..request
-    }))
-}
-
-/// `reverse:dns://`: the query to the flow's server (the target unless a script chose
-/// another in `dns_request`), and its answer (the first response with the query's id).
-async fn forward(
-    request: &DnsMessage,
-    flow: &mut Flow,
-    target: &ReverseTarget,
-) -> Result<DnsMessage, String> {
-    let server = flow.server_conn.get_or_insert_with(Connection::default);
-    let address = server.address.clone().unwrap_or_else(|| Address {
-        host: target.host.clone(),
-        port: u32::from(target.port),
-    });
-    let port = u16::try_from(address.port).unwrap_or(target.port);
-    let socket = match connected_socket(&address.host, port).await {
-        Ok(socket) => socket,
-        Err(e) => {
-            server.error = Some(e.clone());
-            return Err(e);
-        }
-    };
-    server.peername = socket.peer_addr().ok().map(crate::flow::address);
-    server.sockname = socket.local_addr().ok().map(crate::flow::address);
-    server.timestamp_start = Some(now());
-    server.timestamp_tcp_setup = server.timestamp_start;
-    let server_name = format!("{}:{port}", address.host);
-    socket
-        .send(&pack(request))
-        .await
-        .map_err(|e| format!("sending the query to {server_name} failed: {e}"))?;
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let answer = async {
-        loop {
-            let len = socket
-                .recv(&mut buf)
-                .await
-                .map_err(|e| format!("the DNS server {server_name} failed: {e}"))?;
-            match parse(&buf[..len]) {
-                Ok(message) if !message.query && message.id == request.id => {
-                    return Ok(DnsMessage {
-                        timestamp: Some(now()),
-                        ..message
-                    });
-                }
-                _ => continue,
+    loop {
+        let idle = tokio::time::sleep(UDP_TIMEOUT);
+        let event = tokio::select! {
+            _ = session.stop.changed() => break,
+            datagram = session.datagrams.recv() => match datagram {
+                Some(datagram) => Event::Query(datagram),
+                None => break,
+            },
+            received = from_server(dns.upstream.as_ref(), &mut buf) => match received {
+                Ok(len) => Event::Answer(bytes::Bytes::copy_from_slice(&buf[..len])),
+                Err(e) => Event::ServerFailed(e),
+            },
+            () = idle => break,
+        };
+        match event {
+            Event::Query(datagram) => dns.query(session, &datagram).await,
+            Event::Answer(datagram) => dns.answer(session, &datagram).await,
+            Event::ServerFailed(e) => {
+                let reason = format!("the DNS server failed: {e}");
+                dns.fail_pending(session, &reason).await;
+                dns.disconnect(session).await;
             }
         }
-    };
-    let answered = tokio::time::timeout(UDP_TIMEOUT, answer)
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "no answer from the DNS server {server_name} within {UDP_TIMEOUT:?}"
-            ))
-        });
-    if let Some(server) = flow.server_conn.as_mut() {
-        server.timestamp_end = Some(now());
     }
-    answered
+    let reason = format!("no answer from the DNS server within {UDP_TIMEOUT:?}");
+    dns.fail_pending(session, &reason).await;
+    dns.disconnect(session).await;
+}
+
+enum Event {
+    Query(bytes::Bytes),
+    Answer(bytes::Bytes),
+    ServerFailed(std::io::Error),
+}
+
+/// A datagram from the session's server socket; never, while there is none.
+async fn from_server(upstream: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match upstream {
+        Some(socket) => socket.recv(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The DNS state of one client session.
+struct DnsSession<'a> {
+    shared: &'a Shared,
+    /// The session's server connection: the target's address (reverse mode), then what
+    /// `server_connect` made of it.
+    server: Connection,
+    upstream: Option<UdpSocket>,
+    /// Flows whose query went to the server, by query id.
+    pending: HashMap<u32, Flow>,
+}
+
+impl DnsSession<'_> {
+    /// One query datagram from the client.
+    async fn query(&mut self, session: &ClientSession<'_>, datagram: &[u8]) {
+        let request = match parse(datagram) {
+            Ok(message) if message.query => message,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!("dns: an unreadable query from {}: {e}", session.peer);
+                return;
+            }
+        };
+        let mut flow = Flow {
+            id: new_id(),
+            r#type: "dns".into(),
+            client_conn: Some(session.client.clone()),
+            server_conn: Some(self.server.clone()),
+            timestamp_created: now(),
+            live: true,
+            dns_request: Some(DnsMessage {
+                timestamp: Some(now()),
+                ..request
+            }),
+            ..Default::default()
+        };
+        if self.shared.hook(Hook::DnsRequest, &mut flow).await == Verdict::Kill {
+            return;
+        }
+        if flow.dns_response.is_some() {
+            return self.respond(session, flow).await;
+        }
+        if flow.error.is_some() {
+            return self.fail(session, flow).await;
+        }
+        let request = flow.dns_request.clone().unwrap_or_default();
+        let forwarded = flow.server_conn.as_ref().and_then(|s| s.address.as_ref());
+        if forwarded.is_some() {
+            return self.forward(session, flow, &request).await;
+        }
+        flow.dns_response = Some(resolve(&request).await);
+        self.respond(session, flow).await;
+    }
+
+    /// The query to the session's server (connected at the first query), the flow kept until
+    /// its answer arrives.
+    async fn forward(&mut self, session: &ClientSession<'_>, mut flow: Flow, request: &DnsMessage) {
+        if self.upstream.is_none() {
+            // As in mitmproxy, a script's change of `flow.server_conn` before the session's
+            // server connection opens decides where it goes.
+            let mut server = flow.server_conn.clone().unwrap_or_default();
+            match crate::udp::connect(self.shared, &session.client, &mut server).await {
+                Ok(socket) => {
+                    self.upstream = Some(socket);
+                    self.server = server;
+                }
+                Err(reason) => {
+                    flow.server_conn = Some(server);
+                    set_error(&mut flow, reason);
+                    return self.fail(session, flow).await;
+                }
+            }
+        }
+        flow.server_conn = Some(self.server.clone());
+        if self.pending.len() >= MAX_PENDING {
+            set_error(
+                &mut flow,
+                "too many queries awaiting the DNS server's answer",
+            );
+            return self.fail(session, flow).await;
+        }
+        let sent = match &self.upstream {
+            Some(socket) => socket.send(&pack(request)).await,
+            None => Err(std::io::ErrorKind::NotConnected.into()),
+        };
+        if let Err(e) = sent {
+            set_error(
+                &mut flow,
+                format!("sending the query to the DNS server failed: {e}"),
+            );
+            return self.fail(session, flow).await;
+        }
+        // A query sent again with the same id (a client's retry) replaces the flow before.
+        self.pending.insert(request.id, flow);
+    }
+
+    /// A datagram from the server: the answer to the pending query with its id.
+    async fn answer(&mut self, session: &ClientSession<'_>, datagram: &[u8]) {
+        let Ok(message) = parse(datagram) else {
+            tracing::debug!(
+                "dns: an unreadable answer from the server of {}",
+                session.peer
+            );
+            return;
+        };
+        if message.query {
+            return;
+        }
+        let Some(mut flow) = self.pending.remove(&message.id) else {
+            return;
+        };
+        flow.dns_response = Some(DnsMessage {
+            timestamp: Some(now()),
+            ..message
+        });
+        self.respond(session, flow).await;
+    }
+
+    /// `dns_response`, then the flow is saved and the response (as the scripts left it) goes
+    /// to the client.
+    async fn respond(&self, session: &ClientSession<'_>, mut flow: Flow) {
+        if self.shared.hook(Hook::DnsResponse, &mut flow).await == Verdict::Kill {
+            return;
+        }
+        flow.live = false;
+        self.shared.sink.flow_finished(&flow);
+        // A script may have removed the response: nothing to send then.
+        if let Some(response) = &flow.dns_response {
+            session.send(&pack(response)).await;
+        }
+    }
+
+    /// `dns_error`, then SERVFAIL for the client (mitmproxy's answer to a failed query).
+    async fn fail(&self, session: &ClientSession<'_>, mut flow: Flow) {
+        if self.shared.hook(Hook::DnsError, &mut flow).await == Verdict::Kill {
+            return;
+        }
+        flow.live = false;
+        self.shared.sink.flow_finished(&flow);
+        let request = flow.dns_request.clone().unwrap_or_default();
+        session
+            .send(&pack(&DnsMessage {
+                query: false,
+                response_code: SERVFAIL,
+                answers: Vec::new(),
+                authorities: Vec::new(),
+                additionals: Vec::new(),
+                ..request
+            }))
+            .await;
+    }
+
+    /// Every query still waiting for the server fails with `reason`.
+    async fn fail_pending(&mut self, session: &ClientSession<'_>, reason: &str) {
+        let mut pending: Vec<Flow> = self.pending.drain().map(|(_, flow)| flow).collect();
+        pending.sort_by(|a, b| a.timestamp_created.total_cmp(&b.timestamp_created));
+        for mut flow in pending {
+            set_error(&mut flow, reason);
+            self.fail(session, flow).await;
+        }
+    }
+
+    /// Closes the server socket, if any: `server_disconnected`.
+    async fn disconnect(&mut self, session: &ClientSession<'_>) {
+        if self.upstream.take().is_some() {
+            self.server.timestamp_end = Some(now());
+            self.shared
+                .connection_hook(
+                    Hook::ServerDisconnected,
+                    &session.client,
+                    Some(&mut self.server),
+                )
+                .await;
+            // The next forwarded query connects again, with a fresh connection.
+            let address = self.server.address.take();
+            self.server = unconnected_server();
+            self.server.transport_protocol = "udp".into();
+            self.server.address = address;
+        }
+    }
 }
 
 /// The proxy's own answer: A/AAAA through the system resolver, NOTIMP for other types.

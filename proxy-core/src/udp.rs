@@ -1,20 +1,23 @@
 //! UDP listeners: `--mode dns` and `reverse:dns://HOST[:PORT]` (each query a DNS flow, served
 //! by `dns`) and `reverse:udp://HOST:PORT`, the UDP relay here.
 //!
-//! The relay: the datagrams from one client address form one flow of type "udp" (mitmproxy's
-//! `UDPFlow`), relayed through a socket of its own connected to the target. Hook order, as
-//! mitmproxy 12 fires them: `client_connected`, `udp_start`, `server_connect`,
-//! `server_connected`, one `udp_message` per datagram either way (awaited: the datagram sent is
-//! `flow.messages[-1].content` as the scripts left it; a killed flow ends and sends nothing
-//! more), then `udp_end` (or `udp_error` when the server could not be reached or the flow was
-//! killed), `server_disconnected`, `client_disconnected`. A flow ends after
-//! [`UDP_TIMEOUT`] without a datagram either way (mitmproxy's `UDP_TIMEOUT`) or at shutdown; the
-//! next datagram from that address starts a new flow.
+//! Every mode here serves each client address as a session (mitmproxy's UDP "connection"):
+//! `client_connected` at its first datagram, `client_disconnected` when it ends, after
+//! [`UDP_TIMEOUT`] without a datagram either way (mitmproxy's `UDP_TIMEOUT`) or at shutdown;
+//! the next datagram from that address starts a new session.
 //!
-//! Bounds: at most `max_client_connections` flows at once (each holds a socket; datagrams from
-//! new addresses beyond that are dropped), datagrams of at most [`MAX_DATAGRAM`] bytes, and at
-//! most [`FLOW_QUEUE`] datagrams waiting for a flow whose hook is running (more are dropped,
-//! as a full socket buffer would).
+//! The relay: a session's datagrams form one flow of type "udp" (mitmproxy's `UDPFlow`),
+//! relayed through a socket of its own connected to the target. Hook order, as mitmdump 12.3.1
+//! fires them (fixtures/mitmproxy-12/udp-reverse.events.txt): `client_connected`, `udp_start`,
+//! `server_connect`, `server_connected`, one `udp_message` per datagram either way (awaited:
+//! the datagram sent is `flow.messages[-1].content` as the scripts left it; a killed flow ends
+//! and sends nothing more), then `udp_end` (or `udp_error` when the server could not be reached
+//! or the flow was killed), `server_disconnected`, `client_disconnected`.
+//!
+//! Bounds: at most `max_client_connections` sessions at once (each may hold a server socket;
+//! datagrams from new addresses beyond that are dropped), datagrams of at most
+//! [`MAX_DATAGRAM`] bytes, and at most [`CLIENT_QUEUE`] datagrams waiting for a session whose
+//! hook is running (more are dropped, as a full socket buffer would).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -36,9 +39,9 @@ use crate::mode::{Mode, ModeSpec, ReverseTarget};
 
 /// The largest datagram relayed (the largest a UDP header can announce).
 pub(crate) const MAX_DATAGRAM: usize = 65535;
-/// Datagrams waiting for one flow while its hooks run.
-const FLOW_QUEUE: usize = 64;
-/// A UDP flow ends after this long without a datagram either way (mitmproxy's `UDP_TIMEOUT`).
+/// Datagrams waiting for one session while its hooks run.
+const CLIENT_QUEUE: usize = 64;
+/// A session ends after this long without a datagram either way (mitmproxy's `UDP_TIMEOUT`).
 pub(crate) const UDP_TIMEOUT: Duration = Duration::from_secs(20);
 
 const HOOKS: [Hook; 4] = [
@@ -49,38 +52,12 @@ const HOOKS: [Hook; 4] = [
 ];
 
 /// Serves the UDP listener `socket` in the mode `spec` (`dns`, `reverse:dns://` or
-/// `reverse:udp://`) until `stop` turns true; then lets the flows under way end (their end
-/// hooks fire) within `shutdown_grace` and returns.
+/// `reverse:udp://`) until `stop` turns true; then lets the client sessions under way end
+/// (their end hooks fire) within `shutdown_grace` and returns.
 pub(crate) async fn serve(
     socket: Arc<UdpSocket>,
     shared: Arc<Shared>,
     spec: Arc<ModeSpec>,
-    stop: watch::Receiver<bool>,
-) {
-    match &spec.mode {
-        Mode::Reverse(target) if target.scheme == "udp" => {
-            let target = target.clone();
-            relay(socket, shared, spec, target, stop).await;
-        }
-        _ => crate::dns::serve(socket, shared, spec, stop).await,
-    }
-}
-
-/// What every flow of one relay listener shares.
-struct Listener {
-    socket: Arc<UdpSocket>,
-    shared: Arc<Shared>,
-    spec: Arc<ModeSpec>,
-    target: ReverseTarget,
-    local: SocketAddr,
-}
-
-/// Receives datagrams and hands each to its client address's flow, starting flows as needed.
-async fn relay(
-    socket: Arc<UdpSocket>,
-    shared: Arc<Shared>,
-    spec: Arc<ModeSpec>,
-    target: ReverseTarget,
     mut stop: watch::Receiver<bool>,
 ) {
     let local = socket
@@ -94,10 +71,9 @@ async fn relay(
         socket,
         shared,
         spec,
-        target,
         local,
     });
-    let mut flows: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut clients: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
     let mut tasks: JoinSet<SocketAddr> = JoinSet::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut at_cap = false;
@@ -111,65 +87,137 @@ async fn relay(
                 }
             },
             Some(ended) = tasks.join_next(), if !tasks.is_empty() => {
-                // A flow that ended may have been replaced by a new one for the same address.
+                // A session that ended may have been replaced by a new one for the address.
                 if let Ok(peer) = ended
-                    && flows.get(&peer).is_some_and(mpsc::Sender::is_closed)
+                    && clients.get(&peer).is_some_and(mpsc::Sender::is_closed)
                 {
-                    flows.remove(&peer);
+                    clients.remove(&peer);
                 }
                 continue;
             }
             _ = stop.changed() => break,
         };
         let datagram = Bytes::copy_from_slice(&buf[..len]);
-        let datagram = match flows.get(&peer).map(|f| f.try_send(datagram.clone())) {
+        let datagram = match clients.get(&peer).map(|c| c.try_send(datagram.clone())) {
             Some(Ok(())) => continue,
             Some(Err(TrySendError::Full(_))) => {
-                tracing::debug!("udp: dropping a datagram from {peer}: its flow is busy");
+                tracing::debug!("udp: dropping a datagram from {peer}: its session is busy");
                 continue;
             }
             Some(Err(TrySendError::Closed(datagram))) => datagram,
             None => datagram,
         };
-        flows.retain(|_, f| !f.is_closed());
-        if flows.len() >= cap {
+        clients.retain(|_, c| !c.is_closed());
+        if clients.len() >= cap {
             if !at_cap {
                 tracing::warn!(
-                    "{cap} UDP flows open (max_client_connections): datagrams from new clients are dropped until one ends"
+                    "{cap} UDP clients served (max_client_connections): datagrams from new clients are dropped until a session ends"
                 );
             }
             at_cap = true;
             continue;
         }
         at_cap = false;
-        let (sender, receiver) = mpsc::channel(FLOW_QUEUE);
+        let (sender, receiver) = mpsc::channel(CLIENT_QUEUE);
         // A new channel has room for the first datagram.
         let _ = sender.try_send(datagram);
-        flows.insert(peer, sender);
+        clients.insert(peer, sender);
         let listener = listener.clone();
         let stop = stop.clone();
         tasks.spawn(async move {
-            UdpFlow::run(&listener, peer, receiver, stop).await;
+            session(&listener, peer, receiver, stop).await;
             peer
         });
     }
-    drop(flows);
+    drop(clients);
     let grace = listener.shared.config.shutdown_grace;
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(
-            "{} UDP flows still open after {grace:?}; ending them",
+            "{} UDP clients still served after {grace:?}; ending their sessions",
             tasks.len()
         );
         tasks.shutdown().await;
     }
 }
 
-/// One client address's flow.
-struct UdpFlow<'a> {
-    listener: &'a Listener,
+/// What every session of one UDP listener shares.
+pub(crate) struct Listener {
+    socket: Arc<UdpSocket>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) spec: Arc<ModeSpec>,
+    local: SocketAddr,
+}
+
+/// One client address's session, as mitmproxy's UDP "connection": its datagrams, the way back
+/// to it, its `client_conn`.
+pub(crate) struct ClientSession<'a> {
+    pub(crate) listener: &'a Listener,
+    pub(crate) peer: SocketAddr,
+    pub(crate) client: Connection,
+    /// The datagrams from the client, in order.
+    pub(crate) datagrams: mpsc::Receiver<Bytes>,
+    /// Turns true at shutdown.
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+impl ClientSession<'_> {
+    /// Sends a datagram to the client. UDP promises no delivery, so a failure is only logged.
+    pub(crate) async fn send(&self, datagram: &[u8]) {
+        if let Err(e) = self.listener.socket.send_to(datagram, self.peer).await {
+            tracing::debug!("udp: sending to {} failed: {e}", self.peer);
+        }
+    }
+}
+
+/// `client_connected`, the mode's work until the session ends (idle for [`UDP_TIMEOUT`], or
+/// shutdown), then `client_disconnected`.
+async fn session(
+    listener: &Listener,
     peer: SocketAddr,
+    datagrams: mpsc::Receiver<Bytes>,
+    stop: watch::Receiver<bool>,
+) {
+    let shared = &*listener.shared;
+    let mut client = flow::client_connection(peer, listener.local);
+    client.transport_protocol = "udp".into();
+    client.proxy_mode = listener.spec.full.clone();
+    if let Some(error) = shared.blocked_client(peer.ip()) {
+        client.error = Some(error.to_string());
+    }
+    if shared.hooks.interest().wants(Hook::ClientConnected) {
+        let mut subject = connection_subject(&client, None);
+        shared.hooks.call(Hook::ClientConnected, &mut subject).await;
+        if let Some(changed) = subject.client_conn {
+            client = changed;
+        }
+    }
+    let mut session = ClientSession {
+        listener,
+        peer,
+        client,
+        datagrams,
+        stop,
+    };
+    if session.client.error.is_none() {
+        match &listener.spec.mode {
+            Mode::Reverse(target) if target.scheme == "udp" => {
+                UdpFlow::run(&mut session, target).await;
+            }
+            _ => crate::dns::serve_client(&mut session).await,
+        }
+    }
+    let mut client = session.client;
+    client.timestamp_end = Some(flow::now());
+    shared
+        .connection_hook(Hook::ClientDisconnected, &client, None)
+        .await;
+    shared.hooks.client_closed(&client.id);
+}
+
+/// The `reverse:udp://` relay of one client session: one UDP flow.
+struct UdpFlow {
     flow: Flow,
     server: UdpSocket,
     /// Messages are kept and shown to `udp_message` (a script implements a UDP hook, or a sink
@@ -177,53 +225,17 @@ struct UdpFlow<'a> {
     messages: bool,
 }
 
-impl UdpFlow<'_> {
-    /// Runs the flow from its first datagram (in `datagrams`) to its end hooks.
-    async fn run(
-        listener: &Listener,
-        peer: SocketAddr,
-        mut datagrams: mpsc::Receiver<Bytes>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let shared = &*listener.shared;
-        let mut client = flow::client_connection(peer, listener.local);
-        client.transport_protocol = "udp".into();
-        client.proxy_mode = listener.spec.full.clone();
-        if let Some(error) = shared.blocked_client(peer.ip()) {
-            client.error = Some(error.to_string());
-        }
-        if shared.hooks.interest().wants(Hook::ClientConnected) {
-            let mut subject = connection_subject(&client, None);
-            shared.hooks.call(Hook::ClientConnected, &mut subject).await;
-            if let Some(changed) = subject.client_conn {
-                client = changed;
-            }
-        }
-        if client.error.is_none() {
-            Self::relay(listener, peer, &client, &mut datagrams, &mut stop).await;
-        }
-        client.timestamp_end = Some(flow::now());
-        shared
-            .connection_hook(Hook::ClientDisconnected, &client, None)
-            .await;
-        shared.hooks.client_closed(&client.id);
-    }
-
-    /// The flow proper: `udp_start`, the server socket, the messages, the end hooks.
-    async fn relay(
-        listener: &Listener,
-        peer: SocketAddr,
-        client: &Connection,
-        datagrams: &mut mpsc::Receiver<Bytes>,
-        stop: &mut watch::Receiver<bool>,
-    ) {
-        let shared = &*listener.shared;
+impl UdpFlow {
+    /// The flow from the session's first datagram to its end hooks: `udp_start`, the server
+    /// socket, the messages, `udp_end` or `udp_error`, `server_disconnected`.
+    async fn run(session: &mut ClientSession<'_>, target: &ReverseTarget) {
+        let shared = &*session.listener.shared;
         let mut server_conn = flow::unconnected_server();
         server_conn.transport_protocol = "udp".into();
         let mut flow = Flow {
             id: flow::new_id(),
             r#type: "udp".into(),
-            client_conn: Some(client.clone()),
+            client_conn: Some(session.client.clone()),
             server_conn: Some(server_conn),
             timestamp_created: flow::now(),
             live: true,
@@ -235,18 +247,20 @@ impl UdpFlow<'_> {
             shared.records_contents() || HOOKS.iter().any(|h| shared.hooks.interest().wants(*h));
         shared.hook(Hook::UdpStart, &mut flow).await;
         let mut server = flow.server_conn.take().unwrap_or_default();
-        let connected = connect(shared, client, &listener.target, &mut server).await;
+        server.address = Some(flowtap_proto::v1::Address {
+            host: target.host.clone(),
+            port: u32::from(target.port),
+        });
+        let connected = connect(shared, &session.client, &mut server).await;
         flow.server_conn = Some(server);
         match connected {
             Ok(socket) => {
                 let mut relay = UdpFlow {
-                    listener,
-                    peer,
                     flow,
                     server: socket,
                     messages,
                 };
-                relay.messages(datagrams, handed.kill.as_ref(), stop).await;
+                relay.relay(session, handed.kill.as_ref()).await;
                 flow = relay.flow;
             }
             Err(reason) => flow::set_error(&mut flow, reason),
@@ -265,18 +279,14 @@ impl UdpFlow<'_> {
         if server.timestamp_start.is_some() {
             server.timestamp_end = Some(flow::now());
             shared
-                .connection_hook(Hook::ServerDisconnected, client, Some(&mut server))
+                .connection_hook(Hook::ServerDisconnected, &session.client, Some(&mut server))
                 .await;
         }
     }
 
-    /// Relays datagrams both ways until the flow idles out, is killed or the proxy stops.
-    async fn messages(
-        &mut self,
-        datagrams: &mut mpsc::Receiver<Bytes>,
-        kill: Option<&Killed>,
-        stop: &mut watch::Receiver<bool>,
-    ) {
+    /// Relays datagrams both ways until the session idles out, the flow is killed or the
+    /// proxy stops.
+    async fn relay(&mut self, session: &mut ClientSession<'_>, kill: Option<&Killed>) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             let idle = tokio::time::sleep(UDP_TIMEOUT);
@@ -286,8 +296,8 @@ impl UdpFlow<'_> {
                     flow::set_error(&mut self.flow, KILLED_MESSAGE);
                     return;
                 }
-                _ = stop.changed() => return,
-                datagram = datagrams.recv() => match datagram {
+                _ = session.stop.changed() => return,
+                datagram = session.datagrams.recv() => match datagram {
                     Some(datagram) => (true, datagram),
                     None => return,
                 },
@@ -304,7 +314,7 @@ impl UdpFlow<'_> {
                 },
                 () = idle => return,
             };
-            if self.message(from_client, content).await.is_err() {
+            if self.message(session, from_client, content).await.is_err() {
                 return;
             }
         }
@@ -312,8 +322,13 @@ impl UdpFlow<'_> {
 
     /// A datagram from one side: recorded, shown to `udp_message`, then sent on as the scripts
     /// left it. Err: the flow ends (killed, or the server cannot be written to).
-    async fn message(&mut self, from_client: bool, content: Bytes) -> Result<(), Ended> {
-        let shared = &*self.listener.shared;
+    async fn message(
+        &mut self,
+        session: &ClientSession<'_>,
+        from_client: bool,
+        content: Bytes,
+    ) -> Result<(), Ended> {
+        let shared = &*session.listener.shared;
         let content = if self.messages {
             self.flow.messages.push(TcpMessage {
                 from_client,
@@ -332,17 +347,14 @@ impl UdpFlow<'_> {
         } else {
             content
         };
-        if from_client {
-            if let Err(e) = self.server.send(&content).await {
-                flow::set_error(
-                    &mut self.flow,
-                    format!("UDP connection to the server failed: {e}"),
-                );
-                return Err(Ended);
-            }
-        } else if let Err(e) = self.listener.socket.send_to(&content, self.peer).await {
-            // The client's address is not ours to hold to account: UDP gives no delivery.
-            tracing::debug!("udp: sending to {} failed: {e}", self.peer);
+        if !from_client {
+            session.send(&content).await;
+        } else if let Err(e) = self.server.send(&content).await {
+            flow::set_error(
+                &mut self.flow,
+                format!("UDP connection to the server failed: {e}"),
+            );
+            return Err(Ended);
         }
         Ok(())
     }
@@ -351,35 +363,30 @@ impl UdpFlow<'_> {
 /// The flow ended; `flow.error` says whether it failed.
 struct Ended;
 
-/// `server_connect` (which may change the address or refuse), a socket of the flow's own
-/// connected to the server, then `server_connected` or `server_connect_error`.
-async fn connect(
+/// `server_connect` for `server` (whose address is set; the hook may change it or refuse), a
+/// socket of the session's own connected to it, then `server_connected` or
+/// `server_connect_error` (the reason is returned).
+pub(crate) async fn connect(
     shared: &Shared,
     client: &Connection,
-    target: &ReverseTarget,
     server: &mut Connection,
 ) -> Result<UdpSocket, String> {
-    server.address = Some(flowtap_proto::v1::Address {
-        host: target.host.clone(),
-        port: u32::from(target.port),
-    });
     shared
         .connection_hook(Hook::ServerConnect, client, Some(server))
         .await;
-    let result = match server.error.clone() {
-        Some(reason) => Err(reason),
-        None => {
-            let address = server.address.clone().unwrap_or_default();
-            let port = u16::try_from(address.port).unwrap_or(target.port);
-            connected_socket(&address.host, port).await
-        }
+    let result = match (server.error.clone(), server.address.clone()) {
+        (Some(reason), _) => Err(reason),
+        (None, None) => Err("the server has no address".to_string()),
+        (None, Some(address)) => match u16::try_from(address.port) {
+            Ok(port) => connected_socket(&address.host, port).await,
+            Err(_) => Err(format!("invalid server port {}", address.port)),
+        },
     };
     match result {
         Ok(socket) => {
             server.peername = socket.peer_addr().ok().map(flow::address);
             server.sockname = socket.local_addr().ok().map(flow::address);
             server.timestamp_start = Some(flow::now());
-            server.timestamp_tcp_setup = server.timestamp_start;
             shared
                 .connection_hook(Hook::ServerConnected, client, Some(server))
                 .await;
