@@ -213,7 +213,7 @@ fn build_options(cli: &Cli) -> anyhow::Result<Options> {
         o.set(spec)?;
     }
     if let Some(port) = cli.listen_port {
-        o.listen_port = port;
+        o.listen_port = Some(port);
     }
     if let Some(host) = &cli.listen_host {
         o.listen_host = host.clone();
@@ -237,15 +237,7 @@ fn build_options(cli: &Cli) -> anyhow::Result<Options> {
     o.allow_hosts.extend(cli.allow_hosts.iter().cloned());
     o.tcp_hosts.extend(cli.tcp_hosts.iter().cloned());
     o.mode.extend(cli.mode.iter().cloned());
-    if o.mode.len() > 1 {
-        anyhow::bail!(
-            "several --mode values ({}): flowtap runs one mode per process for now; start one flowtap per mode",
-            o.mode.join(", ")
-        );
-    }
-    if let Some(spec) = o.mode.first() {
-        flowtap_proxy_core::ModeSpec::parse(spec)?;
-    }
+    listeners(&o)?;
     Ok(o)
 }
 
@@ -428,31 +420,33 @@ async fn start_scripts(
 }
 
 /// The option through which the workers learn where the proxy listens (a `--listen-port 0`
-/// becomes a real port only at bind): `SPEC=HOST:PORT`, for the `proxyserver` addon's
+/// becomes a real port only at bind): `SPEC=HOST:PORT` lines, for the `proxyserver` addon's
 /// `listen_addrs` that scripts read in `running` (portfile-style scripts). The worker takes it
 /// out before the scripts' `configure` sees anything.
 const LISTEN_ADDRS_OPTION: &str = "flowtap_listen_addrs";
 
-/// Tells the workers the bound address, before `running` fires (that comes with the proxy's
-/// control, when it starts to serve). A worker that does not answer in time is logged, not
-/// fatal: its scripts then see the configured port.
-async fn announce_listen_addr(client: &ScriptClient, options: &Options, addr: SocketAddr) {
-    let spec = options
-        .mode
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "regular".to_string());
+/// Tells the workers the bound addresses, before `running` fires (that comes with the proxy's
+/// control, when it starts to serve): one `SPEC=HOST:PORT` line per listener. A worker that
+/// does not answer in time is logged, not fatal: its scripts then see the configured ports.
+async fn announce_listen_addrs(
+    client: &ScriptClient,
+    bound: &[(flowtap_proxy_core::ModeSpec, SocketAddr)],
+) {
+    let lines: Vec<String> = bound
+        .iter()
+        .map(|(spec, addr)| format!("{spec}={addr}"))
+        .collect();
     let value = flowtap_proto::v1::OptionValue {
-        kind: Some(flowtap_proto::v1::option_value::Kind::Text(format!(
-            "{spec}={addr}"
-        ))),
+        kind: Some(flowtap_proto::v1::option_value::Kind::Text(
+            lines.join("\n"),
+        )),
     };
     let announce = vec![flowtap_proto::v1::Option {
         name: LISTEN_ADDRS_OPTION.to_string(),
         value: Some(value),
     }];
     if let Err(e) = client.configure(announce).await {
-        tracing::warn!("could not tell the script workers the listen address: {e}");
+        tracing::warn!("could not tell the script workers the listen addresses: {e}");
     }
 }
 
@@ -533,26 +527,14 @@ async fn serve_or_read(
         return Ok(ExitCode::SUCCESS);
     }
     let config = proxy_config(options)?;
-    let kind = match &config.mode.mode {
-        flowtap_proxy_core::Mode::Regular => "HTTP(S) proxy".to_string(),
-        flowtap_proxy_core::Mode::Reverse(t) => {
-            format!("Reverse proxy to {}://{}", t.scheme, t.authority())
-        }
-        flowtap_proxy_core::Mode::Socks5 => "SOCKS v5 proxy".to_string(),
-        flowtap_proxy_core::Mode::Transparent => "Transparent proxy".to_string(),
-        flowtap_proxy_core::Mode::Dns => "DNS server".to_string(),
-        flowtap_proxy_core::Mode::Upstream(next) => {
-            format!(
-                "HTTP(S) proxy (upstream mode via {}:{})",
-                next.host, next.port
-            )
-        }
-    };
     let signalled = shutdown_signal();
     let proxy = Proxy::bind(config, ca, hooks, sink).await?;
-    tracing::info!("{kind} listening at {}", proxy.local_addr());
+    let bound = proxy.local_addrs();
+    for (spec, addr) in &bound {
+        tracing::info!("{} listening at {addr}", describe(&spec.mode));
+    }
     if let Some(client) = scripts {
-        announce_listen_addr(client, options, proxy.local_addr()).await;
+        announce_listen_addrs(client, &bound).await;
     }
     flowtap_telemetry::set_ready(true);
     proxy
@@ -562,6 +544,26 @@ async fn serve_or_read(
         })
         .await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a listener in `mode` is, as mitmdump says it at start-up.
+fn describe(mode: &flowtap_proxy_core::Mode) -> String {
+    match mode {
+        flowtap_proxy_core::Mode::Regular => "HTTP(S) proxy".to_string(),
+        flowtap_proxy_core::Mode::Reverse(t) => {
+            format!("Reverse proxy to {}://{}", t.scheme, t.authority())
+        }
+        flowtap_proxy_core::Mode::Socks5 => "SOCKS v5 proxy".to_string(),
+        flowtap_proxy_core::Mode::Transparent => "Transparent proxy".to_string(),
+        flowtap_proxy_core::Mode::Dns => "DNS server".to_string(),
+        flowtap_proxy_core::Mode::Upstream(next) => {
+            let scheme = if next.tls { "https" } else { "http" };
+            format!(
+                "HTTP(S) proxy (upstream mode via {scheme}://{}:{})",
+                next.host, next.port
+            )
+        }
+    }
 }
 
 /// The store `--store` names, or `confdir/flows.db`.
@@ -681,7 +683,10 @@ fn load_ca(cli: &Cli, options: &Options) -> anyhow::Result<CertificateAuthority>
     })
 }
 
-fn proxy_config(options: &Options) -> anyhow::Result<Config> {
+/// The listeners the `mode` option asks for (regular when it is empty), each at its spec's
+/// `@[HOST:]PORT`, else at `listen_host` and `listen_port` (else the mode's default port). Two
+/// may not share an address (as in mitmproxy; port 0 is a new port each time).
+fn listeners(options: &Options) -> anyhow::Result<Vec<flowtap_proxy_core::Listener>> {
     let listen_ip: IpAddr = if options.listen_host.is_empty() {
         IpAddr::from([0, 0, 0, 0])
     } else {
@@ -690,22 +695,41 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
             .parse()
             .with_context(|| format!("invalid --listen-host {:?}", options.listen_host))?
     };
-    let mode = match options.mode.first() {
-        Some(spec) => flowtap_proxy_core::ModeSpec::parse(spec)?,
-        None => Config::default().mode,
+    let specs = match options.mode.as_slice() {
+        [] => vec![flowtap_proxy_core::ModeSpec::regular()],
+        specs => specs
+            .iter()
+            .map(|spec| flowtap_proxy_core::ModeSpec::parse(spec))
+            .collect::<Result<_, _>>()?,
     };
-    let listen = match &mode.listen {
-        None => SocketAddr::new(listen_ip, options.listen_port),
-        Some((None, port)) => SocketAddr::new(listen_ip, *port),
-        Some((Some(host), port)) => SocketAddr::new(
-            host.parse()
-                .with_context(|| format!("invalid listen host {host:?} in --mode {mode}"))?,
-            *port,
-        ),
-    };
+    let mut listeners: Vec<flowtap_proxy_core::Listener> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let default_port = options
+            .listen_port
+            .unwrap_or_else(|| spec.mode.default_port());
+        let addr = match &spec.listen {
+            None => SocketAddr::new(listen_ip, default_port),
+            Some((None, port)) => SocketAddr::new(listen_ip, *port),
+            Some((Some(host), port)) => SocketAddr::new(
+                host.parse()
+                    .with_context(|| format!("invalid listen host {host:?} in --mode {spec}"))?,
+                *port,
+            ),
+        };
+        let same = |other: &flowtap_proxy_core::Listener| {
+            other.addr == addr && other.spec.mode.is_udp() == spec.mode.is_udp()
+        };
+        if addr.port() != 0 && listeners.iter().any(same) {
+            anyhow::bail!("Cannot spawn multiple servers on the same address: {addr}");
+        }
+        listeners.push(flowtap_proxy_core::Listener { spec, addr });
+    }
+    Ok(listeners)
+}
+
+fn proxy_config(options: &Options) -> anyhow::Result<Config> {
     Ok(Config {
-        listen,
-        mode,
+        listeners: listeners(options)?,
         keep_host_header: options.keep_host_header,
         upstream_auth: options.upstream_auth.clone(),
         proxyauth: options.proxyauth.clone(),

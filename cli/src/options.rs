@@ -13,7 +13,8 @@ use flowtap_proto::v1::{self, option_value::Kind};
 pub(crate) struct Options {
     pub(crate) confdir: PathBuf,
     pub(crate) listen_host: String,
-    pub(crate) listen_port: u16,
+    /// None: each mode's default port (8080; 1080 for socks5, 53 for dns), as in mitmproxy.
+    pub(crate) listen_port: Option<u16>,
     pub(crate) flow_detail: u8,
     pub(crate) termlog_verbosity: String,
     pub(crate) ssl_insecure: bool,
@@ -79,7 +80,7 @@ impl Default for Options {
         Self {
             confdir: home().join(".flowtap"),
             listen_host: "127.0.0.1".into(),
-            listen_port: 8080,
+            listen_port: None,
             flow_detail: 1,
             termlog_verbosity: "info".into(),
             ssl_insecure: false,
@@ -223,7 +224,13 @@ impl Options {
             ),
             ("confdir", text(&self.confdir.to_string_lossy())),
             ("listen_host", text(&self.listen_host)),
-            ("listen_port", Kind::Int(i64::from(self.listen_port))),
+            (
+                "listen_port",
+                match self.listen_port {
+                    Some(port) => Kind::Int(i64::from(port)),
+                    None => Kind::Null(true),
+                },
+            ),
             ("flow_detail", Kind::Int(i64::from(self.flow_detail))),
             ("termlog_verbosity", text(&self.termlog_verbosity)),
             ("ssl_insecure", Kind::Bool(self.ssl_insecure)),
@@ -292,7 +299,12 @@ impl Options {
         match name {
             "confdir" => self.confdir = expand_tilde(required(name, value)?),
             "listen_host" => self.listen_host = value.unwrap_or_default().to_string(),
-            "listen_port" => self.listen_port = parse_int(name, required(name, value)?)?,
+            "listen_port" => {
+                self.listen_port = match value.map(str::trim).filter(|v| !v.is_empty()) {
+                    Some(port) => Some(parse_int(name, port)?),
+                    None => None,
+                }
+            }
             "flow_detail" => self.flow_detail = parse_int(name, required(name, value)?)?,
             "termlog_verbosity" => match required(name, value)? {
                 level @ ("error" | "warn" | "info" | "alert" | "debug") => {

@@ -128,6 +128,267 @@ fn scripts_see_the_listeners_mode_and_at_port_chooses_the_port() {
     flowtap.stop();
 }
 
+/// A script that prints, at each TCP flow's start, whether each side speaks TLS.
+fn tls_sides_script(dir: &std::path::Path) -> String {
+    let script = dir.join("tcp_tls.py");
+    std::fs::write(
+        &script,
+        "def tcp_start(flow):\n    print('TCP START', flow.client_conn.tls_established, flow.server_conn.tls_established)\n",
+    )
+    .expect("script");
+    script.to_str().expect("utf-8").to_string()
+}
+
+#[test]
+fn reverse_mode_to_a_tls_target_relays_a_tcp_flow_inside_tls_on_both_sides() {
+    let cert = OriginCert::new(&["localhost"]);
+    let origin = tls_echo_origin(&cert);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = tls_sides_script(dir.path());
+    let target = format!("reverse:tls://localhost:{}", origin.port());
+    let trust = format!(
+        "ssl_verify_upstream_trusted_ca={}",
+        cert.ca_path().display()
+    );
+    let (flowtap, addr) = Flowtap::start(&["--mode", &target, "--set", &trust, "-s", &script]);
+    let ca = flowtap.confdir().join("flowtap-ca-cert.pem");
+    let port = addr.port();
+    // A TLS client: its TLS is taken on, the bytes inside go to the server inside TLS.
+    let out = curl(&[
+        "--cacert",
+        ca.to_str().expect("utf-8 path"),
+        "--resolve",
+        &format!("db.example.test:{port}:127.0.0.1"),
+        &format!("https://db.example.test:{port}/inside-tls"),
+    ])
+    .ok();
+    assert!(
+        out.stdout.starts_with("GET /inside-tls HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    flowtap
+        .stdout
+        .wait_for("a TCP flow with TLS on both sides", |l| {
+            l.contains("TCP START True True")
+        });
+    // A plain client: the proxy alone speaks TLS, to the server.
+    let out = curl(&[&format!("http://{addr}/plain-client")]).ok();
+    assert!(
+        out.stdout.starts_with("GET /plain-client HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    flowtap
+        .stdout
+        .wait_for("a TCP flow with TLS to the server only", |l| {
+            l.contains("TCP START False True")
+        });
+    flowtap.stop();
+}
+
+#[test]
+fn reverse_mode_to_an_http_target_takes_tls_clients_and_speaks_plain_http_to_the_server() {
+    let origin = echo_origin();
+    let target = format!("reverse:http://127.0.0.1:{}", origin.port());
+    let (flowtap, addr) = Flowtap::start(&["--mode", &target]);
+    let ca = flowtap.confdir().join("flowtap-ca-cert.pem");
+    let port = addr.port();
+    let out = curl(&[
+        "--cacert",
+        ca.to_str().expect("utf-8 path"),
+        "--resolve",
+        &format!("site.example.test:{port}:127.0.0.1"),
+        &format!("https://site.example.test:{port}/over-tls"),
+    ])
+    .ok();
+    assert!(
+        out.stdout.starts_with("GET /over-tls HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    flowtap.stdout.wait_for("the flow line, sent as http", |l| {
+        l.contains("GET") && l.contains("http://127.0.0.1:") && l.contains("/over-tls")
+    });
+    flowtap.stop();
+}
+
+#[test]
+fn clients_may_speak_tls_to_the_proxy_and_upstream_https_chains_through_it() {
+    let origin = echo_origin();
+    let (second, second_addr) = Flowtap::start(&[]);
+    let second_ca = second.confdir().join("flowtap-ca-cert.pem");
+    // curl to an HTTPS proxy: TLS to the proxy itself, plain HTTP inside.
+    let url = format!("http://127.0.0.1:{}/via-https-proxy", origin.port());
+    let out = curl(&[
+        "-x",
+        &format!("https://127.0.0.1:{}", second_addr.port()),
+        "--proxy-cacert",
+        second_ca.to_str().expect("utf-8 path"),
+        &url,
+    ])
+    .ok();
+    assert!(
+        out.stdout.starts_with("GET /via-https-proxy HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    // A flowtap in upstream mode to it: the next proxy is verified as a server is.
+    let upstream = format!("upstream:https://127.0.0.1:{}", second_addr.port());
+    let trust = format!("ssl_verify_upstream_trusted_ca={}", second_ca.display());
+    let (first, first_addr) = Flowtap::start(&["--mode", &upstream, "--set", &trust]);
+    let url = format!("http://127.0.0.1:{}/chained-over-tls", origin.port());
+    let out = curl(&["-x", &format!("http://{first_addr}"), &url]).ok();
+    assert!(
+        out.stdout.starts_with("GET /chained-over-tls HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    second.stdout.wait_for("the next proxy's flow line", |l| {
+        l.contains("GET") && l.contains("/chained-over-tls")
+    });
+    // Without trust in the next proxy's certificate, nothing goes through it.
+    let (untrusting, untrusting_addr) = Flowtap::start(&["--mode", &upstream]);
+    let out = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-x",
+        &format!("http://{untrusting_addr}"),
+        &url,
+    ]);
+    assert_eq!(out.stdout.trim(), "502");
+    untrusting.stop();
+    first.stop();
+    second.stop();
+}
+
+/// The address of the listener whose start-up line starts with `what` ("SOCKS v5 proxy", ...).
+fn listening(flowtap: &Flowtap, what: &str) -> std::net::SocketAddr {
+    let line = flowtap
+        .stderr
+        .wait_for(what, |l| l.contains(what) && l.contains(" listening at "));
+    let addr = line.rsplit("listening at ").next().expect("an address");
+    addr.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"))
+}
+
+#[test]
+fn one_process_serves_several_modes_each_listener_with_its_own() {
+    let origin = echo_origin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("mode.py");
+    std::fs::write(
+        &script,
+        "def response(flow):\n    flow.response.headers['x-mode'] = flow.client_conn.proxy_mode.full_spec\n",
+    )
+    .expect("script");
+    let reverse = format!("reverse:http://127.0.0.1:{}@127.0.0.1:0", origin.port());
+    let flowtap = Flowtap::spawn(&[
+        "--mode",
+        "regular@0",
+        "--mode",
+        &reverse,
+        "--mode",
+        "socks5@0",
+        "-s",
+        script.to_str().expect("utf-8"),
+    ]);
+    let regular = listening(&flowtap, "HTTP(S) proxy");
+    let reverse_at = listening(&flowtap, "Reverse proxy to http://127.0.0.1");
+    let socks5 = listening(&flowtap, "SOCKS v5 proxy");
+    assert!(regular != reverse_at && reverse_at != socks5 && regular != socks5);
+    let url = format!("http://127.0.0.1:{}/x", origin.port());
+    let mode_of = |args: &[&str]| {
+        let out = curl(&[&["-s", "-D", "-", "-o", "/dev/null"], args].concat()).ok();
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("x-mode: "))
+            .map(|m| m.trim().to_string())
+            .unwrap_or_else(|| panic!("no x-mode in {}", out.stdout))
+    };
+    assert_eq!(
+        mode_of(&["-x", &format!("http://{regular}"), &url]),
+        "regular@0"
+    );
+    assert_eq!(mode_of(&[&format!("http://{reverse_at}/y")]), reverse);
+    assert_eq!(
+        mode_of(&["-x", &format!("socks5h://{socks5}"), &url]),
+        "socks5@0"
+    );
+    // The reverse listener sent its request to its target, the others where they were asked.
+    flowtap.stdout.wait_for("the reverse flow's line", |l| {
+        l.contains("GET") && l.contains("/y")
+    });
+    flowtap.stop();
+}
+
+#[test]
+fn proxyauth_asks_each_listeners_clients_as_its_mode_does() {
+    let origin = echo_origin();
+    let reverse = format!("reverse:http://127.0.0.1:{}@0", origin.port());
+    let flowtap = Flowtap::spawn(&[
+        "--mode",
+        "regular@0",
+        "--mode",
+        &reverse,
+        "--mode",
+        "socks5@0",
+        "--set",
+        "proxyauth=alice:s3cret",
+    ]);
+    let regular = listening(&flowtap, "HTTP(S) proxy");
+    let reverse_at = listening(&flowtap, "Reverse proxy to http://127.0.0.1");
+    let socks5 = listening(&flowtap, "SOCKS v5 proxy");
+    let url = format!("http://127.0.0.1:{}/auth", origin.port());
+    let status = |args: &[&str]| {
+        curl(&[&["-s", "-o", "/dev/null", "-w", "%{http_code}"], args].concat())
+            .stdout
+            .trim()
+            .to_string()
+    };
+    // A proxy asks with 407, a reverse proxy as a server with 401.
+    assert_eq!(status(&["-x", &format!("http://{regular}"), &url]), "407");
+    assert_eq!(status(&[&format!("http://{reverse_at}/auth")]), "401");
+    assert_eq!(
+        status(&["-x", &format!("http://alice:s3cret@{regular}"), &url]),
+        "200"
+    );
+    assert_eq!(
+        status(&["-u", "alice:s3cret", &format!("http://{reverse_at}/auth")]),
+        "200"
+    );
+    // SOCKS5 clients authenticate in the handshake, and are not asked again in HTTP.
+    assert_eq!(
+        status(&["-x", &format!("socks5h://alice:s3cret@{socks5}"), &url]),
+        "200"
+    );
+    assert_ne!(
+        curl(&["-s", "-x", &format!("socks5h://alice:guess@{socks5}"), &url]).code,
+        0
+    );
+    flowtap.stop();
+}
+
+#[test]
+fn two_modes_on_one_address_are_refused_as_mitmproxy_refuses_them() {
+    let port = support::free_port();
+    let mut flowtap = Flowtap::spawn(&[
+        "--mode",
+        &format!("regular@{port}"),
+        "--mode",
+        &format!("socks5@{port}"),
+    ]);
+    let status = flowtap.wait_exit(std::time::Duration::from_secs(10));
+    assert_ne!(status.code(), Some(0));
+    flowtap.stderr.wait_for("the error", |l| {
+        l.contains("Cannot spawn multiple servers on the same address")
+    });
+}
+
 #[test]
 fn modes_flowtap_lacks_are_refused_with_a_clear_error() {
     let mut flowtap = Flowtap::spawn(&["--mode", "wireguard"]);

@@ -99,14 +99,15 @@ pub struct Builtins {
 
 impl Builtins {
     /// Parses every spec, as mitmproxy's `configure` does: the first bad one is the error.
-    /// `config.proxyauth` decides who may use the proxy, and `config.mode` how clients are
-    /// asked for credentials (as a proxy in regular and upstream mode: 407 and
+    /// `config.proxyauth` decides who may use the proxy, and each flow's listener mode how its
+    /// client is asked for credentials (as a proxy in regular and upstream mode: 407 and
     /// `Proxy-Authorization`; as a server in reverse mode: 401 and `Authorization`; in the
-    /// SOCKS5 handshake). `config.upstream_auth` must be `USER:PASS`; in reverse mode it
+    /// SOCKS5 handshake). `config.upstream_auth` must be `USER:PASS`; on reverse listeners it
     /// becomes every request's `Authorization`.
     pub fn new(config: &crate::Config) -> Result<Builtins, BuiltinError> {
         let options = &config.builtins;
-        let mode = &config.mode.mode;
+        let reverse = config.has_mode(|m| matches!(m, crate::mode::Mode::Reverse(_)));
+        let asks_http = config.has_mode(|m| !matches!(m, crate::mode::Mode::Socks5));
         let proxyauth = config.proxyauth.as_deref();
         let upstream_auth = config
             .upstream_auth
@@ -122,7 +123,7 @@ impl Builtins {
             })
             .transpose()?;
         Ok(Builtins {
-            reverse_auth: upstream_auth.filter(|_| matches!(mode, crate::mode::Mode::Reverse(_))),
+            reverse_auth: upstream_auth.filter(|_| reverse),
             anticache: options.anticache,
             anticomp: options.anticomp,
             block: block::Block::new(options)?,
@@ -130,7 +131,7 @@ impl Builtins {
             modify: modify::Modify::new(options)?,
             sticky: sticky::Sticky::new(options)?,
             proxyauth: proxyauth
-                .map(|spec| proxyauth::ProxyAuth::new(spec, mode))
+                .map(|spec| proxyauth::ProxyAuth::new(spec, asks_http))
                 .transpose()?,
         })
     }
@@ -202,7 +203,15 @@ impl Builtins {
         if flow.response.is_none() && flow.error.is_none() && flow.live {
             self.modify.request_headers(flow);
         }
-        if let (Some(auth), Some(request)) = (&self.reverse_auth, flow.request.as_mut()) {
+        let reverse = || {
+            flow.client_conn
+                .as_ref()
+                .is_some_and(|c| crate::mode::kind(&c.proxy_mode) == "reverse")
+        };
+        if let Some(auth) = &self.reverse_auth
+            && reverse()
+            && let Some(request) = flow.request.as_mut()
+        {
             set_header(&mut request.headers, b"Authorization", auth);
         }
     }

@@ -12,13 +12,14 @@ use crate::flow::{self, connection_subject};
 use crate::hooks::Hook;
 use crate::http::{self, Next};
 use crate::limits::{Activity, Tracked};
-use crate::mode::Mode;
+use crate::mode::{Mode, ModeSpec};
 use crate::tunnel;
 use crate::upstream::Io;
 
 /// Serves one client connection until it closes.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
+    mode: Arc<ModeSpec>,
     stream: TcpStream,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
@@ -26,13 +27,14 @@ pub(crate) async fn serve(
     let _open = flowtap_telemetry::proxy::client_connection();
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
-    let original = (shared.config.mode.mode == Mode::Transparent)
-        .then(|| crate::transparent::original_destination(&stream));
+    let original =
+        (mode.mode == Mode::Transparent).then(|| crate::transparent::original_destination(&stream));
     let activity = Activity::new();
     let mut client = flow::client_connection(peer, local);
-    client.proxy_mode = shared.config.mode.full.clone();
+    client.proxy_mode = mode.full.clone();
     let mut ctx = ClientCtx {
         client,
+        mode: mode.clone(),
         owned: Vec::new(),
         tunnel: None,
         activity: activity.clone(),
@@ -58,8 +60,19 @@ pub(crate) async fn serve(
     let io: Io = Box::new(Tracked::new(stream, activity));
     let mut conn = shared.client_conn(io);
     let mut tls_tunnel = false;
-    match &shared.config.mode.mode {
+    match &mode.mode {
         Mode::Regular | Mode::Upstream(_) => {
+            // A client may speak TLS to the proxy itself (an HTTPS proxy). One that sends
+            // nothing within `client_idle_timeout`, or closes, is done with.
+            if !matches!(conn.fill().await, Ok(n) if n > 0) {
+                return disconnected(&shared, &mut ctx, false).await;
+            }
+            if conn.buf[0] == 0x16 {
+                match tunnel::proxy_tls(&shared, conn, &mut ctx).await {
+                    Some(tls) => conn = tls,
+                    None => return disconnected(&shared, &mut ctx, true).await,
+                }
+            }
             if let Next::Connect(head) = http::serve(&shared, &mut conn, &mut ctx, &mut stop).await
             {
                 tls_tunnel = tunnel::connect(&shared, conn, &mut ctx, head, &mut stop).await;

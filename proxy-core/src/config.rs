@@ -7,10 +7,9 @@ use std::time::Duration;
 /// How the proxy behaves. Field names follow mitmproxy's options.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Where to listen (`--listen-host`, `-p`, or the mode's `@PORT`).
-    pub listen: SocketAddr,
-    /// What the listener does with its connections (`--mode`, default `regular`).
-    pub mode: crate::mode::ModeSpec,
+    /// The listeners, one per `--mode` (default: one in regular mode), each with its address
+    /// (`--listen-host`, `-p`, or the mode's `@PORT`). Two may not share an address.
+    pub listeners: Vec<Listener>,
     /// In reverse mode, keep the client's `Host` header instead of the target's
     /// (`keep_host_header`).
     pub keep_host_header: bool,
@@ -79,12 +78,10 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            mode: crate::mode::ModeSpec {
-                mode: crate::mode::Mode::Regular,
-                listen: None,
-                full: "regular".into(),
-            },
+            listeners: vec![Listener {
+                spec: crate::mode::ModeSpec::regular(),
+                addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            }],
             keep_host_header: false,
             upstream_auth: None,
             proxyauth: None,
@@ -110,6 +107,32 @@ impl Default for Config {
             body_size_limit: None,
             spill_dir: None,
         }
+    }
+}
+
+/// One listener: what it does with its connections and where it listens.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    /// Its `--mode`.
+    pub spec: crate::mode::ModeSpec,
+    /// Its address (port 0: any free port, see [`crate::Proxy::local_addrs`]).
+    pub addr: SocketAddr,
+}
+
+impl Listener {
+    /// A listener at `addr` in regular mode.
+    pub fn regular(addr: SocketAddr) -> Self {
+        Listener {
+            spec: crate::mode::ModeSpec::regular(),
+            addr,
+        }
+    }
+}
+
+impl Config {
+    /// A listener in this mode exists.
+    pub(crate) fn has_mode(&self, pred: impl Fn(&crate::mode::Mode) -> bool) -> bool {
+        self.listeners.iter().any(|l| pred(&l.spec.mode))
     }
 }
 

@@ -18,8 +18,9 @@ use crate::http1::{Conn, Framing};
 use crate::intercept::Intercepts;
 use crate::limits::Activity;
 use crate::live::LiveFlows;
+use crate::mode::{Mode, ModeSpec};
 use crate::sink::FlowSink;
-use crate::upstream::{Connector, Io, NextProxy, Pool, Upstream};
+use crate::upstream::{Connector, Io, Pool, Upstream, Via};
 
 /// What every connection task shares.
 pub(crate) struct Shared {
@@ -61,15 +62,9 @@ impl Shared {
         let connector = Connector {
             tls_h1: tls(vec![b"http/1.1".to_vec()])?,
             tls_h2: tls(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
+            tls_raw: tls(Vec::new())?,
             connect_timeout: config.connect_timeout,
-            next_proxy: match &config.mode.mode {
-                crate::mode::Mode::Upstream(next) => Some(NextProxy {
-                    host: next.host.clone(),
-                    port: next.port,
-                    authorization: config.upstream_auth.as_deref().map(basic_auth),
-                }),
-                _ => None,
-            },
+            upstream_auth: config.upstream_auth.as_deref().map(basic_auth),
         };
         let sink_bodies = sink.needs_bodies();
         let intercepts = Intercepts::new(config.intercept.clone());
@@ -159,12 +154,34 @@ impl Shared {
 pub(crate) struct ClientCtx {
     /// The client connection as flows record it.
     pub(crate) client: Connection,
+    /// The mode of the listener that accepted it.
+    pub(crate) mode: Arc<ModeSpec>,
     /// Server connections this client connection has used and may use again.
     pub(crate) owned: Vec<Upstream>,
     /// Inside a CONNECT tunnel: where origin-form requests go.
     pub(crate) tunnel: Option<Target>,
     /// When the client connection last carried a byte (for the idle deadline of relays).
     pub(crate) activity: Activity,
+}
+
+impl ClientCtx {
+    /// The listener's own way to servers: upstream mode's next proxy, else None (direct).
+    pub(crate) fn own_via(&self) -> Option<Via> {
+        Via::of_mode(&self.mode.mode)
+    }
+
+    /// A server connection not yet made, by the listener's own way (`via` is upstream mode's
+    /// next proxy, as scripts see it in `server_connect`).
+    pub(crate) fn unconnected_server(&self) -> Connection {
+        let mut server = crate::flow::unconnected_server();
+        server.via = self.own_via().map(|via| via.spec());
+        server
+    }
+
+    /// The listener is a reverse proxy.
+    pub(crate) fn is_reverse(&self) -> bool {
+        matches!(self.mode.mode, Mode::Reverse(_))
+    }
 }
 
 /// Tells the hooks that a client connection ended when the connection's task ends, however it

@@ -12,6 +12,9 @@ pub enum SetupError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// The configuration has no listener.
+    #[error("no listener: give at least one --mode")]
+    NoListener,
     /// An `--ignore-hosts` / `--allow-hosts` / `--tcp-hosts` pattern is not a valid regex.
     #[error("invalid host pattern {pattern:?}")]
     HostPattern {

@@ -33,6 +33,8 @@ struct Stream {
     client: Connection,
     server: Connection,
     target: Target,
+    /// The listener's own way to servers (upstream mode's next proxy).
+    own_via: Option<crate::upstream::Via>,
     sender: hyper::client::conn::http2::SendRequest<Body>,
 }
 
@@ -65,6 +67,7 @@ pub(crate) async fn serve(
         client: ctx.client.clone(),
         server,
         target,
+        own_via: ctx.own_via(),
         sender,
     };
     let service = hyper::service::service_fn(move |req| {
@@ -327,7 +330,10 @@ impl Stream {
         let via = self
             .shared
             .connector
-            .via_for(flow.server_conn.as_ref().and_then(|s| s.via.as_ref()))
+            .via_for(
+                flow.server_conn.as_ref().and_then(|s| s.via.as_ref()),
+                self.own_via.as_ref(),
+            )
             .map_err(|e| Refusal::server(&e))?;
         let key = crate::upstream::PoolKey {
             tls: &request.scheme[..] == b"https",

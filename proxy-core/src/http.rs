@@ -121,8 +121,13 @@ pub(crate) async fn replay(shared: &Shared, mut flow: Flow) {
         hooks: std::sync::Arc::clone(&shared.hooks),
         client_id: client.id.clone(),
     };
+    // As in mitmproxy, the replay goes the way its flow's listener went (upstream mode's next
+    // proxy); a mode that no longer parses replays as regular.
+    let mode = crate::mode::ModeSpec::parse(&client.proxy_mode)
+        .unwrap_or_else(|_| crate::mode::ModeSpec::regular());
     let mut ctx = ClientCtx {
         client,
+        mode: std::sync::Arc::new(mode),
         owned: Vec::new(),
         tunnel: None,
         activity: crate::limits::Activity::new(),
@@ -175,8 +180,7 @@ async fn exchange(
         }
     };
     let mut flow = new_http_flow(&ctx.client, request_from_head(head, &framed.target));
-    let reverse = matches!(shared.config.mode.mode, crate::mode::Mode::Reverse(_));
-    if ctx.tunnel.is_none() || (reverse && !shared.config.keep_host_header) {
+    if ctx.tunnel.is_none() || (ctx.is_reverse() && !shared.config.keep_host_header) {
         align_host_header(request_mut(&mut flow));
     }
     let Some(live) = shared.live.register(&flow.id) else {
@@ -433,9 +437,10 @@ async fn forward(
         websocket::strip_deflate_offer(&mut request_mut(flow).headers);
     }
     // A next proxy the `request` hook chose for this flow (`flow.server_conn.via`).
-    let via = shared
-        .connector
-        .via_for(flow.server_conn.as_ref().and_then(|s| s.via.as_ref()));
+    let via = shared.connector.via_for(
+        flow.server_conn.as_ref().and_then(|s| s.via.as_ref()),
+        ctx.own_via().as_ref(),
+    );
     let via = match via {
         Ok(via) => via,
         Err(e) => return upstream_failed(shared, conn, &ctx.client, flow, &e).await,

@@ -67,7 +67,7 @@ mod udp;
 mod upstream;
 mod websocket;
 
-pub use config::{Config, ConnectionStrategy};
+pub use config::{Config, ConnectionStrategy, Listener};
 pub use control::ClientReplay;
 pub use error::SetupError;
 pub use flow::{KILLED_MESSAGE, is_killed};

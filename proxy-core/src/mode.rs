@@ -1,14 +1,15 @@
 //! Proxy modes as mitmproxy 12 spells them (`--mode SPEC`, `SPEC@PORT`, `SPEC@HOST:PORT`): what
-//! a listener does with the connections it accepts. Each listener has one mode; a client
-//! connection records its listener's full spec as `client_conn.proxy_mode`.
+//! a listener does with the connections it accepts. One process may have several listeners, each
+//! with its own mode ([`crate::config::Listener`]); a client connection records its listener's
+//! full spec as `client_conn.proxy_mode`, and what depends on the mode is decided per connection.
 //!
 //! Built so far: `regular` (an explicit HTTP proxy: absolute-form requests and CONNECT),
-//! `reverse:URL` for `http://` and `https://` targets (every request goes to the target; a TLS
-//! client is intercepted with a certificate for the name it asked for) and `upstream:URL` for an
-//! `http://` next proxy (with `upstream_auth`), `socks5` (CONNECT, with `proxyauth`) and
-//! `transparent` (the original destination of a redirected connection, see `transparent`).
-//! `dns`, `reverse:dns://HOST[:PORT]` and `reverse:udp://HOST:PORT` listen on UDP
-//! ([`Mode::is_udp`], served by `udp`).
+//! `reverse:URL` for `http://`, `https://`, `tls://` and `tcp://` targets (every request or
+//! connection goes to the target; a TLS client is intercepted with a certificate for the name it
+//! asked for), `upstream:URL` for an `http://` or `https://` next proxy (with `upstream_auth`),
+//! `socks5` (CONNECT, with `proxyauth`), `transparent` (the original destination of a
+//! redirected connection, see `transparent`) and `dns`. `dns`, `reverse:dns://HOST[:PORT]` and
+//! `reverse:udp://HOST:PORT` listen on UDP ([`Mode::is_udp`], served by `udp`).
 
 use std::fmt;
 
@@ -35,6 +36,8 @@ pub enum Mode {
 /// The next proxy of upstream mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamProxy {
+    /// `https://`: the connection to the next proxy is TLS (verified as any server's).
+    pub tls: bool,
     /// Its host name or address.
     pub host: String,
     /// Its port.
@@ -44,26 +47,15 @@ pub struct UpstreamProxy {
 /// The server of a reverse proxy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReverseTarget {
-    /// `http`, `https`, `tcp`, `udp` or `dns`: how the proxy talks to the server (`tcp`: every
-    /// connection is relayed to it as a TCP flow; `udp`: the datagrams of each client address
-    /// are relayed as a UDP flow; `dns`: each query is a DNS flow forwarded to the server).
+    /// `http`, `https`, `tls`, `tcp`, `udp` or `dns`: how the proxy talks to the server (`tcp`:
+    /// every connection is relayed to it as a TCP flow; `tls`: the same inside TLS on both
+    /// sides; `udp`: the datagrams of each client address are relayed as a UDP flow; `dns`: each
+    /// query is a DNS flow forwarded to the server).
     pub scheme: &'static str,
     /// The server's host name or address.
     pub host: String,
     /// The server's port.
     pub port: u16,
-}
-
-impl Mode {
-    /// True for the modes whose listener is a UDP socket: `dns`, `reverse:dns://` and
-    /// `reverse:udp://`. (mitmproxy's dns modes also take DNS over TCP; flowtap's do not yet.)
-    pub fn is_udp(&self) -> bool {
-        match self {
-            Mode::Dns => true,
-            Mode::Reverse(target) => matches!(target.scheme, "udp" | "dns"),
-            Mode::Regular | Mode::Socks5 | Mode::Upstream(_) | Mode::Transparent => false,
-        }
-    }
 }
 
 impl ReverseTarget {
@@ -93,7 +85,39 @@ pub struct ModeError {
     reason: String,
 }
 
+impl Mode {
+    /// Where a listener for this mode listens when neither its spec nor `listen_port` says, as
+    /// in mitmproxy: 1080 for socks5, 53 for DNS (`dns`, `reverse:dns://`), else 8080.
+    pub fn default_port(&self) -> u16 {
+        match self {
+            Mode::Socks5 => 1080,
+            Mode::Dns => 53,
+            Mode::Reverse(target) if target.scheme == "dns" => 53,
+            _ => 8080,
+        }
+    }
+
+    /// The listener is a UDP socket, not a TCP one: `dns`, `reverse:dns://` and
+    /// `reverse:udp://`. (mitmproxy's DNS modes also take DNS over TCP; flowtap's do not yet.)
+    pub fn is_udp(&self) -> bool {
+        match self {
+            Mode::Dns => true,
+            Mode::Reverse(target) => matches!(target.scheme, "udp" | "dns"),
+            Mode::Regular | Mode::Socks5 | Mode::Upstream(_) | Mode::Transparent => false,
+        }
+    }
+}
+
 impl ModeSpec {
+    /// `regular`, listening where the options say.
+    pub fn regular() -> Self {
+        ModeSpec {
+            mode: Mode::Regular,
+            listen: None,
+            full: "regular".into(),
+        }
+    }
+
     /// Parses `regular`, `reverse:URL`, with an optional `@PORT` or `@HOST:PORT`. Modes flowtap
     /// does not have yet are refused with a message that says so.
     pub fn parse(spec: &str) -> Result<Self, ModeError> {
@@ -111,17 +135,18 @@ impl ModeSpec {
         };
         let mode = match (kind, data) {
             ("regular", None) => Mode::Regular,
-            ("reverse", Some(url)) => Mode::Reverse(parse_target(url).map_err(fail)?),
+            ("reverse", Some(url)) => Mode::Reverse(parse_target(url, "https").map_err(fail)?),
             ("reverse", None) => return Err(fail("reverse mode needs a URL: reverse:URL".into())),
             ("upstream", Some(url)) => {
-                let target = parse_target(url).map_err(fail)?;
-                if target.scheme != "http" {
-                    return Err(fail(
-                        "an https:// upstream proxy is not available in flowtap yet (http:// is)"
-                            .into(),
-                    ));
+                let target = parse_target(url, "http").map_err(fail)?;
+                if !matches!(target.scheme, "http" | "https") {
+                    return Err(fail(format!(
+                        "invalid upstream proxy scheme {:?} (http or https)",
+                        target.scheme
+                    )));
                 }
                 Mode::Upstream(UpstreamProxy {
+                    tls: target.scheme == "https",
                     host: target.host,
                     port: target.port,
                 })
@@ -155,6 +180,12 @@ impl ModeSpec {
     }
 }
 
+/// The kind of mode a `client_conn.proxy_mode` spec names (`regular`, `reverse`, `socks5`...):
+/// the word before its first `:` or `@`. For what a flow's mode decides without parsing it.
+pub(crate) fn kind(spec: &str) -> &str {
+    spec.split([':', '@']).next().unwrap_or(spec)
+}
+
 impl fmt::Display for ModeSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.full)
@@ -172,58 +203,61 @@ fn parse_listen(at: &str) -> Result<(Option<String>, u16), String> {
     Ok((host, port))
 }
 
-/// `http://host[:port][/]`, `https://...`, `dns://host[:port]` (port 53 by default),
-/// `tcp://host:port` or `udp://host:port` (mitmproxy also takes `tls`, `dtls`, `quic` and
-/// `http3` targets; flowtap does not yet).
-fn parse_target(url: &str) -> Result<ReverseTarget, String> {
-    let (scheme, rest, default_port) = if let Some(rest) = url.strip_prefix("http://") {
-        ("http", rest, 80)
-    } else if let Some(rest) = url.strip_prefix("https://") {
-        ("https", rest, 443)
-    } else if let Some(rest) = url.strip_prefix("dns://") {
-        ("dns", rest, 53)
-    } else if let Some((scheme, rest)) = [("tcp", "tcp://"), ("udp", "udp://")]
-        .into_iter()
-        .find_map(|(scheme, prefix)| url.strip_prefix(prefix).map(|rest| (scheme, rest)))
-    {
-        // No default port, as in mitmproxy.
-        if !rest.trim_end_matches('/').contains(':') || rest.ends_with(']') {
+/// `[SCHEME://]HOST[:PORT][/]` as mitmproxy's server specs: `default_scheme` when none is
+/// given; http, https and dns have default ports, the others need one. The schemes flowtap
+/// does not serve yet are refused with a message that says so.
+fn parse_target(url: &str, default_scheme: &str) -> Result<ReverseTarget, String> {
+    let (scheme, rest) = url.split_once("://").unwrap_or((default_scheme, url));
+    let (scheme, default_port): (&'static str, Option<u16>) = match scheme {
+        "http" => ("http", Some(80)),
+        "https" => ("https", Some(443)),
+        "tls" => ("tls", None),
+        "tcp" => ("tcp", None),
+        "udp" => ("udp", None),
+        "dns" => ("dns", Some(53)),
+        "dtls" | "quic" | "http3" => {
             return Err(format!(
-                "a {scheme}:// target needs a port: {scheme}://HOST:PORT"
+                "reverse targets with scheme {scheme:?} are not available in flowtap yet (http, https, tls, tcp, udp and dns are)"
             ));
         }
-        (scheme, rest, 0)
-    } else if let Some((scheme, _)) = url.split_once("://") {
-        return Err(format!(
-            "reverse targets with scheme {scheme:?} are not available in flowtap yet (http, https, tcp, udp and dns are)"
-        ));
-    } else {
-        return Err("the reverse target must be a URL such as https://example.com".into());
+        other => return Err(format!("invalid server scheme {other:?}")),
     };
-    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.is_empty() {
-        return Err("the reverse target has no host".into());
+        return Err("the target has no host".into());
+    }
+    if authority.contains('/') {
+        return Err(format!("the target {url:?} may not have a path"));
     }
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => {
             let (host, after) = v6
                 .split_once(']')
                 .ok_or("unclosed [ in the target's host")?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| format!("invalid port {p:?}"))?,
-                None => default_port,
-            };
-            (host.to_string(), port)
+            (host, after.strip_prefix(':'))
         }
         None => match authority.rsplit_once(':') {
-            Some((host, p)) => (
-                host.to_string(),
-                p.parse().map_err(|_| format!("invalid port {p:?}"))?,
-            ),
-            None => (authority.to_string(), default_port),
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
         },
     };
-    Ok(ReverseTarget { scheme, host, port })
+    if host.is_empty() {
+        return Err("the target has no host".into());
+    }
+    let port = match (port, default_port) {
+        (Some(p), _) => p.parse().map_err(|_| format!("invalid port {p:?}"))?,
+        (None, Some(port)) => port,
+        (None, None) => {
+            return Err(format!(
+                "a {scheme}:// target needs a port: {scheme}://HOST:PORT"
+            ));
+        }
+    };
+    Ok(ReverseTarget {
+        scheme,
+        host: host.to_string(),
+        port,
+    })
 }
 
 #[cfg(test)]
@@ -252,18 +286,46 @@ mod tests {
                 .unwrap()
                 .mode,
             Mode::Upstream(UpstreamProxy {
+                tls: false,
                 host: "proxy.corp".into(),
                 port: 3128
             })
         );
+        assert_eq!(
+            ModeSpec::parse("upstream:https://proxy.corp").unwrap().mode,
+            Mode::Upstream(UpstreamProxy {
+                tls: true,
+                host: "proxy.corp".into(),
+                port: 443
+            })
+        );
+        // As mitmproxy: a reverse target without a scheme is https.
+        assert_eq!(
+            ModeSpec::parse("reverse:example.com").unwrap().mode,
+            Mode::Reverse(ReverseTarget {
+                scheme: "https",
+                host: "example.com".into(),
+                port: 443
+            })
+        );
+        assert_eq!(
+            ModeSpec::parse("reverse:tls://10.0.0.1:993").unwrap().mode,
+            Mode::Reverse(ReverseTarget {
+                scheme: "tls",
+                host: "10.0.0.1".into(),
+                port: 993
+            })
+        );
         for bad in [
             "reverse",
-            "reverse:example.com",
             "reverse:ftp://x",
+            "reverse:http://x/path",
+            "reverse:http://:80",
             "regular@x",
-            "upstream:https://proxy:3128",
+            "upstream:tcp://proxy:3128",
             "upstream",
             "reverse:tcp://db.internal",
+            "reverse:tls://db.internal",
             "reverse:udp://x",
             "reverse:dtls://x:443",
             "nonsense",
@@ -286,8 +348,19 @@ mod tests {
             Mode::Transparent
         );
         assert!(ModeSpec::parse("transparent:x").is_err());
+        assert_eq!(Mode::Socks5.default_port(), 1080);
+        assert_eq!(Mode::Dns.default_port(), 53);
+        assert_eq!(Mode::Regular.default_port(), 8080);
         let e = ModeSpec::parse("wireguard").unwrap_err().to_string();
         assert!(e.contains("not available in flowtap yet"), "{e}");
+    }
+
+    #[test]
+    fn kind_is_the_word_before_the_data_or_the_address() {
+        assert_eq!(kind("reverse:http://x@8080"), "reverse");
+        assert_eq!(kind("socks5@1080"), "socks5");
+        assert_eq!(kind("regular"), "regular");
+        assert_eq!(kind(""), "");
     }
 
     #[test]
@@ -324,6 +397,22 @@ mod tests {
         ] {
             assert_eq!(ModeSpec::parse(spec).unwrap().mode.is_udp(), udp, "{spec}");
         }
+        // A DNS server listens on port 53 unless told otherwise, as in mitmproxy.
+        assert_eq!(target("reverse:dns://1.1.1.1").scheme, "dns");
+        assert_eq!(
+            ModeSpec::parse("reverse:dns://1.1.1.1")
+                .unwrap()
+                .mode
+                .default_port(),
+            53
+        );
+        assert_eq!(
+            ModeSpec::parse("reverse:udp://h:1")
+                .unwrap()
+                .mode
+                .default_port(),
+            8080
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ impl Shared {
         sni: &str,
     ) -> Result<Upstream, UpstreamError> {
         let mut info = flow::unconnected_server();
+        info.via = key.via.as_ref().map(|via| via.spec());
         info.address = Some(flowtap_proto::v1::Address {
             host: key.host.clone(),
             port: u32::from(key.port),
@@ -37,15 +38,12 @@ impl Shared {
             });
         }
         // `server_connect` may choose the next proxy too.
-        let via = match info.via.as_ref() {
-            Some(spec) => match self.connector.via_for(Some(spec)) {
-                Ok(via) => via,
-                Err(e) => {
-                    flow.server_conn = Some(info);
-                    return Err(e);
-                }
-            },
-            None => key.via.clone(),
+        let via = match self.connector.via_for(info.via.as_ref(), None) {
+            Ok(via) => via,
+            Err(e) => {
+                flow.server_conn = Some(info);
+                return Err(e);
+            }
         };
         let key = match &info.address {
             Some(a) => PoolKey {

@@ -13,7 +13,6 @@
 use bytes::Bytes;
 use flowtap_proto::v1::{Connection, Flow, TcpMessage};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::context::Shared;
 use crate::flow::{self, KILLED_MESSAGE, is_killed};
@@ -37,7 +36,7 @@ pub(crate) async fn serve(
     client_conn: &Connection,
     activity: &Activity,
     client: Conn<Io>,
-    server: TcpStream,
+    server: Io,
     server_conn: Connection,
 ) {
     let mut flow = Flow {
@@ -56,7 +55,7 @@ pub(crate) async fn serve(
         .live
         .hand_over(&flow.id, messages.then_some(MessageKind::Tcp));
     shared.hook(Hook::TcpStart, &mut flow).await;
-    let mut server = Conn::new(Box::new(server) as Io);
+    let mut server = Conn::new(server);
     let mut client = client;
     let idle = shared.config.tunnel_idle_timeout;
     let relayed = if messages {

@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use flowtap_proto::v1::{Connection, Request};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::context::{ClientCtx, Shared};
 use crate::error::UpstreamError;
@@ -21,9 +20,9 @@ use crate::hooks::{Hook, Verdict};
 use crate::http::{self, Next};
 use crate::http1::{Conn, RequestHead};
 use crate::limits::{Activity, idle_bounded};
-use crate::mode::{Mode, ReverseTarget};
+use crate::mode::ReverseTarget;
 use crate::respond::{self, Refusal};
-use crate::upstream::{Io, PoolKey, Upstream, record_tls};
+use crate::upstream::{Alpn, Io, PoolKey, Upstream, record_tls};
 
 /// Handles a CONNECT request. Returns true when the tunnel carried intercepted TLS.
 pub(crate) async fn connect(
@@ -58,9 +57,11 @@ pub(crate) async fn connect(
         request.host.clone(),
         u16::try_from(request.port).unwrap_or(port),
     );
-    let mut server = flow::unconnected_server();
+    let mut server = ctx.unconnected_server();
     // A next proxy `http_connect` chose for the tunnel (`flow.server_conn.via`).
-    server.via = flow.server_conn.as_ref().and_then(|s| s.via.clone());
+    if let Some(via) = flow.server_conn.as_ref().and_then(|s| s.via.clone()) {
+        server.via = Some(via);
+    }
     let tcp = match eager_tcp(shared, &ctx.client, &host, port, &mut server).await {
         Ok(tcp) => tcp,
         Err(e) => {
@@ -102,7 +103,7 @@ async fn eager_tcp(
     host: &str,
     port: u16,
     server: &mut Connection,
-) -> Result<Option<TcpStream>, UpstreamError> {
+) -> Result<Option<Io>, UpstreamError> {
     if lazy(shared) {
         return Ok(None);
     }
@@ -127,7 +128,7 @@ async fn open_tunnel(
     ctx: &mut ClientCtx,
     host: String,
     port: u16,
-    tcp: Option<TcpStream>,
+    tcp: Option<Io>,
     mut server: Connection,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
@@ -183,6 +184,10 @@ async fn open_tunnel(
             relay(shared, &ctx.activity, conn, tcp).await;
             return false;
         }
+        let target = Target {
+            scheme: "https",
+            ..target
+        };
         intercept_tls(shared, conn, ctx, tcp, server, target, stop).await
     } else if looks_like_http(&conn.buf) {
         if let Some(tcp) = tcp {
@@ -190,10 +195,14 @@ async fn open_tunnel(
                 tls: false,
                 host,
                 port,
-                via: shared.connector.via_for(server.via.as_ref()).ok().flatten(),
+                via: shared
+                    .connector
+                    .via_for(server.via.as_ref(), None)
+                    .ok()
+                    .flatten(),
             };
             ctx.owned.push(Upstream {
-                conn: Conn::new(Box::new(tcp)),
+                conn: Conn::new(tcp),
                 info: server,
                 key,
                 h2: false,
@@ -220,9 +229,9 @@ async fn server_tcp(
     client: &Connection,
     host: &str,
     port: u16,
-    tcp: Option<TcpStream>,
+    tcp: Option<Io>,
     server: &mut Connection,
-) -> Option<TcpStream> {
+) -> Option<Io> {
     if tcp.is_some() {
         return tcp;
     }
@@ -254,7 +263,7 @@ pub(crate) async fn socks5(
     let Ok(Some((host, port))) = handshake.await else {
         return false;
     };
-    let mut server = flow::unconnected_server();
+    let mut server = ctx.unconnected_server();
     let tcp = match eager_tcp(shared, &ctx.client, &host, port, &mut server).await {
         Ok(tcp) => tcp,
         Err(e) => {
@@ -286,7 +295,7 @@ pub(crate) async fn transparent(
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
     let (host, port) = (original.ip().to_string(), original.port());
-    let mut server = flow::unconnected_server();
+    let mut server = ctx.unconnected_server();
     let tcp = match eager_tcp(shared, &ctx.client, &host, port, &mut server).await {
         Ok(tcp) => tcp,
         Err(e) => {
@@ -381,11 +390,13 @@ async fn take(conn: &mut Conn<Io>, n: usize) -> Option<Bytes> {
     Some(conn.buf.split_to(n).freeze())
 }
 
-/// A connection to a reverse proxy's listener: every request goes to `target`. A client that
-/// opens with TLS is intercepted (an `https://` target only: the server side speaks TLS when
-/// the client does); plain HTTP is served as HTTP, sent with the target's scheme. A `tcp://`
-/// target gets every connection as a TCP flow, whatever the client sends (or without waiting for
-/// it: the server may speak first). Returns true when the connection carried intercepted TLS.
+/// A connection to a reverse proxy's listener: everything goes to `reverse`, as mitmproxy's
+/// reverse modes stack their layers. A `tcp://` target gets every connection as a TCP flow,
+/// without waiting for the client (the server may speak first). Otherwise the client's first
+/// byte tells whether it speaks TLS; if so its TLS is intercepted with a certificate for the
+/// name it asked for. The server side speaks TLS for `https://` and `tls://` targets. Inside,
+/// `http://` and `https://` targets carry HTTP, `tls://` a TCP flow. Returns true when the
+/// client's TLS was taken on.
 pub(crate) async fn reverse(
     shared: &std::sync::Arc<Shared>,
     mut conn: Conn<Io>,
@@ -393,19 +404,11 @@ pub(crate) async fn reverse(
     reverse: &ReverseTarget,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
+    let client = ctx.client.clone();
+    let (host, port) = (reverse.host.clone(), reverse.port);
+    let mut server = ctx.unconnected_server();
     if reverse.scheme == "tcp" {
-        let mut server = flow::unconnected_server();
-        let client = ctx.client.clone();
-        let Some(tcp) = server_tcp(
-            shared,
-            &client,
-            &reverse.host,
-            reverse.port,
-            None,
-            &mut server,
-        )
-        .await
-        else {
+        let Some(tcp) = server_tcp(shared, &client, &host, port, None, &mut server).await else {
             return false;
         };
         crate::tcp::serve(shared, &ctx.client, &ctx.activity, conn, tcp, server).await;
@@ -413,8 +416,8 @@ pub(crate) async fn reverse(
     }
     let target = Target {
         scheme: reverse.scheme,
-        host: reverse.host.clone(),
-        port: reverse.port,
+        host: host.clone(),
+        port,
         path: Bytes::from_static(b"/"),
     };
     let first = tokio::select! {
@@ -424,38 +427,47 @@ pub(crate) async fn reverse(
     if !matches!(first, Ok(n) if n > 0) {
         return false;
     }
-    if conn.buf[0] != 0x16 {
-        ctx.tunnel = Some(target);
-        let _ = http::serve(shared, &mut conn, ctx, stop).await;
-        return false;
-    }
-    if reverse.scheme != "https" {
-        tracing::info!(
-            client = ?ctx.client.peername,
-            "a TLS client on a reverse proxy to {}://{}: only https:// targets take TLS clients",
-            reverse.scheme,
-            reverse.authority()
-        );
-        return false;
-    }
-    let mut server = flow::unconnected_server();
-    let tcp = match eager_tcp(
-        shared,
-        &ctx.client,
-        &reverse.host,
-        reverse.port,
-        &mut server,
-    )
-    .await
-    {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            // The client expects TLS: it cannot be told in HTTP.
-            Refusal::server(&e).log(&ctx.client);
-            return false;
+    let client_tls = conn.buf[0] == 0x16;
+    match (reverse.scheme, client_tls) {
+        ("tls", false) => {
+            let Some(tcp) = server_tcp(shared, &client, &host, port, None, &mut server).await
+            else {
+                return false;
+            };
+            let Ok(tls) = server_tls(shared, &client, tcp, &host, Alpn::None, &mut server).await
+            else {
+                return false;
+            };
+            crate::tcp::serve(shared, &client, &ctx.activity, conn, Box::new(tls), server).await;
+            false
         }
-    };
-    intercept_tls(shared, conn, ctx, tcp, server, target, stop).await
+        ("tls", true) => {
+            // The TCP flow inside needs its server at once, whatever `connection_strategy`.
+            let Some(tcp) = server_tcp(shared, &client, &host, port, None, &mut server).await
+            else {
+                return false;
+            };
+            intercept_tls(shared, conn, ctx, Some(tcp), server, target, stop).await
+        }
+        (_, false) => {
+            ctx.tunnel = Some(target);
+            let _ = http::serve(shared, &mut conn, ctx, stop).await;
+            false
+        }
+        // A plain-HTTP server: only the client's side is TLS; the first request connects.
+        ("http", true) => intercept_tls(shared, conn, ctx, None, server, target, stop).await,
+        (_, true) => {
+            let tcp = match eager_tcp(shared, &client, &host, port, &mut server).await {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    // The client expects TLS: it cannot be told in HTTP.
+                    Refusal::server(&e).log(&client);
+                    return false;
+                }
+            };
+            intercept_tls(shared, conn, ctx, tcp, server, target, stop).await
+        }
+    }
 }
 
 fn connect_request(head: RequestHead, host: &str, port: u16) -> Request {
@@ -506,7 +518,7 @@ async fn connect_tcp(
     host: &str,
     port: u16,
     server: &mut Connection,
-) -> Result<TcpStream, UpstreamError> {
+) -> Result<Io, UpstreamError> {
     server.address = Some(flowtap_proto::v1::Address {
         host: host.to_string(),
         port: u32::from(port),
@@ -521,8 +533,9 @@ async fn connect_tcp(
             reason,
         });
     }
-    // `server.via`: a next proxy a script chose (in `http_connect` or `server_connect`).
-    let via = shared.connector.via_for(server.via.as_ref())?;
+    // `server.via`: the listener's next proxy, or one a script chose (in `http_connect` or
+    // `server_connect`).
+    let via = shared.connector.via_for(server.via.as_ref(), None)?;
     match shared
         .connector
         .tunnel(host, port, via.as_ref(), server)
@@ -546,7 +559,7 @@ async fn connect_tcp(
 
 /// Relays bytes both ways until either side closes or the tunnel idles past
 /// `tunnel_idle_timeout` (ignored hosts).
-async fn relay(shared: &Shared, activity: &Activity, mut conn: Conn<Io>, server: TcpStream) {
+async fn relay(shared: &Shared, activity: &Activity, mut conn: Conn<Io>, server: Io) {
     let mut server = Conn::with_buffer(server, bytes::BytesMut::new());
     let copied = crate::http1::splice(&mut conn, &mut server);
     if idle_bounded(activity, shared.config.tunnel_idle_timeout, copied)
@@ -595,17 +608,19 @@ async fn tls_failed_client(
         .await;
 }
 
-/// TLS interception: read the ClientHello (`tls_clienthello` may pass the connection through), handshake with the server using the client's SNI
-/// and ALPN offers, then finish the client handshake with a minted certificate and the
-/// protocol the server chose, so both sides speak the same HTTP version. Without a server
-/// connection (`connection_strategy=lazy`) the client gets HTTP/1.1 at once and the first
-/// request connects the server.
+/// TLS interception: read the ClientHello (`tls_clienthello` may pass the connection through),
+/// handshake with the server using the client's SNI and ALPN offers, then finish the client
+/// handshake with a minted certificate and the protocol the server chose, so both sides speak
+/// the same HTTP version. Without a server connection (`connection_strategy=lazy`, or an
+/// `http://` reverse target) the client gets HTTP/1.1 at once and the first request connects
+/// the server. `target` is where the requests inside go (its scheme is the server's: `https`,
+/// `http` for a plain reverse target, `tls` for a TCP flow inside TLS).
 /// Returns true when the client's TLS was taken on (intercepted, or its handshake failed).
 async fn intercept_tls(
     shared: &std::sync::Arc<Shared>,
     mut conn: Conn<Io>,
     ctx: &mut ClientCtx,
-    tcp: Option<TcpStream>,
+    tcp: Option<Io>,
     mut server: Connection,
     target: Target,
     stop: &mut tokio::sync::watch::Receiver<bool>,
@@ -664,47 +679,33 @@ async fn intercept_tls(
         .unwrap_or_default();
     let server_name = sni.clone().unwrap_or_else(|| target.host.clone());
     // A reverse proxy's clients name the proxy; its server is the target, by its own name.
-    let upstream_name = match &shared.config.mode.mode {
-        Mode::Reverse(_) => target.host.clone(),
-        Mode::Regular | Mode::Upstream(_) | Mode::Socks5 | Mode::Transparent | Mode::Dns => {
-            server_name.clone()
-        }
+    let upstream_name = if ctx.is_reverse() {
+        target.host.clone()
+    } else {
+        server_name.clone()
     };
-    let offer_h2 = shared.config.http2 && offers.iter().any(|p| p == b"h2");
+    let alpn = if target.scheme == "tls" {
+        Alpn::None
+    } else if shared.config.http2 && offers.iter().any(|p| p == b"h2") {
+        Alpn::H2
+    } else {
+        Alpn::Http1
+    };
     let upstream = match tcp {
         Some(tcp) => {
-            shared
-                .connection_hook(Hook::TlsStartServer, &ctx.client, Some(&mut server))
-                .await;
-            let tls = shared
-                .connector
-                .tls(tcp, &upstream_name, offer_h2, &mut server)
-                .await;
-            let hook = match &tls {
-                Ok(_) => Hook::TlsEstablishedServer,
-                Err(e) => {
-                    server.error = Some(e.to_string());
-                    Hook::TlsFailedServer
-                }
-            };
-            shared
-                .connection_hook(hook, &ctx.client, Some(&mut server))
-                .await;
-            Some(tls)
+            Some(server_tls(shared, &ctx.client, tcp, &upstream_name, alpn, &mut server).await)
         }
         None => None,
     };
     let server_alpn = match &upstream {
         Some(Ok(tls)) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
-        Some(Err(e)) => {
-            tracing::warn!(host = %target.host, "{e}");
-            None
-        }
-        None => None,
+        _ => None,
     };
     let alpn = match &server_alpn {
         Some(p) if offers.contains(p) => vec![p.clone()],
-        _ if offers.iter().any(|p| p == b"http/1.1") => vec![b"http/1.1".to_vec()],
+        _ if alpn != Alpn::None && offers.iter().any(|p| p == b"http/1.1") => {
+            vec![b"http/1.1".to_vec()]
+        }
         _ => Vec::new(),
     };
     let config = match shared.ca.server_config(&server_name, &alpn) {
@@ -742,10 +743,21 @@ async fn intercept_tls(
         .await;
     let h2 = client_tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let mut conn = shared.client_conn(Box::new(client_tls));
-    let target = Target {
-        scheme: "https",
-        ..target
-    };
+    if target.scheme == "tls" {
+        // A `tls://` reverse target: a TCP flow inside TLS on both sides.
+        if let Some(Ok(tls)) = upstream {
+            crate::tcp::serve(
+                shared,
+                &ctx.client,
+                &ctx.activity,
+                conn,
+                Box::new(tls),
+                server,
+            )
+            .await;
+        }
+        return true;
+    }
     let upstream = match upstream {
         Some(Ok(tls)) => tls,
         Some(Err(e)) => {
@@ -769,7 +781,11 @@ async fn intercept_tls(
         host: target.host.clone(),
         port: target.port,
         // The way the tunnel went (`server.via` as the connector recorded it).
-        via: shared.connector.via_for(server.via.as_ref()).ok().flatten(),
+        via: shared
+            .connector
+            .via_for(server.via.as_ref(), None)
+            .ok()
+            .flatten(),
     };
     if h2 {
         crate::h2::serve(shared, conn, ctx, Box::new(upstream), server, target).await;
@@ -787,6 +803,103 @@ async fn intercept_tls(
         tracing::debug!("nested CONNECT refused");
     }
     true
+}
+
+/// A client that opens its connection to a regular or upstream listener with TLS, as to an
+/// HTTPS proxy (`curl --proxy https://...`, or another proxy's `upstream:https://`): its TLS is
+/// taken on with a certificate for the name it asked for (else the listener's address), with
+/// HTTP/1.1 inside and the client TLS hooks. None when the handshake fails or is too slow.
+pub(crate) async fn proxy_tls(
+    shared: &Shared,
+    mut conn: Conn<Io>,
+    ctx: &mut ClientCtx,
+) -> Option<Conn<Io>> {
+    let prefix = conn.buf.split().freeze();
+    let rewind = Rewind {
+        prefix,
+        inner: conn.io,
+    };
+    let local = ctx
+        .client
+        .sockname
+        .as_ref()
+        .map(|a| a.host.clone())
+        .unwrap_or_default();
+    let handshake = async {
+        let acceptor =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), rewind);
+        let start = acceptor.await.map_err(|e| e.to_string())?;
+        let hello = start.client_hello();
+        let sni = hello.server_name().map(str::to_string);
+        let http1 = hello
+            .alpn()
+            .is_some_and(|mut offers| offers.any(|p| p == b"http/1.1"));
+        let alpn = if http1 {
+            vec![b"http/1.1".to_vec()]
+        } else {
+            Vec::new()
+        };
+        let name = sni.clone().unwrap_or_else(|| local.clone());
+        let config = shared
+            .ca
+            .server_config(&name, &alpn)
+            .map_err(|e| e.to_string())?;
+        shared
+            .connection_hook(Hook::TlsStartClient, &ctx.client, None)
+            .await;
+        let tls = start.into_stream(config).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((tls, sni))
+    };
+    let limit = shared.config.tls_handshake_timeout;
+    let failed = match tokio::time::timeout(limit, handshake).await {
+        Ok(Ok((tls, sni))) => {
+            ctx.client.tls = true;
+            ctx.client.sni = sni;
+            record_tls(&mut ctx.client, tls.get_ref().1);
+            ctx.client.certificate_list.clear();
+            shared
+                .connection_hook(Hook::TlsEstablishedClient, &ctx.client, None)
+                .await;
+            return Some(shared.client_conn(Box::new(tls)));
+        }
+        Ok(Err(e)) => e,
+        Err(_) => format!("the TLS handshake did not finish within {limit:?}"),
+    };
+    tracing::info!(client = ?ctx.client.peername, "TLS from a proxy client failed: {failed}");
+    let client = Connection {
+        error: Some(failed),
+        ..ctx.client.clone()
+    };
+    shared
+        .connection_hook(Hook::TlsFailedClient, &client, None)
+        .await;
+    None
+}
+
+/// The TLS handshake with the server over `tcp`, by the name `sni`, with the
+/// `tls_start_server` and `tls_established_server` (or `tls_failed_server`) hooks around it.
+async fn server_tls(
+    shared: &Shared,
+    client: &Connection,
+    tcp: Io,
+    sni: &str,
+    alpn: Alpn,
+    server: &mut Connection,
+) -> Result<tokio_rustls::client::TlsStream<Io>, UpstreamError> {
+    shared
+        .connection_hook(Hook::TlsStartServer, client, Some(server))
+        .await;
+    let tls = shared.connector.tls(tcp, sni, alpn, server).await;
+    let hook = match &tls {
+        Ok(_) => Hook::TlsEstablishedServer,
+        Err(e) => {
+            tracing::warn!(host = %sni, "{e}");
+            server.error = Some(e.to_string());
+            Hook::TlsFailedServer
+        }
+    };
+    shared.connection_hook(hook, client, Some(server)).await;
+    tls
 }
 
 /// A stream that first yields bytes already read from it.

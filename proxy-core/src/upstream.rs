@@ -29,16 +29,44 @@ pub(crate) struct PoolKey {
     pub(crate) tls: bool,
     pub(crate) host: String,
     pub(crate) port: u16,
-    /// An HTTP proxy a script chose for this flow (`flow.server_conn.via`) other than the
-    /// listener's own way there (direct, or upstream mode's next proxy): None for that way.
+    /// The HTTP proxy the connection goes through: upstream mode's next proxy, or one a
+    /// script chose for the flow (`flow.server_conn.via`); None: straight to the server.
     pub(crate) via: Option<Via>,
 }
 
-/// A next proxy a script chose with `flow.server_conn.via = ("http", (host, port))`.
+/// A next proxy: upstream mode's, or one a script chose with
+/// `flow.server_conn.via = ("http", (host, port))`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Via {
+    /// `https://`: the connection to the proxy is TLS.
+    pub(crate) tls: bool,
     pub(crate) host: String,
     pub(crate) port: u16,
+}
+
+impl Via {
+    /// The proxy as `server_conn.via` records it.
+    pub(crate) fn spec(&self) -> ServerSpec {
+        ServerSpec {
+            scheme: if self.tls { "https" } else { "http" }.into(),
+            address: Some(Address {
+                host: self.host.clone(),
+                port: u32::from(self.port),
+            }),
+        }
+    }
+
+    /// Upstream mode's next proxy; None in the other modes.
+    pub(crate) fn of_mode(mode: &crate::mode::Mode) -> Option<Via> {
+        match mode {
+            crate::mode::Mode::Upstream(next) => Some(Via {
+                tls: next.tls,
+                host: next.host.clone(),
+                port: next.port,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// An open connection to a server.
@@ -59,87 +87,93 @@ pub(crate) struct Proxied {
     pub(crate) authorization: Option<Bytes>,
 }
 
-/// The next proxy of upstream mode (or one a script chose), as the connector uses it.
+/// A next proxy as the connector uses it.
 #[derive(Clone)]
 pub(crate) struct NextProxy {
-    pub(crate) host: String,
-    pub(crate) port: u16,
+    pub(crate) via: Via,
     /// `Basic base64(user:password)` from `upstream_auth`.
     pub(crate) authorization: Option<Bytes>,
 }
 
-impl NextProxy {
-    /// The proxy as `server_conn.via` records it.
-    fn spec(&self) -> ServerSpec {
-        ServerSpec {
-            scheme: "http".into(),
-            address: Some(Address {
-                host: self.host.clone(),
-                port: u32::from(self.port),
-            }),
-        }
-    }
+/// What a TLS client offers in ALPN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Alpn {
+    /// `http/1.1`.
+    Http1,
+    /// `h2`, then `http/1.1`.
+    H2,
+    /// Nothing: the connection carries no HTTP (a `tls://` reverse target).
+    None,
 }
 
 /// Makes server connections.
 pub(crate) struct Connector {
     pub(crate) tls_h1: Arc<ClientConfig>,
     pub(crate) tls_h2: Arc<ClientConfig>,
+    pub(crate) tls_raw: Arc<ClientConfig>,
     pub(crate) connect_timeout: Duration,
-    /// Upstream mode: every server connection goes through this proxy.
-    pub(crate) next_proxy: Option<NextProxy>,
+    /// `Basic base64(user:password)` from `upstream_auth`, for every next proxy.
+    pub(crate) upstream_auth: Option<Bytes>,
 }
 
 impl Connector {
-    /// The pool key's `via` for a flow whose server connection names `via` (a script's
-    /// `flow.server_conn.via`): None when it names no proxy or the listener's own next proxy.
-    /// Only `http://` next proxies are built; another scheme is an error naming it.
-    pub(crate) fn via_for(&self, via: Option<&ServerSpec>) -> Result<Option<Via>, UpstreamError> {
-        let Some(spec) = via else {
-            return Ok(None);
-        };
-        let Some(address) = &spec.address else {
-            return Ok(None);
+    /// The next proxy of a flow whose server connection names `via` (a script's
+    /// `flow.server_conn.via`), else `own`, the listener's (upstream mode's next proxy).
+    /// `http://` and `https://` next proxies are built; another scheme is an error naming it.
+    pub(crate) fn via_for(
+        &self,
+        via: Option<&ServerSpec>,
+        own: Option<&Via>,
+    ) -> Result<Option<Via>, UpstreamError> {
+        let Some((spec, address)) = via.and_then(|spec| Some((spec, spec.address.as_ref()?)))
+        else {
+            return Ok(own.cloned());
         };
         let refused = |reason: String| UpstreamError::ConnectFailed {
             host: address.host.clone(),
             port: address.port,
             reason,
         };
-        if spec.scheme != "http" {
-            return Err(refused(format!(
-                "flow.server_conn.via: only http:// next proxies are supported, not {}://",
-                spec.scheme
-            )));
-        }
+        let tls = match &spec.scheme[..] {
+            "http" => false,
+            "https" => true,
+            other => {
+                return Err(refused(format!(
+                    "flow.server_conn.via: only http:// and https:// next proxies are supported, not {other}://"
+                )));
+            }
+        };
         let port = u16::try_from(address.port)
             .map_err(|_| refused("flow.server_conn.via: the port is out of range".into()))?;
-        let via = Via {
+        Ok(Some(Via {
+            tls,
             host: address.host.clone(),
             port,
-        };
-        let own = self
-            .next_proxy
-            .as_ref()
-            .is_some_and(|next| next.host == via.host && next.port == via.port);
-        Ok((!own).then_some(via))
+        }))
     }
 
-    /// The next proxy connections for `via` go through: the one a script chose (with
-    /// `upstream_auth`'s credentials, as mitmproxy sends them to any next proxy), else the
-    /// listener's own, else none.
+    /// The next proxy connections for `via` go through, with `upstream_auth`'s credentials
+    /// (as mitmproxy sends them to any next proxy).
     fn next_for(&self, via: Option<&Via>) -> Option<NextProxy> {
-        match via {
-            Some(via) => Some(NextProxy {
-                host: via.host.clone(),
-                port: via.port,
-                authorization: self
-                    .next_proxy
-                    .as_ref()
-                    .and_then(|next| next.authorization.clone()),
-            }),
-            None => self.next_proxy.clone(),
+        via.map(|via| NextProxy {
+            via: via.clone(),
+            authorization: self.upstream_auth.clone(),
+        })
+    }
+
+    /// A byte stream to the next proxy: TCP, with TLS for an `https://` one (verified as any
+    /// server, by its host name). `info` gets the TCP addresses.
+    async fn to_proxy(&self, next: &NextProxy, info: &mut Connection) -> Result<Io, UpstreamError> {
+        let tcp = self.tcp(&next.via.host, next.via.port, info).await?;
+        if !next.via.tls {
+            return Ok(Box::new(tcp));
         }
+        // The handshake with the proxy is not the flow's: its details stay out of `info`.
+        let mut proxy_info = Connection::default();
+        let tls = self
+            .tls(tcp, &next.via.host, Alpn::Http1, &mut proxy_info)
+            .await?;
+        Ok(Box::new(tls))
     }
 
     /// Opens a TCP connection to `host:port`, filling in `info`'s address fields.
@@ -170,16 +204,20 @@ impl Connector {
         Ok(stream)
     }
 
-    /// Runs a TLS handshake over `stream` with SNI `sni`, offering HTTP/2 when `offer_h2`.
-    /// Records the TLS details in `info`.
-    pub(crate) async fn tls(
+    /// Runs a TLS handshake over `stream` with SNI `sni`, offering `alpn`. Records the TLS
+    /// details in `info`.
+    pub(crate) async fn tls<S: IoStream>(
         &self,
-        stream: TcpStream,
+        stream: S,
         sni: &str,
-        offer_h2: bool,
+        alpn: Alpn,
         info: &mut Connection,
-    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
-        let config = if offer_h2 { &self.tls_h2 } else { &self.tls_h1 };
+    ) -> Result<tokio_rustls::client::TlsStream<S>, UpstreamError> {
+        let config = match alpn {
+            Alpn::Http1 => &self.tls_h1,
+            Alpn::H2 => &self.tls_h2,
+            Alpn::None => &self.tls_raw,
+        };
         let failed = |reason: String| UpstreamError::Tls {
             host: sni.to_string(),
             reason,
@@ -204,21 +242,21 @@ impl Connector {
         Ok(tls)
     }
 
-    /// A byte stream to `host:port`: a TCP connection, or in upstream mode (or with a `via`
-    /// a script chose) a CONNECT tunnel through the next proxy. `info` records the server as
-    /// the flow sees it (its address is `host:port` either way; `via` the next proxy).
+    /// A byte stream to `host:port`: a TCP connection, or through a next proxy (upstream mode's
+    /// or one a script chose) a CONNECT tunnel. `info` records the server as the flow sees it
+    /// (its address is `host:port` either way; `via` the next proxy).
     pub(crate) async fn tunnel(
         &self,
         host: &str,
         port: u16,
         via: Option<&Via>,
         info: &mut Connection,
-    ) -> Result<TcpStream, UpstreamError> {
+    ) -> Result<Io, UpstreamError> {
         let Some(next) = self.next_for(via) else {
-            return self.tcp(host, port, info).await;
+            return Ok(Box::new(self.tcp(host, port, info).await?));
         };
         let next = &next;
-        let tcp = self.tcp(&next.host, next.port, info).await?;
+        let tcp = self.to_proxy(next, info).await?;
         let failed = |reason: String| UpstreamError::ConnectFailed {
             host: host.to_string(),
             port: u32::from(port),
@@ -246,20 +284,20 @@ impl Connector {
         .map_err(|_| {
             failed(format!(
                 "the upstream proxy {}:{} did not answer CONNECT in time",
-                next.host, next.port
+                next.via.host, next.via.port
             ))
         })?
         .map_err(|e| {
             failed(format!(
                 "through the upstream proxy {}:{}: {e}",
-                next.host, next.port
+                next.via.host, next.via.port
             ))
         })?;
         if !(200..300).contains(&answered.status) {
             return Err(failed(format!(
                 "the upstream proxy {}:{} answered CONNECT with {} {}",
-                next.host,
-                next.port,
+                next.via.host,
+                next.via.port,
                 answered.status,
                 String::from_utf8_lossy(&answered.reason)
             )));
@@ -273,7 +311,7 @@ impl Connector {
             host: host.to_string(),
             port: u32::from(port),
         });
-        info.via = Some(next.spec());
+        info.via = Some(next.via.spec());
         Ok(conn.io)
     }
 
@@ -293,13 +331,13 @@ impl Connector {
         };
         let tcp = match &proxied {
             Some(next) => {
-                let tcp = self.tcp(&next.host, next.port, &mut info).await;
+                let tcp = self.to_proxy(next, &mut info).await;
                 // The flow's server is the origin; the next proxy is only the way there.
                 info.address = Some(Address {
                     host: key.host.clone(),
                     port: u32::from(key.port),
                 });
-                info.via = Some(next.spec());
+                info.via = Some(next.via.spec());
                 tcp
             }
             None => {
@@ -312,7 +350,8 @@ impl Connector {
             Err(e) => return Err((e, info)),
         };
         let (io, h2): (Io, bool) = if key.tls {
-            match self.tls(tcp, sni, offer_h2, &mut info).await {
+            let alpn = if offer_h2 { Alpn::H2 } else { Alpn::Http1 };
+            match self.tls(tcp, sni, alpn, &mut info).await {
                 Ok(tls) => {
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     (Box::new(tls), h2)
@@ -320,7 +359,7 @@ impl Connector {
                 Err(e) => return Err((e, info)),
             }
         } else {
-            (Box::new(tcp), false)
+            (tcp, false)
         };
         Ok(Upstream {
             conn: Conn::new(io),
@@ -420,7 +459,7 @@ fn still_open(mut up: Upstream) -> Option<Upstream> {
 mod tests {
     use super::*;
 
-    fn connector(next_proxy: Option<NextProxy>) -> Connector {
+    fn connector(upstream_auth: Option<Bytes>) -> Connector {
         let tls = flowtap_certs::client_config(&flowtap_certs::UpstreamTls {
             insecure: false,
             extra_roots: Vec::new(),
@@ -429,9 +468,10 @@ mod tests {
         .expect("client TLS config");
         Connector {
             tls_h1: tls.clone(),
-            tls_h2: tls,
+            tls_h2: tls.clone(),
+            tls_raw: tls,
             connect_timeout: Duration::from_secs(1),
-            next_proxy,
+            upstream_auth,
         }
     }
 
@@ -446,53 +486,43 @@ mod tests {
     }
 
     #[test]
-    fn via_names_another_proxy_or_the_listeners_own_way() {
-        let upstream = connector(Some(NextProxy {
+    fn via_is_the_scripts_choice_else_the_listeners_own() {
+        let own = Via {
+            tls: false,
             host: "proxy.corp".into(),
             port: 3128,
-            authorization: Some(Bytes::from_static(b"Basic dXNlcjpwYXNz")),
-        }));
-        assert_eq!(upstream.via_for(None).ok(), Some(None));
-        // Upstream mode's own next proxy is the listener's way: pooled with the rest.
+        };
+        let upstream = connector(Some(Bytes::from_static(b"Basic dXNlcjpwYXNz")));
         assert_eq!(
-            upstream
-                .via_for(Some(&spec("http", "proxy.corp", 3128)))
-                .ok(),
-            Some(None)
+            upstream.via_for(None, Some(&own)).ok(),
+            Some(Some(own.clone()))
         );
+        assert_eq!(upstream.via_for(None, None).ok(), Some(None));
         let other = upstream
-            .via_for(Some(&spec("http", "localhost", 8082)))
-            .expect("an http next proxy")
+            .via_for(Some(&spec("https", "localhost", 8082)), Some(&own))
+            .expect("an https next proxy")
             .expect("another proxy");
-        assert_eq!((other.host.as_str(), other.port), ("localhost", 8082));
+        assert_eq!(
+            (other.tls, other.host.as_str(), other.port),
+            (true, "localhost", 8082)
+        );
         // `upstream_auth` goes to the chosen proxy too.
         let next = upstream.next_for(Some(&other)).expect("a next proxy");
         assert_eq!(
             next.authorization.as_deref(),
             Some(&b"Basic dXNlcjpwYXNz"[..])
         );
+        assert_eq!(next.via.spec().scheme, "https");
         assert!(
             upstream
-                .via_for(Some(&spec("https", "localhost", 8082)))
+                .via_for(Some(&spec("socks5", "localhost", 8082)), None)
                 .is_err()
         );
         assert!(
             upstream
-                .via_for(Some(&spec("http", "localhost", 70_000)))
+                .via_for(Some(&spec("http", "localhost", 70_000)), None)
                 .is_err()
         );
-
-        let regular = connector(None);
-        assert!(regular.next_for(None).is_none());
-        let via = regular
-            .via_for(Some(&spec("http", "127.0.0.1", 8080)))
-            .expect("an http next proxy");
-        assert_eq!(
-            via,
-            Some(Via {
-                host: "127.0.0.1".into(),
-                port: 8080
-            })
-        );
+        assert!(upstream.next_for(None).is_none());
     }
 }

@@ -88,7 +88,10 @@ async fn http2_bodies_stream_through_the_callable() {
     let confdir = tempfile::tempdir().expect("confdir");
     let ca = Arc::new(CertificateAuthority::load_or_create(confdir.path()).expect("create the CA"));
     let config = Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listeners: vec![flowtap_proxy_core::Listener::regular(SocketAddr::from((
+            [127, 0, 0, 1],
+            0,
+        )))],
         upstream_trusted_ca: vec![origin.cert.as_ref().expect("tls").ca_path().to_path_buf()],
         ..Config::default()
     };

@@ -161,7 +161,10 @@ async fn start_proxy(
     let confdir = tempfile::tempdir().expect("confdir");
     let ca = Arc::new(CertificateAuthority::load_or_create(confdir.path()).expect("create the CA"));
     let config = Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listeners: vec![flowtap_proxy_core::Listener::regular(SocketAddr::from((
+            [127, 0, 0, 1],
+            0,
+        )))],
         upstream_trusted_ca: trusted.map(|p| vec![p.to_path_buf()]).unwrap_or_default(),
         ..Config::default()
     };

@@ -125,32 +125,30 @@ fn check_hash(hash: &str, password: &[u8]) -> bool {
 }
 
 /// The check on HTTP requests and CONNECTs.
+/// Which way a flow's client is asked depends on its listener's mode
+/// (`client_conn.proxy_mode`), as in mitmproxy.
 #[derive(Debug)]
 pub(crate) struct ProxyAuth {
     validator: Validator,
-    /// Regular and upstream mode: 407 and `Proxy-Authorization`; else 401 and
-    /// `Authorization`.
-    is_proxy: bool,
-    /// SOCKS5 mode: clients authenticate in the handshake, never in HTTP.
-    socks5: bool,
+    /// Some listener takes HTTP (is not SOCKS5).
+    asks_http: bool,
     /// Client connections whose CONNECT authenticated, with the credentials.
     tunnels: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl ProxyAuth {
-    pub(super) fn new(spec: &str, mode: &crate::mode::Mode) -> Result<ProxyAuth, BuiltinError> {
-        use crate::mode::Mode;
+    /// `asks_http`: some listener is not in SOCKS5 mode.
+    pub(super) fn new(spec: &str, asks_http: bool) -> Result<ProxyAuth, BuiltinError> {
         Ok(ProxyAuth {
             validator: Validator::parse(spec)?,
-            is_proxy: matches!(mode, Mode::Regular | Mode::Upstream(_)),
-            socks5: matches!(mode, Mode::Socks5),
+            asks_http,
             tunnels: Mutex::new(HashMap::new()),
         })
     }
 
-    /// HTTP requests and CONNECTs are asked for credentials (not in SOCKS5 mode).
+    /// HTTP requests and CONNECTs may be asked for credentials (some listener is not SOCKS5).
     pub(crate) fn asks_http(&self) -> bool {
-        !self.socks5
+        self.asks_http
     }
 
     /// The check SOCKS5 usernames and passwords go through.
@@ -162,7 +160,18 @@ impl ProxyAuth {
     /// `flow.metadata["proxyauth"]` and the header removed; otherwise the flow gets mitmproxy's
     /// 407 (or 401) page as its response. Requests on a client connection whose CONNECT
     /// authenticated pass with that CONNECT's credentials.
+    /// A flow from a SOCKS5 listener passes (its client authenticated in the handshake).
+    /// Clients of regular and upstream listeners are asked as a proxy asks (407,
+    /// `Proxy-Authorization`), the others as a server does (401, `Authorization`).
     pub(super) fn authenticate(&self, flow: &mut Flow) -> bool {
+        let mode = flow
+            .client_conn
+            .as_ref()
+            .map_or("regular", |c| crate::mode::kind(&c.proxy_mode));
+        if mode == "socks5" {
+            return true;
+        }
+        let is_proxy = matches!(mode, "regular" | "upstream" | "");
         let client = flow.client_conn.as_ref().map(|c| c.id.clone());
         let tunnel = client.as_ref().and_then(|id| {
             self.tunnels
@@ -175,7 +184,7 @@ impl ProxyAuth {
             record(flow, &user, &password);
             return true;
         }
-        let header: &[u8] = if self.is_proxy {
+        let header: &[u8] = if is_proxy {
             b"proxy-authorization"
         } else {
             b"authorization"
@@ -197,7 +206,7 @@ impl ProxyAuth {
                 true
             }
             _ => {
-                flow.response = Some(auth_required(self.is_proxy));
+                flow.response = Some(auth_required(is_proxy));
                 false
             }
         }

@@ -75,7 +75,10 @@ impl TestProxy {
             bodies,
         });
         let config = Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listeners: vec![flowtap_proxy_core::Listener::regular(SocketAddr::from((
+                [127, 0, 0, 1],
+                0,
+            )))],
             ..config
         };
         let proxy = Proxy::bind(config, ca.clone(), hooks, sink.clone())

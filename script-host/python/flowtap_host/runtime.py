@@ -503,15 +503,18 @@ class Host:
         self.bridge.configure_result(session, error)
 
     def _set_listen_addrs(self, text):
-        """`SPEC=HOST:PORT` from the proxy once it is bound: what `proxyserver.servers` shows."""
-        spec, _, addr = text.rpartition("=")
-        host, _, port = addr.rpartition(":")
-        try:
-            listen = (host.strip("[]"), int(port))
-        except ValueError:
-            log.warning("script host: unreadable listen address %r", text)
-            return
-        self.master.addons._builtins()["proxyserver"].set_listen_addrs(spec, [listen])
+        """One `SPEC=HOST:PORT` line per listener from the proxy once it is bound: what
+        `proxyserver.servers` shows."""
+        proxyserver = self.master.addons._builtins()["proxyserver"]
+        for line in text.splitlines():
+            spec, _, addr = line.rpartition("=")
+            host, _, port = addr.rpartition(":")
+            try:
+                listen = (host.strip("[]"), int(port))
+            except ValueError:
+                log.warning("script host: unreadable listen address %r", line)
+                continue
+            proxyserver.set_listen_addrs(spec, [listen])
 
     # -- lifecycle -----------------------------------------------------------------------------
 
