@@ -437,3 +437,24 @@ fn reverse_dns_hook_order_is_mitmdumps() {
     );
     assert_same_order(&got, "dns-reverse.events.txt", &replace);
 }
+
+/// In `--mode dns` a script may send a query to a server of its choosing by setting
+/// `flow.server_conn.address` in `dns_request`, as mitmproxy's own resolver does.
+#[test]
+fn dns_mode_forwards_a_query_where_a_script_points_it() {
+    let server = UdpServer::dns();
+    let script = TempScript::new(
+        "dns_redirect.py",
+        &format!(
+            "def dns_request(flow):\n\
+             \x20   if flow.request.question.name.endswith('.redirected.test'):\n\
+             \x20       flow.server_conn.address = ('127.0.0.1', {})\n",
+            server.addr.port()
+        ),
+    );
+    let (flowtap, addr) = Flowtap::start(&["--mode", "dns@0", "-s", script.arg()]);
+    let answer = dig(addr, &["+short", "www.redirected.test", "A"]);
+    assert_eq!(answer.trim(), "192.0.2.7", "dig's answer");
+    assert_eq!(server.answered.load(Ordering::SeqCst), 1);
+    flowtap.stop();
+}
