@@ -52,21 +52,54 @@ impl UdpServer {
     /// A DNS server answering every query with one A record, [`ANSWER`], TTL 300 (the
     /// question echoed, the answer's name a pointer to it, no EDNS).
     fn dns() -> UdpServer {
-        UdpServer::start(|query| {
-            let mut end = 12;
-            while *query.get(end)? != 0 {
-                end += usize::from(query[end]) + 1;
-            }
-            end += 5; // the root label, type and class
-            let mut answer = query.get(..end)?.to_vec();
-            answer[2] = 0x81; // QR, RD
-            answer[3] = 0x80; // RA, NOERROR
-            answer[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
-            answer.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4]);
-            answer.extend_from_slice(&ANSWER);
-            Some(answer)
-        })
+        UdpServer::start(dns_answer)
     }
+}
+
+/// The answer of [`UdpServer::dns`] to one DNS query (None: not a query it can read).
+fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
+    let mut end = 12;
+    while *query.get(end)? != 0 {
+        end += usize::from(query[end]) + 1;
+    }
+    end += 5; // the root label, type and class
+    let mut answer = query.get(..end)?.to_vec();
+    answer[2] = 0x81; // QR, RD
+    answer[3] = 0x80; // RA, NOERROR
+    answer[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+    answer.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4]);
+    answer.extend_from_slice(&ANSWER);
+    Some(answer)
+}
+
+/// The same DNS server over TCP on `listener` (each message after its 16-bit length), a
+/// thread per connection; counts the queries it answered.
+fn tcp_dns_server(listener: std::net::TcpListener) -> Arc<AtomicUsize> {
+    let answered = Arc::new(AtomicUsize::new(0));
+    let count = answered.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let count = count.clone();
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut len = [0u8; 2];
+                while stream.read_exact(&mut len).is_ok() {
+                    let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                    if stream.read_exact(&mut query).is_err() {
+                        return;
+                    }
+                    let Some(answer) = dns_answer(&query) else {
+                        return;
+                    };
+                    let len = u16::try_from(answer.len()).expect("a short answer");
+                    let _ = stream.write_all(&[&len.to_be_bytes()[..], &answer].concat());
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    answered
 }
 
 fn dig(server: SocketAddr, args: &[&str]) -> String {
@@ -457,4 +490,73 @@ fn dns_mode_forwards_a_query_where_a_script_points_it() {
     assert_eq!(answer.trim(), "192.0.2.7", "dig's answer");
     assert_eq!(server.answered.load(Ordering::SeqCst), 1);
     flowtap.stop();
+}
+
+/// DNS over TCP (`dig +tcp`) in `reverse:dns://`: forwarded over TCP to the server, whose
+/// connection opens before the first query, in mitmdump 12.3.1's order
+/// (fixtures/mitmproxy-12/dns-reverse-tcp.events.txt).
+#[test]
+fn reverse_dns_mode_takes_dns_over_tcp() {
+    let udp = UdpServer::dns();
+    // The TCP server beside it on the same port, as a DNS server has.
+    let tcp = std::net::TcpListener::bind(udp.addr).expect("the TCP port beside the UDP one");
+    let answered = tcp_dns_server(tcp);
+    let port = udp.addr.port().to_string();
+    let replace = [("18186", port.as_str())];
+    let got = record(
+        &format!("reverse:dns://127.0.0.1:{port}"),
+        &replace,
+        |addr, log| {
+            let answer = dig(addr, &["+tcp", "+short", "www.example.test", "A"]);
+            assert_eq!(answer.trim(), "192.0.2.7");
+            log.wait_for("client_disconnected");
+        },
+    );
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        1,
+        "the TCP server answered"
+    );
+    assert_eq!(
+        udp.answered.load(Ordering::SeqCst),
+        0,
+        "nothing went over UDP"
+    );
+    // mitmdump's recording ends before the client's disconnect was logged.
+    let want = normalize_events(&recorded_events("dns-reverse-tcp.events.txt"), &replace);
+    let got: Vec<String> = got
+        .into_iter()
+        .filter(|l| !l.starts_with("client_disconnected:"))
+        .collect();
+    assert_eq!(
+        got,
+        want,
+        "\ngot:\n{}\n\nwant:\n{}\n",
+        got.join("\n"),
+        want.join("\n")
+    );
+}
+
+/// `--mode dns` takes DNS over TCP too, on the same port as its UDP.
+#[test]
+fn dns_mode_takes_dns_over_tcp() {
+    let script = TempScript::new(
+        "dns_spoof.py",
+        "import ipaddress\n\
+         from mitmproxy import dns\n\
+         def dns_request(flow):\n\
+         \x20   q = flow.request.question\n\
+         \x20   flow.response = flow.request.succeed([dns.ResourceRecord(\n\
+         \x20       q.name, dns.types.A, dns.classes.IN, 60, ipaddress.ip_address('192.0.2.99').packed)])\n\
+         \x20   print('dns_request', flow.client_conn.transport_protocol)\n",
+    );
+    let (flowtap, addr) = Flowtap::start(&["--mode", "dns@0", "-s", script.arg()]);
+    let over_tcp = dig(addr, &["+tcp", "+short", "one.test", "A"]);
+    assert_eq!(over_tcp.trim(), "192.0.2.99");
+    let over_udp = dig(addr, &["+short", "two.test", "A"]);
+    assert_eq!(over_udp.trim(), "192.0.2.99");
+    let (_, stdout) = flowtap.stop();
+    let seen = stdout.join("\n");
+    assert!(seen.contains("dns_request tcp"), "{seen}");
+    assert!(seen.contains("dns_request udp"), "{seen}");
 }

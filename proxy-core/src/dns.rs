@@ -20,14 +20,20 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use bytes::{Buf, Bytes};
 use flowtap_proto::v1::{Address, Connection, DnsMessage, DnsQuestion, DnsResourceRecord, Flow};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::watch;
 
-use crate::context::Shared;
+use crate::config::ConnectionStrategy;
+use crate::context::{ClientCtx, Shared};
 use crate::flow::{new_id, now, set_error, unconnected_server};
 use crate::hooks::{Hook, Verdict};
-use crate::mode::Mode;
+use crate::http1::Conn;
+use crate::mode::{Mode, ModeSpec};
 use crate::udp::{ClientSession, MAX_DATAGRAM, UDP_TIMEOUT};
+use crate::upstream::Io;
 
 /// Record types the proxy resolves itself.
 const TYPE_A: u32 = 1;
@@ -51,22 +57,16 @@ pub(crate) enum WireError {
     BadName,
 }
 
-/// Serves the queries of one client session until it ends.
+/// What woke a session up.
+enum Event {
+    Query(Bytes),
+    Answer(Bytes),
+    ServerFailed(std::io::Error),
+}
+
+/// Serves the queries of one UDP client session until it ends.
 pub(crate) async fn serve_client(session: &mut ClientSession<'_>) {
-    let mut server = unconnected_server();
-    server.transport_protocol = "udp".into();
-    if let Mode::Reverse(target) = &session.listener.spec.mode {
-        server.address = Some(Address {
-            host: target.host.clone(),
-            port: u32::from(target.port),
-        });
-    }
-    let mut dns = DnsSession {
-        shared: &session.listener.shared,
-        server,
-        upstream: None,
-        pending: HashMap::new(),
-    };
+    let mut dns = DnsSession::new(&session.listener.shared, &session.listener.spec, "udp");
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let idle = tokio::time::sleep(UDP_TIMEOUT);
@@ -76,67 +76,249 @@ pub(crate) async fn serve_client(session: &mut ClientSession<'_>) {
                 Some(datagram) => Event::Query(datagram),
                 None => break,
             },
-            received = from_server(dns.upstream.as_ref(), &mut buf) => match received {
-                Ok(len) => Event::Answer(bytes::Bytes::copy_from_slice(&buf[..len])),
+            received = from_server(dns.upstream.as_mut(), &mut buf) => match received {
+                Ok(message) => Event::Answer(message),
                 Err(e) => Event::ServerFailed(e),
             },
             () = idle => break,
         };
-        match event {
-            Event::Query(datagram) => dns.query(session, &datagram).await,
-            Event::Answer(datagram) => dns.answer(session, &datagram).await,
-            Event::ServerFailed(e) => {
-                let reason = format!("the DNS server failed: {e}");
-                dns.fail_pending(session, &reason).await;
-                dns.disconnect(session).await;
-            }
+        dns.handle(&session.client, event).await;
+        for answer in dns.outbox.drain(..) {
+            session.send(&answer).await;
         }
     }
-    let reason = format!("no answer from the DNS server within {UDP_TIMEOUT:?}");
-    dns.fail_pending(session, &reason).await;
-    dns.disconnect(session).await;
+    dns.end(&session.client).await;
+    for answer in dns.outbox.drain(..) {
+        session.send(&answer).await;
+    }
 }
 
-enum Event {
-    Query(bytes::Bytes),
-    Answer(bytes::Bytes),
-    ServerFailed(std::io::Error),
+/// Serves DNS over TCP (RFC 1035 4.2.2: each message after its 16-bit length) on one client
+/// connection of `--mode dns` or `reverse:dns://`, until the client closes, idles past
+/// `client_idle_timeout` or the proxy stops. In reverse mode the server is reached over TCP
+/// too, connected before the first query unless `connection_strategy=lazy`, as in mitmproxy.
+pub(crate) async fn serve_tcp(
+    shared: &Shared,
+    mut conn: Conn<Io>,
+    ctx: &mut ClientCtx,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut dns = DnsSession::new(shared, &ctx.mode, "tcp");
+    if dns.server.address.is_some()
+        && shared.config.connection_strategy == ConnectionStrategy::Eager
+        && dns.open(&ctx.client, dns.server.clone()).await.is_err()
+    {
+        return;
+    }
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let event = tokio::select! {
+            _ = stop.changed() => break,
+            frame = read_frame(&mut conn) => match frame {
+                Ok(Some(message)) => Event::Query(message),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(client = ?ctx.client.peername, "dns over tcp: {e}");
+                    break;
+                }
+            },
+            received = from_server(dns.upstream.as_mut(), &mut buf) => match received {
+                Ok(message) => Event::Answer(message),
+                Err(e) => Event::ServerFailed(e),
+            },
+        };
+        dns.handle(&ctx.client, event).await;
+        if flush(&mut conn.io, &mut dns.outbox).await.is_err() {
+            break;
+        }
+    }
+    dns.end(&ctx.client).await;
+    let _ = flush(&mut conn.io, &mut dns.outbox).await;
 }
 
-/// A datagram from the session's server socket; never, while there is none.
-async fn from_server(upstream: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
+/// One length-prefixed message (None: the stream ended). Cancel-safe: bytes read stay in
+/// `conn.buf`.
+async fn read_frame<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+) -> std::io::Result<Option<Bytes>> {
+    loop {
+        if conn.buf.len() >= 2 {
+            let len = usize::from(u16::from_be_bytes([conn.buf[0], conn.buf[1]]));
+            if len == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a DNS message of length zero",
+                ));
+            }
+            if conn.buf.len() >= 2 + len {
+                conn.buf.advance(2);
+                return Ok(Some(conn.buf.split_to(len).freeze()));
+            }
+        }
+        if conn.fill().await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// Writes `messages` each after its length, and empties it.
+async fn flush<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    messages: &mut Vec<Vec<u8>>,
+) -> std::io::Result<()> {
+    for message in messages.drain(..) {
+        let Ok(len) = u16::try_from(message.len()) else {
+            tracing::debug!(
+                "dns over tcp: a message of {} bytes is too long to send",
+                message.len()
+            );
+            continue;
+        };
+        io.write_all(&len.to_be_bytes()).await?;
+        io.write_all(&message).await?;
+    }
+    io.flush().await
+}
+
+/// The session's way to its server: a connected UDP socket, or a TCP connection for a client
+/// that came over TCP.
+enum Upstream {
+    Udp(UdpSocket),
+    Tcp(Conn<TcpStream>),
+}
+
+impl Upstream {
+    async fn send(&mut self, message: &[u8]) -> std::io::Result<()> {
+        match self {
+            Upstream::Udp(socket) => socket.send(message).await.map(drop),
+            Upstream::Tcp(conn) => flush(&mut conn.io, &mut vec![message.to_vec()]).await,
+        }
+    }
+}
+
+/// A message from the session's server; never, while there is none.
+async fn from_server(upstream: Option<&mut Upstream>, buf: &mut [u8]) -> std::io::Result<Bytes> {
     match upstream {
-        Some(socket) => socket.recv(buf).await,
+        Some(Upstream::Udp(socket)) => {
+            let len = socket.recv(buf).await?;
+            Ok(Bytes::copy_from_slice(&buf[..len]))
+        }
+        Some(Upstream::Tcp(conn)) => read_frame(conn).await?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            )
+        }),
         None => std::future::pending().await,
     }
 }
 
-/// The DNS state of one client session.
+/// The DNS state of one client session (a UDP client address or a TCP connection).
 struct DnsSession<'a> {
     shared: &'a Shared,
+    /// "udp" or "tcp": how the client came, and so how the server is reached.
+    transport: &'static str,
     /// The session's server connection: the target's address (reverse mode), then what
     /// `server_connect` made of it.
     server: Connection,
-    upstream: Option<UdpSocket>,
+    upstream: Option<Upstream>,
     /// Flows whose query went to the server, by query id.
     pending: HashMap<u32, Flow>,
+    /// Messages for the client, in order; the transport's loop sends them.
+    outbox: Vec<Vec<u8>>,
 }
 
-impl DnsSession<'_> {
-    /// One query datagram from the client.
-    async fn query(&mut self, session: &ClientSession<'_>, datagram: &[u8]) {
-        let request = match parse(datagram) {
+impl<'a> DnsSession<'a> {
+    fn new(shared: &'a Shared, spec: &ModeSpec, transport: &'static str) -> Self {
+        let mut server = unconnected_server();
+        server.transport_protocol = transport.into();
+        if let Mode::Reverse(target) = &spec.mode {
+            server.address = Some(Address {
+                host: target.host.clone(),
+                port: u32::from(target.port),
+            });
+        }
+        DnsSession {
+            shared,
+            transport,
+            server,
+            upstream: None,
+            pending: HashMap::new(),
+            outbox: Vec::new(),
+        }
+    }
+
+    async fn handle(&mut self, client: &Connection, event: Event) {
+        match event {
+            Event::Query(message) => self.query(client, &message).await,
+            Event::Answer(message) => self.answer(client, &message).await,
+            Event::ServerFailed(e) => {
+                let reason = format!("the DNS server failed: {e}");
+                self.fail_pending(client, &reason).await;
+                self.disconnect(client).await;
+            }
+        }
+    }
+
+    /// The session ends: queries still waiting fail, the server connection closes.
+    async fn end(&mut self, client: &Connection) {
+        let reason = "no answer from the DNS server before the client's session ended";
+        self.fail_pending(client, reason).await;
+        self.disconnect(client).await;
+    }
+
+    /// `server_connect` for `server`, the session's socket or connection to it, then
+    /// `server_connected` (or `server_connect_error`, and the reason).
+    async fn open(&mut self, client: &Connection, mut server: Connection) -> Result<(), String> {
+        let connected = if self.transport == "tcp" {
+            let timeout = self.shared.config.connect_timeout;
+            crate::udp::connect(self.shared, client, &mut server, |host, port| async move {
+                let stream =
+                    tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port)))
+                        .await
+                        .map_err(|_| {
+                            format!("connecting to {host}:{port} timed out after {timeout:?}")
+                        })?
+                        .map_err(|e| format!("connecting to {host}:{port} failed: {e}"))?;
+                let addrs = (stream.peer_addr().ok(), stream.local_addr().ok());
+                Ok((Upstream::Tcp(Conn::new(stream)), addrs.0, addrs.1))
+            })
+            .await
+        } else {
+            crate::udp::connect(self.shared, client, &mut server, |host, port| async move {
+                let socket = crate::udp::connected_socket(&host, port).await?;
+                let addrs = (socket.peer_addr().ok(), socket.local_addr().ok());
+                Ok((Upstream::Udp(socket), addrs.0, addrs.1))
+            })
+            .await
+        };
+        match connected {
+            Ok(upstream) => {
+                self.upstream = Some(upstream);
+                self.server = server;
+                Ok(())
+            }
+            Err(reason) => {
+                self.server.error = server.error;
+                Err(reason)
+            }
+        }
+    }
+
+    /// One query from the client.
+    async fn query(&mut self, client: &Connection, message: &[u8]) {
+        let request = match parse(message) {
             Ok(message) if message.query => message,
             Ok(_) => return,
             Err(e) => {
-                tracing::debug!("dns: an unreadable query from {}: {e}", session.peer);
+                tracing::debug!(client = ?client.peername, "dns: an unreadable query: {e}");
                 return;
             }
         };
         let mut flow = Flow {
             id: new_id(),
             r#type: "dns".into(),
-            client_conn: Some(session.client.clone()),
+            client_conn: Some(client.clone()),
             server_conn: Some(self.server.clone()),
             timestamp_created: now(),
             live: true,
@@ -150,37 +332,31 @@ impl DnsSession<'_> {
             return;
         }
         if flow.dns_response.is_some() {
-            return self.respond(session, flow).await;
+            return self.respond(flow).await;
         }
         if flow.error.is_some() {
-            return self.fail(session, flow).await;
+            return self.fail(flow).await;
         }
         let request = flow.dns_request.clone().unwrap_or_default();
         let forwarded = flow.server_conn.as_ref().and_then(|s| s.address.as_ref());
         if forwarded.is_some() {
-            return self.forward(session, flow, &request).await;
+            return self.forward(client, flow, &request).await;
         }
         flow.dns_response = Some(resolve(&request).await);
-        self.respond(session, flow).await;
+        self.respond(flow).await;
     }
 
-    /// The query to the session's server (connected at the first query), the flow kept until
-    /// its answer arrives.
-    async fn forward(&mut self, session: &ClientSession<'_>, mut flow: Flow, request: &DnsMessage) {
+    /// The query to the session's server (connected at the first query that needs it), the
+    /// flow kept until its answer arrives.
+    async fn forward(&mut self, client: &Connection, mut flow: Flow, request: &DnsMessage) {
         if self.upstream.is_none() {
             // As in mitmproxy, a script's change of `flow.server_conn` before the session's
             // server connection opens decides where it goes.
-            let mut server = flow.server_conn.clone().unwrap_or_default();
-            match crate::udp::connect(self.shared, &session.client, &mut server).await {
-                Ok(socket) => {
-                    self.upstream = Some(socket);
-                    self.server = server;
-                }
-                Err(reason) => {
-                    flow.server_conn = Some(server);
-                    set_error(&mut flow, reason);
-                    return self.fail(session, flow).await;
-                }
+            let server = flow.server_conn.clone().unwrap_or_default();
+            if let Err(reason) = self.open(client, server).await {
+                flow.server_conn = Some(self.server.clone());
+                set_error(&mut flow, reason);
+                return self.fail(flow).await;
             }
         }
         flow.server_conn = Some(self.server.clone());
@@ -189,10 +365,10 @@ impl DnsSession<'_> {
                 &mut flow,
                 "too many queries awaiting the DNS server's answer",
             );
-            return self.fail(session, flow).await;
+            return self.fail(flow).await;
         }
-        let sent = match &self.upstream {
-            Some(socket) => socket.send(&pack(request)).await,
+        let sent = match self.upstream.as_mut() {
+            Some(upstream) => upstream.send(&pack(request)).await,
             None => Err(std::io::ErrorKind::NotConnected.into()),
         };
         if let Err(e) = sent {
@@ -200,19 +376,16 @@ impl DnsSession<'_> {
                 &mut flow,
                 format!("sending the query to the DNS server failed: {e}"),
             );
-            return self.fail(session, flow).await;
+            return self.fail(flow).await;
         }
         // A query sent again with the same id (a client's retry) replaces the flow before.
         self.pending.insert(request.id, flow);
     }
 
-    /// A datagram from the server: the answer to the pending query with its id.
-    async fn answer(&mut self, session: &ClientSession<'_>, datagram: &[u8]) {
-        let Ok(message) = parse(datagram) else {
-            tracing::debug!(
-                "dns: an unreadable answer from the server of {}",
-                session.peer
-            );
+    /// A message from the server: the answer to the pending query with its id.
+    async fn answer(&mut self, client: &Connection, message: &[u8]) {
+        let Ok(message) = parse(message) else {
+            tracing::debug!(client = ?client.peername, "dns: an unreadable answer from the server");
             return;
         };
         if message.query {
@@ -225,12 +398,12 @@ impl DnsSession<'_> {
             timestamp: Some(now()),
             ..message
         });
-        self.respond(session, flow).await;
+        self.respond(flow).await;
     }
 
     /// `dns_response`, then the flow is saved and the response (as the scripts left it) goes
     /// to the client.
-    async fn respond(&self, session: &ClientSession<'_>, mut flow: Flow) {
+    async fn respond(&mut self, mut flow: Flow) {
         if self.shared.hook(Hook::DnsResponse, &mut flow).await == Verdict::Kill {
             return;
         }
@@ -238,55 +411,49 @@ impl DnsSession<'_> {
         self.shared.sink.flow_finished(&flow);
         // A script may have removed the response: nothing to send then.
         if let Some(response) = &flow.dns_response {
-            session.send(&pack(response)).await;
+            self.outbox.push(pack(response));
         }
     }
 
     /// `dns_error`, then SERVFAIL for the client (mitmproxy's answer to a failed query).
-    async fn fail(&self, session: &ClientSession<'_>, mut flow: Flow) {
+    async fn fail(&mut self, mut flow: Flow) {
         if self.shared.hook(Hook::DnsError, &mut flow).await == Verdict::Kill {
             return;
         }
         flow.live = false;
         self.shared.sink.flow_finished(&flow);
         let request = flow.dns_request.clone().unwrap_or_default();
-        session
-            .send(&pack(&DnsMessage {
-                query: false,
-                response_code: SERVFAIL,
-                answers: Vec::new(),
-                authorities: Vec::new(),
-                additionals: Vec::new(),
-                ..request
-            }))
-            .await;
+        self.outbox.push(pack(&DnsMessage {
+            query: false,
+            response_code: SERVFAIL,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+            ..request
+        }));
     }
 
     /// Every query still waiting for the server fails with `reason`.
-    async fn fail_pending(&mut self, session: &ClientSession<'_>, reason: &str) {
+    async fn fail_pending(&mut self, _client: &Connection, reason: &str) {
         let mut pending: Vec<Flow> = self.pending.drain().map(|(_, flow)| flow).collect();
         pending.sort_by(|a, b| a.timestamp_created.total_cmp(&b.timestamp_created));
         for mut flow in pending {
             set_error(&mut flow, reason);
-            self.fail(session, flow).await;
+            self.fail(flow).await;
         }
     }
 
-    /// Closes the server socket, if any: `server_disconnected`.
-    async fn disconnect(&mut self, session: &ClientSession<'_>) {
+    /// Closes the server socket or connection, if any: `server_disconnected`.
+    async fn disconnect(&mut self, client: &Connection) {
         if self.upstream.take().is_some() {
             self.server.timestamp_end = Some(now());
             self.shared
-                .connection_hook(
-                    Hook::ServerDisconnected,
-                    &session.client,
-                    Some(&mut self.server),
-                )
+                .connection_hook(Hook::ServerDisconnected, client, Some(&mut self.server))
                 .await;
             // The next forwarded query connects again, with a fresh connection.
             let address = self.server.address.take();
             self.server = unconnected_server();
-            self.server.transport_protocol = "udp".into();
+            self.server.transport_protocol = self.transport.into();
             self.server.address = address;
         }
     }

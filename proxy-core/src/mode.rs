@@ -9,7 +9,8 @@
 //! asked for), `upstream:URL` for an `http://` or `https://` next proxy (with `upstream_auth`),
 //! `socks5` (CONNECT, with `proxyauth`), `transparent` (the original destination of a
 //! redirected connection, see `transparent`) and `dns`. `dns`, `reverse:dns://HOST[:PORT]` and
-//! `reverse:udp://HOST:PORT` listen on UDP ([`Mode::is_udp`], served by `udp`).
+//! `reverse:udp://HOST:PORT` listen on UDP ([`Mode::is_udp`], served by `udp`); the DNS modes
+//! take DNS over TCP on the same port too.
 
 use std::fmt;
 
@@ -97,8 +98,18 @@ impl Mode {
         }
     }
 
-    /// The listener is a UDP socket, not a TCP one: `dns`, `reverse:dns://` and
-    /// `reverse:udp://`. (mitmproxy's DNS modes also take DNS over TCP; flowtap's do not yet.)
+    /// True when a DNS server (`dns`, `reverse:dns://`): its listener takes DNS over TCP on
+    /// the same port as well, as mitmproxy's.
+    pub fn is_dns(&self) -> bool {
+        match self {
+            Mode::Dns => true,
+            Mode::Reverse(target) => target.scheme == "dns",
+            Mode::Regular | Mode::Socks5 | Mode::Upstream(_) | Mode::Transparent => false,
+        }
+    }
+
+    /// The listener is a UDP socket: `dns`, `reverse:dns://` (with a TCP one on the same port,
+    /// [`Mode::is_dns`]) and `reverse:udp://`.
     pub fn is_udp(&self) -> bool {
         match self {
             Mode::Dns => true,
@@ -397,6 +408,8 @@ mod tests {
         ] {
             assert_eq!(ModeSpec::parse(spec).unwrap().mode.is_udp(), udp, "{spec}");
         }
+        assert!(ModeSpec::parse("reverse:dns://h").unwrap().mode.is_dns());
+        assert!(!ModeSpec::parse("reverse:udp://h:53").unwrap().mode.is_dns());
         // A DNS server listens on port 53 unless told otherwise, as in mitmproxy.
         assert_eq!(target("reverse:dns://1.1.1.1").scheme, "dns");
         assert_eq!(

@@ -20,13 +20,14 @@
 //! hook is running (more are dropped, as a full socket buffer would).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use flowtap_proto::v1::{Connection, Flow, TcpMessage};
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -142,6 +143,33 @@ pub(crate) async fn serve(
     }
 }
 
+/// Binds the UDP socket of a listener at `addr` and, `with_tcp`, a TCP listener on the same
+/// port (the DNS modes). With port 0 the TCP port is the one the UDP socket got; when another
+/// socket holds that TCP port, both are bound afresh (a few times).
+pub(crate) async fn bind(
+    addr: SocketAddr,
+    with_tcp: bool,
+) -> std::io::Result<(Arc<UdpSocket>, Option<TcpListener>)> {
+    let mut attempts = 0;
+    loop {
+        let udp = UdpSocket::bind(addr).await?;
+        if !with_tcp {
+            return Ok((Arc::new(udp), None));
+        }
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((Arc::new(udp), Some(tcp))),
+            Err(e) if addr.port() == 0 && attempts < 8 => {
+                tracing::debug!(
+                    "udp: the TCP port beside {:?} is taken ({e}); binding again",
+                    udp.local_addr()
+                );
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// What every session of one UDP listener shares.
 pub(crate) struct Listener {
     socket: Arc<UdpSocket>,
@@ -251,7 +279,17 @@ impl UdpFlow {
             host: target.host.clone(),
             port: u32::from(target.port),
         });
-        let connected = connect(shared, &session.client, &mut server).await;
+        let connected = connect(
+            shared,
+            &session.client,
+            &mut server,
+            |host, port| async move {
+                let socket = connected_socket(&host, port).await?;
+                let (peer, local) = (socket.peer_addr().ok(), socket.local_addr().ok());
+                Ok((socket, peer, local))
+            },
+        )
+        .await;
         flow.server_conn = Some(server);
         match connected {
             Ok(socket) => {
@@ -363,14 +401,18 @@ impl UdpFlow {
 /// The flow ended; `flow.error` says whether it failed.
 struct Ended;
 
-/// `server_connect` for `server` (whose address is set; the hook may change it or refuse), a
-/// socket of the session's own connected to it, then `server_connected` or
-/// `server_connect_error` (the reason is returned).
-pub(crate) async fn connect(
+/// `server_connect` for `server` (whose address is set; the hook may change it or refuse),
+/// `open(host, port)` (a socket or connection of the session's own, with its peer and local
+/// addresses), then `server_connected` or `server_connect_error` (the reason is returned).
+pub(crate) async fn connect<S, Opened>(
     shared: &Shared,
     client: &Connection,
     server: &mut Connection,
-) -> Result<UdpSocket, String> {
+    open: impl FnOnce(String, u16) -> Opened,
+) -> Result<S, String>
+where
+    Opened: Future<Output = Result<(S, Option<SocketAddr>, Option<SocketAddr>), String>>,
+{
     shared
         .connection_hook(Hook::ServerConnect, client, Some(server))
         .await;
@@ -378,14 +420,14 @@ pub(crate) async fn connect(
         (Some(reason), _) => Err(reason),
         (None, None) => Err("the server has no address".to_string()),
         (None, Some(address)) => match u16::try_from(address.port) {
-            Ok(port) => connected_socket(&address.host, port).await,
+            Ok(port) => open(address.host, port).await,
             Err(_) => Err(format!("invalid server port {}", address.port)),
         },
     };
     match result {
-        Ok(socket) => {
-            server.peername = socket.peer_addr().ok().map(flow::address);
-            server.sockname = socket.local_addr().ok().map(flow::address);
+        Ok((socket, peer, local)) => {
+            server.peername = peer.map(flow::address);
+            server.sockname = local.map(flow::address);
             server.timestamp_start = Some(flow::now());
             shared
                 .connection_hook(Hook::ServerConnected, client, Some(server))
