@@ -1,21 +1,22 @@
-//! `--mode dns` and `reverse:dns://HOST[:PORT]`: a DNS server on UDP whose queries are DNS
-//! flows for the scripts.
+//! `--mode dns` and `reverse:dns://HOST[:PORT]`: a DNS server on UDP and TCP whose queries are
+//! DNS flows for the scripts.
 //!
-//! Each client address is a session (`udp`): `client_connected` at its first query,
-//! `client_disconnected` when it has been quiet for `UDP_TIMEOUT` or at shutdown. Each query
-//! datagram becomes a flow of type "dns" (`dns_request`); the scripts' `dns_request` hook may
-//! answer it (`flow.response = flow.request.succeed([...])` or `.fail(rcode)`). Otherwise:
-//! when the flow's `server_conn.address` is set (always in `reverse:dns://`; a script may set it
-//! in `--mode dns`, as mitmproxy's resolver does) the query, as the scripts left it, goes to
-//! that server over the session's own UDP socket (`server_connect`, `server_connected` at the
-//! session's first forwarded query, `server_disconnected` at its end) and the server's answer
-//! with the query's id is the response; else `--mode dns` resolves A and AAAA questions with
-//! the system resolver (as mitmproxy's DNS mode does) and answers other types with NOTIMP.
-//! `dns_response` runs on the answer before it goes back; a flow killed in `dns_request` or
-//! `dns_response` is not answered. A query that fails (a script set `flow.error`, the server
-//! cannot be reached or did not answer before the session ended) gets `dns_error` and, while
-//! the client is there, a SERVFAIL answer, as in mitmproxy. The wire format (RFC 1035) is read
-//! and written here; names in answers are written uncompressed.
+//! A session is a UDP client address ([`serve_client`], from `udp`; it ends after
+//! `UDP_TIMEOUT` of quiet or at shutdown) or a TCP connection ([`serve_tcp`], from `client`;
+//! messages after their 16-bit length). Each query becomes a flow of type "dns"
+//! (`dns_request`); the scripts' `dns_request` hook may answer it (`flow.response =
+//! flow.request.succeed([...])` or `.fail(rcode)`). Otherwise: when the flow's
+//! `server_conn.address` is set (always in `reverse:dns://`; a script may set it in
+//! `--mode dns`, as mitmproxy's resolver does) the query, as the scripts left it, goes to that
+//! server over the session's own socket or connection, of the client's transport
+//! (`server_connect`, `server_connected` when it opens, `server_disconnected` at the session's
+//! end), and the server's answer with the query's id is the response; else `--mode dns`
+//! resolves A and AAAA questions with the system resolver (as mitmproxy's DNS mode does) and
+//! answers other types with NOTIMP. `dns_response` runs on the answer before it goes back; a
+//! flow killed in `dns_request` or `dns_response` is not answered. A query that fails (a script
+//! set `flow.error`, the server cannot be reached or did not answer before the session ended)
+//! gets `dns_error` and, while the client is there, a SERVFAIL answer, as in mitmproxy. The
+//! wire format (RFC 1035) is read and written here; names in answers are written uncompressed.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -20,7 +20,8 @@
 //!   accepts, at most `max_client_connections` at a time); `control` (what scripts ask from
 //!   outside hooks, and [`ClientReplay`]); `udp` (the UDP listeners: `reverse:udp://`, a relay
 //!   whose datagrams from one client address are a UDP flow, and the DNS modes) with `dns`
-//!   (`--mode dns` and `reverse:dns://`: queries are DNS flows, with the DNS wire codec).
+//!   (`--mode dns` and `reverse:dns://`, over UDP and TCP: queries are DNS flows, with the DNS
+//!   wire codec).
 //!
 //! Beside them: [`builtins`] (mitmdump's built-in addons: map_remote, modify_headers,
 //! proxyauth, ...; the lifecycle calls them around the scripts' hooks), [`hooks`] (the [`Hooks`] trait the scripts plug into; [`NoHooks`] when there are
