@@ -560,3 +560,39 @@ fn dns_mode_takes_dns_over_tcp() {
     assert!(seen.contains("dns_request tcp"), "{seen}");
     assert!(seen.contains("dns_request udp"), "{seen}");
 }
+
+/// `flowtap -r` with a saved UDP flow fires the UDP hooks in mitmdump's order
+/// (fixtures/mitmproxy-12/udp-reverse.read-with-script.events.txt) and writes the flow back
+/// byte for byte.
+#[test]
+fn saved_udp_flows_replay_their_hooks_as_mitmdump_does() {
+    let log = EventLog::new();
+    let (name, value) = log.env();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.mitm");
+    let (code, _, stderr) = Flowtap::run(
+        &[
+            "-n",
+            "-r",
+            &fixture("udp-reverse.mitm"),
+            "-s",
+            &fixture("eventlog.py"),
+            "-w",
+            out.to_str().expect("utf-8 path"),
+        ],
+        &[(name, &value)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        normalize_events(&log.lines(), &[]),
+        normalize_events(
+            &recorded_events("udp-reverse.read-with-script.events.txt"),
+            &[]
+        ),
+    );
+    let original = std::fs::read(fixture("udp-reverse.mitm")).expect("the fixture");
+    assert!(
+        std::fs::read(&out).expect("the -w file") == original,
+        "rewritten differently"
+    );
+}
