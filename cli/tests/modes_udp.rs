@@ -596,3 +596,56 @@ fn saved_udp_flows_replay_their_hooks_as_mitmdump_does() {
         "rewritten differently"
     );
 }
+
+/// `inject.udp` from a script: the datagram goes through `udp_message` (which sees it as from
+/// the server) and reaches the client; `flow.kill()` in `udp_message` ends the flow
+/// (`udp_error`) and the datagram is not sent on.
+#[test]
+fn scripts_inject_into_and_kill_udp_flows() {
+    let origin = UdpServer::start(|datagram| Some([b"echo:", datagram].concat()));
+    let script = TempScript::new(
+        "udp_inject.py",
+        "from mitmproxy import ctx\n\
+         def udp_message(flow):\n\
+         \x20   m = flow.messages[-1]\n\
+         \x20   print('udp_message', m.from_client, m.content)\n\
+         \x20   if m.from_client and m.content == b'inject please':\n\
+         \x20       ctx.master.commands.call('inject.udp', flow, True, b'injected')\n\
+         \x20   if m.from_client and m.content == b'kill me':\n\
+         \x20       flow.kill()\n\
+         def udp_error(flow):\n\
+         \x20   print('udp_error', flow.error.msg, len(flow.messages))\n",
+    );
+    let spec = format!("reverse:udp://127.0.0.1:{}", origin.addr.port());
+    let (flowtap, addr) = Flowtap::start(&["--mode", &spec, "-s", script.arg()]);
+    let client = UdpSocket::bind("127.0.0.1:0").expect("a client socket");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    client.send_to(b"inject please", addr).expect("send");
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let mut buf = [0u8; 64];
+        let (len, _) = client.recv_from(&mut buf).expect("a datagram back");
+        got.push(buf[..len].to_vec());
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![b"echo:inject please".to_vec(), b"injected".to_vec()]
+    );
+
+    client.send_to(b"kill me", addr).expect("send");
+    flowtap
+        .stdout
+        .wait_for("udp_error", |l| l.starts_with("udp_error"));
+    let (_, stdout) = flowtap.stop();
+    let seen = stdout.join("\n");
+    assert!(seen.contains("udp_message False b'injected'"), "{seen}");
+    assert!(seen.contains("udp_error Connection killed. 4"), "{seen}");
+    assert_eq!(
+        origin.answered.load(Ordering::SeqCst),
+        1,
+        "the killed datagram never reached the origin"
+    );
+}

@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 use crate::context::Shared;
 use crate::flow::{self, KILLED_MESSAGE, connection_subject, is_killed};
 use crate::hooks::{Hook, Verdict};
-use crate::live::{self, Killed};
+use crate::live::{self, HandOver, MessageKind};
 use crate::mode::{Mode, ModeSpec, ReverseTarget};
 
 /// The largest datagram relayed (the largest a UDP header can announce).
@@ -270,9 +270,11 @@ impl UdpFlow {
             ..Default::default()
         };
         let registered = shared.live.register(&flow.id);
-        let handed = shared.live.hand_over(&flow.id, None);
         let messages =
             shared.records_contents() || HOOKS.iter().any(|h| shared.hooks.interest().wants(*h));
+        let handed = shared
+            .live
+            .hand_over(&flow.id, messages.then_some(MessageKind::Udp));
         shared.hook(Hook::UdpStart, &mut flow).await;
         let mut server = flow.server_conn.take().unwrap_or_default();
         server.address = Some(flowtap_proto::v1::Address {
@@ -298,7 +300,7 @@ impl UdpFlow {
                     server: socket,
                     messages,
                 };
-                relay.relay(session, handed.kill.as_ref()).await;
+                relay.relay(session, handed).await;
                 flow = relay.flow;
             }
             Err(reason) => flow::set_error(&mut flow, reason),
@@ -324,15 +326,23 @@ impl UdpFlow {
 
     /// Relays datagrams both ways until the session idles out, the flow is killed or the
     /// proxy stops.
-    async fn relay(&mut self, session: &mut ClientSession<'_>, kill: Option<&Killed>) {
+    async fn relay(&mut self, session: &mut ClientSession<'_>, handed: HandOver) {
+        let HandOver {
+            kill,
+            mut injections,
+        } = handed;
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             let idle = tokio::time::sleep(UDP_TIMEOUT);
             let (from_client, content) = tokio::select! {
                 biased;
-                () = live::killed(kill) => {
+                () = live::killed(kill.as_ref()) => {
                     flow::set_error(&mut self.flow, KILLED_MESSAGE);
                     return;
+                }
+                // `inject.udp`: as if received, so `udp_message` sees it first (mitmproxy).
+                Some(injection) = live::next_injection(&mut injections) => {
+                    (!injection.to_client, injection.content)
                 }
                 _ = session.stop.changed() => return,
                 datagram = session.datagrams.recv() => match datagram {
