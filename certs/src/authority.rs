@@ -17,12 +17,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{Issuer, KeyPair};
-use rustls::ServerConfig;
+use rustls::{ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::CertificateDer;
 
-use crate::CaError;
 use crate::cache::BoundedCache;
+use crate::custom::CustomCerts;
 use crate::mint::{self, Host};
+use crate::{CaError, VersionBounds};
 
 /// File holding the CA private key and certificate, inside the configuration directory.
 pub const CA_FILE: &str = "flowtap-ca.pem";
@@ -45,8 +46,83 @@ pub struct CertificateAuthority {
     ca_path: PathBuf,
     cert_pem_path: Option<PathBuf>,
     cert_cer_path: Option<PathBuf>,
-    leaves: BoundedCache<String, CertificateDer<'static>>,
-    configs: BoundedCache<(String, Vec<Vec<u8>>), Arc<ServerConfig>>,
+    leaves: BoundedCache<LeafNames, CertificateDer<'static>>,
+    configs: BoundedCache<(LeafNames, Vec<Vec<u8>>), Arc<ServerConfig>>,
+    /// `--certs`: served instead of a minted leaf when one matches.
+    custom: CustomCerts,
+    /// `tls_version_client_min` / `_max`, as rustls versions.
+    client_versions: Vec<&'static SupportedProtocolVersion>,
+}
+
+/// What is served to clients besides minted leaves: mitmproxy's `certs` and
+/// `tls_version_client_min` / `tls_version_client_max`.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Certificates to serve instead of minted leaves, by name.
+    pub certs: CustomCerts,
+    /// The TLS versions clients may speak.
+    pub versions: VersionBounds,
+}
+
+/// The names a certificate is served for, in mitmproxy's order: the first is the CN, all are
+/// subjectAltNames. Also what `--certs` entries are looked up by.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct LeafNames {
+    names: Vec<String>,
+    organization: Option<String>,
+}
+
+impl LeafNames {
+    /// A certificate for one host (an SNI value or a host the client connected to).
+    pub fn host(host: &str) -> Self {
+        Self::new(host, None, None)
+    }
+
+    /// The names mitmproxy gives a leaf: with `upstream` (the server's leaf, DER, when the
+    /// server was connected first and `upstream_cert` is on) its common name, its DNS and IP
+    /// subjectAltNames and its organization; then `asked` (the client's SNI, or the host it
+    /// connected to); then `server`, the host of the server address. Duplicates are dropped
+    /// (names compare case-insensitively). An upstream certificate that does not parse
+    /// contributes nothing.
+    pub fn new(asked: &str, server: Option<&str>, upstream: Option<&[u8]>) -> Self {
+        let mut leaf = Self::default();
+        if let Some(summary) = upstream.and_then(|der| crate::inspect(der).ok()) {
+            leaf.push(summary.common_name.as_deref());
+            for san in &summary.sans {
+                match san {
+                    crate::SubjectAltName::Dns(name) => leaf.push(Some(name)),
+                    crate::SubjectAltName::Ip(ip) => leaf.push(Some(&ip.to_string())),
+                }
+            }
+            leaf.organization = summary.organization;
+        }
+        leaf.push(Some(asked));
+        leaf.push(server);
+        leaf
+    }
+
+    fn push(&mut self, name: Option<&str>) {
+        let Some(name) = name else { return };
+        let name = name
+            .trim()
+            .trim_end_matches('.')
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        if !name.is_empty() && !self.names.contains(&name) {
+            self.names.push(name);
+        }
+    }
+
+    /// The names, CN first.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The organization copied from the server's certificate, if any.
+    pub fn organization(&self) -> Option<&str> {
+        self.organization.as_deref()
+    }
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -126,6 +202,20 @@ impl CertificateAuthority {
             cert_cer_path: None,
             leaves: BoundedCache::new(CACHE_CAPACITY),
             configs: BoundedCache::new(CACHE_CAPACITY),
+            custom: CustomCerts::default(),
+            client_versions: rustls::DEFAULT_VERSIONS.to_vec(),
+        })
+    }
+
+    /// This CA serving `options`: the `--certs` certificates where they match, and only the
+    /// TLS versions within the client bounds. Fails when the bounds leave no version.
+    pub fn with_serve_options(self, options: ServeOptions) -> Result<Self, CaError> {
+        let client_versions = options.versions.rustls_versions()?;
+        Ok(Self {
+            custom: options.certs,
+            client_versions,
+            configs: BoundedCache::new(CACHE_CAPACITY),
+            ..self
         })
     }
 
@@ -140,31 +230,77 @@ impl CertificateAuthority {
         host: &str,
         alpn: &[Vec<u8>],
     ) -> Result<Arc<ServerConfig>, CaError> {
-        let host = Host::parse(host)?;
-        let key = (host.name.clone(), alpn.to_vec());
-        if let Some(config) = self.configs.get(&key) {
+        Host::parse(host)?;
+        self.server_config_for(&LeafNames::host(host), alpn, &[])
+    }
+
+    /// The rustls server config to present to a client for `leaf`'s names, offering `alpn`:
+    /// the first `--certs` certificate matching a name, else a leaf minted for all of them
+    /// (names that cannot be put in a certificate are left out). `extra_chain`
+    /// (`add_upstream_certs_to_client_chain`) is appended to the chain sent.
+    ///
+    /// Configs without an extra chain are cached per names and ALPN. Fails when no name can be
+    /// put in a certificate.
+    pub fn server_config_for(
+        &self,
+        leaf: &LeafNames,
+        alpn: &[Vec<u8>],
+        extra_chain: &[CertificateDer<'static>],
+    ) -> Result<Arc<ServerConfig>, CaError> {
+        let key = (leaf.clone(), alpn.to_vec());
+        if extra_chain.is_empty()
+            && let Some(config) = self.configs.get(&key)
+        {
             return Ok(config);
         }
-        let leaf = self.leaf_for(&host)?;
-        let chain = vec![leaf, self.cert_der.clone()];
-        let config = mint::server_config(chain, mint::leaf_key()?.rustls.clone(), alpn)?;
+        let (mut chain, signing_key) = match self.custom.find(leaf.names()) {
+            Some(custom) => (custom.cert.clone(), custom.key.clone()),
+            None => (
+                vec![self.mint(leaf)?, self.cert_der.clone()],
+                mint::leaf_key()?.rustls.clone(),
+            ),
+        };
+        chain.extend(extra_chain.iter().cloned());
+        let config = mint::server_config(chain, signing_key, alpn, &self.client_versions)?;
+        if !extra_chain.is_empty() {
+            return Ok(config);
+        }
         Ok(self.configs.insert(key, config))
     }
 
     /// The leaf certificate presented for `host` (mitmproxy's `mitmcert`), minted and cached
     /// as for [`server_config`](Self::server_config).
     pub fn leaf_certificate(&self, host: &str) -> Result<CertificateDer<'static>, CaError> {
-        self.leaf_for(&Host::parse(host)?)
+        Host::parse(host)?;
+        self.mint(&LeafNames::host(host))
     }
 
-    fn leaf_for(&self, host: &Host) -> Result<CertificateDer<'static>, CaError> {
-        if let Some(leaf) = self.leaves.get(&host.name) {
-            return Ok(leaf);
+    /// The minted leaf for `leaf`'s names, cached.
+    fn mint(&self, leaf: &LeafNames) -> Result<CertificateDer<'static>, CaError> {
+        if let Some(der) = self.leaves.get(leaf) {
+            return Ok(der);
         }
-        let params = mint::leaf_params(std::slice::from_ref(host))?;
-        let leaf = params.signed_by(&mint::leaf_key()?.rcgen, &self.issuer)?;
-        tracing::debug!(host = %host.name, "minted leaf certificate");
-        Ok(self.leaves.insert(host.name.clone(), leaf.der().clone()))
+        let hosts: Vec<Host> = leaf
+            .names()
+            .iter()
+            .filter_map(|name| match Host::parse(name) {
+                Ok(host) => Some(host),
+                Err(e) => {
+                    tracing::debug!("left out of the minted certificate: {e}");
+                    None
+                }
+            })
+            .collect();
+        if hosts.is_empty() {
+            return Err(CaError::InvalidHost {
+                host: leaf.names().join(", "),
+                reason: "no name can be put in a certificate".into(),
+            });
+        }
+        let params = mint::leaf_params_with(&hosts, leaf.organization())?;
+        let der = params.signed_by(&mint::leaf_key()?.rcgen, &self.issuer)?;
+        tracing::debug!(names = ?leaf.names(), "minted leaf certificate");
+        Ok(self.leaves.insert(leaf.clone(), der.der().clone()))
     }
 
     /// The CA certificate, PEM encoded (what users install in their trust store).

@@ -62,6 +62,20 @@ pub enum CaError {
     /// rustls rejected a key, certificate or configuration.
     #[error("building TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    /// A certificate file (`--certs`, `client_certs`) cannot be used; `reason` says why.
+    #[error("certificate file {}: {reason}", path.display())]
+    CertFile {
+        /// The file being read.
+        path: PathBuf,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A `--certs` value is not of the form `[DOMAIN=]FILE`.
+    #[error("invalid certs option {0}")]
+    CertSpec(String),
+    /// A TLS version name or a pair of version bounds cannot be used.
+    #[error("TLS versions: {0}")]
+    TlsVersion(String),
     /// A DER certificate could not be parsed.
     #[error("parsing certificate: {0}")]
     Parse(String),

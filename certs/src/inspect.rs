@@ -17,6 +17,8 @@ pub struct CertSummary {
     pub issuer: String,
     /// The subject's first common name, if it has one.
     pub common_name: Option<String>,
+    /// The subject's first organization name (O), if it has one.
+    pub organization: Option<String>,
     /// DNS and IP subject alternative names, in certificate order.
     pub sans: Vec<SubjectAltName>,
     /// Start of validity.
@@ -76,6 +78,12 @@ pub fn inspect(der: &[u8]) -> Result<CertSummary, CaError> {
             .iter_common_name()
             .next()
             .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned),
+        organization: cert
+            .subject()
+            .iter_organization()
+            .next()
+            .and_then(|o| o.as_str().ok())
             .map(str::to_owned),
         sans: sans(&cert)?,
         not_before: system_time(validity.not_before.timestamp()),

@@ -12,7 +12,10 @@
 //!
 //! Modules:
 //! - [`authority`]: load or create the CA, mint leaves, cache server configs.
-//! - [`upstream`]: client configs for connecting to servers (roots, `--ssl-insecure`).
+//! - [`upstream`]: client configs for connecting to servers (roots, `--ssl-insecure`, trusted
+//!   CA files and directories, client certificates).
+//! - [`custom`]: certificates the user serves instead of minted leaves (`--certs`).
+//! - [`versions`]: TLS version bounds with mitmproxy's names.
 //! - [`testing`]: throw-away certificates for test origin servers.
 //! - [`inspect`](mod@inspect): a readable summary of a DER certificate, for tests and logs.
 //!
@@ -21,20 +24,24 @@
 
 pub mod authority;
 mod cache;
+pub mod custom;
 mod error;
 pub mod inspect;
 mod mint;
 pub mod testing;
 pub mod upstream;
+pub mod versions;
 
 use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
 
-pub use authority::CertificateAuthority;
+pub use authority::{CertificateAuthority, LeafNames, ServeOptions};
+pub use custom::{CertSpec, CustomCerts, KeyAndChain};
 pub use error::CaError;
 pub use inspect::{CertSummary, SubjectAltName, inspect};
-pub use upstream::{UpstreamTls, client_config};
+pub use upstream::{UpstreamTls, client_cert_for, client_config};
+pub use versions::{TlsVersion, VersionBounds};
 
 /// The ring crypto provider, shared by every config this crate builds.
 ///

@@ -8,8 +8,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
-use rustls::ServerConfig;
 use rustls::sign::{CertifiedKey, SigningKey, SingleCertAndKey};
+use rustls::{ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
 
@@ -127,10 +127,22 @@ pub(crate) fn ca_params(name: &str) -> Result<CertificateParams, CaError> {
 /// Parameters of a leaf for `hosts`: the first host is the CN (if shorter than 64 characters),
 /// all of them are SANs. rcgen adds the AKI from the issuer's SKI.
 pub(crate) fn leaf_params(hosts: &[Host]) -> Result<CertificateParams, CaError> {
+    leaf_params_with(hosts, None)
+}
+
+/// As [`leaf_params`], with the subject's organization (copied from the server's certificate
+/// under `upstream_cert`, as mitmproxy does).
+pub(crate) fn leaf_params_with(
+    hosts: &[Host],
+    organization: Option<&str>,
+) -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     if let Some(first) = hosts.first().filter(|h| h.name.len() < 64) {
         dn.push(DnType::CommonName, first.name.as_str());
+    }
+    if let Some(organization) = organization {
+        dn.push(DnType::OrganizationName, organization);
     }
     params.distinguished_name = dn;
     params.subject_alt_names = hosts.iter().map(|h| h.san.clone()).collect();
@@ -141,15 +153,17 @@ pub(crate) fn leaf_params(hosts: &[Host]) -> Result<CertificateParams, CaError> 
     Ok(params)
 }
 
-/// A server config presenting `chain` (leaf first) with `key`, offering `alpn`.
+/// A server config presenting `chain` (leaf first) with `key`, offering `alpn` and the TLS
+/// `versions`.
 pub(crate) fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: Arc<dyn SigningKey>,
     alpn: &[Vec<u8>],
+    versions: &[&'static SupportedProtocolVersion],
 ) -> Result<Arc<ServerConfig>, CaError> {
     let resolver = SingleCertAndKey::from(CertifiedKey::new(chain, key));
     let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
+        .with_protocol_versions(versions)?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = alpn.to_vec();

@@ -100,8 +100,23 @@ impl OriginCert {
 
     /// A server config for a test origin: presents the leaf, offers `alpn`.
     pub fn server_config(&self, alpn: &[Vec<u8>]) -> Arc<ServerConfig> {
-        mint::server_config(vec![self.leaf_der.clone()], self.leaf_key.clone(), alpn)
-            .expect("ring supports the default protocol versions")
+        self.server_config_versions(alpn, rustls::DEFAULT_VERSIONS)
+    }
+
+    /// A server config for a test origin that speaks only the TLS `versions` (say, an origin
+    /// that only speaks TLS 1.3).
+    pub fn server_config_versions(
+        &self,
+        alpn: &[Vec<u8>],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<ServerConfig> {
+        mint::server_config(
+            vec![self.leaf_der.clone()],
+            self.leaf_key.clone(),
+            alpn,
+            versions,
+        )
+        .expect("ring supports TLS 1.2 and 1.3")
     }
 
     /// A client config trusting only this test CA, offering `alpn`.

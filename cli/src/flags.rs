@@ -56,6 +56,14 @@ pub(crate) struct BuiltinFlags {
     http2: bool,
     #[arg(long = "no-http2")]
     no_http2: bool,
+    /// Serve this certificate instead of a minted one: "[DOMAIN=]FILE", a PEM file with the
+    /// chain (leaf first) and private key; DOMAIN may hold wildcards ("*" when not given).
+    /// Repeatable.
+    #[arg(long = "certs", value_name = "SPEC")]
+    certs: Vec<String>,
+    /// Passphrase of encrypted private keys (flowtap refuses encrypted keys: see docs/tls.md).
+    #[arg(long = "cert-passphrase", value_name = "PASS")]
+    cert_passphrase: Option<String>,
     /// Verify server certificates (the default; undoes -k).
     #[arg(long = "no-ssl-insecure")]
     no_ssl_insecure: bool,
@@ -103,6 +111,7 @@ impl BuiltinFlags {
         each(&mut set, "map_local", &self.map_local);
         each(&mut set, "modify_body", &self.modify_body);
         each(&mut set, "modify_headers", &self.modify_headers);
+        each(&mut set, "certs", &self.certs);
         for (name, on, off) in [
             ("anticache", self.anticache, self.no_anticache),
             ("anticomp", self.anticomp, self.no_anticomp),
@@ -139,6 +148,7 @@ impl BuiltinFlags {
             ("proxyauth", &self.proxyauth),
             ("upstream_auth", &self.upstream_auth),
             ("server_replay_extra", &self.server_replay_extra),
+            ("cert_passphrase", &self.cert_passphrase),
         ] {
             if let Some(value) = value {
                 set.push(format!("{name}={value}"));

@@ -17,6 +17,7 @@ mod readfile;
 mod replay;
 mod save;
 mod serverplayback;
+mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -160,6 +161,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&options.termlog_verbosity, cli.log.log_format);
+    options.tls.warn();
     if cli.command.is_none() {
         match check_builtins(&options) {
             Ok(Ok(())) => {}
@@ -238,6 +240,7 @@ fn build_options(cli: &Cli) -> anyhow::Result<Options> {
     o.tcp_hosts.extend(cli.tcp_hosts.iter().cloned());
     o.mode.extend(cli.mode.iter().cloned());
     listeners(&o)?;
+    o.tls.check()?;
     Ok(o)
 }
 
@@ -668,7 +671,7 @@ async fn build_sinks(
 }
 
 fn load_ca(cli: &Cli, options: &Options) -> anyhow::Result<CertificateAuthority> {
-    Ok(match &cli.use_mitmproxy_ca {
+    let ca = match &cli.use_mitmproxy_ca {
         Some(path) => {
             let path = expand_tilde(path);
             CertificateAuthority::load_mitmproxy(&path)
@@ -680,7 +683,8 @@ fn load_ca(cli: &Cli, options: &Options) -> anyhow::Result<CertificateAuthority>
                 options.confdir.display()
             )
         })?,
-    })
+    };
+    Ok(ca.with_serve_options(options.tls.serve_options()?)?)
 }
 
 /// The listeners the `mode` option asks for (regular when it is empty), each at its spec's
@@ -745,6 +749,11 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
         websocket: options.websocket,
         ssl_insecure: options.ssl_insecure,
         upstream_trusted_ca: options.ssl_verify_upstream_trusted_ca.clone(),
+        upstream_trusted_confdir: options.tls.trusted_confdir.clone(),
+        client_certs: options.tls.client_certs.clone(),
+        tls_versions_server: options.tls.server_versions,
+        upstream_cert: options.tls.upstream_cert,
+        add_upstream_certs_to_client_chain: options.tls.add_upstream_certs_to_client_chain,
         stream_large_bodies_bytes: options.stream_large_bodies,
         http2: options.http2,
         shutdown_grace: options.shutdown_grace,

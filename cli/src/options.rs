@@ -70,6 +70,8 @@ pub(crate) struct Options {
     pub(crate) max_client_connections: usize,
     /// Larger bodies are refused (`body_size_limit`, mitmproxy's size syntax).
     pub(crate) body_size_limit: Option<u64>,
+    /// The TLS options (`certs`, `client_certs`, `upstream_cert`, `tls_version_*`, ...).
+    pub(crate) tls: crate::tls::TlsOptions,
     /// Values for options no part of flowtap knows: offered to scripts.
     pub(crate) deferred: BTreeMap<String, String>,
 }
@@ -111,6 +113,7 @@ impl Default for Options {
             hook_stuck_timeout: None,
             script_failure: "open".into(),
             script_workers: 1,
+            tls: crate::tls::TlsOptions::default(),
             deferred: BTreeMap::new(),
         }
     }
@@ -126,13 +129,9 @@ pub(crate) const CLI_OPTIONS: [&str; 4] = [
 
 /// mitmdump's options flowtap does not act on (docs/options.md): a `--set` of one is offered to
 /// scripts and warned about, since it changes nothing in the proxy.
-pub(crate) const NOT_BUILT: [&str; 36] = [
-    "add_upstream_certs_to_client_chain",
-    "cert_passphrase",
-    "certs",
+pub(crate) const NOT_BUILT: [&str; 25] = [
     "ciphers_client",
     "ciphers_server",
-    "client_certs",
     "connect_addr",
     "dns_name_servers",
     "dns_use_hosts_file",
@@ -142,7 +141,6 @@ pub(crate) const NOT_BUILT: [&str; 36] = [
     "emudhra_old",
     "http_connect_send_host_header",
     "keep_alt_svc_header",
-    "key_size",
     "normalize_outbound_headers",
     "onboarding",
     "onboarding_host",
@@ -152,17 +150,11 @@ pub(crate) const NOT_BUILT: [&str; 36] = [
     "readfile_filter",
     "request_client_cert",
     "show_ignored_hosts",
-    "ssl_verify_upstream_trusted_confdir",
     "store_streamed_bodies",
     "strip_ech",
     "tls_ecdh_curve_client",
     "tls_ecdh_curve_server",
-    "tls_version_client_max",
-    "tls_version_client_min",
-    "tls_version_server_max",
-    "tls_version_server_min",
     "udp_hosts",
-    "upstream_cert",
 ];
 
 /// The user's home directory (for `~` and the default confdir).
@@ -283,6 +275,7 @@ impl Options {
         ];
         values
             .into_iter()
+            .chain(self.tls.for_scripts())
             .map(|(name, kind)| v1::Option {
                 name: name.to_string(),
                 value: Some(v1::OptionValue { kind: Some(kind) }),
@@ -296,6 +289,9 @@ impl Options {
             Some((n, v)) => (n.trim(), Some(v)),
             None => (spec.trim(), None),
         };
+        if let Some(result) = self.tls.set(name, value) {
+            return result;
+        }
         match name {
             "confdir" => self.confdir = expand_tilde(required(name, value)?),
             "listen_host" => self.listen_host = value.unwrap_or_default().to_string(),

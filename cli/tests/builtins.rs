@@ -623,12 +623,11 @@ fn scripts_run_between_the_addons_as_in_mitmproxys_chain() {
 #[test]
 fn a_mitmdump_option_flowtap_lacks_is_warned_about() {
     // The warning comes before the "listening at" line that `start` waits for.
-    let (flowtap, _) = Flowtap::start(&["--set", "key_size=4096"]);
+    let (flowtap, _) = Flowtap::start(&["--set", "tls_ecdh_curve_client=prime256v1"]);
     let lines = flowtap.stderr.all();
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("option \"key_size\" is mitmdump's but not built in flowtap")),
+        lines.iter().any(|l| l
+            .contains("option \"tls_ecdh_curve_client\" is mitmdump's but not built in flowtap")),
         "{lines:?}"
     );
     flowtap.stop();

@@ -107,19 +107,23 @@ pub(crate) async fn serve(
 }
 
 /// The client connection closed: release its server connections and fire the disconnect
-/// hooks (for TLS tunnels mitmproxy reports the client first).
+/// hooks in mitmproxy's order: a server connection the server already closed is reported
+/// first, the client next, then the server connections still open (which close with it). For
+/// TLS tunnels (`client_first`) mitmproxy reports the client first in any case.
 async fn disconnected(shared: &Shared, ctx: &mut ClientCtx, client_first: bool) {
     let owned = std::mem::take(&mut ctx.owned);
     ctx.client.timestamp_end = Some(flow::now());
-    if client_first {
-        shared
-            .connection_hook(Hook::ClientDisconnected, &ctx.client, None)
-            .await;
-        shared.release_owned(&ctx.client, owned).await;
-    } else {
-        shared.release_owned(&ctx.client, owned).await;
-        shared
-            .connection_hook(Hook::ClientDisconnected, &ctx.client, None)
-            .await;
+    let (mut closed, mut open) = (Vec::new(), Vec::new());
+    for mut up in owned {
+        if !client_first && up.closed_by_server() {
+            closed.push(up);
+        } else {
+            open.push(up);
+        }
     }
+    shared.release_owned(&ctx.client, closed).await;
+    shared
+        .connection_hook(Hook::ClientDisconnected, &ctx.client, None)
+        .await;
+    shared.release_owned(&ctx.client, open).await;
 }

@@ -40,6 +40,21 @@ pub struct Config {
     pub ssl_insecure: bool,
     /// More CA certificates (PEM files) to trust for servers (`ssl_verify_upstream_trusted_ca`).
     pub upstream_trusted_ca: Vec<PathBuf>,
+    /// A directory of CA certificates (PEM files) to trust for servers
+    /// (`ssl_verify_upstream_trusted_confdir`).
+    pub upstream_trusted_confdir: Option<PathBuf>,
+    /// The client certificate presented to servers that ask for one (`client_certs`): a PEM
+    /// file with chain and key, or a directory of `<server name>.pem` files.
+    pub client_certs: Option<PathBuf>,
+    /// The TLS versions spoken to servers (`tls_version_server_min` / `_max`). The client
+    /// side's bounds are the CA's ([`flowtap_certs::ServeOptions`]).
+    pub tls_versions_server: flowtap_certs::VersionBounds,
+    /// Minted leaves also name what the server's certificate names (CN, subjectAltNames,
+    /// organization) when the server was connected first (`upstream_cert`, default on).
+    pub upstream_cert: bool,
+    /// The server's certificates are appended to the chain served to the client
+    /// (`add_upstream_certs_to_client_chain`).
+    pub add_upstream_certs_to_client_chain: bool,
     /// Bodies larger than this are streamed, never held whole (`stream_large_bodies`).
     pub stream_large_bodies_bytes: Option<u64>,
     /// Offer HTTP/2 to clients and servers (`--http2`, default on).
@@ -94,6 +109,11 @@ impl Default for Config {
             websocket_max_message_bytes: 64 << 20,
             ssl_insecure: false,
             upstream_trusted_ca: Vec::new(),
+            upstream_trusted_confdir: None,
+            client_certs: None,
+            tls_versions_server: flowtap_certs::VersionBounds::default(),
+            upstream_cert: true,
+            add_upstream_certs_to_client_chain: false,
             stream_large_bodies_bytes: None,
             http2: true,
             connect_timeout: Duration::from_secs(10),

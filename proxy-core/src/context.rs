@@ -51,11 +51,17 @@ impl Shared {
         sink: Arc<dyn FlowSink>,
     ) -> Result<Self, SetupError> {
         let hosts = HostMatcher::new(&config.ignore_hosts, &config.allow_hosts, &config.tcp_hosts)?;
+        let server_tls = flowtap_certs::UpstreamTls {
+            insecure: config.ssl_insecure,
+            extra_roots: config.upstream_trusted_ca.clone(),
+            trusted_dir: config.upstream_trusted_confdir.clone(),
+            versions: config.tls_versions_server,
+            ..Default::default()
+        };
         let tls = |alpn: Vec<Vec<u8>>| {
             flowtap_certs::client_config(&flowtap_certs::UpstreamTls {
-                insecure: config.ssl_insecure,
-                extra_roots: config.upstream_trusted_ca.clone(),
                 alpn,
+                ..server_tls.clone()
             })
             .map_err(|e| SetupError::UpstreamTls(e.to_string()))
         };
@@ -63,6 +69,8 @@ impl Shared {
             tls_h1: tls(vec![b"http/1.1".to_vec()])?,
             tls_h2: tls(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
             tls_raw: tls(Vec::new())?,
+            server_tls: server_tls.clone(),
+            client_certs: config.client_certs.clone(),
             connect_timeout: config.connect_timeout,
             upstream_auth: config.upstream_auth.as_deref().map(basic_auth),
         };

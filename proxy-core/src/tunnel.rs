@@ -137,7 +137,7 @@ async fn open_tunnel(
         let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
             return false;
         };
-        relay(shared, &ctx.activity, conn, tcp).await;
+        relay(shared, &ctx.activity, &ctx.client, conn, tcp, server).await;
         return false;
     }
     if shared.hosts.is_tcp(&host, port) {
@@ -181,7 +181,7 @@ async fn open_tunnel(
             let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
                 return false;
             };
-            relay(shared, &ctx.activity, conn, tcp).await;
+            relay(shared, &ctx.activity, &ctx.client, conn, tcp, server).await;
             return false;
         }
         let target = Target {
@@ -449,7 +449,34 @@ pub(crate) async fn reverse(
             };
             intercept_tls(shared, conn, ctx, Some(tcp), server, target, stop).await
         }
-        (_, false) => {
+        (scheme, false) => {
+            // As mitmproxy, connect to the server before the first request (unless lazy); a
+            // server that cannot be reached now is tried again for the request, which then
+            // gets the error.
+            if let Ok(Some(tcp)) = eager_tcp(shared, &client, &host, port, &mut server).await {
+                let tls = scheme == "https";
+                let io: Io = if tls {
+                    match server_tls(shared, &client, tcp, &host, Alpn::Http1, &mut server).await {
+                        Ok(tls) => Box::new(tls),
+                        Err(_) => return false,
+                    }
+                } else {
+                    tcp
+                };
+                let key = PoolKey {
+                    tls,
+                    host: host.clone(),
+                    port,
+                    via: None,
+                };
+                ctx.owned.push(Upstream {
+                    conn: Conn::new(io),
+                    info: server,
+                    key,
+                    h2: false,
+                    proxied: None,
+                });
+            }
             ctx.tunnel = Some(target);
             let _ = http::serve(shared, &mut conn, ctx, stop).await;
             false
@@ -558,8 +585,16 @@ async fn connect_tcp(
 }
 
 /// Relays bytes both ways until either side closes or the tunnel idles past
-/// `tunnel_idle_timeout` (ignored hosts).
-async fn relay(shared: &Shared, activity: &Activity, mut conn: Conn<Io>, server: Io) {
+/// `tunnel_idle_timeout` (ignored hosts, passthrough), then reports the server connection's
+/// end (`server_disconnected`, as mitmproxy does for the connections it relays).
+async fn relay(
+    shared: &Shared,
+    activity: &Activity,
+    client: &Connection,
+    mut conn: Conn<Io>,
+    server: Io,
+    mut info: Connection,
+) {
     let mut server = Conn::with_buffer(server, bytes::BytesMut::new());
     let copied = crate::http1::splice(&mut conn, &mut server);
     if idle_bounded(activity, shared.config.tunnel_idle_timeout, copied)
@@ -567,6 +602,12 @@ async fn relay(shared: &Shared, activity: &Activity, mut conn: Conn<Io>, server:
         .is_none()
     {
         tracing::debug!("closing an idle tunnel to an ignored host");
+    }
+    if shared.hooks.interest().wants(Hook::ServerDisconnected) {
+        info.timestamp_end = Some(flow::now());
+        shared
+            .connection_hook(Hook::ServerDisconnected, client, Some(&mut info))
+            .await;
     }
 }
 
@@ -645,7 +686,9 @@ async fn intercept_tls(
             let Some(tcp) = server_tcp(shared, &client, &host, port, tcp, &mut server).await else {
                 return false;
             };
-            relay(shared, &ctx.activity, conn, tcp).await;
+            // The client spoke TLS (to the server, untouched), as mitmproxy records it.
+            ctx.client.tls = true;
+            relay(shared, &ctx.activity, &ctx.client, conn, tcp, server).await;
             return false;
         }
     }
@@ -708,7 +751,7 @@ async fn intercept_tls(
         }
         _ => Vec::new(),
     };
-    let config = match shared.ca.server_config(&server_name, &alpn) {
+    let config = match client_tls_config(shared, &server_name, &target.host, &upstream, &alpn) {
         Ok(config) => config,
         Err(e) => {
             tracing::warn!(host = %server_name, "cannot mint a certificate: {e}");
@@ -840,10 +883,8 @@ pub(crate) async fn proxy_tls(
             Vec::new()
         };
         let name = sni.clone().unwrap_or_else(|| local.clone());
-        let config = shared
-            .ca
-            .server_config(&name, &alpn)
-            .map_err(|e| e.to_string())?;
+        let config =
+            client_tls_config(shared, &name, &name, &None, &alpn).map_err(|e| e.to_string())?;
         shared
             .connection_hook(Hook::TlsStartClient, &ctx.client, None)
             .await;
@@ -900,6 +941,35 @@ async fn server_tls(
     };
     shared.connection_hook(hook, client, Some(server)).await;
     tls
+}
+
+/// The server config the client is served: the certificate for the name it asked for (and,
+/// as mitmproxy's, the server's host), with the names of the server's own certificate when it
+/// was connected first (`upstream_cert`) and its chain appended when
+/// `add_upstream_certs_to_client_chain` says so; a `--certs` certificate where one matches.
+fn client_tls_config(
+    shared: &Shared,
+    asked: &str,
+    server_host: &str,
+    upstream: &Option<Result<tokio_rustls::client::TlsStream<Io>, UpstreamError>>,
+    alpn: &[Vec<u8>],
+) -> Result<std::sync::Arc<rustls::ServerConfig>, flowtap_certs::CaError> {
+    let server_chain = match upstream {
+        Some(Ok(tls)) => tls.get_ref().1.peer_certificates().unwrap_or_default(),
+        _ => &[],
+    };
+    let upstream_leaf = server_chain
+        .first()
+        .filter(|_| shared.config.upstream_cert)
+        .map(|der| der.as_ref());
+    let names = flowtap_certs::LeafNames::new(asked, Some(server_host), upstream_leaf);
+    let extra: &[rustls_pki_types::CertificateDer<'static>] =
+        if shared.config.add_upstream_certs_to_client_chain {
+            server_chain
+        } else {
+            &[]
+        };
+    shared.ca.server_config_for(&names, alpn, extra)
 }
 
 /// A stream that first yields bytes already read from it.

@@ -2,9 +2,10 @@
 //! by `dns`) and `reverse:udp://HOST:PORT`, the UDP relay here.
 //!
 //! Every mode here serves each client address as a session (mitmproxy's UDP "connection"):
-//! `client_connected` at its first datagram, `client_disconnected` when it ends, after
-//! [`UDP_TIMEOUT`] without a datagram either way (mitmproxy's `UDP_TIMEOUT`) or at shutdown;
-//! the next datagram from that address starts a new session.
+//! `client_connected` at its first datagram, `client_disconnected` when it ends after
+//! [`UDP_TIMEOUT`] without a datagram either way (mitmproxy's `UDP_TIMEOUT`); at shutdown the
+//! session's flow and server hooks still fire but, as in mitmdump, no `client_disconnected`.
+//! The next datagram from that address starts a new session.
 //!
 //! The relay: a session's datagrams form one flow of type "udp" (mitmproxy's `UDPFlow`),
 //! relayed through a socket of its own connected to the target. Hook order, as mitmdump 12.3.1
@@ -238,9 +239,13 @@ async fn session(
     }
     let mut client = session.client;
     client.timestamp_end = Some(flow::now());
-    shared
-        .connection_hook(Hook::ClientDisconnected, &client, None)
-        .await;
+    // A session ended by shutdown gets no `client_disconnected`, as in mitmdump 12.3.1 (it
+    // cancels UDP connections as it stops; fixtures/mitmproxy-12/modes/reverse-udp.events.txt).
+    if !*session.stop.borrow() {
+        shared
+            .connection_hook(Hook::ClientDisconnected, &client, None)
+            .await;
+    }
     shared.hooks.client_closed(&client.id);
 }
 
@@ -260,6 +265,11 @@ impl UdpFlow {
         let shared = &*session.listener.shared;
         let mut server_conn = flow::unconnected_server();
         server_conn.transport_protocol = "udp".into();
+        // Known from the start, as mitmproxy's reverse mode sets it before the UDP layer.
+        server_conn.address = Some(flowtap_proto::v1::Address {
+            host: target.host.clone(),
+            port: u32::from(target.port),
+        });
         let mut flow = Flow {
             id: flow::new_id(),
             r#type: "udp".into(),
@@ -277,10 +287,6 @@ impl UdpFlow {
             .hand_over(&flow.id, messages.then_some(MessageKind::Udp));
         shared.hook(Hook::UdpStart, &mut flow).await;
         let mut server = flow.server_conn.take().unwrap_or_default();
-        server.address = Some(flowtap_proto::v1::Address {
-            host: target.host.clone(),
-            port: u32::from(target.port),
-        });
         let connected = connect(
             shared,
             &session.client,

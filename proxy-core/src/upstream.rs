@@ -111,6 +111,10 @@ pub(crate) struct Connector {
     pub(crate) tls_h1: Arc<ClientConfig>,
     pub(crate) tls_h2: Arc<ClientConfig>,
     pub(crate) tls_raw: Arc<ClientConfig>,
+    /// What `tls_h1` and `tls_h2` were built from; a client certificate's configs add to it.
+    pub(crate) server_tls: flowtap_certs::UpstreamTls,
+    /// `client_certs`: a file, or a directory of `<server name>.pem` files.
+    pub(crate) client_certs: Option<std::path::PathBuf>,
     pub(crate) connect_timeout: Duration,
     /// `Basic base64(user:password)` from `upstream_auth`, for every next proxy.
     pub(crate) upstream_auth: Option<Bytes>,
@@ -213,15 +217,14 @@ impl Connector {
         alpn: Alpn,
         info: &mut Connection,
     ) -> Result<tokio_rustls::client::TlsStream<S>, UpstreamError> {
-        let config = match alpn {
-            Alpn::Http1 => &self.tls_h1,
-            Alpn::H2 => &self.tls_h2,
-            Alpn::None => &self.tls_raw,
-        };
         let failed = |reason: String| UpstreamError::Tls {
             host: sni.to_string(),
             reason,
         };
+        let config = self
+            .client_config(sni, alpn)
+            .map_err(|e| failed(e.to_string()))?;
+        let config = &config;
         let name = ServerName::try_from(sni.to_string()).map_err(|e| failed(e.to_string()))?;
         info.tls = true;
         info.alpn_offers = config
@@ -237,9 +240,48 @@ impl Connector {
         let tls = connector
             .connect(name, stream)
             .await
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| failed(self.with_version_bounds(e.to_string())))?;
         record_tls(info, tls.get_ref().1);
         Ok(tls)
+    }
+
+    /// The TLS client config for a server named `sni`: the shared one, or with `client_certs`
+    /// one presenting the certificate for that server (built once per certificate file).
+    fn client_config(
+        &self,
+        sni: &str,
+        alpn: Alpn,
+    ) -> Result<Arc<ClientConfig>, flowtap_certs::CaError> {
+        let shared = match alpn {
+            Alpn::Http1 => &self.tls_h1,
+            Alpn::H2 => &self.tls_h2,
+            Alpn::None => &self.tls_raw,
+        };
+        let Some(file) = self
+            .client_certs
+            .as_deref()
+            .and_then(|certs| flowtap_certs::client_cert_for(certs, sni))
+        else {
+            return Ok(shared.clone());
+        };
+        flowtap_certs::client_config(&flowtap_certs::UpstreamTls {
+            client_cert: Some(file),
+            alpn: shared.alpn_protocols.clone(),
+            ..self.server_tls.clone()
+        })
+    }
+
+    /// A failed handshake's reason, naming the version bounds when they are not the defaults
+    /// (a server that speaks none of the versions allowed fails with a bare protocol alert).
+    fn with_version_bounds(&self, reason: String) -> String {
+        let bounds = self.server_tls.versions;
+        if bounds.is_default() {
+            return reason;
+        }
+        format!(
+            "{reason} (tls_version_server_min={}, tls_version_server_max={})",
+            bounds.min, bounds.max
+        )
     }
 
     /// A byte stream to `host:port`: a TCP connection, or through a next proxy (upstream mode's
@@ -444,6 +486,14 @@ impl Pool {
     }
 }
 
+impl Upstream {
+    /// The server closed the connection (an end of stream is waiting to be read). Only looks:
+    /// a connection with bytes waiting is not closed.
+    pub(crate) fn closed_by_server(&mut self) -> bool {
+        self.conn.buf.is_empty() && matches!(self.conn.fill().now_or_never(), Some(Ok(0)))
+    }
+}
+
 /// An idle connection is usable when reading from it would block: no EOF, no stray bytes.
 fn still_open(mut up: Upstream) -> Option<Upstream> {
     if !up.conn.buf.is_empty() {
@@ -461,15 +511,16 @@ mod tests {
 
     fn connector(upstream_auth: Option<Bytes>) -> Connector {
         let tls = flowtap_certs::client_config(&flowtap_certs::UpstreamTls {
-            insecure: false,
-            extra_roots: Vec::new(),
             alpn: vec![b"http/1.1".to_vec()],
+            ..Default::default()
         })
         .expect("client TLS config");
         Connector {
             tls_h1: tls.clone(),
             tls_h2: tls.clone(),
             tls_raw: tls,
+            server_tls: flowtap_certs::UpstreamTls::default(),
+            client_certs: None,
             connect_timeout: Duration::from_secs(1),
             upstream_auth,
         }

@@ -199,7 +199,9 @@ const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
 
 #[tokio::test]
 async fn plain_get_fires_hooks_in_mitmdump_order() {
-    let origin = RawOrigin::start(OK).await;
+    // The recording's origin (Python's http.server) answers HTTP/1.0 and closes: its
+    // `server_disconnected` comes before the client's.
+    let origin = RawOrigin::start(b"HTTP/1.0 200 OK\r\ncontent-length: 5\r\n\r\nhello").await;
     let recorder = Recorder::new();
     let (proxy, _conf) = start_proxy(recorder.clone(), None).await;
     curl(&[

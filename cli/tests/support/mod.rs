@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod modes;
 pub mod origin;
 pub mod scaled;
 pub mod scripts;

@@ -248,6 +248,10 @@ async fn serve_raw(mut tcp: TcpStream, recorded: Arc<Mutex<Vec<Vec<u8>>>>, respo
         if tcp.write_all(&response).await.is_err() {
             return;
         }
+        // An HTTP/1.0 answer closes the connection, as Python's http.server does.
+        if response.starts_with(b"HTTP/1.0") {
+            return;
+        }
     }
 }
 
