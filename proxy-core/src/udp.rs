@@ -109,8 +109,9 @@ pub(crate) async fn serve(
             Some(Err(TrySendError::Closed(datagram))) => datagram,
             None => datagram,
         };
-        clients.retain(|_, c| !c.is_closed());
-        if clients.len() >= cap {
+        // Ended sessions leave the map as their tasks are joined (above); a closed one for this
+        // address is replaced below.
+        if clients.len() >= cap && !clients.contains_key(&peer) {
             if !at_cap {
                 tracing::warn!(
                     "{cap} UDP clients served (max_client_connections): datagrams from new clients are dropped until a session ends"
