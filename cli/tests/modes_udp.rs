@@ -655,3 +655,42 @@ fn scripts_inject_into_and_kill_udp_flows() {
         "the killed datagram never reached the origin"
     );
 }
+
+/// At `max_client_connections` UDP clients, datagrams from a new address are dropped (with a
+/// warning) while the clients already served go on.
+#[test]
+fn udp_clients_beyond_the_cap_are_dropped() {
+    let origin = UdpServer::start(|datagram| Some([b"echo:", datagram].concat()));
+    let spec = format!("reverse:udp://127.0.0.1:{}", origin.addr.port());
+    let (flowtap, addr) = Flowtap::start(&["--mode", &spec, "--set", "max_client_connections=2"]);
+    let client = || {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("a client socket");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout");
+        socket
+    };
+    let echo = |socket: &UdpSocket, send: &[u8]| -> std::io::Result<Vec<u8>> {
+        socket.send_to(send, addr)?;
+        let mut buf = [0u8; 64];
+        let (len, _) = socket.recv_from(&mut buf)?;
+        Ok(buf[..len].to_vec())
+    };
+    let (a, b, c) = (client(), client(), client());
+    assert_eq!(echo(&a, b"a").expect("a is served"), b"echo:a");
+    assert_eq!(echo(&b, b"b").expect("b is served"), b"echo:b");
+    c.send_to(b"c", addr).expect("send");
+    flowtap.stderr.wait_for("the cap warning", |l| {
+        l.contains("UDP clients served (max_client_connections)")
+    });
+    // The datagram was dropped when the warning was logged: nothing comes back for it.
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("a read timeout");
+    assert!(c.recv_from(&mut [0u8; 64]).is_err(), "c was not served");
+    assert_eq!(
+        echo(&a, b"again").expect("a is still served"),
+        b"echo:again"
+    );
+    assert_eq!(origin.answered.load(Ordering::SeqCst), 3);
+    flowtap.stop();
+}
