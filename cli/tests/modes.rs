@@ -454,6 +454,49 @@ fn upstream_mode_chains_two_flowtaps_for_http_and_https() {
 }
 
 #[test]
+fn http_connect_upstream_lets_scripts_change_the_connect_the_next_proxy_gets() {
+    // The "next proxy" records the CONNECT head it is sent and refuses the tunnel.
+    let (heads_tx, heads) = std::sync::mpsc::channel();
+    let next = Origin::start(move |mut tcp| {
+        if let Some((head, _)) = support::origin::read_head(&mut tcp) {
+            let _ = heads_tx.send(head);
+        }
+        let _ = tcp.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("upstream.py");
+    std::fs::write(
+        &script,
+        "def http_connect_upstream(flow):\n    flow.request.headers['x-tenant'] = 'blue'\n",
+    )
+    .expect("script");
+    let upstream = format!("upstream:http://127.0.0.1:{}", next.port());
+    let (flowtap, addr) = Flowtap::start(&[
+        "--mode",
+        &upstream,
+        "--set",
+        "upstream_auth=user:pass",
+        "-s",
+        script.to_str().expect("utf-8"),
+    ]);
+    let out = curl(&["-x", &format!("http://{addr}"), "https://www.example.test/"]);
+    assert_ne!(out.code, 0, "the next proxy refused the tunnel");
+    let head = heads
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the next proxy got a CONNECT");
+    assert!(
+        head.starts_with("CONNECT www.example.test:443 HTTP/1.1"),
+        "{head}"
+    );
+    assert!(head.contains("x-tenant: blue"), "{head}");
+    assert!(
+        head.contains("Proxy-Authorization: Basic dXNlcjpwYXNz"),
+        "{head}"
+    );
+    flowtap.stop();
+}
+
+#[test]
 fn upstream_auth_is_sent_to_the_next_proxy() {
     // The "next proxy" here echoes what it is sent: the request in absolute form, with the
     // credentials.

@@ -41,7 +41,26 @@ impl Shared {
         }
     }
 
+    /// `http_connect_upstream`: the CONNECT `request` about to go to a next proxy, as a flow of
+    /// its own (not live) from `client`, for the scripts to change. Returns what to send.
+    pub(crate) async fn http_connect_upstream(
+        &self,
+        client: &Connection,
+        request: flowtap_proto::v1::Request,
+    ) -> flowtap_proto::v1::Request {
+        if !self.hooks.interest().wants(Hook::HttpConnectUpstream) {
+            return request;
+        }
+        let mut flow = crate::flow::new_http_flow(client, request.clone());
+        flow.live = false;
+        self.hooks.call(Hook::HttpConnectUpstream, &mut flow).await;
+        flow.request.unwrap_or(request)
+    }
+
     /// Runs a connection hook with a subject made from the connections, if a script wants it.
+    /// A server connection that goes through a next proxy is shown as mitmproxy shows it in
+    /// the `server_*` hooks: the connection to that proxy (its address, no `via`); a script's
+    /// changes to that view (an error, another address or `via`) change the next proxy.
     pub(crate) async fn connection_hook(
         &self,
         hook: Hook,
@@ -51,10 +70,51 @@ impl Shared {
         if !self.hooks.interest().wants(hook) {
             return Verdict::Continue;
         }
+        let server_hook = matches!(
+            hook,
+            Hook::ServerConnect
+                | Hook::ServerConnected
+                | Hook::ServerConnectError
+                | Hook::ServerDisconnected
+        );
+        let server = match server {
+            Some(server) if server_hook && server.via.is_some() => {
+                return self.proxy_connection_hook(hook, client, server).await;
+            }
+            server => server,
+        };
         let mut subject = connection_subject(client, server.as_deref());
         let verdict = self.hooks.call(hook, &mut subject).await;
         if let (Some(server), Some(changed)) = (server, subject.server_conn) {
             *server = changed;
+        }
+        verdict
+    }
+
+    /// A `server_*` hook of a connection through a next proxy: the scripts see the connection
+    /// to the proxy (its address, no `via`); an error they set, or another address or `via`,
+    /// applies to the next proxy.
+    async fn proxy_connection_hook(
+        &self,
+        hook: Hook,
+        client: &Connection,
+        server: &mut Connection,
+    ) -> Verdict {
+        let mut view = server.clone();
+        if let Some(via) = view.via.take() {
+            view.address = via.address;
+        }
+        let mut subject = connection_subject(client, Some(&view));
+        let verdict = self.hooks.call(hook, &mut subject).await;
+        if let Some(changed) = subject.server_conn {
+            server.error = changed.error;
+            if changed.via.is_some() {
+                server.via = changed.via;
+            } else if changed.address != view.address
+                && let Some(via) = server.via.as_mut()
+            {
+                via.address = changed.address;
+            }
         }
         verdict
     }

@@ -54,7 +54,12 @@ impl Shared {
             },
             None => PoolKey { via, ..key.clone() },
         };
-        match self.connector.connect(&key, sni, false, info).await {
+        let prepare = async |request| self.http_connect_upstream(client, request).await;
+        match self
+            .connector
+            .connect(&key, sni, false, info, prepare)
+            .await
+        {
             Ok(mut up) => {
                 self.connection_hook(Hook::ServerConnected, client, Some(&mut up.info))
                     .await;

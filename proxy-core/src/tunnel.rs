@@ -62,7 +62,15 @@ pub(crate) async fn connect(
     if let Some(via) = flow.server_conn.as_ref().and_then(|s| s.via.clone()) {
         server.via = Some(via);
     }
-    let tcp = match eager_tcp(shared, &ctx.client, &host, port, &mut server).await {
+    // In upstream mode, as in mitmproxy, the next proxy is asked only when the tunnel needs
+    // it: after `tls_clienthello` for TLS, at the first request for HTTP.
+    let upstream_mode = ctx.own_via().is_some();
+    let tcp = if upstream_mode {
+        Ok(None)
+    } else {
+        eager_tcp(shared, &ctx.client, &host, port, &mut server).await
+    };
+    let tcp = match tcp {
         Ok(tcp) => tcp,
         Err(e) => {
             flow::set_error(&mut flow, e.to_string());
@@ -561,27 +569,35 @@ async fn connect_tcp(
         });
     }
     // `server.via`: the listener's next proxy, or one a script chose (in `http_connect` or
-    // `server_connect`).
+    // `server_connect`). As in mitmproxy, the connection to a next proxy is connected (and
+    // its hook fired) before the CONNECT goes through it.
     let via = shared.connector.via_for(server.via.as_ref(), None)?;
-    match shared
+    let (io, next) = match shared
         .connector
-        .tunnel(host, port, via.as_ref(), server)
+        .open(host, port, via.as_ref(), server)
         .await
     {
-        Ok(tcp) => {
-            shared
-                .connection_hook(Hook::ServerConnected, client, Some(server))
-                .await;
-            Ok(tcp)
-        }
+        Ok(opened) => opened,
         Err(e) => {
             server.error = Some(e.to_string());
             shared
                 .connection_hook(Hook::ServerConnectError, client, Some(server))
                 .await;
-            Err(e)
+            return Err(e);
         }
-    }
+    };
+    shared
+        .connection_hook(Hook::ServerConnected, client, Some(server))
+        .await;
+    let Some(next) = next else {
+        return Ok(io);
+    };
+    let prepare = async |request| shared.http_connect_upstream(client, request).await;
+    shared
+        .connector
+        .connect_through(io, host, port, &next, server, prepare)
+        .await
+        .inspect_err(|e| server.error = Some(e.to_string()))
 }
 
 /// Relays bytes both ways until either side closes or the tunnel idles past
@@ -692,6 +708,22 @@ async fn intercept_tls(
             return false;
         }
     }
+    // Upstream mode connects through the next proxy now that the ClientHello is known.
+    let tcp = match tcp {
+        None if ctx.own_via().is_some() && !lazy(shared) && target.scheme == "https" => {
+            let client = ctx.client.clone();
+            let (host, port) = (target.host.clone(), target.port);
+            match connect_tcp(shared, &client, &host, port, &mut server).await {
+                Ok(tcp) => Some(tcp),
+                Err(e) => {
+                    // The client expects TLS: it cannot be told in HTTP.
+                    Refusal::server(&e).log(&client);
+                    return false;
+                }
+            }
+        }
+        tcp => tcp,
+    };
     let prefix = conn.buf.split().freeze();
     let rewind = Rewind {
         prefix,

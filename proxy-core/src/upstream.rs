@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use flowtap_proto::v1::{Address, Connection, ServerSpec};
+use flowtap_proto::v1::{Address, Connection, Header, Request, ServerSpec};
 use futures_util::FutureExt;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
@@ -293,28 +293,59 @@ impl Connector {
         port: u16,
         via: Option<&Via>,
         info: &mut Connection,
+        prepare: impl AsyncFnOnce(Request) -> Request,
     ) -> Result<Io, UpstreamError> {
-        let Some(next) = self.next_for(via) else {
-            return Ok(Box::new(self.tcp(host, port, info).await?));
-        };
-        let next = &next;
-        let tcp = self.to_proxy(next, info).await?;
+        let (io, next) = self.open(host, port, via, info).await?;
+        match next {
+            None => Ok(io),
+            Some(next) => {
+                self.connect_through(io, host, port, &next, info, prepare)
+                    .await
+            }
+        }
+    }
+
+    /// The first step of [`Connector::tunnel`]: a byte stream to `host:port` itself, or to the
+    /// next proxy `via` leads to (returned too), not yet asked for the tunnel.
+    pub(crate) async fn open(
+        &self,
+        host: &str,
+        port: u16,
+        via: Option<&Via>,
+        info: &mut Connection,
+    ) -> Result<(Io, Option<NextProxy>), UpstreamError> {
+        match self.next_for(via) {
+            None => Ok((Box::new(self.tcp(host, port, info).await?), None)),
+            Some(next) => Ok((self.to_proxy(&next, info).await?, Some(next))),
+        }
+    }
+
+    /// The second step: asks `next` over `tcp` for a tunnel to `host:port` with a CONNECT
+    /// request (`prepare` may change it: `http_connect_upstream`).
+    pub(crate) async fn connect_through(
+        &self,
+        tcp: Io,
+        host: &str,
+        port: u16,
+        next: &NextProxy,
+        info: &mut Connection,
+        prepare: impl AsyncFnOnce(Request) -> Request,
+    ) -> Result<Io, UpstreamError> {
         let failed = |reason: String| UpstreamError::ConnectFailed {
             host: host.to_string(),
             port: u32::from(port),
             reason,
         };
-        let authority = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        let mut request =
-            format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n").into_bytes();
-        if let Some(auth) = &next.authorization {
-            crate::http1::push_header(&mut request, b"Proxy-Authorization", auth);
+        // The CONNECT request, which `http_connect_upstream` may change before it goes.
+        let request = prepare(connect_request(host, port, next.authorization.as_ref())).await;
+        let mut head = b"CONNECT ".to_vec();
+        head.extend_from_slice(&request.authority);
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        for header in &request.headers {
+            crate::http1::push_header(&mut head, &header.name, &header.value);
         }
-        request.extend_from_slice(b"\r\n");
+        head.extend_from_slice(b"\r\n");
+        let request = head;
         let mut conn = Conn::new(tcp);
         let answered = tokio::time::timeout(self.connect_timeout, async {
             tokio::io::AsyncWriteExt::write_all(&mut conn.io, &request).await?;
@@ -366,6 +397,7 @@ impl Connector {
         sni: &str,
         offer_h2: bool,
         mut info: Connection,
+        prepare: impl AsyncFnOnce(Request) -> Request,
     ) -> Result<Upstream, (UpstreamError, Connection)> {
         let proxied = match self.next_for(key.via.as_ref()) {
             Some(next) if !key.tls => Some(next),
@@ -383,7 +415,7 @@ impl Connector {
                 tcp
             }
             None => {
-                self.tunnel(&key.host, key.port, key.via.as_ref(), &mut info)
+                self.tunnel(&key.host, key.port, key.via.as_ref(), &mut info, prepare)
                     .await
             }
         };
@@ -412,6 +444,36 @@ impl Connector {
                 authorization: next.authorization,
             }),
         })
+    }
+}
+
+/// The CONNECT request for a tunnel to `host:port` through a next proxy, with `Host` and the
+/// next proxy's credentials (`upstream_auth`) as its headers.
+fn connect_request(host: &str, port: u16, authorization: Option<&Bytes>) -> Request {
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut headers = vec![Header {
+        name: Bytes::from_static(b"Host"),
+        value: Bytes::from(authority.clone()),
+    }];
+    if let Some(auth) = authorization {
+        headers.push(Header {
+            name: Bytes::from_static(b"Proxy-Authorization"),
+            value: auth.clone(),
+        });
+    }
+    Request {
+        http_version: Bytes::from_static(b"HTTP/1.1"),
+        method: Bytes::from_static(b"CONNECT"),
+        authority: Bytes::from(authority),
+        host: host.to_string(),
+        port: u32::from(port),
+        headers,
+        timestamp_start: now(),
+        ..Default::default()
     }
 }
 

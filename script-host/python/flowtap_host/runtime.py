@@ -55,7 +55,8 @@ CONNECTION_HOOKS = frozenset(hooks.CONNECTION) | TLS_HOOKS
 FLOW_HOOKS = frozenset(hooks.HTTP + hooks.WEBSOCKET + hooks.TCP + hooks.UDP + hooks.DNS)
 # Hooks after which the proxy is done with the flow (unless a script intercepted it).
 FINAL_HOOKS = frozenset({"error", "websocket_end", "tcp_end", "tcp_error", "udp_end", "udp_error",
-                         "dns_response", "dns_error", "http_connect_error"})
+                         "dns_response", "dns_error", "http_connect_error",
+                         "http_connect_upstream"})
 NEEDS_BODY = frozenset({"request", "response", "websocket_message", "tcp_message", "udp_message"})
 OBSERVE_ONLY = frozenset({"client_disconnected", "server_connected", "server_disconnected",
                           "server_connect_error", "http_connected", "http_connect_error",
