@@ -365,8 +365,7 @@ fn reverse_udp_mode_relays_datagrams_as_udp_flows() {
 }
 
 /// Runs flowtap in `mode` with eventlog.py, then `scenario` with the proxy's address and the
-/// log; stops flowtap (which ends the UDP sessions, as mitmdump's idle timeout did in the
-/// recording) and returns the normalized event lines.
+/// log; stops flowtap and returns the normalized event lines.
 fn record(
     mode: &str,
     replace: &[(&str, &str)],
@@ -387,16 +386,10 @@ fn record(
 
 /// The recording's lines, in order, except that the worker may run the observed end hooks of
 /// different subjects (the flow, the server, the client) in any order after the last flow hook.
-/// The recordings waited for the 20 s idle end; the tests end the session by stopping flowtap,
-/// and a UDP session ended by shutdown has no `client_disconnected` (as in mitmdump:
-/// fixtures/mitmproxy-12/modes/reverse-udp.events.txt).
 fn assert_same_order(got: &[String], recorded: &str, replace: &[(&str, &str)]) {
-    let want: Vec<String> = normalize_events(&recorded_events(recorded), replace)
-        .into_iter()
-        .filter(|l| !l.starts_with("client_disconnected:"))
-        .collect();
+    let want = normalize_events(&recorded_events(recorded), replace);
     let is_end = |l: &&String| {
-        ["udp_end:", "server_disconnected:"]
+        ["udp_end:", "server_disconnected:", "client_disconnected:"]
             .iter()
             .any(|p| l.starts_with(p))
     };
@@ -455,6 +448,8 @@ fn reverse_udp_hook_order_is_mitmdumps() {
                     == 4)
                     .then_some(())
             });
+            // As in the recording, the session ends 20 s after its last datagram.
+            log.wait_for("client_disconnected");
         },
     );
     assert_same_order(&got, "udp-reverse.events.txt", &replace);
@@ -472,6 +467,8 @@ fn reverse_dns_hook_order_is_mitmdumps() {
             let answer = dig(addr, &["+short", "www.example.test", "A"]);
             assert_eq!(answer.trim(), "192.0.2.7");
             log.wait_for("dns_response");
+            // As in the recording, the session ends 20 s after its last datagram.
+            log.wait_for("client_disconnected");
         },
     );
     assert_same_order(&got, "dns-reverse.events.txt", &replace);
