@@ -691,3 +691,46 @@ fn udp_clients_beyond_the_cap_are_dropped() {
     assert_eq!(origin.answered.load(Ordering::SeqCst), 3);
     flowtap.stop();
 }
+
+/// A UDP mode may share its port with a TCP mode, as in mitmproxy; a DNS mode may not (it
+/// listens on TCP too).
+#[test]
+fn udp_modes_share_a_port_with_tcp_modes_but_dns_takes_both() {
+    let port = support::free_port();
+    let mut refused = Flowtap::spawn(&[
+        "--mode",
+        &format!("regular@{port}"),
+        "--mode",
+        &format!("dns@{port}"),
+    ]);
+    let status = refused.wait_exit(Duration::from_secs(10));
+    assert_ne!(status.code(), Some(0));
+    refused.stderr.wait_for("the error", |l| {
+        l.contains("Cannot spawn multiple servers on the same address")
+    });
+
+    let origin = UdpServer::start(|datagram| Some([b"echo:", datagram].concat()));
+    let flowtap = Flowtap::spawn(&[
+        "--mode",
+        &format!("regular@127.0.0.1:{port}"),
+        "--mode",
+        &format!(
+            "reverse:udp://127.0.0.1:{}@127.0.0.1:{port}",
+            origin.addr.port()
+        ),
+    ]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    // Every listener is bound once the listening lines are logged.
+    flowtap.stderr.wait_for("the UDP listener", |l| {
+        l.contains("udp://") && l.contains("listening at")
+    });
+    let client = UdpSocket::bind("127.0.0.1:0").expect("a client socket");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    client.send_to(b"hi", addr).expect("send");
+    let mut buf = [0u8; 64];
+    let (len, _) = client.recv_from(&mut buf).expect("the echo");
+    assert_eq!(&buf[..len], b"echo:hi");
+    flowtap.stop();
+}

@@ -108,6 +108,12 @@ impl Mode {
         }
     }
 
+    /// The listener takes TCP connections: every mode but `reverse:udp://` (the DNS modes on
+    /// UDP as well).
+    pub fn is_tcp(&self) -> bool {
+        !self.is_udp() || self.is_dns()
+    }
+
     /// The listener is a UDP socket: `dns`, `reverse:dns://` (with a TCP one on the same port,
     /// [`Mode::is_dns`]) and `reverse:udp://`.
     pub fn is_udp(&self) -> bool {
@@ -409,6 +415,8 @@ mod tests {
             assert_eq!(ModeSpec::parse(spec).unwrap().mode.is_udp(), udp, "{spec}");
         }
         assert!(ModeSpec::parse("reverse:dns://h").unwrap().mode.is_dns());
+        assert!(ModeSpec::parse("dns").unwrap().mode.is_tcp());
+        assert!(!ModeSpec::parse("reverse:udp://h:1").unwrap().mode.is_tcp());
         assert!(!ModeSpec::parse("reverse:udp://h:53").unwrap().mode.is_dns());
         // A DNS server listens on port 53 unless told otherwise, as in mitmproxy.
         assert_eq!(target("reverse:dns://1.1.1.1").scheme, "dns");
