@@ -720,8 +720,10 @@ fn listeners(options: &Options) -> anyhow::Result<Vec<flowtap_proxy_core::Listen
                 *port,
             ),
         };
+        // The same address and a transport in common (the DNS modes take UDP and TCP).
         let same = |other: &flowtap_proxy_core::Listener| {
-            other.addr == addr && other.spec.mode.is_udp() == spec.mode.is_udp()
+            let (a, b) = (&other.spec.mode, &spec.mode);
+            other.addr == addr && ((a.is_udp() && b.is_udp()) || (a.is_tcp() && b.is_tcp()))
         };
         if addr.port() != 0 && listeners.iter().any(same) {
             anyhow::bail!("Cannot spawn multiple servers on the same address: {addr}");

@@ -4,7 +4,7 @@
 //! Per flow, HTTP: `requestheaders`, `request`, then `responseheaders`, `response` if there is a
 //! response, then `websocket_start`, one `websocket_message` per message, `websocket_end` if
 //! it was a WebSocket, else `error` if it failed. TCP: `tcp_start`, one `tcp_message` per
-//! message, then `tcp_error` or `tcp_end`. DNS: `dns_request`, `dns_response`, `dns_error`.
+//! message, then `tcp_error` or `tcp_end`; UDP the same with `udp_*`. DNS: `dns_request`, `dns_response`, `dns_error`.
 //! Message lists are emptied and refilled one message per hook, so the current message is
 //! always the last, as it is live.
 
@@ -94,18 +94,29 @@ pub(crate) async fn replay_events(hooks: &dyn Hooks, flow: &mut Flow) {
                 call(Hook::Error, flow).await;
             }
         }
-        "tcp" => {
+        "tcp" | "udp" => {
+            let [start, each, end, error] = if flow.r#type == "tcp" {
+                [
+                    Hook::TcpStart,
+                    Hook::TcpMessage,
+                    Hook::TcpEnd,
+                    Hook::TcpError,
+                ]
+            } else {
+                [
+                    Hook::UdpStart,
+                    Hook::UdpMessage,
+                    Hook::UdpEnd,
+                    Hook::UdpError,
+                ]
+            };
             let messages = std::mem::take(&mut flow.messages);
-            call(Hook::TcpStart, flow).await;
+            call(start, flow).await;
             for message in messages {
                 flow.messages.push(message);
-                call(Hook::TcpMessage, flow).await;
+                call(each, flow).await;
             }
-            let last = if flow.error.is_some() {
-                Hook::TcpError
-            } else {
-                Hook::TcpEnd
-            };
+            let last = if flow.error.is_some() { error } else { end };
             call(last, flow).await;
         }
         "dns" => {

@@ -81,6 +81,9 @@ pub(crate) async fn serve(
         Mode::Socks5 => {
             tls_tunnel = tunnel::socks5(&shared, conn, &mut ctx, &mut stop).await;
         }
+        Mode::Reverse(target) if target.scheme == "dns" => {
+            crate::dns::serve_tcp(&shared, conn, &mut ctx, &mut stop).await;
+        }
         Mode::Reverse(target) => {
             let target = target.clone();
             tls_tunnel = tunnel::reverse(&shared, conn, &mut ctx, &target, &mut stop).await;
@@ -97,8 +100,8 @@ pub(crate) async fn serve(
             .log(&ctx.client),
             None => {}
         },
-        // A DNS proxy listens on UDP only (`dns::serve`): no TCP client reaches here.
-        Mode::Dns => {}
+        // DNS over TCP; the queries over UDP are served by `udp`.
+        Mode::Dns => crate::dns::serve_tcp(&shared, conn, &mut ctx, &mut stop).await,
     }
     disconnected(&shared, &mut ctx, tls_tunnel).await;
 }

@@ -110,6 +110,22 @@ impl crate::hooks::CoreControl for ProxyControl {
             .inject(flow_id, MessageKind::Tcp, injection)
     }
 
+    fn inject_udp(
+        &self,
+        flow_id: &str,
+        to_client: bool,
+        content: bytes::Bytes,
+    ) -> Result<(), String> {
+        let injection = Injection {
+            to_client,
+            content,
+            is_text: false,
+        };
+        self.shared
+            .live
+            .inject(flow_id, MessageKind::Udp, injection)
+    }
+
     fn shutdown(&self) {
         self.shutdown.notify_one();
     }

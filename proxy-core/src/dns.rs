@@ -1,121 +1,458 @@
-//! `--mode dns`: a DNS server on UDP whose queries are DNS flows for the scripts.
+//! `--mode dns` and `reverse:dns://HOST[:PORT]`: a DNS server on UDP and TCP whose queries are
+//! DNS flows for the scripts.
 //!
-//! Each datagram is one query: it becomes a flow of type "dns" (`dns_request`), the scripts'
-//! `dns_request` hook may answer it (`flow.response = flow.request.succeed([...])` or
-//! `.fail(rcode)`); otherwise the proxy resolves A and AAAA questions with the system resolver
-//! (as mitmproxy's DNS mode does) and answers other types with NOTIMP. `dns_response` runs on
-//! the answer before it goes back; a killed flow is not answered. The wire format (RFC 1035)
-//! is read and written here; names in answers are written uncompressed.
+//! A session is a UDP client address ([`serve_client`], from `udp`; it ends after
+//! `UDP_TIMEOUT` of quiet or at shutdown) or a TCP connection ([`serve_tcp`], from `client`;
+//! messages after their 16-bit length). Each query becomes a flow of type "dns"
+//! (`dns_request`); the scripts' `dns_request` hook may answer it (`flow.response =
+//! flow.request.succeed([...])` or `.fail(rcode)`). Otherwise: when the flow's
+//! `server_conn.address` is set (always in `reverse:dns://`; a script may set it in
+//! `--mode dns`, as mitmproxy's resolver does) the query, as the scripts left it, goes to that
+//! server over the session's own socket or connection, of the client's transport
+//! (`server_connect`, `server_connected` when it opens, `server_disconnected` at the session's
+//! end), and the server's answer with the query's id is the response; else `--mode dns`
+//! resolves A and AAAA questions with the system resolver (as mitmproxy's DNS mode does) and
+//! answers other types with NOTIMP. `dns_response` runs on the answer before it goes back; a
+//! flow killed in `dns_request` or `dns_response` is not answered. A query that fails (a script
+//! set `flow.error`, the server cannot be reached or did not answer before the session ended)
+//! gets `dns_error` and, while the client is there, a SERVFAIL answer, as in mitmproxy. The
+//! wire format (RFC 1035) is read and written by `wire`.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
 
-use flowtap_proto::v1::{DnsMessage, DnsQuestion, DnsResourceRecord, Flow};
-use tokio::net::UdpSocket;
+use bytes::{Buf, Bytes};
+use flowtap_proto::v1::{Address, Connection, DnsMessage, DnsResourceRecord, Flow};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::watch;
 
-use crate::context::Shared;
-use crate::flow::{client_connection, new_id, now};
+use crate::config::ConnectionStrategy;
+use crate::context::{ClientCtx, Shared};
+use crate::flow::{new_id, now, set_error, unconnected_server};
 use crate::hooks::{Hook, Verdict};
+use crate::http1::Conn;
+use crate::mode::{Mode, ModeSpec};
+use crate::udp::{ClientSession, MAX_DATAGRAM, UDP_TIMEOUT};
+use crate::upstream::Io;
 
-/// The largest datagram read; larger ones (EDNS) are cut and then fail to parse.
-const MAX_DATAGRAM: usize = 4096;
+mod wire;
+
+use wire::{pack, parse};
+
 /// Record types the proxy resolves itself.
-const TYPE_A: u32 = 1;
-const TYPE_AAAA: u32 = 28;
-const CLASS_IN: u32 = 1;
+pub(crate) const TYPE_A: u32 = 1;
+pub(crate) const TYPE_AAAA: u32 = 28;
+pub(crate) const CLASS_IN: u32 = 1;
 /// Response codes.
-const NXDOMAIN: u32 = 3;
+const SERVFAIL: u32 = 2;
+pub(crate) const NXDOMAIN: u32 = 3;
 const NOTIMP: u32 = 4;
 /// The TTL of answers from the system resolver.
 const RESOLVED_TTL: u32 = 60;
+/// Queries of one session waiting for the server's answer; more fail at once.
+const MAX_PENDING: usize = 256;
 
-/// Why a datagram is not a DNS message.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(crate) enum WireError {
-    #[error("the message ends early")]
-    Truncated,
-    #[error("a name is malformed (label type, pointer loop or length)")]
-    BadName,
+/// What woke a session up.
+enum Event {
+    Query(Bytes),
+    Answer(Bytes),
+    ServerFailed(std::io::Error),
 }
 
-/// Serves DNS queries on `socket` until `stop` turns true.
-pub(crate) async fn serve(
-    socket: Arc<UdpSocket>,
-    shared: Arc<Shared>,
-    spec: Arc<crate::mode::ModeSpec>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let local = socket
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+/// Serves the queries of one UDP client session until it ends.
+pub(crate) async fn serve_client(session: &mut ClientSession<'_>) {
+    let mut dns = DnsSession::new(&session.listener.shared, &session.listener.spec, "udp");
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        let (len, peer) = tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(received) => received,
-                Err(e) => {
-                    tracing::debug!("dns: receive failed: {e}");
-                    continue;
-                }
+        let idle = tokio::time::sleep(UDP_TIMEOUT);
+        let event = tokio::select! {
+            _ = session.stop.changed() => break,
+            datagram = session.datagrams.recv() => match datagram {
+                Some(datagram) => Event::Query(datagram),
+                None => break,
             },
-            _ = stop.changed() => return,
+            received = from_server(dns.upstream.as_mut(), &mut buf) => match received {
+                Ok(message) => Event::Answer(message),
+                Err(e) => Event::ServerFailed(e),
+            },
+            () = idle => break,
         };
-        let datagram = buf[..len].to_vec();
-        let (socket, shared, spec) = (socket.clone(), shared.clone(), spec.clone());
-        tokio::spawn(async move {
-            if let Some(answer) = answer(&shared, &spec, &datagram, peer, local).await
-                && let Err(e) = socket.send_to(&answer, peer).await
-            {
-                tracing::debug!("dns: sending to {peer} failed: {e}");
-            }
-        });
+        dns.handle(&session.client, event).await;
+        for answer in dns.outbox.drain(..) {
+            session.send(&answer).await;
+        }
+    }
+    dns.end(&session.client).await;
+    for answer in dns.outbox.drain(..) {
+        session.send(&answer).await;
     }
 }
 
-/// The answer to one query datagram (None: not answered).
-async fn answer(
+/// Serves DNS over TCP (RFC 1035 4.2.2: each message after its 16-bit length) on one client
+/// connection of `--mode dns` or `reverse:dns://`, until the client closes, idles past
+/// `client_idle_timeout` or the proxy stops. In reverse mode the server is reached over TCP
+/// too, connected before the first query unless `connection_strategy=lazy`, as in mitmproxy.
+pub(crate) async fn serve_tcp(
     shared: &Shared,
-    spec: &crate::mode::ModeSpec,
-    datagram: &[u8],
-    peer: SocketAddr,
-    local: SocketAddr,
-) -> Option<Vec<u8>> {
-    let request = match parse(datagram) {
-        Ok(message) if message.query => message,
-        Ok(_) => return None,
-        Err(e) => {
-            tracing::debug!("dns: an unreadable query from {peer}: {e}");
-            return None;
+    mut conn: Conn<Io>,
+    ctx: &mut ClientCtx,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut dns = DnsSession::new(shared, &ctx.mode, "tcp");
+    if dns.server.address.is_some()
+        && shared.config.connection_strategy == ConnectionStrategy::Eager
+        && dns.open(&ctx.client, dns.server.clone()).await.is_err()
+    {
+        return;
+    }
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let event = tokio::select! {
+            _ = stop.changed() => break,
+            frame = read_frame(&mut conn) => match frame {
+                Ok(Some(message)) => Event::Query(message),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(client = ?ctx.client.peername, "dns over tcp: {e}");
+                    break;
+                }
+            },
+            received = from_server(dns.upstream.as_mut(), &mut buf) => match received {
+                Ok(message) => Event::Answer(message),
+                Err(e) => Event::ServerFailed(e),
+            },
+        };
+        dns.handle(&ctx.client, event).await;
+        if flush(&mut conn.io, &mut dns.outbox).await.is_err() {
+            break;
         }
-    };
-    let mut client = client_connection(peer, local);
-    client.transport_protocol = "udp".into();
-    client.proxy_mode = spec.full.clone();
-    let mut flow = Flow {
-        id: new_id(),
-        r#type: "dns".into(),
-        client_conn: Some(client),
-        timestamp_created: now(),
-        live: true,
-        dns_request: Some(DnsMessage {
-            timestamp: Some(now()),
-            ..request
+    }
+    dns.end(&ctx.client).await;
+    let _ = flush(&mut conn.io, &mut dns.outbox).await;
+}
+
+/// One length-prefixed message (None: the stream ended). Cancel-safe: bytes read stay in
+/// `conn.buf`.
+async fn read_frame<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+) -> std::io::Result<Option<Bytes>> {
+    loop {
+        if conn.buf.len() >= 2 {
+            let len = usize::from(u16::from_be_bytes([conn.buf[0], conn.buf[1]]));
+            if len == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a DNS message of length zero",
+                ));
+            }
+            if conn.buf.len() >= 2 + len {
+                conn.buf.advance(2);
+                return Ok(Some(conn.buf.split_to(len).freeze()));
+            }
+        }
+        if conn.fill().await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// Writes `messages` each after its length, and empties it.
+async fn flush<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    messages: &mut Vec<Vec<u8>>,
+) -> std::io::Result<()> {
+    for message in messages.drain(..) {
+        let Ok(len) = u16::try_from(message.len()) else {
+            tracing::debug!(
+                "dns over tcp: a message of {} bytes is too long to send",
+                message.len()
+            );
+            continue;
+        };
+        io.write_all(&len.to_be_bytes()).await?;
+        io.write_all(&message).await?;
+    }
+    io.flush().await
+}
+
+/// The session's way to its server: a connected UDP socket, or a TCP connection for a client
+/// that came over TCP.
+enum Upstream {
+    Udp(UdpSocket),
+    Tcp(Conn<TcpStream>),
+}
+
+impl Upstream {
+    async fn send(&mut self, message: &[u8]) -> std::io::Result<()> {
+        match self {
+            Upstream::Udp(socket) => socket.send(message).await.map(drop),
+            Upstream::Tcp(conn) => flush(&mut conn.io, &mut vec![message.to_vec()]).await,
+        }
+    }
+}
+
+/// A message from the session's server; never, while there is none.
+async fn from_server(upstream: Option<&mut Upstream>, buf: &mut [u8]) -> std::io::Result<Bytes> {
+    match upstream {
+        Some(Upstream::Udp(socket)) => {
+            let len = socket.recv(buf).await?;
+            Ok(Bytes::copy_from_slice(&buf[..len]))
+        }
+        Some(Upstream::Tcp(conn)) => read_frame(conn).await?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            )
         }),
-        ..Default::default()
-    };
-    if shared.hook(Hook::DnsRequest, &mut flow).await == Verdict::Kill {
-        return None;
+        None => std::future::pending().await,
     }
-    if flow.dns_response.is_none() {
+}
+
+/// The DNS state of one client session (a UDP client address or a TCP connection).
+struct DnsSession<'a> {
+    shared: &'a Shared,
+    /// "udp" or "tcp": how the client came, and so how the server is reached.
+    transport: &'static str,
+    /// The session's server connection: the target's address (reverse mode), then what
+    /// `server_connect` made of it.
+    server: Connection,
+    upstream: Option<Upstream>,
+    /// Flows whose query went to the server, by query id.
+    pending: HashMap<u32, Flow>,
+    /// Messages for the client, in order; the transport's loop sends them.
+    outbox: Vec<Vec<u8>>,
+}
+
+impl<'a> DnsSession<'a> {
+    fn new(shared: &'a Shared, spec: &ModeSpec, transport: &'static str) -> Self {
+        let mut server = unconnected_server();
+        server.transport_protocol = transport.into();
+        if let Mode::Reverse(target) = &spec.mode {
+            server.address = Some(Address {
+                host: target.host.clone(),
+                port: u32::from(target.port),
+            });
+        }
+        DnsSession {
+            shared,
+            transport,
+            server,
+            upstream: None,
+            pending: HashMap::new(),
+            outbox: Vec::new(),
+        }
+    }
+
+    async fn handle(&mut self, client: &Connection, event: Event) {
+        match event {
+            Event::Query(message) => self.query(client, &message).await,
+            Event::Answer(message) => self.answer(client, &message).await,
+            Event::ServerFailed(e) => {
+                let reason = format!("the DNS server failed: {e}");
+                self.fail_pending(client, &reason).await;
+                self.disconnect(client).await;
+            }
+        }
+    }
+
+    /// The session ends: queries still waiting fail, the server connection closes.
+    async fn end(&mut self, client: &Connection) {
+        let reason = "no answer from the DNS server before the client's session ended";
+        self.fail_pending(client, reason).await;
+        self.disconnect(client).await;
+    }
+
+    /// `server_connect` for `server`, the session's socket or connection to it, then
+    /// `server_connected` (or `server_connect_error`, and the reason).
+    async fn open(&mut self, client: &Connection, mut server: Connection) -> Result<(), String> {
+        let connected = if self.transport == "tcp" {
+            let timeout = self.shared.config.connect_timeout;
+            crate::udp::connect(self.shared, client, &mut server, |host, port| async move {
+                let stream =
+                    tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port)))
+                        .await
+                        .map_err(|_| {
+                            format!("connecting to {host}:{port} timed out after {timeout:?}")
+                        })?
+                        .map_err(|e| format!("connecting to {host}:{port} failed: {e}"))?;
+                let addrs = (stream.peer_addr().ok(), stream.local_addr().ok());
+                Ok((Upstream::Tcp(Conn::new(stream)), addrs.0, addrs.1))
+            })
+            .await
+        } else {
+            crate::udp::connect(self.shared, client, &mut server, |host, port| async move {
+                let socket = crate::udp::connected_socket(&host, port).await?;
+                let addrs = (socket.peer_addr().ok(), socket.local_addr().ok());
+                Ok((Upstream::Udp(socket), addrs.0, addrs.1))
+            })
+            .await
+        };
+        match connected {
+            Ok(upstream) => {
+                self.upstream = Some(upstream);
+                self.server = server;
+                Ok(())
+            }
+            Err(reason) => {
+                self.server.error = server.error;
+                Err(reason)
+            }
+        }
+    }
+
+    /// One query from the client.
+    async fn query(&mut self, client: &Connection, message: &[u8]) {
+        let request = match parse(message) {
+            Ok(message) if message.query => message,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!(client = ?client.peername, "dns: an unreadable query: {e}");
+                return;
+            }
+        };
+        let mut flow = Flow {
+            id: new_id(),
+            r#type: "dns".into(),
+            client_conn: Some(client.clone()),
+            server_conn: Some(self.server.clone()),
+            timestamp_created: now(),
+            live: true,
+            dns_request: Some(DnsMessage {
+                timestamp: Some(now()),
+                ..request
+            }),
+            ..Default::default()
+        };
+        if self.shared.hook(Hook::DnsRequest, &mut flow).await == Verdict::Kill {
+            return;
+        }
+        if flow.dns_response.is_some() {
+            return self.respond(flow).await;
+        }
+        if flow.error.is_some() {
+            return self.fail(flow).await;
+        }
         let request = flow.dns_request.clone().unwrap_or_default();
+        let forwarded = flow.server_conn.as_ref().and_then(|s| s.address.as_ref());
+        if forwarded.is_some() {
+            return self.forward(client, flow, &request).await;
+        }
         flow.dns_response = Some(resolve(&request).await);
+        self.respond(flow).await;
     }
-    if shared.hook(Hook::DnsResponse, &mut flow).await == Verdict::Kill {
-        return None;
+
+    /// The query to the session's server (connected at the first query that needs it), the
+    /// flow kept until its answer arrives.
+    async fn forward(&mut self, client: &Connection, mut flow: Flow, request: &DnsMessage) {
+        if self.upstream.is_none() {
+            // As in mitmproxy, a script's change of `flow.server_conn` before the session's
+            // server connection opens decides where it goes.
+            let server = flow.server_conn.clone().unwrap_or_default();
+            if let Err(reason) = self.open(client, server).await {
+                flow.server_conn = Some(self.server.clone());
+                set_error(&mut flow, reason);
+                return self.fail(flow).await;
+            }
+        }
+        flow.server_conn = Some(self.server.clone());
+        if self.pending.len() >= MAX_PENDING {
+            set_error(
+                &mut flow,
+                "too many queries awaiting the DNS server's answer",
+            );
+            return self.fail(flow).await;
+        }
+        let sent = match self.upstream.as_mut() {
+            Some(upstream) => upstream.send(&pack(request)).await,
+            None => Err(std::io::ErrorKind::NotConnected.into()),
+        };
+        if let Err(e) = sent {
+            set_error(
+                &mut flow,
+                format!("sending the query to the DNS server failed: {e}"),
+            );
+            return self.fail(flow).await;
+        }
+        // A query sent again with the same id (a client's retry) replaces the flow before.
+        self.pending.insert(request.id, flow);
     }
-    let response = flow.dns_response.clone().unwrap_or_default();
-    shared.sink.flow_finished(&flow);
-    Some(pack(&response))
+
+    /// A message from the server: the answer to the pending query with its id.
+    async fn answer(&mut self, client: &Connection, message: &[u8]) {
+        let Ok(message) = parse(message) else {
+            tracing::debug!(client = ?client.peername, "dns: an unreadable answer from the server");
+            return;
+        };
+        if message.query {
+            return;
+        }
+        let Some(mut flow) = self.pending.remove(&message.id) else {
+            return;
+        };
+        flow.dns_response = Some(DnsMessage {
+            timestamp: Some(now()),
+            ..message
+        });
+        self.respond(flow).await;
+    }
+
+    /// `dns_response`, then the flow is saved and the response (as the scripts left it) goes
+    /// to the client.
+    async fn respond(&mut self, mut flow: Flow) {
+        if self.shared.hook(Hook::DnsResponse, &mut flow).await == Verdict::Kill {
+            return;
+        }
+        flow.live = false;
+        self.shared.sink.flow_finished(&flow);
+        // A script may have removed the response: nothing to send then.
+        if let Some(response) = &flow.dns_response {
+            self.outbox.push(pack(response));
+        }
+    }
+
+    /// `dns_error`, then SERVFAIL for the client (mitmproxy's answer to a failed query).
+    async fn fail(&mut self, mut flow: Flow) {
+        if self.shared.hook(Hook::DnsError, &mut flow).await == Verdict::Kill {
+            return;
+        }
+        flow.live = false;
+        self.shared.sink.flow_finished(&flow);
+        let request = flow.dns_request.clone().unwrap_or_default();
+        self.outbox.push(pack(&DnsMessage {
+            query: false,
+            response_code: SERVFAIL,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+            ..request
+        }));
+    }
+
+    /// Every query still waiting for the server fails with `reason`.
+    async fn fail_pending(&mut self, _client: &Connection, reason: &str) {
+        let mut pending: Vec<Flow> = self.pending.drain().map(|(_, flow)| flow).collect();
+        pending.sort_by(|a, b| a.timestamp_created.total_cmp(&b.timestamp_created));
+        for mut flow in pending {
+            set_error(&mut flow, reason);
+            self.fail(flow).await;
+        }
+    }
+
+    /// Closes the server socket or connection, if any: `server_disconnected`.
+    async fn disconnect(&mut self, client: &Connection) {
+        if self.upstream.take().is_some() {
+            self.server.timestamp_end = Some(now());
+            self.shared
+                .connection_hook(Hook::ServerDisconnected, client, Some(&mut self.server))
+                .await;
+            // The next forwarded query connects again, with a fresh connection.
+            let address = self.server.address.take();
+            self.server = unconnected_server();
+            self.server.transport_protocol = self.transport.into();
+            self.server.address = address;
+        }
+    }
 }
 
 /// The proxy's own answer: A/AAAA through the system resolver, NOTIMP for other types.
@@ -161,238 +498,4 @@ async fn resolve(request: &DnsMessage) -> DnsMessage {
         }
     }
     response
-}
-
-/// Reads a DNS message from the wire.
-pub(crate) fn parse(buf: &[u8]) -> Result<DnsMessage, WireError> {
-    let word = |at: usize| -> Result<u32, WireError> {
-        buf.get(at..at + 2)
-            .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]])))
-            .ok_or(WireError::Truncated)
-    };
-    let flags = word(2)?;
-    let counts = [word(4)?, word(6)?, word(8)?, word(10)?];
-    let mut message = DnsMessage {
-        id: word(0)?,
-        query: flags & 0x8000 == 0,
-        op_code: (flags >> 11) & 0xF,
-        authoritative_answer: flags & 0x0400 != 0,
-        truncation: flags & 0x0200 != 0,
-        recursion_desired: flags & 0x0100 != 0,
-        recursion_available: flags & 0x0080 != 0,
-        reserved: (flags >> 4) & 0x7,
-        response_code: flags & 0xF,
-        ..Default::default()
-    };
-    let mut at = 12;
-    for _ in 0..counts[0] {
-        let name = read_name(buf, &mut at)?;
-        message.questions.push(DnsQuestion {
-            name,
-            r#type: word(at)?,
-            class: word(at + 2)?,
-        });
-        at += 4;
-    }
-    for (count, section) in [
-        (counts[1], &mut message.answers),
-        (counts[2], &mut message.authorities),
-        (counts[3], &mut message.additionals),
-    ] {
-        for _ in 0..count {
-            let name = read_name(buf, &mut at)?;
-            let ttl_bytes = buf.get(at + 4..at + 8).ok_or(WireError::Truncated)?;
-            let length = word(at + 8)? as usize;
-            let data = buf
-                .get(at + 10..at + 10 + length)
-                .ok_or(WireError::Truncated)?;
-            section.push(DnsResourceRecord {
-                name,
-                r#type: word(at)?,
-                class: word(at + 2)?,
-                ttl: u32::from_be_bytes([ttl_bytes[0], ttl_bytes[1], ttl_bytes[2], ttl_bytes[3]]),
-                data: bytes::Bytes::copy_from_slice(data),
-            });
-            at += 10 + length;
-        }
-    }
-    Ok(message)
-}
-
-/// Reads a (possibly compressed) name at `*at`, moving `*at` past it.
-fn read_name(buf: &[u8], at: &mut usize) -> Result<String, WireError> {
-    let mut labels: Vec<String> = Vec::new();
-    let mut pos = *at;
-    let mut jumped = false;
-    // Each pointer must go backwards: no loops, and at most as many jumps as bytes.
-    let mut limit = pos;
-    loop {
-        let len = *buf.get(pos).ok_or(WireError::Truncated)? as usize;
-        match len & 0xC0 {
-            0x00 if len == 0 => {
-                if !jumped {
-                    *at = pos + 1;
-                }
-                break;
-            }
-            0x00 => {
-                let label = buf
-                    .get(pos + 1..pos + 1 + len)
-                    .ok_or(WireError::Truncated)?;
-                labels.push(String::from_utf8_lossy(label).into_owned());
-                pos += 1 + len;
-            }
-            0xC0 => {
-                let low = *buf.get(pos + 1).ok_or(WireError::Truncated)? as usize;
-                let target = ((len & 0x3F) << 8) | low;
-                if target >= limit {
-                    return Err(WireError::BadName);
-                }
-                if !jumped {
-                    *at = pos + 2;
-                    jumped = true;
-                }
-                limit = target;
-                pos = target;
-            }
-            _ => return Err(WireError::BadName),
-        }
-    }
-    if labels.iter().map(|l| l.len() + 1).sum::<usize>() > 255 {
-        return Err(WireError::BadName);
-    }
-    Ok(labels.join("."))
-}
-
-/// Writes a DNS message to the wire (names uncompressed; a label longer than 63 bytes is cut).
-pub(crate) fn pack(message: &DnsMessage) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    let flags = (u32::from(!message.query) << 15)
-        | ((message.op_code & 0xF) << 11)
-        | (u32::from(message.authoritative_answer) << 10)
-        | (u32::from(message.truncation) << 9)
-        | (u32::from(message.recursion_desired) << 8)
-        | (u32::from(message.recursion_available) << 7)
-        | ((message.reserved & 0x7) << 4)
-        | (message.response_code & 0xF);
-    let counts = [
-        message.questions.len(),
-        message.answers.len(),
-        message.authorities.len(),
-        message.additionals.len(),
-    ];
-    push_u16(&mut out, message.id);
-    push_u16(&mut out, flags);
-    for count in counts {
-        push_u16(&mut out, u32::try_from(count).unwrap_or(u32::MAX));
-    }
-    for question in &message.questions {
-        push_name(&mut out, &question.name);
-        push_u16(&mut out, question.r#type);
-        push_u16(&mut out, question.class);
-    }
-    for record in message
-        .answers
-        .iter()
-        .chain(&message.authorities)
-        .chain(&message.additionals)
-    {
-        push_name(&mut out, &record.name);
-        push_u16(&mut out, record.r#type);
-        push_u16(&mut out, record.class);
-        out.extend_from_slice(&record.ttl.to_be_bytes());
-        let data = &record.data[..record.data.len().min(usize::from(u16::MAX))];
-        push_u16(&mut out, u32::try_from(data.len()).unwrap_or(0));
-        out.extend_from_slice(data);
-    }
-    out
-}
-
-fn push_u16(out: &mut Vec<u8>, value: u32) {
-    out.extend_from_slice(&((value & 0xFFFF) as u16).to_be_bytes());
-}
-
-fn push_name(out: &mut Vec<u8>, name: &str) {
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        let label = &label.as_bytes()[..label.len().min(63)];
-        out.push(label.len() as u8);
-        out.extend_from_slice(label);
-    }
-    out.push(0);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn query(name: &str, qtype: u32) -> DnsMessage {
-        DnsMessage {
-            id: 0x1234,
-            query: true,
-            recursion_desired: true,
-            questions: vec![DnsQuestion {
-                name: name.into(),
-                r#type: qtype,
-                class: CLASS_IN,
-            }],
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_query_round_trips() {
-        let message = query("example.com", TYPE_AAAA);
-        let wire = pack(&message);
-        assert_eq!(
-            &wire[..12],
-            &[0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
-        );
-        assert_eq!(parse(&wire), Ok(message));
-    }
-
-    #[test]
-    fn an_answer_round_trips_with_its_flags() {
-        let mut message = query("example.org", TYPE_A);
-        message.query = false;
-        message.response_code = NXDOMAIN;
-        message.recursion_available = true;
-        message.answers.push(DnsResourceRecord {
-            name: "example.org".into(),
-            r#type: TYPE_A,
-            class: CLASS_IN,
-            ttl: 300,
-            data: vec![127, 0, 0, 1].into(),
-        });
-        assert_eq!(parse(&pack(&message)), Ok(message));
-    }
-
-    #[test]
-    fn compressed_names_are_followed_and_loops_refused() {
-        let mut wire = pack(&query("example.com", TYPE_A));
-        // An answer whose name points back at the question's name (offset 12).
-        wire[7] = 1;
-        wire.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 1]);
-        let message = parse(&wire).expect("a valid message");
-        assert_eq!(message.answers[0].name, "example.com");
-        assert_eq!(message.answers[0].data.as_ref(), [10, 0, 0, 1]);
-        // A pointer to itself.
-        let mut looped = pack(&query("a", TYPE_A));
-        looped.truncate(12);
-        looped.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1]);
-        assert_eq!(parse(&looped), Err(WireError::BadName));
-    }
-
-    #[test]
-    fn short_or_hostile_datagrams_are_errors_not_panics() {
-        let wire = pack(&query("example.com", TYPE_A));
-        for cut in 0..wire.len() {
-            assert!(parse(&wire[..cut]).is_err(), "cut at {cut}");
-        }
-        let mut counts = wire.clone();
-        counts[5] = 0xFF; // 255 questions announced, one present
-        assert_eq!(parse(&counts), Err(WireError::Truncated));
-        let mut label = wire;
-        label[12] = 0x80; // a reserved label type
-        assert_eq!(parse(&label), Err(WireError::BadName));
-    }
 }

@@ -198,6 +198,16 @@ pub trait CoreControl: Send + Sync + 'static {
         to_client: bool,
         content: bytes::Bytes,
     ) -> Result<(), String>;
+    /// Injects a datagram into a live UDP flow (it goes through `udp_message` first). A core
+    /// without UDP flows refuses.
+    fn inject_udp(
+        &self,
+        flow_id: &str,
+        _to_client: bool,
+        _content: bytes::Bytes,
+    ) -> Result<(), String> {
+        Err(format!("flow {flow_id} is not a live UDP flow"))
+    }
     /// Asks the proxy to shut down gracefully.
     fn shutdown(&self);
 }

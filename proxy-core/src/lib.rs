@@ -18,8 +18,10 @@
 //!   flows after a 101) and `tcp` (raw TCP flows in tunnels);
 //! - `client` (one client connection from accept to close) and `server` (the listener, which only
 //!   accepts, at most `max_client_connections` at a time); `control` (what scripts ask from
-//!   outside hooks, and [`ClientReplay`]); `dns` (`--mode dns`: a UDP DNS server whose queries
-//!   are DNS flows, with its wire codec).
+//!   outside hooks, and [`ClientReplay`]); `udp` (the UDP listeners: `reverse:udp://`, a relay
+//!   whose datagrams from one client address are a UDP flow, and the DNS modes) with `dns`
+//!   (`--mode dns` and `reverse:dns://`, over UDP and TCP: queries are DNS flows, with the DNS
+//!   wire codec).
 //!
 //! Beside them: [`builtins`] (mitmdump's built-in addons: map_remote, modify_headers,
 //! proxyauth, ...; the lifecycle calls them around the scripts' hooks), [`hooks`] (the [`Hooks`] trait the scripts plug into; [`NoHooks`] when there are
@@ -62,6 +64,7 @@ mod stream;
 mod tcp;
 mod transparent;
 mod tunnel;
+mod udp;
 mod upstream;
 mod websocket;
 

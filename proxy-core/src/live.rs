@@ -1,7 +1,7 @@
 //! The live flows that scripts may act on from outside their hooks (`flow.kill()` on a stored
-//! flow, `inject.websocket`, `inject.tcp`): a registry keyed by flow id, holding a kill switch
-//! for every live flow and, for WebSocket and TCP flows, the channel injected messages go
-//! through.
+//! flow, `inject.websocket`, `inject.tcp`, `inject.udp`): a registry keyed by flow id, holding a
+//! kill switch for every live flow and, for WebSocket, TCP and UDP flows, the channel injected
+//! messages go through.
 //!
 //! A flow registers when it starts and is removed when its [`LiveFlow`] guard drops. With no
 //! scripts nothing can reach a flow from outside, so nothing registers (see
@@ -34,6 +34,7 @@ pub(crate) struct Injection {
 pub(crate) enum MessageKind {
     WebSocket,
     Tcp,
+    Udp,
 }
 
 impl MessageKind {
@@ -41,6 +42,7 @@ impl MessageKind {
         match self {
             MessageKind::WebSocket => "WebSocket",
             MessageKind::Tcp => "TCP",
+            MessageKind::Udp => "UDP",
         }
     }
 }

@@ -8,7 +8,9 @@
 //! connection goes to the target; a TLS client is intercepted with a certificate for the name it
 //! asked for), `upstream:URL` for an `http://` or `https://` next proxy (with `upstream_auth`),
 //! `socks5` (CONNECT, with `proxyauth`), `transparent` (the original destination of a
-//! redirected connection, see `transparent`) and `dns`.
+//! redirected connection, see `transparent`) and `dns`. `dns`, `reverse:dns://HOST[:PORT]` and
+//! `reverse:udp://HOST:PORT` listen on UDP ([`Mode::is_udp`], served by `udp`); the DNS modes
+//! take DNS over TCP on the same port too.
 
 use std::fmt;
 
@@ -46,8 +48,10 @@ pub struct UpstreamProxy {
 /// The server of a reverse proxy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReverseTarget {
-    /// `http`, `https`, `tls` or `tcp`: how the proxy talks to the server (`tcp`: every
-    /// connection is relayed to it as a TCP flow; `tls`: the same inside TLS on both sides).
+    /// `http`, `https`, `tls`, `tcp`, `udp` or `dns`: how the proxy talks to the server (`tcp`:
+    /// every connection is relayed to it as a TCP flow; `tls`: the same inside TLS on both
+    /// sides; `udp`: the datagrams of each client address are relayed as a UDP flow; `dns`: each
+    /// query is a DNS flow forwarded to the server).
     pub scheme: &'static str,
     /// The server's host name or address.
     pub host: String,
@@ -84,18 +88,40 @@ pub struct ModeError {
 
 impl Mode {
     /// Where a listener for this mode listens when neither its spec nor `listen_port` says, as
-    /// in mitmproxy: 1080 for socks5, 53 for DNS, else 8080.
+    /// in mitmproxy: 1080 for socks5, 53 for DNS (`dns`, `reverse:dns://`), else 8080.
     pub fn default_port(&self) -> u16 {
         match self {
             Mode::Socks5 => 1080,
             Mode::Dns => 53,
+            Mode::Reverse(target) if target.scheme == "dns" => 53,
             _ => 8080,
         }
     }
 
-    /// The listener is a UDP socket (a DNS server), not a TCP one.
+    /// True when a DNS server (`dns`, `reverse:dns://`): its listener takes DNS over TCP on
+    /// the same port as well, as mitmproxy's.
+    pub fn is_dns(&self) -> bool {
+        match self {
+            Mode::Dns => true,
+            Mode::Reverse(target) => target.scheme == "dns",
+            Mode::Regular | Mode::Socks5 | Mode::Upstream(_) | Mode::Transparent => false,
+        }
+    }
+
+    /// The listener takes TCP connections: every mode but `reverse:udp://` (the DNS modes on
+    /// UDP as well).
+    pub fn is_tcp(&self) -> bool {
+        !self.is_udp() || self.is_dns()
+    }
+
+    /// The listener is a UDP socket: `dns`, `reverse:dns://` (with a TCP one on the same port,
+    /// [`Mode::is_dns`]) and `reverse:udp://`.
     pub fn is_udp(&self) -> bool {
-        matches!(self, Mode::Dns)
+        match self {
+            Mode::Dns => true,
+            Mode::Reverse(target) => matches!(target.scheme, "udp" | "dns"),
+            Mode::Regular | Mode::Socks5 | Mode::Upstream(_) | Mode::Transparent => false,
+        }
     }
 }
 
@@ -204,9 +230,11 @@ fn parse_target(url: &str, default_scheme: &str) -> Result<ReverseTarget, String
         "https" => ("https", Some(443)),
         "tls" => ("tls", None),
         "tcp" => ("tcp", None),
-        "udp" | "dtls" | "dns" | "quic" | "http3" => {
+        "udp" => ("udp", None),
+        "dns" => ("dns", Some(53)),
+        "dtls" | "quic" | "http3" => {
             return Err(format!(
-                "reverse targets with scheme {scheme:?} are not available in flowtap yet (http, https, tls and tcp are)"
+                "reverse targets with scheme {scheme:?} are not available in flowtap yet (http, https, tls, tcp, udp and dns are)"
             ));
         }
         other => return Err(format!("invalid server scheme {other:?}")),
@@ -315,6 +343,8 @@ mod tests {
             "upstream",
             "reverse:tcp://db.internal",
             "reverse:tls://db.internal",
+            "reverse:udp://x",
+            "reverse:dtls://x:443",
             "nonsense",
         ] {
             assert!(ModeSpec::parse(bad).is_err(), "{bad}");
@@ -348,6 +378,62 @@ mod tests {
         assert_eq!(kind("socks5@1080"), "socks5");
         assert_eq!(kind("regular"), "regular");
         assert_eq!(kind(""), "");
+    }
+
+    #[test]
+    fn udp_and_dns_targets_parse_as_mitmproxy_spells_them() {
+        let target = |spec: &str| match ModeSpec::parse(spec).unwrap().mode {
+            Mode::Reverse(target) => target,
+            other => panic!("{spec}: {other:?}"),
+        };
+        let udp = target("reverse:udp://10.0.0.1:5353");
+        assert_eq!(
+            (udp.scheme, udp.host.as_str(), udp.port),
+            ("udp", "10.0.0.1", 5353)
+        );
+        let dns = target("reverse:dns://9.9.9.9");
+        assert_eq!(
+            (dns.scheme, dns.host.as_str(), dns.port),
+            ("dns", "9.9.9.9", 53)
+        );
+        let dns = target("reverse:dns://[::1]:5300/@127.0.0.1:0");
+        assert_eq!(
+            (dns.scheme, dns.host.as_str(), dns.port),
+            ("dns", "::1", 5300)
+        );
+        let e = ModeSpec::parse("reverse:udp://x").unwrap_err().to_string();
+        assert!(e.contains("udp://HOST:PORT"), "{e}");
+        for (spec, udp) in [
+            ("dns", true),
+            ("reverse:dns://1.1.1.1", true),
+            ("reverse:udp://h:1", true),
+            ("reverse:tcp://h:1", false),
+            ("reverse:https://h", false),
+            ("regular", false),
+            ("socks5", false),
+        ] {
+            assert_eq!(ModeSpec::parse(spec).unwrap().mode.is_udp(), udp, "{spec}");
+        }
+        assert!(ModeSpec::parse("reverse:dns://h").unwrap().mode.is_dns());
+        assert!(ModeSpec::parse("dns").unwrap().mode.is_tcp());
+        assert!(!ModeSpec::parse("reverse:udp://h:1").unwrap().mode.is_tcp());
+        assert!(!ModeSpec::parse("reverse:udp://h:53").unwrap().mode.is_dns());
+        // A DNS server listens on port 53 unless told otherwise, as in mitmproxy.
+        assert_eq!(target("reverse:dns://1.1.1.1").scheme, "dns");
+        assert_eq!(
+            ModeSpec::parse("reverse:dns://1.1.1.1")
+                .unwrap()
+                .mode
+                .default_port(),
+            53
+        );
+        assert_eq!(
+            ModeSpec::parse("reverse:udp://h:1")
+                .unwrap()
+                .mode
+                .default_port(),
+            8080
+        );
     }
 
     #[test]

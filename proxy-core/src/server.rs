@@ -27,17 +27,18 @@ pub struct Proxy {
     shared: Arc<Shared>,
 }
 
-/// TCP for the HTTP modes and socks5; UDP for dns.
+/// TCP for the HTTP modes and socks5; UDP for dns, reverse:dns and reverse:udp (with TCP on
+/// the same port for the DNS modes).
 enum Socket {
     Tcp(TcpListener),
-    Udp(Arc<UdpSocket>),
+    Udp(Arc<UdpSocket>, Option<TcpListener>),
 }
 
 impl Socket {
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
         match self {
             Socket::Tcp(listener) => listener.local_addr(),
-            Socket::Udp(socket) => socket.local_addr(),
+            Socket::Udp(socket, _) => socket.local_addr(),
         }
     }
 }
@@ -59,7 +60,10 @@ impl Proxy {
                 source,
             };
             let socket = if listener.spec.mode.is_udp() {
-                Socket::Udp(Arc::new(UdpSocket::bind(addr).await.map_err(bind_error)?))
+                let (udp, tcp) = crate::udp::bind(addr, listener.spec.mode.is_dns())
+                    .await
+                    .map_err(bind_error)?;
+                Socket::Udp(udp, tcp)
             } else {
                 Socket::Tcp(TcpListener::bind(addr).await.map_err(bind_error)?)
             };
@@ -116,8 +120,9 @@ impl Proxy {
         for (socket, spec) in self.sockets {
             match socket {
                 Socket::Tcp(listener) => listeners.push((listener, spec)),
-                Socket::Udp(socket) => {
-                    datagrams.spawn(crate::dns::serve(
+                Socket::Udp(socket, tcp) => {
+                    listeners.extend(tcp.map(|tcp| (tcp, spec.clone())));
+                    datagrams.spawn(crate::udp::serve(
                         socket,
                         self.shared.clone(),
                         spec,

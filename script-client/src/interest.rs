@@ -49,7 +49,7 @@ pub(crate) fn policies_of(config: &Config, scripts: &[ScriptInfo]) -> Vec<(Hook,
     policies
 }
 
-/// Adds the hooks `scripts` declare to `interest`. A WebSocket or TCP flow's end hooks are
+/// Adds the hooks `scripts` declare to `interest`. A WebSocket, TCP or UDP flow's end hooks are
 /// added (observed) whenever a script implements one of its hooks: the worker lets go of the
 /// flow object it keeps for the scripts only at its end.
 pub(crate) fn declare(interest: &Interest, scripts: &[ScriptInfo]) {
@@ -58,7 +58,7 @@ pub(crate) fn declare(interest: &Interest, scripts: &[ScriptInfo]) {
         needs_body: false,
         awaited: false,
     };
-    let families: [(&[Hook], &[Hook]); 2] = [
+    let families: [(&[Hook], &[Hook]); 3] = [
         (
             &[Hook::WebsocketStart, Hook::WebsocketMessage],
             &[Hook::WebsocketEnd],
@@ -66,6 +66,10 @@ pub(crate) fn declare(interest: &Interest, scripts: &[ScriptInfo]) {
         (
             &[Hook::TcpStart, Hook::TcpMessage],
             &[Hook::TcpEnd, Hook::TcpError],
+        ),
+        (
+            &[Hook::UdpStart, Hook::UdpMessage],
+            &[Hook::UdpEnd, Hook::UdpError],
         ),
     ];
     for script in scripts {

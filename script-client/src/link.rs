@@ -388,6 +388,9 @@ impl Link {
             control::Kind::InjectTcp(inject) => {
                 core()?.inject_tcp(&inject.flow_id, inject.to_client, inject.content)
             }
+            control::Kind::InjectUdp(inject) => {
+                core()?.inject_udp(&inject.flow_id, inject.to_client, inject.content)
+            }
             control::Kind::Shutdown(_) => {
                 core()?.shutdown();
                 Ok(())

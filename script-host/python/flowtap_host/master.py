@@ -1,5 +1,7 @@
 """`ctx.master`: commands, addons and shutdown, turned into control messages to the proxy."""
 
+import logging
+
 from mitmproxy import exceptions
 from mitmproxy.flow import Flow
 
@@ -34,6 +36,16 @@ class Commands:
             if isinstance(message, str):
                 message = message.encode()
             host.send_control(flow, "inject_tcp", flow.id, bool(to_client), message)
+            return None
+        if name == "inject.udp":
+            flow, to_client, message = args[:3]
+            from mitmproxy import udp
+            if not isinstance(flow, udp.UDPFlow):
+                logging.getLogger(__name__).warning("Cannot inject UDP messages into non-UDP flows.")
+                return None
+            if isinstance(message, str):
+                message = message.encode()
+            host.send_control(flow, "inject_udp", flow.id, bool(to_client), message)
             return None
         if name == "flow.kill":
             for flow in _flows(args[0]):

@@ -48,7 +48,6 @@ def _iterate_dns(f):
         yield layers.dns.DnsErrorHook(f)
 
 
-# Most specific first: here a UDPFlow is a kind of TCPFlow.
 _ITERATORS = [
     (http.HTTPFlow, _iterate_http),
     (udp.UDPFlow, _iterate_messages(layers.udp, "Udp")),

@@ -59,7 +59,6 @@ FHTTP = _flag("FHTTP", "http", "Match HTTP flows", "is an HTTP Flow", lambda f: 
               (http.HTTPFlow,))
 FWebSocket = _flag("FWebSocket", "websocket", "Match WebSocket flows", "is a Websocket Flow",
                    lambda f: f.websocket is not None, (http.HTTPFlow,))
-# By type name: here a UDPFlow is a kind of TCPFlow.
 FTCP = _flag("FTCP", "tcp", "Match TCP flows", "is a TCP Flow", lambda f: f.type == "tcp",
              (tcp.TCPFlow,))
 FUDP = _flag("FUDP", "udp", "Match UDP flows", "is a UDP Flow", lambda f: True, (udp.UDPFlow,))

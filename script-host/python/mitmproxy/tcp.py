@@ -6,8 +6,10 @@ from . import flow as _flow
 from .connection import Client, Server
 
 
-class TCPMessage:
-    """One chunk received from either side. `content` may be changed in `tcp_message`."""
+class _Message:
+    """One message received from either side (a TCP chunk, a UDP datagram); `content` may be
+    changed in the message hook. The base of `TCPMessage` and `udp.UDPMessage`, which are
+    unrelated classes in mitmproxy."""
 
     def __init__(self, from_client, content, timestamp=None):
         self.from_client = from_client
@@ -32,11 +34,17 @@ class TCPMessage:
         return f"{direction} {self.content!r}"
 
 
-class TCPFlow(_flow.Flow):
-    """A raw TCP relay: `messages` in order of arrival."""
+class TCPMessage(_Message):
+    """One chunk received from either side. `content` may be changed in `tcp_message`."""
 
-    type = "tcp"
-    message_class = TCPMessage
+
+class _MessagesFlow(_flow.Flow):
+    """A relay of messages in order of arrival: the base of `TCPFlow` and `udp.UDPFlow`,
+    which are unrelated classes in mitmproxy (a script's `isinstance(f, tcp.TCPFlow)` is False
+    for a UDP flow)."""
+
+    type = ""
+    message_class = _Message
 
     def __init__(self, client_conn, server_conn, live=False):
         super().__init__(client_conn, server_conn, live)
@@ -64,3 +72,10 @@ class TCPFlow(_flow.Flow):
 
     def __repr__(self):
         return f"<{type(self).__name__} ({len(self.messages)} messages)>"
+
+
+class TCPFlow(_MessagesFlow):
+    """A raw TCP relay: `messages` in order of arrival."""
+
+    type = "tcp"
+    message_class = TCPMessage

@@ -364,6 +364,11 @@ impl Bridge {
                 to_client: item(1)?.extract()?,
                 content: item(2)?.extract::<Vec<u8>>()?.into(),
             }),
+            "inject_udp" => C::InjectUdp(v1::InjectUdp {
+                flow_id: item(0)?.extract()?,
+                to_client: item(1)?.extract()?,
+                content: item(2)?.extract::<Vec<u8>>()?.into(),
+            }),
             "shutdown" => C::Shutdown(true),
             "set_options" => {
                 let values = item(0)?;
