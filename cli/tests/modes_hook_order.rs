@@ -435,8 +435,7 @@ fn regular_tls_passthrough() -> (Vec<String>, Vec<String>) {
         ],
         TLS_BODY,
     );
-    // Not server_disconnected: flowtap does not report the end of a passed-through
-    // connection's server side (a difference; see the modes README).
+    // The passed-through connection's server side is reported first, then the client.
     proxy.wait_for("client_disconnected", 1);
     let got = proxy.stop();
     let https_port = https.port().to_string();

@@ -500,9 +500,15 @@ fn dns_mode_forwards_a_query_where_a_script_points_it() {
 /// (fixtures/mitmproxy-12/dns-reverse-tcp.events.txt).
 #[test]
 fn reverse_dns_mode_takes_dns_over_tcp() {
-    let udp = UdpServer::dns();
-    // The TCP server beside it on the same port, as a DNS server has.
-    let tcp = std::net::TcpListener::bind(udp.addr).expect("the TCP port beside the UDP one");
+    // The TCP server beside the UDP one on the same port, as a DNS server has (another test
+    // may hold that TCP port: then another pair is tried).
+    let (udp, tcp) = (0..20)
+        .find_map(|_| {
+            let udp = UdpServer::dns();
+            let tcp = std::net::TcpListener::bind(udp.addr).ok()?;
+            Some((udp, tcp))
+        })
+        .expect("a port free for both UDP and TCP");
     let answered = tcp_dns_server(tcp);
     let port = udp.addr.port().to_string();
     let replace = [("18186", port.as_str())];

@@ -45,9 +45,9 @@ oplog = logging.getLogger(logs.OPERATIONAL)
 
 CONTINUE, RESPOND, KILL, INTERCEPT = 1, 2, 3, 4
 
-# The TLS hooks the proxy fires (mitmproxy's `next_layer`, `socks5_auth` and the QUIC ones it
-# does not): their subject is a connection hook's, given to scripts as `tls.ClientHelloData` or
-# `tls.TlsData`.
+# The TLS hooks the proxy fires (not mitmproxy's `next_layer` and QUIC ones): their subject is a
+# connection hook's, given to scripts as `tls.ClientHelloData` or `tls.TlsData`. `socks5_auth`'s
+# subject is a connection hook's too, given as `Socks5AuthData`.
 TLS_HOOKS = frozenset({"tls_clienthello", "tls_start_client", "tls_start_server",
                        "tls_established_client", "tls_established_server", "tls_failed_client",
                        "tls_failed_server"})
