@@ -21,6 +21,22 @@ fn tls_echo_origin(cert: &OriginCert) -> Origin {
     Origin::tls_echo(cert)
 }
 
+/// curl to `https://NAME:PORT/PATH` at `addr` (the proxy's listener), trusting flowtap's CA;
+/// the body it got.
+fn curl_tls_as(flowtap: &Flowtap, name: &str, addr: std::net::SocketAddr, path: &str) -> String {
+    let ca = flowtap.confdir().join("flowtap-ca-cert.pem");
+    let port = addr.port();
+    curl(&[
+        "--cacert",
+        ca.to_str().expect("utf-8 path"),
+        "--resolve",
+        &format!("{name}:{port}:{}", addr.ip()),
+        &format!("https://{name}:{port}{path}"),
+    ])
+    .ok()
+    .stdout
+}
+
 fn host_line(body: &str) -> String {
     body.lines()
         .find(|l| l.to_ascii_lowercase().starts_with("host:"))
@@ -80,25 +96,9 @@ fn reverse_mode_to_an_https_target_takes_plain_and_tls_clients() {
     );
 
     // A TLS client that asks for its own name gets a certificate for it from flowtap's CA.
-    let ca = flowtap.confdir().join("flowtap-ca-cert.pem");
-    let port = addr.port();
-    let out = curl(&[
-        "--cacert",
-        ca.to_str().expect("utf-8 path"),
-        "--resolve",
-        &format!("shop.example.test:{port}:127.0.0.1"),
-        &format!("https://shop.example.test:{port}/tls"),
-    ])
-    .ok();
-    assert!(
-        out.stdout.starts_with("GET /tls HTTP/1.1"),
-        "{}",
-        out.stdout
-    );
-    assert_eq!(
-        host_line(&out.stdout),
-        format!("localhost:{}", origin.port())
-    );
+    let body = curl_tls_as(&flowtap, "shop.example.test", addr, "/tls");
+    assert!(body.starts_with("GET /tls HTTP/1.1"), "{body}");
+    assert_eq!(host_line(&body), format!("localhost:{}", origin.port()));
     flowtap.stop();
 }
 
@@ -151,22 +151,9 @@ fn reverse_mode_to_a_tls_target_relays_a_tcp_flow_inside_tls_on_both_sides() {
         cert.ca_path().display()
     );
     let (flowtap, addr) = Flowtap::start(&["--mode", &target, "--set", &trust, "-s", &script]);
-    let ca = flowtap.confdir().join("flowtap-ca-cert.pem");
-    let port = addr.port();
     // A TLS client: its TLS is taken on, the bytes inside go to the server inside TLS.
-    let out = curl(&[
-        "--cacert",
-        ca.to_str().expect("utf-8 path"),
-        "--resolve",
-        &format!("db.example.test:{port}:127.0.0.1"),
-        &format!("https://db.example.test:{port}/inside-tls"),
-    ])
-    .ok();
-    assert!(
-        out.stdout.starts_with("GET /inside-tls HTTP/1.1"),
-        "{}",
-        out.stdout
-    );
+    let body = curl_tls_as(&flowtap, "db.example.test", addr, "/inside-tls");
+    assert!(body.starts_with("GET /inside-tls HTTP/1.1"), "{body}");
     flowtap
         .stdout
         .wait_for("a TCP flow with TLS on both sides", |l| {
@@ -192,21 +179,8 @@ fn reverse_mode_to_an_http_target_takes_tls_clients_and_speaks_plain_http_to_the
     let origin = echo_origin();
     let target = format!("reverse:http://127.0.0.1:{}", origin.port());
     let (flowtap, addr) = Flowtap::start(&["--mode", &target]);
-    let ca = flowtap.confdir().join("flowtap-ca-cert.pem");
-    let port = addr.port();
-    let out = curl(&[
-        "--cacert",
-        ca.to_str().expect("utf-8 path"),
-        "--resolve",
-        &format!("site.example.test:{port}:127.0.0.1"),
-        &format!("https://site.example.test:{port}/over-tls"),
-    ])
-    .ok();
-    assert!(
-        out.stdout.starts_with("GET /over-tls HTTP/1.1"),
-        "{}",
-        out.stdout
-    );
+    let body = curl_tls_as(&flowtap, "site.example.test", addr, "/over-tls");
+    assert!(body.starts_with("GET /over-tls HTTP/1.1"), "{body}");
     flowtap.stdout.wait_for("the flow line, sent as http", |l| {
         l.contains("GET") && l.contains("http://127.0.0.1:") && l.contains("/over-tls")
     });

@@ -114,10 +114,10 @@ impl Shared {
         self.builtins.proxyauth()
     }
 
-    /// A sink keeps flows with their contents (`-w`, the store), so WebSocket and TCP
-    /// messages are recorded even when no script reads them.
-    pub(crate) fn records_contents(&self) -> bool {
-        self.sink_bodies
+    /// A flow's messages must be kept: a sink records flows with their contents (`-w`, the
+    /// store), or a script implements one of the flow type's `hooks`.
+    pub(crate) fn keeps_messages(&self, hooks: &[Hook]) -> bool {
+        self.sink_bodies || hooks.iter().any(|h| self.hooks.interest().wants(*h))
     }
 
     /// The request body must be held in memory: a script or a sink reads it. As in mitmproxy,

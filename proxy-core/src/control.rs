@@ -50,6 +50,25 @@ pub(crate) struct ProxyControl {
     pub(crate) shared: Arc<Shared>,
 }
 
+impl ProxyControl {
+    /// Injects a message into a live WebSocket, TCP or UDP flow.
+    fn inject(
+        &self,
+        flow_id: &str,
+        kind: MessageKind,
+        to_client: bool,
+        content: bytes::Bytes,
+        is_text: bool,
+    ) -> Result<(), String> {
+        let injection = Injection {
+            to_client,
+            content,
+            is_text,
+        };
+        self.shared.live.inject(flow_id, kind, injection)
+    }
+}
+
 impl crate::hooks::CoreControl for ProxyControl {
     fn kill(&self, flow_id: &str) -> Result<(), String> {
         // A flow paused in a hook is released as killed through the hook's own path.
@@ -84,14 +103,7 @@ impl crate::hooks::CoreControl for ProxyControl {
         content: bytes::Bytes,
         is_text: bool,
     ) -> Result<(), String> {
-        let injection = Injection {
-            to_client,
-            content,
-            is_text,
-        };
-        self.shared
-            .live
-            .inject(flow_id, MessageKind::WebSocket, injection)
+        self.inject(flow_id, MessageKind::WebSocket, to_client, content, is_text)
     }
 
     fn inject_tcp(
@@ -100,14 +112,7 @@ impl crate::hooks::CoreControl for ProxyControl {
         to_client: bool,
         content: bytes::Bytes,
     ) -> Result<(), String> {
-        let injection = Injection {
-            to_client,
-            content,
-            is_text: false,
-        };
-        self.shared
-            .live
-            .inject(flow_id, MessageKind::Tcp, injection)
+        self.inject(flow_id, MessageKind::Tcp, to_client, content, false)
     }
 
     fn inject_udp(
@@ -116,14 +121,7 @@ impl crate::hooks::CoreControl for ProxyControl {
         to_client: bool,
         content: bytes::Bytes,
     ) -> Result<(), String> {
-        let injection = Injection {
-            to_client,
-            content,
-            is_text: false,
-        };
-        self.shared
-            .live
-            .inject(flow_id, MessageKind::Udp, injection)
+        self.inject(flow_id, MessageKind::Udp, to_client, content, false)
     }
 
     fn shutdown(&self) {

@@ -77,6 +77,19 @@ pub(crate) fn unconnected_server() -> Connection {
     }
 }
 
+/// A new live TCP or UDP flow (`kind`) between `client` and `server`.
+pub(crate) fn new_stream_flow(kind: &str, client: Connection, server: Connection) -> Flow {
+    Flow {
+        id: new_id(),
+        r#type: kind.into(),
+        client_conn: Some(client),
+        server_conn: Some(server),
+        timestamp_created: now(),
+        live: true,
+        ..Default::default()
+    }
+}
+
 /// A new HTTP flow for a request from `client`.
 pub(crate) fn new_http_flow(client: &Connection, request: Request) -> Flow {
     Flow {

@@ -39,18 +39,9 @@ pub(crate) async fn serve(
     server: Io,
     server_conn: Connection,
 ) {
-    let mut flow = Flow {
-        id: flow::new_id(),
-        r#type: "tcp".into(),
-        client_conn: Some(client_conn.clone()),
-        server_conn: Some(server_conn),
-        timestamp_created: flow::now(),
-        live: true,
-        ..Default::default()
-    };
+    let mut flow = flow::new_stream_flow("tcp", client_conn.clone(), server_conn);
     let registered = shared.live.register(&flow.id);
-    let messages =
-        shared.records_contents() || HOOKS.iter().any(|h| shared.hooks.interest().wants(*h));
+    let messages = shared.keeps_messages(&HOOKS);
     let handed = shared
         .live
         .hand_over(&flow.id, messages.then_some(MessageKind::Tcp));

@@ -209,13 +209,7 @@ async fn open_tunnel(
                     .ok()
                     .flatten(),
             };
-            ctx.owned.push(Upstream {
-                conn: Conn::new(tcp),
-                info: server,
-                key,
-                h2: false,
-                proxied: None,
-            });
+            ctx.owned.push(Upstream::direct(tcp, server, key));
         }
         // Without a server connection yet, the first request makes one.
         ctx.tunnel = Some(target);
@@ -478,13 +472,7 @@ pub(crate) async fn reverse(
                     port,
                     via: None,
                 };
-                ctx.owned.push(Upstream {
-                    conn: Conn::new(io),
-                    info: server,
-                    key,
-                    h2: false,
-                    proxied: None,
-                });
+                ctx.owned.push(Upstream::direct(io, server, key));
             }
             ctx.tunnel = Some(target);
             let _ = http::serve(shared, &mut conn, ctx, stop).await;
@@ -867,13 +855,8 @@ async fn intercept_tls(
         crate::h2::serve(shared, conn, ctx, Box::new(upstream), server, target).await;
         return true;
     }
-    ctx.owned.push(Upstream {
-        conn: Conn::new(Box::new(upstream)),
-        info: server,
-        key,
-        h2: false,
-        proxied: None,
-    });
+    ctx.owned
+        .push(Upstream::direct(Box::new(upstream), server, key));
     ctx.tunnel = Some(target);
     if let Next::Connect(_) = http::serve(shared, &mut conn, ctx, stop).await {
         tracing::debug!("nested CONNECT refused");

@@ -271,18 +271,9 @@ impl UdpFlow {
             host: target.host.clone(),
             port: u32::from(target.port),
         });
-        let mut flow = Flow {
-            id: flow::new_id(),
-            r#type: "udp".into(),
-            client_conn: Some(session.client.clone()),
-            server_conn: Some(server_conn),
-            timestamp_created: flow::now(),
-            live: true,
-            ..Default::default()
-        };
+        let mut flow = flow::new_stream_flow("udp", session.client.clone(), server_conn);
         let registered = shared.live.register(&flow.id);
-        let messages =
-            shared.records_contents() || HOOKS.iter().any(|h| shared.hooks.interest().wants(*h));
+        let messages = shared.keeps_messages(&HOOKS);
         let handed = shared
             .live
             .hand_over(&flow.id, messages.then_some(MessageKind::Udp));

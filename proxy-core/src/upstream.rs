@@ -549,6 +549,18 @@ impl Pool {
 }
 
 impl Upstream {
+    /// A connection made outside the pool (a tunnel's own), over HTTP/1, not to a next proxy
+    /// that takes absolute-form requests.
+    pub(crate) fn direct(io: Io, info: Connection, key: PoolKey) -> Upstream {
+        Upstream {
+            conn: Conn::new(io),
+            info,
+            key,
+            h2: false,
+            proxied: None,
+        }
+    }
+
     /// The server closed the connection (an end of stream is waiting to be read). Only looks:
     /// a connection with bytes waiting is not closed.
     pub(crate) fn closed_by_server(&mut self) -> bool {

@@ -52,8 +52,7 @@ pub(crate) fn is_websocket_response(shared: &Shared, headers: &[Header]) -> bool
 
 /// The relay will read messages, so frames must be parsed.
 pub(crate) fn parses_frames(shared: &Shared) -> bool {
-    shared.config.websocket
-        && (shared.records_contents() || HOOKS.iter().any(|h| shared.hooks.interest().wants(*h)))
+    shared.config.websocket && shared.keeps_messages(&HOOKS)
 }
 
 /// Removes `permessage-deflate` offers from `Sec-WebSocket-Extensions` (the header goes when
