@@ -746,6 +746,7 @@ fn proxy_config(options: &Options) -> anyhow::Result<Config> {
             flowtap_proxy_core::ConnectionStrategy::Eager
         },
         ignore_hosts: options.ignore_hosts.clone(),
+        dns_name_servers: options.dns_name_servers.clone(),
         allow_hosts: options.allow_hosts.clone(),
         tcp_hosts: options.tcp_hosts.clone(),
         websocket: options.websocket,

@@ -22,6 +22,8 @@ pub(crate) struct Options {
     pub(crate) stream_large_bodies: Option<u64>,
     pub(crate) http2: bool,
     pub(crate) ignore_hosts: Vec<String>,
+    /// Name servers for the dns mode's queries other than A/AAAA (`dns_name_servers`).
+    pub(crate) dns_name_servers: Vec<String>,
     pub(crate) allow_hosts: Vec<String>,
     /// Hosts whose tunnels carry raw TCP flows (`tcp_hosts`, `--tcp-hosts`).
     pub(crate) tcp_hosts: Vec<String>,
@@ -90,6 +92,7 @@ impl Default for Options {
             stream_large_bodies: None,
             http2: true,
             ignore_hosts: Vec::new(),
+            dns_name_servers: Vec::new(),
             allow_hosts: Vec::new(),
             tcp_hosts: Vec::new(),
             websocket: true,
@@ -235,6 +238,7 @@ impl Options {
                 },
             ),
             ("ignore_hosts", list(&self.ignore_hosts)),
+            ("dns_name_servers", list(&self.dns_name_servers)),
             ("allow_hosts", list(&self.allow_hosts)),
             ("script_failure", text(&self.script_failure)),
             (
@@ -320,6 +324,9 @@ impl Options {
                 self.stream_large_bodies = value.map(parse_size).transpose()?
             }
             "ignore_hosts" => self.ignore_hosts.push(required(name, value)?.to_string()),
+            "dns_name_servers" => self
+                .dns_name_servers
+                .push(required(name, value)?.to_string()),
             "allow_hosts" => self.allow_hosts.push(required(name, value)?.to_string()),
             "tcp_hosts" => self.tcp_hosts.push(required(name, value)?.to_string()),
             "websocket" => self.websocket = parse_bool(name, value, self.websocket)?,

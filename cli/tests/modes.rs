@@ -833,7 +833,7 @@ fn dns_query(server: std::net::SocketAddr, name: &str, qtype: u16) -> (u8, Vec<V
 }
 
 #[test]
-fn dns_mode_answers_from_scripts_and_the_system_resolver() {
+fn dns_mode_answers_from_scripts_the_system_resolver_and_the_name_server() {
     let dir = tempfile::tempdir().expect("tempdir");
     let script = dir.path().join("dns_spoof.py");
     std::fs::write(
@@ -853,7 +853,11 @@ fn dns_mode_answers_from_scripts_and_the_system_resolver() {
     )
     .expect("write the script");
     let script = script.to_str().expect("utf-8 path");
-    let (flowtap, addr) = Flowtap::start(&["--mode", "dns@0", "-s", script]);
+    // The name server other types go to: it answers every question with 192.0.2.1.
+    let name_server = support::modes::dns_origin();
+    let name_servers = format!("dns_name_servers={name_server}");
+    let (flowtap, addr) =
+        Flowtap::start(&["--mode", "dns@0", "-s", script, "--set", &name_servers]);
 
     let (rcode, answers) = dns_query(addr, "spoofed.test", 28);
     assert_eq!(rcode, 0);
@@ -865,8 +869,11 @@ fn dns_mode_answers_from_scripts_and_the_system_resolver() {
     let (rcode, answers) = dns_query(addr, "localhost", 1);
     assert_eq!(rcode, 0);
     assert!(answers.contains(&vec![127, 0, 0, 1]), "{answers:?}");
-    // Types the proxy does not resolve itself: NOTIMP.
-    assert_eq!(dns_query(addr, "localhost", 16).0, 4);
+    // Types the proxy does not resolve itself go to the name server, as mitmproxy sends them.
+    assert_eq!(
+        dns_query(addr, "localhost", 16),
+        (0, vec![vec![192, 0, 2, 1]])
+    );
 
     let (_, stdout) = flowtap.stop();
     let seen = stdout.join("\n");

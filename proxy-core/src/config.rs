@@ -23,6 +23,10 @@ pub struct Config {
     pub builtins: crate::builtins::BuiltinOptions,
     /// When a tunnel's server connection is opened (`connection_strategy`).
     pub connection_strategy: ConnectionStrategy,
+    /// Name servers (`IP` or `IP:PORT`, port 53 by default) that `--mode dns` sends queries
+    /// other than A/AAAA to (`dns_name_servers`); empty: the system's, from
+    /// `/etc/resolv.conf`.
+    pub dns_name_servers: Vec<String>,
     /// Hosts not to intercept: their CONNECT tunnels are relayed untouched (`--ignore-hosts`).
     pub ignore_hosts: Vec<String>,
     /// The inverse: only these hosts are intercepted (`--allow-hosts`).
@@ -103,6 +107,7 @@ impl Default for Config {
             builtins: crate::builtins::BuiltinOptions::default(),
             connection_strategy: ConnectionStrategy::Eager,
             ignore_hosts: Vec::new(),
+            dns_name_servers: Vec::new(),
             allow_hosts: Vec::new(),
             tcp_hosts: Vec::new(),
             websocket: true,

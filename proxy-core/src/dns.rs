@@ -11,15 +11,16 @@
 //! server over the session's own socket or connection, of the client's transport
 //! (`server_connect`, `server_connected` when it opens, `server_disconnected` at the session's
 //! end), and the server's answer with the query's id is the response; else `--mode dns`
-//! resolves A and AAAA questions with the system resolver (as mitmproxy's DNS mode does) and
-//! answers other types with NOTIMP. `dns_response` runs on the answer before it goes back; a
+//! resolves A and AAAA questions with the system resolver and sends other questions to the
+//! first name server (`dns_name_servers`, else the system's), as mitmproxy's resolver does; with
+//! none known the flow fails. `dns_response` runs on the answer before it goes back; a
 //! flow killed in `dns_request` or `dns_response` is not answered. A query that fails (a script
 //! set `flow.error`, the server cannot be reached or did not answer before the session ended)
 //! gets `dns_error` and, while the client is there, a SERVFAIL answer, as in mitmproxy. The
 //! wire format (RFC 1035) is read and written by `wire`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::{Buf, Bytes};
 use flowtap_proto::v1::{Address, Connection, DnsMessage, DnsResourceRecord, Flow};
@@ -338,6 +339,17 @@ impl<'a> DnsSession<'a> {
         if forwarded.is_some() {
             return self.forward(client, flow, &request).await;
         }
+        if !only_address_lookups(&request) {
+            // As mitmproxy's resolver: other questions go to the first name server.
+            let Some(name_server) = name_server(&self.shared.config.dns_name_servers) else {
+                set_error(&mut flow, "Cannot resolve, dns_name_servers unknown.");
+                return self.fail(flow).await;
+            };
+            if let Some(server) = flow.server_conn.as_mut() {
+                server.address = Some(name_server);
+            }
+            return self.forward(client, flow, &request).await;
+        }
         flow.dns_response = Some(resolve(&request).await);
         self.respond(flow).await;
     }
@@ -455,7 +467,49 @@ impl<'a> DnsSession<'a> {
     }
 }
 
-/// The proxy's own answer: A/AAAA through the system resolver, NOTIMP for other types.
+/// Every question asks for an IPv4 or IPv6 address (class IN): the proxy resolves those itself.
+fn only_address_lookups(request: &DnsMessage) -> bool {
+    !request.questions.is_empty()
+        && request
+            .questions
+            .iter()
+            .all(|q| q.class == CLASS_IN && matches!(q.r#type, TYPE_A | TYPE_AAAA))
+}
+
+/// The first name server of `configured` (`IP` or `IP:PORT`), else of the system's
+/// `/etc/resolv.conf`; port 53 unless given.
+fn name_server(configured: &[String]) -> Option<Address> {
+    let system;
+    let servers = if configured.is_empty() {
+        system = std::fs::read_to_string("/etc/resolv.conf")
+            .map(|text| system_name_servers(&text))
+            .unwrap_or_default();
+        &system[..]
+    } else {
+        configured
+    };
+    let first = servers.first()?;
+    let (host, port) = match first.parse::<SocketAddr>() {
+        Ok(addr) => (addr.ip().to_string(), addr.port()),
+        Err(_) => (first.trim_matches(['[', ']']).to_string(), 53),
+    };
+    Some(Address {
+        host,
+        port: u32::from(port),
+    })
+}
+
+/// The `nameserver` lines of a resolv.conf.
+fn system_name_servers(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .map(|rest| rest.trim().to_string())
+        .filter(|server| !server.is_empty())
+        .collect()
+}
+
+/// The proxy's own answer to A/AAAA questions, through the system resolver (NOTIMP for
+/// other types, which `query` sends to a name server instead).
 async fn resolve(request: &DnsMessage) -> DnsMessage {
     let mut response = DnsMessage {
         query: false,
@@ -498,4 +552,26 @@ async fn resolve(request: &DnsMessage) -> DnsMessage {
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_configured_or_system_name_server_on_port_53_unless_given() {
+        let first = |servers: &[&str]| {
+            let servers: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
+            name_server(&servers).map(|a| (a.host, a.port))
+        };
+        assert_eq!(
+            first(&["10.0.0.2", "10.0.0.3"]),
+            Some(("10.0.0.2".into(), 53))
+        );
+        assert_eq!(first(&["127.0.0.1:5353"]), Some(("127.0.0.1".into(), 5353)));
+        assert_eq!(first(&["[::1]:5353"]), Some(("::1".into(), 5353)));
+        assert_eq!(first(&["::1"]), Some(("::1".into(), 53)));
+        let conf = "# comment\nsearch example\nnameserver 192.0.2.53\nnameserver 192.0.2.54\n";
+        assert_eq!(system_name_servers(conf), ["192.0.2.53", "192.0.2.54"]);
+    }
 }
