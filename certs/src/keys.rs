@@ -97,6 +97,8 @@ impl DualKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rcgen::PublicKeyData;
+    use x509_parser::prelude::FromDer;
 
     /// The bits of the modulus of an RSA SubjectPublicKeyInfo, and its algorithm OID.
     fn spki_info(spki_der: &[u8]) -> (String, usize) {
@@ -115,13 +117,13 @@ mod tests {
     fn rsa_keys_have_the_asked_size_and_load_into_rcgen_and_rustls() {
         let key = DualKey::generate(KeyType::rsa(2048).expect("in range")).expect("generate");
         assert_eq!(key.rcgen.algorithm(), &rcgen::PKCS_RSA_SHA256);
-        let (oid, bits) = spki_info(&key.rcgen.public_key_der());
+        let (oid, bits) = spki_info(&key.rcgen.subject_public_key_info());
         assert_eq!(oid, "1.2.840.113549.1.1.1", "rsaEncryption");
         assert_eq!(bits, 2048);
         assert_eq!(key.rustls.algorithm(), rustls::SignatureAlgorithm::RSA);
         // rustls holds the same key, and it signs.
         let spki = key.rustls.public_key().expect("an RSA public key");
-        assert_eq!(spki.as_ref(), key.rcgen.public_key_der().as_slice());
+        assert_eq!(spki.as_ref(), key.rcgen.subject_public_key_info().as_slice());
         let signer = key
             .rustls
             .choose_scheme(&[rustls::SignatureScheme::RSA_PSS_SHA256])
@@ -145,7 +147,10 @@ mod tests {
             );
             assert!(KeyType::Rsa { bits }.generate().is_err(), "{bits}");
         }
-        assert_eq!(KeyType::rsa(3072).expect("in range").to_string(), "RSA 3072");
+        assert_eq!(
+            KeyType::rsa(3072).expect("in range").to_string(),
+            "RSA 3072"
+        );
         assert_eq!(KeyType::default(), KeyType::EcdsaP256);
     }
 
@@ -153,7 +158,7 @@ mod tests {
     fn ecdsa_stays_the_default_key() {
         let key = DualKey::generate(KeyType::default()).expect("generate");
         assert_eq!(key.rcgen.algorithm(), &rcgen::PKCS_ECDSA_P256_SHA256);
-        let (oid, bits) = spki_info(&key.rcgen.public_key_der());
+        let (oid, bits) = spki_info(&key.rcgen.subject_public_key_info());
         assert_eq!(oid, "1.2.840.10045.2.1", "id-ecPublicKey");
         assert_eq!(bits, 256);
     }
