@@ -123,7 +123,10 @@ mod tests {
         assert_eq!(key.rustls.algorithm(), rustls::SignatureAlgorithm::RSA);
         // rustls holds the same key, and it signs.
         let spki = key.rustls.public_key().expect("an RSA public key");
-        assert_eq!(spki.as_ref(), key.rcgen.subject_public_key_info().as_slice());
+        assert_eq!(
+            spki.as_ref(),
+            key.rcgen.subject_public_key_info().as_slice()
+        );
         let signer = key
             .rustls
             .choose_scheme(&[rustls::SignatureScheme::RSA_PSS_SHA256])

@@ -154,7 +154,9 @@ async fn key_size_makes_the_new_ca_and_the_leaves_rsa() {
     // A later start without key_size keeps the RSA CA; its leaves are P-256 again.
     let again = CertificateAuthority::load_or_create(tmp.path()).expect("load the RSA CA");
     assert_eq!(again.cert_der(), ca.cert_der());
-    let server = again.server_config("localhost", &[]).expect("server config");
+    let server = again
+        .server_config("localhost", &[])
+        .expect("server config");
     let done = handshake(server, client_trusting(ca.cert_der(), &[]), "localhost")
         .await
         .expect("a handshake with a P-256 leaf under the RSA CA");
