@@ -7,8 +7,12 @@
 //! - `flowtap-ca-cert.pem`: the certificate only. Distribute this one.
 //! - `flowtap-ca-cert.cer`: the same bytes, with the extension Android expects.
 //!
-//! Unlike mitmproxy, a CA created by flowtap uses an **ECDSA P-256** key, because rcgen's ring
-//! backend cannot generate RSA keys. An existing mitmproxy CA (RSA) can be used as is with
+//! By default a CA created by flowtap uses an **ECDSA P-256** key, and its leaves share one
+//! P-256 key per process. With mitmproxy's `key_size`, the CA is created with an RSA key of
+//! that size ([`CertificateAuthority::load_or_create_with`]) and leaves are served with an RSA
+//! key of that size generated at start ([`CertificateAuthority::with_leaf_key`]). As in
+//! mitmproxy, the key type only matters when the CA is created: an existing CA file is used
+//! with whatever key it holds. An existing mitmproxy CA (RSA) can be used as is with
 //! [`CertificateAuthority::load_mitmproxy`].
 
 mod files;
@@ -22,6 +26,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::cache::BoundedCache;
 use crate::custom::CustomCerts;
+use crate::keys::{DualKey, KeyType};
 use crate::mint::{self, Host};
 use crate::{CaError, VersionBounds};
 
@@ -52,6 +57,8 @@ pub struct CertificateAuthority {
     custom: CustomCerts,
     /// `tls_version_client_min` / `_max`, as rustls versions.
     client_versions: Vec<&'static SupportedProtocolVersion>,
+    /// The key every minted leaf is served with; None: the process-wide P-256 key.
+    leaf_key: Option<Arc<DualKey>>,
 }
 
 /// What is served to clients besides minted leaves: mitmproxy's `certs` and
@@ -135,20 +142,29 @@ impl std::fmt::Debug for CertificateAuthority {
 }
 
 impl CertificateAuthority {
-    /// Loads the CA from `confdir/flowtap-ca.pem`, creating it on first start.
+    /// Loads the CA from `confdir/flowtap-ca.pem`, creating it with an ECDSA P-256 key on
+    /// first start. The same as [`load_or_create_with`](Self::load_or_create_with) and
+    /// [`KeyType::EcdsaP256`].
+    pub fn load_or_create(confdir: &Path) -> Result<Self, CaError> {
+        Self::load_or_create_with(confdir, KeyType::EcdsaP256)
+    }
+
+    /// Loads the CA from `confdir/flowtap-ca.pem`, creating it with a `key` key on first
+    /// start (mitmproxy's `key_size` makes it RSA). An existing CA is loaded as it is,
+    /// whatever its key type.
     ///
     /// On first start `confdir` is created with mode 0700 if missing, the key file is written
     /// with mode 0600, and the certificate-only files are written next to it. Later
     /// starts rewrite the certificate-only files if they are missing or out of date. Fails if the directory or the
     /// files cannot be created, or if an existing CA file cannot be parsed; an unreadable CA
     /// is never replaced silently.
-    pub fn load_or_create(confdir: &Path) -> Result<Self, CaError> {
+    pub fn load_or_create_with(confdir: &Path, key: KeyType) -> Result<Self, CaError> {
         files::ensure_private_dir(confdir)?;
         let ca_path = confdir.join(CA_FILE);
         if !ca_path.exists() {
-            let created = create_ca_file(&ca_path)?;
+            let created = create_ca_file(&ca_path, key)?;
             if created {
-                tracing::info!(path = %ca_path.display(), "created a new CA");
+                tracing::info!(path = %ca_path.display(), key = %key, "created a new CA");
             }
         }
         let ca = Self::from_file(&ca_path)?;
@@ -204,7 +220,29 @@ impl CertificateAuthority {
             configs: BoundedCache::new(CACHE_CAPACITY),
             custom: CustomCerts::default(),
             client_versions: rustls::DEFAULT_VERSIONS.to_vec(),
+            leaf_key: None,
         })
+    }
+
+    /// This CA serving every minted leaf with one fresh key of type `key`, generated now (for
+    /// RSA, this takes up to seconds). Without this call leaves share the process-wide ECDSA
+    /// P-256 key. Leaves and configs minted before are dropped.
+    pub fn with_leaf_key(self, key: KeyType) -> Result<Self, CaError> {
+        let leaf_key = DualKey::generate(key)?;
+        Ok(Self {
+            leaf_key: Some(Arc::new(leaf_key)),
+            leaves: BoundedCache::new(CACHE_CAPACITY),
+            configs: BoundedCache::new(CACHE_CAPACITY),
+            ..self
+        })
+    }
+
+    /// The key pair minted leaves are served with.
+    fn leaf_key(&self) -> Result<&DualKey, CaError> {
+        match &self.leaf_key {
+            Some(key) => Ok(key),
+            None => mint::leaf_key(),
+        }
     }
 
     /// This CA serving `options`: the `--certs` certificates where they match, and only the
@@ -257,7 +295,7 @@ impl CertificateAuthority {
             Some(custom) => (custom.cert.clone(), custom.key.clone()),
             None => (
                 vec![self.mint(leaf)?, self.cert_der.clone()],
-                mint::leaf_key()?.rustls.clone(),
+                self.leaf_key()?.rustls.clone(),
             ),
         };
         chain.extend(extra_chain.iter().cloned());
@@ -298,7 +336,7 @@ impl CertificateAuthority {
             });
         }
         let params = mint::leaf_params_with(&hosts, leaf.organization())?;
-        let der = params.signed_by(&mint::leaf_key()?.rcgen, &self.issuer)?;
+        let der = params.signed_by(&self.leaf_key()?.rcgen, &self.issuer)?;
         tracing::debug!(names = ?leaf.names(), "minted leaf certificate");
         Ok(self.leaves.insert(leaf.clone(), der.der().clone()))
     }
@@ -329,10 +367,10 @@ impl CertificateAuthority {
     }
 }
 
-/// Generates a CA and writes key + certificate to `path`. Returns false if a concurrent
-/// process created the file first.
-fn create_ca_file(path: &Path) -> Result<bool, CaError> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+/// Generates a CA with a `key` key and writes key (PKCS#8) + certificate to `path`. Returns
+/// false if a concurrent process created the file first.
+fn create_ca_file(path: &Path, key: KeyType) -> Result<bool, CaError> {
+    let key = key.generate()?;
     let cert = mint::ca_params("flowtap")?.self_signed(&key)?;
     let contents = format!("{}{}", key.serialize_pem(), cert.pem());
     files::write_private_new(path, contents.as_bytes())

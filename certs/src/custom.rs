@@ -231,7 +231,9 @@ mod tests {
             let entry = tags
                 .entry(tag.to_string())
                 .or_insert_with(|| {
-                    let key = crate::mint::DualKey::generate().expect("key").rustls;
+                    let key = crate::keys::DualKey::generate(crate::KeyType::EcdsaP256)
+                        .expect("key")
+                        .rustls;
                     Arc::new(CertifiedKey::new(Vec::new(), key))
                 })
                 .clone();

@@ -76,6 +76,15 @@ pub enum CaError {
     /// A TLS version name or a pair of version bounds cannot be used.
     #[error("TLS versions: {0}")]
     TlsVersion(String),
+    /// An RSA key size flowtap cannot use (see [`crate::keys::RSA_BITS`]).
+    #[error(
+        "RSA key size {0} is not supported: flowtap signs with ring, which takes RSA keys of \
+         2048 to 4096 bits"
+    )]
+    KeySize(u32),
+    /// Generating or encoding an RSA key failed.
+    #[error("generating RSA key: {0}")]
+    RsaKey(String),
     /// A DER certificate could not be parsed.
     #[error("parsing certificate: {0}")]
     Parse(String),

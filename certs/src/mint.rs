@@ -6,13 +6,14 @@ use std::sync::{Arc, OnceLock};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::sign::{CertifiedKey, SigningKey, SingleCertAndKey};
 use rustls::{ServerConfig, SupportedProtocolVersion};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 
+use crate::keys::{DualKey, KeyType};
 use crate::{CaError, provider};
 
 /// Days the CA is valid, counted from two days before its creation (as mitmproxy).
@@ -20,30 +21,15 @@ pub(crate) const CA_VALIDITY_DAYS: i64 = 3650;
 /// Days a leaf is valid, counted from two days before minting: stays under Chrome's 200 days.
 pub(crate) const LEAF_VALIDITY_DAYS: i64 = 199;
 
-/// A key pair usable both for signing certificates (rcgen) and in handshakes (rustls).
-pub(crate) struct DualKey {
-    pub(crate) rcgen: KeyPair,
-    pub(crate) rustls: Arc<dyn SigningKey>,
-}
-
-impl DualKey {
-    /// A fresh ECDSA P-256 key pair (rcgen's ring backend cannot generate RSA keys).
-    pub(crate) fn generate() -> Result<Self, CaError> {
-        let rcgen = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(rcgen.serialize_der()));
-        let rustls = provider().key_provider.load_private_key(der)?;
-        Ok(Self { rcgen, rustls })
-    }
-}
-
-/// The one key pair shared by every leaf this process mints, as mitmproxy reuses one key:
-/// generating a key per host would cost more than the signature itself.
+/// The ECDSA P-256 key pair shared by every leaf this process mints (unless a CA was given
+/// its own leaf key), as mitmproxy reuses one key: generating a key per host would cost more
+/// than the signature itself.
 pub(crate) fn leaf_key() -> Result<&'static DualKey, CaError> {
     static LEAF_KEY: OnceLock<DualKey> = OnceLock::new();
     if let Some(key) = LEAF_KEY.get() {
         return Ok(key);
     }
-    let key = DualKey::generate()?;
+    let key = DualKey::generate(KeyType::EcdsaP256)?;
     // A racing thread may have won; its key is kept and ours dropped.
     Ok(LEAF_KEY.get_or_init(|| key))
 }

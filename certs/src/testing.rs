@@ -17,7 +17,8 @@ use rustls::sign::SigningKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::CertificateDer;
 
-use crate::mint::{self, DualKey, Host};
+use crate::keys::{DualKey, KeyType};
+use crate::mint::{self, Host};
 use crate::provider;
 
 /// A self-signed test CA and a leaf it signed for some hosts. The CA certificate is also
@@ -63,7 +64,7 @@ impl OriginCert {
             mint::ca_params(&format!("flowtap test origin CA {id}")).expect("random serial");
         let ca_cert = ca_params.self_signed(&ca_key).expect("self-signing a CA");
         let issuer = Issuer::new(ca_params, ca_key);
-        let leaf_key = DualKey::generate().expect("ring generates P-256 keys");
+        let leaf_key = DualKey::generate(KeyType::EcdsaP256).expect("ring generates P-256 keys");
         let leaf = mint::leaf_params(&hosts)
             .expect("random serial")
             .signed_by(&leaf_key.rcgen, &issuer)

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime};
 
 use flowtap_certs::authority::{CA_FILE, CERT_CER_FILE, CERT_PEM_FILE};
-use flowtap_certs::{CaError, CertificateAuthority, inspect};
+use flowtap_certs::{CaError, CertificateAuthority, KeyType, inspect};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -147,4 +147,30 @@ fn a_ca_file_without_key_is_reported() {
 
 fn path_str(p: &std::path::Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn an_rsa_ca_is_written_private_as_pkcs8_and_reloaded() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let confdir = tmp.path().join("flowtap");
+    let rsa = KeyType::rsa(2048).expect("in range");
+    let ca = CertificateAuthority::load_or_create_with(&confdir, rsa).expect("create CA");
+    assert_eq!(mode(&confdir), 0o700);
+    assert_eq!(mode(ca.ca_path()), 0o600);
+    let key_file = std::fs::read_to_string(ca.ca_path()).expect("read CA file");
+    assert!(key_file.contains("-----BEGIN PRIVATE KEY-----"));
+    let (_, parsed) = x509_parser::parse_x509_certificate(ca.cert_der()).expect("parse");
+    assert_eq!(
+        parsed.public_key().algorithm.algorithm.to_id_string(),
+        "1.2.840.113549.1.1.1",
+        "rsaEncryption"
+    );
+    assert_eq!(
+        parsed.signature_algorithm.algorithm.to_id_string(),
+        "1.2.840.113549.1.1.11",
+        "sha256WithRSAEncryption"
+    );
+    let again = CertificateAuthority::load_or_create(&confdir).expect("reload CA");
+    assert_eq!(again.cert_der(), ca.cert_der());
+    assert_eq!(mode(again.ca_path()), 0o600);
 }

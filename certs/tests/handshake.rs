@@ -3,7 +3,7 @@
 
 mod support;
 
-use flowtap_certs::CertificateAuthority;
+use flowtap_certs::{CertificateAuthority, KeyType};
 use support::{RsaKeyFormat, alpn, client_trusting, handshake};
 
 #[tokio::test]
@@ -125,4 +125,51 @@ fn a_key_from_another_certificate_is_rejected() {
     .expect("write");
     let err = CertificateAuthority::load_mitmproxy(&mixed).expect_err("mismatched key");
     assert!(err.to_string().contains("does not belong"), "{err}");
+}
+
+/// The modulus size of `cert`'s public key when it is RSA, else None.
+fn rsa_bits(cert: &[u8]) -> Option<usize> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).expect("a certificate");
+    match parsed.public_key().parsed().expect("a public key") {
+        x509_parser::public_key::PublicKey::RSA(rsa) => Some(rsa.key_size()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn key_size_makes_the_new_ca_and_the_leaves_rsa() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rsa = KeyType::rsa(3072).expect("in range");
+    let ca = CertificateAuthority::load_or_create_with(tmp.path(), rsa)
+        .and_then(|ca| ca.with_leaf_key(rsa))
+        .expect("create an RSA CA");
+    assert_eq!(rsa_bits(ca.cert_der()), Some(3072));
+    let server = ca.server_config("localhost", &[]).expect("server config");
+    let done = handshake(server, client_trusting(ca.cert_der(), &[]), "localhost")
+        .await
+        .expect("a handshake with an RSA leaf");
+    assert_eq!(rsa_bits(&done.peer_chain[0]), Some(3072));
+    assert_eq!(&done.peer_chain[1], ca.cert_der());
+
+    // A later start without key_size keeps the RSA CA; its leaves are P-256 again.
+    let again = CertificateAuthority::load_or_create(tmp.path()).expect("load the RSA CA");
+    assert_eq!(again.cert_der(), ca.cert_der());
+    let server = again
+        .server_config("localhost", &[])
+        .expect("server config");
+    let done = handshake(server, client_trusting(ca.cert_der(), &[]), "localhost")
+        .await
+        .expect("a handshake with a P-256 leaf under the RSA CA");
+    assert_eq!(rsa_bits(&done.peer_chain[0]), None);
+
+    // An existing P-256 CA stays P-256 when an RSA key is asked for; leaves follow the ask.
+    let ecdsa_dir = tempfile::tempdir().expect("tempdir");
+    let ecdsa = CertificateAuthority::load_or_create(ecdsa_dir.path()).expect("P-256 CA");
+    let kept = CertificateAuthority::load_or_create_with(ecdsa_dir.path(), rsa)
+        .and_then(|ca| ca.with_leaf_key(KeyType::rsa(2048).expect("in range")))
+        .expect("load the P-256 CA");
+    assert_eq!(kept.cert_der(), ecdsa.cert_der());
+    assert_eq!(rsa_bits(kept.cert_der()), None);
+    let leaf = kept.leaf_certificate("localhost").expect("leaf");
+    assert_eq!(rsa_bits(&leaf), Some(2048));
 }

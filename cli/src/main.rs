@@ -677,13 +677,15 @@ fn load_ca(cli: &Cli, options: &Options) -> anyhow::Result<CertificateAuthority>
             CertificateAuthority::load_mitmproxy(&path)
                 .with_context(|| format!("loading the mitmproxy CA from {}", path.display()))?
         }
-        None => CertificateAuthority::load_or_create(&options.confdir).with_context(|| {
+        None => CertificateAuthority::load_or_create_with(&options.confdir, options.tls.ca_key())
+            .with_context(|| {
             format!(
                 "loading or creating the CA in {}",
                 options.confdir.display()
             )
         })?,
     };
+    let ca = options.tls.with_leaf_key(ca)?;
     Ok(ca.with_serve_options(options.tls.serve_options()?)?)
 }
 

@@ -64,8 +64,10 @@ pub(crate) async fn run(
         }),
         archive,
     ]));
-    let ca = Arc::new(flowtap_certs::CertificateAuthority::load_or_create(
+    // A CA created here follows key_size as the proxy's would.
+    let ca = Arc::new(flowtap_certs::CertificateAuthority::load_or_create_with(
         &options.confdir,
+        options.tls.ca_key(),
     )?);
     let replay = ClientReplay::new(
         crate::proxy_config(options)?,

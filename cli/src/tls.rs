@@ -7,12 +7,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use flowtap_certs::{CertSpec, TlsVersion, VersionBounds};
+use flowtap_certs::{CertSpec, CertificateAuthority, KeyType, TlsVersion, VersionBounds};
 use flowtap_proto::v1::option_value::Kind;
 
 use crate::options::{expand_tilde, parse_bool};
 
-/// mitmproxy's default `key_size`: the RSA key size of the CA it creates.
+/// mitmproxy's default `key_size`: the RSA key size of the CA it creates. flowtap reports it
+/// to scripts but, unless `key_size` is set, creates ECDSA P-256 keys (docs/tls.md).
 pub(crate) const DEFAULT_KEY_SIZE: u32 = 2048;
 
 /// The TLS options flowtap acts on, with mitmproxy's names and defaults.
@@ -34,8 +35,9 @@ pub(crate) struct TlsOptions {
     pub(crate) client_versions: VersionBounds,
     /// `tls_version_server_min` / `_max`.
     pub(crate) server_versions: VersionBounds,
-    /// `key_size`: accepted and reported; flowtap's keys are ECDSA P-256 (docs/tls.md).
-    pub(crate) key_size: u32,
+    /// `key_size`, when set: the RSA key size of a CA created on this start and of the leaf
+    /// key. Unset: ECDSA P-256 (docs/tls.md).
+    pub(crate) key_size: Option<u32>,
 }
 
 impl Default for TlsOptions {
@@ -49,7 +51,7 @@ impl Default for TlsOptions {
             trusted_confdir: None,
             client_versions: VersionBounds::default(),
             server_versions: VersionBounds::default(),
-            key_size: DEFAULT_KEY_SIZE,
+            key_size: None,
         }
     }
 }
@@ -88,14 +90,7 @@ impl TlsOptions {
             "tls_version_client_max" => version(name, value).map(|v| self.client_versions.max = v),
             "tls_version_server_min" => version(name, value).map(|v| self.server_versions.min = v),
             "tls_version_server_max" => version(name, value).map(|v| self.server_versions.max = v),
-            "key_size" => value
-                .unwrap_or_default()
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|bits| *bits > 0)
-                .map(|bits| self.key_size = bits)
-                .with_context(|| format!("option key_size: not a key size in bits: {value:?}")),
+            "key_size" => key_size(value).map(|bits| self.key_size = Some(bits)),
             _ => return None,
         };
         Some(result)
@@ -148,22 +143,33 @@ impl TlsOptions {
         Ok(())
     }
 
-    /// Logs what is accepted but not honoured: minimum versions older than TLS 1.2, and a
-    /// `key_size` other than mitmproxy's default.
+    /// Logs what is accepted but not honoured: minimum versions older than TLS 1.2.
     pub(crate) fn warn(&self) {
         for (side, bounds) in self.sides() {
             if let Some(warning) = bounds.warning(&format!("tls_version_{side}_min")) {
                 tracing::warn!("{warning}");
             }
         }
-        if self.key_size != DEFAULT_KEY_SIZE {
-            tracing::warn!(
-                "key_size={} is not applied: flowtap's CA and leaf keys are ECDSA P-256 (about \
-                 the strength of RSA 3072); for an RSA CA, put one made with openssl in the \
-                 confdir as flowtap-ca.pem (docs/tls.md)",
-                self.key_size
-            );
-        }
+    }
+
+    /// The key a CA created on this start gets: RSA of `key_size` bits when it is set, else
+    /// ECDSA P-256.
+    pub(crate) fn ca_key(&self) -> KeyType {
+        self.key_size
+            .map_or(KeyType::EcdsaP256, |bits| KeyType::Rsa { bits })
+    }
+
+    /// `ca` serving its leaves with a fresh RSA key of `key_size` bits when it is set
+    /// (generated now); unchanged otherwise (leaves share the process's P-256 key).
+    pub(crate) fn with_leaf_key(
+        &self,
+        ca: CertificateAuthority,
+    ) -> anyhow::Result<CertificateAuthority> {
+        let Some(bits) = self.key_size else {
+            return Ok(ca);
+        };
+        ca.with_leaf_key(KeyType::Rsa { bits })
+            .with_context(|| format!("generating the RSA {bits} leaf key (key_size)"))
     }
 
     fn sides(&self) -> [(&'static str, VersionBounds); 2] {
@@ -213,9 +219,22 @@ impl TlsOptions {
             ("tls_version_client_max", text(self.client_versions.max)),
             ("tls_version_server_min", text(self.server_versions.min)),
             ("tls_version_server_max", text(self.server_versions.max)),
-            ("key_size", Kind::Int(i64::from(self.key_size))),
+            (
+                "key_size",
+                Kind::Int(i64::from(self.key_size.unwrap_or(DEFAULT_KEY_SIZE))),
+            ),
         ]
     }
+}
+
+/// A `key_size` value: an integer number of bits that flowtap can make an RSA key of.
+fn key_size(value: Option<&str>) -> anyhow::Result<u32> {
+    let text = value.unwrap_or_default().trim();
+    let bits = text
+        .parse::<u32>()
+        .with_context(|| format!("option key_size: not a key size in bits: {text:?}"))?;
+    KeyType::rsa(bits).with_context(|| format!("option key_size={bits}"))?;
+    Ok(bits)
 }
 
 fn version(name: &str, value: Option<&str>) -> anyhow::Result<TlsVersion> {
@@ -250,7 +269,17 @@ mod tests {
         assert!(!o.upstream_cert);
         assert_eq!(o.client_versions.min, TlsVersion::Tls1_3);
         assert_eq!(o.server_versions.max, TlsVersion::Tls1_2);
-        assert_eq!(o.key_size, 4096);
+        assert_eq!(o.key_size, Some(4096));
+        assert_eq!(o.ca_key(), KeyType::Rsa { bits: 4096 });
+        assert_eq!(TlsOptions::default().ca_key(), KeyType::EcdsaP256);
+        for bad in ["100", "8192", "-1", ""] {
+            let err = o
+                .set("key_size", Some(bad))
+                .expect("a TLS option")
+                .expect_err(bad);
+            assert!(format!("{err:#}").contains("key_size"), "{err:#}");
+        }
+        assert_eq!(o.key_size, Some(4096), "a bad value changes nothing");
         assert!(
             o.set("tls_version_server_min", Some("TLS9"))
                 .expect("a TLS option")

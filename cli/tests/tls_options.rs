@@ -4,8 +4,8 @@
 //! server that requires a client certificate, `upstream_cert` copies the server's names into
 //! the minted leaf (and `add_upstream_certs_to_client_chain` appends the server's chain),
 //! `ssl_verify_upstream_trusted_confdir` trusts a directory of CAs, and the
-//! `tls_version_*` bounds hold on both sides. All keys and certificates are minted at test
-//! time.
+//! `tls_version_*` bounds hold on both sides, and `key_size` makes a new CA and the served
+//! leaves RSA of that size. All keys and certificates are minted at test time.
 
 #![allow(missing_docs)]
 
@@ -326,7 +326,7 @@ fn unusable_tls_options_stop_the_start_with_a_clear_error() {
     .expect("write");
     // Option values that do not parse are usage errors (status 2, as other bad `--set`
     // values); files that cannot be used stop the start (status 1).
-    let cases: [(Vec<String>, &str, i32); 4] = [
+    let cases: [(Vec<String>, &str, i32); 7] = [
         (
             vec!["--certs".into(), mismatched.display().to_string()],
             "does not belong",
@@ -350,6 +350,22 @@ fn unusable_tls_options_stop_the_start_with_a_clear_error() {
         (
             vec!["--set".into(), "tls_version_server_min=TLS1_4".into()],
             "not a TLS version",
+            2,
+        ),
+        // mitmproxy's key_size is an RSA size; ring signs with 2048 to 4096 bits only.
+        (
+            vec!["--set".into(), "key_size=100".into()],
+            "option key_size=100",
+            2,
+        ),
+        (
+            vec!["--set".into(), "key_size=8192".into()],
+            "option key_size=8192",
+            2,
+        ),
+        (
+            vec!["--set".into(), "key_size=big".into()],
+            "option key_size: not a key size in bits",
             2,
         ),
     ];
@@ -635,25 +651,17 @@ fn tls_version_bounds_hold_on_both_sides() {
 }
 
 #[test]
-fn key_size_and_old_minimum_versions_are_accepted_with_a_warning() {
+fn old_minimum_versions_are_accepted_with_a_warning() {
     let origin_cert = OriginCert::new(&["localhost"]);
     let origin = Origin::tls(&origin_cert, HELLO);
-    // The warnings come before the "listening at" line that `start` waits for.
+    // The warning comes before the "listening at" line that `start` waits for.
     let (flowtap, addr) = Flowtap::start(&[
-        "--set",
-        "key_size=4096",
         "--set",
         "tls_version_client_min=TLS1",
         "--set",
         &trust(&origin_cert),
     ]);
     let lines = flowtap.stderr.all();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("key_size=4096 is not applied") && l.contains("ECDSA P-256")),
-        "{lines:?}"
-    );
     assert!(
         lines
             .iter()
@@ -671,4 +679,121 @@ fn key_size_and_old_minimum_versions_are_accepted_with_a_warning() {
     .expect("a TLS 1.2 client handshake");
     assert!(served.response.ends_with("hello"), "{}", served.response);
     flowtap.stop();
+}
+
+/// `openssl x509 -noout -text` of the PEM certificate(s) in `pem` (the first one).
+fn openssl_text(dir: &Path, name: &str, pem: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, pem).expect("write the PEM");
+    let output = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&path)
+        .output()
+        .expect("run openssl (these tests need it on PATH)");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// curl through `proxy` to `https://localhost:PORT/`, trusting only `ca_pem_file`; returns
+/// the body and the PEM of the leaf curl was served (curl's `%{certs}`, OpenSSL backend).
+fn curl_leaf(proxy: SocketAddr, port: u16, ca_pem_file: &Path) -> (String, String) {
+    const MARK: &str = "\n--certs--\n";
+    let out = curl(&[
+        "--proxy",
+        &format!("http://{proxy}"),
+        "--cacert",
+        ca_pem_file.to_str().expect("utf-8 path"),
+        "-w",
+        &format!("{MARK}%{{certs}}"),
+        &format!("https://localhost:{port}/"),
+    ])
+    .ok();
+    let (body, certs) = out
+        .stdout
+        .split_once(MARK)
+        .expect("curl wrote the certificates");
+    let begin = certs
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("the leaf's PEM in curl's %{certs}");
+    let end = certs[begin..]
+        .find("-----END CERTIFICATE-----")
+        .expect("the end of the leaf's PEM")
+        + begin
+        + "-----END CERTIFICATE-----".len();
+    (body.to_string(), format!("{}\n", &certs[begin..end]))
+}
+
+#[test]
+fn key_size_makes_a_new_ca_and_the_served_leaves_rsa_of_that_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin_cert = OriginCert::new(&["localhost"]);
+    let origin = Origin::tls(&origin_cert, HELLO);
+    let (mut first, addr) =
+        Flowtap::start(&["--set", "key_size=3072", "--set", &trust(&origin_cert)]);
+    let confdir = first.confdir().to_path_buf();
+    let ca_cert_file = confdir.join("flowtap-ca-cert.pem");
+
+    let (body, leaf) = curl_leaf(addr, origin.port(), &ca_cert_file);
+    assert_eq!(body, "hello");
+    let leaf_text = openssl_text(dir.path(), "leaf1.pem", &leaf);
+    assert!(leaf_text.contains("rsaEncryption"), "{leaf_text}");
+    assert!(leaf_text.contains("Public-Key: (3072 bit)"), "{leaf_text}");
+
+    // The CA file: its certificate and its private key are RSA 3072, and only we can read it.
+    let ca_file = confdir.join("flowtap-ca.pem");
+    let ca_pem = std::fs::read_to_string(&ca_file).expect("read the CA file");
+    let ca_text = openssl_text(dir.path(), "ca.pem", &ca_pem);
+    assert!(ca_text.contains("Public-Key: (3072 bit)"), "{ca_text}");
+    let key = std::process::Command::new("openssl")
+        .args(["pkey", "-noout", "-text", "-in"])
+        .arg(&ca_file)
+        .output()
+        .expect("run openssl");
+    let key_text = String::from_utf8_lossy(&key.stdout);
+    assert!(key_text.contains("Private-Key: (3072 bit"), "{key_text}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&ca_file)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    first.terminate();
+    assert!(first.wait_exit(WAIT).success());
+
+    // A second start on the same confdir without key_size keeps the RSA CA (its certificate
+    // is unchanged) and serves leaves under it, with flowtap's default P-256 leaf key.
+    let confdir_dir = std::mem::replace(&mut first.confdir, tempfile::tempdir().expect("tempdir"));
+    let mut child = std::process::Command::new(support::binary())
+        .args(["-p", "0", "--set", &trust(&origin_cert), "--set"])
+        .arg(format!("confdir={}", confdir.display()))
+        .env_remove("FLOWTAP_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start flowtap again");
+    let second = Flowtap {
+        stdout: support::Lines::collect(child.stdout.take().expect("piped")),
+        stderr: support::Lines::collect(child.stderr.take().expect("piped")),
+        child,
+        confdir: confdir_dir,
+    };
+    let addr = second.listening_at();
+    assert_eq!(
+        std::fs::read_to_string(&ca_file).expect("read the CA file"),
+        ca_pem,
+        "the CA is kept"
+    );
+    let (body, leaf) = curl_leaf(addr, origin.port(), &ca_cert_file);
+    assert_eq!(body, "hello");
+    let leaf_text = openssl_text(dir.path(), "leaf2.pem", &leaf);
+    assert!(leaf_text.contains("id-ecPublicKey"), "{leaf_text}");
+    assert!(
+        leaf_text.contains("sha256WithRSAEncryption"),
+        "signed by the RSA CA: {leaf_text}"
+    );
+    let (status, _) = second.stop();
+    assert!(status.success(), "{status}");
 }
