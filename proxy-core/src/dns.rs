@@ -477,14 +477,15 @@ fn only_address_lookups(request: &DnsMessage) -> bool {
 }
 
 /// The first name server of `configured` (`IP` or `IP:PORT`), else of the system's
-/// `/etc/resolv.conf`; port 53 unless given.
+/// `/etc/resolv.conf` (read once per process, as mitmproxy caches it); port 53 unless given.
 fn name_server(configured: &[String]) -> Option<Address> {
-    let system;
+    static SYSTEM: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let servers = if configured.is_empty() {
-        system = std::fs::read_to_string("/etc/resolv.conf")
-            .map(|text| system_name_servers(&text))
-            .unwrap_or_default();
-        &system[..]
+        SYSTEM.get_or_init(|| {
+            std::fs::read_to_string("/etc/resolv.conf")
+                .map(|text| system_name_servers(&text))
+                .unwrap_or_default()
+        })
     } else {
         configured
     };

@@ -646,10 +646,8 @@ fn build_request(request: &Request, body: Option<Body>) -> Result<hyper::Request
         "https://{authority}{}",
         String::from_utf8_lossy(&request.path)
     );
-    let body = match body {
-        Some(body) => body,
-        None => buffered_body(request.content.clone(), request.trailers.as_ref()),
-    };
+    let body =
+        body.unwrap_or_else(|| buffered_body(request.content.clone(), request.trailers.as_ref()));
     let mut out = hyper::Request::builder()
         .method(http::Method::from_bytes(&request.method).map_err(|e| e.to_string())?)
         .uri(uri)
@@ -675,10 +673,8 @@ fn build_http1_request(
         Some(_) => format!("{scheme}://{host}{path}"),
         None => path,
     };
-    let body = match body {
-        Some(body) => body,
-        None => buffered_body(request.content.clone(), request.trailers.as_ref()),
-    };
+    let body =
+        body.unwrap_or_else(|| buffered_body(request.content.clone(), request.trailers.as_ref()));
     let mut out = hyper::Request::builder()
         .method(http::Method::from_bytes(&request.method).map_err(|e| e.to_string())?)
         .uri(uri)

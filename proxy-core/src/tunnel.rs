@@ -174,12 +174,7 @@ async fn open_tunnel(
     if conn.buf[0] == 0x16 {
         // The name the client asks for may be ignored where the CONNECT target was not: then
         // the tunnel is relayed untouched, the server's own certificate in place.
-        let hello = tokio::time::timeout(
-            shared.config.tls_handshake_timeout,
-            client_hello_name(&mut conn),
-        );
-        let Ok(sni) = hello.await else {
-            tracing::info!(client = ?ctx.client.peername, "the ClientHello did not arrive within tls_handshake_timeout");
+        let Some(sni) = client_hello_in_time(shared, &mut conn, &ctx.client).await else {
             return false;
         };
         if let Some(sni) = sni
@@ -616,6 +611,20 @@ async fn relay(
     }
 }
 
+/// [`client_hello_name`] within `tls_handshake_timeout`; None (logged) when it is too slow.
+async fn client_hello_in_time(
+    shared: &Shared,
+    conn: &mut Conn<Io>,
+    client: &Connection,
+) -> Option<Option<String>> {
+    let hello = tokio::time::timeout(shared.config.tls_handshake_timeout, client_hello_name(conn));
+    let sni = hello.await;
+    if sni.is_err() {
+        tracing::info!(client = ?client.peername, "the ClientHello did not arrive within tls_handshake_timeout");
+    }
+    sni.ok()
+}
+
 /// Reads until the client's ClientHello record is whole (within the idle deadline and one
 /// record's size) and returns the server name it asks for, if any.
 async fn client_hello_name(conn: &mut Conn<Io>) -> Option<String> {
@@ -673,12 +682,7 @@ async fn intercept_tls(
 ) -> bool {
     if shared.hooks.interest().wants(Hook::TlsClienthello) {
         // The whole ClientHello for the hook (already read when the SNI was matched).
-        let hello = tokio::time::timeout(
-            shared.config.tls_handshake_timeout,
-            client_hello_name(&mut conn),
-        );
-        let Ok(sni) = hello.await else {
-            tracing::info!(client = ?ctx.client.peername, "the ClientHello did not arrive within tls_handshake_timeout");
+        let Some(sni) = client_hello_in_time(shared, &mut conn, &ctx.client).await else {
             return false;
         };
         let passthrough = shared
