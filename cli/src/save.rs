@@ -127,11 +127,15 @@ fn strftime_now(pattern: &str) -> String {
     }
 }
 
+/// Opens (creating it readable by its owner only, 0600: it holds whole flows) the file `-w` or
+/// `save_stream_file` writes to. An existing file keeps its mode.
 fn open_file(path: &Path, append: bool) -> anyhow::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     OpenOptions::new()
+        .mode(0o600)
         .create(true)
         .write(true)
         .append(append)
@@ -211,6 +215,19 @@ impl FlowSink for HarDump {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_flow_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub").join("flows.mitm");
+        drop(open_file(&path, false).expect("open"));
+        let mode = std::fs::metadata(&path)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     #[test]
     fn strftime_patterns_take_the_local_time() {
